@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine for the engine: installs the Debian packages it builds with, then
+# configures (Ninja) and builds into ./build. The CUDA toolkit, when present under /usr/local/cuda, is used
+# for the CUDA backend (ENGINE_CUDA=AUTO); pass extra CMake flags in ENGINE_CMAKE_ARGS.
+#   scripts/setup.sh                 install + configure + build
+#   ENGINE_CMAKE_ARGS="-DENGINE_CUDA=OFF" scripts/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libboost-dev           # Boost.DLL (header-only with BOOST_DLL_USE_STD_FS)
+  nlohmann-json3-dev libspdlog-dev libfmt-dev libtomlplusplus-dev
+  libgtest-dev libgmock-dev
+  libopenblas-dev        # CPU GEMM
+  libpcre2-dev           # tokenizer pre-tokenizer regexes
+  libgloo-dev            # CPU collectives
+  libdlpack-dev          # DLTensor, the raw tensor view of the plugin ABI
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=()
+  [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+build_dir=${ENGINE_BUILD_DIR:-build}
+# shellcheck disable=SC2086
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release ${ENGINE_CMAKE_ARGS:-}
+cmake --build "$build_dir"
+echo "setup: built into $build_dir (engine: $build_dir/bin/engine)"
