@@ -1,0 +1,96 @@
+// Device: where tensor memory lives and kernels run. The CPU device is always present; the CUDA device comes
+// from kernels/cuda behind the same interface. Each device owns its allocator (with current/peak statistics)
+// and its execution resources (the CPU thread pool; CUDA streams and handles).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "engine/abi/engine.h"
+
+namespace engine::cpu {
+class ThreadPool;
+}
+
+namespace engine::rt {
+
+enum class DeviceType : uint32_t { CPU = ENG_DEVICE_CPU, CUDA = ENG_DEVICE_CUDA };
+
+const char* device_type_name(DeviceType type);
+
+struct MemoryStats {
+  int64_t current_bytes = 0;  // bytes held by live allocations
+  int64_t peak_bytes = 0;     // high-water mark of current_bytes since the last reset_peak
+  int64_t allocations = 0;    // allocate() calls so far
+};
+
+class Device {
+ public:
+  virtual ~Device() = default;
+  virtual DeviceType type() const = 0;
+  virtual int index() const = 0;
+
+  // Memory through the device's caching allocator. allocate(0) returns a valid unique pointer or nullptr.
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void deallocate(void* ptr, size_t bytes) = 0;
+  virtual MemoryStats memory_stats() const = 0;
+  virtual void reset_peak_memory() = 0;
+  virtual size_t total_memory() const = 0;  // physical memory of the device (for `engine plan`)
+
+  // Copies between this device's memory and host memory, and within the device; synchronous.
+  virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_from_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_within(void* dst, const void* src, size_t bytes) = 0;
+  virtual void fill_zero(void* dst, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+
+  // The CPU device's thread pool (nullptr on other devices).
+  virtual cpu::ThreadPool* thread_pool() { return nullptr; }
+  // The CUDA stream (nullptr on the CPU).
+  virtual void* stream() { return nullptr; }
+};
+
+// Tracks current and peak bytes; shared by device implementations.
+class MemoryCounter {
+ public:
+  void on_allocate(size_t bytes);
+  void on_deallocate(size_t bytes);
+  MemoryStats stats() const;
+  void reset_peak();
+
+ private:
+  std::atomic<int64_t> current_{0};
+  std::atomic<int64_t> peak_{0};
+  std::atomic<int64_t> allocations_{0};
+};
+
+// The host CPU: 64-byte aligned allocations, a ThreadPool of `threads` workers (<= 0: all cores).
+class CpuDevice final : public Device {
+ public:
+  explicit CpuDevice(int threads = 0);
+  ~CpuDevice() override;
+  DeviceType type() const override { return DeviceType::CPU; }
+  int index() const override { return 0; }
+  void* allocate(size_t bytes) override;
+  void deallocate(void* ptr, size_t bytes) override;
+  MemoryStats memory_stats() const override { return counter_.stats(); }
+  void reset_peak_memory() override { counter_.reset_peak(); }
+  size_t total_memory() const override;
+  void copy_to_host(void* dst, const void* src, size_t bytes) override;
+  void copy_from_host(void* dst, const void* src, size_t bytes) override;
+  void copy_within(void* dst, const void* src, size_t bytes) override;
+  void fill_zero(void* dst, size_t bytes) override;
+  void synchronize() override {}
+  cpu::ThreadPool* thread_pool() override { return pool_.get(); }
+
+ private:
+  MemoryCounter counter_;
+  std::unique_ptr<cpu::ThreadPool> pool_;
+};
+
+// The process-wide CPU device (created on first use with ENGINE_NUM_THREADS or all cores).
+CpuDevice& cpu_device();
+
+}  // namespace engine::rt

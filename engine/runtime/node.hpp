@@ -1,0 +1,32 @@
+// Node: one differentiable op as the autograd tape records it.
+//
+// Each built-in op (engine/runtime/ops/*) and each plugin-registered custom op is a Node subclass that holds
+// its attributes (eps, rope config, dropout seed, ...). The tape calls forward() once when the op runs and
+// again when activation checkpointing replays a block, so forward() must be a pure function of its inputs
+// and attributes (dropout derives its mask from a seed stored in the node). forward() keeps what backward()
+// needs when `save` is true; release_saved() drops it once backward is done or the block is checkpointed.
+#pragma once
+
+#include <vector>
+
+#include "engine/runtime/tensor.hpp"
+
+namespace engine::rt {
+
+class Node {
+ public:
+  virtual ~Node() = default;
+  virtual const char* name() const = 0;
+
+  // inputs -> outputs. Undefined input tensors stand for absent optional inputs.
+  virtual std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) = 0;
+
+  // grad_outputs[i] is the gradient of outputs[i] (undefined: zero / unused). Returns one entry per input:
+  // its gradient, or an undefined tensor where needs_grad[i] is false or the input is not differentiable.
+  virtual std::vector<Tensor> backward(const std::vector<Tensor>& grad_outputs, const std::vector<bool>& needs_grad) = 0;
+
+  // Drops the tensors saved for backward.
+  virtual void release_saved() = 0;
+};
+
+}  // namespace engine::rt

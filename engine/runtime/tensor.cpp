@@ -1,0 +1,343 @@
+#include "engine/runtime/tensor.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "engine/core/error.hpp"
+#include "engine/core/float16.hpp"
+
+namespace engine::rt {
+
+// ---- Dims ----------------------------------------------------------------------------------------------
+
+Dims::Dims(std::initializer_list<int64_t> values) {
+  if (values.size() > static_cast<size_t>(kMaxDims)) fail("tensor rank {} exceeds the maximum {}", values.size(), kMaxDims);
+  ndim = static_cast<int>(values.size());
+  int i = 0;
+  for (int64_t v : values) d[static_cast<size_t>(i++)] = v;
+}
+
+Dims Dims::from(const int64_t* values, int n) {
+  if (n < 0 || n > kMaxDims) fail("tensor rank {} is outside 0..{}", n, kMaxDims);
+  Dims r;
+  r.ndim = n;
+  for (int i = 0; i < n; ++i) r[i] = values[i];
+  return r;
+}
+
+Dims Dims::from(const std::vector<int64_t>& values) { return from(values.data(), static_cast<int>(values.size())); }
+
+int64_t Dims::numel() const {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; ++i) n *= d[static_cast<size_t>(i)];
+  return n;
+}
+
+bool Dims::operator==(const Dims& o) const {
+  if (ndim != o.ndim) return false;
+  for (int i = 0; i < ndim; ++i)
+    if ((*this)[i] != o[i]) return false;
+  return true;
+}
+
+std::string Dims::str() const {
+  std::string s = "(";
+  for (int i = 0; i < ndim; ++i) {
+    if (i) s += ", ";
+    s += std::to_string((*this)[i]);
+  }
+  return s + (ndim == 1 ? ",)" : ")");
+}
+
+Dims contiguous_strides(const Dims& shape) {
+  Dims s;
+  s.ndim = shape.ndim;
+  int64_t acc = 1;
+  for (int i = shape.ndim - 1; i >= 0; --i) {
+    s[i] = acc;
+    acc *= shape[i];
+  }
+  return s;
+}
+
+// ---- Storage -------------------------------------------------------------------------------------------
+
+Storage::Storage(Device& device, size_t bytes) : device_(&device), data_(device.allocate(bytes)), bytes_(bytes) {}
+
+Storage::Storage(Device& device, void* data, size_t bytes, std::shared_ptr<void> keep_alive)
+    : device_(&device), data_(data), bytes_(bytes), keep_alive_(std::move(keep_alive)) {}
+
+Storage::~Storage() {
+  if (!keep_alive_) device_->deallocate(data_, bytes_);
+}
+
+// ---- element conversion for copies ---------------------------------------------------------------------
+
+namespace {
+
+double load_as_double(const std::byte* p, DType t) {
+  switch (t) {
+    case ENG_F32: { float v; std::memcpy(&v, p, 4); return v; }
+    case ENG_F64: { double v; std::memcpy(&v, p, 8); return v; }
+    case ENG_BF16: { uint16_t v; std::memcpy(&v, p, 2); return bf16_to_f32(v); }
+    case ENG_F16: { uint16_t v; std::memcpy(&v, p, 2); return f16_to_f32(v); }
+    case ENG_I32: { int32_t v; std::memcpy(&v, p, 4); return v; }
+    case ENG_I64: { int64_t v; std::memcpy(&v, p, 8); return static_cast<double>(v); }
+    case ENG_U8: return static_cast<double>(*reinterpret_cast<const uint8_t*>(p));
+    case ENG_I8: return static_cast<double>(*reinterpret_cast<const int8_t*>(p));
+    case ENG_BOOL: return *reinterpret_cast<const uint8_t*>(p) ? 1.0 : 0.0;
+    default: fail("unknown dtype code {}", t);
+  }
+}
+
+void store_from_double(std::byte* p, DType t, double x) {
+  switch (t) {
+    case ENG_F32: { float v = static_cast<float>(x); std::memcpy(p, &v, 4); return; }
+    case ENG_F64: { std::memcpy(p, &x, 8); return; }
+    case ENG_BF16: { uint16_t v = f32_to_bf16(static_cast<float>(x)); std::memcpy(p, &v, 2); return; }
+    case ENG_F16: { uint16_t v = f32_to_f16(static_cast<float>(x)); std::memcpy(p, &v, 2); return; }
+    case ENG_I32: { int32_t v = static_cast<int32_t>(x); std::memcpy(p, &v, 4); return; }
+    case ENG_I64: { int64_t v = static_cast<int64_t>(x); std::memcpy(p, &v, 8); return; }
+    case ENG_U8: *reinterpret_cast<uint8_t*>(p) = static_cast<uint8_t>(x); return;
+    case ENG_I8: *reinterpret_cast<int8_t*>(p) = static_cast<int8_t>(x); return;
+    case ENG_BOOL: *reinterpret_cast<uint8_t*>(p) = x != 0.0; return;
+    default: fail("unknown dtype code {}", t);
+  }
+}
+
+// Copies every element of src (any strides) into dst (any strides, same shape), converting dtypes. CPU only.
+void strided_copy_cpu(const Tensor& dst, const Tensor& src) {
+  const Dims& shape = src.shape();
+  const int64_t n = shape.numel();
+  if (n == 0) return;
+  const size_t ss = src.element_size(), ds = dst.element_size();
+  if (src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous()) {
+    std::memmove(dst.raw_data(), src.raw_data(), static_cast<size_t>(n) * ss);
+    return;
+  }
+  const auto* sbase = static_cast<const std::byte*>(src.raw_data());
+  auto* dbase = static_cast<std::byte*>(dst.raw_data());
+  const int nd = shape.ndim;
+  std::array<int64_t, kMaxDims> idx{};
+  for (int64_t k = 0; k < n; ++k) {
+    int64_t so = 0, dof = 0;
+    for (int i = 0; i < nd; ++i) {
+      so += idx[static_cast<size_t>(i)] * src.strides()[i];
+      dof += idx[static_cast<size_t>(i)] * dst.strides()[i];
+    }
+    const std::byte* sp = sbase + so * static_cast<int64_t>(ss);
+    std::byte* dp = dbase + dof * static_cast<int64_t>(ds);
+    if (src.dtype() == dst.dtype())
+      std::memcpy(dp, sp, ss);
+    else
+      store_from_double(dp, dst.dtype(), load_as_double(sp, src.dtype()));
+    for (int i = nd - 1; i >= 0; --i) {
+      if (++idx[static_cast<size_t>(i)] < shape[i]) break;
+      idx[static_cast<size_t>(i)] = 0;
+    }
+  }
+}
+
+std::shared_ptr<TensorImpl> make_impl(const Dims& shape, DType dtype, Device& device) {
+  for (int i = 0; i < shape.ndim; ++i)
+    if (shape[i] < 0) fail("negative dimension in shape {}", shape.str());
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(device, static_cast<size_t>(shape.numel()) * dtype_size(dtype));
+  impl->shape = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->dtype = dtype;
+  return impl;
+}
+
+}  // namespace
+
+// ---- Tensor --------------------------------------------------------------------------------------------
+
+Tensor Tensor::empty(const Dims& shape, DType dtype, Device& device) { return Tensor(make_impl(shape, dtype, device)); }
+
+Tensor Tensor::zeros(const Dims& shape, DType dtype, Device& device) {
+  Tensor t = empty(shape, dtype, device);
+  device.fill_zero(t.raw_data(), t.nbytes());
+  return t;
+}
+
+Tensor Tensor::full(const Dims& shape, DType dtype, Device& device, double value) {
+  const int64_t n = shape.numel();
+  std::vector<std::byte> host(static_cast<size_t>(n) * dtype_size(dtype));
+  for (int64_t i = 0; i < n; ++i) store_from_double(host.data() + i * static_cast<int64_t>(dtype_size(dtype)), dtype, value);
+  return from_host(shape, dtype, device, host.data(), host.size());
+}
+
+Tensor Tensor::from_host(const Dims& shape, DType dtype, Device& device, const void* data, size_t bytes) {
+  const size_t expect = static_cast<size_t>(shape.numel()) * dtype_size(dtype);
+  if (bytes != expect)
+    fail("tensor data of {} bytes does not match shape {} of {} ({} bytes)", bytes, shape.str(), dtype_name(dtype),
+         expect);
+  Tensor t = empty(shape, dtype, device);
+  device.copy_from_host(t.raw_data(), data, bytes);
+  return t;
+}
+
+int64_t Tensor::dim(int i) const {
+  const int n = ndim();
+  const int j = i < 0 ? i + n : i;
+  if (j < 0 || j >= n) fail("dimension {} is out of range for a tensor of rank {}", i, n);
+  return impl_->shape[j];
+}
+
+bool Tensor::is_contiguous() const {
+  int64_t expect = 1;
+  for (int i = ndim() - 1; i >= 0; --i) {
+    if (impl_->shape[i] != 1 && impl_->strides[i] != expect) return false;
+    expect *= impl_->shape[i];
+  }
+  return true;
+}
+
+void* Tensor::raw_data() const {
+  return static_cast<std::byte*>(impl_->storage->data()) + impl_->offset * static_cast<int64_t>(element_size());
+}
+
+Tensor Tensor::view(const Dims& shape) const {
+  if (!is_contiguous()) fail("view {} of a non-contiguous tensor {}: make it contiguous first", shape.str(), describe());
+  Dims s = shape;
+  int infer = -1;
+  int64_t known = 1;
+  for (int i = 0; i < s.ndim; ++i) {
+    if (s[i] == -1) {
+      if (infer >= 0) fail("view {}: only one dimension may be -1", shape.str());
+      infer = i;
+    } else {
+      known *= s[i];
+    }
+  }
+  if (infer >= 0) {
+    if (known == 0 || numel() % known != 0) fail("view {} does not fit a tensor of {} elements", shape.str(), numel());
+    s[infer] = numel() / known;
+  }
+  if (s.numel() != numel()) fail("view {} has {} elements but the tensor {} has {}", s.str(), s.numel(), describe(), numel());
+  auto impl = std::make_shared<TensorImpl>(*impl_);
+  impl->autograd.reset();
+  impl->shape = s;
+  impl->strides = contiguous_strides(s);
+  return Tensor(impl);
+}
+
+Tensor Tensor::transposed(int dim0, int dim1) const {
+  const int n = ndim();
+  const int a = dim0 < 0 ? dim0 + n : dim0, b = dim1 < 0 ? dim1 + n : dim1;
+  if (a < 0 || a >= n || b < 0 || b >= n) fail("transpose({}, {}) of a tensor of rank {}", dim0, dim1, n);
+  auto impl = std::make_shared<TensorImpl>(*impl_);
+  impl->autograd.reset();
+  std::swap(impl->shape[a], impl->shape[b]);
+  std::swap(impl->strides[a], impl->strides[b]);
+  return Tensor(impl);
+}
+
+Tensor Tensor::sliced(int dim, int64_t start, int64_t end) const {
+  const int n = ndim();
+  const int d = dim < 0 ? dim + n : dim;
+  if (d < 0 || d >= n) fail("slice along dimension {} of a tensor of rank {}", dim, n);
+  if (start < 0 || end < start || end > impl_->shape[d])
+    fail("slice [{}, {}) is outside dimension {} of size {}", start, end, d, impl_->shape[d]);
+  auto impl = std::make_shared<TensorImpl>(*impl_);
+  impl->autograd.reset();
+  impl->offset += start * impl->strides[d];
+  impl->shape[d] = end - start;
+  return Tensor(impl);
+}
+
+Tensor Tensor::detached() const {
+  auto impl = std::make_shared<TensorImpl>(*impl_);
+  impl->autograd.reset();
+  return Tensor(impl);
+}
+
+Tensor Tensor::contiguous() const {
+  if (is_contiguous()) return *this;
+  return clone();
+}
+
+Tensor Tensor::clone() const {
+  Tensor t = empty(shape(), dtype(), device());
+  t.copy_from(*this);
+  return t;
+}
+
+Tensor Tensor::to(DType target) const {
+  if (target == dtype()) return *this;
+  Tensor t = empty(shape(), target, device());
+  t.copy_from(*this);
+  return t;
+}
+
+Tensor Tensor::to_device(Device& target) const {
+  if (&target == &device()) return *this;
+  Tensor src = contiguous();
+  std::vector<std::byte> host(src.nbytes());
+  src.copy_to_host(host.data(), host.size());
+  return from_host(shape(), dtype(), target, host.data(), host.size());
+}
+
+void Tensor::copy_to_host(void* dst, size_t bytes) const {
+  if (bytes != nbytes()) fail("copy_to_host: {} bytes requested for {} ({} bytes)", bytes, describe(), nbytes());
+  if (device().type() == DeviceType::CPU) {
+    Tensor view;
+    auto impl = std::make_shared<TensorImpl>();
+    impl->storage = std::make_shared<Storage>(device(), dst, bytes, std::make_shared<int>(0));
+    impl->shape = shape();
+    impl->strides = contiguous_strides(shape());
+    impl->dtype = dtype();
+    strided_copy_cpu(Tensor(impl), *this);
+    return;
+  }
+  Tensor c = contiguous();
+  device().copy_to_host(dst, c.raw_data(), bytes);
+}
+
+std::vector<double> Tensor::to_double_vector() const {
+  Tensor c = to_device(cpu_device()).contiguous();
+  std::vector<double> out(static_cast<size_t>(numel()));
+  const auto* p = static_cast<const std::byte*>(c.raw_data());
+  for (int64_t i = 0; i < numel(); ++i) out[static_cast<size_t>(i)] = load_as_double(p + i * static_cast<int64_t>(element_size()), dtype());
+  return out;
+}
+
+std::vector<float> Tensor::to_float_vector() const {
+  std::vector<double> d = to_double_vector();
+  return {d.begin(), d.end()};
+}
+
+void Tensor::copy_from(const Tensor& src) {
+  if (src.shape() != shape()) fail("copy of {} into {}: shapes differ", src.describe(), describe());
+  if (device().type() == DeviceType::CPU && src.device().type() == DeviceType::CPU) {
+    strided_copy_cpu(*this, src);
+    return;
+  }
+  if (src.dtype() == dtype() && src.is_contiguous() && is_contiguous()) {
+    if (&src.device() == &device()) {
+      device().copy_within(raw_data(), src.raw_data(), nbytes());
+    } else if (src.device().type() == DeviceType::CPU) {
+      device().copy_from_host(raw_data(), src.raw_data(), nbytes());
+    } else if (device().type() == DeviceType::CPU) {
+      src.device().copy_to_host(raw_data(), src.raw_data(), nbytes());
+    } else {
+      fail("copy between two accelerators is not supported");
+    }
+    return;
+  }
+  fail("strided or converting copy from {} to {} needs the device's copy kernel", src.describe(), describe());
+}
+
+double Tensor::item() const {
+  if (numel() != 1) fail("item() of a tensor with {} elements", numel());
+  return to_double_vector()[0];
+}
+
+std::string Tensor::describe() const {
+  if (!defined()) return "undefined tensor";
+  return std::string(dtype_name(dtype())) + " " + shape().str() + " " + device_type_name(device().type());
+}
+
+}  // namespace engine::rt
