@@ -124,9 +124,9 @@ TEST(Float16, KnownValuesAndTies) {
   static_assert(f32_to_f16_bits(1.0f) == 0x3c00);
   EXPECT_EQ(f32_to_f16_bits(65504.0f), 0x7bffu);
   EXPECT_EQ(f32_to_f16_bits(65519.0f), 0x7bffu);
-  EXPECT_EQ(f32_to_f16_bits(65520.0f), 0x7c00u);                     // tie above max: to Inf
-  EXPECT_EQ(f32_to_f16_bits(std::ldexp(1.0f, -25)), 0x0000u);          // tie between 0 and 2^-24: to 0
-  EXPECT_EQ(f32_to_f16_bits(std::ldexp(3.0f, -25)), 0x0002u);          // tie 1.5 * 2^-24: to even 2
+  EXPECT_EQ(f32_to_f16_bits(65520.0f), 0x7c00u);               // tie above max: to Inf
+  EXPECT_EQ(f32_to_f16_bits(std::ldexp(1.0f, -25)), 0x0000u);  // tie between 0 and 2^-24: to 0
+  EXPECT_EQ(f32_to_f16_bits(std::ldexp(3.0f, -25)), 0x0002u);  // tie 1.5 * 2^-24: to even 2
   EXPECT_EQ(f32_to_f16_bits(-std::ldexp(1.0f, -24)), 0x8001u);
   EXPECT_EQ(f32_to_bf16_bits(std::bit_cast<float>(0x3f808000u)), 0x3f80u);  // tie, kept part even: down
   EXPECT_EQ(f32_to_bf16_bits(std::bit_cast<float>(0x3f818000u)), 0x3f82u);  // tie, kept part odd: up

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -29,18 +30,44 @@ T load_at(const std::byte* p) {
 double element(const SafetensorsTensor& t, size_t i) {
   const std::byte* p = t.data + i * dtype_size(t.dtype);
   switch (t.dtype) {
-    case SafetensorsDtype::F32: return load_at<float>(p);
-    case SafetensorsDtype::F64: return load_at<double>(p);
-    case SafetensorsDtype::F16: return f16_bits_to_f32(load_at<uint16_t>(p));
-    case SafetensorsDtype::BF16: return bf16_bits_to_f32(load_at<uint16_t>(p));
-    case SafetensorsDtype::I64: return static_cast<double>(load_at<int64_t>(p));
-    case SafetensorsDtype::I32: return load_at<int32_t>(p);
-    case SafetensorsDtype::I16: return load_at<int16_t>(p);
-    case SafetensorsDtype::I8: return load_at<int8_t>(p);
-    case SafetensorsDtype::U8: return load_at<uint8_t>(p);
-    case SafetensorsDtype::BOOL: return load_at<uint8_t>(p);
-    default: ADD_FAILURE() << "unexpected dtype"; return 0;
+    case SafetensorsDtype::F32:
+      return load_at<float>(p);
+    case SafetensorsDtype::F64:
+      return load_at<double>(p);
+    case SafetensorsDtype::F16:
+      return f16_bits_to_f32(load_at<uint16_t>(p));
+    case SafetensorsDtype::BF16:
+      return bf16_bits_to_f32(load_at<uint16_t>(p));
+    case SafetensorsDtype::I64:
+      return static_cast<double>(load_at<int64_t>(p));
+    case SafetensorsDtype::I32:
+      return load_at<int32_t>(p);
+    case SafetensorsDtype::I16:
+      return load_at<int16_t>(p);
+    case SafetensorsDtype::I8:
+      return load_at<int8_t>(p);
+    case SafetensorsDtype::U8:
+      return load_at<uint8_t>(p);
+    case SafetensorsDtype::BOOL:
+      return load_at<uint8_t>(p);
+    case SafetensorsDtype::U16:
+      return load_at<uint16_t>(p);
+    case SafetensorsDtype::U32:
+      return load_at<uint32_t>(p);
+    case SafetensorsDtype::U64:
+      return static_cast<double>(load_at<uint64_t>(p));
+    case SafetensorsDtype::F8_E5M2:
+      return f16_bits_to_f32(static_cast<uint16_t>(load_at<uint8_t>(p) << 8));
+    case SafetensorsDtype::F8_E4M3: {  // e4m3fn: 1 | 4 (bias 7) | 3, no Inf; the fixture has no NaN
+      const uint8_t b = load_at<uint8_t>(p);
+      const int exponent = (b >> 3) & 0xf, mantissa = b & 7;
+      const double magnitude =
+          exponent == 0 ? std::ldexp(mantissa, -9) : std::ldexp(8 + mantissa, exponent - 10);
+      return (b & 0x80) ? -magnitude : magnitude;
+    }
   }
+  ADD_FAILURE() << "unexpected dtype";
+  return 0;
 }
 
 TEST(SafetensorsFile, ReadsEveryDtypeWrittenByPython) {
@@ -56,7 +83,8 @@ TEST(SafetensorsFile, ReadsEveryDtypeWrittenByPython) {
     ASSERT_TRUE(t.has_value());
     EXPECT_EQ(t->name, name);
     EXPECT_EQ(t->dtype_name, want["dtype"].get<std::string>());
-    EXPECT_EQ(std::vector<int64_t>(t->shape.begin(), t->shape.end()), want["shape"].get<std::vector<int64_t>>());
+    EXPECT_EQ(std::vector<int64_t>(t->shape.begin(), t->shape.end()),
+              want["shape"].get<std::vector<int64_t>>());
     const auto values = want["values"].get<std::vector<double>>();
     ASSERT_EQ(static_cast<size_t>(t->numel()), values.size());
     EXPECT_EQ(t->nbytes, values.size() * dtype_size(t->dtype));
@@ -69,6 +97,8 @@ TEST(SafetensorsFile, ReadsEveryDtypeWrittenByPython) {
   EXPECT_EQ(file.tensor("bf16").engine_dtype, std::optional<eng_dtype>(ENG_BF16));
   EXPECT_EQ(file.tensor("bool").engine_dtype, std::optional<eng_dtype>(ENG_BOOL));
   EXPECT_EQ(file.tensor("i16").engine_dtype, std::nullopt);
+  EXPECT_EQ(file.tensor("f8_e4m3").engine_dtype, std::nullopt);
+  EXPECT_EQ(file.tensor("u64").dtype, SafetensorsDtype::U64);
 }
 
 TEST(SafetensorsFile, ZeroDimensionalAndZeroSizeTensors) {
@@ -155,8 +185,9 @@ const char* kA = R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
 TEST(SafetensorsCorrupt, ValidHandMadeFileOpens) {
   // The corruptions below start from this shape of file; it must itself be valid.
   TempDir dir;
-  testing::write_bytes(dir / "ok.safetensors",
-                       make_file(std::string("{") + kA + R"(,"b":{"dtype":"I8","shape":[],"data_offsets":[8,9]}})", 9));
+  testing::write_bytes(
+      dir / "ok.safetensors",
+      make_file(std::string("{") + kA + R"(,"b":{"dtype":"I8","shape":[],"data_offsets":[8,9]}})", 9));
   const SafetensorsFile f = SafetensorsFile::open(dir / "ok.safetensors");
   EXPECT_EQ(f.size(), 2u);
   EXPECT_EQ(f.tensor("b").nbytes, 1u);
@@ -202,16 +233,16 @@ TEST(SafetensorsCorrupt, HeaderLengthOverTheCap) {
 }
 
 TEST(SafetensorsCorrupt, OverlappingOffsets) {
-  const std::string msg =
-      open_error(make_file(std::string("{") + kA + R"(,"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12));
+  const std::string msg = open_error(
+      make_file(std::string("{") + kA + R"(,"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12));
   EXPECT_HAS(msg, "tensor 'b' starts at data byte 4");
   EXPECT_HAS(msg, "'a' ends at byte 8");
   EXPECT_HAS(msg, "overlap");
 }
 
 TEST(SafetensorsCorrupt, GapBetweenTensors) {
-  const std::string msg =
-      open_error(make_file(std::string("{") + kA + R"(,"b":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}})", 20));
+  const std::string msg = open_error(
+      make_file(std::string("{") + kA + R"(,"b":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}})", 20));
   EXPECT_HAS(msg, "tensor 'b' starts at data byte 12");
   EXPECT_HAS(msg, "4 bytes in between");
 }
@@ -245,11 +276,14 @@ TEST(SafetensorsCorrupt, InvalidUtf8) {
 }
 
 TEST(SafetensorsCorrupt, BadDtype) {
-  const std::string msg = open_error(make_file(R"({"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}})", 8));
+  const std::string msg =
+      open_error(make_file(R"({"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}})", 8));
   EXPECT_HAS(msg, "tensor 'a' has unknown dtype \"F33\"");
   EXPECT_HAS(msg, "BF16");  // the list of supported ones
-  EXPECT_HAS(open_error(make_file(R"({"a":{"dtype":"f32","shape":[2],"data_offsets":[0,8]}})", 8)), "\"f32\"");
-  EXPECT_HAS(open_error(make_file(R"({"a":{"dtype":4,"shape":[2],"data_offsets":[0,8]}})", 8)), "must be a string");
+  EXPECT_HAS(open_error(make_file(R"({"a":{"dtype":"f32","shape":[2],"data_offsets":[0,8]}})", 8)),
+             "\"f32\"");
+  EXPECT_HAS(open_error(make_file(R"({"a":{"dtype":4,"shape":[2],"data_offsets":[0,8]}})", 8)),
+             "must be a string");
 }
 
 TEST(SafetensorsCorrupt, NegativeOrNonIntegerShape) {
@@ -261,7 +295,8 @@ TEST(SafetensorsCorrupt, NegativeOrNonIntegerShape) {
 }
 
 TEST(SafetensorsCorrupt, ShapeDoesNotMatchBytes) {
-  const std::string msg = open_error(make_file(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8));
+  const std::string msg =
+      open_error(make_file(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8));
   EXPECT_HAS(msg, "tensor 'a' (F32 with shape [3]) needs 12 bytes");
   EXPECT_HAS(msg, "span 8 bytes");
 }
@@ -282,13 +317,14 @@ TEST(SafetensorsCorrupt, OffsetsMalformed) {
              "tensor 'b' has \"data_offsets\" [0,-1]");
   EXPECT_HAS(open_error(make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", 8)),
              "tensor 'a' has \"data_offsets\" [0]");
-  EXPECT_HAS(open_error(make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8,8]}})", 8)), "[0,8,8]");
+  EXPECT_HAS(open_error(make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8,8]}})", 8)),
+             "[0,8,8]");
 }
 
 TEST(SafetensorsCorrupt, EndBeforeBegin) {
   // "b" starts where "a" ends, as it should, but ends before it begins.
-  const std::string msg =
-      open_error(make_file(std::string("{") + kA + R"(,"b":{"dtype":"U8","shape":[0],"data_offsets":[8,4]}})", 8));
+  const std::string msg = open_error(
+      make_file(std::string("{") + kA + R"(,"b":{"dtype":"U8","shape":[0],"data_offsets":[8,4]}})", 8));
   EXPECT_HAS(msg, "tensor 'b' has data_offsets [8, 4], which end before they begin");
 }
 
@@ -298,8 +334,9 @@ TEST(SafetensorsCorrupt, UnknownMissingAndDuplicateKeys) {
   EXPECT_HAS(open_error(make_file(R"({"a":{"dtype":"F32","data_offsets":[0,8]}})", 8)),
              "tensor 'a' has no \"shape\" field");
   EXPECT_HAS(open_error(make_file(std::string("{") + kA + "," + kA + "}", 8)), "key 'a' twice");
-  EXPECT_HAS(open_error(make_file(R"({"a":{"dtype":"F32","dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 8)),
-             "key 'dtype' twice");
+  EXPECT_HAS(
+      open_error(make_file(R"({"a":{"dtype":"F32","dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 8)),
+      "key 'dtype' twice");
   EXPECT_HAS(open_error(make_file(R"({"a":[1,2]})", 0)), "tensor 'a' is described by a JSON array");
 }
 
@@ -313,7 +350,8 @@ TEST(SafetensorsCorrupt, BadMetadata) {
 // another exception; an accepted file must still satisfy the invariants the validation promises.
 TEST(SafetensorsFuzz, MutatedAndTruncatedBytesNeverCrash) {
   const auto good = testing::read_bytes(io_data_dir() / "mixed_dtypes.safetensors");
-  const size_t header_end = 8 + SafetensorsFile::open(io_data_dir() / "mixed_dtypes.safetensors").header_size();
+  const size_t header_end =
+      8 + SafetensorsFile::open(io_data_dir() / "mixed_dtypes.safetensors").header_size();
   std::mt19937_64 rng(20261123);
   const std::string json_chars = "{}[],:\"0123456789-.e \\u";
   size_t accepted = 0, rejected = 0;
@@ -323,7 +361,8 @@ TEST(SafetensorsFuzz, MutatedAndTruncatedBytesNeverCrash) {
     auto pick = [&](size_t n) { return n == 0 ? 0 : static_cast<size_t>(rng() % n); };
     switch (kind) {
       case 0:  // flip random bits anywhere
-        for (int k = 0; k < 1 + static_cast<int>(rng() % 4); ++k) bytes[pick(bytes.size())] ^= std::byte(1u << (rng() % 8));
+        for (int k = 0; k < 1 + static_cast<int>(rng() % 4); ++k)
+          bytes[pick(bytes.size())] ^= std::byte(1u << (rng() % 8));
         break;
       case 1:  // a JSON-ish character somewhere in the header
         bytes[8 + pick(header_end - 8)] = static_cast<std::byte>(json_chars[pick(json_chars.size())]);
@@ -360,8 +399,13 @@ TEST(SafetensorsFuzz, MutatedAndTruncatedBytesNeverCrash) {
         ASSERT_EQ(t.nbytes, static_cast<size_t>(t.numel()) * dtype_size(t.dtype));
         total += t.nbytes;
       }
+      // The tensors tile the data buffer: no gap, no overlap, nothing after the last one.
       ASSERT_EQ(total, f.data_size());
-      ASSERT_EQ(8 + f.header_size() + f.data_size(), bytes.size());
+      const auto all = f.tensors();
+      for (size_t i = 1; i < all.size(); ++i) ASSERT_EQ(all[i - 1].data + all[i - 1].nbytes, all[i].data);
+      if (!all.empty()) {
+        ASSERT_EQ(static_cast<size_t>(all.back().data + all.back().nbytes - all.front().data), total);
+      }
     } catch (const Error& e) {
       ++rejected;
       ASSERT_NE(std::string(e.what()).find("fuzz.safetensors"), std::string::npos) << e.what();

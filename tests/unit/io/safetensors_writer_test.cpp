@@ -49,7 +49,7 @@ SafetensorsWriter formula_tensors() {
   w.add("d.bool", SafetensorsDtype::BOOL, {3}, as_bytes(flags));
   std::vector<double> scalar = {3.5};
   w.add("scalar", SafetensorsDtype::F64, {}, as_bytes(scalar));  // 0-d
-  w.add("empty", SafetensorsDtype::F32, {2, 0}, {});            // zero-size
+  w.add("empty", SafetensorsDtype::F32, {2, 0}, {});             // zero-size
   w.set_metadata("format", "pt");
   return w;
 }
@@ -142,12 +142,14 @@ TEST(SafetensorsWriter, RejectsInvalidTensors) {
   };
   EXPECT_NE(message([&] { w.add("a", SafetensorsDtype::F32, {2}, as_bytes(two)); }).find("'a' twice"),
             std::string::npos);
-  EXPECT_NE(message([&] { w.add("b", SafetensorsDtype::F32, {3}, as_bytes(two)); }).find("need 12 bytes, but 8"),
-            std::string::npos);
+  EXPECT_NE(
+      message([&] { w.add("b", SafetensorsDtype::F32, {3}, as_bytes(two)); }).find("need 12 bytes, but 8"),
+      std::string::npos);
   EXPECT_NE(message([&] { w.add("c", SafetensorsDtype::F32, {-2}, as_bytes(two)); }).find("negative"),
             std::string::npos);
-  EXPECT_NE(message([&] { w.add("__metadata__", SafetensorsDtype::F32, {2}, as_bytes(two)); }).find("reserved"),
-            std::string::npos);
+  EXPECT_NE(
+      message([&] { w.add("__metadata__", SafetensorsDtype::F32, {2}, as_bytes(two)); }).find("reserved"),
+      std::string::npos);
   EXPECT_NE(message([&] { w.add("bad\xff", SafetensorsDtype::F32, {2}, as_bytes(two)); }).find("UTF-8"),
             std::string::npos);
   EXPECT_NE(message([&] { w.add("e", static_cast<eng_dtype>(99), {2}, as_bytes(two)); }).find("eng_dtype 99"),
