@@ -27,10 +27,26 @@ struct Entry {
   uint64_t end = 0;
 };
 
-std::string in_quotes(std::string_view s) { return fmt::format("'{}'", s); }
+// A name for an error message, quoted and cut to 200 bytes (at a UTF-8 boundary): corrupt headers can hold
+// names of any length.
+std::string in_quotes(std::string_view s) {
+  if (s.size() <= 200) return fmt::format("'{}'", s);
+  size_t cut = 200;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xc0) == 0x80) --cut;
+  return fmt::format("'{}...' ({} bytes)", s.substr(0, cut), s.size());
+}
 
 std::string shape_string(const std::vector<int64_t>& shape) {
-  return fmt::format("[{}]", fmt::join(shape, ", "));
+  if (shape.size() <= 16) return fmt::format("[{}]", fmt::join(shape, ", "));
+  return fmt::format("[{}, ... ({} dimensions)]", fmt::join(shape.begin(), shape.begin() + 8, ", "),
+                     shape.size());
+}
+
+// A JSON value for an error message, cut short: a corrupt header can hold megabytes in one value.
+std::string short_dump(const nlohmann::json& value) {
+  std::string text = value.dump();
+  if (text.size() > 80) text = text.substr(0, 77) + "...";
+  return text;
 }
 
 // Parses the header JSON, refusing duplicate keys in any object (nlohmann would keep the last silently).
@@ -108,7 +124,7 @@ Entry parse_entry(const std::string& path, const std::string& name, const nlohma
     const auto d = as_unsigned(dim);
     if (!d) {
       fail("{}: tensor {} has shape entry {}; every dimension must be a non-negative integer", path,
-           in_quotes(name), dim.dump());
+           in_quotes(name), short_dump(dim));
     }
     if (*d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
       fail("{}: tensor {} has dimension {}, too large", path, in_quotes(name), *d);
@@ -124,7 +140,7 @@ Entry parse_entry(const std::string& path, const std::string& name, const nlohma
   }
   if (!begin || !end) {
     fail("{}: tensor {} has \"data_offsets\" {}; expected [begin, end], two non-negative integers", path,
-         in_quotes(name), offsets.dump());
+         in_quotes(name), short_dump(offsets));
   }
   entry.begin = *begin;
   entry.end = *end;
@@ -197,6 +213,7 @@ void SafetensorsFile::State::parse() {
 
   for (const auto& [key, value] : header.items()) {
     if (key == "__metadata__") {
+      if (value.is_null()) continue;  // the reference reads null as "no metadata"
       if (!value.is_object()) {
         fail("{}: \"__metadata__\" must be an object of string values, found a JSON {}", path,
              value.type_name());

@@ -340,6 +340,25 @@ TEST(SafetensorsCorrupt, UnknownMissingAndDuplicateKeys) {
   EXPECT_HAS(open_error(make_file(R"({"a":[1,2]})", 0)), "tensor 'a' is described by a JSON array");
 }
 
+TEST(SafetensorsFile, NullMetadataMeansNone) {
+  const SafetensorsFile f = SafetensorsFile::from_bytes(
+      make_file(std::string(R"({"__metadata__":null,)") + kA + "}", 8), "null.safetensors");
+  EXPECT_TRUE(f.metadata().empty());
+  EXPECT_EQ(f.size(), 1u);
+}
+
+TEST(SafetensorsCorrupt, LongValuesAreCutInMessages) {
+  const std::string msg = open_error(make_file(
+      R"({"a":{"dtype":"F32","shape":[")" + std::string(5000, 'x') + R"("],"data_offsets":[0,8]}})", 8));
+  EXPECT_HAS(msg, "xxx...");
+  EXPECT_LT(msg.size(), 600u);
+  const std::string name(1000, 'n');
+  const std::string named =
+      open_error(make_file("{\"" + name + R"(":{"dtype":"X","shape":[],"data_offsets":[0,0]}})", 0));
+  EXPECT_HAS(named, "nnn...' (1000 bytes)");
+  EXPECT_LT(named.size(), 800u);
+}
+
 TEST(SafetensorsCorrupt, BadMetadata) {
   EXPECT_HAS(open_error(make_file(std::string(R"({"__metadata__":{"k":1},)") + kA + "}", 8)),
              "\"__metadata__\" entry 'k' is a JSON number");
