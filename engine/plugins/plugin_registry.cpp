@@ -233,8 +233,10 @@ std::string PluginRegistry::why_missing(eng_plugin_kind kind, const std::string&
   std::string list = available.empty() ? "none is installed" : "available " + k + " plugins: " + join(available);
   std::vector<const PluginRecord*> others = find_any_kind(name);
   if (!others.empty()) {
-    return "plugin '" + name + "' is a " + kind_name(others[0]->kind) + " plugin (" + others[0]->path.string() +
-           "), but the [" + k + "] slot needs a " + k + " plugin; " + list;
+    auto article = [](const std::string& word) { return word[0] == 'o' ? "an " : "a "; };
+    const std::string other = kind_name(others[0]->kind);
+    return "plugin '" + name + "' is " + article(other) + other + " plugin (" + others[0]->path.string() +
+           "), but the [" + k + "] slot needs " + article(k) + k + " plugin; " + list;
   }
   std::string message = "no " + k + " plugin named '" + name + "'" + did_you_mean(name, available);
   message += " (" + list + ")";

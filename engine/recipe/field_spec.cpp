@@ -36,6 +36,11 @@ std::optional<FieldType> type_from_schema(const std::string& t) {
   return std::nullopt;
 }
 
+// 1 rather than 1.0 for integral bounds.
+std::string number_text(double x) {
+  return std::floor(x) == x && std::fabs(x) < 1e15 ? std::to_string(static_cast<int64_t>(x)) : json(x).dump();
+}
+
 std::string describe_value(const json& v) {
   switch (v.type()) {
     case json::value_t::string: return "the string " + v.dump();
@@ -133,8 +138,8 @@ std::string check_value(const FieldSpec& spec, const json& value) {
   if (value.is_number()) {
     double x = value.get<double>();
     if (!std::isfinite(x)) return "must be a finite number";
-    if (spec.minimum && x < *spec.minimum) return "must be at least " + json(*spec.minimum).dump() + ", got " + value.dump();
-    if (spec.maximum && x > *spec.maximum) return "must be at most " + json(*spec.maximum).dump() + ", got " + value.dump();
+    if (spec.minimum && x < *spec.minimum) return "must be at least " + number_text(*spec.minimum) + ", got " + value.dump();
+    if (spec.maximum && x > *spec.maximum) return "must be at most " + number_text(*spec.maximum) + ", got " + value.dump();
   }
   return "";
 }
@@ -195,8 +200,8 @@ std::string describe_constraints(const FieldSpec& spec) {
     for (const json& v : spec.enum_values) allowed.push_back(v.is_string() ? v.get<std::string>() : v.dump());
     out += ", one of: " + plugins::join(allowed, " | ");
   }
-  if (spec.minimum) out += ", minimum " + json(*spec.minimum).dump();
-  if (spec.maximum) out += ", maximum " + json(*spec.maximum).dump();
+  if (spec.minimum) out += ", minimum " + number_text(*spec.minimum);
+  if (spec.maximum) out += ", maximum " + number_text(*spec.maximum);
   return out;
 }
 

@@ -271,8 +271,8 @@ void RecipeReader::check_sections() {
       auto f = std::find_if(fields.begin(), fields.end(), [&](const FieldSpec& x) { return x.name == key; });
       if (f == fields.end()) {
         if (!options_known) continue;  // the plugin error already explains; its options cannot be checked
-        std::string owner = spec.plugin_kind ? std::string(", the engine's and those of ") + plugins::kind_name(*spec.plugin_kind) +
-                                                   " plugin '" + resolved_sections_[spec.name] + "')"
+        std::string owner = spec.plugin_kind ? std::string(" of the engine and of ") + plugins::kind_name(*spec.plugin_kind) +
+                                                   " plugin '" + resolved_sections_[spec.name] + "'"
                                              : "";
         error(entry.location, "unknown key '" + key + "' in [" + spec.name + "]" + did_you_mean(key, known) +
                                   " (known keys" + owner + ": " + join(known) + ")");
