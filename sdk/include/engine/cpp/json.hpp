@@ -1,5 +1,5 @@
-// engine/cpp/json.hpp: a small JSON reader for the strings the engine hands a plugin (its recipe options, a
-// model's config.json), so that plugins need no JSON library. The engine has already validated the options
+// engine/cpp/json.hpp: a typed view, over nlohmann/json, of the strings the engine hands a plugin (its recipe
+// options, a model's config.json), with errors that name the offending key. The engine has already validated the options
 // against the plugin's schema and filled in every default, so plugins read them directly:
 //   Json o = Json::parse(options_json);
 //   double lr = o["lr"].as_double();                 // throws Error naming the key if absent or not a number
@@ -17,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "engine/cpp/error.hpp"
 
 namespace engine::sdk {
@@ -27,12 +29,13 @@ class Json {
 
   Json() = default;
   static Json parse(const std::string& text) {
-    Parser p{text, 0};
-    p.skip_ws();
-    Json v = p.value(0);
-    p.skip_ws();
-    if (p.pos != text.size()) p.fail("unexpected text after the JSON value");
-    return v;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw Error(std::string("invalid JSON: ") + e.what(), ENG_ERR_INVALID_ARGUMENT);
+    }
+    return from(j);
   }
 
   Type type() const noexcept { return type_; }
@@ -112,182 +115,32 @@ class Json {
     if (type_ != t) throw Error(where() + " must be " + what, ENG_ERR_INVALID_ARGUMENT);
   }
 
-  struct Parser {
-    const std::string& s;
-    size_t pos;
-
-    [[noreturn]] void fail(const std::string& why) const {
-      throw Error("invalid JSON at offset " + std::to_string(pos) + ": " + why, ENG_ERR_INVALID_ARGUMENT);
-    }
-    void skip_ws() {
-      while (pos < s.size() && (s[pos] == ' ' || s[pos] == '\t' || s[pos] == '\n' || s[pos] == '\r')) ++pos;
-    }
-    bool literal(const char* word) {
-      size_t n = std::char_traits<char>::length(word);
-      if (s.compare(pos, n, word) != 0) return false;
-      pos += n;
-      return true;
-    }
-    Json value(int depth) {
-      if (depth > 256) fail("nesting deeper than 256");
-      if (pos >= s.size()) fail("unexpected end of input");
-      Json v;
-      char c = s[pos];
-      if (c == '{') {
+  // Builds the typed view from nlohmann/json's parse tree (the parsing itself is nlohmann's).
+  static Json from(const nlohmann::json& j) {
+    Json v;
+    switch (j.type()) {
+      case nlohmann::json::value_t::null: break;
+      case nlohmann::json::value_t::boolean: v.type_ = Type::kBool; v.bool_ = j.get<bool>(); break;
+      case nlohmann::json::value_t::number_integer:
+      case nlohmann::json::value_t::number_unsigned:
+      case nlohmann::json::value_t::number_float: v.type_ = Type::kNumber; v.number_ = j.get<double>(); break;
+      case nlohmann::json::value_t::string: v.type_ = Type::kString; v.string_ = j.get<std::string>(); break;
+      case nlohmann::json::value_t::array:
+        v.type_ = Type::kArray;
+        for (const auto& item : j) v.array_.push_back(from(item));
+        break;
+      case nlohmann::json::value_t::object:
         v.type_ = Type::kObject;
-        ++pos;
-        skip_ws();
-        if (pos < s.size() && s[pos] == '}') return ++pos, v;
-        for (;;) {
-          skip_ws();
-          if (pos >= s.size() || s[pos] != '"') fail("expected a string key");
-          std::string key = string();
-          skip_ws();
-          if (pos >= s.size() || s[pos] != ':') fail("expected ':'");
-          ++pos;
-          skip_ws();
-          Json member = value(depth + 1);
+        for (const auto& [key, item] : j.items()) {
+          Json member = from(item);
           member.set_path(key);
           v.object_[key] = std::move(member);
-          skip_ws();
-          if (pos < s.size() && s[pos] == ',') {
-            ++pos;
-            continue;
-          }
-          if (pos < s.size() && s[pos] == '}') {
-            ++pos;
-            break;
-          }
-          fail("expected ',' or '}'");
         }
-      } else if (c == '[') {
-        v.type_ = Type::kArray;
-        ++pos;
-        skip_ws();
-        if (pos < s.size() && s[pos] == ']') return ++pos, v;
-        for (;;) {
-          skip_ws();
-          v.array_.push_back(value(depth + 1));
-          skip_ws();
-          if (pos < s.size() && s[pos] == ',') {
-            ++pos;
-            continue;
-          }
-          if (pos < s.size() && s[pos] == ']') {
-            ++pos;
-            break;
-          }
-          fail("expected ',' or ']'");
-        }
-      } else if (c == '"') {
-        v.type_ = Type::kString;
-        v.string_ = string();
-      } else if (literal("true")) {
-        v.type_ = Type::kBool;
-        v.bool_ = true;
-      } else if (literal("false")) {
-        v.type_ = Type::kBool;
-      } else if (literal("null")) {
-      } else if (c == '-' || (c >= '0' && c <= '9')) {
-        const char* begin = s.c_str() + pos;
-        char* end = nullptr;
-        v.type_ = Type::kNumber;
-        v.number_ = std::strtod(begin, &end);
-        if (end == begin) fail("bad number");
-        pos += static_cast<size_t>(end - begin);
-      } else {
-        fail(std::string("unexpected character '") + c + "'");
-      }
-      return v;
+        break;
+      default: throw Error("unsupported JSON value (binary or discarded)", ENG_ERR_INVALID_ARGUMENT);
     }
-    unsigned hex4() {
-      if (pos + 4 > s.size()) fail("truncated \\u escape");
-      unsigned u = 0;
-      for (int i = 0; i < 4; ++i) {
-        char h = s[pos++];
-        u <<= 4;
-        if (h >= '0' && h <= '9')
-          u |= static_cast<unsigned>(h - '0');
-        else if (h >= 'a' && h <= 'f')
-          u |= static_cast<unsigned>(h - 'a' + 10);
-        else if (h >= 'A' && h <= 'F')
-          u |= static_cast<unsigned>(h - 'A' + 10);
-        else
-          fail("bad \\u escape");
-      }
-      return u;
-    }
-    static void utf8(std::string& out, unsigned cp) {
-      if (cp < 0x80) {
-        out += static_cast<char>(cp);
-      } else if (cp < 0x800) {
-        out += static_cast<char>(0xC0 | (cp >> 6));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-      } else if (cp < 0x10000) {
-        out += static_cast<char>(0xE0 | (cp >> 12));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-      } else {
-        out += static_cast<char>(0xF0 | (cp >> 18));
-        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-      }
-    }
-    std::string string() {
-      ++pos;  // opening quote
-      std::string out;
-      for (;;) {
-        if (pos >= s.size()) fail("unterminated string");
-        char c = s[pos++];
-        if (c == '"') return out;
-        if (c != '\\') {
-          out += c;
-          continue;
-        }
-        if (pos >= s.size()) fail("unterminated escape");
-        char e = s[pos++];
-        switch (e) {
-          case '"':
-            out += '"';
-            break;
-          case '\\':
-            out += '\\';
-            break;
-          case '/':
-            out += '/';
-            break;
-          case 'b':
-            out += '\b';
-            break;
-          case 'f':
-            out += '\f';
-            break;
-          case 'n':
-            out += '\n';
-            break;
-          case 'r':
-            out += '\r';
-            break;
-          case 't':
-            out += '\t';
-            break;
-          case 'u': {
-            unsigned cp = hex4();
-            if (cp >= 0xD800 && cp < 0xDC00 && pos + 6 <= s.size() && s[pos] == '\\' && s[pos + 1] == 'u') {
-              pos += 2;
-              unsigned lo = hex4();
-              cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            }
-            utf8(out, cp);
-            break;
-          }
-          default:
-            fail(std::string("bad escape \\") + e);
-        }
-      }
-    }
-  };
+    return v;
+  }
 
   void set_path(const std::string& key) {
     path_ = key;

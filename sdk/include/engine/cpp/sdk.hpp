@@ -4,7 +4,7 @@
 //   tensor.hpp     Tensor: RAII reference to an engine tensor, shape/dtype queries, DLPack view
 //   param.hpp      Param, ParamDecl, ParamInfo
 //   host.hpp       Host: every host service and op, throwing Error on failure; NoGrad; Block
-//   json.hpp       Json: reads options_json and config.json without a JSON library
+//   json.hpp       Json: typed, key-naming view (over nlohmann/json) of options_json and config.json
 //   custom_op.hpp  CustomOp: a forward/backward pair with the plugin's own kernels
 //   model.hpp quantizer.hpp peft.hpp optimizer.hpp parallel.hpp: base classes + ENGINE_REGISTER_<KIND>
 #pragma once
