@@ -111,7 +111,9 @@ class Momentum : public engine::sdk::Optimizer {
     host.state_put(nullptr, "a", a);
   }
   void save_state(Host& host, eng_state st) override { host.state_put(st, "beta", host.adopt(make(beta_))); }
-  void load_state(Host& host, eng_state st) override { beta_ = host.to_vector<float>(host.state_get(st, "beta"))[0]; }
+  void load_state(Host& host, eng_state st) override {
+    beta_ = host.to_vector<float>(host.state_get(st, "beta"))[0];
+  }
   double state_bytes_per_element() override { return 4.0 * decay_; }
 
  private:
@@ -235,7 +237,8 @@ TEST(SdkWrappers, NoGradScopesAContextCopy) {
 }
 
 TEST(SdkWrappers, JsonReadsOptions) {
-  auto j = engine::sdk::Json::parse(R"({"lr": 1e-3, "t": ["q", "k\u00e9"], "on": true, "n": 3, "o": {"x": null}})");
+  auto j = engine::sdk::Json::parse(
+      R"({"lr": 1e-3, "t": ["q", "k\u00e9"], "on": true, "n": 3, "o": {"x": null}})");
   EXPECT_DOUBLE_EQ(j["lr"].as_double(), 1e-3);
   EXPECT_EQ(j["t"][1].as_string(), "k\xc3\xa9");
   EXPECT_TRUE(j.get("on", false));

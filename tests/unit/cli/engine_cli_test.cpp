@@ -54,7 +54,8 @@ TEST(EngineCli, PluginsJsonHasExactlyTheDocumentedKeys) {
 TEST(EngineCli, PluginsDescribeShowsOptionsWithTypesDefaultsAndHelp) {
   auto r = run_process(engine() + " plugins describe fake_sgd");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("mode (string, default \"plain\", one of: plain | signed)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("mode (string, default \"plain\", one of: plain | signed)"), std::string::npos)
+      << r.output;
   EXPECT_NE(r.output.find("update rule"), std::string::npos) << r.output;
   auto missing = run_process(engine() + " plugins describe fake_sdg");
   EXPECT_EQ(missing.exit_code, 2);
@@ -78,7 +79,8 @@ TEST(EngineCli, ValidateMisspelledKeyExitsTwoNamingTheLine) {
 TEST(EngineCli, ValidateUnknownPluginListsThoseThatExist) {
   auto r = run_process(engine() + " validate " + recipe("bad/unknown_plugin.toml"));
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.output.find("available optimizer plugins: fake_cuda_sgd, fake_sgd, fake_sharded_sgd"), std::string::npos)
+  EXPECT_NE(r.output.find("available optimizer plugins: fake_cuda_sgd, fake_sgd, fake_sharded_sgd"),
+            std::string::npos)
       << r.output;
 }
 
@@ -89,7 +91,8 @@ TEST(EngineCli, ValidateWrongKindIsRefused) {
 }
 
 TEST(EngineCli, ValidateAppliesSetOverrides) {
-  auto r = run_process(engine() + " validate " + recipe("bad/weight_decy.toml") + " --set optimizer.weight_decy=1");
+  auto r = run_process(engine() + " validate " + recipe("bad/weight_decy.toml") +
+                       " --set optimizer.weight_decy=1");
   EXPECT_EQ(r.exit_code, 2);
   auto ok = run_process(engine() + " validate " + recipe("bad/device.toml") + " --set train.device=cuda");
   EXPECT_EQ(ok.exit_code, 0) << ok.output;

@@ -115,7 +115,8 @@ TEST(PluginRegistry, ADuplicateNameIsRefusedNamingBothFiles) {
   const LoadProblem& p = r.problems()[0];
   EXPECT_EQ(p.path, test_plugin_dir("bad/duplicate") / "libfake_sgd.so");
   EXPECT_TRUE(contains(p.message, "duplicate optimizer plugin name 'fake_sgd'")) << p.message;
-  EXPECT_TRUE(contains(p.message, (test_plugin_dir("good") / "libfake_sgd.so").filename().string())) << p.message;
+  EXPECT_TRUE(contains(p.message, (test_plugin_dir("good") / "libfake_sgd.so").filename().string()))
+      << p.message;
   EXPECT_TRUE(contains(p.message, "good/libfake_sgd.so")) << p.message;
   // The first one found is kept.
   EXPECT_TRUE(contains(r.find(ENG_KIND_OPTIMIZER, "fake_sgd")->path.string(), "good/libfake_sgd.so"));
@@ -123,7 +124,7 @@ TEST(PluginRegistry, ADuplicateNameIsRefusedNamingBothFiles) {
 
 TEST(PluginRegistry, TheSameFolderTwiceLoadsEachFileOnce) {
   PluginRegistry r;
-  r.load_search_path({test_plugin_dir("good"), test_plugin_dir("good") / "." });
+  r.load_search_path({test_plugin_dir("good"), test_plugin_dir("good") / "."});
   EXPECT_TRUE(r.problems().empty());
   EXPECT_EQ(r.list().size(), 9u);
 }
