@@ -155,6 +155,13 @@ TEST(PluginRegistry, RequireExplainsWrongKindAndUnknownNames) {
   EXPECT_TRUE(contains(why, "fake_cuda_sgd, fake_sgd, fake_sharded_sgd")) << why;
 }
 
+TEST(PluginRegistry, ASearchPathEntryMayNameOneFile) {
+  PluginRegistry r;
+  r.load_search_path({test_plugin_dir("good") / "libfake_sgd.so"});
+  ASSERT_EQ(r.list().size(), 1u);
+  EXPECT_EQ(r.list()[0]->name, "fake_sgd");
+}
+
 TEST(PluginRegistry, MissingFoldersAreSkippedQuietly) {
   PluginRegistry r;
   r.load_search_path({"/nonexistent/engine/plugins"});
