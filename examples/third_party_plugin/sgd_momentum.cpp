@@ -49,8 +49,8 @@ class SgdMomentum : public engine::sdk::Optimizer {
       if (fused_cpu(w, g, s.m)) {
         update_cpu(w, g, s.m, st, s.weight_decay);
       } else {
-        host.axpby_(s.m, momentum_, g, st.grad_scale);                      // m = mu m + scale g
-        host.axpby_(w, 1.0 - st.lr * s.weight_decay, s.m, -st.lr);          // w = (1 - lr wd) w - lr m
+        host.axpby_(s.m, momentum_, g, st.grad_scale);              // m = mu m + scale g
+        host.axpby_(w, 1.0 - st.lr * s.weight_decay, s.m, -st.lr);  // w = (1 - lr wd) w - lr m
       }
     }
   }
@@ -81,7 +81,8 @@ class SgdMomentum : public engine::sdk::Optimizer {
     return true;
   }
 
-  void update_cpu(const Tensor& w, const Tensor& g, const Tensor& m, const eng_optim_step& st, double wd) const {
+  void update_cpu(const Tensor& w, const Tensor& g, const Tensor& m, const eng_optim_step& st,
+                  double wd) const {
     float* wp = w.data<float>();
     const float* gp = g.data<float>();
     float* mp = m.data<float>();
@@ -100,5 +101,6 @@ class SgdMomentum : public engine::sdk::Optimizer {
 
 }  // namespace
 
-ENGINE_REGISTER_OPTIMIZER(SgdMomentum, "sgd_momentum", "0.1.0", "SGD with momentum and decoupled weight decay",
-                          kSchema, ENG_CAP_DEVICE_CPU | ENG_CAP_DEVICE_CUDA)
+ENGINE_REGISTER_OPTIMIZER(SgdMomentum, "sgd_momentum", "0.1.0",
+                          "SGD with momentum and decoupled weight decay", kSchema,
+                          ENG_CAP_DEVICE_CPU | ENG_CAP_DEVICE_CUDA)

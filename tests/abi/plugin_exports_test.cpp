@@ -55,8 +55,8 @@ TEST(PluginExports, EveryPluginExportsOnlyTheEntrySymbol) {
 TEST(PluginExports, EveryPluginLoadsAndNegotiates) {
   engine::plugins::PluginRegistry registry;
   for (const fs::path& p : built_plugins()) {
-    EXPECT_NE(registry.load_file(p), nullptr) << p << ": "
-                                              << (registry.problems().empty() ? "" : registry.problems().back().message);
+    EXPECT_NE(registry.load_file(p), nullptr)
+        << p << ": " << (registry.problems().empty() ? "" : registry.problems().back().message);
   }
 }
 

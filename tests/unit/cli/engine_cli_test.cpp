@@ -34,7 +34,7 @@ TEST(EngineCli, VersionPrintsTheAbiVersion) {
 }
 
 TEST(EngineCli, PluginsJsonHasExactlyTheDocumentedKeys) {
-  auto r = run_process(engine() + " plugins --json 2>/dev/null");
+  auto r = run_process(engine() + " plugins --json", /*with_stderr=*/false);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto list = nlohmann::json::parse(r.output);
   ASSERT_TRUE(list.is_array());
@@ -54,7 +54,8 @@ TEST(EngineCli, PluginsJsonHasExactlyTheDocumentedKeys) {
 TEST(EngineCli, PluginsDescribeShowsOptionsWithTypesDefaultsAndHelp) {
   auto r = run_process(engine() + " plugins describe fake_sgd");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("mode (string, default \"plain\", one of: plain | signed)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("mode (string, default \"plain\", one of: plain | signed)"), std::string::npos)
+      << r.output;
   EXPECT_NE(r.output.find("update rule"), std::string::npos) << r.output;
   auto missing = run_process(engine() + " plugins describe fake_sdg");
   EXPECT_EQ(missing.exit_code, 2);
@@ -78,7 +79,8 @@ TEST(EngineCli, ValidateMisspelledKeyExitsTwoNamingTheLine) {
 TEST(EngineCli, ValidateUnknownPluginListsThoseThatExist) {
   auto r = run_process(engine() + " validate " + recipe("bad/unknown_plugin.toml"));
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.output.find("available optimizer plugins: fake_cuda_sgd, fake_sgd, fake_sharded_sgd"), std::string::npos)
+  EXPECT_NE(r.output.find("available optimizer plugins: fake_cuda_sgd, fake_sgd, fake_sharded_sgd"),
+            std::string::npos)
       << r.output;
 }
 
@@ -89,7 +91,8 @@ TEST(EngineCli, ValidateWrongKindIsRefused) {
 }
 
 TEST(EngineCli, ValidateAppliesSetOverrides) {
-  auto r = run_process(engine() + " validate " + recipe("bad/weight_decy.toml") + " --set optimizer.weight_decy=1");
+  auto r = run_process(engine() + " validate " + recipe("bad/weight_decy.toml") +
+                       " --set optimizer.weight_decy=1");
   EXPECT_EQ(r.exit_code, 2);
   auto ok = run_process(engine() + " validate " + recipe("bad/device.toml") + " --set train.device=cuda");
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
@@ -108,6 +111,14 @@ TEST(EngineCli, UsageErrorsExitTwo) {
   EXPECT_EQ(run_process(engine() + " valdate x.toml").exit_code, 2);
   EXPECT_EQ(run_process(engine() + " --log-level loud plugins").exit_code, 2);
   EXPECT_EQ(run_process(engine() + " --log-level debug plugins").exit_code, 0);
+}
+
+TEST(EngineCli, PluginsJsonStaysParseableWhenAFileIsRefused) {
+  std::string path = test_plugin_dir("bad/abi_major").string() + ":" + test_plugin_dir("good").string();
+  auto r = run_process(engine_with(path) + " plugins --json", /*with_stderr=*/false);
+  ASSERT_EQ(r.exit_code, 0);
+  auto list = nlohmann::json::parse(r.output);  // throws (fails the test) if a warning leaked into stdout
+  EXPECT_EQ(list.size(), 9u);
 }
 
 TEST(EngineCli, BadPluginFilesAreReportedWithoutStoppingTheOthers) {

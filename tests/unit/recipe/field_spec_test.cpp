@@ -20,7 +20,9 @@ const char* kSchema = R"({"type": "object", "required": ["r"], "properties": {
 TEST(FieldSpec, ParsesTypeDefaultEnumBoundsItemsAndRequired) {
   std::vector<FieldSpec> f = parse_schema(kSchema, "lora");
   ASSERT_EQ(f.size(), 5u);
-  auto by = [&](const std::string& n) { return *std::find_if(f.begin(), f.end(), [&](auto& x) { return x.name == n; }); };
+  auto by = [&](const std::string& n) {
+    return *std::find_if(f.begin(), f.end(), [&](auto& x) { return x.name == n; });
+  };
   EXPECT_EQ(by("r").type, FieldType::kInteger);
   EXPECT_TRUE(by("r").required);
   EXPECT_EQ(*by("r").maximum, 256.0);
@@ -32,7 +34,9 @@ TEST(FieldSpec, ParsesTypeDefaultEnumBoundsItemsAndRequired) {
 
 TEST(FieldSpec, ChecksValues) {
   std::vector<FieldSpec> f = parse_schema(kSchema, "lora");
-  auto by = [&](const std::string& n) { return *std::find_if(f.begin(), f.end(), [&](auto& x) { return x.name == n; }); };
+  auto by = [&](const std::string& n) {
+    return *std::find_if(f.begin(), f.end(), [&](auto& x) { return x.name == n; });
+  };
   EXPECT_EQ(check_value(by("r"), 8), "");
   EXPECT_NE(check_value(by("r"), 0).find("at least 1"), std::string::npos);
   EXPECT_NE(check_value(by("r"), 8.5).find("must be an integer"), std::string::npos);
@@ -44,7 +48,9 @@ TEST(FieldSpec, ChecksValues) {
 
 TEST(FieldSpec, ParsesCommandLineValuesByType) {
   std::vector<FieldSpec> f = parse_schema(kSchema, "lora");
-  auto by = [&](const std::string& n) { return *std::find_if(f.begin(), f.end(), [&](auto& x) { return x.name == n; }); };
+  auto by = [&](const std::string& n) {
+    return *std::find_if(f.begin(), f.end(), [&](auto& x) { return x.name == n; });
+  };
   EXPECT_EQ(parse_cli_value(by("r"), "16"), json(16));
   EXPECT_THROW(parse_cli_value(by("r"), "16x"), Error);
   EXPECT_EQ(parse_cli_value(by("alpha"), "0.5"), json(0.5));

@@ -97,16 +97,24 @@ TEST_F(RecipeLoader, ReportsEveryErrorNotJustTheFirst) {
   EXPECT_TRUE(any(ds, "unknown key 'knid' in [scheduler]; did you mean 'kind'?")) << all(ds);
   EXPECT_TRUE(any(ds, "unknown section [dta]; did you mean 'data'?")) << all(ds);
   EXPECT_EQ(ds.size(), 5u) << all(ds);
+  // In the order a reader meets them.
+  ASSERT_FALSE(ds.empty());
+  EXPECT_NE(ds.front().location.find("many_errors.toml:5:1"), std::string::npos) << all(ds);
+  EXPECT_NE(ds.back().location.find("many_errors.toml:14:"), std::string::npos) << all(ds);
 }
 
 TEST_F(RecipeLoader, PluginOptionsAreCheckedAgainstThePluginSchema) {
   auto ds = errors("bad/plugin_options.toml");
-  EXPECT_TRUE(any(ds, "optimizer.mode must be one of: plain, signed; got 'signd'; did you mean 'signed'?")) << all(ds);
+  EXPECT_TRUE(any(ds, "optimizer.mode must be one of: plain, signed; got 'signd'; did you mean 'signed'?"))
+      << all(ds);
   EXPECT_TRUE(any(ds, "optimizer.buckets must be at least 1")) << all(ds);
   EXPECT_TRUE(any(ds, "optimizer.betas item 0 must be a number")) << all(ds);
   EXPECT_TRUE(any(ds, "unknown key 'nesterv' in [optimizer]; did you mean 'nesterov'?")) << all(ds);
-  EXPECT_TRUE(any(ds, "known keys of the engine and of optimizer plugin 'fake_sgd': plugin, lr, weight_decay, betas, "
-                      "buckets, mode, nesterov")) << all(ds);
+  EXPECT_TRUE(
+      any(ds,
+          "known keys of the engine and of optimizer plugin 'fake_sgd': plugin, lr, weight_decay, betas, "
+          "buckets, mode, nesterov"))
+      << all(ds);
 }
 
 TEST_F(RecipeLoader, FrozenOnlyQuantizerWithoutPeftIsRefusedWithAnExplanation) {
@@ -154,8 +162,8 @@ TEST_F(RecipeLoader, IncludeOverridesTheBaseAndAValidComboPasses) {
 
 TEST_F(RecipeLoader, SetOverridesWithTypeChecking) {
   Recipe r = load_recipe(test_data_dir("recipe/base.toml"),
-                         {"train.max_steps=3", "optimizer.lr=0.5", "data.packing=true", "optimizer.mode=signed",
-                          "peft.plugin=fake_lora", "peft.r=2"},
+                         {"train.max_steps=3", "optimizer.lr=0.5", "data.packing=true",
+                          "optimizer.mode=signed", "peft.plugin=fake_lora", "peft.r=2"},
                          registry_);
   EXPECT_EQ(r.train.max_steps, 3);
   EXPECT_EQ(r.optimizer.lr, 0.5);
@@ -164,10 +172,14 @@ TEST_F(RecipeLoader, SetOverridesWithTypeChecking) {
   EXPECT_EQ(r.peft.plugin, "fake_lora");
   EXPECT_EQ(nlohmann::json::parse(r.peft.options_json)["r"], 2);
 
-  auto ds = errors("base.toml", {"train.max_steps=ten", "optimizer.weight_decy=0.1", "train", "trian.seed=1"});
-  EXPECT_TRUE(any(ds, "--set train.max_steps=ten: train.max_steps (integer): 'ten' is not an integer")) << all(ds);
-  EXPECT_TRUE(any(ds, "--set optimizer.weight_decy=0.1: unknown key 'weight_decy' in [optimizer]; did you mean "
-                      "'weight_decay'?")) << all(ds);
+  auto ds =
+      errors("base.toml", {"train.max_steps=ten", "optimizer.weight_decy=0.1", "train", "trian.seed=1"});
+  EXPECT_TRUE(any(ds, "--set train.max_steps=ten: train.max_steps (integer): 'ten' is not an integer"))
+      << all(ds);
+  EXPECT_TRUE(any(ds,
+                  "--set optimizer.weight_decy=0.1: unknown key 'weight_decy' in [optimizer]; did you mean "
+                  "'weight_decay'?"))
+      << all(ds);
   EXPECT_TRUE(any(ds, "--set train: expected section.key=value")) << all(ds);
   EXPECT_TRUE(any(ds, "unknown section [trian]; did you mean 'train'?")) << all(ds);
 }
@@ -191,7 +203,8 @@ TEST_F(RecipeLoader, MissingSectionsAndKeysAndSyntaxErrors) {
 
 TEST_F(RecipeLoader, TheRecipeAsRunReadsBackToTheSameRecipe) {
   Recipe r = load_recipe(test_data_dir("recipe/qlora.toml"), {"train.seed=7"}, registry_);
-  fs::path file = fs::temp_directory_path() / ("engine_recipe_as_run_" + std::to_string(::getpid()) + ".toml");
+  fs::path file =
+      fs::temp_directory_path() / ("engine_recipe_as_run_" + std::to_string(::getpid()) + ".toml");
   std::ofstream(file) << to_toml(r);
   Recipe back = load_recipe(file, {}, registry_);
   EXPECT_EQ(back.resolved, r.resolved);
