@@ -3,6 +3,12 @@
 // with engine::data::Tokenizer on one thread and on all threads, and reports MB/s of UTF-8 input.
 // The text repeats a small set of paragraphs, so word caches are hot (for the peer too).
 //   bench_tokenizer [--tokenizer PATH] [--mb 16] [--threads N] [--repeat 3] [--write-docs FILE] [--json FILE]
+//                   [--docs FILE] [--ids-out FILE]
+// --docs reads the documents (a JSON array of strings) instead of generating them; --ids-out writes each
+// document's ids as one JSON line (for checking another corpus against the Python package).
+//                   [--docs FILE] [--ids-out FILE]
+// --docs reads the documents (a JSON array of strings) instead of generating them; --ids-out writes each
+// document's ids as one JSON line (for checking another corpus against the Python package).
 // compare_tokenizers.py runs this and the Python `tokenizers` package on the same documents and checks that
 // the ids agree (ids_hash).
 #include <atomic>
@@ -77,7 +83,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 int main(int argc, char** argv) {
   std::string tokenizer_path = ENGINE_BENCH_DEFAULT_TOKENIZER, samples = ENGINE_BENCH_SAMPLES, docs_out,
-              json_out;
+              json_out, docs_in, ids_out;
   double mb = 16;
   size_t threads = std::max(1u, std::thread::hardware_concurrency());
   int repeat = 3;
@@ -104,9 +110,13 @@ int main(int argc, char** argv) {
       docs_out = value();
     else if (a == "--json")
       json_out = value();
+    else if (a == "--docs")
+      docs_in = value();
+    else if (a == "--ids-out")
+      ids_out = value();
     else {
       std::cerr << "usage: bench_tokenizer [--tokenizer PATH] [--samples FILE] [--mb 16] [--threads N] "
-                   "[--repeat 3] [--write-docs FILE] [--json FILE]\n";
+                   "[--repeat 3] [--write-docs FILE] [--json FILE] [--docs FILE] [--ids-out FILE]\n";
       return 2;
     }
   }
@@ -114,7 +124,18 @@ int main(int argc, char** argv) {
     const auto load_start = std::chrono::steady_clock::now();
     const engine::data::Tokenizer tok = engine::data::Tokenizer::from_file(tokenizer_path);
     const double load_s = seconds_since(load_start);
-    const auto docs = make_documents(read_paragraphs(samples), static_cast<size_t>(mb * 1e6));
+    std::vector<std::string> docs;
+    if (docs_in.empty()) {
+      docs = make_documents(read_paragraphs(samples), static_cast<size_t>(mb * 1e6));
+    } else {
+      std::ifstream in(docs_in);
+      if (!in) engine::fail("cannot open {}", docs_in);
+      docs = nlohmann::json::parse(in).get<std::vector<std::string>>();
+    }
+    if (!ids_out.empty()) {
+      std::ofstream out(ids_out);
+      for (const auto& d : docs) out << nlohmann::json(tok.encode(d)).dump() << "\n";
+    }
     size_t bytes = 0;
     for (const auto& d : docs) bytes += d.size();
     if (!docs_out.empty()) std::ofstream(docs_out) << nlohmann::json(docs).dump();
