@@ -105,6 +105,16 @@ TEST_F(DatasetCacheTest, CorruptOrTruncatedCacheIsRebuilt) {
   EXPECT_TRUE(prepare().from_cache);
 }
 
+TEST_F(DatasetCacheTest, TemplateWhoseEndOfTurnIsNotATokenIsRefused) {
+  chat = ChatTemplate::by_name("llama3");  // the small tokenizer has no <|eot_id|>
+  try {
+    (void)prepare();
+    FAIL() << "expected engine::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("<|eot_id|>, which is not a token"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(DatasetCacheTest, FailModeStopsOnTheFirstBadRecord) {
   options.dataset.on_error = OnError::kFail;
   EXPECT_THROW((void)prepare(), Error);
