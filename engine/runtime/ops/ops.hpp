@@ -44,18 +44,17 @@ std::unique_ptr<Node> make_rope(const eng_rope_config& cfg);
 std::unique_ptr<Node> make_attention(double softmax_scale);
 // Generation with a cache (never recorded): appends k, v at the cache's length for `layer`, attends q to all
 // cached positions (causal within the new tokens). q (B,T,Hq,D) -> (B,T,Hq,D).
-Tensor attention_with_cache(const Tensor& q, const Tensor& k, const Tensor& v, double softmax_scale,
-                            KvCache& cache, int layer);
+Tensor attention_with_cache(const Tensor& q, const Tensor& k, const Tensor& v, double softmax_scale, KvCache& cache,
+                            int layer);
 std::unique_ptr<Node> make_silu();
 // inputs {gate, up} -> silu(gate) * up
 std::unique_ptr<Node> make_swiglu();
 // inputs {x} -> softmax over the last dim
 std::unique_ptr<Node> make_softmax();
-// inputs {logits (N,V), labels (N)} -> () f32: scale * sum over labels != ignore_index of -log
-// softmax(logits)[label]
+// inputs {logits (N,V), labels (N)} -> () f32: scale * sum over labels != ignore_index of -log softmax(logits)[label]
 std::unique_ptr<Node> make_cross_entropy(int64_t ignore_index, double scale);
-// inputs {hidden (N,C), weight (V,C), labels (N)} -> () f32, the same loss of hidden W^T computed in chunks
-// of rows so that the (N,V) logits never exist at once; backward recomputes each chunk's logits
+// inputs {hidden (N,C), weight (V,C), labels (N)} -> () f32, the same loss of hidden W^T computed in chunks of
+// rows so that the (N,V) logits never exist at once; backward recomputes each chunk's logits
 std::unique_ptr<Node> make_linear_cross_entropy(int64_t ignore_index, double scale);
 // inputs {x} -> x * mask / (1-p); mask from a counter-based generator keyed by (seed, element index)
 std::unique_ptr<Node> make_dropout(double p, uint64_t seed);
