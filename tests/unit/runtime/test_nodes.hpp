@@ -1,5 +1,6 @@
-// Small elementwise Nodes on f64 CPU tensors for exercising the autograd tape independently of the built-in
-// ops: each saves exactly what its backward needs and counts forward/backward/release calls.
+// Small elementwise Nodes computing in f64 on CPU tensors (any float input; f64 outputs) for exercising the
+// autograd tape independently of the built-in ops: each saves exactly what its backward needs and counts
+// forward/backward/release calls.
 #pragma once
 
 #include <cmath>
@@ -18,11 +19,15 @@ struct NodeCounters {
 };
 
 inline Tensor like(const Tensor& t) { return Tensor::empty(t.shape(), ENG_F64, t.device()); }
+// t as contiguous f64 (inputs of other dtypes are converted; outputs are always f64).
+inline Tensor f64(const Tensor& t) {
+  return t.dtype() == ENG_F64 ? t.contiguous() : t.to(ENG_F64).contiguous();
+}
 
 // Elementwise binary/unary helpers over contiguous f64 tensors.
 template <typename F>
 Tensor map1(const Tensor& a, F f) {
-  Tensor ac = a.contiguous(), out = like(a);
+  Tensor ac = f64(a), out = like(a);
   const double* x = ac.data<double>();
   double* o = out.data<double>();
   for (int64_t i = 0; i < a.numel(); ++i) o[i] = f(x[i]);
@@ -30,7 +35,7 @@ Tensor map1(const Tensor& a, F f) {
 }
 template <typename F>
 Tensor map2(const Tensor& a, const Tensor& b, F f) {
-  Tensor ac = a.contiguous(), bc = b.contiguous(), out = like(a);
+  Tensor ac = f64(a), bc = f64(b), out = like(a);
   const double* x = ac.data<double>();
   const double* y = bc.data<double>();
   double* o = out.data<double>();
@@ -149,7 +154,7 @@ class SumNode final : public CountingNode {
   std::vector<Tensor> forward(const std::vector<Tensor>& in, bool save) override {
     on_forward(save);
     if (save) shape_ = in[0].shape();
-    Tensor xc = in[0].contiguous();
+    Tensor xc = f64(in[0]);
     double s = 0;
     for (int64_t i = 0; i < xc.numel(); ++i) s += xc.data<double>()[i];
     return {Tensor::full(Dims{}, ENG_F64, in[0].device(), s)};
