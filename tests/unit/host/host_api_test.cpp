@@ -457,6 +457,31 @@ TEST(HostApi, CustomOpIsReplayedUnderCheckpointingWithIdenticalGradients) {
   EXPECT_EQ(std::memcmp(grads[0].data(), grads[1].data(), 5 * sizeof(float)), 0);
 }
 
+TEST(HostApi, DropoutReplaysTheSameMaskUnderCheckpointing) {
+  std::vector<float> grads[2];
+  for (int ckpt = 0; ckpt < 2; ++ckpt) {
+    Fixture f;  // same seed: the same dropout seed is drawn
+    f.session.tape().set_checkpointing(ckpt == 1);
+    eng_param p = declare(f, "x", {256}, ENG_PARAM_TRAINABLE, ENG_ROLE_OTHER, ENG_INIT_UNIFORM, 1.0);
+    OwnedHandle x, d, sq, loss;
+    ASSERT_EQ(f.host->block_begin(&f.ctx, 0), ENG_OK);
+    ASSERT_EQ(f.ops->param(&f.ctx, p, x.out()), ENG_OK);
+    ASSERT_EQ(f.ops->dropout(&f.ctx, x.get(), 0.5, d.out()), ENG_OK) << f.host->get_error(&f.ctx);
+    ASSERT_EQ(f.ops->mul(&f.ctx, d.get(), x.get(), sq.out()), ENG_OK);
+    ASSERT_EQ(f.host->block_end(&f.ctx, 0), ENG_OK);
+    ASSERT_EQ(f.ops->sum(&f.ctx, sq.get(), loss.out()), ENG_OK);
+    f.session.tape().backward(loss.get()->tensor);
+    grads[ckpt] = f.session.params().grad(param_of(p)).to_float_vector();
+  }
+  // d(sum(mask/(1-p) * x * x))/dx = 4 x on kept elements, 0 on dropped ones; a different mask on replay
+  // would change which elements are zero.
+  int zeros = 0;
+  for (float g : grads[0]) zeros += g == 0.f;
+  EXPECT_GT(zeros, 64);
+  EXPECT_LT(zeros, 192);
+  EXPECT_EQ(std::memcmp(grads[0].data(), grads[1].data(), grads[0].size() * sizeof(float)), 0);
+}
+
 // ---- the linear seam ------------------------------------------------------------------------------------
 
 // Holds W densely in its state; linear = x W^T through a matmul node.
