@@ -24,8 +24,11 @@ void embedding_forward(ThreadPool& pool, const T* table, const int32_t* ids, int
 template <typename T>
 void embedding_backward(ThreadPool& pool, const T* grad_out, const int32_t* ids, int64_t N, int64_t V,
                         int64_t C, T* grad_table) {
+  // Zero the whole (V, C) gradient in contiguous row ranges, then scatter-add by column ranges.
+  pool.parallel_for(V, 256, [=](int64_t v0, int64_t v1) {
+    std::memset(grad_table + v0 * C, 0, static_cast<size_t>((v1 - v0) * C) * sizeof(T));
+  });
   pool.parallel_for(C, 64, [=](int64_t c0, int64_t c1) {
-    for (int64_t v = 0; v < V; ++v) std::fill(grad_table + v * C + c0, grad_table + v * C + c1, T(0));
     for (int64_t n = 0; n < N; ++n) {
       T* dst = grad_table + static_cast<int64_t>(ids[n]) * C;
       const T* src = grad_out + n * C;
