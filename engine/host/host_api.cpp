@@ -304,22 +304,25 @@ eng_status op_fill_(const eng_ctx* ctx, eng_tensor dst, double value) {
 
 void h_log(const eng_ctx*, eng_log_level level, const char* message) {
   const char* m = message != nullptr ? message : "";
-  switch (level) {
-    case ENG_LOG_TRACE:
-      spdlog::trace("{}", m);
-      break;
-    case ENG_LOG_DEBUG:
-      spdlog::debug("{}", m);
-      break;
-    case ENG_LOG_INFO:
-      spdlog::info("{}", m);
-      break;
-    case ENG_LOG_WARN:
-      spdlog::warn("{}", m);
-      break;
-    default:
-      spdlog::error("{}", m);
-      break;
+  try {
+    switch (level) {
+      case ENG_LOG_TRACE:
+        spdlog::trace("{}", m);
+        break;
+      case ENG_LOG_DEBUG:
+        spdlog::debug("{}", m);
+        break;
+      case ENG_LOG_INFO:
+        spdlog::info("{}", m);
+        break;
+      case ENG_LOG_WARN:
+        spdlog::warn("{}", m);
+        break;
+      default:
+        spdlog::error("{}", m);
+        break;
+    }
+  } catch (...) {  // a failing log sink must not take the plugin down
   }
 }
 
