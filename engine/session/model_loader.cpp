@@ -107,7 +107,7 @@ std::unique_ptr<ModelInstance> load_model(host::HostSession& session, const plug
   load.tied_lm_head = model->info().tie_word_embeddings != 0;
   load.store.allow_missing = options.allow_missing;
   rt::LoadReport report = load_checkpoint(session.params(), checkpoint, load);
-  spdlog::info("loaded {} tensors from {}", report.loaded.size(), dir.string());
+  spdlog::debug("loaded {} tensors from {}", report.loaded.size(), dir.string());
   return model;
 }
 
