@@ -33,12 +33,19 @@ TEST(EngineCli, VersionPrintsTheAbiVersion) {
       << r.output;
 }
 
+// The test plugins (tests/plugins/good); the in-tree plugins found next to the engine come on top of them.
+size_t count_test_plugins(const nlohmann::json& list) {
+  return static_cast<size_t>(std::count_if(list.begin(), list.end(), [](const auto& p) {
+    return p["path"].template get<std::string>().find("/tests/plugins/good/") != std::string::npos;
+  }));
+}
+
 TEST(EngineCli, PluginsJsonHasExactlyTheDocumentedKeys) {
   auto r = run_process(engine() + " plugins --json", /*with_stderr=*/false);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto list = nlohmann::json::parse(r.output);
   ASSERT_TRUE(list.is_array());
-  EXPECT_EQ(list.size(), 9u);
+  EXPECT_EQ(count_test_plugins(list), 9u);
   for (const auto& p : list) {
     std::vector<std::string> keys;
     for (const auto& [k, v] : p.items()) keys.push_back(k);
@@ -118,7 +125,7 @@ TEST(EngineCli, PluginsJsonStaysParseableWhenAFileIsRefused) {
   auto r = run_process(engine_with(path) + " plugins --json", /*with_stderr=*/false);
   ASSERT_EQ(r.exit_code, 0);
   auto list = nlohmann::json::parse(r.output);  // throws (fails the test) if a warning leaked into stdout
-  EXPECT_EQ(list.size(), 9u);
+  EXPECT_EQ(count_test_plugins(list), 9u);
 }
 
 TEST(EngineCli, BadPluginFilesAreReportedWithoutStoppingTheOthers) {
