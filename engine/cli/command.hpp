@@ -47,5 +47,6 @@ int validate_command(const std::vector<std::string>& args);
 int run_command(const std::vector<std::string>& args);
 int init_model_command(const std::vector<std::string>& args);
 int generate_command(const std::vector<std::string>& args);
+int tokenize_command(const std::vector<std::string>& args);
 
 }  // namespace engine::cli

@@ -17,6 +17,9 @@ const std::vector<Command>& commands() {
        "[--top-p P] [--seed S]",
        "generate text from a Hugging Face model directory with a KV cache, streaming it to stdout",
        &generate_command},
+      {"tokenize", "tokenize --tokenizer PATH [--add-special-tokens] [--jsonl] [--decode]",
+       "print the token ids of UTF-8 text on stdin as a JSON array (or, with --decode, the text of ids)",
+       &tokenize_command},
   };
   return table;
 }

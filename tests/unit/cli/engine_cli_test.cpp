@@ -139,3 +139,16 @@ TEST(EngineCli, BadPluginFilesAreReportedWithoutStoppingTheOthers) {
 
 }  // namespace
 }  // namespace engine::cli
+
+TEST(EngineCli, TokenizeEncodesStdinAndDecodesBack) {
+  const std::string tok = "'" + test_data_dir("data/small_tokenizer.json").string() + "'";
+  auto enc = run_process("printf 'hello world' | " + engine() + " tokenize --tokenizer " + tok, false);
+  ASSERT_EQ(enc.exit_code, 0) << enc.output;
+  auto ids = nlohmann::json::parse(enc.output);
+  ASSERT_TRUE(ids.is_array());
+  ASSERT_GT(ids.size(), 0u);
+  auto dec = run_process("echo '" + ids.dump() + "' | " + engine() + " tokenize --decode --tokenizer " + tok, false);
+  ASSERT_EQ(dec.exit_code, 0) << dec.output;
+  EXPECT_EQ(dec.output, "hello world");
+  EXPECT_EQ(run_process(engine() + " tokenize --tokenizer /nonexistent/tokenizer.json < /dev/null").exit_code, 1);
+}
