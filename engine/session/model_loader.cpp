@@ -21,8 +21,8 @@ ModelInstance::ModelInstance(host::HostSession& session, const plugins::PluginRe
     fail("plugin '{}' is not a model plugin; it cannot load a Hugging Face model", plugin.name);
   const bool cuda = session.device().type() == rt::DeviceType::CUDA;
   if (!plugin.has(cuda ? ENG_CAP_DEVICE_CUDA : ENG_CAP_DEVICE_CPU)) {
-    fail_with(ENG_ERR_UNSUPPORTED, "model plugin '{}' ({}) does not run on the {}", plugin.name, plugin.path.string(),
-              cuda ? "CUDA backend" : "CPU backend");
+    fail_with(ENG_ERR_UNSUPPORTED, "model plugin '{}' ({}) does not run on the {}", plugin.name,
+              plugin.path.string(), cuda ? "CUDA backend" : "CPU backend");
   }
   eng_ctx ctx = session.context(false);
   session.clear_error();
@@ -44,8 +44,9 @@ ModelInstance::ModelInstance(host::HostSession& session, const plugins::PluginRe
   session.set_declaring(false);
   if (s != ENG_OK) fail_call("declare_params", s);
   if (session.params().find(info_.lm_head_param) == nullptr) {
-    fail_with(ENG_ERR_INTERNAL, "model plugin '{}' names '{}' as its output projection but did not declare it",
-              plugin_name_, info_.lm_head_param);
+    fail_with(ENG_ERR_INTERNAL,
+              "model plugin '{}' names '{}' as its output projection but did not declare it", plugin_name_,
+              info_.lm_head_param);
   }
 }
 
@@ -63,7 +64,8 @@ rt::Param& ModelInstance::lm_head() const { return session_->params().get(info_.
 
 rt::Tensor ModelInstance::forward(const rt::Tensor& input_ids, const rt::Tensor& position_ids,
                                   const rt::Tensor& segment_ids, rt::KvCache* cache, bool grad_enabled) {
-  if (cache != nullptr && grad_enabled) fail("internal: a forward with a KV cache must run without gradients");
+  if (cache != nullptr && grad_enabled)
+    fail("internal: a forward with a KV cache must run without gradients");
   host::OwnedHandle ids(input_ids), pos(position_ids);
   host::OwnedHandle seg = segment_ids.defined() ? host::OwnedHandle(segment_ids) : host::OwnedHandle();
   eng_batch batch{};

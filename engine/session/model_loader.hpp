@@ -41,8 +41,8 @@ struct ModelInfo {
 class ModelInstance {
  public:
   // Creates the plugin's model from config.json text and declares its parameters in session.params().
-  ModelInstance(host::HostSession& session, const plugins::PluginRecord& plugin, const std::string& hf_config_json,
-                const std::string& options_json = "{}");
+  ModelInstance(host::HostSession& session, const plugins::PluginRecord& plugin,
+                const std::string& hf_config_json, const std::string& options_json = "{}");
   ~ModelInstance();
   ModelInstance(const ModelInstance&) = delete;
   ModelInstance& operator=(const ModelInstance&) = delete;
@@ -86,6 +86,7 @@ struct ModelLoadOptions {
 
 // Loads `dir` (a Hugging Face model directory) into session; see the file comment.
 std::unique_ptr<ModelInstance> load_model(host::HostSession& session, const plugins::PluginRegistry& registry,
-                                          const std::filesystem::path& dir, const ModelLoadOptions& options = {});
+                                          const std::filesystem::path& dir,
+                                          const ModelLoadOptions& options = {});
 
 }  // namespace engine::session

@@ -1,5 +1,5 @@
-// engine/session/checkpoint_reader.cpp: streaming safetensors checkpoints into the parameter store, converting
-// dtypes, and refusing checkpoints that do not match the declared parameters.
+// engine/session/checkpoint_reader.cpp: streaming safetensors checkpoints into the parameter store,
+// converting dtypes, and refusing checkpoints that do not match the declared parameters.
 #include "engine/session/checkpoint_reader.hpp"
 
 #include <gtest/gtest.h>
@@ -39,7 +39,8 @@ std::string read_text(const fs::path& p) {
 // Declares the decoder's parameters of the fixture's config into `store`, trainable (fp32) or frozen (dtype).
 void declare(engine::rt::ParamStore& store, const std::string& name, Arch arch, bool trainable,
              eng_dtype dtype = ENG_F32) {
-  auto config = engine::plugins::decoder::parse_decoder_config(read_text(fixture(name) + "/config.json"), arch);
+  auto config =
+      engine::plugins::decoder::parse_decoder_config(read_text(fixture(name) + "/config.json"), arch);
   for (const auto& s : engine::plugins::decoder::decoder_param_specs(config)) {
     engine::rt::ParamDecl d;
     d.name = s.name;
@@ -64,8 +65,8 @@ struct TempDir {
 };
 
 // Writes a copy of a checkpoint in bf16, optionally dropping one tensor and adding one.
-void write_variant(const engine::io::SafetensorsCheckpoint& src, const fs::path& file, const std::string& drop,
-                   const std::string& add, bool to_bf16) {
+void write_variant(const engine::io::SafetensorsCheckpoint& src, const fs::path& file,
+                   const std::string& drop, const std::string& add, bool to_bf16) {
   engine::io::SafetensorsWriter w;
   std::vector<std::vector<uint16_t>> keep;
   for (const std::string& name : src.names()) {
