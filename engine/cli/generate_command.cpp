@@ -110,6 +110,7 @@ int generate_command(const std::vector<std::string>& args) {
   host::HostSession session(cpu, g.sampling.seed);
   session::ModelLoadOptions load;
   load.options_json = R"({"dtype": "float32"})";
+  load.trainable = false;
   std::unique_ptr<session::ModelInstance> model = session::load_model(session, *registry, dir, load);
   const plugins::PluginRecord& plugin = registry->require(ENG_KIND_MODEL, model->plugin_name());
   if (!plugin.has(ENG_MODEL_CAP_KV_CACHE))

@@ -92,6 +92,29 @@ rt::Tensor ModelInstance::logits(const rt::Tensor& hidden) {
   return host::tensor_of(out.get(), "logits");
 }
 
+rt::Tensor ModelInstance::loss(const rt::Tensor& hidden, const rt::Tensor& labels, double scale,
+                               int64_t ignore_index) {
+  const int64_t c = info_.raw.hidden_size;
+  const int64_t n = hidden.numel() / c;
+  if (hidden.dim(-1) != c || labels.numel() != n) {
+    fail("loss: hidden {} and labels {} do not match (labels need one entry per position)",
+         hidden.shape().str(), labels.shape().str());
+  }
+  eng_ctx ctx = session_->context(true);
+  session_->clear_error();
+  const int64_t flat_shape[2] = {n, c};
+  const int64_t label_shape[1] = {n};
+  host::OwnedHandle h(hidden), y(labels), flat, flat_y, out;
+  eng_status s = host::op_table()->reshape(&ctx, h.get(), 2, flat_shape, flat.out());           // (N,C)
+  if (s == ENG_OK) s = host::op_table()->reshape(&ctx, y.get(), 1, label_shape, flat_y.out());  // (N)
+  if (s == ENG_OK) {
+    s = host::op_table()->linear_cross_entropy(&ctx, flat.get(), host::param_handle(lm_head()), flat_y.get(),
+                                               ignore_index, scale, out.out());
+  }
+  if (s != ENG_OK) fail_call("loss", s);
+  return host::tensor_of(out.get(), "loss");
+}
+
 std::string model_plugin_name(const io::HfConfig& config) { return config.model_type(); }
 
 std::unique_ptr<ModelInstance> load_model(host::HostSession& session, const plugins::PluginRegistry& registry,
@@ -101,6 +124,10 @@ std::unique_ptr<ModelInstance> load_model(host::HostSession& session, const plug
   const plugins::PluginRecord& plugin = registry.require(ENG_KIND_MODEL, name);
   auto model = std::make_unique<ModelInstance>(session, plugin, config.text, options.options_json);
   spdlog::debug("model {}: plugin {} declared {} parameters", dir.string(), name, session.params().size());
+  if (!options.trainable) {
+    for (size_t i = 0; i < session.params().size(); ++i)
+      session.params().set_trainable(session.params().at(i), false);
+  }
   if (options.before_weights) options.before_weights(*model);
   if (!options.load_weights) return model;
 

@@ -120,17 +120,7 @@ TEST_P(Parity, LogitsLossAndEveryGradientMatchTransformers) {
       n += shifted[size_t(b * T + t)] != -100;
     }
   ASSERT_GT(n, 0);
-  eng_ctx ctx = m.session.context(true);
-  engine::host::OwnedHandle h(hidden), flat, y(i32(m.cpu, {B * T}, shifted)), loss;
-  const int64_t flat_shape[2] = {B * T, C};
-  ASSERT_EQ(engine::host::op_table()->reshape(&ctx, h.get(), 2, flat_shape, flat.out()), ENG_OK)
-      << m.session.error();
-  ASSERT_EQ(engine::host::op_table()->linear_cross_entropy(&ctx, flat.get(),
-                                                           engine::host::param_handle(m.model->lm_head()),
-                                                           y.get(), -100, 1.0 / double(n), loss.out()),
-            ENG_OK)
-      << m.session.error();
-  const Tensor& loss_t = engine::host::tensor_of(loss.get(), "loss");
+  const Tensor loss_t = m.model->loss(hidden, i32(m.cpu, {B * T}, shifted), 1.0 / double(n));
   const double ref_loss = floats(expected.tensor("loss"))[0];
   EXPECT_LT(std::abs(loss_t.item() - ref_loss) / std::abs(ref_loss), 1e-4)
       << loss_t.item() << " vs " << ref_loss;
