@@ -1,6 +1,8 @@
 // Generation with a KV cache (see generate.hpp).
 #include "engine/session/generate.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <numeric>
 
@@ -32,6 +34,13 @@ std::vector<int32_t> generate(ModelInstance& model, std::span<const int32_t> pro
   for (int32_t id : prompt) {
     if (id < 0 || id >= info.vocab_size)
       fail("generate: prompt token {} is outside the model's vocabulary of {}", id, info.vocab_size);
+  }
+  if (info.max_position_embeddings > 0 &&
+      static_cast<int64_t>(prompt.size()) + options.max_new_tokens > info.max_position_embeddings) {
+    spdlog::warn(
+        "generate: {} prompt + {} new tokens exceed the model's max_position_embeddings ({}); quality "
+        "beyond it is not what the model was trained for",
+        prompt.size(), options.max_new_tokens, info.max_position_embeddings);
   }
   rt::Device& device = model.session().device();
   const int64_t capacity = static_cast<int64_t>(prompt.size()) + options.max_new_tokens;

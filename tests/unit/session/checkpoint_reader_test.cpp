@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -167,6 +168,40 @@ TEST(CheckpointReader, TiedModelsSkipAStoredLmHead) {
   options.tied_lm_head = true;
   auto report = engine::session::load_checkpoint(store, with_head, options);
   EXPECT_EQ(report.loaded.size(), store.size());
+}
+
+// A checkpoint in two shards with model.safetensors.index.json, as the published multi-GB models are stored.
+TEST(CheckpointReader, LoadsAShardedCheckpointThroughItsIndex) {
+  TempDir dir("sharded");
+  auto whole = engine::io::SafetensorsCheckpoint::open(fixture("llama2_untied"));
+  engine::io::SafetensorsWriter first, second;
+  nlohmann::json map = nlohmann::json::object();
+  size_t i = 0;
+  for (const std::string& name : whole.names()) {
+    auto t = whole.tensor(name);
+    const bool in_first = i++ % 2 == 0;
+    (in_first ? first : second)
+        .add(name, ENG_F32, std::vector<int64_t>(t.shape.begin(), t.shape.end()),
+             std::span<const std::byte>(t.data, t.nbytes));
+    map[name] = in_first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+  }
+  first.write(dir.path / "model-00001-of-00002.safetensors");
+  second.write(dir.path / "model-00002-of-00002.safetensors");
+  std::ofstream(dir.path / "model.safetensors.index.json")
+      << nlohmann::json{{"metadata", {{"total_size", 0}}}, {"weight_map", map}}.dump();
+  auto sharded = engine::io::SafetensorsCheckpoint::open(dir.path);
+  ASSERT_EQ(sharded.shards().size(), 2u);
+
+  engine::rt::CpuDevice cpu(1);
+  engine::rt::ParamStore store(cpu, 1);
+  declare(store, "llama2_untied", Arch::kLlama, false);
+  auto report = engine::session::load_checkpoint(store, sharded);
+  EXPECT_EQ(report.loaded.size(), store.size());
+  for (size_t k = 0; k < store.size(); ++k) {
+    engine::rt::Param& p = store.at(k);
+    auto t = whole.tensor(p.name());
+    EXPECT_EQ(std::memcmp(store.value(p).raw_data(), t.data, t.nbytes), 0) << p.name();
+  }
 }
 
 TEST(CheckpointReader, AShapeMismatchNamesTheTensorAndBothShapes) {
