@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/cpu/cast.hpp"
 #include "kernels/cpu/thread_pool.hpp"
 
 namespace engine::cpu {
@@ -38,6 +39,10 @@ void embedding_backward(ThreadPool& pool, const T* grad_out, const int32_t* ids,
 }
 
 template void embedding_forward<float>(ThreadPool&, const float*, const int32_t*, int64_t, int64_t, float*);
+// bf16 / f16 tables (frozen embeddings kept in storage precision): rows are gathered as stored, and only the
+// (N, C) result is converted, not the whole table.
+template void embedding_forward<Bf16>(ThreadPool&, const Bf16*, const int32_t*, int64_t, int64_t, Bf16*);
+template void embedding_forward<F16>(ThreadPool&, const F16*, const int32_t*, int64_t, int64_t, F16*);
 template void embedding_forward<double>(ThreadPool&, const double*, const int32_t*, int64_t, int64_t,
                                         double*);
 template void embedding_backward<float>(ThreadPool&, const float*, const int32_t*, int64_t, int64_t, int64_t,
