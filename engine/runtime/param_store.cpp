@@ -175,7 +175,8 @@ Tensor ParamStore::use(Param& p, Tape& tape) {
   Tensor& v = value(p);
   if (!p.trainable()) return v;
   grad_sink(p);
-  return tape.leaf(v, p.root->grad);
+  // Checkpointed blocks re-resolve the value at replay (after the strategy's backward hook re-gathered it).
+  return tape.leaf(v, p.root->grad, [this, &p] { return value(p); });
 }
 
 Tensor ParamStore::grad(const Param& p) const { return p.root->grad ? p.root->grad->grad() : Tensor(); }
@@ -232,6 +233,16 @@ void ParamStore::assign_quantizer(Quantizer& q) {
       p->quant_state = q.quantize(*p, p->value);
       p->value = Tensor();
     }
+  }
+}
+
+void ParamStore::release_quantizer(Quantizer& q) noexcept {
+  for (auto& p : params_) {
+    if (p->quantizer != &q) continue;
+    if (p->quant_state != nullptr) q.free_state(p->quant_state);
+    p->quant_state = nullptr;
+    p->quantizer = nullptr;
+    p->flags &= ~static_cast<uint32_t>(ENG_PARAM_QUANTIZED);
   }
 }
 

@@ -90,7 +90,8 @@ class ParamStore {
 
   // The stored value of the root (materialised on first call). Throws for quantized parameters.
   Tensor& value(Param& p);
-  // The value as an input of an op: a tape leaf feeding p's grad when trainable, else the plain value.
+  // The value as an input of an op: a tape leaf feeding p's grad when trainable (re-resolved through value()
+  // when a checkpointed block is replayed), else the plain value.
   Tensor use(Param& p, Tape& tape);
   // The accumulated gradient (fp32), undefined when none has arrived.
   Tensor grad(const Param& p) const;
@@ -104,6 +105,10 @@ class ParamStore {
   // Hands every parameter the quantizer takes to it (quantizing already materialised values now, the others
   // as they are loaded or initialised). Trainable parameters are refused with an error naming them.
   void assign_quantizer(Quantizer& q);
+
+  // Teardown: frees every state held by `q` (through q) and forgets q. The affected parameters have no value
+  // afterwards; call this only when the run ends (PluginQuantizer's destructor does).
+  void release_quantizer(Quantizer& q) noexcept;
 
   // Reads values by name: source_names are the tensors the source holds, read(name, dst) fills dst (declared
   // shape; dtype = the storage dtype; the reader converts) and returns false when it cannot. Expected are the
