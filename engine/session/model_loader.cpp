@@ -26,12 +26,15 @@ ModelInstance::ModelInstance(host::HostSession& session, const plugins::PluginRe
   }
   eng_ctx ctx = session.context(false);
   session.clear_error();
-  eng_status s = vt_->create(host::host_api(), &ctx, hf_config_json.c_str(), options_json.c_str(), &self_);
+  void* self = nullptr;
+  eng_status s = vt_->create(host::host_api(), &ctx, hf_config_json.c_str(), options_json.c_str(), &self);
   if (s != ENG_OK) fail_call("could not create the model from config.json", s);
+  self_ = PluginObject(self,
+                       vt_->destroy);  // destroyed by the member even if the rest of this constructor throws
 
   eng_model_info raw{};
   raw.struct_size = sizeof(raw);
-  s = vt_->info(self_, &raw);
+  s = vt_->info(self_.get(), &raw);
   if (s != ENG_OK) fail_call("info", s);
   info_.lm_head_param = raw.lm_head_param != nullptr ? raw.lm_head_param : "";
   info_.architecture = raw.architecture != nullptr ? raw.architecture : "";
@@ -40,7 +43,7 @@ ModelInstance::ModelInstance(host::HostSession& session, const plugins::PluginRe
   info_.raw.architecture = info_.architecture.c_str();
 
   session.set_declaring(true);
-  s = vt_->declare_params(self_, &ctx);
+  s = vt_->declare_params(self_.get(), &ctx);
   session.set_declaring(false);
   if (s != ENG_OK) fail_call("declare_params", s);
   if (session.params().find(info_.lm_head_param) == nullptr) {
@@ -50,9 +53,7 @@ ModelInstance::ModelInstance(host::HostSession& session, const plugins::PluginRe
   }
 }
 
-ModelInstance::~ModelInstance() {
-  if (self_ != nullptr) vt_->destroy(self_);
-}
+ModelInstance::~ModelInstance() = default;
 
 void ModelInstance::fail_call(const char* what, eng_status status) const {
   std::string message = session_->error();
@@ -77,7 +78,7 @@ rt::Tensor ModelInstance::forward(const rt::Tensor& input_ids, const rt::Tensor&
   eng_ctx ctx = session_->context(grad_enabled);
   session_->clear_error();
   host::OwnedHandle hidden;
-  eng_status s = vt_->forward(self_, &ctx, &batch, hidden.out());
+  eng_status s = vt_->forward(self_.get(), &ctx, &batch, hidden.out());
   if (s != ENG_OK) fail_call("forward", s);
   return host::tensor_of(hidden.get(), "the model's hidden states");
 }

@@ -73,7 +73,9 @@ class ModelInstance {
   host::HostSession* session_;
   const eng_model_vtable* vt_;
   std::string plugin_name_;
-  void* self_ = nullptr;
+  using PluginObject =
+      std::unique_ptr<void, void (*)(void*)>;  // the plugin's model, freed by vtable->destroy
+  PluginObject self_{nullptr, nullptr};
   ModelInfo info_;
 };
 

@@ -62,7 +62,11 @@ class DecoderModel : public sdk::Model {
                            "' in [model]; known options: dtype");
         }
       }
-      if (o.is_object() && o.contains("dtype") && o["dtype"].is_string()) {
+      if (o.is_object() && o.contains("dtype") && !o["dtype"].is_string()) {
+        throw sdk::Error(std::string(arch_name(arch)) + " plugin: option dtype must be a string, got " +
+                         o["dtype"].dump());
+      }
+      if (o.is_object() && o.contains("dtype")) {
         const std::string d = o["dtype"].get<std::string>();
         if (d == "float32") {
           dtype_ = ENG_F32;

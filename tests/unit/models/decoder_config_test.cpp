@@ -173,6 +173,27 @@ TEST(DecoderConfig, ReadsTransformers5RopeParametersAndExplicitHeadDim) {
   EXPECT_EQ(l2.n_kv_heads, 5);
 }
 
+// Llama 2's published config.json (meta-llama/Llama-2-7b-hf): no head_dim, no rope_theta (default 10000),
+// rope_scaling null, pretraining_tp, float16 weights.
+TEST(DecoderConfig, ReadsALlama2Config) {
+  const std::string text = R"({"architectures": ["LlamaForCausalLM"], "bos_token_id": 1, "eos_token_id": 2,
+    "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 11008,
+    "max_position_embeddings": 4096, "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 32,
+    "num_key_value_heads": 32, "pretraining_tp": 1, "rms_norm_eps": 1e-05, "rope_scaling": null,
+    "tie_word_embeddings": false, "torch_dtype": "float16", "transformers_version": "4.31.0.dev0",
+    "use_cache": true, "vocab_size": 32000})";
+  DecoderConfig c = parse_decoder_config(text, Arch::kLlama);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.n_kv_heads, 32);
+  EXPECT_DOUBLE_EQ(c.rope.theta, 10000.0);
+  EXPECT_EQ(c.rope.scaling, ENG_ROPE_NONE);
+  EXPECT_EQ(c.checkpoint_dtype, ENG_F16);
+  EXPECT_EQ(c.bos_token_id, 1);
+  int64_t params = 0;
+  for (const ParamSpec& s : decoder_param_specs(c)) params += numel(s);
+  EXPECT_EQ(params, 6738415616);  // Llama-2-7b's published parameter count
+}
+
 std::string error_of(const std::string& text, Arch arch) {
   try {
     parse_decoder_config(text, arch);
