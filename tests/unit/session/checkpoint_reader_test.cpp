@@ -123,6 +123,13 @@ TEST(CheckpointReader, ConvertsBf16ToFp32MastersAndKeepsBf16ForFrozenParameters)
   declare(frozen, "llama3_tied", Arch::kLlama, false, ENG_BF16);
   engine::session::load_checkpoint(frozen, bf16);
 
+  // streaming: the device holds the parameters and nothing else (conversion goes through a bounded host chunk)
+  engine::rt::CpuDevice counted(1);
+  engine::rt::ParamStore streamed(counted, 1);
+  declare(streamed, "llama3_tied", Arch::kLlama, true, ENG_BF16);
+  engine::session::load_checkpoint(streamed, bf16);
+  EXPECT_EQ(counted.memory_stats().peak_bytes, streamed.numel() * 4);
+
   const std::string name = "model.layers.1.mlp.down_proj.weight";
   auto src = bf16.tensor(name);
   std::vector<uint16_t> bits(static_cast<size_t>(src.numel()));
