@@ -4,6 +4,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <queue>
+#include <shared_mutex>
 
 #include "engine/core/error.hpp"
 #include "engine/data/byte_level.hpp"
@@ -52,8 +53,8 @@ struct BpeModel::PairTable {
   }
 };
 
-// A bounded cache word -> ids, sharded to keep threads from contending. Like HF, it stops inserting when a
-// shard is full rather than evicting.
+// A bounded cache word -> ids, sharded to keep threads from contending. Like HF, it never waits for a lock
+// (a busy shard is simply not used for that word) and stops inserting when a shard is full.
 struct BpeModel::WordCache {
   static constexpr size_t kShards = 64;
   static constexpr size_t kPerShard = 2048;
@@ -63,7 +64,7 @@ struct BpeModel::WordCache {
     size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
   struct Shard {
-    std::mutex mutex;
+    std::shared_mutex mutex;
     std::unordered_map<std::string, std::vector<int32_t>, Hash, std::equal_to<>> entries;
   };
   std::array<Shard, kShards> shards;
@@ -259,8 +260,10 @@ void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out) con
   const size_t hash = std::hash<std::string_view>{}(word);
   if (cacheable) {
     auto& shard = cache_->shard_of(hash);
-    std::lock_guard lock(shard.mutex);
-    if (const auto it = shard.entries.find(word); it != shard.entries.end()) {
+    std::shared_lock lock(shard.mutex, std::try_to_lock);
+    if (!lock.owns_lock()) {
+      // Busy shard: compute without the cache.
+    } else if (const auto it = shard.entries.find(word); it != shard.entries.end()) {
       out.insert(out.end(), it->second.begin(), it->second.end());
       return;
     }
@@ -309,9 +312,10 @@ void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out) con
   out.insert(out.end(), symbols.begin(), symbols.end());
   if (cacheable) {
     auto& shard = cache_->shard_of(hash);
-    std::lock_guard lock(shard.mutex);
-    if (shard.entries.size() < WordCache::kPerShard)
+    std::unique_lock lock(shard.mutex, std::try_to_lock);
+    if (lock.owns_lock() && shard.entries.size() < WordCache::kPerShard) {
       shard.entries.emplace(std::string(word), std::move(symbols));
+    }
   }
 }
 

@@ -32,6 +32,7 @@ class BpeModel {
   std::optional<int32_t> token_to_id(std::string_view token) const;
   // The vocabulary string of `id` ("" for an id the vocabulary does not have).
   const std::string& id_to_token(int32_t id) const;
+  bool byte_fallback() const noexcept { return byte_fallback_; }
   // One more than the largest id in the vocabulary.
   size_t vocab_size() const noexcept { return tokens_.size(); }
 

@@ -2,8 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include <nlohmann/json.hpp>
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
 
@@ -49,9 +49,10 @@ PreparedDataset prepare_dataset(const std::filesystem::path& data_file, const To
                                       [](const Example& e) { return !e.is_text; });
     if (has_chat && !tokenizer.token_to_id(chat.end_of_turn())) {
       // Without it as one token the model could never learn to stop: the template does not fit the model.
-      fail("chat template {} ends turns with {}, which is not a token of {}; set data.chat_template to the "
-           "model's family",
-           chat.name(), chat.end_of_turn(), tokenizer.source());
+      fail(
+          "chat template {} ends turns with {}, which is not a token of {}; set data.chat_template to the "
+          "model's family",
+          chat.name(), chat.end_of_turn(), tokenizer.source());
     }
     std::vector<TokenizedSample> samples(n);
     std::vector<std::string> errors(n);

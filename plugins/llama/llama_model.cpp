@@ -88,7 +88,8 @@ class LlamaModel : public DecoderModel {
 
 }  // namespace
 
-ENGINE_REGISTER_MODEL(LlamaModel, "llama", "0.1.0",
-                      "Llama 2 / 3 / 3.1 / 3.2 causal decoders from Hugging Face checkpoints (GQA, llama3 RoPE "
-                      "scaling, tied embeddings)",
-                      engine::plugins::decoder::kOptionsSchema, engine::plugins::decoder::kCapabilities)
+ENGINE_REGISTER_MODEL(
+    LlamaModel, "llama", "0.1.0",
+    "Llama 2 / 3 / 3.1 / 3.2 causal decoders from Hugging Face checkpoints (GQA, llama3 RoPE "
+    "scaling, tied embeddings)",
+    engine::plugins::decoder::kOptionsSchema, engine::plugins::decoder::kCapabilities)

@@ -1,7 +1,8 @@
 // engine init-model and engine generate, end to end through the `engine` binary.
 //  - init-model writes a Hugging Face directory whose tensors are exactly the plugin's declared parameters,
 //    initialised as declared, reproducible from the seed, with a tokenizer matching the config's vocabulary.
-//  - generate prints what transformers generates (tests/data/models/generate/qwen2_chat/expected.json, made by
+//  - generate prints what transformers generates (tests/data/models/generate/qwen2_chat/expected.json, made
+//  by
 //    scripts/fixtures/make_model_fixtures.py) for a plain prompt and for the same prompt as a chat turn.
 #include <gtest/gtest.h>
 
@@ -12,12 +13,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "engine/data/tokenizer.hpp"
 #include "engine/io/safetensors.hpp"
@@ -62,9 +62,8 @@ CliRun engine(const std::vector<std::string>& args, const fs::path& scratch) {
 class ModelCli : public ::testing::Test {
  protected:
   void SetUp() override {
-    scratch_ = fs::temp_directory_path() /
-               ("engine_model_cli_" + std::to_string(::getpid()) + "_" +
-                ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    scratch_ = fs::temp_directory_path() / ("engine_model_cli_" + std::to_string(::getpid()) + "_" +
+                                            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(scratch_);
     fs::create_directories(scratch_);
   }
@@ -75,20 +74,24 @@ class ModelCli : public ::testing::Test {
 TEST_F(ModelCli, InitModelWritesTheDeclaredParametersReproduciblyFromTheSeed) {
   for (const std::string arch : {"qwen2", "llama"}) {
     const fs::path a = scratch_ / (arch + "_a"), b = scratch_ / (arch + "_b"), c = scratch_ / (arch + "_c");
-    ASSERT_EQ(engine({"init-model", "--arch", arch, "--preset", "tiny", "--out", a.string(), "--seed", "5"}, scratch_)
+    ASSERT_EQ(engine({"init-model", "--arch", arch, "--preset", "tiny", "--out", a.string(), "--seed", "5"},
+                     scratch_)
                   .exit_code,
               0);
-    ASSERT_EQ(engine({"init-model", "--arch", arch, "--preset", "tiny", "--out", b.string(), "--seed", "5"}, scratch_)
+    ASSERT_EQ(engine({"init-model", "--arch", arch, "--preset", "tiny", "--out", b.string(), "--seed", "5"},
+                     scratch_)
                   .exit_code,
               0);
-    ASSERT_EQ(engine({"init-model", "--arch", arch, "--preset", "tiny", "--out", c.string(), "--seed=6"}, scratch_)
-                  .exit_code,
-              0);
+    ASSERT_EQ(
+        engine({"init-model", "--arch", arch, "--preset", "tiny", "--out", c.string(), "--seed=6"}, scratch_)
+            .exit_code,
+        0);
     const std::string weights = read_file(a / "model.safetensors");
     EXPECT_EQ(weights, read_file(b / "model.safetensors")) << "the same seed gives the same bytes";
     EXPECT_NE(weights, read_file(c / "model.safetensors")) << "another seed gives other weights";
 
-    const auto arch_enum = arch == "qwen2" ? engine::plugins::decoder::Arch::kQwen2 : engine::plugins::decoder::Arch::kLlama;
+    const auto arch_enum =
+        arch == "qwen2" ? engine::plugins::decoder::Arch::kQwen2 : engine::plugins::decoder::Arch::kLlama;
     auto config = engine::plugins::decoder::parse_decoder_config(read_file(a / "config.json"), arch_enum);
     auto specs = engine::plugins::decoder::decoder_param_specs(config);
     auto file = engine::io::SafetensorsFile::open(a / "model.safetensors");
@@ -127,14 +130,16 @@ TEST_F(ModelCli, InitModelWritesTheDeclaredParametersReproduciblyFromTheSeed) {
 }
 
 TEST_F(ModelCli, InitModelRefusesUnknownPresetsAndNonEmptyDirectories) {
-  CliRun r = engine({"init-model", "--arch", "qwen2", "--preset", "huge", "--out", (scratch_ / "x").string()}, scratch_);
+  CliRun r = engine({"init-model", "--arch", "qwen2", "--preset", "huge", "--out", (scratch_ / "x").string()},
+                    scratch_);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("tiny, small"), std::string::npos) << r.err;
   std::ofstream(scratch_ / "occupied.txt") << "x";
   r = engine({"init-model", "--arch", "llama", "--preset", "tiny", "--out", scratch_.string()}, scratch_);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("not an empty directory"), std::string::npos) << r.err;
-  r = engine({"init-model", "--arch", "mistral", "--preset", "tiny", "--out", (scratch_ / "y").string()}, scratch_);
+  r = engine({"init-model", "--arch", "mistral", "--preset", "tiny", "--out", (scratch_ / "y").string()},
+             scratch_);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("mistral"), std::string::npos) << r.err;
 }
@@ -143,10 +148,12 @@ TEST_F(ModelCli, GenerateGreedyPrintsWhatTransformersGenerates) {
   const fs::path dir = fs::path(std::getenv("ENGINE_TEST_DATA")) / "models" / "generate" / "qwen2_chat";
   auto expected = nlohmann::json::parse(read_file(dir / "expected.json"));
   const std::string prompt = expected["prompt"], n = std::to_string(expected["max_new_tokens"].get<int>());
-  CliRun plain = engine({"generate", "--model", dir.string(), "--prompt", prompt, "--max-new-tokens", n}, scratch_);
+  CliRun plain =
+      engine({"generate", "--model", dir.string(), "--prompt", prompt, "--max-new-tokens", n}, scratch_);
   ASSERT_EQ(plain.exit_code, 0) << plain.err;
   EXPECT_EQ(plain.out, expected["plain"]["text"].get<std::string>() + "\n");
-  CliRun chat = engine({"generate", "--model", dir.string(), "--prompt", prompt, "--chat", "--max-new-tokens", n}, scratch_);
+  CliRun chat = engine(
+      {"generate", "--model", dir.string(), "--prompt", prompt, "--chat", "--max-new-tokens", n}, scratch_);
   ASSERT_EQ(chat.exit_code, 0) << chat.err;
   EXPECT_EQ(chat.out, expected["chat"]["text"].get<std::string>() + "\n");
 }
@@ -154,8 +161,8 @@ TEST_F(ModelCli, GenerateGreedyPrintsWhatTransformersGenerates) {
 TEST_F(ModelCli, GenerateSamplingIsReproducibleFromTheSeedAndRefusesBadOptions) {
   const fs::path dir = fs::path(std::getenv("ENGINE_TEST_DATA")) / "models" / "generate" / "qwen2_chat";
   auto sample = [&](const std::string& seed) {
-    return engine({"generate", "--model", dir.string(), "--prompt", "Once upon a time", "--max-new-tokens", "24",
-                   "--temperature", "1.5", "--top-p", "0.95", "--seed", seed},
+    return engine({"generate", "--model", dir.string(), "--prompt", "Once upon a time", "--max-new-tokens",
+                   "24", "--temperature", "1.5", "--top-p", "0.95", "--seed", seed},
                   scratch_);
   };
   CliRun a = sample("1"), b = sample("1"), c = sample("2");

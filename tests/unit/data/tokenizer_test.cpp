@@ -56,6 +56,18 @@ TEST(Tokenizer, Gpt2StyleTokenizerMatchesPythonTokenizers) {
                 load_json(test_data("gpt2_style_expected.json")));
 }
 
+TEST(Tokenizer, Llama2StyleTokenizersMatchPythonTokenizers) {
+  // SentencePiece-style BPE: byte fallback (<0xXX>), fuse_unk, <s> post-processor; the legacy Prepend/Replace
+  // normalizers, or a Metaspace pre-tokenizer (prepend first without split, always with split); their
+  // decoders.
+  const auto corpus = load_json(test_data("tokenizer_corpus.json"));
+  for (const std::string name : {"llama2_legacy", "llama2_metaspace_first", "llama2_metaspace_split"}) {
+    SCOPED_TRACE(name);
+    const Tokenizer tok = Tokenizer::from_file(test_data(name + "_tokenizer.json"));
+    expect_parity(tok, corpus, load_json(test_data(name + "_expected.json")));
+  }
+}
+
 TEST(Tokenizer, SmallTokenizerVocabularyQueries) {
   const Tokenizer tok = Tokenizer::from_file(test_data("small_tokenizer.json"));
   EXPECT_EQ(tok.token_to_id("<|im_end|>"), 2);

@@ -6,11 +6,10 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "engine/core/error.hpp"
 #include "engine/host/host_api.hpp"
@@ -47,7 +46,8 @@ void expect_declares_the_published_checkpoint(const std::string& plugin, const s
                                        read_file(data(dir) / "config.json"), R"({"dtype": "bfloat16"})");
   auto index = nlohmann::json::parse(read_file(data(dir) / "model.safetensors.index.json"));
   std::set<std::string> published;
-  for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) published.insert(it.key());
+  for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it)
+    published.insert(it.key());
   std::set<std::string> declared;
   int64_t bytes = 0;
   engine::rt::ParamStore& store = e.session.params();
@@ -112,7 +112,8 @@ TEST(PluginDeclare, PresetsParseAndUnknownOnesAreNull) {
   Engine e;
   for (const std::string name : {"qwen2", "llama"}) {
     const auto& record = e.registry.require(ENG_KIND_MODEL, name);
-    EXPECT_TRUE(record.has(ENG_CAP_DEVICE_CPU | ENG_CAP_DEVICE_CUDA | ENG_MODEL_CAP_KV_CACHE | ENG_MODEL_CAP_PACKING));
+    EXPECT_TRUE(record.has(ENG_CAP_DEVICE_CPU | ENG_CAP_DEVICE_CUDA | ENG_MODEL_CAP_KV_CACHE |
+                           ENG_MODEL_CAP_PACKING));
     const eng_model_vtable* vt = record.table<eng_model_vtable>();
     ASSERT_NE(vt->preset_config, nullptr);
     EXPECT_EQ(vt->preset_config("huge"), nullptr);

@@ -27,12 +27,13 @@ constexpr char kSchema[] = R"({"type": "object", "properties": {
   "target_modules": {"type": "array", "items": {"type": "string"}, "default": ["proj"]}}})";
 
 TEST(AdapterLoader, OptionsComeFromAdapterConfigUnderThePluginsNames) {
-  json config = {{"peft_type", "LORA"},      {"r", 4},          {"lora_alpha", 8},
-                 {"lora_dropout", 0.05},     {"bias", "none"},  {"target_modules", {"q_proj", "v_proj"}}};
+  json config = {{"peft_type", "LORA"},  {"r", 4},         {"lora_alpha", 8},
+                 {"lora_dropout", 0.05}, {"bias", "none"}, {"target_modules", {"q_proj", "v_proj"}}};
   json options = json::parse(engine::session::peft_options_from_adapter_config(config, kSchema, "lora"));
   EXPECT_EQ(options, (json{{"r", 4}, {"alpha", 8}, {"target_modules", {"q_proj", "v_proj"}}}));
   // what the config lacks takes the schema's default
-  json defaults = json::parse(engine::session::peft_options_from_adapter_config({{"peft_type", "LORA"}}, kSchema, "lora"));
+  json defaults = json::parse(
+      engine::session::peft_options_from_adapter_config({{"peft_type", "LORA"}}, kSchema, "lora"));
   EXPECT_EQ(defaults, (json{{"r", 8}, {"alpha", 16}, {"target_modules", {"proj"}}}));
   // a value the schema refuses is an error naming the option
   try {
@@ -51,7 +52,8 @@ TEST(AdapterLoader, PeftTypeNamesThePlugin) {
 TEST(AdapterLoader, LoadAdapterCreatesAttachesAndInstallsThePeftPlugin) {
   const fs::path dir = fs::temp_directory_path() / ("engine_adapter_" + std::to_string(::getpid()));
   fs::create_directories(dir);
-  std::ofstream(dir / "adapter_config.json") << R"({"peft_type": "FAKE_LORA", "r": 2, "target_modules": ["q_proj"]})";
+  std::ofstream(dir / "adapter_config.json")
+      << R"({"peft_type": "FAKE_LORA", "r": 2, "target_modules": ["q_proj"]})";
 
   engine::rt::CpuDevice cpu(1);
   engine::host::HostSession session(cpu, 0);
