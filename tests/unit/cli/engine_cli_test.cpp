@@ -138,9 +138,6 @@ TEST(EngineCli, BadPluginFilesAreReportedWithoutStoppingTheOthers) {
   EXPECT_NE(r.output.find("fake_sgd"), std::string::npos) << r.output;
 }
 
-}  // namespace
-}  // namespace engine::cli
-
 TEST(EngineCli, TokenizeEncodesStdinAndDecodesBack) {
   const std::string tok = "'" + test_data_dir("data/small_tokenizer.json").string() + "'";
   auto enc = run_process("printf 'hello world' | " + engine() + " tokenize --tokenizer " + tok, false);
@@ -153,3 +150,6 @@ TEST(EngineCli, TokenizeEncodesStdinAndDecodesBack) {
   EXPECT_EQ(dec.output, "hello world");
   EXPECT_EQ(run_process(engine() + " tokenize --tokenizer /nonexistent/tokenizer.json < /dev/null").exit_code, 1);
 }
+
+}  // namespace
+}  // namespace engine::cli
