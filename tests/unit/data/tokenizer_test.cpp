@@ -70,6 +70,17 @@ TEST(Tokenizer, Llama2StyleTokenizersMatchPythonTokenizers) {
   }
 }
 
+TEST(Tokenizer, SplitBehaviorsDigitsAndUnicodeFormsMatchPythonTokenizers) {
+  // Split with Removed (NFKC, Digits individual), MergedWithPrevious (NFD), MergedWithNext on a String
+  // pattern (Digits contiguous), Contiguous (NFKD), and Isolated with invert.
+  const auto corpus = load_json(test_data("tokenizer_corpus.json"));
+  for (const std::string variant : {"removed", "previous", "next", "contiguous", "invert"}) {
+    SCOPED_TRACE(variant);
+    const Tokenizer tok = Tokenizer::from_file(test_data("split_" + variant + "_tokenizer.json"));
+    expect_parity(tok, corpus, load_json(test_data("split_" + variant + "_expected.json")));
+  }
+}
+
 TEST(Tokenizer, ConcurrentEncodingGivesTheSameIds) {
   // Threads share the word cache (lock-free): each thread's ids must equal the expected ones.
   const Tokenizer tok = Tokenizer::from_file(test_data("small_tokenizer.json"));
