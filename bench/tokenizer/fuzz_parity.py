@@ -12,7 +12,7 @@ from tokenizers import Tokenizer
 random.seed(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
 tokpath = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'shared', 'fixtures', 'qwen-tokenizer', 'tokenizer.json')
 pools = [
-  ["<mask>", "caf\u00e9 au lait", "cafe\u0301 au lait", "  <mask>  ", "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</tool_call>", "<s>", "</s>", "<0x41>"],
+  ["<mask>", "caf\u00e9 au lait", "cafe\u0301 au lait", "  <mask>  ", "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</tool_call>", "<s>", "</s>", "<0x41>", "[WORD]", "x[WORD]", "_[WORD]é"],
   "<mask>", "caf\u00e9 au lait", "cafe\u0301 au lait", "  <mask>  ",
   " \t\n\r\x0b\x0c\x85\xa0\u1680\u2000\u2028\u2029\u202f\u205f\u3000\u200b\ufeff",
   "abcxyzABCXYZ'sSTtre", "0123456789٠١٢३४५½²⅓Ⅻ",

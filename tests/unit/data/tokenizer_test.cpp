@@ -109,7 +109,7 @@ TEST(Tokenizer, SmallTokenizerVocabularyQueries) {
   EXPECT_TRUE(tok.is_special(2));
   EXPECT_FALSE(tok.is_special(385));  // <mask> is added but not special
   EXPECT_EQ(tok.id_to_token(385), "<mask>");
-  EXPECT_EQ(tok.vocab_size(), 387u);
+  EXPECT_EQ(tok.vocab_size(), 388u);
   EXPECT_FALSE(tok.token_to_id("no such token").has_value());
 }
 
