@@ -6,10 +6,12 @@
 //   bench_tokenizer [--tokenizer PATH] [--mb 16] [--threads N] [--repeat 3] [--write-docs FILE] [--json FILE]
 //                   [--docs FILE] [--ids-out FILE]
 // --docs reads the documents (a JSON array of strings) instead of generating them; --ids-out writes each
-// document's ids as one JSON line (for checking another corpus against the Python package).
+// document's ids and their decoded text as one JSON line {"ids", "text"} (for checking against the Python
+// package).
 //                   [--docs FILE] [--ids-out FILE]
 // --docs reads the documents (a JSON array of strings) instead of generating them; --ids-out writes each
-// document's ids as one JSON line (for checking another corpus against the Python package).
+// document's ids and their decoded text as one JSON line {"ids", "text"} (for checking against the Python
+// package).
 // compare_tokenizers.py runs this and the Python `tokenizers` package on the same documents and checks that
 // the ids agree (ids_hash).
 #include <atomic>
@@ -135,7 +137,10 @@ int main(int argc, char** argv) {
     }
     if (!ids_out.empty()) {
       std::ofstream out(ids_out);
-      for (const auto& d : docs) out << nlohmann::json(tok.encode(d)).dump() << "\n";
+      for (const auto& d : docs) {
+        const auto ids = tok.encode(d);
+        out << nlohmann::json{{"ids", ids}, {"text", tok.decode(ids)}}.dump() << "\n";
+      }
     }
     size_t bytes = 0;
     for (const auto& d : docs) bytes += d.size();

@@ -4,7 +4,8 @@
     python3 bench/tokenizer/fuzz_parity.py [SEED] [TOKENIZER_JSON]
 Builds 3000 random strings from pools of characters that stress the pipeline (Unicode whitespace kinds,
 combining marks, digits of many scripts, emoji sequences, control characters, added tokens spliced in),
-encodes them with build/bin/bench_tokenizer --docs/--ids-out and with `tokenizers`, and prints mismatches.
+encodes and decodes them with build/bin/bench_tokenizer --docs/--ids-out and with `tokenizers`, and prints
+mismatches of ids or decoded text.
 Not part of CI (it needs Python packages); run it after changing the tokenizer.
 """
 import json, os, random, subprocess, sys
@@ -12,7 +13,7 @@ from tokenizers import Tokenizer
 random.seed(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
 tokpath = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'shared', 'fixtures', 'qwen-tokenizer', 'tokenizer.json')
 pools = [
-  ["<mask>", "caf\u00e9 au lait", "cafe\u0301 au lait", "  <mask>  ", "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</tool_call>", "<s>", "</s>", "<0x41>"],
+  ["<mask>", "caf\u00e9 au lait", "cafe\u0301 au lait", "  <mask>  ", "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</tool_call>", "<s>", "</s>", "<0x41>", "[WORD]", "x[WORD]", "_[WORD]é"],
   "<mask>", "caf\u00e9 au lait", "cafe\u0301 au lait", "  <mask>  ",
   " \t\n\r\x0b\x0c\x85\xa0\u1680\u2000\u2028\u2029\u202f\u205f\u3000\u200b\ufeff",
   "abcxyzABCXYZ'sSTtre", "0123456789٠١٢३४५½²⅓Ⅻ",
@@ -43,8 +44,9 @@ mine = [json.loads(l) for l in open(ids_path)]
 bad = 0
 for d, m in zip(docs, mine):
     ref = tok.encode(d, add_special_tokens=False).ids
-    if ref != m:
+    ref_text = tok.decode(ref, skip_special_tokens=False)
+    if ref != m["ids"] or ref_text != m["text"]:
         bad += 1
-        if bad <= 5: print(repr(d), '\n ref', ref, '\n got', m)
+        if bad <= 5: print(repr(d), '\n ref', ref, repr(ref_text), '\n got', m["ids"], repr(m["text"]))
 print('docs', len(docs), 'mismatches', bad)
 sys.exit(1 if bad else 0)

@@ -1,16 +1,30 @@
 #include "engine/data/added_tokens.hpp"
 
+#include <unicode/uchar.h>
+
 #include "engine/data/utf8.hpp"
 
 namespace engine::data {
 namespace {
 
-// Rust's char::is_alphanumeric or '_', approximated for non-ASCII as "not whitespace" (letters and digits of
-// other scripts; only single_word tokens look at it).
+// A "word" character as HF's single_word check sees it: Rust regex's Unicode \w, i.e. Alphabetic, marks,
+// decimal digits, connector punctuation and the joiners U+200C/U+200D.
 bool is_word_char(char32_t cp) {
   if (cp < 0x80)
     return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') || cp == '_';
-  return !is_unicode_whitespace(cp);
+  if (cp == 0x200C || cp == 0x200D) return true;
+  const auto c = static_cast<UChar32>(cp);
+  if (u_hasBinaryProperty(c, UCHAR_ALPHABETIC)) return true;
+  switch (u_charType(c)) {
+    case U_NON_SPACING_MARK:
+    case U_ENCLOSING_MARK:
+    case U_COMBINING_SPACING_MARK:
+    case U_DECIMAL_DIGIT_NUMBER:
+    case U_CONNECTOR_PUNCTUATION:
+      return true;
+    default:
+      return false;
+  }
 }
 
 }  // namespace

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
+#include <nlohmann/json.hpp>
+
 #include "engine/core/error.hpp"
 #include "tests/unit/data/test_paths.hpp"
 
@@ -11,6 +14,16 @@ namespace engine::data {
 namespace {
 
 using testing::test_data;
+
+// The real Qwen tokenizer, loaded once for the whole binary (11 MB); null when ../shared lacks it.
+const Tokenizer* qwen_tokenizer() {
+  static const std::unique_ptr<Tokenizer> tokenizer = []() -> std::unique_ptr<Tokenizer> {
+    const auto dir = testing::qwen_tokenizer_dir();
+    if (!std::filesystem::exists(dir / "tokenizer.json")) return nullptr;
+    return std::make_unique<Tokenizer>(Tokenizer::from_file(dir));
+  }();
+  return tokenizer.get();
+}
 
 class TokenizedSampleTest : public ::testing::Test {
  protected:
@@ -91,9 +104,8 @@ TEST_F(TokenizedSampleTest, Llama3TemplateTrainsEotId) {
 }
 
 TEST_F(TokenizedSampleTest, RealQwenTokenizerMasksImEnd) {
-  const auto dir = testing::qwen_tokenizer_dir();
-  if (!std::filesystem::exists(dir / "tokenizer.json")) GTEST_SKIP() << "absent: " << dir;
-  static const Tokenizer qwen = Tokenizer::from_file(dir);
+  if (qwen_tokenizer() == nullptr) GTEST_SKIP() << "absent: " << testing::qwen_tokenizer_dir();
+  const Tokenizer& qwen = *qwen_tokenizer();
   const TokenizedSample s = tokenize_example(two_turns(), qwen, chat, SampleOptions{});
   EXPECT_EQ(trained_runs(qwen, s), (std::vector<std::string>{"The fox.<|im_end|>", "No.<|im_end|>"}));
   // The id after each trained <|im_end|> target (the "\n") is not a target.
@@ -102,6 +114,28 @@ TEST_F(TokenizedSampleTest, RealQwenTokenizerMasksImEnd) {
       EXPECT_EQ(s.labels[t + 1], kIgnoreIndex);
     }
   }
+}
+
+TEST_F(TokenizedSampleTest, RealQwenIdsEqualTransformersApplyChatTemplate) {
+  // tests/data/data/chat_templates.json holds transformers' apply_chat_template(tokenize=True) ids for every
+  // ChatML case; the engine's tokenized sample must have exactly those ids.
+  if (qwen_tokenizer() == nullptr) GTEST_SKIP() << "absent: " << testing::qwen_tokenizer_dir();
+  const Tokenizer& qwen = *qwen_tokenizer();
+  const auto fixture = nlohmann::json::parse(testing::read_text(test_data("chat_templates.json")));
+  size_t checked = 0;
+  for (const auto& c : fixture["cases"]) {
+    if (!c.contains("qwen_ids") || c["add_generation_prompt"].get<bool>()) continue;
+    const std::string name = c["template"].get<std::string>();
+    const ChatTemplate tmpl = ChatTemplate::recognise(fixture["templates"][name].get<std::string>(), name);
+    Example ex;
+    ex.where = name;
+    for (const auto& m : c["messages"])
+      ex.messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+    const TokenizedSample s = tokenize_example(ex, qwen, tmpl, SampleOptions{});
+    EXPECT_EQ(s.ids, c["qwen_ids"].get<std::vector<int32_t>>()) << name << " " << c["messages"].dump();
+    ++checked;
+  }
+  EXPECT_EQ(checked, 21u);
 }
 
 TEST_F(TokenizedSampleTest, NothingToTrainIsAnError) {
