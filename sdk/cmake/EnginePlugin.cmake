@@ -3,8 +3,6 @@
 # Builds a plugin shared library against the SDK only: C++20, hidden visibility, and a linker version script
 # that exports exactly one symbol, engine_plugin_negotiate (std:: template instantiations would otherwise be
 # exported as weak symbols and could bind across plugins). Used in-tree and by the installed EngineSDK package.
-set(_ENGINE_PLUGIN_CMAKE_DIR "${CMAKE_CURRENT_LIST_DIR}")
-
 function(engine_add_plugin target)
   cmake_parse_arguments(ARG "" "OUTPUT_DIRECTORY" "SOURCES" ${ARGN})
   if(NOT ARG_SOURCES)
@@ -20,7 +18,7 @@ function(engine_add_plugin target)
     VISIBILITY_INLINES_HIDDEN ON
     POSITION_INDEPENDENT_CODE ON)
   target_compile_features(${target} PRIVATE cxx_std_20)
-  set(_script "${_ENGINE_PLUGIN_CMAKE_DIR}/plugin.version")
+  set(_script "${CMAKE_CURRENT_FUNCTION_LIST_DIR}/plugin.version")
   target_link_options(${target} PRIVATE "LINKER:--version-script=${_script}" "LINKER:--no-undefined")
   set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS "${_script}")
   if(ARG_OUTPUT_DIRECTORY)

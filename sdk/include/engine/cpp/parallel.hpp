@@ -1,0 +1,107 @@
+// engine/cpp/parallel.hpp: write a parallel strategy plugin (ENG_KIND_PARALLEL) as a class.
+//
+// setup() is required; every hook is optional and its table entry stays NULL unless the class overrides it,
+// so the engine skips hooks a strategy does not use.
+//
+// Mirrors eng_parallel_vtable (engine/abi/parallel.h).
+#pragma once
+
+#include <string>
+
+#include "engine/abi/parallel.h"
+#include "engine/cpp/plugin.hpp"
+
+namespace engine::sdk {
+
+class Parallel {
+ public:
+  virtual ~Parallel() = default;
+  // After parameters are declared and before they are loaded: decide placement.
+  virtual void setup(Host& host) = 0;
+  // (optional) Around each decoder block, in forward and in backward (gather before, free after).
+  virtual void before_block(Host& host, int32_t block, eng_phase phase) {
+    (void)host, (void)block, (void)phase;
+  }
+  virtual void after_block(Host& host, int32_t block, eng_phase phase) {
+    (void)host, (void)block, (void)phase;
+  }
+  // (optional) The gradient of `param` is complete for this micro-batch.
+  virtual void grad_ready(Host& host, Param param) { (void)host, (void)param; }
+  // (optional) All gradients of the accumulated batch are in: reduce them.
+  virtual void before_step(Host& host) { (void)host; }
+  virtual void after_step(Host& host) { (void)host; }
+  // (optional) Strategy state in checkpoints.
+  virtual void save_state(Host& host, eng_state st) { (void)host, (void)st; }
+  virtual void load_state(Host& host, eng_state st) { (void)host, (void)st; }
+};
+
+namespace detail {
+
+template <typename T>
+struct ParallelAdapter {
+  static_assert(std::is_base_of_v<Parallel, T>,
+                "ENGINE_REGISTER_PARALLEL: the class must derive from engine::sdk::Parallel");
+  static_assert(
+      std::is_constructible_v<T, Host&, const std::string&>,
+      "ENGINE_REGISTER_PARALLEL: the class needs a constructor (Host&, const std::string& options_json)");
+
+  template <typename F>
+  static eng_status call(void* self, const eng_ctx* ctx, F&& f) noexcept {
+    return guard(api_of<T>(self), ctx, [&] {
+      auto& in = self_of<T>(self);
+      Host h(in.api, ctx);
+      f(in.obj, h);
+    });
+  }
+  static eng_status create(const eng_host_api* host, const eng_ctx* ctx, const char* options_json,
+                           void** self) noexcept {
+    return detail::create<T>(host, ctx, self, str(options_json));
+  }
+  static eng_status setup(void* self, const eng_ctx* ctx) noexcept {
+    return call(self, ctx, [](T& o, Host& h) { o.setup(h); });
+  }
+  static eng_status before_block(void* self, const eng_ctx* ctx, int32_t block, eng_phase phase) noexcept {
+    return call(self, ctx, [&](T& o, Host& h) { o.before_block(h, block, phase); });
+  }
+  static eng_status after_block(void* self, const eng_ctx* ctx, int32_t block, eng_phase phase) noexcept {
+    return call(self, ctx, [&](T& o, Host& h) { o.after_block(h, block, phase); });
+  }
+  static eng_status grad_ready(void* self, const eng_ctx* ctx, eng_param param) noexcept {
+    return call(self, ctx, [&](T& o, Host& h) { o.grad_ready(h, Param(param)); });
+  }
+  static eng_status before_step(void* self, const eng_ctx* ctx) noexcept {
+    return call(self, ctx, [](T& o, Host& h) { o.before_step(h); });
+  }
+  static eng_status after_step(void* self, const eng_ctx* ctx) noexcept {
+    return call(self, ctx, [](T& o, Host& h) { o.after_step(h); });
+  }
+  static eng_status save_state(void* self, const eng_ctx* ctx, eng_state st) noexcept {
+    return call(self, ctx, [&](T& o, Host& h) { o.save_state(h, st); });
+  }
+  static eng_status load_state(void* self, const eng_ctx* ctx, eng_state st) noexcept {
+    return call(self, ctx, [&](T& o, Host& h) { o.load_state(h, st); });
+  }
+  static eng_parallel_vtable vtable() noexcept {
+    eng_parallel_vtable v{};
+    v.struct_size = sizeof(v);
+    v.create = &create;
+    v.destroy = &detail::destroy<T>;
+    v.setup = &setup;
+    v.before_block = ENGINE_SDK_OVERRIDES(T, Parallel, before_block) ? &before_block : nullptr;
+    v.after_block = ENGINE_SDK_OVERRIDES(T, Parallel, after_block) ? &after_block : nullptr;
+    v.grad_ready = ENGINE_SDK_OVERRIDES(T, Parallel, grad_ready) ? &grad_ready : nullptr;
+    v.before_step = ENGINE_SDK_OVERRIDES(T, Parallel, before_step) ? &before_step : nullptr;
+    v.after_step = ENGINE_SDK_OVERRIDES(T, Parallel, after_step) ? &after_step : nullptr;
+    v.save_state = ENGINE_SDK_OVERRIDES(T, Parallel, save_state) ? &save_state : nullptr;
+    v.load_state = ENGINE_SDK_OVERRIDES(T, Parallel, load_state) ? &load_state : nullptr;
+    return v;
+  }
+};
+
+}  // namespace detail
+}  // namespace engine::sdk
+
+// ENGINE_REGISTER_PARALLEL(Class, "name", "1.2.3", "one-line description", schema_json, capabilities)
+#define ENGINE_REGISTER_PARALLEL(Class, name, version, description, schema_json, caps)                \
+  ENGINE_SDK_DEFINE_NEGOTIATE(::engine::sdk::detail::ParallelAdapter<Class>, ENG_KIND_PARALLEL, name, \
+                              version, description, schema_json, caps)
