@@ -1,0 +1,304 @@
+#include "engine/runtime/autograd.hpp"
+
+#include <algorithm>
+
+#include "engine/core/error.hpp"
+#include "kernels/cpu/thread_pool.hpp"
+
+namespace engine::rt {
+
+namespace {
+
+// out = a + b elementwise: a, b, out contiguous of one dtype (f32 or f64), n elements, CPU memory. Each
+// element is one addition, so chunking over threads cannot change a result bit.
+void add_elementwise(void* out, const void* a, const void* b, int64_t n, DType dtype, Device& device) {
+  if (device.type() != DeviceType::CPU)
+    fail("gradient accumulation on {} is not implemented yet: the CUDA backend adds it",
+         device_type_name(device.type()));
+  auto run = [&](auto* o, const auto* x, const auto* y) {
+    auto body = [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) o[i] = x[i] + y[i];
+    };
+    if (cpu::ThreadPool* pool = device.thread_pool(); pool != nullptr && n >= (1 << 16))
+      pool->parallel_for(n, 1 << 14, body);
+    else
+      body(0, n);
+  };
+  if (dtype == ENG_F32)
+    run(static_cast<float*>(out), static_cast<const float*>(a), static_cast<const float*>(b));
+  else if (dtype == ENG_F64)
+    run(static_cast<double*>(out), static_cast<const double*>(a), static_cast<const double*>(b));
+  else
+    fail("gradient accumulation in {} is not supported: gradients are f32 (or f64 in gradient checks)",
+         dtype_name(dtype));
+}
+
+// `t` as a contiguous tensor of `dtype` (no copy when it already is one).
+Tensor as_contiguous(const Tensor& t, DType dtype) {
+  Tensor c = t.dtype() == dtype ? t : t.to(dtype);
+  return c.contiguous();
+}
+
+void check_same_shape(const Tensor& acc, const Tensor& g, const char* what) {
+  if (acc.shape() != g.shape())
+    fail(
+        "autograd: a gradient of shape {} cannot be added to {} of shape {} (a node's backward returned a "
+        "gradient "
+        "whose shape differs from its input)",
+        g.shape().str(), what, acc.shape().str());
+}
+
+}  // namespace
+
+// ---- GradSink ------------------------------------------------------------------------------------------
+
+void GradSink::accumulate(const Tensor& g) {
+  if (g.shape() != shape_)
+    fail("autograd: a gradient of shape {} was produced for a leaf of shape {}", g.shape().str(),
+         shape_.str());
+  if (!grad_.defined()) {
+    // First contribution: an owned copy (g may alias another gradient or a saved tensor).
+    grad_ = Tensor::empty(shape_, dtype_, *device_);
+    grad_.copy_from(g);
+  } else {
+    Tensor gc = as_contiguous(g, dtype_);
+    if (!grad_.is_contiguous()) fail("autograd: the accumulated gradient is not contiguous");
+    add_elementwise(grad_.raw_data(), grad_.raw_data(), gc.raw_data(), grad_.numel(), dtype_, *device_);
+  }
+  if (on_accumulated) on_accumulated();
+}
+
+void GradSink::zero() {
+  if (grad_.defined()) device_->fill_zero(grad_.raw_data(), grad_.nbytes());
+}
+
+Tensor add_gradients(const Tensor& acc, const Tensor& g) {
+  if (!acc.defined()) return g;
+  check_same_shape(acc, g, "an intermediate gradient");
+  DType dtype = acc.dtype();
+  const bool direct = dtype == ENG_F32 || dtype == ENG_F64;
+  const DType compute = direct ? dtype : ENG_F32;
+  Tensor a = as_contiguous(acc, compute), b = as_contiguous(g, compute);
+  Tensor out = Tensor::empty(acc.shape(), compute, acc.device());
+  add_elementwise(out.raw_data(), a.raw_data(), b.raw_data(), out.numel(), compute, acc.device());
+  return direct ? out : out.to(dtype);
+}
+
+// ---- Tape ----------------------------------------------------------------------------------------------
+
+bool Tape::requires_grad(const Tensor& t) {
+  return t.defined() && t.impl()->autograd && t.impl()->autograd->requires_grad;
+}
+
+Tensor Tape::leaf(const Tensor& value, std::shared_ptr<GradSink> sink) {
+  if (!value.defined()) fail("autograd: cannot make a leaf of an undefined tensor");
+  if (!sink) fail("autograd: a leaf needs a gradient sink");
+  auto impl = std::make_shared<TensorImpl>(*value.impl());
+  impl->autograd = std::make_shared<AutogradMeta>();
+  impl->autograd->value_id = next_id();
+  impl->autograd->requires_grad = true;
+  impl->autograd->sink = std::move(sink);
+  return Tensor(std::move(impl));
+}
+
+std::vector<Tensor> Tape::apply(std::unique_ptr<Node> node, const std::vector<Tensor>& inputs) {
+  if (!node) fail("autograd: apply() got no node");
+  bool record = grad_enabled_ && !in_backward_ &&
+                std::any_of(inputs.begin(), inputs.end(), [](const Tensor& t) { return requires_grad(t); });
+  const bool checkpointed =
+      record && open_segment_ >= 0 && segments_[static_cast<size_t>(open_segment_)].checkpointed;
+  // Checkpointed nodes save nothing now; backward replays them with save = true.
+  std::vector<Tensor> outputs = node->forward(inputs, record && !checkpointed);
+  if (!record) return outputs;
+
+  Entry e;
+  e.segment = open_segment_;
+  const size_t n = inputs.size();
+  e.input_ids.resize(n, 0);
+  e.input_needs_grad.resize(n, false);
+  e.input_sinks.resize(n);
+  if (checkpointed) e.kept_inputs.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const Tensor& t = inputs[i];
+    const AutogradMeta* meta = t.defined() ? t.impl()->autograd.get() : nullptr;
+    if (meta != nullptr) {
+      e.input_ids[i] = meta->value_id;
+      e.input_needs_grad[i] = meta->requires_grad;
+      e.input_sinks[i] = meta->sink;
+    }
+    const bool internal = meta != nullptr && produced_in_block_.count(meta->value_id) != 0;
+    if (checkpointed && !internal) e.kept_inputs[i] = t;  // block-external: keep a reference for the replay
+  }
+  for (Tensor& out : outputs) {
+    if (!out.defined()) {
+      e.output_ids.push_back(0);
+      continue;
+    }
+    // A fresh TensorImpl: a node may return one of its inputs (or a view sharing its impl) unchanged.
+    auto impl = std::make_shared<TensorImpl>(*out.impl());
+    impl->autograd = std::make_shared<AutogradMeta>();
+    impl->autograd->value_id = next_id();
+    impl->autograd->requires_grad = true;
+    e.output_ids.push_back(impl->autograd->value_id);
+    if (open_segment_ >= 0) produced_in_block_.insert(impl->autograd->value_id);
+    out = Tensor(std::move(impl));
+  }
+  e.node = std::move(node);
+  entries_.push_back(std::move(e));
+  return outputs;
+}
+
+void Tape::block_begin(int block) {
+  if (block < 0) fail("block_begin({}): block indices start at 0", block);
+  if (open_block_ >= 0)
+    fail("block_begin({}) while block {} is open: blocks do not nest; call block_end({}) first", block,
+         open_block_, open_block_);
+  open_block_ = block;
+  Segment seg;
+  seg.block = block;
+  seg.checkpointed = checkpointing_;
+  seg.first = seg.last = entries_.size();
+  segments_.push_back(seg);
+  open_segment_ = static_cast<int>(segments_.size()) - 1;
+}
+
+void Tape::block_end(int block) {
+  if (open_block_ != block) {
+    if (open_block_ < 0) fail("block_end({}) without a matching block_begin({})", block, block);
+    fail("block_end({}) while block {} is open: every block_begin(i) needs block_end(i)", block, open_block_);
+  }
+  Segment& seg = segments_[static_cast<size_t>(open_segment_)];
+  seg.last = entries_.size();
+  if (seg.first == seg.last) segments_.pop_back();  // nothing recorded (evaluation): forget the block
+  open_block_ = -1;
+  open_segment_ = -1;
+  produced_in_block_.clear();
+}
+
+void Tape::clear() {
+  entries_.clear();
+  segments_.clear();
+  open_block_ = -1;
+  open_segment_ = -1;
+  produced_in_block_.clear();
+}
+
+void Tape::replay(const Segment& seg) {
+  // Values produced by the block's nodes, keyed by their recorded ids; dropped when the replay is done (the
+  // nodes keep what their backward needs).
+  std::unordered_map<uint64_t, Tensor> values;
+  for (size_t k = seg.first; k < seg.last; ++k) {
+    Entry& e = entries_[k];
+    std::vector<Tensor> inputs(e.input_ids.size());
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (e.kept_inputs[i].defined() || e.input_ids[i] == 0) {
+        inputs[i] = e.kept_inputs[i];
+      } else {
+        auto it = values.find(e.input_ids[i]);
+        if (it == values.end())
+          fail(
+              "checkpoint replay of block {}: node {} needs a value the block did not recompute (a tensor "
+              "made "
+              "inside the block was used without being recorded)",
+              seg.block, e.node->name());
+        inputs[i] = it->second;
+      }
+    }
+    std::vector<Tensor> outs = e.node->forward(inputs, /*save=*/true);
+    ++stats_.nodes_replayed;
+    if (outs.size() != e.output_ids.size())
+      fail("checkpoint replay of node {} returned {} outputs, the recorded forward {}", e.node->name(),
+           outs.size(), e.output_ids.size());
+    for (size_t j = 0; j < outs.size(); ++j)
+      if (e.output_ids[j] != 0) values[e.output_ids[j]] = std::move(outs[j]);
+    e.kept_inputs.clear();
+  }
+  ++stats_.blocks_replayed;
+}
+
+void Tape::backward(const Tensor& loss, const Tensor& grad) {
+  if (open_block_ >= 0)
+    fail("backward() inside block {}: call block_end({}) first", open_block_, open_block_);
+  if (in_backward_) fail("backward() called from inside a backward pass");
+  if (!requires_grad(loss))
+    fail(
+        "backward(): the loss does not require grad (it was computed with gradients disabled, or from no "
+        "trainable parameter)");
+  struct Finish {
+    Tape& tape;
+    ~Finish() {
+      tape.in_backward_ = false;
+      tape.clear();
+    }
+  } finish{*this};
+  in_backward_ = true;
+  stats_ = {};
+
+  Tensor seed = grad;
+  if (seed.defined()) {
+    if (seed.shape() != loss.shape())
+      fail("backward(): the gradient of shape {} does not match the loss of shape {}", seed.shape().str(),
+           loss.shape().str());
+  } else {
+    seed = Tensor::full(loss.shape(), loss.dtype(), loss.device(), 1.0);
+  }
+  const AutogradMeta& loss_meta = *loss.impl()->autograd;
+  if (loss_meta.sink) loss_meta.sink->accumulate(seed);  // the loss is itself a leaf
+  std::unordered_map<uint64_t, Tensor> grads;
+  grads[loss_meta.value_id] = seed;
+
+  int active = -1;  // the segment being backpropagated
+  auto leave = [&] {
+    if (active >= 0 && hooks_ != nullptr)
+      hooks_->after_block(segments_[static_cast<size_t>(active)].block, BlockPhase::Backward);
+  };
+  for (size_t k = entries_.size(); k-- > 0;) {
+    Entry& e = entries_[k];
+    if (e.segment != active) {
+      leave();
+      active = e.segment;
+      if (active >= 0) {
+        const Segment& seg = segments_[static_cast<size_t>(active)];
+        if (hooks_ != nullptr) hooks_->before_block(seg.block, BlockPhase::Backward);
+        if (seg.checkpointed) replay(seg);
+      }
+    }
+    std::vector<Tensor> grad_outputs(e.output_ids.size());
+    bool any = false;
+    for (size_t j = 0; j < e.output_ids.size(); ++j) {
+      auto it = grads.find(e.output_ids[j]);
+      if (it == grads.end()) continue;
+      grad_outputs[j] = std::move(it->second);
+      grads.erase(it);  // each value is produced once: its gradient is complete and consumed here
+      any = true;
+    }
+    if (!any) {  // nothing downstream of this node reaches the loss
+      e.node.reset();
+      continue;
+    }
+    std::vector<Tensor> grad_inputs = e.node->backward(grad_outputs, e.input_needs_grad);
+    ++stats_.nodes_run;
+    grad_outputs.clear();
+    if (grad_inputs.size() != e.input_ids.size())
+      fail("autograd: node {} returned {} input gradients for {} inputs", e.node->name(), grad_inputs.size(),
+           e.input_ids.size());
+    const std::string node_name = e.node->name();
+    e.node->release_saved();
+    e.node.reset();
+    for (size_t i = 0; i < grad_inputs.size(); ++i) {
+      if (!e.input_needs_grad[i] || !grad_inputs[i].defined()) continue;
+      if (e.input_sinks[i]) {
+        e.input_sinks[i]->accumulate(grad_inputs[i]);
+      } else {
+        Tensor& slot = grads[e.input_ids[i]];
+        if (slot.defined() && slot.shape() != grad_inputs[i].shape())
+          fail("autograd: node {} returned a gradient of shape {} for an input of shape {}", node_name,
+               grad_inputs[i].shape().str(), slot.shape().str());
+        slot = add_gradients(slot, grad_inputs[i]);
+      }
+    }
+  }
+  leave();
+}
+
+}  // namespace engine::rt

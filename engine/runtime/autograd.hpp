@@ -1,0 +1,185 @@
+// Autograd: the tape that records applied Nodes and runs them backwards, with per-block activation
+// checkpointing.
+//
+// Recording. Tape::apply(node, inputs) runs node->forward(). When grad mode is on and at least one input
+// requires grad, the tape keeps the node (which saved what its backward needs) together with the value ids
+// of its inputs and outputs, in execution order. Outputs then require grad. Values that require grad but were
+// not produced by a recorded node are leaves: Tape::leaf() gives a tensor a fresh value id and a GradSink
+// into which backward accumulates its gradient (parameters: the sink is the parameter's persistent fp32 grad,
+// shared by every use and by tied parameters, so micro-batches accumulate).
+//
+// Backward. backward(loss) seeds d loss = 1 and walks the recorded entries in reverse. Each entry's output
+// gradients are taken out of the map of pending gradients (freeing them), its node's backward runs, its saved
+// tensors are released and the node is destroyed, and the input gradients are added to the pending map (an
+// intermediate value used twice gets its two contributions summed in tape order) or into the leaf's sink.
+// The order of every addition is fixed by the tape, so gradients are bitwise reproducible.
+//
+// Checkpointing. block_begin(i)/block_end(i) bracket a decoder block. With checkpointing on, nodes of a block
+// run forward with save = false and the entry keeps references to its block-external inputs only (values
+// produced outside the block, leaves, and tensors not on the tape); everything produced inside the block
+// lives only as long as the caller holds it. When backward reaches the block's last entry, the tape replays
+// the block's nodes forward with save = true from those inputs (value ids map replayed outputs onto the
+// recorded ones) and then backpropagates through them. Nodes are pure functions of inputs and attributes, so
+// the replayed values and hence the gradients are bitwise identical to a run without checkpointing.
+//
+// Block hooks (the parallel strategy's gather/release points) are called by the tape in backward around each
+// block, and by the block seam owner (engine/host) around the forward.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "engine/runtime/node.hpp"
+#include "engine/runtime/tensor.hpp"
+
+namespace engine::rt {
+
+// Where a leaf's gradient accumulates. The gradient is allocated lazily (zeros of the leaf's shape, in
+// `dtype`) at the first accumulation and persists until zero()/clear(): gradient accumulation over
+// micro-batches is just several backward passes into the same sink.
+class GradSink {
+ public:
+  GradSink(const Dims& shape, DType dtype, Device& device) : shape_(shape), dtype_(dtype), device_(&device) {}
+
+  // grad += g (g converted to the sink's dtype; shapes must match).
+  void accumulate(const Tensor& g);
+  // The accumulated gradient, undefined before the first accumulate() (or after clear()).
+  const Tensor& grad() const { return grad_; }
+  Tensor& grad() { return grad_; }
+  // Sets the gradient to zero, keeping the buffer (undefined stays undefined).
+  void zero();
+  // Frees the gradient.
+  void clear() { grad_ = Tensor(); }
+  const Dims& shape() const { return shape_; }
+  DType dtype() const { return dtype_; }
+  // (optional) called after every accumulation (the parallel strategy's grad_ready hook).
+  std::function<void()> on_accumulated;
+
+ private:
+  Dims shape_;
+  DType dtype_;
+  Device* device_;
+  Tensor grad_;
+};
+
+// Autograd bookkeeping of one recorded value (TensorImpl::autograd).
+struct AutogradMeta {
+  uint64_t value_id = 0;  // unique per tape; 0: not on a tape
+  bool requires_grad = false;
+  std::shared_ptr<GradSink> sink;  // leaves only: where backward accumulates the gradient
+};
+
+// The phases block hooks are called for.
+enum class BlockPhase { Forward, Backward };
+
+// Hooks around decoder blocks (implemented by the engine's parallel-strategy adapter). The tape calls the
+// Backward phase around each block it backpropagates through (before a checkpointed block is replayed).
+class BlockHooks {
+ public:
+  virtual ~BlockHooks() = default;
+  virtual void before_block(int block, BlockPhase phase) = 0;
+  virtual void after_block(int block, BlockPhase phase) = 0;
+};
+
+// Statistics of the last backward pass (for tests and logs).
+struct BackwardStats {
+  int64_t nodes_run = 0;       // node backward() calls
+  int64_t nodes_replayed = 0;  // node forward() calls made by checkpoint replay
+  int64_t blocks_replayed = 0;
+};
+
+class Tape {
+ public:
+  Tape() = default;
+  Tape(const Tape&) = delete;
+  Tape& operator=(const Tape&) = delete;
+
+  // Runs node->forward(inputs) and records it when grad mode is on and an input requires grad.
+  std::vector<Tensor> apply(std::unique_ptr<Node> node, const std::vector<Tensor>& inputs);
+
+  // A view of `value` that is a leaf requiring grad; backward accumulates its gradient into `sink`.
+  Tensor leaf(const Tensor& value, std::shared_ptr<GradSink> sink);
+
+  // Backpropagates from `loss` (grad: d loss, default ones) through every recorded entry, then clears the
+  // tape.
+  void backward(const Tensor& loss, const Tensor& grad = Tensor());
+
+  // Drops every recorded entry without running backward (e.g. after an evaluation forward with grad on).
+  void clear();
+
+  bool grad_enabled() const { return grad_enabled_; }
+  void set_grad_enabled(bool on) { grad_enabled_ = on; }
+
+  // Activation checkpointing of blocks opened from now on.
+  bool checkpointing() const { return checkpointing_; }
+  void set_checkpointing(bool on) { checkpointing_ = on; }
+
+  // Bracket a block. Blocks do not nest; block_end must name the open block.
+  void block_begin(int block);
+  void block_end(int block);
+  int current_block() const { return open_block_; }  // -1 outside blocks
+
+  void set_block_hooks(BlockHooks* hooks) { hooks_ = hooks; }
+
+  size_t size() const { return entries_.size(); }
+  const BackwardStats& last_backward_stats() const { return stats_; }
+
+  // True when `t` is on this tape and requires grad.
+  static bool requires_grad(const Tensor& t);
+
+ private:
+  struct Entry {
+    std::unique_ptr<Node> node;
+    std::vector<uint64_t> input_ids;  // 0: input not on the tape (constant)
+    std::vector<bool> input_needs_grad;
+    std::vector<std::shared_ptr<GradSink>> input_sinks;  // leaves
+    std::vector<Tensor> kept_inputs;  // checkpointed entries: the block-external inputs (else empty)
+    std::vector<uint64_t> output_ids;
+    int segment = -1;  // index into segments_, -1 outside blocks
+  };
+  struct Segment {
+    int block = -1;
+    bool checkpointed = false;
+    size_t first = 0, last = 0;  // entries [first, last)
+  };
+
+  uint64_t next_id() { return ++last_id_; }
+  void replay(const Segment& seg);
+
+  bool grad_enabled_ = true;
+  bool checkpointing_ = false;
+  bool in_backward_ = false;
+  uint64_t last_id_ = 0;
+  std::vector<Entry> entries_;
+  std::vector<Segment> segments_;
+  int open_block_ = -1;
+  int open_segment_ = -1;
+  std::unordered_set<uint64_t> produced_in_block_;  // value ids made by recorded nodes of the open block
+  BlockHooks* hooks_ = nullptr;
+  BackwardStats stats_;
+};
+
+// Disables recording on a tape for its lifetime (restores the previous mode).
+class NoGradGuard {
+ public:
+  explicit NoGradGuard(Tape& tape) : tape_(tape), previous_(tape.grad_enabled()) {
+    tape.set_grad_enabled(false);
+  }
+  ~NoGradGuard() { tape_.set_grad_enabled(previous_); }
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  Tape& tape_;
+  bool previous_;
+};
+
+// acc += g without modifying any buffer acc may share: returns g itself when acc is undefined, else a new
+// tensor acc + g (in acc's dtype). Shapes must match. Used for intermediate gradients.
+Tensor add_gradients(const Tensor& acc, const Tensor& g);
+
+}  // namespace engine::rt

@@ -1,0 +1,135 @@
+// ParamStore: every named parameter of the run (model weights under their Hugging Face names, PEFT adapters).
+//
+// Per parameter it keeps the declaration (name, role, flags, shape, storage dtype, init), the block it was
+// declared in, and its storage:
+//  - value: an fp32 master for trainable parameters, the declared dtype (e.g. bf16) for frozen ones. Values
+//  are
+//    materialised lazily: load() reads straight into them, anything not loaded is initialised on first use
+//    from a generator seeded by (store seed, parameter name), so initial values do not depend on declaration
+//    order.
+//  - grad: an fp32 GradSink allocated at the first backward that reaches the parameter; it persists across
+//    backward passes (gradient accumulation) until zero_grads()/clear_grads().
+//  - tied parameters (ENG_PARAM_TIED, tied_to) share the root's value and grad: every operation on a tied
+//    parameter acts on its root.
+//  - quantizer state: when the run's quantizer takes a parameter, its dense value is dropped and the
+//  quantizer's
+//    opaque state is kept instead (freed through the quantizer when the store dies: the quantizer must
+//    outlive it).
+//  - a PEFT cookie: set by peft_attach; the linear seam routes linear(x, param) through the run's PEFT with
+//  it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/abi/engine.h"
+#include "engine/runtime/autograd.hpp"
+#include "engine/runtime/tensor.hpp"
+#include "engine/runtime/weight_plugins.hpp"
+
+namespace engine::rt {
+
+struct ParamDecl {
+  std::string name;
+  Dims shape;
+  DType dtype = ENG_F32;  // storage dtype of the frozen value
+  eng_param_role role = ENG_ROLE_OTHER;
+  uint32_t flags = 0;  // ENG_PARAM_*
+  eng_init_kind init = ENG_INIT_ZEROS;
+  double init_arg = 0.0;
+  std::string tied_to;  // with ENG_PARAM_TIED: the root parameter's name
+};
+
+struct Param {
+  ParamDecl decl;
+  int block = -1;      // the decoder block it was declared in (-1 outside blocks)
+  uint32_t flags = 0;  // current flags (TRAINABLE may change; QUANTIZED set by the store)
+  Param* root = this;  // the parameter whose storage it uses (itself unless tied)
+  // Storage (meaningful on roots only).
+  Tensor value;         // undefined until materialised, and for quantized parameters
+  bool loaded = false;  // value came from load() rather than init
+  std::shared_ptr<GradSink> grad;
+  Quantizer* quantizer = nullptr;  // non-null: quant_state holds the weight
+  void* quant_state = nullptr;
+  void* peft_cookie = nullptr;  // per parameter (not shared by ties)
+
+  const std::string& name() const { return decl.name; }
+  const Dims& shape() const { return decl.shape; }
+  bool trainable() const { return (root->flags & ENG_PARAM_TRAINABLE) != 0; }
+  bool quantized() const { return root->quantizer != nullptr; }
+  bool tied() const { return root != this; }
+};
+
+struct LoadOptions {
+  bool allow_missing = false;     // parameters the source lacks keep their init
+  bool allow_unexpected = false;  // source names that match no parameter are ignored
+};
+
+struct LoadReport {
+  std::vector<std::string> loaded, missing, unexpected;
+};
+
+class ParamStore {
+ public:
+  ParamStore(Device& device, uint64_t seed);
+  ~ParamStore();
+  ParamStore(const ParamStore&) = delete;
+  ParamStore& operator=(const ParamStore&) = delete;
+
+  // Adds a parameter; throws on a duplicate name, a bad shape or dtype, or an unknown/mismatched tie target.
+  Param& declare(const ParamDecl& decl, int block = -1);
+
+  size_t size() const { return params_.size(); }
+  Param& at(size_t i) const { return *params_.at(i); }
+  Param* find(const std::string& name) const;  // nullptr when absent
+  Param& get(const std::string& name) const;   // throws ENG_ERR_NOT_FOUND with close names
+
+  // The stored value of the root (materialised on first call). Throws for quantized parameters.
+  Tensor& value(Param& p);
+  // The value as an input of an op: a tape leaf feeding p's grad when trainable, else the plain value.
+  Tensor use(Param& p, Tape& tape);
+  // The accumulated gradient (fp32), undefined when none has arrived.
+  Tensor grad(const Param& p) const;
+  GradSink& grad_sink(Param& p);
+
+  // Switches TRAINABLE: the value becomes an fp32 master (trainable) or goes back to the declared dtype.
+  void set_trainable(Param& p, bool trainable);
+  void zero_grads();   // keeps the buffers
+  void clear_grads();  // frees them
+
+  // Hands every parameter the quantizer takes to it (quantizing already materialised values now, the others
+  // as they are loaded or initialised). Trainable parameters are refused with an error naming them.
+  void assign_quantizer(Quantizer& q);
+
+  // Reads values by name: source_names are the tensors the source holds, read(name, dst) fills dst (declared
+  // shape; dtype = the storage dtype; the reader converts) and returns false when it cannot. Expected are the
+  // untied parameters without ENG_PARAM_NOT_SAVED and with a role other than ENG_ROLE_ADAPTER. Throws, before
+  // reading anything, with the lists of missing and unexpected names unless the options allow them.
+  LoadReport load(const std::vector<std::string>& source_names,
+                  const std::function<bool(const std::string& name, Tensor& dst)>& read,
+                  const LoadOptions& options = {});
+
+  // Materialises (initialises, quantizes) every parameter that is not yet.
+  void materialize_all();
+
+  // Elements of all (or only trainable) root parameters.
+  int64_t numel(bool trainable_only = false) const;
+  uint64_t seed() const { return seed_; }
+  Device& device() const { return *device_; }
+
+ private:
+  void materialize(Param& root);
+  Tensor initial_value(const Param& root) const;  // the declared init, in the storage dtype
+  DType storage_dtype(const Param& root) const;
+
+  Device* device_;
+  uint64_t seed_;
+  std::vector<std::unique_ptr<Param>> params_;
+  std::unordered_map<std::string, Param*> by_name_;
+};
+
+}  // namespace engine::rt

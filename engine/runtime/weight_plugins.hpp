@@ -1,0 +1,39 @@
+// The run's quantizer and PEFT method as the engine sees them: small C++ interfaces that the parameter store
+// and the linear seam (engine/host/linear_seam.hpp) call. engine/host wraps the plugin vtables
+// (eng_quantizer_vtable / eng_peft_vtable + self) in PluginQuantizer / PluginPeft; the session creates one of
+// each for the run and hands them to the HostSession. Tests implement them directly.
+#pragma once
+
+#include <string>
+
+#include "engine/runtime/tensor.hpp"
+
+namespace engine::rt {
+
+struct Param;  // engine/runtime/param_store.hpp
+
+class Quantizer {
+ public:
+  virtual ~Quantizer() = default;
+  virtual std::string name() const = 0;
+  // Whether this (frozen) parameter should be stored quantized.
+  virtual bool takes(const Param& param) = 0;
+  // value: the full-precision weight (out, in) -> the quantizer's storage for it (freed by free_state).
+  virtual void* quantize(Param& param, const Tensor& value) = 0;
+  // x (..., in) -> x W^T (..., out), W in quantized storage; differentiable in x (the plugin records a custom
+  // op).
+  virtual Tensor linear(void* state, const Tensor& x) = 0;
+  // The weight back as a dense tensor of `dtype` (merge, export, a plugin asking for the raw value).
+  virtual Tensor dequantize(void* state, DType dtype) = 0;
+  virtual void free_state(void* state) noexcept = 0;
+};
+
+class Peft {
+ public:
+  virtual ~Peft() = default;
+  virtual std::string name() const = 0;
+  // base_out = x W^T (+ b) already computed -> base_out + the adapter's term for the linear `cookie` marks.
+  virtual Tensor linear(void* cookie, const Tensor& x, const Tensor& base_out) = 0;
+};
+
+}  // namespace engine::rt

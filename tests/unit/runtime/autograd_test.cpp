@@ -1,0 +1,333 @@
+// Tests of the autograd tape (engine/runtime/autograd.cpp) with the small test nodes of test_nodes.hpp.
+#include "engine/runtime/autograd.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "engine/core/error.hpp"
+#include "tests/unit/runtime/test_nodes.hpp"
+
+namespace engine::rt {
+namespace {
+
+using testing::AddNode;
+using testing::IdentityNode;
+using testing::MulNode;
+using testing::NodeCounters;
+using testing::SumNode;
+using testing::TanhNode;
+
+Tensor random_f64(const Dims& shape, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<double> dist(-1.5, 1.5);
+  std::vector<double> v(static_cast<size_t>(shape.numel()));
+  for (double& x : v) x = dist(gen);
+  return Tensor::from_vector(shape, ENG_F64, cpu_device(), v);
+}
+
+std::shared_ptr<GradSink> sink_for(const Tensor& t) {
+  return std::make_shared<GradSink>(t.shape(), ENG_F64, t.device());
+}
+
+Tensor run1(Tape& tape, std::unique_ptr<Node> node, std::vector<Tensor> inputs) {
+  return tape.apply(std::move(node), inputs).at(0);
+}
+
+TEST(Tape, BackwardOfSmallGraphMatchesAnalyticGradients) {
+  Tape tape;
+  Tensor a0 = random_f64({2, 3}, 1), b0 = random_f64({2, 3}, 2);
+  auto sa = sink_for(a0), sb = sink_for(b0);
+  Tensor a = tape.leaf(a0, sa), b = tape.leaf(b0, sb);
+  // loss = sum(tanh(a * b) + a)
+  Tensor ab = run1(tape, std::make_unique<MulNode>(nullptr), {a, b});
+  Tensor t = run1(tape, std::make_unique<TanhNode>(nullptr), {ab});
+  Tensor s = run1(tape, std::make_unique<AddNode>(nullptr), {t, a});
+  Tensor loss = run1(tape, std::make_unique<SumNode>(nullptr), {s});
+  EXPECT_EQ(tape.size(), 4u);
+  tape.backward(loss);
+  EXPECT_EQ(tape.size(), 0u);
+  auto av = a0.to_double_vector(), bv = b0.to_double_vector();
+  auto ga = sa->grad().to_double_vector(), gb = sb->grad().to_double_vector();
+  for (size_t i = 0; i < av.size(); ++i) {
+    const double d = 1.0 - std::pow(std::tanh(av[i] * bv[i]), 2);
+    EXPECT_NEAR(ga[i], d * bv[i] + 1.0, 1e-12) << i;
+    EXPECT_NEAR(gb[i], d * av[i], 1e-12) << i;
+  }
+}
+
+TEST(Tape, BackwardMatchesCentralFiniteDifferences) {
+  Tensor a0 = random_f64({5}, 3), b0 = random_f64({5}, 4);
+  auto f = [&](const Tensor& a, const Tensor& b) {  // sum(tanh(a*b) * a)
+    Tape tape;
+    NoGradGuard off(tape);
+    Tensor ab = run1(tape, std::make_unique<MulNode>(nullptr), {a, b});
+    Tensor t = run1(tape, std::make_unique<TanhNode>(nullptr), {ab});
+    Tensor m = run1(tape, std::make_unique<MulNode>(nullptr), {t, a});
+    return run1(tape, std::make_unique<SumNode>(nullptr), {m}).item();
+  };
+  Tape tape;
+  auto sa = sink_for(a0);
+  Tensor a = tape.leaf(a0, sa);
+  Tensor ab = run1(tape, std::make_unique<MulNode>(nullptr), {a, b0});
+  Tensor t = run1(tape, std::make_unique<TanhNode>(nullptr), {ab});
+  Tensor m = run1(tape, std::make_unique<MulNode>(nullptr), {t, a});
+  tape.backward(run1(tape, std::make_unique<SumNode>(nullptr), {m}));
+  auto g = sa->grad().to_double_vector();
+  const double h = 1e-6;
+  for (int64_t i = 0; i < 5; ++i) {
+    Tensor p = a0.clone(), q = a0.clone();
+    p.data<double>()[i] += h;
+    q.data<double>()[i] -= h;
+    EXPECT_NEAR(g[static_cast<size_t>(i)], (f(p, b0) - f(q, b0)) / (2 * h), 1e-7) << i;
+  }
+}
+
+TEST(Tape, ValueUsedTwiceGetsTheSumOfBothGradients) {
+  Tape tape;
+  Tensor x0 = random_f64({4}, 5);
+  auto sx = sink_for(x0);
+  Tensor x = tape.leaf(x0, sx);
+  Tensor y = run1(tape, std::make_unique<TanhNode>(nullptr), {x});
+  // loss = sum(y * y + y): y is used three times; AddNode hands one gradient tensor to both inputs.
+  Tensor yy = run1(tape, std::make_unique<MulNode>(nullptr), {y, y});
+  Tensor s = run1(tape, std::make_unique<AddNode>(nullptr), {yy, y});
+  tape.backward(run1(tape, std::make_unique<SumNode>(nullptr), {s}));
+  auto xv = x0.to_double_vector(), g = sx->grad().to_double_vector();
+  for (size_t i = 0; i < xv.size(); ++i) {
+    const double yv = std::tanh(xv[i]);
+    EXPECT_NEAR(g[i], (2 * yv + 1) * (1 - yv * yv), 1e-12);
+  }
+}
+
+TEST(Tape, GradientsAccumulateOverTwoBackwardPasses) {
+  Tensor w0 = random_f64({3}, 6), x1 = random_f64({3}, 7), x2 = random_f64({3}, 8);
+  auto grad_of = [&](const std::vector<Tensor>& xs) {
+    Tape tape;
+    auto sink = sink_for(w0);
+    for (const Tensor& x : xs) {
+      Tensor w = tape.leaf(w0, sink);
+      Tensor y = run1(tape, std::make_unique<MulNode>(nullptr), {w, x});
+      Tensor t = run1(tape, std::make_unique<TanhNode>(nullptr), {y});
+      tape.backward(run1(tape, std::make_unique<SumNode>(nullptr), {t}));
+    }
+    return sink->grad().to_double_vector();
+  };
+  auto g1 = grad_of({x1}), g2 = grad_of({x2}), g12 = grad_of({x1, x2});
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_NE(g1[i], 0.0);
+    EXPECT_EQ(g12[i], g1[i] + g2[i]) << i;  // the sink adds the second pass onto the first, in that order
+  }
+}
+
+TEST(Tape, SinkZeroKeepsBufferAndClearFreesIt) {
+  Tape tape;
+  Tensor w0 = random_f64({3}, 9);
+  auto sink = sink_for(w0);
+  int ready = 0;
+  sink->on_accumulated = [&] { ++ready; };
+  Tensor w = tape.leaf(w0, sink);
+  tape.backward(run1(tape, std::make_unique<SumNode>(nullptr), {w}));
+  EXPECT_EQ(ready, 1);
+  ASSERT_TRUE(sink->grad().defined());
+  const void* buffer = sink->grad().raw_data();
+  sink->zero();
+  EXPECT_EQ(sink->grad().raw_data(), buffer);
+  for (double v : sink->grad().to_double_vector()) EXPECT_EQ(v, 0.0);
+  sink->clear();
+  EXPECT_FALSE(sink->grad().defined());
+}
+
+TEST(Tape, NoGradRegionRecordsNothing) {
+  Tape tape;
+  Tensor a = tape.leaf(random_f64({3}, 10), sink_for(random_f64({3}, 10)));
+  Tensor y;
+  {
+    NoGradGuard guard(tape);
+    EXPECT_FALSE(tape.grad_enabled());
+    y = run1(tape, std::make_unique<TanhNode>(nullptr), {a});
+  }
+  EXPECT_TRUE(tape.grad_enabled());
+  EXPECT_EQ(tape.size(), 0u);
+  EXPECT_FALSE(Tape::requires_grad(y));
+  try {
+    tape.backward(y);
+    FAIL() << "backward of a value computed without grad must throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not require grad"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Tape, NodesWithoutGradInputsAreNotRecorded) {
+  Tape tape;
+  NodeCounters c;
+  Tensor y = run1(tape, std::make_unique<TanhNode>(&c), {random_f64({3}, 11)});
+  EXPECT_EQ(tape.size(), 0u);
+  EXPECT_EQ(c.forwards_saving, 0);  // a node that is not recorded is not asked to save
+  EXPECT_FALSE(Tape::requires_grad(y));
+}
+
+TEST(Tape, BackwardReleasesSavedTensorsAndFreesMemory) {
+  Device& dev = cpu_device();
+  Tape tape;
+  NodeCounters c;
+  Tensor w0 = random_f64({256}, 12);
+  auto sink = sink_for(w0);
+  const int64_t before = dev.memory_stats().current_bytes;
+  {
+    Tensor h = tape.leaf(w0, sink);
+    for (int i = 0; i < 4; ++i) h = run1(tape, std::make_unique<TanhNode>(&c), {h});
+    Tensor loss = run1(tape, std::make_unique<SumNode>(&c), {h});
+    h = Tensor();
+    tape.backward(loss);
+  }
+  EXPECT_EQ(c.forwards_saving, 5);
+  EXPECT_EQ(c.backwards, 5);
+  EXPECT_EQ(c.releases, 5);
+  EXPECT_EQ(tape.size(), 0u);
+  // Only the persistent gradient remains allocated.
+  EXPECT_EQ(dev.memory_stats().current_bytes - before, static_cast<int64_t>(sink->grad().nbytes()));
+}
+
+TEST(Tape, NodeReturningItsInputGetsAFreshIdentity) {
+  Tape tape;
+  Tensor x0 = random_f64({3}, 13);
+  auto sx = sink_for(x0);
+  Tensor x = tape.leaf(x0, sx);
+  Tensor y = run1(tape, std::make_unique<IdentityNode>(nullptr), {x});
+  ASSERT_NE(y.impl(), x.impl());
+  EXPECT_NE(y.impl()->autograd->value_id, x.impl()->autograd->value_id);
+  EXPECT_EQ(x.impl()->autograd->sink, sx);                            // the leaf keeps its sink
+  Tensor s = run1(tape, std::make_unique<MulNode>(nullptr), {y, x});  // x * x through two identities
+  tape.backward(run1(tape, std::make_unique<SumNode>(nullptr), {s}));
+  auto xv = x0.to_double_vector(), g = sx->grad().to_double_vector();
+  for (size_t i = 0; i < 3; ++i) EXPECT_NEAR(g[i], 2 * xv[i], 1e-12);
+}
+
+TEST(Tape, BlockMisuseIsReportedClearly) {
+  Tape tape;
+  tape.block_begin(0);
+  EXPECT_THROW(tape.block_begin(1), Error);
+  EXPECT_THROW(tape.block_end(1), Error);
+  tape.block_end(0);
+  EXPECT_THROW(tape.block_end(0), Error);
+  EXPECT_THROW(tape.block_begin(-1), Error);
+}
+
+// A stack of blocks; each block: h = tanh(tanh(tanh(h * w_i) * u_i) * w_i) + h: three saved intermediates of
+// the block's size besides its output, like the many activations a transformer block keeps.
+struct BlockModel {
+  std::vector<Tensor> w, u;
+  std::vector<std::shared_ptr<GradSink>> sw, su;
+  Tensor x;
+  BlockModel(int blocks, int64_t n) {
+    for (int i = 0; i < blocks; ++i) {
+      w.push_back(random_f64({n}, 100 + i));
+      u.push_back(random_f64({n}, 200 + i));
+      sw.push_back(sink_for(w.back()));
+      su.push_back(sink_for(u.back()));
+    }
+    x = random_f64({n}, 300);
+  }
+  // One forward + backward; returns the peak bytes above the starting point.
+  int64_t step(Tape& tape, NodeCounters* c) {
+    Device& dev = cpu_device();
+    const int64_t base = dev.memory_stats().current_bytes;
+    dev.reset_peak_memory();
+    Tensor h = x;
+    for (size_t i = 0; i < w.size(); ++i) {
+      tape.block_begin(static_cast<int>(i));
+      Tensor wi = tape.leaf(w[i], sw[i]), ui = tape.leaf(u[i], su[i]);
+      Tensor t =
+          run1(tape, std::make_unique<TanhNode>(c), {run1(tape, std::make_unique<MulNode>(c), {h, wi})});
+      t = run1(tape, std::make_unique<TanhNode>(c), {run1(tape, std::make_unique<MulNode>(c), {t, ui})});
+      t = run1(tape, std::make_unique<TanhNode>(c), {run1(tape, std::make_unique<MulNode>(c), {t, wi})});
+      h = run1(tape, std::make_unique<AddNode>(c), {t, h});
+      tape.block_end(static_cast<int>(i));
+    }
+    Tensor loss = run1(tape, std::make_unique<SumNode>(c), {h});
+    h = Tensor();
+    tape.backward(loss);
+    return dev.memory_stats().peak_bytes - base;
+  }
+};
+
+TEST(Tape, CheckpointingGivesBitwiseIdenticalGradientsAndLowerPeakMemory) {
+  const int blocks = 8;
+  const int per_block = 7;  // nodes
+  const int64_t n = 1 << 14;
+  BlockModel plain(blocks, n), ckpt(blocks, n);
+  // Allocate the gradients once so both peaks measure activations only.
+  Tape warm;
+  plain.step(warm, nullptr);
+  ckpt.step(warm, nullptr);
+
+  Tape t_plain, t_ckpt;
+  t_ckpt.set_checkpointing(true);
+  NodeCounters c_plain, c_ckpt;
+  const int64_t peak_plain = plain.step(t_plain, &c_plain);
+  const int64_t peak_ckpt = ckpt.step(t_ckpt, &c_ckpt);
+
+  for (int i = 0; i < blocks; ++i) {
+    const Tensor& a = plain.sw[static_cast<size_t>(i)]->grad();
+    const Tensor& b = ckpt.sw[static_cast<size_t>(i)]->grad();
+    EXPECT_EQ(std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()), 0) << "w" << i;
+    const Tensor& c = plain.su[static_cast<size_t>(i)]->grad();
+    const Tensor& d = ckpt.su[static_cast<size_t>(i)]->grad();
+    EXPECT_EQ(std::memcmp(c.raw_data(), d.raw_data(), c.nbytes()), 0) << "u" << i;
+  }
+  EXPECT_EQ(t_ckpt.last_backward_stats().blocks_replayed, blocks);
+  EXPECT_EQ(t_ckpt.last_backward_stats().nodes_replayed, per_block * blocks);
+  EXPECT_EQ(t_plain.last_backward_stats().blocks_replayed, 0);
+  EXPECT_EQ(c_ckpt.forwards, 2 * per_block * blocks + 1);  // each block node in forward and again in replay
+  EXPECT_EQ(c_ckpt.forwards_saving, per_block * blocks + 1);
+  EXPECT_EQ(c_plain.forwards, per_block * blocks + 1);
+  // Without checkpointing every block holds 4 tensors of n doubles until backward reaches it (3 saved
+  // intermediates and its output); with it, the block outputs plus one replayed block at a time.
+  const int64_t bytes = n * 8;
+  EXPECT_GE(peak_plain, 4 * blocks * bytes);
+  EXPECT_LE(peak_ckpt, (blocks + 12) * bytes) << "plain " << peak_plain << " checkpointed " << peak_ckpt;
+  EXPECT_LT(peak_ckpt, peak_plain);
+}
+
+struct RecordingHooks final : BlockHooks {
+  std::vector<std::string> events;
+  void before_block(int block, BlockPhase phase) override {
+    events.push_back("before " + std::to_string(block) + (phase == BlockPhase::Forward ? " fwd" : " bwd"));
+  }
+  void after_block(int block, BlockPhase phase) override {
+    events.push_back("after " + std::to_string(block) + (phase == BlockPhase::Forward ? " fwd" : " bwd"));
+  }
+};
+
+TEST(Tape, BackwardCallsBlockHooksInReverseBlockOrder) {
+  BlockModel m(3, 8);
+  Tape tape;
+  tape.set_checkpointing(true);
+  RecordingHooks hooks;
+  tape.set_block_hooks(&hooks);
+  m.step(tape, nullptr);
+  std::vector<std::string> want = {"before 2 bwd", "after 2 bwd",  "before 1 bwd",
+                                   "after 1 bwd",  "before 0 bwd", "after 0 bwd"};
+  EXPECT_EQ(hooks.events, want);
+}
+
+TEST(Tape, EvaluationBlocksLeaveNothingOnTheTape) {
+  BlockModel m(2, 8);
+  Tape tape;
+  tape.set_checkpointing(true);
+  NoGradGuard off(tape);
+  Tensor h = m.x;
+  for (int i = 0; i < 2; ++i) {
+    tape.block_begin(i);
+    Tensor wi = tape.leaf(m.w[static_cast<size_t>(i)], m.sw[static_cast<size_t>(i)]);
+    h = run1(tape, std::make_unique<MulNode>(nullptr), {h, wi});
+    tape.block_end(i);
+  }
+  EXPECT_EQ(tape.size(), 0u);
+}
+
+}  // namespace
+}  // namespace engine::rt

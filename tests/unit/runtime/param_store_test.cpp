@@ -1,0 +1,232 @@
+// Tests of the parameter store (engine/runtime/param_store.cpp).
+#include "engine/runtime/param_store.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+#include "engine/core/error.hpp"
+#include "tests/unit/runtime/test_nodes.hpp"
+
+namespace engine::rt {
+namespace {
+
+ParamDecl decl(const std::string& name, Dims shape, uint32_t flags = ENG_PARAM_TRAINABLE,
+               DType dtype = ENG_F32, eng_init_kind init = ENG_INIT_NORMAL, double arg = 0.02) {
+  ParamDecl d;
+  d.name = name;
+  d.shape = shape;
+  d.flags = flags;
+  d.dtype = dtype;
+  d.init = init;
+  d.init_arg = arg;
+  return d;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ParamStore, DeclareFindAndHelpfulLookupErrors) {
+  ParamStore store(cpu_device(), 1);
+  Param& q = store.declare(decl("model.layers.0.self_attn.q_proj.weight", {8, 4}), 0);
+  store.declare(decl("model.norm.weight", {4}));
+  EXPECT_EQ(store.size(), 2u);
+  EXPECT_EQ(store.find("model.layers.0.self_attn.q_proj.weight"), &q);
+  EXPECT_EQ(q.block, 0);
+  EXPECT_EQ(store.find("nope"), nullptr);
+  std::string msg = error_of([&] { store.get("model.layers.0.self_attn.q_prj.weight"); });
+  EXPECT_NE(msg.find("closest: model.layers.0.self_attn.q_proj.weight"), std::string::npos) << msg;
+  msg = error_of([&] { store.declare(decl("model.norm.weight", {4})); });
+  EXPECT_NE(msg.find("declared twice"), std::string::npos) << msg;
+  msg = error_of([&] { store.declare(decl("bad", {4, 0})); });
+  EXPECT_NE(msg.find("non-positive"), std::string::npos) << msg;
+}
+
+TEST(ParamStore, TrainableKeepsAnFp32MasterAndFrozenKeepsStorageDtype) {
+  ParamStore store(cpu_device(), 1);
+  Param& t = store.declare(decl("t", {4, 4}, ENG_PARAM_TRAINABLE, ENG_BF16));
+  Param& f = store.declare(decl("f", {4, 4}, 0, ENG_BF16));
+  EXPECT_EQ(store.value(t).dtype(), ENG_F32);
+  EXPECT_EQ(store.value(f).dtype(), ENG_BF16);
+  auto before = store.value(f).to_double_vector();
+  store.set_trainable(f, true);
+  EXPECT_EQ(store.value(f).dtype(), ENG_F32);
+  EXPECT_EQ(store.value(f).to_double_vector(), before);  // bf16 -> f32 is exact
+  store.set_trainable(t, false);
+  EXPECT_EQ(store.value(t).dtype(), ENG_BF16);
+  EXPECT_EQ(store.numel(true), 16);
+}
+
+TEST(ParamStore, InitIsSeededAndIndependentOfDeclarationOrder) {
+  ParamStore a(cpu_device(), 42), b(cpu_device(), 42), c(cpu_device(), 43);
+  a.declare(decl("x", {16}));
+  a.declare(decl("y", {16}));
+  b.declare(decl("y", {16}));
+  b.declare(decl("x", {16}));
+  c.declare(decl("x", {16}));
+  auto ax = a.value(a.get("x")).to_double_vector();
+  EXPECT_EQ(ax, b.value(b.get("x")).to_double_vector());
+  EXPECT_NE(ax, c.value(c.get("x")).to_double_vector());
+  EXPECT_NE(ax, a.value(a.get("y")).to_double_vector());
+}
+
+TEST(ParamStore, InitKindsFollowTheirDistributions) {
+  ParamStore store(cpu_device(), 7);
+  // kaiming_uniform_(a=sqrt(5)) on (out=64, in=100): U(-1/sqrt(100), 1/sqrt(100)).
+  auto k = store.value(store.declare(decl("k", {64, 100}, 0, ENG_F32, ENG_INIT_KAIMING_UNIFORM, 5.0)))
+               .to_double_vector();
+  double mx = 0, sum = 0, sq = 0;
+  for (double v : k) mx = std::max(mx, std::abs(v)), sum += v, sq += v * v;
+  const double bound = 0.1;
+  EXPECT_LE(mx, bound);
+  EXPECT_GT(mx, 0.99 * bound);
+  EXPECT_NEAR(sum / k.size(), 0.0, 0.005);
+  EXPECT_NEAR(sq / k.size(), bound * bound / 3, 0.0005);  // variance of U(-b, b)
+  auto n =
+      store.value(store.declare(decl("n", {10000}, 0, ENG_F32, ENG_INIT_NORMAL, 0.5))).to_double_vector();
+  sum = sq = 0;
+  for (double v : n) sum += v, sq += v * v;
+  EXPECT_NEAR(sum / n.size(), 0.0, 0.02);
+  EXPECT_NEAR(std::sqrt(sq / n.size()), 0.5, 0.02);
+  auto u =
+      store.value(store.declare(decl("u", {1000}, 0, ENG_F32, ENG_INIT_UNIFORM, 0.3))).to_double_vector();
+  for (double v : u) EXPECT_LE(std::abs(v), 0.3);
+  for (double v : store.value(store.declare(decl("o", {5}, 0, ENG_F32, ENG_INIT_ONES))).to_double_vector())
+    EXPECT_EQ(v, 1.0);
+  for (double v : store.value(store.declare(decl("z", {5}, 0, ENG_F32, ENG_INIT_ZEROS))).to_double_vector())
+    EXPECT_EQ(v, 0.0);
+}
+
+TEST(ParamStore, TiedParametersShareValueAndGradient) {
+  ParamStore store(cpu_device(), 1);
+  Param& emb = store.declare(decl("model.embed_tokens.weight", {6}, ENG_PARAM_TRAINABLE, ENG_F32));
+  ParamDecl head = decl("lm_head.weight", {6}, ENG_PARAM_TRAINABLE | ENG_PARAM_TIED);
+  head.tied_to = "model.embed_tokens.weight";
+  Param& lm = store.declare(head);
+  EXPECT_TRUE(lm.tied());
+  EXPECT_EQ(store.value(lm).raw_data(), store.value(emb).raw_data());
+  Tape tape;
+  // loss = sum(emb * lm) = sum(w^2): both uses land in one fp32 gradient, 2 w.
+  Tensor m =
+      tape.apply(std::make_unique<testing::MulNode>(nullptr), {store.use(emb, tape), store.use(lm, tape)})
+          .at(0);
+  tape.backward(tape.apply(std::make_unique<testing::SumNode>(nullptr), {m}).at(0));
+  ASSERT_TRUE(store.grad(lm).defined());
+  EXPECT_EQ(store.grad(lm).raw_data(), store.grad(emb).raw_data());
+  EXPECT_EQ(store.grad(emb).dtype(), ENG_F32);
+  auto w = store.value(emb).to_double_vector(), g = store.grad(emb).to_double_vector();
+  for (size_t i = 0; i < w.size(); ++i) EXPECT_NEAR(g[i], 2 * w[i], 1e-6);
+  // Freezing through the tie freezes the root.
+  store.set_trainable(lm, false);
+  EXPECT_FALSE(emb.trainable());
+  EXPECT_FALSE(Tape::requires_grad(store.use(emb, tape)));
+}
+
+TEST(ParamStore, GradientAccumulatesAcrossUsesAndPasses) {
+  ParamStore store(cpu_device(), 3);
+  Param& w = store.declare(decl("w", {5}, ENG_PARAM_TRAINABLE, ENG_F32));
+  Tensor x = Tensor::from_vector(Dims{5}, ENG_F32, cpu_device(), std::vector<float>{1, 2, 3, 4, 5});
+  EXPECT_FALSE(store.grad(w).defined());
+  for (int pass = 0; pass < 2; ++pass) {
+    Tape tape;
+    // loss = sum(w * x) + sum(w): two leaves of one parameter; each pass adds x + 1 to the gradient
+    Tensor a = tape.apply(std::make_unique<testing::MulNode>(nullptr), {store.use(w, tape), x}).at(0);
+    Tensor s = tape.apply(std::make_unique<testing::AddNode>(nullptr), {a, store.use(w, tape)}).at(0);
+    tape.backward(tape.apply(std::make_unique<testing::SumNode>(nullptr), {s}).at(0));
+  }
+  auto g = store.grad(w).to_double_vector();
+  EXPECT_EQ(g, (std::vector<double>{4, 6, 8, 10, 12}));
+  store.zero_grads();
+  for (double v : store.grad(w).to_double_vector()) EXPECT_EQ(v, 0.0);
+  store.clear_grads();
+  EXPECT_FALSE(store.grad(w).defined());
+}
+
+TEST(ParamStore, LoadReadsByNameAndListsMissingAndUnexpected) {
+  ParamStore store(cpu_device(), 1);
+  Param& a = store.declare(decl("a", {2, 2}, 0, ENG_BF16));
+  store.declare(decl("b", {3}));
+  ParamDecl adapter = decl("lora_A", {2, 2});
+  adapter.role = ENG_ROLE_ADAPTER;
+  store.declare(adapter);
+  std::map<std::string, std::vector<float>> src = {{"a", {1, 2, 3, 4}}, {"b", {5, 6, 7}}, {"extra", {0}}};
+  auto read = [&](const std::string& name, Tensor& dst) {
+    auto it = src.find(name);
+    if (it == src.end()) return false;
+    dst.copy_from(Tensor::from_vector(dst.shape(), ENG_F32, cpu_device(), it->second));
+    return true;
+  };
+  std::string msg = error_of([&] { store.load({"a", "extra", "extra2"}, read); });
+  EXPECT_NE(msg.find("missing 1 (b)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("unexpected 2 (extra, extra2)"), std::string::npos) << msg;
+  EXPECT_FALSE(a.loaded);  // nothing is read when the names do not match
+  LoadReport r = store.load({"a", "b", "extra"}, read, LoadOptions{false, true});
+  EXPECT_EQ(r.loaded, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(r.unexpected, (std::vector<std::string>{"extra"}));
+  EXPECT_EQ(store.value(a).dtype(), ENG_BF16);
+  EXPECT_EQ(store.value(a).to_double_vector(), (std::vector<double>{1, 2, 3, 4}));
+  EXPECT_EQ(store.value(store.get("b")).to_double_vector(), (std::vector<double>{5, 6, 7}));
+}
+
+// A quantizer that keeps a scaled copy as its "quantized" state and counts live states.
+class CopyQuantizer final : public Quantizer {
+ public:
+  int live = 0;
+  std::string name() const override { return "copy"; }
+  bool takes(const Param& p) override { return p.decl.role == ENG_ROLE_LINEAR; }
+  void* quantize(Param&, const Tensor& value) override {
+    ++live;
+    return new Tensor(value.to(ENG_F32));
+  }
+  Tensor linear(void*, const Tensor& x) override { return x; }
+  Tensor dequantize(void* state, DType dtype) override { return static_cast<Tensor*>(state)->to(dtype); }
+  void free_state(void* state) noexcept override {
+    --live;
+    delete static_cast<Tensor*>(state);
+  }
+};
+
+TEST(ParamStore, QuantizerTakesFrozenLinearsAndRefusesTrainableOnes) {
+  CopyQuantizer q;
+  {
+    ParamStore store(cpu_device(), 1);
+    ParamDecl w = decl("w", {2, 2}, ENG_PARAM_TRAINABLE, ENG_BF16);
+    w.role = ENG_ROLE_LINEAR;
+    Param& wp = store.declare(w);
+    ParamDecl v = decl("v", {2, 2}, 0, ENG_BF16);
+    v.role = ENG_ROLE_LINEAR;
+    Param& vp = store.declare(v);
+    store.declare(decl("norm", {2}, 0, ENG_BF16));
+    std::string msg = error_of([&] { store.assign_quantizer(q); });
+    EXPECT_NE(msg.find("takes trainable parameters (w)"), std::string::npos) << msg;
+    store.set_trainable(wp, false);
+    store.value(wp);  // materialised before: quantized at assignment
+    store.assign_quantizer(q);
+    EXPECT_TRUE(wp.quantized());
+    EXPECT_TRUE(wp.flags & ENG_PARAM_QUANTIZED);
+    EXPECT_FALSE(wp.value.defined());
+    EXPECT_EQ(q.live, 1);
+    msg = error_of([&] { store.value(wp); });
+    EXPECT_NE(msg.find("held quantized by the copy quantizer"), std::string::npos) << msg;
+    msg = error_of([&] { store.set_trainable(vp, true); });
+    EXPECT_NE(msg.find("cannot be trained"), std::string::npos) << msg;
+    store.load({"v", "w", "norm"}, [&](const std::string&, Tensor& dst) {
+      dst.copy_from(Tensor::full(dst.shape(), ENG_F32, cpu_device(), 3.0));
+      return true;
+    });
+    EXPECT_EQ(q.live, 2);
+    auto dv = q.dequantize(vp.quant_state, ENG_F32).to_double_vector();
+    EXPECT_EQ(dv, (std::vector<double>{3, 3, 3, 3}));
+  }
+  EXPECT_EQ(q.live, 0);  // the store freed every state through the quantizer
+}
+
+}  // namespace
+}  // namespace engine::rt
