@@ -14,6 +14,7 @@ packages=(
   libgtest-dev libgmock-dev
   libopenblas-dev        # CPU GEMM
   libpcre2-dev           # tokenizer pre-tokenizer regexes
+  libicu-dev             # tokenizer Unicode normalization (NFC)
   libgloo-dev            # CPU collectives
   libdlpack-dev          # DLTensor, the raw tensor view of the plugin ABI
 )

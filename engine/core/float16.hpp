@@ -136,11 +136,10 @@ inline void f16_to_f32(std::span<const uint16_t> src, std::span<float> dst) {
   f16_to_f32(src.data(), dst.data(), src.size());
 }
 
-
-// ---- scalar forms (used by engine/runtime) ----------------------------------------------------------------
-inline float bf16_to_f32(uint16_t bits) noexcept { return bf16_bits_to_f32(bits); }
-inline uint16_t f32_to_bf16(float value) noexcept { return f32_to_bf16_bits(value); }
-inline float f16_to_f32(uint16_t bits) noexcept { return f16_bits_to_f32(bits); }
-inline uint16_t f32_to_f16(float value) noexcept { return f32_to_f16_bits(value); }
+// Scalar forms used by engine/runtime (the runtime's original float16.hpp API).
+inline float bf16_to_f32(uint16_t h) noexcept { return bf16_bits_to_f32(h); }
+inline uint16_t f32_to_bf16(float f) noexcept { return f32_to_bf16_bits(f); }
+inline float f16_to_f32(uint16_t h) noexcept { return f16_bits_to_f32(h); }
+inline uint16_t f32_to_f16(float f) noexcept { return f32_to_f16_bits(f); }
 
 }  // namespace engine

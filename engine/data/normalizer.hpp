@@ -1,0 +1,32 @@
+// The normalizer stage of a tokenizer.json: "NFC", "NFD", "NFKC", "NFKD" (ICU's Normalizer2, Unicode 15)
+// and "Sequence" of those. Other types are refused by name when the tokenizer is loaded.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace engine::data {
+
+class Normalizer {
+ public:
+  // Builds the normalizer described by tokenizer.json's "normalizer" value; null gives an identity
+  // normalizer. `where` names the file for error messages.
+  static Normalizer from_json(const nlohmann::json& spec, const std::string& where);
+
+  bool is_identity() const noexcept { return forms_.empty(); }
+
+  // Normalizes valid UTF-8 `text` into `out`. When `source` is non-null it receives, for each byte of `out`
+  // plus one past the end, the byte offset in `text` it came from (the start of the changed span when a
+  // normalization rewrote characters).
+  void normalize(std::string_view text, std::string& out, std::vector<uint32_t>* source) const;
+
+ private:
+  enum class Form : uint8_t { kNfc, kNfd, kNfkc, kNfkd };
+  std::vector<Form> forms_;
+};
+
+}  // namespace engine::data

@@ -1,0 +1,30 @@
+// UTF-8 helpers the tokenizer needs: validation, decoding one code point, Unicode White_Space, and the
+// lossy conversion that turns arbitrary bytes into valid UTF-8 (as Rust's String::from_utf8_lossy does).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace engine::data {
+
+// Byte offset of the first invalid UTF-8 sequence in `text`, or text.size() when it is all valid.
+size_t first_invalid_utf8(std::string_view text) noexcept;
+
+// Decodes the code point starting at text[pos] (text must be valid UTF-8); sets `length` to its byte count.
+char32_t decode_utf8(std::string_view text, size_t pos, size_t& length) noexcept;
+
+// Decodes the code point that ends at text[end - 1] (valid UTF-8, end > 0); sets `length` to its byte count.
+char32_t decode_utf8_before(std::string_view text, size_t end, size_t& length) noexcept;
+
+// Appends the UTF-8 encoding of `cp` to `out`.
+void append_utf8(std::string& out, char32_t cp);
+
+// Unicode White_Space (what Rust's char::is_whitespace tests).
+bool is_unicode_whitespace(char32_t cp) noexcept;
+
+// Valid UTF-8 from arbitrary bytes: each maximal invalid subsequence becomes U+FFFD.
+std::string utf8_lossy(std::string_view bytes);
+
+}  // namespace engine::data
