@@ -1,0 +1,49 @@
+// The `engine` subcommands. Each lives in its own <name>_command.cpp and is listed once in command_table.cpp;
+// to add one, write the file, declare its function here and add a line to the table.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/plugins/plugin_registry.hpp"
+
+namespace engine::cli {
+
+// Exit codes of every subcommand.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitRuntime = 1;  // something failed while doing valid work
+inline constexpr int kExitUsage = 2;    // bad arguments or an invalid recipe
+inline constexpr int kExitNotBuilt = 3; // the requested feature is not part of this build
+
+struct Command {
+  const char* name;
+  const char* usage;    // "validate RECIPE [--set section.key=value]..."
+  const char* summary;  // one line for `engine --help`
+  int (*run)(const std::vector<std::string>& args);  // args after the subcommand's name
+};
+
+const std::vector<Command>& commands();
+
+// Thrown for bad command-line arguments; main prints it with the command's usage and exits kExitUsage.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Loads every plugin on the search path (ENGINE_PLUGIN_PATH, then the installed folder); refused files are
+// logged as warnings and kept in registry.problems().
+std::unique_ptr<plugins::PluginRegistry> discover_plugins();
+
+// Splits `RECIPE [--set a.b=c | --set=a.b=c]...` into the recipe path and the overrides.
+struct RecipeArgs {
+  std::string recipe;
+  std::vector<std::string> sets;
+  std::vector<std::string> rest;  // other arguments, for the command to interpret
+};
+RecipeArgs parse_recipe_args(const std::vector<std::string>& args);
+
+int plugins_command(const std::vector<std::string>& args);
+int validate_command(const std::vector<std::string>& args);
+int run_command(const std::vector<std::string>& args);
+
+}  // namespace engine::cli

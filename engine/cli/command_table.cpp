@@ -1,0 +1,37 @@
+#include "engine/cli/command.hpp"
+
+namespace engine::cli {
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> table = {
+      {"plugins", "plugins [--json] | plugins describe NAME",
+       "list the plugins found (name, kind, version, ABI, file) or describe one's options", &plugins_command},
+      {"validate", "validate RECIPE [--set section.key=value]...",
+       "check a recipe and print how it wires the plugins (exit 2 with every error)", &validate_command},
+      {"run", "run RECIPE [--set section.key=value]...", "validate a recipe and train", &run_command},
+  };
+  return table;
+}
+
+RecipeArgs parse_recipe_args(const std::vector<std::string>& args) {
+  RecipeArgs out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--set") {
+      if (i + 1 >= args.size()) throw UsageError("--set needs section.key=value");
+      out.sets.push_back(args[++i]);
+    } else if (a.rfind("--set=", 0) == 0) {
+      out.sets.push_back(a.substr(6));
+    } else if (!a.empty() && a[0] == '-') {
+      out.rest.push_back(a);
+    } else if (out.recipe.empty()) {
+      out.recipe = a;
+    } else {
+      throw UsageError("unexpected argument '" + a + "' (one recipe file per command)");
+    }
+  }
+  if (out.recipe.empty()) throw UsageError("missing the recipe file");
+  return out;
+}
+
+}  // namespace engine::cli

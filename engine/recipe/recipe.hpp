@@ -1,0 +1,95 @@
+// Recipe: a validated training recipe, every value resolved (defaults filled, --set applied, include merged,
+// relative paths made absolute against the file that set them). Produced by load_recipe (recipe_loader.hpp).
+// The section and key names are the recipe reference in README.md; recipe_sections.cpp is the table of them.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "engine/plugins/plugin_registry.hpp"
+
+namespace engine::recipe {
+
+// A plugin chosen for a slot, with its section as the JSON object handed to the plugin's create()
+// (every key of the section except `plugin`, plugin defaults filled in).
+struct PluginChoice {
+  std::string plugin;  // empty: the optional section is absent
+  std::string options_json = "{}";
+  const plugins::PluginRecord* record = nullptr;  // valid while the registry lives
+
+  bool present() const noexcept { return !plugin.empty(); }
+};
+
+struct ModelSection : PluginChoice {
+  std::filesystem::path path;  // Hugging Face model folder
+  std::string dtype;           // storage dtype of frozen weights: bf16 | fp32 | fp16
+};
+
+struct OptimizerSection : PluginChoice {
+  double lr = 0.0;
+  double weight_decay = 0.0;
+};
+
+struct SchedulerSection {
+  std::string kind;          // constant | linear | cosine
+  int64_t warmup_steps = 0;
+  double warmup_ratio = 0.0;  // of the total steps; used when warmup_steps is 0
+  double min_lr = 0.0;
+};
+
+struct DataSection {
+  std::filesystem::path train;
+  std::filesystem::path eval;  // empty: no evaluation set
+  std::string format;          // auto | alpaca | messages | text
+  int64_t max_seq_len = 0;
+  bool packing = false;
+  std::string chat_template;   // auto (from tokenizer_config.json) | chatml | llama3 | none
+  std::string system_prompt;
+  bool train_on_prompt = false;
+  std::string truncation;      // truncate | drop
+  std::string on_error;        // fail | skip
+};
+
+struct TrainSection {
+  std::filesystem::path output_dir;
+  int64_t micro_batch_size = 0;
+  int64_t grad_accum = 0;
+  int64_t max_steps = 0;  // 0: run `epochs` epochs
+  int64_t epochs = 0;
+  double grad_clip = 0.0;  // 0: no clipping
+  int64_t seed = 0;
+  std::string device;      // cpu | cuda | auto
+  bool activation_checkpointing = false;
+  std::string dtype;       // fp32 | bf16 (compute)
+  int64_t eval_every = 0;  // 0: never
+  int64_t max_nonfinite_steps = 0;
+};
+
+struct CheckpointSection {
+  int64_t save_every = 0;  // 0: only at the end
+  int64_t keep_last = 0;   // 0: keep all
+};
+
+struct LogSection {
+  int64_t every = 0;
+};
+
+struct Recipe {
+  std::filesystem::path source;  // the recipe file given on the command line (absolute)
+  ModelSection model;
+  PluginChoice quantizer;
+  PluginChoice peft;
+  OptimizerSection optimizer;
+  SchedulerSection scheduler;
+  PluginChoice parallel;
+  DataSection data;
+  TrainSection train;
+  CheckpointSection checkpoint;
+  LogSection log;
+  // Every section as resolved ({"model": {...}, ...}), for `engine validate` and "the recipe as run".
+  nlohmann::json resolved;
+};
+
+}  // namespace engine::recipe

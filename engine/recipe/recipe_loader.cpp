@@ -1,0 +1,517 @@
+#include "engine/recipe/recipe_loader.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <toml++/toml.h>
+
+#include "engine/plugins/plugin_kind.hpp"
+#include "engine/plugins/spelling.hpp"
+#include "engine/recipe/recipe_sections.hpp"
+
+namespace engine::recipe {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using plugins::did_you_mean;
+using plugins::join;
+
+namespace {
+
+constexpr int kMaxIncludeDepth = 16;
+
+// One key's value and where it was set.
+struct Entry {
+  json value;
+  std::string location;  // file:line:column or "--set a.b=c"
+  fs::path base_dir;     // relative paths in this value are relative to this folder
+};
+
+struct Section {
+  std::string location;  // where the [section] header is (the last file that opened it)
+  std::map<std::string, Entry> entries;
+};
+
+std::string location_of(const toml::source_region& src, const fs::path& file) {
+  std::string path = src.path ? std::string(*src.path) : file.string();
+  return path + ":" + std::to_string(src.begin.line) + ":" + std::to_string(src.begin.column);
+}
+
+class RecipeReader {
+ public:
+  explicit RecipeReader(const plugins::PluginRegistry& registry) : registry_(registry) {}
+
+  Recipe load(const fs::path& path, const std::vector<std::string>& sets);
+
+ private:
+  void error(std::string location, std::string message) {
+    diags_.push_back({std::move(location), std::move(message)});
+  }
+  void read_file(const fs::path& path, std::vector<fs::path>& stack);
+  std::optional<json> to_json(const toml::node& node, const fs::path& file);
+  void apply_overrides(const std::vector<std::string>& sets, bool plugin_keys);
+  void resolve_plugins();
+  void check_sections();
+  void build(Recipe& r);
+  void check_combination(const Recipe& r);
+  void check_paths(const Recipe& r);
+
+  // The fields of a section: the engine's own, then the chosen plugin's options.
+  std::vector<FieldSpec> fields_of(const SectionSpec& spec) const {
+    std::vector<FieldSpec> out = spec.fields;
+    auto it = plugin_fields_.find(spec.name);
+    if (it != plugin_fields_.end()) {
+      for (const FieldSpec& f : it->second) {
+        if (std::none_of(out.begin(), out.end(), [&](const FieldSpec& g) { return g.name == f.name; })) {
+          out.push_back(f);
+        }
+      }
+    }
+    return out;
+  }
+
+  const plugins::PluginRegistry& registry_;
+  fs::path root_;
+  std::vector<Diagnostic> diags_;
+  std::map<std::string, Section> sections_;
+  std::map<std::string, const plugins::PluginRecord*> chosen_;
+  std::map<std::string, std::vector<FieldSpec>> plugin_fields_;
+  std::map<std::string, std::string> resolved_sections_;  // names whose plugin resolved
+};
+
+std::optional<json> RecipeReader::to_json(const toml::node& node, const fs::path& file) {
+  if (auto v = node.as_string()) return json(v->get());
+  if (auto v = node.as_integer()) return json(v->get());
+  if (auto v = node.as_floating_point()) return json(v->get());
+  if (auto v = node.as_boolean()) return json(v->get());
+  if (auto a = node.as_array()) {
+    json out = json::array();
+    for (const toml::node& item : *a) {
+      auto j = to_json(item, file);
+      if (!j) return std::nullopt;
+      out.push_back(*j);
+    }
+    return out;
+  }
+  if (auto t = node.as_table()) {
+    json out = json::object();
+    for (auto&& [k, v] : *t) {
+      auto j = to_json(v, file);
+      if (!j) return std::nullopt;
+      out[std::string(k.str())] = *j;
+    }
+    return out;
+  }
+  error(location_of(node.source(), file), "dates and times are not recipe values; write a string or a number");
+  return std::nullopt;
+}
+
+void RecipeReader::read_file(const fs::path& path, std::vector<fs::path>& stack) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) {
+    error(stack.empty() ? path.string() : stack.back().string(), "recipe file " + path.string() + " does not exist");
+    return;
+  }
+  fs::path canonical = fs::weakly_canonical(path, ec);
+  if (std::find(stack.begin(), stack.end(), canonical) != stack.end()) {
+    error(stack.back().string(), "include cycle: " + path.string() + " includes itself (directly or through others)");
+    return;
+  }
+  if (stack.size() >= kMaxIncludeDepth) {
+    error(path.string(), "includes nested deeper than " + std::to_string(kMaxIncludeDepth));
+    return;
+  }
+  toml::table table;
+  try {
+    table = toml::parse_file(path.string());
+  } catch (const toml::parse_error& e) {
+    error(location_of(e.source(), path), "TOML syntax error: " + std::string(e.description()));
+    return;
+  }
+  stack.push_back(canonical);
+
+  // include = "base.toml" or ["a.toml", "b.toml"], relative to this file; later files and this one override.
+  if (const toml::node* inc = table.get("include")) {
+    std::vector<std::string> files;
+    if (auto s = inc->as_string()) {
+      files.push_back(s->get());
+    } else if (auto a = inc->as_array(); a && a->is_homogeneous<std::string>()) {
+      for (const toml::node& n : *a) files.push_back(n.as_string()->get());
+    } else {
+      error(location_of(inc->source(), path), "include must be a file name or an array of file names");
+    }
+    for (const std::string& f : files) {
+      fs::path p = fs::path(f).is_absolute() ? fs::path(f) : path.parent_path() / f;
+      read_file(p, stack);
+    }
+  }
+
+  std::vector<std::string> section_names;
+  for (const SectionSpec& s : recipe_sections()) section_names.push_back(s.name);
+  for (auto&& [key, node] : table) {
+    std::string name(key.str());
+    if (name == "include") continue;
+    const toml::table* body = node.as_table();
+    if (body == nullptr) {
+      error(location_of(key.source(), path), "key '" + name + "' is outside any section; recipe keys belong in a "
+                                             "section such as [train] (sections: " + join(section_names) + ")");
+      continue;
+    }
+    if (find_section(name) == nullptr) {
+      error(location_of(key.source(), path), "unknown section [" + name + "]" + did_you_mean(name, section_names) +
+                                                 " (sections: " + join(section_names) + ")");
+      continue;
+    }
+    Section& section = sections_[name];
+    section.location = location_of(node.source(), path);
+    for (auto&& [k, v] : *body) {
+      if (auto j = to_json(v, path)) {
+        section.entries[std::string(k.str())] = Entry{*j, location_of(k.source(), path), path.parent_path()};
+      }
+    }
+  }
+  stack.pop_back();
+}
+
+void RecipeReader::apply_overrides(const std::vector<std::string>& sets, bool plugin_keys) {
+  std::vector<std::string> section_names;
+  for (const SectionSpec& s : recipe_sections()) section_names.push_back(s.name);
+  for (const std::string& set : sets) {
+    const std::string where = "--set " + set;
+    size_t eq = set.find('=');
+    size_t dot = set.find('.');
+    if (eq == std::string::npos || dot == std::string::npos || dot > eq || dot == 0 || dot + 1 == eq) {
+      if (plugin_keys) error(where, "expected section.key=value, e.g. --set train.max_steps=10");
+      continue;
+    }
+    std::string section = set.substr(0, dot), key = set.substr(dot + 1, eq - dot - 1), text = set.substr(eq + 1);
+    if ((key == "plugin") != plugin_keys) continue;
+    const SectionSpec* spec = find_section(section);
+    if (spec == nullptr) {
+      if (plugin_keys || key != "plugin") {
+        error(where, "unknown section [" + section + "]" + did_you_mean(section, section_names) +
+                         " (sections: " + join(section_names) + ")");
+      }
+      continue;
+    }
+    std::vector<FieldSpec> fields = fields_of(*spec);
+    auto f = std::find_if(fields.begin(), fields.end(), [&](const FieldSpec& x) { return x.name == key; });
+    if (f == fields.end()) {
+      std::vector<std::string> known;
+      for (const FieldSpec& x : fields) known.push_back(x.name);
+      std::string why = sections_.count(section) && spec->plugin_kind && !resolved_sections_.count(section)
+                            ? " (the section's plugin did not resolve, so its options are unknown)"
+                            : "";
+      error(where, "unknown key '" + key + "' in [" + section + "]" + did_you_mean(key, known) +
+                       " (known keys: " + join(known) + ")" + why);
+      continue;
+    }
+    try {
+      Section& s = sections_[section];
+      if (s.location.empty()) s.location = where;
+      s.entries[key] = Entry{parse_cli_value(*f, text), where, fs::current_path()};
+    } catch (const Error& e) {
+      error(where, section + "." + key + " (" + field_type_name(f->type) + "): " + e.what());
+    }
+  }
+}
+
+void RecipeReader::resolve_plugins() {
+  for (const SectionSpec& spec : recipe_sections()) {
+    if (!spec.plugin_kind) continue;
+    auto it = sections_.find(spec.name);
+    if (it == sections_.end()) continue;
+    const Section& section = it->second;
+    const std::string kind = plugins::kind_name(*spec.plugin_kind);
+    auto p = section.entries.find("plugin");
+    if (p == section.entries.end()) {
+      std::vector<std::string> available = registry_.names(*spec.plugin_kind);
+      error(section.location, "[" + spec.name + "] needs plugin = \"<name>\" (available " + kind + " plugins: " +
+                                  (available.empty() ? std::string("none installed") : join(available)) + ")");
+      continue;
+    }
+    if (!p->second.value.is_string()) {
+      error(p->second.location, "[" + spec.name + "] plugin must be a string (the plugin's name)");
+      continue;
+    }
+    std::string name = p->second.value.get<std::string>();
+    std::string why = registry_.why_missing(*spec.plugin_kind, name);
+    if (!why.empty()) {
+      error(p->second.location, why);
+      continue;
+    }
+    const plugins::PluginRecord* rec = registry_.find(*spec.plugin_kind, name);
+    try {
+      plugin_fields_[spec.name] = parse_schema(rec->options_schema_json, name);
+    } catch (const Error& e) {
+      error(p->second.location, e.what());
+      continue;
+    }
+    chosen_[spec.name] = rec;
+    resolved_sections_[spec.name] = name;
+  }
+}
+
+void RecipeReader::check_sections() {
+  for (const SectionSpec& spec : recipe_sections()) {
+    auto it = sections_.find(spec.name);
+    if (it == sections_.end()) {
+      if (spec.required) {
+        error(root_.string(), "missing section [" + spec.name + "]; every recipe needs [model], [optimizer], [data] "
+                              "and [train] (see the recipe reference in README.md)");
+      }
+      continue;
+    }
+    const Section& section = it->second;
+    const bool options_known = !spec.plugin_kind || resolved_sections_.count(spec.name);
+    std::vector<FieldSpec> fields = fields_of(spec);
+    std::vector<std::string> known;
+    for (const FieldSpec& f : fields) known.push_back(f.name);
+    for (const auto& [key, entry] : section.entries) {
+      auto f = std::find_if(fields.begin(), fields.end(), [&](const FieldSpec& x) { return x.name == key; });
+      if (f == fields.end()) {
+        if (!options_known) continue;  // the plugin error already explains; its options cannot be checked
+        std::string owner = spec.plugin_kind ? std::string(", the engine's and those of ") + plugins::kind_name(*spec.plugin_kind) +
+                                                   " plugin '" + resolved_sections_[spec.name] + "')"
+                                             : "";
+        error(entry.location, "unknown key '" + key + "' in [" + spec.name + "]" + did_you_mean(key, known) +
+                                  " (known keys" + owner + ": " + join(known) + ")");
+        continue;
+      }
+      if (std::string why = check_value(*f, entry.value); !why.empty()) {
+        error(entry.location, spec.name + "." + key + " " + why);
+      }
+      // A key both the engine and the plugin declare must satisfy both.
+      auto pf = plugin_fields_.find(spec.name);
+      if (pf != plugin_fields_.end()) {
+        for (const FieldSpec& g : pf->second) {
+          if (g.name == key && &*f != &g) {
+            if (std::string why = check_value(g, entry.value); !why.empty() && check_value(*f, entry.value).empty()) {
+              error(entry.location, spec.name + "." + key + " " + why + " (required by plugin '" +
+                                        resolved_sections_[spec.name] + "')");
+            }
+          }
+        }
+      }
+    }
+    for (const FieldSpec& f : fields) {
+      if (f.required && !section.entries.count(f.name) && (f.name != "plugin")) {
+        if (!options_known && f.name != "path" && f.name != "lr") continue;
+        error(section.location, "[" + spec.name + "] needs " + f.name + " (" + describe_constraints(f) +
+                                    (f.description.empty() ? "" : ": " + f.description) + ")");
+      }
+    }
+  }
+}
+
+void RecipeReader::build(Recipe& r) {
+  json resolved = json::object();
+  for (const SectionSpec& spec : recipe_sections()) {
+    auto it = sections_.find(spec.name);
+    if (it == sections_.end() && !(spec.required || !spec.plugin_kind)) continue;  // absent optional plugin slot
+    json obj = json::object();
+    for (const FieldSpec& f : fields_of(spec)) {
+      if (f.default_value) obj[f.name] = *f.default_value;
+    }
+    if (it != sections_.end()) {
+      for (const auto& [key, entry] : it->second.entries) {
+        json v = entry.value;
+        bool is_path = std::find(spec.path_keys.begin(), spec.path_keys.end(), key) != spec.path_keys.end();
+        if (is_path && v.is_string() && !v.get<std::string>().empty() && fs::path(v.get<std::string>()).is_relative()) {
+          v = fs::absolute(entry.base_dir / v.get<std::string>()).lexically_normal().string();
+        }
+        obj[key] = v;
+      }
+    }
+    resolved[spec.name] = obj;
+  }
+  r.resolved = resolved;
+
+  auto get = [&](const char* section, const char* key, json fallback) -> json {
+    if (!resolved.contains(section) || !resolved[section].contains(key)) return fallback;
+    const json& v = resolved[section][key];
+    if (fallback.is_number() && !v.is_number()) return fallback;  // already reported
+    if (fallback.is_string() && !v.is_string()) return fallback;
+    if (fallback.is_boolean() && !v.is_boolean()) return fallback;
+    return v;
+  };
+  auto choice = [&](const char* section, PluginChoice& c) {
+    if (!resolved.contains(section)) return;
+    c.plugin = get(section, "plugin", "").get<std::string>();
+    json options = resolved[section];
+    options.erase("plugin");
+    c.options_json = options.dump();
+    auto ch = chosen_.find(section);
+    c.record = ch == chosen_.end() ? nullptr : ch->second;
+  };
+  choice("model", r.model);
+  r.model.path = get("model", "path", "").get<std::string>();
+  r.model.dtype = get("model", "dtype", "bf16").get<std::string>();
+  choice("quantizer", r.quantizer);
+  choice("peft", r.peft);
+  choice("optimizer", r.optimizer);
+  r.optimizer.lr = get("optimizer", "lr", 0.0).get<double>();
+  r.optimizer.weight_decay = get("optimizer", "weight_decay", 0.0).get<double>();
+  choice("parallel", r.parallel);
+  r.scheduler.kind = get("scheduler", "kind", "constant").get<std::string>();
+  r.scheduler.warmup_steps = get("scheduler", "warmup_steps", 0).get<int64_t>();
+  r.scheduler.warmup_ratio = get("scheduler", "warmup_ratio", 0.0).get<double>();
+  r.scheduler.min_lr = get("scheduler", "min_lr", 0.0).get<double>();
+  r.data.train = get("data", "train", "").get<std::string>();
+  r.data.eval = get("data", "eval", "").get<std::string>();
+  r.data.format = get("data", "format", "auto").get<std::string>();
+  r.data.max_seq_len = get("data", "max_seq_len", 2048).get<int64_t>();
+  r.data.packing = get("data", "packing", false).get<bool>();
+  r.data.chat_template = get("data", "chat_template", "auto").get<std::string>();
+  r.data.system_prompt = get("data", "system_prompt", "").get<std::string>();
+  r.data.train_on_prompt = get("data", "train_on_prompt", false).get<bool>();
+  r.data.truncation = get("data", "truncation", "truncate").get<std::string>();
+  r.data.on_error = get("data", "on_error", "fail").get<std::string>();
+  r.train.output_dir = get("train", "output_dir", "").get<std::string>();
+  r.train.micro_batch_size = get("train", "micro_batch_size", 1).get<int64_t>();
+  r.train.grad_accum = get("train", "grad_accum", 1).get<int64_t>();
+  r.train.max_steps = get("train", "max_steps", 0).get<int64_t>();
+  r.train.epochs = get("train", "epochs", 1).get<int64_t>();
+  r.train.grad_clip = get("train", "grad_clip", 1.0).get<double>();
+  r.train.seed = get("train", "seed", 42).get<int64_t>();
+  r.train.device = get("train", "device", "auto").get<std::string>();
+  r.train.activation_checkpointing = get("train", "activation_checkpointing", false).get<bool>();
+  r.train.dtype = get("train", "dtype", "fp32").get<std::string>();
+  r.train.eval_every = get("train", "eval_every", 0).get<int64_t>();
+  r.train.max_nonfinite_steps = get("train", "max_nonfinite_steps", 10).get<int64_t>();
+  r.checkpoint.save_every = get("checkpoint", "save_every", 0).get<int64_t>();
+  r.checkpoint.keep_last = get("checkpoint", "keep_last", 0).get<int64_t>();
+  r.log.every = get("log", "every", 1).get<int64_t>();
+}
+
+void RecipeReader::check_combination(const Recipe& r) {
+  auto where = [&](const char* section) {
+    auto it = sections_.find(section);
+    if (it == sections_.end()) return root_.string();
+    auto p = it->second.entries.find("plugin");
+    return p != it->second.entries.end() ? p->second.location : it->second.location;
+  };
+  const plugins::PluginRecord* quant = r.quantizer.record;
+  const plugins::PluginRecord* peft = r.peft.record;
+  const plugins::PluginRecord* opt = r.optimizer.record;
+  const plugins::PluginRecord* par = r.parallel.record;
+
+  if (quant && quant->has(ENG_QUANT_CAP_FROZEN_ONLY) && !r.peft.present()) {
+    error(where("quantizer"),
+          "quantizer '" + quant->name + "' stores the weights it takes frozen (ENG_QUANT_CAP_FROZEN_ONLY), so they "
+          "cannot receive gradients; a recipe without [peft] means full fine-tuning, which needs gradients on "
+          "those weights. Add a [peft] section (e.g. plugin = \"lora\") to train adapters on the quantized model, "
+          "or remove [quantizer] to fine-tune all weights");
+  }
+  if (quant && peft && !peft->has(ENG_PEFT_CAP_QUANTIZED_BASE)) {
+    error(where("peft"), "PEFT method '" + peft->name + "' does not support a quantized base weight (it lacks "
+                         "ENG_PEFT_CAP_QUANTIZED_BASE), but the recipe quantizes with '" + quant->name +
+                             "'; remove [quantizer] or choose a PEFT method that works on quantized weights");
+  }
+  if (par && par->has(ENG_PAR_CAP_SHARDS_PARAMS) && opt && !opt->has(ENG_OPT_CAP_SHARDED)) {
+    error(where("optimizer"), "parallel strategy '" + par->name + "' shards parameters across ranks "
+                              "(ENG_PAR_CAP_SHARDS_PARAMS), but optimizer '" + opt->name + "' cannot step local "
+                              "shards (it lacks ENG_OPT_CAP_SHARDED); choose a sharding-capable optimizer or a "
+                              "non-sharding strategy such as ddp");
+  }
+  if (par && quant && !par->has(ENG_PAR_CAP_QUANTIZED)) {
+    error(where("parallel"), "parallel strategy '" + par->name + "' cannot handle quantized base weights (it lacks "
+                             "ENG_PAR_CAP_QUANTIZED), but the recipe quantizes with '" + quant->name + "'");
+  }
+
+  // Devices: every chosen plugin must run on train.device; with auto, on at least one common device.
+  struct Slot {
+    const char* section;
+    const plugins::PluginRecord* rec;
+  };
+  const Slot slots[] = {{"model", r.model.record}, {"quantizer", quant}, {"peft", peft}, {"optimizer", opt}, {"parallel", par}};
+  uint64_t common = ENG_CAP_DEVICE_CPU | ENG_CAP_DEVICE_CUDA;
+  for (const Slot& s : slots) {
+    if (!s.rec) continue;
+    std::vector<std::string> has;
+    if (s.rec->has(ENG_CAP_DEVICE_CPU)) has.push_back("cpu");
+    if (s.rec->has(ENG_CAP_DEVICE_CUDA)) has.push_back("cuda");
+    std::string runs_on = has.empty() ? "no device (it declares neither ENG_CAP_DEVICE_CPU nor ENG_CAP_DEVICE_CUDA)"
+                                      : join(has, " and ");
+    uint64_t need = r.train.device == "cpu" ? ENG_CAP_DEVICE_CPU : r.train.device == "cuda" ? ENG_CAP_DEVICE_CUDA : 0;
+    if (need != 0 && !s.rec->has(need)) {
+      error(where(s.section), std::string(plugins::kind_name(s.rec->kind)) + " plugin '" + s.rec->name +
+                                  "' does not run on " + r.train.device + " (it runs on " + runs_on +
+                                  "); set train.device to a device it supports or choose another plugin");
+    }
+    common &= s.rec->capabilities;
+  }
+  if (r.train.device == "auto" && (common & (ENG_CAP_DEVICE_CPU | ENG_CAP_DEVICE_CUDA)) == 0) {
+    std::vector<std::string> parts;
+    for (const Slot& s : slots) {
+      if (!s.rec) continue;
+      std::vector<std::string> has;
+      if (s.rec->has(ENG_CAP_DEVICE_CPU)) has.push_back("cpu");
+      if (s.rec->has(ENG_CAP_DEVICE_CUDA)) has.push_back("cuda");
+      parts.push_back(s.rec->name + ": " + (has.empty() ? "none" : join(has, "+")));
+    }
+    error(root_.string(), "the chosen plugins share no device (" + join(parts) + "); choose plugins that run on "
+                          "a common device");
+  }
+
+  if (r.scheduler.warmup_steps > 0 && r.scheduler.warmup_ratio > 0) {
+    error(sections_["scheduler"].location, "set either scheduler.warmup_steps or scheduler.warmup_ratio, not both");
+  }
+  if (r.scheduler.min_lr > r.optimizer.lr && r.optimizer.lr > 0) {
+    error(sections_["scheduler"].location, "scheduler.min_lr (" + json(r.scheduler.min_lr).dump() +
+                                               ") is above optimizer.lr (" + json(r.optimizer.lr).dump() + ")");
+  }
+  if (r.train.eval_every > 0 && r.data.eval.empty()) {
+    error(sections_["train"].location, "train.eval_every is " + std::to_string(r.train.eval_every) +
+                                           " but [data] has no eval set; set data.eval or train.eval_every = 0");
+  }
+}
+
+void RecipeReader::check_paths(const Recipe& r) {
+  auto entry_location = [&](const char* section, const char* key) {
+    auto& s = sections_[section];
+    auto it = s.entries.find(key);
+    return it != s.entries.end() ? it->second.location : s.location;
+  };
+  std::error_code ec;
+  if (!r.model.path.empty() && !fs::is_directory(r.model.path, ec)) {
+    error(entry_location("model", "path"),
+          "model.path " + r.model.path.string() + " is not a folder; it must be a Hugging Face model folder "
+          "(config.json, *.safetensors); relative paths are relative to the recipe file");
+  }
+  if (!r.data.train.empty() && !fs::is_regular_file(r.data.train, ec)) {
+    error(entry_location("data", "train"), "data.train " + r.data.train.string() +
+                                               " does not exist; relative paths are relative to the recipe file");
+  }
+  if (!r.data.eval.empty() && !fs::is_regular_file(r.data.eval, ec)) {
+    error(entry_location("data", "eval"), "data.eval " + r.data.eval.string() + " does not exist");
+  }
+}
+
+Recipe RecipeReader::load(const fs::path& path, const std::vector<std::string>& sets) {
+  root_ = path;
+  std::vector<fs::path> stack;
+  read_file(path, stack);
+  if (!diags_.empty() && sections_.empty()) throw RecipeError(diags_);
+  apply_overrides(sets, /*plugin_keys=*/true);
+  resolve_plugins();
+  apply_overrides(sets, /*plugin_keys=*/false);
+  check_sections();
+  Recipe r;
+  r.source = fs::absolute(path).lexically_normal();
+  build(r);
+  check_combination(r);
+  check_paths(r);
+  if (!diags_.empty()) throw RecipeError(diags_);
+  return r;
+}
+
+}  // namespace
+
+Recipe load_recipe(const fs::path& path, const std::vector<std::string>& sets,
+                   const plugins::PluginRegistry& registry) {
+  RecipeReader reader(registry);
+  return reader.load(path, sets);
+}
+
+}  // namespace engine::recipe

@@ -1,0 +1,102 @@
+#include "engine/recipe/recipe_sections.hpp"
+
+namespace engine::recipe {
+
+namespace {
+
+using nlohmann::json;
+
+FieldSpec field(std::string name, FieldType type, std::optional<json> def, std::string help,
+                std::vector<json> allowed = {}, std::optional<double> min = std::nullopt,
+                std::optional<double> max = std::nullopt) {
+  FieldSpec f;
+  f.name = std::move(name);
+  f.type = type;
+  f.required = !def.has_value();
+  f.default_value = std::move(def);
+  f.description = std::move(help);
+  f.enum_values = std::move(allowed);
+  f.minimum = min;
+  f.maximum = max;
+  return f;
+}
+
+FieldSpec plugin_field(const char* kind) {
+  return field("plugin", FieldType::kString, std::nullopt, std::string("name of the ") + kind + " plugin");
+}
+
+constexpr auto S = FieldType::kString;
+constexpr auto I = FieldType::kInteger;
+constexpr auto N = FieldType::kNumber;
+constexpr auto B = FieldType::kBoolean;
+
+std::vector<SectionSpec> build() {
+  return {
+      {"model", ENG_KIND_MODEL, true,
+       {plugin_field("model"),
+        field("path", S, std::nullopt, "Hugging Face model folder (config.json, *.safetensors, tokenizer.json)"),
+        field("dtype", S, "bf16", "storage dtype of the frozen base weights", {"bf16", "fp32", "fp16"})},
+       {"path"}},
+      {"quantizer", ENG_KIND_QUANTIZER, false, {plugin_field("quantizer")}, {}},
+      {"peft", ENG_KIND_PEFT, false, {plugin_field("peft")}, {}},
+      {"optimizer", ENG_KIND_OPTIMIZER, true,
+       {plugin_field("optimizer"), field("lr", N, std::nullopt, "peak learning rate", {}, 0.0),
+        field("weight_decay", N, 0.0, "decoupled weight decay (not applied to biases and norms)", {}, 0.0)},
+       {}},
+      {"scheduler", std::nullopt, false,
+       {field("kind", S, "constant", "learning-rate schedule after warmup", {"constant", "linear", "cosine"}),
+        field("warmup_steps", I, 0, "linear warmup steps from 0 to lr", {}, 0.0),
+        field("warmup_ratio", N, 0.0, "warmup as a fraction of all steps (when warmup_steps is 0)", {}, 0.0, 1.0),
+        field("min_lr", N, 0.0, "learning rate at the end of linear/cosine decay", {}, 0.0)},
+       {}},
+      {"parallel", ENG_KIND_PARALLEL, false, {plugin_field("parallel")}, {}},
+      {"data", std::nullopt, true,
+       {field("train", S, std::nullopt, "training set: JSON or JSONL file"),
+        field("eval", S, "", "evaluation set (empty: none)"),
+        field("format", S, "auto", "sample format", {"auto", "alpaca", "messages", "text"}),
+        field("max_seq_len", I, 2048, "tokens per row", {}, 1.0),
+        field("packing", B, false, "pack several samples per row (attention never crosses samples)"),
+        field("chat_template", S, "auto", "chat template (auto: from tokenizer_config.json)",
+              {"auto", "chatml", "llama3", "none"}),
+        field("system_prompt", S, "", "system prompt added to chat samples that have none"),
+        field("train_on_prompt", B, false, "also train on prompt tokens (default: only responses carry labels)"),
+        field("truncation", S, "truncate", "over-long samples without packing", {"truncate", "drop"}),
+        field("on_error", S, "fail", "a malformed sample", {"fail", "skip"})},
+       {"train", "eval"}},
+      {"train", std::nullopt, true,
+       {field("output_dir", S, std::nullopt, "where checkpoints and metrics.jsonl go"),
+        field("micro_batch_size", I, 1, "rows per forward pass", {}, 1.0),
+        field("grad_accum", I, 1, "micro-batches per optimizer step", {}, 1.0),
+        field("max_steps", I, 0, "optimizer steps (0: run `epochs` epochs)", {}, 0.0),
+        field("epochs", I, 1, "passes over the training set when max_steps is 0", {}, 1.0),
+        field("grad_clip", N, 1.0, "clip the global gradient norm to this (0: no clipping)", {}, 0.0),
+        field("seed", I, 42, "seed of every random generator", {}, 0.0),
+        field("device", S, "auto", "where to train", {"cpu", "cuda", "auto"}),
+        field("activation_checkpointing", B, false, "recompute each block's activations in backward"),
+        field("dtype", S, "fp32", "compute dtype", {"fp32", "bf16"}),
+        field("eval_every", I, 0, "evaluate on data.eval every N steps (0: never)", {}, 0.0),
+        field("max_nonfinite_steps", I, 10, "stop after this many non-finite steps in a row", {}, 1.0)},
+       {"output_dir"}},
+      {"checkpoint", std::nullopt, false,
+       {field("save_every", I, 0, "save every N steps (0: only at the end)", {}, 0.0),
+        field("keep_last", I, 0, "keep the newest N checkpoints (0: all)", {}, 0.0)},
+       {}},
+      {"log", std::nullopt, false, {field("every", I, 1, "log metrics every N steps", {}, 1.0)}, {}},
+  };
+}
+
+}  // namespace
+
+const std::vector<SectionSpec>& recipe_sections() {
+  static const std::vector<SectionSpec> sections = build();
+  return sections;
+}
+
+const SectionSpec* find_section(const std::string& name) {
+  for (const SectionSpec& s : recipe_sections()) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+}  // namespace engine::recipe
