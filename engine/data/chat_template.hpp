@@ -57,6 +57,7 @@ class ChatTemplate {
 
   // Replaces the default system prompt (used when the messages have no system message).
   void set_system_prompt(std::optional<std::string> prompt) { system_prompt_ = std::move(prompt); }
+  const std::optional<std::string>& system_prompt() const noexcept { return system_prompt_; }
 
   // Renders the conversation; add_generation_prompt appends the assistant header to prompt a reply.
   RenderedChat render(std::span<const ChatMessage> messages, bool add_generation_prompt = false) const;

@@ -1,0 +1,101 @@
+#include "engine/data/sampler.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <numeric>
+
+#include "engine/core/error.hpp"
+
+namespace engine::data {
+namespace {
+
+// splitmix64 (Steele, Lea, Flood 2014): a tiny generator with good statistical quality.
+struct SplitMix64 {
+  uint64_t state;
+  uint64_t next() {
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [0, bound) without modulo bias: reject the lowest 2^64 mod bound values.
+  uint64_t below(uint64_t bound) {
+    const uint64_t threshold = (0 - bound) % bound;
+    while (true) {
+      const uint64_t r = next();
+      if (r >= threshold) return r % bound;
+    }
+  }
+};
+
+}  // namespace
+
+ShardedSampler::ShardedSampler(Options options) : options_(options) {
+  if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size) {
+    fail("sampler: rank {} is not in [0, world size {})", options.rank, options.world_size);
+  }
+  per_rank_ = options.num_items / static_cast<uint64_t>(options.world_size);
+  if (per_rank_ == 0) {
+    fail("the dataset has {} rows, fewer than the {} ranks that share it; add data or use fewer processes",
+         options.num_items, options.world_size);
+  }
+}
+
+std::vector<uint64_t> ShardedSampler::epoch_order(uint64_t epoch) const {
+  std::vector<uint64_t> order(options_.num_items);
+  std::iota(order.begin(), order.end(), 0);
+  if (!options_.shuffle) return order;
+  SplitMix64 rng{options_.seed ^ (epoch * 0xD1B54A32D192ED03ull + 0x632BE59BD9B4E019ull)};
+  for (uint64_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+  return order;
+}
+
+uint64_t ShardedSampler::next() {
+  if (state_.position >= per_rank_) {
+    ++state_.epoch;
+    state_.position = 0;
+  }
+  if (order_epoch_ != state_.epoch) {
+    order_ = epoch_order(state_.epoch);
+    order_epoch_ = state_.epoch;
+  }
+  const uint64_t k = state_.position++;
+  return order_[k * static_cast<uint64_t>(options_.world_size) + static_cast<uint64_t>(options_.rank)];
+}
+
+std::vector<uint64_t> ShardedSampler::next_batch(size_t count) {
+  std::vector<uint64_t> out(count);
+  for (auto& v : out) v = next();
+  return out;
+}
+
+void ShardedSampler::set_state(const SamplerState& state) {
+  if (state.position > per_rank_) {
+    fail("sampler state position {} is past the end of an epoch ({} rows per rank)", state.position, per_rank_);
+  }
+  state_ = state;
+}
+
+nlohmann::json ShardedSampler::state_json() const {
+  return {{"epoch", state_.epoch},         {"position", state_.position},
+          {"seed", options_.seed},         {"num_items", options_.num_items},
+          {"world_size", options_.world_size}, {"rank", options_.rank}};
+}
+
+void ShardedSampler::restore_json(const nlohmann::json& saved) {
+  try {
+    const auto seed = saved.at("seed").get<uint64_t>();
+    const auto items = saved.at("num_items").get<uint64_t>();
+    const auto world = saved.at("world_size").get<int32_t>();
+    if (seed != options_.seed || items != options_.num_items || world != options_.world_size) {
+      fail("cannot resume the data order: the checkpoint's sampler had seed {}, {} rows, world size {}; this run has "
+           "seed {}, {} rows, world size {} (same data, seed and process count are needed to resume exactly)",
+           seed, items, world, options_.seed, options_.num_items, options_.world_size);
+    }
+    set_state({saved.at("epoch").get<uint64_t>(), saved.at("position").get<uint64_t>()});
+  } catch (const nlohmann::json::exception& e) {
+    fail("sampler state in the checkpoint is malformed: {}", e.what());
+  }
+}
+
+}  // namespace engine::data
