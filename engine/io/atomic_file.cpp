@@ -111,7 +111,8 @@ void AtomicFileWriter::commit() {
   const int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) fail_errno(errno, "close", temp_path_);
-  if (::rename(temp_path_.c_str(), path_.c_str()) != 0) fail_errno(errno, "rename the temporary file onto", path_);
+  if (::rename(temp_path_.c_str(), path_.c_str()) != 0)
+    fail_errno(errno, "rename the temporary file onto", path_);
   committed_ = true;
   fsync_directory(parent_of(path_));
 }
@@ -129,13 +130,15 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view text)
 }
 
 AtomicDirectory::AtomicDirectory(std::filesystem::path final_path) : final_path_(std::move(final_path)) {
-  while (!final_path_.empty() && final_path_.filename().empty()) final_path_ = final_path_.parent_path();  // "a/"
+  while (!final_path_.empty() && final_path_.filename().empty())
+    final_path_ = final_path_.parent_path();  // "a/"
   if (final_path_.empty()) fail("cannot publish a directory with an empty path");
   std::error_code ec;
   std::filesystem::create_directories(parent_of(final_path_), ec);
   if (ec) fail_with(ENG_ERR_IO, "cannot create {}: {}", parent_of(final_path_).string(), ec.message());
   std::string pattern = final_path_.string() + ".tmp-XXXXXX";
-  if (::mkdtemp(pattern.data()) == nullptr) fail_errno(errno, "create a staging directory beside", final_path_);
+  if (::mkdtemp(pattern.data()) == nullptr)
+    fail_errno(errno, "create a staging directory beside", final_path_);
   staging_path_ = pattern;
   ::chmod(staging_path_.c_str(), 0755);  // mkdtemp makes 0700
 }

@@ -24,7 +24,9 @@ std::pair<size_t, size_t> line_and_column(const std::string& text, size_t pos) {
 
 }  // namespace
 
-const std::string& HfConfig::model_type() const { return json.at("model_type").get_ref<const std::string&>(); }
+const std::string& HfConfig::model_type() const {
+  return json.at("model_type").get_ref<const std::string&>();
+}
 
 std::string HfConfig::architecture() const {
   const auto it = json.find("architectures");
@@ -40,10 +42,11 @@ HfConfig read_hf_config(const std::filesystem::path& model_dir) {
   } else if (std::filesystem::is_directory(model_dir, ec)) {
     config.path = model_dir / "config.json";
     if (!std::filesystem::exists(config.path, ec)) {
-      fail_with(ENG_ERR_NOT_FOUND,
-                "model directory {} has no config.json; a Hugging Face model directory needs one (copy it from "
-                "the model's repository)",
-                model_dir.string());
+      fail_with(
+          ENG_ERR_NOT_FOUND,
+          "model directory {} has no config.json; a Hugging Face model directory needs one (copy it from "
+          "the model's repository)",
+          model_dir.string());
     }
   } else {
     fail_with(ENG_ERR_NOT_FOUND, "model directory {} does not exist (check the model path in the recipe)",
@@ -68,9 +71,10 @@ HfConfig read_hf_config(const std::filesystem::path& model_dir) {
   }
   const auto it = config.json.find("model_type");
   if (it == config.json.end()) {
-    fail("{}: no \"model_type\" key; every transformers config names its model type (e.g. \"qwen2\", "
-         "\"llama\")",
-         config.path.string());
+    fail(
+        "{}: no \"model_type\" key; every transformers config names its model type (e.g. \"qwen2\", "
+        "\"llama\")",
+        config.path.string());
   }
   if (!it->is_string()) {
     fail("{}: \"model_type\" is a JSON {}, expected a string such as \"qwen2\"", config.path.string(),

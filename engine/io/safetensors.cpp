@@ -12,9 +12,9 @@
 #include <utility>
 
 #include "engine/core/error.hpp"
+#include "engine/io/closest_names.hpp"
 #include "engine/io/mapped_file.hpp"
 #include "engine/io/utf8.hpp"
-#include "engine/io/closest_names.hpp"
 
 namespace engine::io {
 namespace {
@@ -27,9 +27,27 @@ struct Entry {
   uint64_t end = 0;
 };
 
-std::string in_quotes(std::string_view s) { return fmt::format("'{}'", s); }
+// A name for an error message, quoted and cut to 200 bytes (at a UTF-8 boundary): corrupt headers can hold
+// names of any length.
+std::string in_quotes(std::string_view s) {
+  if (s.size() <= 200) return fmt::format("'{}'", s);
+  size_t cut = 200;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xc0) == 0x80) --cut;
+  return fmt::format("'{}...' ({} bytes)", s.substr(0, cut), s.size());
+}
 
-std::string shape_string(const std::vector<int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+std::string shape_string(const std::vector<int64_t>& shape) {
+  if (shape.size() <= 16) return fmt::format("[{}]", fmt::join(shape, ", "));
+  return fmt::format("[{}, ... ({} dimensions)]", fmt::join(shape.begin(), shape.begin() + 8, ", "),
+                     shape.size());
+}
+
+// A JSON value for an error message, cut short: a corrupt header can hold megabytes in one value.
+std::string short_dump(const nlohmann::json& value) {
+  std::string text = value.dump();
+  if (text.size() > 80) text = text.substr(0, 77) + "...";
+  return text;
+}
 
 // Parses the header JSON, refusing duplicate keys in any object (nlohmann would keep the last silently).
 nlohmann::json parse_header_json(std::string_view text, const std::string& path) {
@@ -51,14 +69,16 @@ nlohmann::json parse_header_json(std::string_view text, const std::string& path)
   try {
     header = nlohmann::json::parse(text.begin(), text.end(), callback);
   } catch (const nlohmann::json::exception& e) {
-    fail("{}: the safetensors header is not valid JSON ({}); the file is corrupt or was not written by a "
-         "safetensors writer",
-         path, e.what());
+    fail(
+        "{}: the safetensors header is not valid JSON ({}); the file is corrupt or was not written by a "
+        "safetensors writer",
+        path, e.what());
   }
   if (duplicate) {
-    fail("{}: the safetensors header has the key {} twice; each tensor (and each field of a tensor) must "
-         "appear once",
-         path, in_quotes(*duplicate));
+    fail(
+        "{}: the safetensors header has the key {} twice; each tensor (and each field of a tensor) must "
+        "appear once",
+        path, in_quotes(*duplicate));
   }
   return header;
 }
@@ -72,9 +92,10 @@ std::optional<uint64_t> as_unsigned(const nlohmann::json& v) {
 
 Entry parse_entry(const std::string& path, const std::string& name, const nlohmann::json& value) {
   if (!value.is_object()) {
-    fail("{}: tensor {} is described by a JSON {}, expected an object with \"dtype\", \"shape\" and "
-         "\"data_offsets\"",
-         path, in_quotes(name), value.type_name());
+    fail(
+        "{}: tensor {} is described by a JSON {}, expected an object with \"dtype\", \"shape\" and "
+        "\"data_offsets\"",
+        path, in_quotes(name), value.type_name());
   }
   for (const auto& [key, _] : value.items()) {
     if (key != "dtype" && key != "shape" && key != "data_offsets") {
@@ -103,7 +124,7 @@ Entry parse_entry(const std::string& path, const std::string& name, const nlohma
     const auto d = as_unsigned(dim);
     if (!d) {
       fail("{}: tensor {} has shape entry {}; every dimension must be a non-negative integer", path,
-           in_quotes(name), dim.dump());
+           in_quotes(name), short_dump(dim));
     }
     if (*d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
       fail("{}: tensor {} has dimension {}, too large", path, in_quotes(name), *d);
@@ -119,7 +140,7 @@ Entry parse_entry(const std::string& path, const std::string& name, const nlohma
   }
   if (!begin || !end) {
     fail("{}: tensor {} has \"data_offsets\" {}; expected [begin, end], two non-negative integers", path,
-         in_quotes(name), offsets.dump());
+         in_quotes(name), short_dump(offsets));
   }
   entry.begin = *begin;
   entry.end = *end;
@@ -143,7 +164,7 @@ struct SafetensorsFile::State {
   std::vector<std::byte> owned;
   std::span<const std::byte> bytes;  // the whole file
   size_t header_size = 0;
-  std::vector<Entry> entries;  // sorted by data offsets
+  std::vector<Entry> entries;                            // sorted by data offsets
   std::unordered_map<std::string_view, size_t> by_name;  // views into entries[i].name
   std::map<std::string, std::string> metadata;
 
@@ -154,21 +175,24 @@ struct SafetensorsFile::State {
 void SafetensorsFile::State::parse() {
   const size_t size = bytes.size();
   if (size < 8) {
-    fail("{}: file is {} bytes, too small for a safetensors file (it starts with an 8-byte header length); "
-         "the file is truncated or not a safetensors file: re-download or re-save it",
-         path, size);
+    fail(
+        "{}: file is {} bytes, too small for a safetensors file (it starts with an 8-byte header length); "
+        "the file is truncated or not a safetensors file: re-download or re-save it",
+        path, size);
   }
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);
   if (n > kSafetensorsMaxHeaderSize) {
-    fail("{}: header length field says {} bytes, more than the safetensors limit of {} bytes; the file is "
-         "corrupt or not a safetensors file",
-         path, n, kSafetensorsMaxHeaderSize);
+    fail(
+        "{}: header length field says {} bytes, more than the safetensors limit of {} bytes; the file is "
+        "corrupt or not a safetensors file",
+        path, n, kSafetensorsMaxHeaderSize);
   }
   if (n > size - 8) {
-    fail("{}: header length field says {} bytes but only {} bytes follow it; the file is truncated: "
-         "re-download or re-save it",
-         path, n, size - 8);
+    fail(
+        "{}: header length field says {} bytes but only {} bytes follow it; the file is truncated: "
+        "re-download or re-save it",
+        path, n, size - 8);
   }
   header_size = static_cast<size_t>(n);
   const std::span<const std::byte> header_bytes = bytes.subspan(8, header_size);
@@ -179,22 +203,25 @@ void SafetensorsFile::State::parse() {
   }
   const std::string_view text(reinterpret_cast<const char*>(header_bytes.data()), header_size);
   if (text.empty() || text.front() != '{') {
-    fail("{}: the safetensors header does not start with '{{' (a JSON object); the file is corrupt or not a "
-         "safetensors file",
-         path);
+    fail(
+        "{}: the safetensors header does not start with '{{' (a JSON object); the file is corrupt or not a "
+        "safetensors file",
+        path);
   }
   const nlohmann::json header = parse_header_json(text, path);
   if (!header.is_object()) fail("{}: the safetensors header is not a JSON object", path);
 
   for (const auto& [key, value] : header.items()) {
     if (key == "__metadata__") {
+      if (value.is_null()) continue;  // the reference reads null as "no metadata"
       if (!value.is_object()) {
-        fail("{}: \"__metadata__\" must be an object of string values, found a JSON {}", path, value.type_name());
+        fail("{}: \"__metadata__\" must be an object of string values, found a JSON {}", path,
+             value.type_name());
       }
       for (const auto& [mkey, mvalue] : value.items()) {
         if (!mvalue.is_string()) {
-          fail("{}: \"__metadata__\" entry {} is a JSON {}; metadata values must be strings", path, in_quotes(mkey),
-               mvalue.type_name());
+          fail("{}: \"__metadata__\" entry {} is a JSON {}; metadata values must be strings", path,
+               in_quotes(mkey), mvalue.type_name());
         }
         metadata.emplace(mkey, mvalue.get<std::string>());
       }
@@ -210,20 +237,21 @@ void SafetensorsFile::State::parse() {
   const Entry* previous = nullptr;
   for (const Entry& e : entries) {
     if (e.begin != expected_begin) {
-      const std::string before =
-          previous ? fmt::format("the previous tensor {} ends at byte {}", in_quotes(previous->name), expected_begin)
-                   : std::string("the data buffer starts at byte 0");
+      const std::string before = previous ? fmt::format("the previous tensor {} ends at byte {}",
+                                                        in_quotes(previous->name), expected_begin)
+                                          : std::string("the data buffer starts at byte 0");
       if (e.begin > expected_begin) {
-        fail("{}: tensor {} starts at data byte {} but {}: {} bytes in between belong to no tensor (the "
-             "offsets must tile the data buffer without gaps)",
-             path, in_quotes(e.name), e.begin, before, e.begin - expected_begin);
+        fail(
+            "{}: tensor {} starts at data byte {} but {}: {} bytes in between belong to no tensor (the "
+            "offsets must tile the data buffer without gaps)",
+            path, in_quotes(e.name), e.begin, before, e.begin - expected_begin);
       }
-      fail("{}: tensor {} starts at data byte {} but {}: the tensors overlap", path, in_quotes(e.name), e.begin,
-           before);
+      fail("{}: tensor {} starts at data byte {} but {}: the tensors overlap", path, in_quotes(e.name),
+           e.begin, before);
     }
     if (e.end < e.begin) {
-      fail("{}: tensor {} has data_offsets [{}, {}], which end before they begin", path, in_quotes(e.name), e.begin,
-           e.end);
+      fail("{}: tensor {} has data_offsets [{}, {}], which end before they begin", path, in_quotes(e.name),
+           e.begin, e.end);
     }
     const auto nbytes = byte_count(e);
     if (!nbytes) {
@@ -231,10 +259,11 @@ void SafetensorsFile::State::parse() {
            in_quotes(e.name), shape_string(e.shape));
     }
     if (*nbytes != e.end - e.begin) {
-      fail("{}: tensor {} ({} with shape {}) needs {} bytes but its data_offsets [{}, {}] span {} bytes; the "
-           "header does not match the data",
-           path, in_quotes(e.name), dtype_name(e.dtype), shape_string(e.shape), *nbytes, e.begin, e.end,
-           e.end - e.begin);
+      fail(
+          "{}: tensor {} ({} with shape {}) needs {} bytes but its data_offsets [{}, {}] span {} bytes; the "
+          "header does not match the data",
+          path, in_quotes(e.name), dtype_name(e.dtype), shape_string(e.shape), *nbytes, e.begin, e.end,
+          e.end - e.begin);
     }
     expected_begin = e.end;
     previous = &e;
@@ -242,23 +271,29 @@ void SafetensorsFile::State::parse() {
   const uint64_t data_size = size - 8 - header_size;
   if (expected_begin != data_size) {
     if (expected_begin > data_size) {
-      fail("{}: tensor {} ends at data byte {} but the file holds only {} data bytes; the file is truncated: "
-           "re-download or re-save it",
-           path, in_quotes(previous->name), expected_begin, data_size);
+      fail(
+          "{}: tensor {} ends at data byte {} but the file holds only {} data bytes; the file is truncated: "
+          "re-download or re-save it",
+          path, in_quotes(previous->name), expected_begin, data_size);
     }
     const std::string last = previous ? fmt::format("the last tensor {} ends", in_quotes(previous->name))
                                       : std::string("there are no tensors, so the data ends");
-    fail("{}: {} at data byte {} but the file has {} data bytes: {} trailing bytes belong to no tensor (the "
-         "file was appended to or its header is wrong)",
-         path, last, expected_begin, data_size, data_size - expected_begin);
+    fail(
+        "{}: {} at data byte {} but the file has {} data bytes: {} trailing bytes belong to no tensor (the "
+        "file was appended to or its header is wrong)",
+        path, last, expected_begin, data_size, data_size - expected_begin);
   }
   for (size_t i = 0; i < entries.size(); ++i) by_name.emplace(entries[i].name, i);
 }
 
 SafetensorsTensor SafetensorsFile::State::view(const Entry& e) const {
   const std::byte* data = bytes.data() + 8 + header_size + e.begin;
-  return SafetensorsTensor{e.name,  e.dtype, dtype_name(e.dtype),
-                           to_eng_dtype(e.dtype), std::span<const int64_t>(e.shape), data,
+  return SafetensorsTensor{e.name,
+                           e.dtype,
+                           dtype_name(e.dtype),
+                           to_eng_dtype(e.dtype),
+                           std::span<const int64_t>(e.shape),
+                           data,
                            static_cast<size_t>(e.end - e.begin)};
 }
 
@@ -311,8 +346,9 @@ std::optional<SafetensorsTensor> SafetensorsFile::find(std::string_view name) co
 SafetensorsTensor SafetensorsFile::tensor(std::string_view name) const {
   if (auto t = find(name)) return *t;
   const std::vector<std::string_view> close = closest_names(name, names(), 3);
-  fail_with(ENG_ERR_NOT_FOUND, "{}: no tensor named {} ({} tensors in the file{}{})", state_->path, in_quotes(name),
-            state_->entries.size(), close.empty() ? "" : "; closest: ", fmt::join(close, ", "));
+  fail_with(ENG_ERR_NOT_FOUND, "{}: no tensor named {} ({} tensors in the file{}{})", state_->path,
+            in_quotes(name), state_->entries.size(),
+            close.empty() ? "" : "; closest: ", fmt::join(close, ", "));
 }
 
 std::vector<SafetensorsTensor> SafetensorsFile::tensors() const {
@@ -322,7 +358,9 @@ std::vector<SafetensorsTensor> SafetensorsFile::tensors() const {
   return out;
 }
 
-const std::map<std::string, std::string>& SafetensorsFile::metadata() const noexcept { return state_->metadata; }
+const std::map<std::string, std::string>& SafetensorsFile::metadata() const noexcept {
+  return state_->metadata;
+}
 
 size_t SafetensorsFile::header_size() const noexcept { return state_->header_size; }
 

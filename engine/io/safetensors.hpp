@@ -40,10 +40,10 @@ inline constexpr uint64_t kSafetensorsMaxHeaderSize = 100'000'000;
 struct SafetensorsTensor {
   std::string_view name;
   SafetensorsDtype dtype;
-  std::string_view dtype_name;           // "F32", "BF16", ... as in the header
-  std::optional<eng_dtype> engine_dtype; // where the engine has the type (see to_eng_dtype)
-  std::span<const int64_t> shape;        // empty for a 0-d tensor
-  const std::byte* data;                 // nbytes bytes, read-only, possibly unaligned
+  std::string_view dtype_name;            // "F32", "BF16", ... as in the header
+  std::optional<eng_dtype> engine_dtype;  // where the engine has the type (see to_eng_dtype)
+  std::span<const int64_t> shape;         // empty for a 0-d tensor
+  const std::byte* data;                  // nbytes bytes, read-only, possibly unaligned
   size_t nbytes;
 
   // Number of elements (1 for a 0-d tensor, 0 when a dimension is 0).

@@ -27,7 +27,8 @@ std::vector<std::filesystem::path> safetensors_files_in(const std::filesystem::p
   std::vector<std::filesystem::path> out;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    if (entry.path().extension() == ".safetensors" && is_existing_file(entry.path())) out.push_back(entry.path());
+    if (entry.path().extension() == ".safetensors" && is_existing_file(entry.path()))
+      out.push_back(entry.path());
   }
   if (ec) fail_with(ENG_ERR_IO, "cannot list the model directory {}: {}", dir.string(), ec.message());
   std::sort(out.begin(), out.end());
@@ -43,7 +44,8 @@ std::string read_text(const std::filesystem::path& path) {
 }
 
 // A shard file name from an index must stay inside the model directory.
-void check_shard_name(const std::filesystem::path& index, const std::string& tensor, const std::string& shard) {
+void check_shard_name(const std::filesystem::path& index, const std::string& tensor,
+                      const std::string& shard) {
   const std::filesystem::path p(shard);
   bool escapes = shard.empty() || p.is_absolute();
   for (const auto& part : p) escapes = escapes || part == "..";
@@ -81,16 +83,18 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::filesystem::path& p
       if (files.size() == 1) {
         ckpt.add_whole_file(files.front());
       } else if (files.empty()) {
-        fail_with(ENG_ERR_NOT_FOUND,
-                  "{} has no {}, no {} and no other *.safetensors file: it is not a Hugging Face model directory "
-                  "with safetensors weights (convert .bin weights with the safetensors package)",
-                  path.string(), kSingleFile, kIndexFile);
+        fail_with(
+            ENG_ERR_NOT_FOUND,
+            "{} has no {}, no {} and no other *.safetensors file: it is not a Hugging Face model directory "
+            "with safetensors weights (convert .bin weights with the safetensors package)",
+            path.string(), kSingleFile, kIndexFile);
       } else {
         std::vector<std::string> shown;
         for (const auto& f : files) shown.push_back(f.filename().string());
-        fail("{} has {} *.safetensors files ({}) but no {} saying which tensor is in which; add the index "
-             "(transformers writes one with save_pretrained) or keep only one file",
-             path.string(), files.size(), fmt::join(shown, ", "), kIndexFile);
+        fail(
+            "{} has {} *.safetensors files ({}) but no {} saying which tensor is in which; add the index "
+            "(transformers writes one with save_pretrained) or keep only one file",
+            path.string(), files.size(), fmt::join(shown, ", "), kIndexFile);
       }
     }
   }
@@ -114,14 +118,15 @@ void SafetensorsCheckpoint::open_index(const std::filesystem::path& index) {
     fail("{}: not valid JSON ({}); re-download the model's index file", index.string(), e.what());
   }
   if (!json.is_object() || !json.contains("weight_map") || !json["weight_map"].is_object()) {
-    fail("{}: expected a JSON object with a \"weight_map\" object (tensor name -> shard file)", index.string());
+    fail("{}: expected a JSON object with a \"weight_map\" object (tensor name -> shard file)",
+         index.string());
   }
   // shard file -> tensors the index puts there
   std::map<std::string, std::vector<std::string>> by_shard;
   for (const auto& [tensor, shard] : json["weight_map"].items()) {
     if (!shard.is_string()) {
-      fail("{}: \"weight_map\" entry '{}' is a JSON {}; it must be the shard's file name", index.string(), tensor,
-           shard.type_name());
+      fail("{}: \"weight_map\" entry '{}' is a JSON {}; it must be the shard's file name", index.string(),
+           tensor, shard.type_name());
     }
     check_shard_name(index, tensor, shard.get<std::string>());
     by_shard[shard.get<std::string>()].push_back(tensor);
@@ -141,11 +146,12 @@ void SafetensorsCheckpoint::open_index(const std::filesystem::path& index) {
     for (const std::string& tensor : tensors) {
       if (!file.find(tensor)) {
         const auto close = closest_names(tensor, file.names(), 3);
-        fail_with(ENG_ERR_NOT_FOUND,
-                  "{}: tensor '{}' is mapped to shard \"{}\", but {} has no such tensor{}{}; the index and the "
-                  "shards do not belong together: re-download the model",
-                  index.string(), tensor, shard, shard_path.string(), close.empty() ? "" : " (closest: ",
-                  close.empty() ? std::string() : fmt::format("{})", fmt::join(close, ", ")));
+        fail_with(
+            ENG_ERR_NOT_FOUND,
+            "{}: tensor '{}' is mapped to shard \"{}\", but {} has no such tensor{}{}; the index and the "
+            "shards do not belong together: re-download the model",
+            index.string(), tensor, shard, shard_path.string(), close.empty() ? "" : " (closest: ",
+            close.empty() ? std::string() : fmt::format("{})", fmt::join(close, ", ")));
       }
       shard_by_name_.emplace(tensor, shards_.size() - 1);
     }
@@ -172,8 +178,8 @@ SafetensorsTensor SafetensorsCheckpoint::tensor(std::string_view name) const {
   if (auto t = find(name)) return *t;
   const std::vector<std::string_view> all(names_.begin(), names_.end());
   const auto close = closest_names(name, all, 3);
-  fail_with(ENG_ERR_NOT_FOUND, "{}: the checkpoint has no tensor named '{}' ({} tensors{}{})", dir_.string(), name,
-            names_.size(), close.empty() ? "" : "; closest: ", fmt::join(close, ", "));
+  fail_with(ENG_ERR_NOT_FOUND, "{}: the checkpoint has no tensor named '{}' ({} tensors{}{})", dir_.string(),
+            name, names_.size(), close.empty() ? "" : "; closest: ", fmt::join(close, ", "));
 }
 
 const SafetensorsFile& SafetensorsCheckpoint::shard_of(std::string_view name) const {

@@ -48,31 +48,52 @@ std::optional<SafetensorsDtype> parse_dtype(std::string_view name) noexcept {
 
 std::optional<eng_dtype> to_eng_dtype(SafetensorsDtype dtype) noexcept {
   switch (dtype) {
-    case SafetensorsDtype::F32: return ENG_F32;
-    case SafetensorsDtype::BF16: return ENG_BF16;
-    case SafetensorsDtype::F16: return ENG_F16;
-    case SafetensorsDtype::F64: return ENG_F64;
-    case SafetensorsDtype::I32: return ENG_I32;
-    case SafetensorsDtype::I64: return ENG_I64;
-    case SafetensorsDtype::U8: return ENG_U8;
-    case SafetensorsDtype::I8: return ENG_I8;
-    case SafetensorsDtype::BOOL: return ENG_BOOL;
-    default: return std::nullopt;
+    case SafetensorsDtype::F32:
+      return ENG_F32;
+    case SafetensorsDtype::BF16:
+      return ENG_BF16;
+    case SafetensorsDtype::F16:
+      return ENG_F16;
+    case SafetensorsDtype::F64:
+      return ENG_F64;
+    case SafetensorsDtype::I32:
+      return ENG_I32;
+    case SafetensorsDtype::I64:
+      return ENG_I64;
+    case SafetensorsDtype::U8:
+      return ENG_U8;
+    case SafetensorsDtype::I8:
+      return ENG_I8;
+    case SafetensorsDtype::BOOL:
+      return ENG_BOOL;
+    default:
+      return std::nullopt;
   }
 }
 
 SafetensorsDtype from_eng_dtype(eng_dtype dtype) {
   switch (dtype) {
-    case ENG_F32: return SafetensorsDtype::F32;
-    case ENG_BF16: return SafetensorsDtype::BF16;
-    case ENG_F16: return SafetensorsDtype::F16;
-    case ENG_F64: return SafetensorsDtype::F64;
-    case ENG_I32: return SafetensorsDtype::I32;
-    case ENG_I64: return SafetensorsDtype::I64;
-    case ENG_U8: return SafetensorsDtype::U8;
-    case ENG_I8: return SafetensorsDtype::I8;
-    case ENG_BOOL: return SafetensorsDtype::BOOL;
-    default: fail("eng_dtype {} has no safetensors equivalent (known: F32, BF16, F16, F64, I32, I64, U8, I8, BOOL)", dtype);
+    case ENG_F32:
+      return SafetensorsDtype::F32;
+    case ENG_BF16:
+      return SafetensorsDtype::BF16;
+    case ENG_F16:
+      return SafetensorsDtype::F16;
+    case ENG_F64:
+      return SafetensorsDtype::F64;
+    case ENG_I32:
+      return SafetensorsDtype::I32;
+    case ENG_I64:
+      return SafetensorsDtype::I64;
+    case ENG_U8:
+      return SafetensorsDtype::U8;
+    case ENG_I8:
+      return SafetensorsDtype::I8;
+    case ENG_BOOL:
+      return SafetensorsDtype::BOOL;
+    default:
+      fail("eng_dtype {} has no safetensors equivalent (known: F32, BF16, F16, F64, I32, I64, U8, I8, BOOL)",
+           dtype);
   }
 }
 

@@ -28,7 +28,8 @@ class SafetensorsWriter {
  public:
   // Adds a tensor, copying its bytes. data.size() must equal product(shape) * dtype size; the name must be
   // new, valid UTF-8 and not "__metadata__"; dimensions must be >= 0 (engine::Error otherwise).
-  void add(std::string name, SafetensorsDtype dtype, std::vector<int64_t> shape, std::span<const std::byte> data);
+  void add(std::string name, SafetensorsDtype dtype, std::vector<int64_t> shape,
+           std::span<const std::byte> data);
   void add(std::string name, eng_dtype dtype, std::vector<int64_t> shape, std::span<const std::byte> data);
 
   // Same without a copy: `data` must stay valid and unchanged until the last write()/serialize() call.
@@ -54,8 +55,8 @@ class SafetensorsWriter {
     std::string name;
     SafetensorsDtype dtype;
     std::vector<int64_t> shape;
-    std::vector<std::byte> owned;      // empty when borrowed
-    std::span<const std::byte> data;   // owned or the caller's
+    std::vector<std::byte> owned;     // empty when borrowed
+    std::span<const std::byte> data;  // owned or the caller's
   };
   void add_pending(Pending pending);
   std::vector<const Pending*> ordered() const;
