@@ -1,0 +1,121 @@
+// HostSession: the engine side of every eng_ctx (ctx->host_data points at it). It holds what the host table's
+// entries act on: the device, the autograd tape, the parameter store, the run's generator, the error slot,
+// registered custom ops, device allocations, and the run's quantizer, PEFT method, block hooks (the parallel
+// strategy) and communicator, which the session layer plugs in.
+//
+// Wiring a run (engine/session does this; tests do the same by hand):
+//   HostSession hs(device, seed);                       // LocalCommunicator until a real one is set
+//   const eng_host_api* host = host_api();              // handed to every plugin at negotiate/create
+//   eng_ctx ctx = hs.context();
+//   hs.set_declaring(true);  model->declare_params(self, &ctx);  hs.set_declaring(false);
+//   PluginPeft peft(hs, host, peft_vtable, options);   peft.attach();   hs.set_peft(&peft);
+//   PluginQuantizer q(hs, host, quant_vtable, options); hs.params().assign_quantizer(q);
+//   hs.set_quantizer(&q); hs.params().load(names, reader);  hs.params().materialize_all();
+//   hs.tape().set_checkpointing(recipe.train.activation_checkpointing);
+//   forward: model->forward(...) -> hidden; ops->linear_cross_entropy(...) -> loss; hs.tape().backward(loss)
+//   optimizer plugins step through host->param_value/param_grad; hs.params().zero_grads() between steps.
+// The quantizer, PEFT, hooks and communicator objects must outlive the session's use of them (declare them
+// before the HostSession, or reset the pointers first); the parameter store frees quantizer states through
+// the quantizer when the session dies.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/abi/engine.h"
+#include "engine/runtime/autograd.hpp"
+#include "engine/runtime/communicator.hpp"
+#include "engine/runtime/param_store.hpp"
+#include "engine/runtime/rng.hpp"
+#include "engine/runtime/weight_plugins.hpp"
+
+namespace engine::host {
+
+// A registered custom op: the plugin's table entry with its name owned here.
+struct CustomOpDef {
+  std::string name;
+  eng_custom_op op{};  // op.name points into `name`
+};
+
+class HostSession {
+ public:
+  // rank/world_size/local_rank are copied into every context; seed drives the generator and parameter init.
+  HostSession(rt::Device& device, uint64_t seed, int rank = 0, int world_size = 1, int local_rank = 0);
+  ~HostSession();
+  HostSession(const HostSession&) = delete;
+  HostSession& operator=(const HostSession&) = delete;
+
+  rt::Device& device() const { return *device_; }
+  rt::Tape& tape() { return tape_; }
+  rt::ParamStore& params() { return *params_; }
+  rt::Rng& rng() { return rng_; }
+
+  // A context for calls into plugins (grad_enabled: ops record on the tape).
+  eng_ctx context(bool grad_enabled = true);
+
+  // The run's plug-ins (nullptr: none). Not owned.
+  void set_quantizer(rt::Quantizer* q) { quantizer_ = q; }
+  rt::Quantizer* quantizer() const { return quantizer_; }
+  void set_peft(rt::Peft* p) { peft_ = p; }
+  rt::Peft* peft() const { return peft_; }
+  // The parallel strategy's block hooks: called by block_begin/block_end (forward) and by the tape
+  // (backward).
+  void set_block_hooks(rt::BlockHooks* hooks);
+  rt::BlockHooks* block_hooks() const { return hooks_; }
+  void set_communicator(rt::Communicator* comm);  // nullptr: back to the local (world_size 1) one
+  rt::Communicator& communicator() { return *comm_; }
+
+  // While declaring, block_begin/block_end only set the block recorded with declared parameters (no tape
+  // segment, no hooks).
+  void set_declaring(bool on);
+  bool declaring() const { return declaring_; }
+  int declaration_block() const { return declaration_block_; }
+  // The block seam (the host table's block_begin/block_end).
+  void block_begin(int block);
+  void block_end(int block);
+
+  // Runs a node through the tape; with grad_enabled false nothing is recorded.
+  std::vector<rt::Tensor> apply(bool grad_enabled, std::unique_ptr<rt::Node> node,
+                                std::vector<rt::Tensor> inputs);
+  rt::Tensor apply1(bool grad_enabled, std::unique_ptr<rt::Node> node, std::vector<rt::Tensor> inputs);
+
+  // The error slot of contexts pointing at this session.
+  void set_error(eng_status code, std::string message);
+  const char* error() const { return error_.c_str(); }
+  eng_status error_status() const { return error_status_; }
+  void clear_error();
+
+  // Custom ops (ids start at 1).
+  eng_op_id register_op(const eng_custom_op& op);
+  const CustomOpDef& custom_op(eng_op_id id) const;
+
+  // Memory on the session's device for plugins, through the device allocator.
+  void* device_alloc(size_t bytes);
+  void device_free(void* ptr);
+
+ private:
+  rt::Device* device_;
+  int rank_, world_size_, local_rank_;
+  rt::Tape tape_;
+  std::unique_ptr<rt::ParamStore> params_;
+  rt::Rng rng_;
+  rt::Quantizer* quantizer_ = nullptr;
+  rt::Peft* peft_ = nullptr;
+  rt::BlockHooks* hooks_ = nullptr;
+  rt::LocalCommunicator local_comm_;
+  rt::Communicator* comm_ = &local_comm_;
+  bool declaring_ = false;
+  int declaration_block_ = -1;
+  std::string error_;
+  eng_status error_status_ = ENG_OK;
+  std::vector<std::unique_ptr<CustomOpDef>> custom_ops_;
+  std::unordered_map<void*, size_t> allocations_;
+};
+
+// The session behind a context; throws engine::Error when ctx or its host_data is missing.
+HostSession& session_of(const eng_ctx* ctx);
+
+}  // namespace engine::host

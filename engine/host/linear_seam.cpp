@@ -1,0 +1,52 @@
+#include "engine/host/linear_seam.hpp"
+
+#include <optional>
+
+#include "engine/core/error.hpp"
+#include "engine/runtime/ops/ops.hpp"
+
+namespace engine::host {
+
+rt::Tensor param_input(HostSession& session, bool grad_enabled, rt::Param& p) {
+  if (p.quantized()) return p.root->quantizer->dequantize(p.root->quant_state, ENG_F32);
+  if (!grad_enabled) return session.params().value(p);
+  return session.params().use(p, session.tape());
+}
+
+rt::Tensor linear(HostSession& session, bool grad_enabled, const rt::Tensor& x, rt::Param& weight,
+                  rt::Param* bias) {
+  rt::Tape& tape = session.tape();
+  // The quantizer's and the PEFT plugin's own op calls see the tape's mode through their contexts.
+  std::optional<rt::NoGradGuard> off;
+  if (!grad_enabled) off.emplace(tape);
+  const rt::Dims& ws = weight.shape();
+  if (ws.ndim != 2) fail("linear: weight '{}' has shape {}, expected (out, in)", weight.name(), ws.str());
+  if (x.dim(-1) != ws[1])
+    fail("linear: input {} has {} features but weight '{}' {} expects {}", x.describe(), x.dim(-1),
+         weight.name(), ws.str(), ws[1]);
+  rt::Tensor b;
+  if (bias != nullptr) {
+    if (bias->shape() != rt::Dims{ws[0]})
+      fail("linear: bias '{}' has shape {}, expected ({},) for weight '{}'", bias->name(),
+           bias->shape().str(), ws[0], weight.name());
+    b = param_input(session, tape.grad_enabled(), *bias);
+  }
+  rt::Tensor y;
+  if (weight.quantized()) {
+    y = weight.root->quantizer->linear(weight.root->quant_state, x);  // x (..., in) -> (..., out)
+    if (b.defined()) y = session.apply1(tape.grad_enabled(), rt::ops::make_add(), {y, b});
+  } else {
+    rt::Tensor w = param_input(session, tape.grad_enabled(), weight);  // (out, in)
+    y = session.apply1(tape.grad_enabled(), rt::ops::make_linear(), {x, w, b});
+  }
+  if (weight.peft_cookie != nullptr) {
+    rt::Peft* peft = session.peft();
+    if (peft == nullptr)
+      fail("linear: parameter '{}' has a PEFT adapter attached but the run has no PEFT method",
+           weight.name());
+    y = peft->linear(weight.peft_cookie, x, y);
+  }
+  return y;
+}
+
+}  // namespace engine::host

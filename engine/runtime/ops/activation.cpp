@@ -1,0 +1,106 @@
+// SiLU and SwiGLU nodes; save their inputs (the backward recomputes the sigmoid).
+#include "kernels/cpu/activation.hpp"
+
+#include "engine/core/error.hpp"
+#include "engine/runtime/ops/op_inputs.hpp"
+#include "engine/runtime/ops/ops.hpp"
+
+namespace engine::rt::ops {
+
+namespace {
+
+class SiluNode final : public Node {
+ public:
+  const char* name() const override { return "silu"; }
+
+  std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
+    if (inputs.size() != 1) fail("silu: expected one input, got {}", inputs.size());
+    auto& pool = detail::cpu_pool(inputs[0], "silu");
+    const DType ct = detail::compute_dtype("silu", {inputs[0]});
+    Tensor x = detail::as_compute(inputs[0], ct);
+    Tensor y = Tensor::empty(x.shape(), ct, x.device());
+    detail::dispatch(ct, [&](auto tag) {
+      using T = decltype(tag);
+      cpu::silu_forward<T>(pool, x.data<T>(), y.data<T>(), x.numel());
+    });
+    if (save) x_ = x;
+    return {y};
+  }
+
+  std::vector<Tensor> backward(const std::vector<Tensor>& grad_outputs,
+                               const std::vector<bool>& needs_grad) override {
+    if (!needs_grad[0] || !grad_outputs[0].defined()) return {Tensor()};
+    if (!x_.defined()) fail("silu: backward without a saved forward");
+    auto& pool = detail::cpu_pool(x_, "silu");
+    Tensor dy = detail::as_compute(grad_outputs[0], x_.dtype());
+    Tensor dx = Tensor::empty(x_.shape(), x_.dtype(), x_.device());
+    detail::dispatch(x_.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      cpu::silu_backward<T>(pool, dy.data<T>(), x_.data<T>(), dx.data<T>(), x_.numel());
+    });
+    return {dx};
+  }
+
+  void release_saved() override { x_ = Tensor(); }
+
+ private:
+  Tensor x_;
+};
+
+class SwigluNode final : public Node {
+ public:
+  const char* name() const override { return "swiglu"; }
+
+  std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
+    if (inputs.size() != 2) fail("swiglu: expected inputs {{gate, up}}, got {}", inputs.size());
+    auto& pool = detail::cpu_pool(inputs[0], "swiglu");
+    const DType ct = detail::compute_dtype("swiglu", {inputs[0], inputs[1]});
+    Tensor g = detail::as_compute(inputs[0], ct);
+    Tensor u = detail::as_compute(inputs[1], ct);
+    if (g.shape() != u.shape()) fail("swiglu: gate {} and up {} differ in shape", g.describe(), u.describe());
+    Tensor y = Tensor::empty(g.shape(), ct, g.device());
+    detail::dispatch(ct, [&](auto tag) {
+      using T = decltype(tag);
+      cpu::swiglu_forward<T>(pool, g.data<T>(), u.data<T>(), y.data<T>(), g.numel());
+    });
+    if (save) {
+      g_ = g;
+      u_ = u;
+    }
+    return {y};
+  }
+
+  std::vector<Tensor> backward(const std::vector<Tensor>& grad_outputs,
+                               const std::vector<bool>& needs_grad) override {
+    std::vector<Tensor> grads(2);
+    if (!grad_outputs[0].defined() || (!needs_grad[0] && !needs_grad[1])) return grads;
+    if (!g_.defined()) fail("swiglu: backward without a saved forward");
+    auto& pool = detail::cpu_pool(g_, "swiglu");
+    const DType ct = g_.dtype();
+    Tensor dy = detail::as_compute(grad_outputs[0], ct);
+    if (needs_grad[0]) grads[0] = Tensor::empty(g_.shape(), ct, g_.device());
+    if (needs_grad[1]) grads[1] = Tensor::empty(g_.shape(), ct, g_.device());
+    detail::dispatch(ct, [&](auto tag) {
+      using T = decltype(tag);
+      cpu::swiglu_backward<T>(pool, dy.data<T>(), g_.data<T>(), u_.data<T>(),
+                              grads[0].defined() ? grads[0].data<T>() : nullptr,
+                              grads[1].defined() ? grads[1].data<T>() : nullptr, g_.numel());
+    });
+    return grads;
+  }
+
+  void release_saved() override {
+    g_ = Tensor();
+    u_ = Tensor();
+  }
+
+ private:
+  Tensor g_, u_;
+};
+
+}  // namespace
+
+std::unique_ptr<Node> make_silu() { return std::make_unique<SiluNode>(); }
+std::unique_ptr<Node> make_swiglu() { return std::make_unique<SwigluNode>(); }
+
+}  // namespace engine::rt::ops

@@ -1,0 +1,166 @@
+// Attention node (causal, grouped-query, segment mask) and attention_with_cache for generation.
+#include "kernels/cpu/attention.hpp"
+
+#include <cmath>
+
+#include "engine/core/error.hpp"
+#include "engine/runtime/kv_cache.hpp"
+#include "engine/runtime/ops/op_inputs.hpp"
+#include "engine/runtime/ops/ops.hpp"
+
+namespace engine::rt::ops {
+
+namespace {
+
+void check_qkv(const Tensor& q, const Tensor& k, const Tensor& v, const char* op) {
+  detail::expect_rank(q, 4, op, "q (B, T, Hq, D)");
+  detail::expect_rank(k, 4, op, "k (B, T, Hkv, D)");
+  detail::expect_rank(v, 4, op, "v (B, T, Hkv, D)");
+  if (k.shape() != v.shape()) fail("{}: k {} and v {} differ in shape", op, k.describe(), v.describe());
+  if (q.dim(0) != k.dim(0) || q.dim(3) != k.dim(3))
+    fail("{}: q {} and k {} differ in batch or head_dim", op, q.describe(), k.describe());
+  if (k.dim(2) == 0 || q.dim(2) % k.dim(2) != 0)
+    fail("{}: query heads {} must be a multiple of key/value heads {}", op, q.dim(2), k.dim(2));
+}
+
+class AttentionNode final : public Node {
+ public:
+  explicit AttentionNode(double scale) : scale_(scale) {}
+  const char* name() const override { return "attention"; }
+
+  std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
+    if (inputs.size() != 3 && inputs.size() != 4)
+      fail("attention: expected inputs {{q, k, v, segment_ids}}, got {}", inputs.size());
+    auto& pool = detail::cpu_pool(inputs[0], "attention");
+    const DType ct = detail::compute_dtype("attention", {inputs[0], inputs[1], inputs[2]});
+    check_qkv(inputs[0], inputs[1], inputs[2], "attention");
+    Tensor q = detail::as_compute(inputs[0], ct);  // (B, T, Hq, D)
+    Tensor k = detail::as_compute(inputs[1], ct);  // (B, T, Hkv, D)
+    Tensor v = detail::as_compute(inputs[2], ct);  // (B, T, Hkv, D)
+    if (q.dim(1) != k.dim(1))
+      fail("attention: q {} and k {} differ in sequence length", q.describe(), k.describe());
+    Tensor seg;
+    if (inputs.size() == 4 && inputs[3].defined()) {
+      seg = detail::as_index(inputs[3], "attention", "segment_ids");
+      if (seg.ndim() != 2 || seg.dim(0) != q.dim(0) || seg.dim(1) != q.dim(1))
+        fail("attention: segment_ids {} must be (B, T) of q {}", seg.describe(), q.describe());
+    }
+    cpu::AttentionDims d;
+    d.B = q.dim(0);
+    d.Tq = d.Tk = q.dim(1);
+    d.Hq = q.dim(2);
+    d.Hkv = k.dim(2);
+    d.D = q.dim(3);
+    d.kv_batch_stride = d.Tk * d.Hkv * d.D;
+    Tensor out = Tensor::empty(q.shape(), ct, q.device());
+    Tensor lse = Tensor::empty({d.B, d.Hq, d.Tq}, ct, q.device());  // (B, Hq, T)
+    detail::dispatch(ct, [&](auto tag) {
+      using T = decltype(tag);
+      cpu::attention_forward<T>(pool, d, q.data<T>(), k.data<T>(), v.data<T>(),
+                                seg.defined() ? seg.data<int32_t>() : nullptr, static_cast<T>(scale_),
+                                out.data<T>(), lse.data<T>());
+    });
+    if (save) {
+      q_ = q;
+      k_ = k;
+      v_ = v;
+      seg_ = seg;
+      out_ = out;
+      lse_ = lse;
+      dims_ = d;
+    }
+    return {out};
+  }
+
+  std::vector<Tensor> backward(const std::vector<Tensor>& grad_outputs,
+                               const std::vector<bool>& needs_grad) override {
+    std::vector<Tensor> grads(needs_grad.size());
+    if (!grad_outputs[0].defined()) return grads;
+    if (!q_.defined()) fail("attention: backward without a saved forward");
+    auto& pool = detail::cpu_pool(q_, "attention");
+    const DType ct = q_.dtype();
+    Tensor dout = detail::as_compute(grad_outputs[0], ct);
+    Tensor dq = Tensor::empty(q_.shape(), ct, q_.device());
+    Tensor dk = Tensor::empty(k_.shape(), ct, q_.device());
+    Tensor dv = Tensor::empty(v_.shape(), ct, q_.device());
+    detail::dispatch(ct, [&](auto tag) {
+      using T = decltype(tag);
+      cpu::attention_backward<T>(pool, dims_, q_.data<T>(), k_.data<T>(), v_.data<T>(),
+                                 seg_.defined() ? seg_.data<int32_t>() : nullptr, static_cast<T>(scale_),
+                                 out_.data<T>(), lse_.data<T>(), dout.data<T>(), dq.data<T>(), dk.data<T>(),
+                                 dv.data<T>());
+    });
+    if (needs_grad[0]) grads[0] = dq;
+    if (needs_grad[1]) grads[1] = dk;
+    if (needs_grad[2]) grads[2] = dv;
+    return grads;
+  }
+
+  void release_saved() override { q_ = k_ = v_ = seg_ = out_ = lse_ = Tensor(); }
+
+ private:
+  double scale_;
+  Tensor q_, k_, v_, seg_, out_, lse_;
+  cpu::AttentionDims dims_;
+};
+
+}  // namespace
+
+std::unique_ptr<Node> make_attention(double softmax_scale) {
+  return std::make_unique<AttentionNode>(softmax_scale);
+}
+
+Tensor attention_with_cache(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, double softmax_scale,
+                            KvCache& cache, int layer) {
+  check_qkv(q_in, k_in, v_in, "attention_with_cache");
+  if (layer < 0 || static_cast<size_t>(layer) >= cache.k.size())
+    fail("attention_with_cache: layer {} is outside the cache's {} layers", layer, cache.k.size());
+  Tensor& ck = cache.k[static_cast<size_t>(layer)];  // (B, max_len, Hkv, D)
+  Tensor& cv = cache.v[static_cast<size_t>(layer)];
+  auto& pool = detail::cpu_pool(q_in, "attention_with_cache");
+  const DType ct = ck.dtype();
+  if (ct != ENG_F32 && ct != ENG_F64)
+    fail("attention_with_cache: the CPU cache must be f32 or f64, got {}", ck.describe());
+  Tensor q = detail::as_compute(q_in, ct);
+  Tensor k = detail::as_compute(k_in, ct);
+  Tensor v = detail::as_compute(v_in, ct);
+  const int64_t B = q.dim(0), Tn = q.dim(1), Hkv = k.dim(2), D = q.dim(3);
+  if (ck.dim(0) != B || ck.dim(2) != Hkv || ck.dim(3) != D)
+    fail("attention_with_cache: cache {} does not fit k {} (batch, kv heads, head_dim)", ck.describe(),
+         k.describe());
+  if (k.dim(1) != Tn)
+    fail("attention_with_cache: q {} and k {} differ in new tokens", q.describe(), k.describe());
+  const int64_t past = cache.length;
+  if (past + Tn > cache.max_len)
+    fail("attention_with_cache: {} cached + {} new positions exceed the cache's max_len {}", past, Tn,
+         cache.max_len);
+  // Append the new keys and values at rows [past, past + Tn) of every batch.
+  const size_t row_bytes = static_cast<size_t>(Tn * Hkv * D) * dtype_size(ct);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t dst = (b * cache.max_len + past) * Hkv * D, src = b * Tn * Hkv * D;
+    ck.device().copy_within(
+        static_cast<std::byte*>(ck.raw_data()) + dst * static_cast<int64_t>(dtype_size(ct)),
+        static_cast<const std::byte*>(k.raw_data()) + src * static_cast<int64_t>(dtype_size(ct)), row_bytes);
+    cv.device().copy_within(
+        static_cast<std::byte*>(cv.raw_data()) + dst * static_cast<int64_t>(dtype_size(ct)),
+        static_cast<const std::byte*>(v.raw_data()) + src * static_cast<int64_t>(dtype_size(ct)), row_bytes);
+  }
+  cpu::AttentionDims d;
+  d.B = B;
+  d.Tq = Tn;
+  d.Tk = past + Tn;
+  d.Hq = q.dim(2);
+  d.Hkv = Hkv;
+  d.D = D;
+  d.q_offset = past;
+  d.kv_batch_stride = cache.max_len * Hkv * D;
+  Tensor out = Tensor::empty(q.shape(), ct, q.device());
+  detail::dispatch(ct, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::attention_forward<T>(pool, d, q.data<T>(), ck.data<T>(), cv.data<T>(), nullptr,
+                              static_cast<T>(softmax_scale), out.data<T>(), nullptr);
+  });
+  return out;
+}
+
+}  // namespace engine::rt::ops

@@ -1,0 +1,75 @@
+// Embedding node: gathers rows of the table; backward scatter-adds into a (V, C) table gradient.
+#include "kernels/cpu/embedding.hpp"
+
+#include "engine/core/error.hpp"
+#include "engine/runtime/ops/op_inputs.hpp"
+#include "engine/runtime/ops/ops.hpp"
+
+namespace engine::rt::ops {
+
+namespace {
+
+class EmbeddingNode final : public Node {
+ public:
+  const char* name() const override { return "embedding"; }
+
+  std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
+    if (inputs.size() != 2) fail("embedding: expected inputs {{table, ids}}, got {}", inputs.size());
+    detail::expect_rank(inputs[0], 2, "embedding", "table (V, C)");
+    auto& pool = detail::cpu_pool(inputs[0], "embedding");
+    const DType ct = detail::compute_dtype("embedding", {inputs[0]});
+    Tensor table = detail::as_compute(inputs[0], ct);  // (V, C)
+    Tensor ids = detail::as_index(inputs[1], "embedding", "ids");
+    const int64_t V = table.dim(0), C = table.dim(1), N = ids.numel();
+    if (const int64_t bad = cpu::check_ids(ids.data<int32_t>(), N, V); bad >= 0)
+      fail(
+          "embedding: token id {} at position {} is outside the table's {} rows (tokenizer and model "
+          "vocabulary "
+          "disagree?)",
+          ids.data<int32_t>()[bad], bad, V);
+    Dims out_shape = ids.shape();
+    out_shape.ndim += 1;
+    out_shape[out_shape.ndim - 1] = C;
+    Tensor out = Tensor::empty(out_shape, ct, table.device());  // (..., C)
+    detail::dispatch(ct, [&](auto tag) {
+      using T = decltype(tag);
+      cpu::embedding_forward<T>(pool, table.data<T>(), ids.data<int32_t>(), N, C, out.data<T>());
+    });
+    if (save) {
+      ids_ = ids;
+      vocab_ = V;
+      table_dtype_ = ct;
+    }
+    return {out};
+  }
+
+  std::vector<Tensor> backward(const std::vector<Tensor>& grad_outputs,
+                               const std::vector<bool>& needs_grad) override {
+    std::vector<Tensor> grads(2);
+    if (!needs_grad[0] || !grad_outputs[0].defined()) return grads;
+    if (!ids_.defined()) fail("embedding: backward without a saved forward");
+    auto& pool = detail::cpu_pool(grad_outputs[0], "embedding");
+    Tensor dy = detail::as_compute(grad_outputs[0], table_dtype_);  // (..., C)
+    const int64_t C = dy.dim(-1), N = ids_.numel();
+    Tensor dt = Tensor::empty({vocab_, C}, table_dtype_, dy.device());  // (V, C)
+    detail::dispatch(table_dtype_, [&](auto tag) {
+      using T = decltype(tag);
+      cpu::embedding_backward<T>(pool, dy.data<T>(), ids_.data<int32_t>(), N, vocab_, C, dt.data<T>());
+    });
+    grads[0] = dt;
+    return grads;
+  }
+
+  void release_saved() override { ids_ = Tensor(); }
+
+ private:
+  Tensor ids_;
+  int64_t vocab_ = 0;
+  DType table_dtype_ = ENG_F32;
+};
+
+}  // namespace
+
+std::unique_ptr<Node> make_embedding() { return std::make_unique<EmbeddingNode>(); }
+
+}  // namespace engine::rt::ops

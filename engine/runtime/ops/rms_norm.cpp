@@ -1,0 +1,75 @@
+// RMSNorm node over the last dim; saves x, the weight and rstd (N) for backward.
+#include "engine/core/error.hpp"
+#include "engine/runtime/ops/op_inputs.hpp"
+#include "engine/runtime/ops/ops.hpp"
+#include "kernels/cpu/rmsnorm.hpp"
+
+namespace engine::rt::ops {
+
+namespace {
+
+class RmsNormNode final : public Node {
+ public:
+  explicit RmsNormNode(double eps) : eps_(eps) {}
+  const char* name() const override { return "rms_norm"; }
+
+  std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
+    if (inputs.size() != 2) fail("rms_norm: expected inputs {{x, weight}}, got {}", inputs.size());
+    auto& pool = detail::cpu_pool(inputs[0], "rms_norm");
+    const DType ct = detail::compute_dtype("rms_norm", {inputs[0], inputs[1]});
+    Tensor x = detail::as_compute(inputs[0], ct);  // (..., C)
+    Tensor w = detail::as_compute(inputs[1], ct);  // (C)
+    if (x.ndim() < 1 || w.numel() != x.dim(-1))
+      fail("rms_norm: weight {} does not match the last dimension of {}", w.describe(), x.describe());
+    const int64_t C = x.dim(-1), N = C ? x.numel() / C : 0;
+    Tensor y = Tensor::empty(x.shape(), ct, x.device());
+    Tensor rstd = Tensor::empty({N}, ct, x.device());  // (N)
+    detail::dispatch(ct, [&](auto tag) {
+      using T = decltype(tag);
+      cpu::rmsnorm_forward<T>(pool, x.data<T>(), w.data<T>(), N, C, eps_, y.data<T>(), rstd.data<T>());
+    });
+    if (save) {
+      x_ = x;
+      w_ = w;
+      rstd_ = rstd;
+    }
+    return {y};
+  }
+
+  std::vector<Tensor> backward(const std::vector<Tensor>& grad_outputs,
+                               const std::vector<bool>& needs_grad) override {
+    std::vector<Tensor> grads(2);
+    if (!grad_outputs[0].defined() || (!needs_grad[0] && !needs_grad[1])) return grads;
+    if (!x_.defined()) fail("rms_norm: backward without a saved forward");
+    auto& pool = detail::cpu_pool(x_, "rms_norm");
+    const DType ct = x_.dtype();
+    Tensor dy = detail::as_compute(grad_outputs[0], ct);
+    const int64_t C = x_.dim(-1), N = C ? x_.numel() / C : 0;
+    Tensor dx = Tensor::empty(x_.shape(), ct, x_.device());
+    Tensor dw = needs_grad[1] ? Tensor::empty(w_.shape(), ct, x_.device()) : Tensor();
+    detail::dispatch(ct, [&](auto tag) {
+      using T = decltype(tag);
+      cpu::rmsnorm_backward<T>(pool, dy.data<T>(), x_.data<T>(), w_.data<T>(), rstd_.data<T>(), N, C,
+                               dx.data<T>(), dw.defined() ? dw.data<T>() : nullptr);
+    });
+    if (needs_grad[0]) grads[0] = dx;
+    grads[1] = dw;
+    return grads;
+  }
+
+  void release_saved() override {
+    x_ = Tensor();
+    w_ = Tensor();
+    rstd_ = Tensor();
+  }
+
+ private:
+  double eps_;
+  Tensor x_, w_, rstd_;
+};
+
+}  // namespace
+
+std::unique_ptr<Node> make_rms_norm(double eps) { return std::make_unique<RmsNormNode>(eps); }
+
+}  // namespace engine::rt::ops

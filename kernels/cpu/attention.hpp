@@ -1,0 +1,46 @@
+// Causal grouped-query attention with a packed-sequence (segment) mask.
+//
+//   out[b, i, h] = sum_j P[i, j] v[b, j, h / G],  P[i, :] = softmax_j(scale * q[b, i, h] . k[b, j, h / G])
+// over keys j <= q_offset + i (causal) with segment[b, j] == segment[b, i] when segments are given;
+// G = Hq / Hkv query heads share one key/value head.
+//
+// Layout: q, out (B, Tq, Hq, D); k, v (B, Tk, Hkv, D) with kv_batch_stride elements between batches (the KV
+// cache holds max_len rows per batch); lse (B, Hq, Tq) saved for backward; segments (B, T) int32 or null. The
+// (B, T, H, D) layout is the one the projections produce, so no transposes are needed: rows of one head are
+// D-contiguous and Hq * D apart.
+//
+// Chosen implementation (memory-lean, no (B, H, T, T) tensor): one query row at a time, a per-thread score
+// buffer of Tk entries; exact two-pass softmax over the row (max, then exp and sum) followed by the weighted
+// sum of v. Only the log-sum-exp of each row is saved. Backward recomputes P[i, j] = exp(s_ij - lse_i) and
+// uses
+//   dP_ij = dO_i . v_j,  Dl_i = dO_i . O_i,  dS_ij = P_ij (dP_ij - Dl_i)
+//   dq_i = scale sum_j dS_ij k_j,  dk_j += scale dS_ij q_i,  dv_j += P_ij dO_i
+// Forward splits over (b, h, query rows). Backward splits over (b, kv head): a task owns dk and dv of its kv
+// head and walks its G query heads and rows in order, so the sums happen in a fixed order (deterministic, no
+// atomics). Dot products use the fixed-lane dot() (vec.hpp).
+#pragma once
+
+#include <cstdint>
+
+namespace engine::cpu {
+
+class ThreadPool;
+
+struct AttentionDims {
+  int64_t B = 0, Tq = 0, Tk = 0, Hq = 0, Hkv = 0, D = 0;
+  int64_t q_offset = 0;         // key position of query row 0 (0 in training; the cache length in generation)
+  int64_t kv_batch_stride = 0;  // elements between batches of k and v (Tk * Hkv * D when dense)
+};
+
+// lse may be null (generation). segments only when Tq == Tk and q_offset == 0.
+template <typename T>
+void attention_forward(ThreadPool& pool, const AttentionDims& d, const T* q, const T* k, const T* v,
+                       const int32_t* segments, T scale, T* out, T* lse);
+
+// grad_q (B, Tq, Hq, D), grad_k and grad_v (B, Tk, Hkv, D) dense, overwritten.
+template <typename T>
+void attention_backward(ThreadPool& pool, const AttentionDims& d, const T* q, const T* k, const T* v,
+                        const int32_t* segments, T scale, const T* out, const T* lse, const T* grad_out,
+                        T* grad_q, T* grad_k, T* grad_v);
+
+}  // namespace engine::cpu

@@ -1,0 +1,98 @@
+// Linear, matmul and embedding: forward against plain loops, backward against finite differences in fp64.
+#include <gtest/gtest.h>
+
+#include "engine/runtime/ops/ops.hpp"
+#include "op_test_support.hpp"
+
+namespace engine::rt {
+namespace {
+
+using namespace testing;
+
+TEST(Linear, ForwardMatchesLoopsWithAndWithoutBias) {
+  const int64_t B = 2, T = 3, in = 5, out = 7;
+  Tensor x = random_tensor({B, T, in}, ENG_F64, 1), w = random_tensor({out, in}, ENG_F64, 2),
+         b = random_tensor({out}, ENG_F64, 3);
+  const auto xv = values(x), wv = values(w), bv = values(b);
+  const auto y = values(ops::make_linear()->forward({x, w, b}, false)[0]);
+  const auto y0 = values(ops::make_linear()->forward({x, w, Tensor()}, false)[0]);
+  for (int64_t n = 0; n < B * T; ++n)
+    for (int64_t o = 0; o < out; ++o) {
+      double s = 0;
+      for (int64_t i = 0; i < in; ++i) s += xv[n * in + i] * wv[o * in + i];
+      EXPECT_NEAR(y0[n * out + o], s, 1e-14);
+      EXPECT_NEAR(y[n * out + o], s + bv[o], 1e-14);
+    }
+  const auto yf =
+      values(ops::make_linear()->forward({x.to(ENG_F32), w.to(ENG_F32), b.to(ENG_F32)}, false)[0]);
+  expect_close(yf, y, 1e-5, 1e-5, "linear f32 vs f64");
+}
+
+TEST(Linear, Gradients) {
+  Tensor x = random_tensor({2, 3, 5}, ENG_F64, 4), w = random_tensor({7, 5}, ENG_F64, 5),
+         b = random_tensor({7}, ENG_F64, 6);
+  expect_gradients_match([] { return ops::make_linear(); }, {x, w, b}, {true, true, true});
+  expect_gradients_match([] { return ops::make_linear(); }, {x, w, Tensor()}, {true, true, false});
+}
+
+// Reference: (batch, M, N) = op(a) op(b), b optionally without batch dims.
+std::vector<double> matmul_ref(const Tensor& a, const Tensor& b, bool ta, bool tb, int64_t batch, int64_t M,
+                               int64_t N, int64_t K, bool bcast) {
+  const auto av = values(a), bv = values(b);
+  std::vector<double> y(static_cast<size_t>(batch * M * N));
+  for (int64_t p = 0; p < batch; ++p)
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        double s = 0;
+        for (int64_t k = 0; k < K; ++k) {
+          const double x = ta ? av[p * M * K + k * M + i] : av[p * M * K + i * K + k];
+          const int64_t bo = bcast ? 0 : p * K * N;
+          const double z = tb ? bv[bo + j * K + k] : bv[bo + k * N + j];
+          s += x * z;
+        }
+        y[p * M * N + i * N + j] = s;
+      }
+  return y;
+}
+
+TEST(Matmul, AllTransposesBatchedAndBroadcast) {
+  const int64_t batch = 3, M = 4, N = 5, K = 6;
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb)
+      for (int bc = 0; bc < 2; ++bc) {
+        SCOPED_TRACE(::testing::Message() << "trans_a " << ta << " trans_b " << tb << " broadcast " << bc);
+        Tensor a = random_tensor(ta ? Dims{batch, K, M} : Dims{batch, M, K}, ENG_F64, 10 + ta);
+        Dims bs = tb ? Dims{N, K} : Dims{K, N};
+        if (!bc) bs = tb ? Dims{batch, N, K} : Dims{batch, K, N};
+        Tensor b = random_tensor(bs, ENG_F64, 20 + tb);
+        Tensor y = ops::make_matmul(ta, tb)->forward({a, b}, false)[0];
+        EXPECT_EQ(y.shape(), (Dims{batch, M, N}));
+        expect_close(values(y), matmul_ref(a, b, ta, tb, batch, M, N, K, bc), 1e-13, 1e-13, "matmul");
+        expect_gradients_match([=] { return ops::make_matmul(ta, tb); }, {a, b}, {true, true});
+      }
+}
+
+TEST(Matmul, RejectsMismatchedInnerDims) {
+  EXPECT_THROW(ops::make_matmul(false, false)
+                   ->forward({random_tensor({2, 3}, ENG_F32, 1), random_tensor({4, 5}, ENG_F32, 2)}, false),
+               Error);
+}
+
+TEST(Embedding, ForwardGradientWithRepeatedIds) {
+  const int64_t V = 11, C = 6;
+  Tensor table = random_tensor({V, C}, ENG_F64, 30);
+  std::vector<int32_t> id_values = {3, 0, 10, 3, 3, 7, 0, 9};  // repeats: the backward must add them up
+  Tensor ids = Tensor::from_vector({2, 4}, ENG_I32, cpu_device(), id_values);
+  Tensor y = ops::make_embedding()->forward({table, ids}, false)[0];
+  EXPECT_EQ(y.shape(), (Dims{2, 4, C}));
+  const auto tv = values(table), yv = values(y);
+  for (size_t n = 0; n < id_values.size(); ++n)
+    for (int64_t c = 0; c < C; ++c) EXPECT_EQ(yv[n * C + c], tv[id_values[n] * C + c]);
+  expect_gradients_match([] { return ops::make_embedding(); }, {table, ids}, {true, false});
+  expect_gradients_match([] { return ops::make_embedding(); }, {table, ids.to(ENG_I64)}, {true, false});
+  Tensor bad = Tensor::from_vector({1}, ENG_I32, cpu_device(), std::vector<int32_t>{11});
+  EXPECT_THROW(ops::make_embedding()->forward({table, bad}, false), Error);
+}
+
+}  // namespace
+}  // namespace engine::rt
