@@ -12,14 +12,14 @@ namespace engine::cli {
 
 // Exit codes of every subcommand.
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitRuntime = 1;  // something failed while doing valid work
-inline constexpr int kExitUsage = 2;    // bad arguments or an invalid recipe
-inline constexpr int kExitNotBuilt = 3; // the requested feature is not part of this build
+inline constexpr int kExitRuntime = 1;   // something failed while doing valid work
+inline constexpr int kExitUsage = 2;     // bad arguments or an invalid recipe
+inline constexpr int kExitNotBuilt = 3;  // the requested feature is not part of this build
 
 struct Command {
   const char* name;
-  const char* usage;    // "validate RECIPE [--set section.key=value]..."
-  const char* summary;  // one line for `engine --help`
+  const char* usage;                                 // "validate RECIPE [--set section.key=value]..."
+  const char* summary;                               // one line for `engine --help`
   int (*run)(const std::vector<std::string>& args);  // args after the subcommand's name
 };
 

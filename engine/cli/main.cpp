@@ -1,5 +1,5 @@
-// engine: the command-line entry. Global options (--version, --help, --log-level LEVEL) then a subcommand from
-// command_table.cpp. Exit codes: 0 ok, 1 runtime failure, 2 usage or validation errors.
+// engine: the command-line entry. Global options (--version, --help, --log-level LEVEL) then a subcommand
+// from command_table.cpp. Exit codes: 0 ok, 1 runtime failure, 2 usage or validation errors.
 #include <spdlog/spdlog.h>
 
 #include <iostream>
@@ -19,8 +19,9 @@ void print_help() {
   for (const engine::cli::Command& c : engine::cli::commands()) {
     std::cout << "  " << c.usage << "\n      " << c.summary << "\n";
   }
-  std::cout << "\n  --version    print the engine and plugin ABI versions\n"
-            << "plugins are found on ENGINE_PLUGIN_PATH (colon-separated) and in <prefix>/lib/engine/plugins\n";
+  std::cout
+      << "\n  --version    print the engine and plugin ABI versions\n"
+      << "plugins are found on ENGINE_PLUGIN_PATH (colon-separated) and in <prefix>/lib/engine/plugins\n";
 }
 
 }  // namespace
@@ -56,8 +57,8 @@ int main(int argc, char** argv) {
     return args.empty() ? engine::cli::kExitUsage : engine::cli::kExitOk;
   }
   if (args[0] == "--version") {
-    std::cout << "engine " << ENGINE_VERSION << "\nplugin ABI " << ENG_ABI_VERSION_MAJOR << "." << ENG_ABI_VERSION_MINOR
-              << "\n";
+    std::cout << "engine " << ENGINE_VERSION << "\nplugin ABI " << ENG_ABI_VERSION_MAJOR << "."
+              << ENG_ABI_VERSION_MINOR << "\n";
     return engine::cli::kExitOk;
   }
   for (const engine::cli::Command& c : engine::cli::commands()) {

@@ -1,5 +1,5 @@
-#include "engine/plugins/plugin_search_path.hpp"
 #include "engine/cli/command.hpp"
+#include "engine/plugins/plugin_search_path.hpp"
 
 namespace engine::cli {
 

@@ -1,7 +1,7 @@
 // engine plugins [--json] | engine plugins describe NAME
-#include <nlohmann/json.hpp>
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "engine/cli/command.hpp"
 #include "engine/plugins/plugin_kind.hpp"
@@ -38,7 +38,8 @@ std::string capabilities_text(const plugins::PluginRecord& r) {
     case ENG_KIND_OPTIMIZER:
       if (r.has(ENG_OPT_CAP_SHARDED)) out.push_back("sharded");
       break;
-    default: break;
+    default:
+      break;
   }
   return plugins::join(out, " ");
 }
@@ -54,9 +55,9 @@ int describe(const plugins::PluginRegistry& registry, const std::string& name) {
   }
   for (const plugins::PluginRecord* r : found) {
     std::cout << r->name << " " << r->version << " — " << plugins::kind_name(r->kind) << " plugin, ABI "
-              << plugins::abi_string(r->abi_version) << "\n  " << r->description << "\n  file: " << r->path.string()
-              << "\n  capabilities: " << capabilities_text(*r) << "\n  options ([" << plugins::kind_name(r->kind)
-              << "] section of a recipe):\n";
+              << plugins::abi_string(r->abi_version) << "\n  " << r->description
+              << "\n  file: " << r->path.string() << "\n  capabilities: " << capabilities_text(*r)
+              << "\n  options ([" << plugins::kind_name(r->kind) << "] section of a recipe):\n";
     std::vector<recipe::FieldSpec> fields = recipe::parse_schema(r->options_schema_json, r->name);
     if (fields.empty()) std::cout << "    (none)\n";
     for (const recipe::FieldSpec& f : fields) {
@@ -99,7 +100,8 @@ int plugins_command(const std::vector<std::string>& args) {
     }
     std::cout << out.dump(2) << "\n";
   } else {
-    if (all.empty()) std::cout << "no plugins found (search path: ENGINE_PLUGIN_PATH, then the installed folder)\n";
+    if (all.empty())
+      std::cout << "no plugins found (search path: ENGINE_PLUGIN_PATH, then the installed folder)\n";
     for (const plugins::PluginRecord* r : all) {
       std::printf("%-10s %-18s %-8s ABI %-5s %s\n    %s\n", plugins::kind_name(r->kind), r->name.c_str(),
                   r->version.c_str(), plugins::abi_string(r->abi_version).c_str(), r->path.string().c_str(),

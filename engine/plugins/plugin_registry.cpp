@@ -25,12 +25,18 @@ namespace {
 // The size of the first ABI v1.0 version of each kind's table: a plugin's table must be at least that big.
 size_t min_vtable_size(eng_plugin_kind kind) {
   switch (kind) {
-    case ENG_KIND_MODEL: return sizeof(eng_model_vtable);
-    case ENG_KIND_QUANTIZER: return sizeof(eng_quantizer_vtable);
-    case ENG_KIND_PEFT: return sizeof(eng_peft_vtable);
-    case ENG_KIND_PARALLEL: return sizeof(eng_parallel_vtable);
-    case ENG_KIND_OPTIMIZER: return sizeof(eng_optimizer_vtable);
-    default: return 0;
+    case ENG_KIND_MODEL:
+      return sizeof(eng_model_vtable);
+    case ENG_KIND_QUANTIZER:
+      return sizeof(eng_quantizer_vtable);
+    case ENG_KIND_PEFT:
+      return sizeof(eng_peft_vtable);
+    case ENG_KIND_PARALLEL:
+      return sizeof(eng_parallel_vtable);
+    case ENG_KIND_OPTIMIZER:
+      return sizeof(eng_optimizer_vtable);
+    default:
+      return 0;
   }
 }
 
@@ -49,7 +55,10 @@ bool is_elf(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   char magic[4] = {};
   in.read(magic, 4);
-  return in.gcount() == 4 && std::memcmp(magic, "\x7f" "ELF", 4) == 0;
+  return in.gcount() == 4 && std::memcmp(magic,
+                                         "\x7f"
+                                         "ELF",
+                                         4) == 0;
 }
 
 std::string str(const char* s) { return s != nullptr ? s : ""; }
@@ -102,7 +111,8 @@ const PluginRecord* PluginRegistry::load_file(const fs::path& path) {
   loaded_files_.push_back(canonical);
 
   if (!is_elf(path)) {
-    refuse(path, "not a shared library (no ELF header); remove it from the plugin folder or ENGINE_PLUGIN_PATH");
+    refuse(path,
+           "not a shared library (no ELF header); remove it from the plugin folder or ENGINE_PLUGIN_PATH");
     return nullptr;
   }
   auto library = std::make_unique<Library>();
@@ -143,19 +153,20 @@ const PluginRecord* PluginRegistry::load_file(const fs::path& path) {
             abi_string(host_abi_max_) + "), or use an engine whose ABI major is " +
             std::to_string(ENG_ABI_MAJOR_OF(theirs));
     } else if (theirs > host_abi_max_) {
-      fix = "the plugin needs a newer engine: upgrade the engine to one that speaks ABI " + abi_string(theirs) +
-            ", or rebuild the plugin against this engine's SDK (ABI " + abi_string(host_abi_max_) + ")";
+      fix = "the plugin needs a newer engine: upgrade the engine to one that speaks ABI " +
+            abi_string(theirs) + ", or rebuild the plugin against this engine's SDK (ABI " +
+            abi_string(host_abi_max_) + ")";
     } else {
       fix = "the plugin is older than this engine supports: rebuild it against this engine's SDK (ABI " +
             abi_string(host_abi_max_) + ")";
     }
-    refuse(path, who + " uses plugin ABI " + abi_string(theirs) + " but this engine speaks ABI " + host_range +
-                     "; " + fix);
+    refuse(path, who + " uses plugin ABI " + abi_string(theirs) + " but this engine speaks ABI " +
+                     host_range + "; " + fix);
     return nullptr;
   }
   if (status != ENG_OK) {
-    refuse(path, who + ": " + ENG_PLUGIN_ENTRY_SYMBOL + " failed with status " + std::to_string(status) + " (" +
-                     status_name(status) + "); the plugin's author must fix it");
+    refuse(path, who + ": " + ENG_PLUGIN_ENTRY_SYMBOL + " failed with status " + std::to_string(status) +
+                     " (" + status_name(status) + "); the plugin's author must fix it");
     return nullptr;
   }
   if (d.name == nullptr || *d.name == '\0') {
@@ -169,8 +180,10 @@ const PluginRecord* PluginRegistry::load_file(const fs::path& path) {
   }
   if (d.vtable == nullptr || *static_cast<const uint32_t*>(d.vtable) < min_vtable_size(d.kind) ||
       !has_create_and_destroy(d.vtable)) {
-    refuse(path, who + " returned an incomplete " + kind_name(d.kind) +
-                     " table (missing, smaller than ABI 1.0's, or without create/destroy); rebuild it with the SDK");
+    refuse(
+        path,
+        who + " returned an incomplete " + kind_name(d.kind) +
+            " table (missing, smaller than ABI 1.0's, or without create/destroy); rebuild it with the SDK");
     return nullptr;
   }
 
@@ -230,11 +243,14 @@ std::string PluginRegistry::why_missing(eng_plugin_kind kind, const std::string&
   if (find(kind, name) != nullptr) return "";
   const std::string k = kind_name(kind);
   std::vector<std::string> available = names(kind);
-  std::string list = available.empty() ? "none is installed" : "available " + k + " plugins: " + join(available);
+  std::string list =
+      available.empty() ? "none is installed" : "available " + k + " plugins: " + join(available);
   std::vector<const PluginRecord*> others = find_any_kind(name);
   if (!others.empty()) {
-    return "plugin '" + name + "' is a " + kind_name(others[0]->kind) + " plugin (" + others[0]->path.string() +
-           "), but the [" + k + "] slot needs a " + k + " plugin; " + list;
+    auto article = [](const std::string& word) { return word[0] == 'o' ? "an " : "a "; };
+    const std::string other = kind_name(others[0]->kind);
+    return "plugin '" + name + "' is " + article(other) + other + " plugin (" + others[0]->path.string() +
+           "), but the [" + k + "] slot needs " + article(k) + k + " plugin; " + list;
   }
   std::string message = "no " + k + " plugin named '" + name + "'" + did_you_mean(name, available);
   message += " (" + list + ")";

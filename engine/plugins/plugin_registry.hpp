@@ -19,7 +19,7 @@ namespace engine::plugins {
 struct PluginRecord {
   eng_plugin_kind kind = 0;
   std::string name;
-  std::string version;      // the plugin's own version
+  std::string version;  // the plugin's own version
   std::string description;
   std::string options_schema_json;
   uint32_t abi_version = 0;  // the negotiated ABI version
@@ -29,7 +29,9 @@ struct PluginRecord {
 
   bool has(uint64_t capability) const noexcept { return (capabilities & capability) == capability; }
   template <typename Table>
-  const Table* table() const noexcept { return static_cast<const Table*>(vtable); }
+  const Table* table() const noexcept {
+    return static_cast<const Table*>(vtable);
+  }
 };
 
 // A file on the search path that was refused.
@@ -42,7 +44,8 @@ class PluginRegistry {
  public:
   // host: handed to each plugin's negotiate (may be nullptr when the registry only lists and validates).
   // host_abi_min/max: the versions this engine speaks (tests narrow them).
-  explicit PluginRegistry(const eng_host_api* host = nullptr, uint32_t host_abi_min = ENG_ABI_MAKE_VERSION(1, 0),
+  explicit PluginRegistry(const eng_host_api* host = nullptr,
+                          uint32_t host_abi_min = ENG_ABI_MAKE_VERSION(1, 0),
                           uint32_t host_abi_max = ENG_ABI_VERSION);
   ~PluginRegistry();
   PluginRegistry(const PluginRegistry&) = delete;

@@ -1,5 +1,5 @@
-// "Did you mean": the closest candidates to a misspelled word by edit distance, for recipe keys, section names
-// and plugin names.
+// "Did you mean": the closest candidates to a misspelled word by edit distance, for recipe keys, section
+// names and plugin names.
 #pragma once
 
 #include <string>

@@ -33,7 +33,7 @@ struct OptimizerSection : PluginChoice {
 };
 
 struct SchedulerSection {
-  std::string kind;          // constant | linear | cosine
+  std::string kind;  // constant | linear | cosine
   int64_t warmup_steps = 0;
   double warmup_ratio = 0.0;  // of the total steps; used when warmup_steps is 0
   double min_lr = 0.0;
@@ -45,11 +45,11 @@ struct DataSection {
   std::string format;          // auto | alpaca | messages | text
   int64_t max_seq_len = 0;
   bool packing = false;
-  std::string chat_template;   // auto (from tokenizer_config.json) | chatml | llama3 | none
+  std::string chat_template;  // auto (from tokenizer_config.json) | chatml | llama3 | none
   std::string system_prompt;
   bool train_on_prompt = false;
-  std::string truncation;      // truncate | drop
-  std::string on_error;        // fail | skip
+  std::string truncation;  // truncate | drop
+  std::string on_error;    // fail | skip
 };
 
 struct TrainSection {
@@ -60,7 +60,7 @@ struct TrainSection {
   int64_t epochs = 0;
   double grad_clip = 0.0;  // 0: no clipping
   int64_t seed = 0;
-  std::string device;      // cpu | cuda | auto
+  std::string device;  // cpu | cuda | auto
   bool activation_checkpointing = false;
   std::string dtype;       // fp32 | bf16 (compute)
   int64_t eval_every = 0;  // 0: never

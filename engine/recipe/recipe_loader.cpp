@@ -1,9 +1,10 @@
 #include "engine/recipe/recipe_loader.hpp"
 
+#include <toml++/toml.h>
+
 #include <algorithm>
 #include <map>
 #include <set>
-#include <toml++/toml.h>
 
 #include "engine/plugins/plugin_kind.hpp"
 #include "engine/plugins/spelling.hpp"
@@ -102,19 +103,22 @@ std::optional<json> RecipeReader::to_json(const toml::node& node, const fs::path
     }
     return out;
   }
-  error(location_of(node.source(), file), "dates and times are not recipe values; write a string or a number");
+  error(location_of(node.source(), file),
+        "dates and times are not recipe values; write a string or a number");
   return std::nullopt;
 }
 
 void RecipeReader::read_file(const fs::path& path, std::vector<fs::path>& stack) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) {
-    error(stack.empty() ? path.string() : stack.back().string(), "recipe file " + path.string() + " does not exist");
+    error(stack.empty() ? path.string() : stack.back().string(),
+          "recipe file " + path.string() + " does not exist");
     return;
   }
   fs::path canonical = fs::weakly_canonical(path, ec);
   if (std::find(stack.begin(), stack.end(), canonical) != stack.end()) {
-    error(stack.back().string(), "include cycle: " + path.string() + " includes itself (directly or through others)");
+    error(stack.back().string(),
+          "include cycle: " + path.string() + " includes itself (directly or through others)");
     return;
   }
   if (stack.size() >= kMaxIncludeDepth) {
@@ -153,12 +157,15 @@ void RecipeReader::read_file(const fs::path& path, std::vector<fs::path>& stack)
     if (name == "include") continue;
     const toml::table* body = node.as_table();
     if (body == nullptr) {
-      error(location_of(key.source(), path), "key '" + name + "' is outside any section; recipe keys belong in a "
-                                             "section such as [train] (sections: " + join(section_names) + ")");
+      error(location_of(key.source(), path), "key '" + name +
+                                                 "' is outside any section; recipe keys belong in a "
+                                                 "section such as [train] (sections: " +
+                                                 join(section_names) + ")");
       continue;
     }
     if (find_section(name) == nullptr) {
-      error(location_of(key.source(), path), "unknown section [" + name + "]" + did_you_mean(name, section_names) +
+      error(location_of(key.source(), path), "unknown section [" + name + "]" +
+                                                 did_you_mean(name, section_names) +
                                                  " (sections: " + join(section_names) + ")");
       continue;
     }
@@ -184,7 +191,8 @@ void RecipeReader::apply_overrides(const std::vector<std::string>& sets, bool pl
       if (plugin_keys) error(where, "expected section.key=value, e.g. --set train.max_steps=10");
       continue;
     }
-    std::string section = set.substr(0, dot), key = set.substr(dot + 1, eq - dot - 1), text = set.substr(eq + 1);
+    std::string section = set.substr(0, dot), key = set.substr(dot + 1, eq - dot - 1),
+                text = set.substr(eq + 1);
     if ((key == "plugin") != plugin_keys) continue;
     const SectionSpec* spec = find_section(section);
     if (spec == nullptr) {
@@ -226,8 +234,9 @@ void RecipeReader::resolve_plugins() {
     auto p = section.entries.find("plugin");
     if (p == section.entries.end()) {
       std::vector<std::string> available = registry_.names(*spec.plugin_kind);
-      error(section.location, "[" + spec.name + "] needs plugin = \"<name>\" (available " + kind + " plugins: " +
-                                  (available.empty() ? std::string("none installed") : join(available)) + ")");
+      error(section.location,
+            "[" + spec.name + "] needs plugin = \"<name>\" (available " + kind +
+                " plugins: " + (available.empty() ? std::string("none installed") : join(available)) + ")");
       continue;
     }
     if (!p->second.value.is_string()) {
@@ -257,8 +266,9 @@ void RecipeReader::check_sections() {
     auto it = sections_.find(spec.name);
     if (it == sections_.end()) {
       if (spec.required) {
-        error(root_.string(), "missing section [" + spec.name + "]; every recipe needs [model], [optimizer], [data] "
-                              "and [train] (see the recipe reference in README.md)");
+        error(root_.string(), "missing section [" + spec.name +
+                                  "]; every recipe needs [model], [optimizer], [data] "
+                                  "and [train] (see the recipe reference in README.md)");
       }
       continue;
     }
@@ -271,8 +281,9 @@ void RecipeReader::check_sections() {
       auto f = std::find_if(fields.begin(), fields.end(), [&](const FieldSpec& x) { return x.name == key; });
       if (f == fields.end()) {
         if (!options_known) continue;  // the plugin error already explains; its options cannot be checked
-        std::string owner = spec.plugin_kind ? std::string(", the engine's and those of ") + plugins::kind_name(*spec.plugin_kind) +
-                                                   " plugin '" + resolved_sections_[spec.name] + "')"
+        std::string owner = spec.plugin_kind ? std::string(" of the engine and of ") +
+                                                   plugins::kind_name(*spec.plugin_kind) + " plugin '" +
+                                                   resolved_sections_[spec.name] + "'"
                                              : "";
         error(entry.location, "unknown key '" + key + "' in [" + spec.name + "]" + did_you_mean(key, known) +
                                   " (known keys" + owner + ": " + join(known) + ")");
@@ -286,7 +297,8 @@ void RecipeReader::check_sections() {
       if (pf != plugin_fields_.end()) {
         for (const FieldSpec& g : pf->second) {
           if (g.name == key && &*f != &g) {
-            if (std::string why = check_value(g, entry.value); !why.empty() && check_value(*f, entry.value).empty()) {
+            if (std::string why = check_value(g, entry.value);
+                !why.empty() && check_value(*f, entry.value).empty()) {
               error(entry.location, spec.name + "." + key + " " + why + " (required by plugin '" +
                                         resolved_sections_[spec.name] + "')");
             }
@@ -308,7 +320,8 @@ void RecipeReader::build(Recipe& r) {
   json resolved = json::object();
   for (const SectionSpec& spec : recipe_sections()) {
     auto it = sections_.find(spec.name);
-    if (it == sections_.end() && !(spec.required || !spec.plugin_kind)) continue;  // absent optional plugin slot
+    if (it == sections_.end() && !(spec.required || !spec.plugin_kind))
+      continue;  // absent optional plugin slot
     json obj = json::object();
     for (const FieldSpec& f : fields_of(spec)) {
       if (f.default_value) obj[f.name] = *f.default_value;
@@ -317,7 +330,8 @@ void RecipeReader::build(Recipe& r) {
       for (const auto& [key, entry] : it->second.entries) {
         json v = entry.value;
         bool is_path = std::find(spec.path_keys.begin(), spec.path_keys.end(), key) != spec.path_keys.end();
-        if (is_path && v.is_string() && !v.get<std::string>().empty() && fs::path(v.get<std::string>()).is_relative()) {
+        if (is_path && v.is_string() && !v.get<std::string>().empty() &&
+            fs::path(v.get<std::string>()).is_relative()) {
           v = fs::absolute(entry.base_dir / v.get<std::string>()).lexically_normal().string();
         }
         obj[key] = v;
@@ -397,26 +411,36 @@ void RecipeReader::check_combination(const Recipe& r) {
   const plugins::PluginRecord* par = r.parallel.record;
 
   if (quant && quant->has(ENG_QUANT_CAP_FROZEN_ONLY) && !r.peft.present()) {
-    error(where("quantizer"),
-          "quantizer '" + quant->name + "' stores the weights it takes frozen (ENG_QUANT_CAP_FROZEN_ONLY), so they "
-          "cannot receive gradients; a recipe without [peft] means full fine-tuning, which needs gradients on "
-          "those weights. Add a [peft] section (e.g. plugin = \"lora\") to train adapters on the quantized model, "
-          "or remove [quantizer] to fine-tune all weights");
+    error(where("quantizer"), "quantizer '" + quant->name +
+                                  "' stores the weights it takes frozen (ENG_QUANT_CAP_FROZEN_ONLY), so they "
+                                  "cannot receive gradients; a recipe without [peft] means full fine-tuning, "
+                                  "which needs gradients on "
+                                  "those weights. Add a [peft] section (e.g. plugin = \"lora\") to train "
+                                  "adapters on the quantized model, "
+                                  "or remove [quantizer] to fine-tune all weights");
   }
   if (quant && peft && !peft->has(ENG_PEFT_CAP_QUANTIZED_BASE)) {
-    error(where("peft"), "PEFT method '" + peft->name + "' does not support a quantized base weight (it lacks "
-                         "ENG_PEFT_CAP_QUANTIZED_BASE), but the recipe quantizes with '" + quant->name +
+    error(where("peft"), "PEFT method '" + peft->name +
+                             "' does not support a quantized base weight (it lacks "
+                             "ENG_PEFT_CAP_QUANTIZED_BASE), but the recipe quantizes with '" +
+                             quant->name +
                              "'; remove [quantizer] or choose a PEFT method that works on quantized weights");
   }
   if (par && par->has(ENG_PAR_CAP_SHARDS_PARAMS) && opt && !opt->has(ENG_OPT_CAP_SHARDED)) {
-    error(where("optimizer"), "parallel strategy '" + par->name + "' shards parameters across ranks "
-                              "(ENG_PAR_CAP_SHARDS_PARAMS), but optimizer '" + opt->name + "' cannot step local "
-                              "shards (it lacks ENG_OPT_CAP_SHARDED); choose a sharding-capable optimizer or a "
-                              "non-sharding strategy such as ddp");
+    error(where("optimizer"),
+          "parallel strategy '" + par->name +
+              "' shards parameters across ranks "
+              "(ENG_PAR_CAP_SHARDS_PARAMS), but optimizer '" +
+              opt->name +
+              "' cannot step local "
+              "shards (it lacks ENG_OPT_CAP_SHARDED); choose a sharding-capable optimizer or a "
+              "non-sharding strategy such as ddp");
   }
   if (par && quant && !par->has(ENG_PAR_CAP_QUANTIZED)) {
-    error(where("parallel"), "parallel strategy '" + par->name + "' cannot handle quantized base weights (it lacks "
-                             "ENG_PAR_CAP_QUANTIZED), but the recipe quantizes with '" + quant->name + "'");
+    error(where("parallel"), "parallel strategy '" + par->name +
+                                 "' cannot handle quantized base weights (it lacks "
+                                 "ENG_PAR_CAP_QUANTIZED), but the recipe quantizes with '" +
+                                 quant->name + "'");
   }
 
   // Devices: every chosen plugin must run on train.device; with auto, on at least one common device.
@@ -424,16 +448,20 @@ void RecipeReader::check_combination(const Recipe& r) {
     const char* section;
     const plugins::PluginRecord* rec;
   };
-  const Slot slots[] = {{"model", r.model.record}, {"quantizer", quant}, {"peft", peft}, {"optimizer", opt}, {"parallel", par}};
+  const Slot slots[] = {
+      {"model", r.model.record}, {"quantizer", quant}, {"peft", peft}, {"optimizer", opt}, {"parallel", par}};
   uint64_t common = ENG_CAP_DEVICE_CPU | ENG_CAP_DEVICE_CUDA;
   for (const Slot& s : slots) {
     if (!s.rec) continue;
     std::vector<std::string> has;
     if (s.rec->has(ENG_CAP_DEVICE_CPU)) has.push_back("cpu");
     if (s.rec->has(ENG_CAP_DEVICE_CUDA)) has.push_back("cuda");
-    std::string runs_on = has.empty() ? "no device (it declares neither ENG_CAP_DEVICE_CPU nor ENG_CAP_DEVICE_CUDA)"
-                                      : join(has, " and ");
-    uint64_t need = r.train.device == "cpu" ? ENG_CAP_DEVICE_CPU : r.train.device == "cuda" ? ENG_CAP_DEVICE_CUDA : 0;
+    std::string runs_on = has.empty()
+                              ? "no device (it declares neither ENG_CAP_DEVICE_CPU nor ENG_CAP_DEVICE_CUDA)"
+                              : join(has, " and ");
+    uint64_t need = r.train.device == "cpu"    ? ENG_CAP_DEVICE_CPU
+                    : r.train.device == "cuda" ? ENG_CAP_DEVICE_CUDA
+                                               : 0;
     if (need != 0 && !s.rec->has(need)) {
       error(where(s.section), std::string(plugins::kind_name(s.rec->kind)) + " plugin '" + s.rec->name +
                                   "' does not run on " + r.train.device + " (it runs on " + runs_on +
@@ -450,20 +478,24 @@ void RecipeReader::check_combination(const Recipe& r) {
       if (s.rec->has(ENG_CAP_DEVICE_CUDA)) has.push_back("cuda");
       parts.push_back(s.rec->name + ": " + (has.empty() ? "none" : join(has, "+")));
     }
-    error(root_.string(), "the chosen plugins share no device (" + join(parts) + "); choose plugins that run on "
-                          "a common device");
+    error(root_.string(), "the chosen plugins share no device (" + join(parts) +
+                              "); choose plugins that run on "
+                              "a common device");
   }
 
   if (r.scheduler.warmup_steps > 0 && r.scheduler.warmup_ratio > 0) {
-    error(sections_["scheduler"].location, "set either scheduler.warmup_steps or scheduler.warmup_ratio, not both");
+    error(sections_["scheduler"].location,
+          "set either scheduler.warmup_steps or scheduler.warmup_ratio, not both");
   }
   if (r.scheduler.min_lr > r.optimizer.lr && r.optimizer.lr > 0) {
     error(sections_["scheduler"].location, "scheduler.min_lr (" + json(r.scheduler.min_lr).dump() +
-                                               ") is above optimizer.lr (" + json(r.optimizer.lr).dump() + ")");
+                                               ") is above optimizer.lr (" + json(r.optimizer.lr).dump() +
+                                               ")");
   }
   if (r.train.eval_every > 0 && r.data.eval.empty()) {
-    error(sections_["train"].location, "train.eval_every is " + std::to_string(r.train.eval_every) +
-                                           " but [data] has no eval set; set data.eval or train.eval_every = 0");
+    error(sections_["train"].location,
+          "train.eval_every is " + std::to_string(r.train.eval_every) +
+              " but [data] has no eval set; set data.eval or train.eval_every = 0");
   }
 }
 
@@ -476,12 +508,14 @@ void RecipeReader::check_paths(const Recipe& r) {
   std::error_code ec;
   if (!r.model.path.empty() && !fs::is_directory(r.model.path, ec)) {
     error(entry_location("model", "path"),
-          "model.path " + r.model.path.string() + " is not a folder; it must be a Hugging Face model folder "
-          "(config.json, *.safetensors); relative paths are relative to the recipe file");
+          "model.path " + r.model.path.string() +
+              " is not a folder; it must be a Hugging Face model folder "
+              "(config.json, *.safetensors); relative paths are relative to the recipe file");
   }
   if (!r.data.train.empty() && !fs::is_regular_file(r.data.train, ec)) {
-    error(entry_location("data", "train"), "data.train " + r.data.train.string() +
-                                               " does not exist; relative paths are relative to the recipe file");
+    error(entry_location("data", "train"),
+          "data.train " + r.data.train.string() +
+              " does not exist; relative paths are relative to the recipe file");
   }
   if (!r.data.eval.empty() && !fs::is_regular_file(r.data.eval, ec)) {
     error(entry_location("data", "eval"), "data.eval " + r.data.eval.string() + " does not exist");

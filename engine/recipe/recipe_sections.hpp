@@ -16,7 +16,7 @@ struct SectionSpec {
   std::optional<eng_plugin_kind> plugin_kind;  // sections that choose a plugin (key `plugin`)
   bool required = false;                       // the recipe must have this section
   std::vector<FieldSpec> fields;               // the engine's keys (a plugin's options come on top)
-  std::vector<std::string> path_keys;          // string keys holding paths, resolved against the recipe's folder
+  std::vector<std::string> path_keys;  // string keys holding paths, resolved against the recipe's folder
 };
 
 const std::vector<SectionSpec>& recipe_sections();

@@ -1,7 +1,8 @@
 #include "engine/recipe/recipe_wiring.hpp"
 
-#include <sstream>
 #include <toml++/toml.h>
+
+#include <sstream>
 
 #include "engine/plugins/plugin_kind.hpp"
 #include "engine/recipe/recipe_sections.hpp"
@@ -27,11 +28,16 @@ toml::array to_toml_array(const json& a) {
 }
 
 void insert(toml::table& t, const std::string& key, const json& v) {
-  if (v.is_string()) t.insert_or_assign(key, v.get<std::string>());
-  else if (v.is_boolean()) t.insert_or_assign(key, v.get<bool>());
-  else if (v.is_number_integer()) t.insert_or_assign(key, v.get<int64_t>());
-  else if (v.is_number()) t.insert_or_assign(key, v.get<double>());
-  else if (v.is_array()) t.insert_or_assign(key, to_toml_array(v));
+  if (v.is_string())
+    t.insert_or_assign(key, v.get<std::string>());
+  else if (v.is_boolean())
+    t.insert_or_assign(key, v.get<bool>());
+  else if (v.is_number_integer())
+    t.insert_or_assign(key, v.get<int64_t>());
+  else if (v.is_number())
+    t.insert_or_assign(key, v.get<double>());
+  else if (v.is_array())
+    t.insert_or_assign(key, to_toml_array(v));
   else if (v.is_object()) {
     toml::table sub;
     for (const auto& [k, x] : v.items()) insert(sub, k, x);
@@ -63,7 +69,8 @@ std::string describe_wiring(const Recipe& r) {
   slot("optimizer", r.optimizer);
   slot("parallel", r.parallel);
   for (const char* s : {"scheduler", "data", "train", "checkpoint", "log"}) {
-    if (r.resolved.contains(s)) out << "  " << s << std::string(11 - std::string(s).size(), ' ') << r.resolved[s].dump() << "\n";
+    if (r.resolved.contains(s))
+      out << "  " << s << std::string(11 - std::string(s).size(), ' ') << r.resolved[s].dump() << "\n";
   }
   return out.str();
 }
