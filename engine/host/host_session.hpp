@@ -14,9 +14,10 @@
 //   hs.tape().set_checkpointing(recipe.train.activation_checkpointing);
 //   forward: model->forward(...) -> hidden; ops->linear_cross_entropy(...) -> loss; hs.tape().backward(loss)
 //   optimizer plugins step through host->param_value/param_grad; hs.params().zero_grads() between steps.
-// The quantizer, PEFT, hooks and communicator objects must outlive the session's use of them (declare them
-// before the HostSession, or reset the pointers first); the parameter store frees quantizer states through
-// the quantizer when the session dies.
+// The Plugin* wrappers (plugin_weights.hpp, plugin_parallel.hpp) unplug themselves from the session when
+// destroyed (PluginQuantizer frees its states first), so they may be created after the session. Other
+// implementations of the interfaces must be unplugged (set_*(nullptr)) before they die; a quantizer used by
+// the parameter store must outlive the store or call params().release_quantizer(*this) when it dies.
 #pragma once
 
 #include <cstdint>

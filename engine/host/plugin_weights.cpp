@@ -53,6 +53,8 @@ PluginQuantizer::PluginQuantizer(HostSession& session, const eng_host_api* host,
 }
 
 PluginQuantizer::~PluginQuantizer() {
+  session_->params().release_quantizer(*this);  // its states die with the plugin instance
+  if (session_->quantizer() == this) session_->set_quantizer(nullptr);
   if (vt_->destroy != nullptr) vt_->destroy(self_);
 }
 
@@ -104,6 +106,7 @@ PluginPeft::PluginPeft(HostSession& session, const eng_host_api* host, const eng
 }
 
 PluginPeft::~PluginPeft() {
+  if (session_->peft() == this) session_->set_peft(nullptr);
   if (vt_->destroy != nullptr) vt_->destroy(self_);
 }
 

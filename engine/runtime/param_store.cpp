@@ -235,6 +235,16 @@ void ParamStore::assign_quantizer(Quantizer& q) {
   }
 }
 
+void ParamStore::release_quantizer(Quantizer& q) noexcept {
+  for (auto& p : params_) {
+    if (p->quantizer != &q) continue;
+    if (p->quant_state != nullptr) q.free_state(p->quant_state);
+    p->quant_state = nullptr;
+    p->quantizer = nullptr;
+    p->flags &= ~static_cast<uint32_t>(ENG_PARAM_QUANTIZED);
+  }
+}
+
 LoadReport ParamStore::load(const std::vector<std::string>& source_names,
                             const std::function<bool(const std::string&, Tensor&)>& read,
                             const LoadOptions& options) {

@@ -105,6 +105,10 @@ class ParamStore {
   // as they are loaded or initialised). Trainable parameters are refused with an error naming them.
   void assign_quantizer(Quantizer& q);
 
+  // Teardown: frees every state held by `q` (through q) and forgets q. The affected parameters have no value
+  // afterwards; call this only when the run ends (PluginQuantizer's destructor does).
+  void release_quantizer(Quantizer& q) noexcept;
+
   // Reads values by name: source_names are the tensors the source holds, read(name, dst) fills dst (declared
   // shape; dtype = the storage dtype; the reader converts) and returns false when it cannot. Expected are the
   // untied parameters without ENG_PARAM_NOT_SAVED and with a role other than ENG_ROLE_ADAPTER. Throws, before

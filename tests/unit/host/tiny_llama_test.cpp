@@ -16,6 +16,7 @@
 #include "engine/host/host_api.hpp"
 #include "engine/host/host_session.hpp"
 #include "engine/host/tensor_handle.hpp"
+#include "engine/runtime/kv_cache.hpp"
 
 namespace engine::host {
 namespace {
@@ -220,6 +221,48 @@ TEST(TinyLlama, CheckpointingGivesBitwiseIdenticalGradientsAndLowerPeakMemory) {
   EXPECT_LT(peaks[1], peaks[0]) << "without " << peaks[0] << " with " << peaks[1];
   std::printf("peak activation bytes: %lld without checkpointing, %lld with\n",
               static_cast<long long>(peaks[0]), static_cast<long long>(peaks[1]));
+}
+
+// hidden (1, n, C) of tokens at positions start.. with an optional cache, without recording.
+std::vector<float> hidden_of(ModelRun& run, const std::vector<int32_t>& ids, int32_t start,
+                             rt::KvCache* cache) {
+  eng_ctx ctx = run.session.context(false);
+  const int64_t n = static_cast<int64_t>(ids.size()), shape[2] = {1, n};
+  std::vector<int32_t> pos(ids.size());
+  for (size_t i = 0; i < pos.size(); ++i) pos[i] = start + static_cast<int32_t>(i);
+  OwnedHandle hid, hpos, hidden;
+  EXPECT_EQ(run.host->tensor_from_host(&ctx, ENG_I32, 2, shape, ids.data(), ids.size() * 4, hid.out()),
+            ENG_OK);
+  EXPECT_EQ(run.host->tensor_from_host(&ctx, ENG_I32, 2, shape, pos.data(), pos.size() * 4, hpos.out()),
+            ENG_OK);
+  eng_batch batch{};
+  batch.struct_size = sizeof batch;
+  batch.input_ids = hid.get();
+  batch.position_ids = hpos.get();
+  batch.kv_cache = cache != nullptr ? kv_cache_handle(*cache) : nullptr;
+  EXPECT_EQ(run.vt->forward(run.model, &ctx, &batch, hidden.out()), ENG_OK) << run.host->get_error(&ctx);
+  if (cache != nullptr) cache->advance(n);
+  return hidden.get() != nullptr ? hidden.get()->tensor.to_float_vector() : std::vector<float>();
+}
+
+TEST(TinyLlama, GenerationWithAKvCacheMatchesTheFullForward) {
+  Plugin plugin;
+  ASSERT_NE(plugin.vt, nullptr) << dlerror();
+  ModelRun run(plugin, kTinyConfig, 3);
+  const std::vector<int32_t> ids = {5, 17, 2, 40, 33, 9};
+  const std::vector<float> full = hidden_of(run, ids, 0, nullptr);  // (1, 6, 32)
+  rt::KvCache cache(2, 1, 8, 2, 8, ENG_F32, rt::cpu_device());
+  const std::vector<float> prefix = hidden_of(run, {ids.begin(), ids.begin() + 4}, 0, &cache);
+  const std::vector<float> step5 = hidden_of(run, {ids[4]}, 4, &cache);
+  const std::vector<float> step6 = hidden_of(run, {ids[5]}, 5, &cache);
+  EXPECT_EQ(cache.length, 6);
+  EXPECT_EQ(run.session.tape().size(), 0u);  // generation records nothing
+  ASSERT_EQ(full.size(), 6u * 32);
+  std::vector<float> cached = prefix;
+  cached.insert(cached.end(), step5.begin(), step5.end());
+  cached.insert(cached.end(), step6.begin(), step6.end());
+  ASSERT_EQ(cached.size(), full.size());
+  for (size_t i = 0; i < full.size(); ++i) EXPECT_NEAR(cached[i], full[i], 1e-4) << i;
 }
 
 TEST(TinyLlama, ErrorsInsideTheModelReachTheCaller) {

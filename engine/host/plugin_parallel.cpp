@@ -1,0 +1,89 @@
+#include "engine/host/plugin_parallel.hpp"
+
+#include "engine/core/error.hpp"
+#include "engine/host/host_api.hpp"
+
+namespace engine::host {
+
+namespace {
+
+eng_phase phase_of(rt::BlockPhase p) {
+  return p == rt::BlockPhase::Forward ? ENG_PHASE_FORWARD : ENG_PHASE_BACKWARD;
+}
+
+}  // namespace
+
+PluginParallel::PluginParallel(HostSession& session, const eng_host_api* host,
+                               const eng_parallel_vtable* vtable, std::string name,
+                               const std::string& options_json)
+    : session_(&session), vt_(vtable), name_(std::move(name)) {
+  if (vt_ == nullptr || vt_->struct_size < sizeof(eng_parallel_vtable) || vt_->create == nullptr ||
+      vt_->setup == nullptr)
+    fail("parallel plugin {}: its function table is missing, older than ABI v1, or lacks create/setup",
+         name_);
+  eng_ctx ctx = session.context(false);
+  session.clear_error();
+  check(vt_->create(host, &ctx, options_json.c_str(), &self_), "create");
+}
+
+PluginParallel::~PluginParallel() {
+  if (session_->block_hooks() == this) session_->set_block_hooks(nullptr);
+  for (size_t i = 0; i < session_->params().size(); ++i) {
+    rt::Param& p = session_->params().at(i);
+    if (p.root == &p && p.grad) p.grad->on_accumulated = nullptr;
+  }
+  if (vt_->destroy != nullptr) vt_->destroy(self_);
+}
+
+void PluginParallel::check(eng_status st, const char* call) {
+  if (st != ENG_OK)
+    throw Error(fmt::format("parallel plugin {}: {} failed: {}", name_, call, session_->error()), st);
+}
+
+void PluginParallel::setup() {
+  eng_ctx ctx = session_->context(false);
+  session_->clear_error();
+  check(vt_->setup(self_, &ctx), "setup");
+  session_->set_block_hooks(this);
+  if (vt_->grad_ready == nullptr) return;
+  rt::ParamStore& store = session_->params();
+  for (size_t i = 0; i < store.size(); ++i) {
+    rt::Param& p = store.at(i);
+    if (p.root != &p || !p.trainable()) continue;
+    store.grad_sink(p).on_accumulated = [this, &p] {
+      eng_ctx c = session_->context(false);
+      session_->clear_error();
+      check(vt_->grad_ready(self_, &c, param_handle(p)), "grad_ready");
+    };
+  }
+}
+
+void PluginParallel::before_block(int block, rt::BlockPhase phase) {
+  if (vt_->before_block == nullptr) return;
+  eng_ctx ctx = session_->context(false);
+  session_->clear_error();
+  check(vt_->before_block(self_, &ctx, block, phase_of(phase)), "before_block");
+}
+
+void PluginParallel::after_block(int block, rt::BlockPhase phase) {
+  if (vt_->after_block == nullptr) return;
+  eng_ctx ctx = session_->context(false);
+  session_->clear_error();
+  check(vt_->after_block(self_, &ctx, block, phase_of(phase)), "after_block");
+}
+
+void PluginParallel::before_step() {
+  if (vt_->before_step == nullptr) return;
+  eng_ctx ctx = session_->context(false);
+  session_->clear_error();
+  check(vt_->before_step(self_, &ctx), "before_step");
+}
+
+void PluginParallel::after_step() {
+  if (vt_->after_step == nullptr) return;
+  eng_ctx ctx = session_->context(false);
+  session_->clear_error();
+  check(vt_->after_step(self_, &ctx), "after_step");
+}
+
+}  // namespace engine::host

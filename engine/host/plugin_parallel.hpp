@@ -1,0 +1,45 @@
+// PluginParallel: the run's parallel-strategy plugin (eng_parallel_vtable + self) behind rt::BlockHooks, the
+// call point of the block seam. HostSession::block_begin/block_end call before_block/after_block(Forward);
+// the tape calls them with Backward around each block it backpropagates (before a checkpoint replay, so a
+// sharding strategy can gather the block's parameters first). grad_ready is wired to each trainable
+// parameter's GradSink (called after every accumulation into it). The remaining hooks (setup, before_step,
+// after_step, save/load state) are called by the session and trainer through the methods below.
+#pragma once
+
+#include <string>
+
+#include "engine/abi/parallel.h"
+#include "engine/host/host_session.hpp"
+
+namespace engine::host {
+
+class PluginParallel final : public rt::BlockHooks {
+ public:
+  PluginParallel(HostSession& session, const eng_host_api* host, const eng_parallel_vtable* vtable,
+                 std::string name, const std::string& options_json);
+  ~PluginParallel() override;
+  PluginParallel(const PluginParallel&) = delete;
+  PluginParallel& operator=(const PluginParallel&) = delete;
+
+  const std::string& name() const { return name_; }
+  // After parameters are declared, before they are loaded: the strategy plans placement. Then installs the
+  // block hooks on the session and the grad_ready hook on every trainable parameter.
+  void setup();
+  void before_block(int block, rt::BlockPhase phase) override;
+  void after_block(int block, rt::BlockPhase phase) override;
+  void before_step();
+  void after_step();
+
+  const eng_parallel_vtable& vtable() const { return *vt_; }
+  void* self() const { return self_; }
+
+ private:
+  void check(eng_status st, const char* call);
+
+  HostSession* session_;
+  const eng_parallel_vtable* vt_;
+  std::string name_;
+  void* self_ = nullptr;
+};
+
+}  // namespace engine::host
