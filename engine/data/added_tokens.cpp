@@ -22,7 +22,10 @@ void AddedVocabulary::add(AddedToken token, const Normalizer& normalizer) {
   if (token.content.empty()) return;
   Set& set = token.normalized ? normalized_ : raw_;
   std::string text = token.content;
-  if (token.normalized) normalizer.normalize(token.content, text, nullptr);
+  if (token.normalized) {
+    std::string normalized;
+    if (normalizer.normalize(token.content, normalized, nullptr)) text = std::move(normalized);
+  }
   set.first_byte[static_cast<uint8_t>(text[0])] = true;
   set.matchers.push_back({std::move(text), tokens_.size()});
   std::stable_sort(set.matchers.begin(), set.matchers.end(),

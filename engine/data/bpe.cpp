@@ -11,31 +11,33 @@
 
 namespace engine::data {
 
-// Open-addressing table (left id, right id) -> (rank, merged id): the hot lookup of BPE.
+// Open-addressing table (left id, right id) -> (rank, merged id): the hot lookup of BPE. Key and value sit
+// side by side so that a lookup touches one cache line.
 struct BpeModel::PairTable {
   static constexpr uint64_t kEmpty = ~0ull;
-  std::vector<uint64_t> keys;
-  std::vector<uint64_t> values;  // rank << 32 | merged id
+  struct Entry {
+    uint64_t key;
+    uint64_t value;  // rank << 32 | merged id
+  };
+  std::vector<Entry> entries;
   uint64_t mask = 0;
 
   explicit PairTable(size_t count) {
     size_t capacity = 16;
     while (capacity < count * 2) capacity <<= 1;
-    keys.assign(capacity, kEmpty);
-    values.assign(capacity, 0);
+    entries.assign(capacity, Entry{kEmpty, 0});
     mask = capacity - 1;
   }
   static uint64_t key(int32_t left, int32_t right) {
     return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
   }
-  size_t slot(uint64_t k) const { return static_cast<size_t>((k * 0x9E3779B97F4A7C15ull) >> 20) & mask; }
+  size_t slot(uint64_t k) const { return static_cast<size_t>((k * 0x9E3779B97F4A7C15ull) >> 24) & mask; }
   // Inserts unless present (the first merge of a pair wins, as in HF).
   void insert(uint64_t k, uint64_t value) {
     for (size_t i = slot(k);; i = (i + 1) & mask) {
-      if (keys[i] == k) return;
-      if (keys[i] == kEmpty) {
-        keys[i] = k;
-        values[i] = value;
+      if (entries[i].key == k) return;
+      if (entries[i].key == kEmpty) {
+        entries[i] = {k, value};
         return;
       }
     }
@@ -44,8 +46,8 @@ struct BpeModel::PairTable {
   uint64_t find(int32_t left, int32_t right) const {
     const uint64_t k = key(left, right);
     for (size_t i = slot(k);; i = (i + 1) & mask) {
-      if (keys[i] == k) return values[i];
-      if (keys[i] == kEmpty) return kEmpty;
+      if (entries[i].key == k) return entries[i].value;
+      if (entries[i].key == kEmpty) return kEmpty;
     }
   }
 };
@@ -56,13 +58,17 @@ struct BpeModel::WordCache {
   static constexpr size_t kShards = 64;
   static constexpr size_t kPerShard = 2048;
   static constexpr size_t kMaxWordBytes = 128;
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
   struct Shard {
     std::mutex mutex;
-    std::unordered_map<std::string, std::vector<int32_t>> entries;
+    std::unordered_map<std::string, std::vector<int32_t>, Hash, std::equal_to<>> entries;
   };
   std::array<Shard, kShards> shards;
 
-  Shard& shard_of(size_t hash) { return shards[hash % kShards]; }
+  Shard& shard_of(size_t hash) { return shards[(hash >> 7) % kShards]; }
 };
 
 BpeModel::BpeModel() = default;
@@ -254,7 +260,7 @@ void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out) con
   if (cacheable) {
     auto& shard = cache_->shard_of(hash);
     std::lock_guard lock(shard.mutex);
-    if (const auto it = shard.entries.find(std::string(word)); it != shard.entries.end()) {
+    if (const auto it = shard.entries.find(word); it != shard.entries.end()) {
       out.insert(out.end(), it->second.begin(), it->second.end());
       return;
     }

@@ -2,9 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include <nlohmann/json.hpp>
-
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "engine/core/error.hpp"
@@ -64,7 +63,8 @@ Example parse_messages(const nlohmann::json& record, const DatasetFields& f, con
     const std::string role_key = sharegpt ? "from" : f.role;
     const std::string content_key = !m.contains(f.content) && m.contains("value") ? "value" : f.content;
     const auto role_it = m.find(role_key), content_it = m.find(content_key);
-    if (role_it == m.end() || !role_it->is_string()) fail("{}: message {}: no string \"{}\" field", where, k, role_key);
+    if (role_it == m.end() || !role_it->is_string())
+      fail("{}: message {}: no string \"{}\" field", where, k, role_key);
     if (content_it == m.end() || !content_it->is_string()) {
       fail("{}: message {}: no string \"{}\" field", where, k, content_key);
     }
@@ -72,8 +72,8 @@ Example parse_messages(const nlohmann::json& record, const DatasetFields& f, con
     if (role == "human") role = "user";
     if (role == "gpt") role = "assistant";
     if (role != "system" && role != "user" && role != "assistant") {
-      fail("{}: message {}: role \"{}\" is not one of system, user, assistant (ShareGPT: human, gpt)", where, k,
-           role_it->get<std::string>());
+      fail("{}: message {}: role \"{}\" is not one of system, user, assistant (ShareGPT: human, gpt)", where,
+           k, role_it->get<std::string>());
     }
     has_assistant = has_assistant || role == "assistant";
     ex.messages.push_back({std::move(role), content_it->get<std::string>()});
@@ -151,8 +151,10 @@ Example parse_record(const std::string& json_text, const DatasetOptions& options
   if (!record.is_object()) fail("{}: expected a JSON object, got {}", where, record.type_name());
   const DatasetFields& f = options.fields;
   switch (options.format) {
-    case DatasetFormat::kAlpaca: return parse_alpaca(record, f, where);
-    case DatasetFormat::kMessages: return parse_messages(record, f, where);
+    case DatasetFormat::kAlpaca:
+      return parse_alpaca(record, f, where);
+    case DatasetFormat::kMessages:
+      return parse_messages(record, f, where);
     case DatasetFormat::kText: {
       Example ex;
       ex.is_text = true;
@@ -160,9 +162,11 @@ Example parse_record(const std::string& json_text, const DatasetOptions& options
       ex.text = string_field(record, f.text, where, "text", true);
       return ex;
     }
-    case DatasetFormat::kAuto: break;
+    case DatasetFormat::kAuto:
+      break;
   }
-  if (record.contains(f.messages) || record.contains("conversations")) return parse_messages(record, f, where);
+  if (record.contains(f.messages) || record.contains("conversations"))
+    return parse_messages(record, f, where);
   if (record.contains(f.instruction) || record.contains(f.output)) return parse_alpaca(record, f, where);
   if (record.contains(f.text)) {
     DatasetOptions text = options;

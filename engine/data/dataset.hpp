@@ -5,7 +5,8 @@
 //   messages  {"messages": [{"role": "user", "content": ...}, ...]} with roles system/user/assistant, or
 //             ShareGPT's {"conversations": [{"from": "human", "value": ...}, ...]} with system/human/gpt
 //   text      {"text": ...}: plain text, every token trained (continued pre-training)
-// Field names are options (data.fields.*). With format = kAuto each record's form is recognised from its fields.
+// Field names are options (data.fields.*). With format = kAuto each record's form is recognised from its
+// fields.
 //
 // A malformed record is reported as "<file>:<line>: <what is wrong>" (a JSON array's records are numbered by
 // the line they start on). With on_error = kSkip it is logged, skipped and counted; with kFail the first one

@@ -103,11 +103,13 @@ std::optional<CachedSamples> read_cache(const std::filesystem::path& file, const
   }
   uint64_t stored_sum = 0;
   std::memcpy(&stored_sum, bytes.data() + bytes.size() - 8, 8);
-  if (fnv1a(std::string_view(bytes).substr(0, bytes.size() - 8)) != stored_sum) return reject("corrupt (checksum)");
+  if (fnv1a(std::string_view(bytes).substr(0, bytes.size() - 8)) != stored_sum)
+    return reject("corrupt (checksum)");
   Reader r{std::string_view(bytes).substr(0, bytes.size() - 8), sizeof(kMagic)};
   CacheKey stored;
   uint64_t n = 0, skipped = 0, total = 0;
-  if (!r.get(stored.a) || !r.get(stored.b) || !r.get(n) || !r.get(skipped) || !r.get(total)) return reject("truncated");
+  if (!r.get(stored.a) || !r.get(stored.b) || !r.get(n) || !r.get(skipped) || !r.get(total))
+    return reject("truncated");
   if (!(stored == key)) return reject("for other inputs (key mismatch)");
   if (r.data.size() - r.pos != n * 4 + total * 8) return reject("truncated");
   CachedSamples out;
@@ -133,8 +135,8 @@ std::optional<CachedSamples> read_cache(const std::filesystem::path& file, const
   return out;
 }
 
-void write_cache(const std::filesystem::path& file, const CacheKey& key, std::span<const TokenizedSample> samples,
-                 uint64_t skipped) {
+void write_cache(const std::filesystem::path& file, const CacheKey& key,
+                 std::span<const TokenizedSample> samples, uint64_t skipped) {
   std::string out(kMagic, sizeof(kMagic));
   uint64_t total = 0;
   for (const auto& s : samples) total += s.ids.size();
@@ -145,7 +147,8 @@ void write_cache(const std::filesystem::path& file, const CacheKey& key, std::sp
   put(out, total);
   for (const auto& s : samples) put(out, static_cast<uint32_t>(s.ids.size()));
   for (const auto& s : samples) out.append(reinterpret_cast<const char*>(s.ids.data()), s.ids.size() * 4);
-  for (const auto& s : samples) out.append(reinterpret_cast<const char*>(s.labels.data()), s.labels.size() * 4);
+  for (const auto& s : samples)
+    out.append(reinterpret_cast<const char*>(s.labels.data()), s.labels.size() * 4);
   put(out, fnv1a(out));
   if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path());
   const std::filesystem::path tmp = file.string() + ".tmp";

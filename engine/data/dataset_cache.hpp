@@ -4,7 +4,8 @@
 // and ignored (the caller rebuilds it); it is never trusted.
 //
 // Layout (little-endian): "ENGTOKC" 0x01 | key (2 x u64) | n samples (u64) | skipped records (u64) |
-// total tokens (u64) | lengths (n x u32) | ids (total x i32) | labels (total x i32) | FNV-1a-64 of all before.
+// total tokens (u64) | lengths (n x u32) | ids (total x i32) | labels (total x i32) | FNV-1a-64 of all
+// before.
 #pragma once
 
 #include <cstdint>
@@ -38,7 +39,7 @@ struct CachedSamples {
 std::optional<CachedSamples> read_cache(const std::filesystem::path& file, const CacheKey& key);
 
 // Writes atomically (temporary file, then rename).
-void write_cache(const std::filesystem::path& file, const CacheKey& key, std::span<const TokenizedSample> samples,
-                 uint64_t skipped);
+void write_cache(const std::filesystem::path& file, const CacheKey& key,
+                 std::span<const TokenizedSample> samples, uint64_t skipped);
 
 }  // namespace engine::data

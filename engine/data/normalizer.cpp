@@ -69,19 +69,16 @@ Normalizer Normalizer::from_json(const nlohmann::json& spec, const std::string& 
   return result;
 }
 
-void Normalizer::normalize(std::string_view text, std::string& out, std::vector<uint32_t>* source) const {
-  out.assign(text);
-  if (source != nullptr) {
-    source->resize(text.size() + 1);
-    for (size_t i = 0; i <= text.size(); ++i) (*source)[i] = static_cast<uint32_t>(i);
-  }
-  if (forms_.empty() || is_ascii(text)) return;  // every form leaves ASCII unchanged
+bool Normalizer::normalize(std::string_view text, std::string& out, std::vector<uint32_t>* source) const {
+  if (forms_.empty() || is_ascii(text)) return false;  // every form leaves ASCII unchanged
+  bool changed = false;
   std::string next;
   std::vector<uint32_t> next_source;
   for (Form form : forms_) {
     const icu::Normalizer2& n = instance(static_cast<int>(form));
+    const std::string_view current = changed ? std::string_view(out) : text;
+    const icu::StringPiece piece(current.data(), static_cast<int32_t>(current.size()));
     UErrorCode status = U_ZERO_ERROR;
-    const icu::StringPiece piece(out.data(), static_cast<int32_t>(out.size()));
     if (n.isNormalizedUTF8(piece, status) && U_SUCCESS(status)) continue;
     status = U_ZERO_ERROR;
     next.clear();
@@ -91,6 +88,10 @@ void Normalizer::normalize(std::string_view text, std::string& out, std::vector<
     if (U_FAILURE(status))
       fail("text normalization failed ({}): the input is not valid UTF-8", u_errorName(status));
     if (source != nullptr) {
+      if (!changed) {
+        source->resize(text.size() + 1);
+        for (size_t i = 0; i <= text.size(); ++i) (*source)[i] = static_cast<uint32_t>(i);
+      }
       // Compose the byte map: each output byte points at the source of the first byte of its input span.
       next_source.assign(next.size() + 1, 0);
       icu::Edits::Iterator it = edits.getFineIterator();
@@ -101,11 +102,13 @@ void Normalizer::normalize(std::string_view text, std::string& out, std::vector<
               (*source)[static_cast<size_t>(it.hasChange() ? src : src + k)];
         }
       }
-      next_source[next.size()] = (*source)[out.size()];
+      next_source[next.size()] = (*source)[current.size()];
       source->swap(next_source);
     }
     out.swap(next);
+    changed = true;
   }
+  return changed;
 }
 
 }  // namespace engine::data

@@ -19,10 +19,11 @@ class Normalizer {
 
   bool is_identity() const noexcept { return forms_.empty(); }
 
-  // Normalizes valid UTF-8 `text` into `out`. When `source` is non-null it receives, for each byte of `out`
-  // plus one past the end, the byte offset in `text` it came from (the start of the changed span when a
-  // normalization rewrote characters).
-  void normalize(std::string_view text, std::string& out, std::vector<uint32_t>* source) const;
+  // Normalizes valid UTF-8 `text`. Returns false when it is already normalized (then `out` and `source`
+  // are left alone and `text` is the result). Otherwise writes the result to `out` and, when `source` is
+  // non-null, for each byte of `out` plus one past the end, the byte offset in `text` it came from (the
+  // start of the changed span where a normalization rewrote characters), and returns true.
+  bool normalize(std::string_view text, std::string& out, std::vector<uint32_t>* source) const;
 
  private:
   enum class Form : uint8_t { kNfc, kNfd, kNfkc, kNfkd };

@@ -18,7 +18,8 @@ Truncation parse_truncation(const std::string& name) {
 
 std::string PackingPlan::summary() const {
   return fmt::format(
-      "{} samples -> {} rows of {} tokens ({:.1f}% filled); {} truncated, {} dropped as too long, {} dropped with "
+      "{} samples -> {} rows of {} tokens ({:.1f}% filled); {} truncated, {} dropped as too long, {} dropped "
+      "with "
       "no trained token left",
       samples_in, rows.size(), seq_len, 100.0 * fill(), truncated, dropped_too_long, dropped_no_labels);
 }
@@ -56,7 +57,8 @@ PackingPlan plan_rows(std::span<const TokenizedSample> samples, const PackingOpt
     return plan;
   }
   // Best-fit decreasing: longest first, each into the row with the least room that still fits it.
-  std::stable_sort(kept.begin(), kept.end(), [](const RowPart& a, const RowPart& b) { return a.length > b.length; });
+  std::stable_sort(kept.begin(), kept.end(),
+                   [](const RowPart& a, const RowPart& b) { return a.length > b.length; });
   std::multiset<std::pair<size_t, size_t>> room;  // (free positions, row)
   for (const RowPart& part : kept) {
     const auto it = room.lower_bound({part.length, 0});
@@ -85,7 +87,8 @@ Batch make_batch(std::span<const TokenizedSample> samples, const PackingPlan& pl
   b.position_ids.assign(n, 0);
   b.segment_ids.assign(n, 0);
   for (size_t r = 0; r < row_indices.size(); ++r) {
-    if (row_indices[r] >= plan.rows.size()) fail("batch row {} is out of range ({} rows)", row_indices[r], plan.rows.size());
+    if (row_indices[r] >= plan.rows.size())
+      fail("batch row {} is out of range ({} rows)", row_indices[r], plan.rows.size());
     size_t t = r * T;  // (B, T) row-major: row r starts at r * T
     int32_t segment = 0;
     for (const RowPart& part : plan.rows[row_indices[r]]) {

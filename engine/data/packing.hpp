@@ -26,7 +26,7 @@ struct PackingOptions {
   int32_t max_seq_len = 2048;  // T
   bool packing = false;
   Truncation truncation = Truncation::kTruncate;
-  int32_t pad_id = 0;          // input id of padding positions (never a target)
+  int32_t pad_id = 0;  // input id of padding positions (never a target)
 };
 
 struct RowPart {
@@ -43,7 +43,7 @@ struct PackingPlan {
   size_t dropped_no_labels = 0;  // cut so far that no trained token remained
   int64_t tokens = 0;            // non-padding positions over all rows
   double fill() const { return rows.empty() ? 0.0 : double(tokens) / (double(rows.size()) * seq_len); }
-  std::string summary() const;   // one line for the run's start-up report
+  std::string summary() const;  // one line for the run's start-up report
 };
 
 // Plans the rows; deterministic for given samples and options.
@@ -51,8 +51,8 @@ PackingPlan plan_rows(std::span<const TokenizedSample> samples, const PackingOpt
 
 // A training batch, all arrays (B, T) row-major int32.
 struct Batch {
-  int32_t rows = 0;      // B
-  int32_t seq_len = 0;   // T
+  int32_t rows = 0;     // B
+  int32_t seq_len = 0;  // T
   std::vector<int32_t> input_ids;
   std::vector<int32_t> labels;        // shifted targets, -100 where nothing is trained
   std::vector<int32_t> position_ids;  // restart at 0 for every sample

@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
-
 #include <optional>
 #include <thread>
 
@@ -47,7 +46,8 @@ PreparedDataset prepare_dataset(const std::filesystem::path& data_file, const To
     const size_t n = dataset.examples.size();
     std::vector<TokenizedSample> samples(n);
     std::vector<std::string> errors(n);
-    size_t threads = options.threads != 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency());
+    size_t threads =
+        options.threads != 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency());
     threads = std::min(threads, std::max<size_t>(1, n / 64));
     const auto work = [&](size_t first, size_t last) {
       for (size_t i = first; i < last; ++i) {

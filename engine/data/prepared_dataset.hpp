@@ -20,7 +20,8 @@ struct PrepareOptions {
   DatasetOptions dataset;
   SampleOptions sample;
   PackingOptions packing;
-  std::filesystem::path cache_dir;  // where the cache file goes (e.g. <output_dir>/.data-cache); empty: no cache
+  std::filesystem::path
+      cache_dir;  // where the cache file goes (e.g. <output_dir>/.data-cache); empty: no cache
   std::filesystem::path tokenizer_file;  // the tokenizer's file (for the cache key)
   size_t threads = 0;                    // 0: all hardware threads
 };
@@ -28,7 +29,7 @@ struct PrepareOptions {
 struct PreparedDataset {
   std::vector<TokenizedSample> samples;
   PackingPlan plan;
-  size_t skipped = 0;        // records skipped (malformed, or nothing to train on)
+  size_t skipped = 0;  // records skipped (malformed, or nothing to train on)
   bool from_cache = false;
   std::filesystem::path cache_file;
 };

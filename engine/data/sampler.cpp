@@ -1,7 +1,6 @@
 #include "engine/data/sampler.hpp"
 
 #include <nlohmann/json.hpp>
-
 #include <numeric>
 
 #include "engine/core/error.hpp"
@@ -71,15 +70,15 @@ std::vector<uint64_t> ShardedSampler::next_batch(size_t count) {
 
 void ShardedSampler::set_state(const SamplerState& state) {
   if (state.position > per_rank_) {
-    fail("sampler state position {} is past the end of an epoch ({} rows per rank)", state.position, per_rank_);
+    fail("sampler state position {} is past the end of an epoch ({} rows per rank)", state.position,
+         per_rank_);
   }
   state_ = state;
 }
 
 nlohmann::json ShardedSampler::state_json() const {
-  return {{"epoch", state_.epoch},         {"position", state_.position},
-          {"seed", options_.seed},         {"num_items", options_.num_items},
-          {"world_size", options_.world_size}, {"rank", options_.rank}};
+  return {{"epoch", state_.epoch},           {"position", state_.position},       {"seed", options_.seed},
+          {"num_items", options_.num_items}, {"world_size", options_.world_size}, {"rank", options_.rank}};
 }
 
 void ShardedSampler::restore_json(const nlohmann::json& saved) {
@@ -88,9 +87,11 @@ void ShardedSampler::restore_json(const nlohmann::json& saved) {
     const auto items = saved.at("num_items").get<uint64_t>();
     const auto world = saved.at("world_size").get<int32_t>();
     if (seed != options_.seed || items != options_.num_items || world != options_.world_size) {
-      fail("cannot resume the data order: the checkpoint's sampler had seed {}, {} rows, world size {}; this run has "
-           "seed {}, {} rows, world size {} (same data, seed and process count are needed to resume exactly)",
-           seed, items, world, options_.seed, options_.num_items, options_.world_size);
+      fail(
+          "cannot resume the data order: the checkpoint's sampler had seed {}, {} rows, world size {}; this "
+          "run has "
+          "seed {}, {} rows, world size {} (same data, seed and process count are needed to resume exactly)",
+          seed, items, world, options_.seed, options_.num_items, options_.world_size);
     }
     set_state({saved.at("epoch").get<uint64_t>(), saved.at("position").get<uint64_t>()});
   } catch (const nlohmann::json::exception& e) {

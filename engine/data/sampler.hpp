@@ -6,9 +6,8 @@
 // original would have yielded next.
 #pragma once
 
-#include <nlohmann/json_fwd.hpp>
-
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <vector>
 
 namespace engine::data {
@@ -43,8 +42,8 @@ class ShardedSampler {
 
   // {"epoch", "position", "seed", "num_items", "world_size", "rank"}
   nlohmann::json state_json() const;
-  // Resumes from state_json's output; refuses (engine::Error) a state saved with another seed, dataset size or
-  // world size, since the order would then differ.
+  // Resumes from state_json's output; refuses (engine::Error) a state saved with another seed, dataset size
+  // or world size, since the order would then differ.
   void restore_json(const nlohmann::json& saved);
 
   // The whole permutation of epoch `epoch` (identity without shuffle).

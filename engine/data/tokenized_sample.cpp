@@ -14,7 +14,9 @@ TokenizedSample tokenize_example(const Example& example, const Tokenizer& tokeni
     out.ids = tokenizer.encode(example.text, false);
     if (!options.text_eos_token.empty()) {
       const auto eos = tokenizer.token_to_id(options.text_eos_token);
-      if (!eos) fail("text_eos_token \"{}\" is not in the vocabulary of {}", options.text_eos_token, tokenizer.source());
+      if (!eos)
+        fail("text_eos_token \"{}\" is not in the vocabulary of {}", options.text_eos_token,
+             tokenizer.source());
       out.ids.push_back(*eos);
     }
     trained.assign(out.ids.size(), true);

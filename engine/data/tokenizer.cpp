@@ -172,20 +172,23 @@ void Tokenizer::encode_into(std::string_view text, bool add_special_tokens, Enco
       continue;
     }
     const std::string_view part = text.substr(seg.start, seg.end - seg.start);
-    impl.normalizer.normalize(part, normalized, offsets ? &source : nullptr);
+    const bool changed = impl.normalizer.normalize(part, normalized, offsets ? &source : nullptr);
+    const std::string_view norm = changed ? std::string_view(normalized) : part;
+    // Byte offset in `text` of byte i of `norm`.
+    const auto origin = [&](size_t i) { return seg.start + static_cast<uint32_t>(changed ? source[i] : i); };
     normalized_segments.clear();
     if (impl.added.has_normalized()) {
-      impl.added.split(normalized, true, normalized_segments);
+      impl.added.split(norm, true, normalized_segments);
     } else {
-      normalized_segments.push_back({0, static_cast<uint32_t>(normalized.size()), -1});
+      normalized_segments.push_back({0, static_cast<uint32_t>(norm.size()), -1});
     }
     for (const TextSegment& nseg : normalized_segments) {
       if (nseg.id >= 0) {
         out.ids.push_back(nseg.id);
-        if (offsets) out.starts.push_back(seg.start + source[nseg.start]);
+        if (offsets) out.starts.push_back(origin(nseg.start));
         continue;
       }
-      const std::string_view span = std::string_view(normalized).substr(nseg.start, nseg.end - nseg.start);
+      const std::string_view span = norm.substr(nseg.start, nseg.end - nseg.start);
       pieces.clear();
       impl.pre_tokenizer.split(span, pieces);
       for (const Piece& p : pieces) {
@@ -202,7 +205,7 @@ void Tokenizer::encode_into(std::string_view text, bool add_special_tokens, Enco
           int64_t at = static_cast<int64_t>(nseg.start + p.start) - (p.prefix_space ? 1 : 0);
           for (size_t k = first; k < out.ids.size(); ++k) {
             const int64_t clamped = std::clamp<int64_t>(at, nseg.start + p.start, nseg.start + p.end);
-            out.starts.push_back(seg.start + source[static_cast<size_t>(clamped)]);
+            out.starts.push_back(origin(static_cast<size_t>(clamped)));
             at += impl.byte_length[static_cast<size_t>(out.ids[k])];
           }
         }

@@ -1,5 +1,7 @@
 #include "engine/data/utf8.hpp"
 
+#include <cstring>
+
 namespace engine::data {
 namespace {
 
@@ -40,6 +42,14 @@ size_t valid_sequence_length(std::string_view text, size_t pos, size_t& consumed
 size_t first_invalid_utf8(std::string_view text) noexcept {
   size_t pos = 0;
   while (pos < text.size()) {
+    // ASCII fast path, 8 bytes at a time.
+    while (pos + 8 <= text.size()) {
+      uint64_t word;
+      std::memcpy(&word, text.data() + pos, 8);
+      if (word & 0x8080808080808080ull) break;
+      pos += 8;
+    }
+    if (pos >= text.size()) break;
     if (static_cast<unsigned char>(text[pos]) < 0x80) {
       ++pos;
       continue;

@@ -84,7 +84,8 @@ TEST(Dataset, TextFormAndFieldMapping) {
     (void)parse_record(R"({"instruction": "p"})", mapped, "f:2");
     FAIL();
   } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), "f:2: no \"prompt\" field (alpaca form; map other names with data.fields)");
+    EXPECT_EQ(std::string(e.what()),
+              "f:2: no \"prompt\" field (alpaca form; map other names with data.fields)");
   }
 }
 

@@ -19,8 +19,11 @@ class TokenizedSampleTest : public ::testing::Test {
   Example two_turns() {
     Example ex;
     ex.where = "t:1";
-    ex.messages = {{"system", "Be brief."}, {"user", "Hello world"}, {"assistant", "The fox."},
-                   {"user", "More?"},       {"assistant", "\n\nNo."}};
+    ex.messages = {{"system", "Be brief."},
+                   {"user", "Hello world"},
+                   {"assistant", "The fox."},
+                   {"user", "More?"},
+                   {"assistant", "\n\nNo."}};
     return ex;
   }
 };
@@ -49,8 +52,9 @@ TEST_F(TokenizedSampleTest, OnlyAssistantRepliesAndEndOfTurnAreTrained) {
   ASSERT_EQ(s.labels.size(), s.ids.size());
   EXPECT_EQ(s.labels.back(), kIgnoreIndex);
   // The second reply starts with "\n\n", in one pre-token with the prompt's "\n" after "assistant". This
-  // small vocabulary splits "\n\n\n" as "\n" + "\n\n": the second token starts inside the reply and is trained.
-  // (Qwen's vocabulary has "\n\n\n" as one token, which starts in the prompt: see RealQwenTokenizerMasksImEnd.)
+  // small vocabulary splits "\n\n\n" as "\n" + "\n\n": the second token starts inside the reply and is
+  // trained. (Qwen's vocabulary has "\n\n\n" as one token, which starts in the prompt: see
+  // RealQwenTokenizerMasksImEnd.)
   EXPECT_EQ(trained_runs(tok, s), (std::vector<std::string>{"The fox.<|im_end|>", "\n\nNo.<|im_end|>"}));
 }
 

@@ -42,6 +42,20 @@ TEST(Tokenizer, SmallTokenizerMatchesPythonTokenizers) {
                 load_json(test_data("small_expected.json")));
 }
 
+TEST(Tokenizer, Llama3StyleTokenizerMatchesPythonTokenizers) {
+  // Llama 3's layout: \p{N}{1,3} regex, no normalizer, ignore_merges, <|begin_of_text|> post-processor.
+  const Tokenizer tok = Tokenizer::from_file(test_data("llama3_style_tokenizer.json"));
+  expect_parity(tok, load_json(test_data("tokenizer_corpus.json")),
+                load_json(test_data("llama3_style_expected.json")));
+}
+
+TEST(Tokenizer, Gpt2StyleTokenizerMatchesPythonTokenizers) {
+  // ByteLevel(add_prefix_space = true, use_regex = true) as the only pre-tokenizer.
+  const Tokenizer tok = Tokenizer::from_file(test_data("gpt2_style_tokenizer.json"));
+  expect_parity(tok, load_json(test_data("tokenizer_corpus.json")),
+                load_json(test_data("gpt2_style_expected.json")));
+}
+
 TEST(Tokenizer, SmallTokenizerVocabularyQueries) {
   const Tokenizer tok = Tokenizer::from_file(test_data("small_tokenizer.json"));
   EXPECT_EQ(tok.token_to_id("<|im_end|>"), 2);
