@@ -45,5 +45,7 @@ RecipeArgs parse_recipe_args(const std::vector<std::string>& args);
 int plugins_command(const std::vector<std::string>& args);
 int validate_command(const std::vector<std::string>& args);
 int run_command(const std::vector<std::string>& args);
+int init_model_command(const std::vector<std::string>& args);
+int generate_command(const std::vector<std::string>& args);
 
 }  // namespace engine::cli

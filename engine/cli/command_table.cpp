@@ -9,6 +9,14 @@ const std::vector<Command>& commands() {
       {"validate", "validate RECIPE [--set section.key=value]...",
        "check a recipe and print how it wires the plugins (exit 2 with every error)", &validate_command},
       {"run", "run RECIPE [--set section.key=value]...", "validate a recipe and train", &run_command},
+      {"init-model", "init-model --arch llama|qwen2 --preset tiny|small --out DIR [--seed N]",
+       "write a randomly initialised model in Hugging Face layout (config, safetensors, tokenizer)",
+       &init_model_command},
+      {"generate",
+       "generate --model DIR [--adapter DIR] --prompt TEXT [--chat] [--max-new-tokens N] [--temperature T] "
+       "[--top-p P] [--seed S]",
+       "generate text from a Hugging Face model directory with a KV cache, streaming it to stdout",
+       &generate_command},
   };
   return table;
 }

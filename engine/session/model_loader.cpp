@@ -1,0 +1,114 @@
+// Model loading (see model_loader.hpp).
+#include "engine/session/model_loader.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <utility>
+
+#include "engine/core/error.hpp"
+#include "engine/host/host_api.hpp"
+#include "engine/host/tensor_handle.hpp"
+#include "engine/io/safetensors_checkpoint.hpp"
+#include "engine/runtime/ops/ops.hpp"
+#include "engine/session/checkpoint_reader.hpp"
+
+namespace engine::session {
+
+ModelInstance::ModelInstance(host::HostSession& session, const plugins::PluginRecord& plugin,
+                             const std::string& hf_config_json, const std::string& options_json)
+    : session_(&session), vt_(plugin.table<eng_model_vtable>()), plugin_name_(plugin.name) {
+  if (plugin.kind != ENG_KIND_MODEL || vt_ == nullptr)
+    fail("plugin '{}' is not a model plugin; it cannot load a Hugging Face model", plugin.name);
+  const bool cuda = session.device().type() == rt::DeviceType::CUDA;
+  if (!plugin.has(cuda ? ENG_CAP_DEVICE_CUDA : ENG_CAP_DEVICE_CPU)) {
+    fail_with(ENG_ERR_UNSUPPORTED, "model plugin '{}' ({}) does not run on the {}", plugin.name, plugin.path.string(),
+              cuda ? "CUDA backend" : "CPU backend");
+  }
+  eng_ctx ctx = session.context(false);
+  session.clear_error();
+  eng_status s = vt_->create(host::host_api(), &ctx, hf_config_json.c_str(), options_json.c_str(), &self_);
+  if (s != ENG_OK) fail_call("could not create the model from config.json", s);
+
+  eng_model_info raw{};
+  raw.struct_size = sizeof(raw);
+  s = vt_->info(self_, &raw);
+  if (s != ENG_OK) fail_call("info", s);
+  info_.lm_head_param = raw.lm_head_param != nullptr ? raw.lm_head_param : "";
+  info_.architecture = raw.architecture != nullptr ? raw.architecture : "";
+  info_.raw = raw;
+  info_.raw.lm_head_param = info_.lm_head_param.c_str();
+  info_.raw.architecture = info_.architecture.c_str();
+
+  session.set_declaring(true);
+  s = vt_->declare_params(self_, &ctx);
+  session.set_declaring(false);
+  if (s != ENG_OK) fail_call("declare_params", s);
+  if (session.params().find(info_.lm_head_param) == nullptr) {
+    fail_with(ENG_ERR_INTERNAL, "model plugin '{}' names '{}' as its output projection but did not declare it",
+              plugin_name_, info_.lm_head_param);
+  }
+}
+
+ModelInstance::~ModelInstance() {
+  if (self_ != nullptr) vt_->destroy(self_);
+}
+
+void ModelInstance::fail_call(const char* what, eng_status status) const {
+  std::string message = session_->error();
+  if (message.empty()) message = fmt::format("{} failed ({})", what, status_name(status));
+  throw Error(fmt::format("model plugin '{}': {}", plugin_name_, message), status);
+}
+
+rt::Param& ModelInstance::lm_head() const { return session_->params().get(info_.lm_head_param); }
+
+rt::Tensor ModelInstance::forward(const rt::Tensor& input_ids, const rt::Tensor& position_ids,
+                                  const rt::Tensor& segment_ids, rt::KvCache* cache, bool grad_enabled) {
+  if (cache != nullptr && grad_enabled) fail("internal: a forward with a KV cache must run without gradients");
+  host::OwnedHandle ids(input_ids), pos(position_ids);
+  host::OwnedHandle seg = segment_ids.defined() ? host::OwnedHandle(segment_ids) : host::OwnedHandle();
+  eng_batch batch{};
+  batch.struct_size = sizeof(batch);
+  batch.input_ids = ids.get();
+  batch.position_ids = pos.get();
+  batch.segment_ids = seg.get();
+  batch.kv_cache = cache != nullptr ? host::kv_cache_handle(*cache) : nullptr;
+  eng_ctx ctx = session_->context(grad_enabled);
+  session_->clear_error();
+  host::OwnedHandle hidden;
+  eng_status s = vt_->forward(self_, &ctx, &batch, hidden.out());
+  if (s != ENG_OK) fail_call("forward", s);
+  return host::tensor_of(hidden.get(), "the model's hidden states");
+}
+
+rt::Tensor ModelInstance::logits(const rt::Tensor& hidden) {
+  // through the host's linear op, so a quantized or adapted lm_head resolves as in training
+  eng_ctx ctx = session_->context(false);
+  session_->clear_error();
+  host::OwnedHandle x(hidden), out;
+  eng_status s = host::op_table()->linear(&ctx, x.get(), host::param_handle(lm_head()), nullptr, out.out());
+  if (s != ENG_OK) fail_call("lm_head", s);
+  return host::tensor_of(out.get(), "logits");
+}
+
+std::string model_plugin_name(const io::HfConfig& config) { return config.model_type(); }
+
+std::unique_ptr<ModelInstance> load_model(host::HostSession& session, const plugins::PluginRegistry& registry,
+                                          const std::filesystem::path& dir, const ModelLoadOptions& options) {
+  io::HfConfig config = io::read_hf_config(dir);
+  const std::string name = options.plugin.empty() ? model_plugin_name(config) : options.plugin;
+  const plugins::PluginRecord& plugin = registry.require(ENG_KIND_MODEL, name);
+  auto model = std::make_unique<ModelInstance>(session, plugin, config.text, options.options_json);
+  spdlog::debug("model {}: plugin {} declared {} parameters", dir.string(), name, session.params().size());
+  if (options.before_weights) options.before_weights(*model);
+  if (!options.load_weights) return model;
+
+  io::SafetensorsCheckpoint checkpoint = io::SafetensorsCheckpoint::open(dir);
+  CheckpointLoadOptions load;
+  load.tied_lm_head = model->info().tie_word_embeddings != 0;
+  load.store.allow_missing = options.allow_missing;
+  rt::LoadReport report = load_checkpoint(session.params(), checkpoint, load);
+  spdlog::info("loaded {} tensors from {}", report.loaded.size(), dir.string());
+  return model;
+}
+
+}  // namespace engine::session
