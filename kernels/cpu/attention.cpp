@@ -12,48 +12,100 @@
 namespace engine::cpu {
 
 namespace {
-// Whether key j is visible from query row i (key position q_offset + i).
-inline bool visible(const int32_t* seg_b, int64_t i, int64_t j) { return !seg_b || seg_b[j] == seg_b[i]; }
+
+// kt (D, n_keys, leading dimension ld) = rows [0, n_keys) of one head of k, whose row j starts at src + j *
+// stride.
+template <typename T>
+void transpose_head(const T* src, int64_t stride, int64_t n_keys, int64_t D, T* kt, int64_t ld) {
+  for (int64_t j = 0; j < n_keys; ++j)
+    for (int64_t d = 0; d < D; ++d) kt[d * ld + j] = src[j * stride + d];
+}
+
+// s[j] = scale * sum_d x[d] * kt[d, j] for j < n: D passes of a contiguous axpy over the keys (vectorises
+// over j, no horizontal sums; the sum over d runs in d order for every j).
+template <typename T>
+ENGINE_SIMD_CLONES void row_scores(const T* x, const T* kt, int64_t ld, int64_t D, int64_t n, T scale, T* s) {
+  for (int64_t j = 0; j < n; ++j) s[j] = T(0);
+  for (int64_t d = 0; d < D; ++d) {
+    const T xd = x[d];
+    const T* kr = kt + d * ld;
+    for (int64_t j = 0; j < n; ++j) s[j] += xd * kr[j];
+  }
+  for (int64_t j = 0; j < n; ++j) s[j] *= scale;
+}
+
+// o (D) = sum_j p[j] * rows[j] (rows D-contiguous, `stride` apart), skipping zero weights (masked keys).
+template <typename T>
+ENGINE_SIMD_CLONES void row_weighted_sum(const T* p, const T* rows, int64_t stride, int64_t n, int64_t D,
+                                         T* o) {
+  for (int64_t d = 0; d < D; ++d) o[d] = T(0);
+  for (int64_t j = 0; j < n; ++j) {
+    const T pj = p[j];
+    if (pj == T(0)) continue;
+    const T* r = rows + j * stride;
+    for (int64_t d = 0; d < D; ++d) o[d] += pj * r[d];
+  }
+}
+
+// acc[d, j] += x[d] * w[j] for d < D, j < n (leading dimension ld): the rank-1 update of a transposed
+// gradient.
+template <typename T>
+ENGINE_SIMD_CLONES void rank1_update(const T* x, const T* w, int64_t D, int64_t n, T* acc, int64_t ld) {
+  for (int64_t d = 0; d < D; ++d) {
+    const T xd = x[d];
+    T* a = acc + d * ld;
+    for (int64_t j = 0; j < n; ++j) a[j] += xd * w[j];
+  }
+}
+
+// Softmax weights of one row in place: s[j] -> exp(s[j] - max) for visible keys, 0 for masked ones. Returns
+// the row's log-sum-exp.
+template <typename T>
+T row_softmax_weights(T* s, int64_t n, const int32_t* seg_b, int64_t i) {
+  T m = -std::numeric_limits<T>::infinity();
+  for (int64_t j = 0; j < n; ++j)
+    if (!seg_b || seg_b[j] == seg_b[i]) m = std::max(m, s[j]);
+  T sum = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    if (seg_b && seg_b[j] != seg_b[i]) {
+      s[j] = T(0);
+      continue;
+    }
+    s[j] = std::exp(s[j] - m);
+    sum += s[j];
+  }
+  const T inv = T(1) / sum;
+  for (int64_t j = 0; j < n; ++j) s[j] *= inv;
+  return m + std::log(sum);
+}
+
 }  // namespace
 
 template <typename T>
 void attention_forward(ThreadPool& pool, const AttentionDims& d, const T* q, const T* k, const T* v,
                        const int32_t* segments, T scale, T* out, T* lse) {
-  const int64_t B = d.B, Tq = d.Tq, Hq = d.Hq, Hkv = d.Hkv, D = d.D, G = Hq / Hkv;
-  const int64_t rows = B * Hq * Tq;  // one task item = one (b, h, i) query row
-  const int64_t grain = std::max<int64_t>(1, 256 / std::max<int64_t>(1, Tq / 64 + 1));
+  const int64_t B = d.B, Tq = d.Tq, Tk = d.Tk, Hq = d.Hq, Hkv = d.Hkv, D = d.D, G = Hq / Hkv;
+  const int64_t rows = B * Hq * Tq;  // one item = one (b, h, i) query row, rows of one (b, h) adjacent
+  const int64_t grain = std::max<int64_t>(1, std::min<int64_t>(Tq, 64));
   pool.parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
-    std::vector<T> score(static_cast<size_t>(d.Tk));  // (Tk) scores, then probabilities, of one row
+    std::vector<T> kt(static_cast<size_t>(D * Tk));  // (D, Tk) keys of the current (b, kv head), transposed
+    std::vector<T> s(static_cast<size_t>(Tk));       // (Tk) scores, then weights, of one row
+    int64_t cached = -1;                             // b * Hkv + kv head held in kt
     for (int64_t r = r0; r < r1; ++r) {
-      const int64_t i = r % Tq, h = (r / Tq) % Hq, b = r / (Tq * Hq);
-      const int64_t hk = h / G;
-      const T* qi = q + ((b * Tq + i) * Hq + h) * D;     // (D)
-      const T* kb = k + b * d.kv_batch_stride + hk * D;  // row j at kb + j * Hkv * D
+      const int64_t i = r % Tq, h = (r / Tq) % Hq, b = r / (Tq * Hq), hk = h / G;
+      const T* kb = k + b * d.kv_batch_stride + hk * D;  // key row j at kb + j * Hkv * D
       const T* vb = v + b * d.kv_batch_stride + hk * D;
+      if (cached != b * Hkv + hk) {
+        transpose_head(kb, Hkv * D, Tk, D, kt.data(), Tk);
+        cached = b * Hkv + hk;
+      }
+      const int64_t n = d.q_offset + i + 1;  // causal: keys [0, n)
       const int32_t* seg_b = segments ? segments + b * Tq : nullptr;
-      const int64_t last = d.q_offset + i;  // causal: keys 0..last
-      T m = -std::numeric_limits<T>::infinity();
-      for (int64_t j = 0; j <= last; ++j) {
-        if (!visible(seg_b, i, j)) continue;
-        const T s = scale * dot(qi, kb + j * Hkv * D, D);
-        score[static_cast<size_t>(j)] = s;
-        m = std::max(m, s);
-      }
-      T sum = 0;
-      for (int64_t j = 0; j <= last; ++j) {
-        if (!visible(seg_b, i, j)) continue;
-        const T p = std::exp(score[static_cast<size_t>(j)] - m);
-        score[static_cast<size_t>(j)] = p;
-        sum += p;
-      }
-      T* o = out + ((b * Tq + i) * Hq + h) * D;  // (D)
-      std::fill(o, o + D, T(0));
-      const T inv = T(1) / sum;
-      for (int64_t j = 0; j <= last; ++j) {
-        if (!visible(seg_b, i, j)) continue;
-        axpy(score[static_cast<size_t>(j)] * inv, vb + j * Hkv * D, o, D);
-      }
-      if (lse) lse[(b * Hq + h) * Tq + i] = m + std::log(sum);
+      const int64_t row = (b * Tq + i) * Hq + h;
+      row_scores(q + row * D, kt.data(), Tk, D, n, scale, s.data());
+      const T l = row_softmax_weights(s.data(), n, seg_b, i);
+      row_weighted_sum(s.data(), vb, Hkv * D, n, D, out + row * D);
+      if (lse) lse[(b * Hq + h) * Tq + i] = l;
     }
   });
 }
@@ -64,17 +116,17 @@ void attention_backward(ThreadPool& pool, const AttentionDims& d, const T* q, co
                         T* grad_q, T* grad_k, T* grad_v) {
   const int64_t B = d.B, Tq = d.Tq, Tk = d.Tk, Hq = d.Hq, Hkv = d.Hkv, D = d.D, G = Hq / Hkv;
   pool.parallel_for(B * Hkv, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<T> p(static_cast<size_t>(Tk)), ds(static_cast<size_t>(Tk));  // (Tk) row buffers
+    // (D, Tk) transposed keys, values and their gradient accumulators for one (b, kv head); (Tk) row buffers
+    std::vector<T> kt(static_cast<size_t>(D * Tk)), vt(kt.size()), dkt(kt.size()), dvt(kt.size());
+    std::vector<T> p(static_cast<size_t>(Tk)), ds(static_cast<size_t>(Tk));
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t b = t / Hkv, hk = t % Hkv;
       const T* kb = k + b * d.kv_batch_stride + hk * D;  // row j at kb + j * Hkv * D
       const T* vb = v + b * d.kv_batch_stride + hk * D;
-      T* dkb = grad_k + b * Tk * Hkv * D + hk * D;  // dense (B, Tk, Hkv, D)
-      T* dvb = grad_v + b * Tk * Hkv * D + hk * D;
-      for (int64_t j = 0; j < Tk; ++j) {
-        std::fill(dkb + j * Hkv * D, dkb + j * Hkv * D + D, T(0));
-        std::fill(dvb + j * Hkv * D, dvb + j * Hkv * D + D, T(0));
-      }
+      transpose_head(kb, Hkv * D, Tk, D, kt.data(), Tk);
+      transpose_head(vb, Hkv * D, Tk, D, vt.data(), Tk);
+      std::fill(dkt.begin(), dkt.end(), T(0));
+      std::fill(dvt.begin(), dvt.end(), T(0));
       const int32_t* seg_b = segments ? segments + b * Tq : nullptr;
       for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
         for (int64_t i = 0; i < Tq; ++i) {
@@ -82,25 +134,32 @@ void attention_backward(ThreadPool& pool, const AttentionDims& d, const T* q, co
           const T* qi = q + row * D;
           const T* doi = grad_out + row * D;
           const T l = lse[(b * Hq + h) * Tq + i];
-          const T dl = dot(doi, out + row * D, D);
-          const int64_t last = d.q_offset + i;
-          for (int64_t j = 0; j <= last; ++j) {
-            if (!visible(seg_b, i, j)) continue;
-            const T pij = std::exp(scale * dot(qi, kb + j * Hkv * D, D) - l);
+          const T dl = dot(doi, out + row * D, D);  // Dl_i = dO_i . O_i
+          const int64_t n = d.q_offset + i + 1;
+          row_scores(qi, kt.data(), Tk, D, n, scale, p.data());   // s_ij
+          row_scores(doi, vt.data(), Tk, D, n, T(1), ds.data());  // dP_ij = dO_i . v_j
+          for (int64_t j = 0; j < n; ++j) {
+            if (seg_b && seg_b[j] != seg_b[i]) {
+              p[static_cast<size_t>(j)] = T(0);
+              ds[static_cast<size_t>(j)] = T(0);
+              continue;
+            }
+            const T pij = std::exp(p[static_cast<size_t>(j)] - l);
             p[static_cast<size_t>(j)] = pij;
-            ds[static_cast<size_t>(j)] = pij * (dot(doi, vb + j * Hkv * D, D) - dl);
+            ds[static_cast<size_t>(j)] = scale * pij * (ds[static_cast<size_t>(j)] - dl);  // scale * dS_ij
           }
-          T* dqi = grad_q + row * D;
-          std::fill(dqi, dqi + D, T(0));
-          for (int64_t j = 0; j <= last; ++j) {
-            if (!visible(seg_b, i, j)) continue;
-            const T dsj = scale * ds[static_cast<size_t>(j)];
-            axpy(dsj, kb + j * Hkv * D, dqi, D);
-            axpy(dsj, qi, dkb + j * Hkv * D, D);
-            axpy(p[static_cast<size_t>(j)], doi, dvb + j * Hkv * D, D);
-          }
+          row_weighted_sum(ds.data(), kb, Hkv * D, n, D, grad_q + row * D);  // dq_i = scale sum_j dS_ij k_j
+          rank1_update(qi, ds.data(), D, n, dkt.data(), Tk);                 // dk_j += scale dS_ij q_i
+          rank1_update(doi, p.data(), D, n, dvt.data(), Tk);                 // dv_j += P_ij dO_i
         }
       }
+      T* dkb = grad_k + b * Tk * Hkv * D + hk * D;  // dense (B, Tk, Hkv, D)
+      T* dvb = grad_v + b * Tk * Hkv * D + hk * D;
+      for (int64_t j = 0; j < Tk; ++j)
+        for (int64_t e = 0; e < D; ++e) {
+          dkb[j * Hkv * D + e] = dkt[static_cast<size_t>(e * Tk + j)];
+          dvb[j * Hkv * D + e] = dvt[static_cast<size_t>(e * Tk + j)];
+        }
     }
   });
 }

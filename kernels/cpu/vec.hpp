@@ -8,6 +8,15 @@
 
 #include <cstdint>
 
+// ENGINE_SIMD_CLONES on a row kernel: GCC compiles it for AVX-512, AVX2 and baseline x86-64 and picks one at
+// load time (ifunc), so the build stays portable while the hot loops use the machine's vector width. Loops
+// without reductions (and dot() below, whose lanes are explicit) give the same bits on every variant.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define ENGINE_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define ENGINE_SIMD_CLONES
+#endif
+
 namespace engine::cpu {
 
 template <typename T>
