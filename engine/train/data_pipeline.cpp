@@ -38,8 +38,7 @@ DataPipeline::DataPipeline(const recipe::Recipe& recipe, int32_t rank, int32_t w
     fail("data.train {} gave no training rows ({}); check data.format and data.max_seq_len", d.train.string(),
          train_.plan.summary());
   }
-  spdlog::info("data: {} samples{} -> {}", train_.samples.size(), train_.from_cache ? " (cached)" : "",
-               train_.plan.summary());
+  if (train_.from_cache) spdlog::info("data: tokenized samples read from the cache {}", train_.cache_file.string());
   if (!d.eval.empty()) {
     data::PrepareOptions eo = options_;
     eo.packing.packing = false;  // evaluation rows one sample each
