@@ -47,29 +47,47 @@ const std::vector<std::string>& block_linear_names() {
   return names;
 }
 
-// Per token and block, what the ops of a llama/qwen2 block keep for backward (elements):
-//   rms_norm x2          its input (C) and the normalised output the next linear keeps (C)
-//   q, k, v              their outputs (Hq*D + 2*Hkv*D), reshaped views share storage
-//   rope on q, k         the rotated outputs the attention keeps (Hq*D + Hkv*D)
-//   attention            its output (Hq*D) plus the softmax statistics (Hq)
-//   o_proj, residual     the output (C) and the residual sum (C)
-//   mlp                  gate, up, swiglu output (3*I), down's output (C), the residual sum (C)
-//   LoRA per target      x @ A^T (r) and the dropout mask / scaled copy (r)
+// Per token and block, what the autograd tape keeps for backward (elements), op by op as engine/runtime/ops
+// saves them (a tensor saved by two ops, or a view of another, counts once; outputs no op saves are freed at
+// once):
+//   rms_norm x2          its input (C) and its output, which the next linears save (C), + 1/rms (1)
+//   q, k, v              the rotated q and k (Hq*D + Hkv*D) and v (Hkv*D), saved by attention; the
+//                        projections' own outputs die after rope
+//   attention            its output (Hq*D, saved by o_proj too) and the log-sum-exp per head (Hq)
+//   mlp                  gate and up (saved by swiglu) and swiglu's output (saved by down_proj): 3*I
+//   LoRA per target      x A^T (r), saved by the B matmul
+// Outside the blocks: the final norm's input and output (2C), the loss's log-sum-exp, ids/labels/positions.
 int64_t activation_elements_per_token(const PlanInputs& in) {
   const PlanModelShape& m = in.model;
   const int64_t c = m.hidden_size;
   const int64_t q = int64_t(m.n_heads) * m.head_dim;
   const int64_t kv = int64_t(m.n_kv_heads) * m.head_dim;
   const int64_t i = m.intermediate_size;
-  int64_t e = 2 * c + 2 * c;         // two norms: input and output
-  e += q + 2 * kv;                   // projections
-  e += q + kv;                       // rope
-  e += q + m.n_heads;                // attention output and row statistics
-  e += 2 * c;                        // o_proj output, residual
-  e += 3 * i + 2 * c;                // mlp
+  int64_t e = 2 * (2 * c + 1);   // two norms
+  e += q + 2 * kv;               // roped q, k and v
+  e += q + m.n_heads;            // attention output and statistics
+  e += 3 * i;                    // mlp
   if (in.lora_rank > 0) {
     for (const auto& l : block_linears(m)) {
-      if (targeted(in, l.name)) e += 2 * in.lora_rank + l.out;  // A-projection, scaled, and the sum's output
+      if (targeted(in, l.name)) e += in.lora_rank;
+    }
+  }
+  return e;
+}
+
+// Per token, every output of one block's ops (elements). Activation checkpointing replays a block before its
+// backward and holds all of them until the replay is done (engine/runtime/autograd.cpp, Tape::replay):
+//   norms 2C, q/k/v projections q + 2kv, rope q + kv, attention q, o_proj and residual 2C, mlp gate/up/swiglu
+//   3I, down and residual 2C; LoRA per target: x A^T (r), its B product, the scaled copy and the sum (3 out)
+int64_t block_output_elements_per_token(const PlanInputs& in) {
+  const PlanModelShape& m = in.model;
+  const int64_t c = m.hidden_size;
+  const int64_t q = int64_t(m.n_heads) * m.head_dim;
+  const int64_t kv = int64_t(m.n_kv_heads) * m.head_dim;
+  int64_t e = 2 * c + (q + 2 * kv) + (q + kv) + q + 2 * c + 3 * m.intermediate_size + 2 * c;
+  if (in.lora_rank > 0) {
+    for (const auto& l : block_linears(m)) {
+      if (targeted(in, l.name)) e += in.lora_rank + 3 * l.out;
     }
   }
   return e;
@@ -130,22 +148,22 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
   int64_t act_elems = 0;
   std::string act_detail;
   if (in.activation_checkpointing) {
-    act_elems = int64_t(m.n_layers) * m.hidden_size * tokens + per_block;
-    act_detail = fmt::format("checkpointed: block inputs of {} blocks + one block recomputed, {} tokens", m.n_layers, tokens);
+    // each block keeps its input; in backward one block at a time is replayed, holding all its outputs
+    act_elems = int64_t(m.n_layers) * m.hidden_size * tokens + block_output_elements_per_token(in) * tokens;
+    act_detail = fmt::format("checkpointed: block inputs of {} blocks + one block replayed, {} tokens", m.n_layers, tokens);
   } else {
     act_elems = int64_t(m.n_layers) * per_block;
     act_detail = fmt::format("{} elements/token/block x {} tokens x {} blocks", activation_elements_per_token(in), tokens, m.n_layers);
   }
-  act_elems += 2 * m.hidden_size * tokens;  // embedding output and the final norm's output
+  act_elems += (2 * m.hidden_size + 1) * tokens;  // final norm input and output, the loss's log-sum-exp
   plan.components.push_back({"activations", act_elems * abytes, act_detail});
+  plan.components.push_back({"inputs", 3 * tokens * 4, "ids, labels, positions (int32)"});
 
-  const int64_t rows = std::min<int64_t>(in.loss_chunk_rows, tokens);
-  plan.components.push_back({"loss", 2 * rows * m.vocab_size * 4,
-                             fmt::format("{} rows x {} vocabulary, logits and their gradient", rows, m.vocab_size)});
-  // Transient backward buffers: the gradient of the largest activation flowing back through a block.
-  const int64_t transient = 4 * tokens * std::max(m.hidden_size, m.intermediate_size) * abytes;
+  // Backward: the gradients alive at once at the top of a block (the mlp's: down's input gradient (I) and
+  // the residual stream's (2C)), in the compute dtype; the fused loss never holds a full (N, V) logit matrix.
+  const int64_t transient = tokens * (m.intermediate_size + 2 * m.hidden_size) * abytes;
   const int64_t ws = in.cuda ? (int64_t(32) << 20) + transient : transient;
-  plan.components.push_back({"workspace", ws, in.cuda ? "cuBLASLt workspace + backward buffers" : "backward buffers"});
+  plan.components.push_back({"workspace", ws, in.cuda ? "cuBLASLt workspace + backward gradients" : "backward gradients"});
 
   for (const auto& c : plan.components) plan.total_bytes += c.bytes;
   return plan;

@@ -11,10 +11,11 @@
 //   gradients       fp32, one per trainable element
 //   optimizer       trainable elements * the optimizer's state_bytes_per_element
 //   activations     what the autograd tape keeps for backward: per token and block, the tensors each op saves
-//                   (see activation_elements_per_token), times B*T and the number of blocks kept; with
-//                   activation checkpointing only each block's input is kept, plus one block recomputed
-//   loss            the fused linear+cross-entropy's chunk of logits and its gradient
-//   workspace       backend scratch (cuBLASLt workspace on CUDA, thread-local GEMM buffers on the CPU)
+//                   (see activation_elements_per_token), times B*T and the number of blocks; with
+//                   activation checkpointing each block's input, plus every output of the one block being
+//                   replayed (block_output_elements_per_token)
+//   inputs          ids, labels and positions of a micro-batch
+//   workspace       gradients alive at once in backward (+ the cuBLASLt workspace on CUDA)
 #pragma once
 
 #include <cstdint>
@@ -53,7 +54,6 @@ struct PlanInputs {
   int64_t micro_batch_size = 1;
   int64_t seq_len = 512;
   bool activation_checkpointing = false;
-  int64_t loss_chunk_rows = 1024;      // rows of logits the fused loss materialises at once
   bool cuda = false;
   int64_t device_memory = 0;           // bytes; 0 = unknown
 };
@@ -78,6 +78,9 @@ const std::vector<std::string>& block_linear_names();
 
 // Elements the autograd tape keeps per token for one block without checkpointing (see the .cpp).
 int64_t activation_elements_per_token(const PlanInputs& in);
+
+// Elements of every output of one block's ops per token (what a checkpoint replay holds at once).
+int64_t block_output_elements_per_token(const PlanInputs& in);
 
 MemoryPlan make_memory_plan(const PlanInputs& in);
 

@@ -24,10 +24,10 @@ inline std::unique_ptr<plugins::PluginRegistry> registry() {
   return r;
 }
 
-inline recipe::Recipe load(const plugins::PluginRegistry& reg, const std::string& recipe_rel,
-                           const std::vector<std::string>& sets = {}) {
+inline recipe::Recipe load_path(const plugins::PluginRegistry& reg, const std::string& path,
+                                const std::vector<std::string>& sets = {}) {
   try {
-    return recipe::load_recipe(test_data(recipe_rel), sets, reg);
+    return recipe::load_recipe(path, sets, reg);
   } catch (const recipe::RecipeError& e) {
     std::string all;
     for (const auto& d : e.diagnostics()) all += d.str() + "\n";
@@ -35,5 +35,12 @@ inline recipe::Recipe load(const plugins::PluginRegistry& reg, const std::string
     throw;
   }
 }
+
+inline recipe::Recipe load(const plugins::PluginRegistry& reg, const std::string& recipe_rel,
+                           const std::vector<std::string>& sets = {}) {
+  return load_path(reg, test_data(recipe_rel), sets);
+}
+
+inline std::string source_file(const std::string& rel) { return std::string(std::getenv("ENGINE_SOURCE_DIR")) + "/" + rel; }
 
 }  // namespace engine::train::testing
