@@ -202,9 +202,9 @@ std::string format_summary(const session::TrainingSession& session, const TrainR
     s += fmt::format("{} saved in {}\n", full ? "model" : "adapter", res.last_checkpoint.string());
     s += fmt::format("metrics in {}\n", (r.train.output_dir / "metrics.jsonl").string());
     if (full) {
-      s += fmt::format("try it: engine generate --model {} --prompt \"What color is a banana?\"\n", res.last_checkpoint.string());
+      s += fmt::format("try it: engine generate --model {} --chat --prompt \"What color is a banana?\"\n", res.last_checkpoint.string());
     } else {
-      s += fmt::format("try it: engine generate --model {} --adapter {} --prompt \"What color is a banana?\"\n",
+      s += fmt::format("try it: engine generate --model {} --adapter {} --chat --prompt \"What color is a banana?\"\n",
                        r.model.path.string(), res.last_checkpoint.string());
     }
   }

@@ -73,3 +73,30 @@ TEST(Resume, KillNineThenResumeIsBitwiseIdentical) {
 
 }  // namespace
 }  // namespace engine::e2e
+
+namespace engine::e2e {
+namespace {
+
+// Full fine-tuning resumes exactly too: fp32 weights in model.safetensors, optimizer state, data cursor.
+TEST(Resume, FullFineTuningFromACheckpointDirectoryIsBitwiseIdentical) {
+  const fs::path dir = fresh_dir("resume_full");
+  auto args = [&](const fs::path& out) {
+    return std::vector<std::string>{"run", (source_dir() / "recipes/tiny_full.toml").string(), "--set",
+                                    "model.path=" + (dir / "model").string(), "--set", "train.output_dir=" + out.string(),
+                                    "--set", "train.max_steps=12", "--set", "checkpoint.save_every=4", "--set",
+                                    "checkpoint.keep_last=0", "--set", "train.eval_every=0", "--set", "log.every=1"};
+  };
+  ASSERT_EQ(run_engine(args(dir / "a"), dir / "a.log"), 0) << read_file(dir / "a.log");
+  auto resumed = args(dir / "b");
+  resumed.push_back("--resume");
+  resumed.push_back((dir / "a/checkpoint-4").string());
+  ASSERT_EQ(run_engine(resumed, dir / "b.log"), 0) << read_file(dir / "b.log");
+  EXPECT_TRUE(same_bytes(dir / "a/checkpoint-12/model.safetensors", dir / "b/checkpoint-12/model.safetensors"));
+  EXPECT_TRUE(same_bytes(dir / "a/checkpoint-12/optimizer.safetensors", dir / "b/checkpoint-12/optimizer.safetensors"));
+  EXPECT_FALSE(same_bytes(dir / "a/checkpoint-4/model.safetensors", dir / "a/checkpoint-12/model.safetensors"));
+  auto la = train_lines(dir / "a"), lb = train_lines(dir / "b");
+  for (int64_t s = 5; s <= 12; ++s) EXPECT_EQ(la[s]["loss"].get<double>(), lb[s]["loss"].get<double>()) << s;
+}
+
+}  // namespace
+}  // namespace engine::e2e
