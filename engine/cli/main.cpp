@@ -1,5 +1,6 @@
 // engine: the command-line entry. Global options (--version, --help, --log-level LEVEL) then a subcommand
 // from command_table.cpp. Exit codes: 0 ok, 1 runtime failure, 2 usage or validation errors.
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <iostream>
@@ -27,6 +28,8 @@ void print_help() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Logs go to stderr so that stdout carries only a command's output (`engine plugins --json`).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("engine"));
   spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
   spdlog::set_level(spdlog::level::info);
   std::vector<std::string> args(argv + 1, argv + argc);

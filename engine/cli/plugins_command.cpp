@@ -108,8 +108,12 @@ int plugins_command(const std::vector<std::string>& args) {
                   r->description.c_str());
     }
   }
-  for (const plugins::LoadProblem& p : registry->problems()) {
-    std::cerr << "refused " << p.path.string() << ": " << p.message << "\n";
+  // Refused files are logged as warnings (stderr) while loading; the text listing repeats them.
+  if (!as_json && !registry->problems().empty()) {
+    std::cout << "\nrefused:\n";
+    for (const plugins::LoadProblem& p : registry->problems()) {
+      std::cout << "  " << p.path.string() << "\n    " << p.message << "\n";
+    }
   }
   return kExitOk;
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "engine/plugins/plugin_kind.hpp"
 #include "engine/plugins/spelling.hpp"
@@ -524,6 +525,33 @@ void RecipeReader::check_paths(const Recipe& r) {
   }
 }
 
+// Orders diagnostics as a reader meets them: by file, then line, then column; --set arguments last, in order.
+void sort_diagnostics(std::vector<Diagnostic>& ds) {
+  struct Key {
+    bool from_cli;
+    std::string file;
+    long line, column;
+  };
+  auto key = [](const Diagnostic& d) {
+    const std::string& loc = d.location;
+    if (loc.rfind("--set ", 0) == 0) return Key{true, "", 0, 0};
+    size_t c2 = loc.rfind(':');
+    size_t c1 = c2 == std::string::npos || c2 == 0 ? std::string::npos : loc.rfind(':', c2 - 1);
+    auto digits = [](const std::string& s) {
+      return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+    };
+    if (c1 != std::string::npos && digits(loc.substr(c1 + 1, c2 - c1 - 1)) && digits(loc.substr(c2 + 1))) {
+      return Key{false, loc.substr(0, c1), std::stol(loc.substr(c1 + 1, c2 - c1 - 1)),
+                 std::stol(loc.substr(c2 + 1))};
+    }
+    return Key{false, loc, 0, 0};
+  };
+  std::stable_sort(ds.begin(), ds.end(), [&](const Diagnostic& a, const Diagnostic& b) {
+    Key x = key(a), y = key(b);
+    return std::tie(x.from_cli, x.file, x.line, x.column) < std::tie(y.from_cli, y.file, y.line, y.column);
+  });
+}
+
 Recipe RecipeReader::load(const fs::path& path, const std::vector<std::string>& sets) {
   root_ = path;
   std::vector<fs::path> stack;
@@ -538,6 +566,7 @@ Recipe RecipeReader::load(const fs::path& path, const std::vector<std::string>& 
   build(r);
   check_combination(r);
   check_paths(r);
+  sort_diagnostics(diags_);
   if (!diags_.empty()) throw RecipeError(diags_);
   return r;
 }

@@ -2,7 +2,9 @@
 // exception edge, tensor reference counting, NoGrad, and optional table entries.
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "engine/cpp/sdk.hpp"
@@ -234,6 +236,145 @@ TEST(SdkWrappers, NoGradScopesAContextCopy) {
   EXPECT_EQ(T(z.get())->refs, 2);
   EXPECT_TRUE(host.state_try_get(nullptr, "absent").get() == nullptr);
   EXPECT_THROW(host.state_get(nullptr, "absent"), engine::sdk::Error);
+}
+
+// ---- the other kinds' adapters, driven through their tables without a negotiate symbol ----
+class Doubler : public engine::sdk::Model {
+ public:
+  Doubler(Host&, const std::string& config, const std::string&)
+      : arch_(engine::sdk::Json::parse(config)["arch"].as_string()) {}
+  eng_model_info info() override {
+    eng_model_info i{};
+    i.n_layers = 3;
+    i.architecture = arch_.c_str();
+    return i;
+  }
+  void declare_params(Host&) override {}
+  Tensor forward(Host& host, const engine::sdk::Batch& b) override {
+    if (b.segment_ids) throw engine::sdk::Error("packing is not supported", ENG_ERR_UNSUPPORTED);
+    return host.scale(b.input_ids, 2.0);
+  }
+
+ private:
+  std::string arch_;
+};
+
+TEST(SdkWrappers, ModelForwardHandsOneReferenceAndBorrowsTheBatch) {
+  using Adapter = engine::sdk::detail::ModelAdapter<Doubler>;
+  const eng_model_vtable t = Adapter::vtable();
+  EXPECT_EQ(t.preset_config, nullptr);  // Doubler has no static preset_config
+  eng_ctx ctx = make_ctx();
+  void* self = nullptr;
+  ASSERT_EQ(t.create(mock_host(), &ctx, R"({"arch": "Doubler"})", "{}", &self), ENG_OK);
+  eng_model_info info{};
+  info.struct_size = offsetof(eng_model_info, architecture);  // an older reader: architecture not written
+  ASSERT_EQ(t.info(self, &info), ENG_OK);
+  EXPECT_EQ(info.n_layers, 3);
+  EXPECT_EQ(info.architecture, nullptr);
+
+  eng_tensor ids = make(21.0);
+  eng_batch batch{};
+  batch.struct_size = sizeof(batch);
+  batch.input_ids = ids;
+  eng_tensor hidden = nullptr;
+  ASSERT_EQ(t.forward(self, &ctx, &batch, &hidden), ENG_OK);
+  EXPECT_EQ(T(hidden)->value, 42.0);
+  EXPECT_EQ(T(hidden)->refs, 1);  // the caller's one reference
+  EXPECT_EQ(T(ids)->refs, 1);     // borrowed, given back
+  batch.segment_ids = ids;
+  eng_tensor placeholder = make(0.0);
+  eng_tensor failed = placeholder;
+  EXPECT_EQ(t.forward(self, &ctx, &batch, &failed), ENG_ERR_UNSUPPORTED);
+  EXPECT_EQ(failed, nullptr);  // a failing entry leaves no handle behind
+  mock_host()->tensor_release(placeholder);
+  EXPECT_EQ(g.error, "packing is not supported");
+  mock_host()->tensor_release(ids);
+  mock_host()->tensor_release(hidden);
+  EXPECT_EQ(g.live, 0);
+  t.destroy(self);
+}
+
+int g_states_alive = 0;
+struct Scaled : engine::sdk::Quantizer::State {
+  Scaled() { ++g_states_alive; }
+  ~Scaled() override { --g_states_alive; }
+  double factor = 0;
+};
+
+class Halver : public engine::sdk::Quantizer {
+ public:
+  Halver(Host&, const std::string&) {}
+  bool takes(const engine::sdk::ParamInfo& p) override { return p.role == ENG_ROLE_LINEAR; }
+  std::unique_ptr<State> quantize(Host&, Param, const Tensor& value) override {
+    auto s = std::make_unique<Scaled>();
+    s->factor = T(value.get())->value / 2;
+    return s;
+  }
+  Tensor linear(Host& host, State& s, const Tensor& x) override {
+    return host.scale(x, static_cast<Scaled&>(s).factor);
+  }
+  Tensor dequantize(Host& host, State& s, eng_dtype) override {
+    return host.adopt(make(static_cast<Scaled&>(s).factor));
+  }
+  double bytes_per_element() override { return 0.5; }
+};
+
+TEST(SdkWrappers, QuantizerStatesGoToTheEngineAndComeBackToFreeState) {
+  const eng_quantizer_vtable t = engine::sdk::detail::QuantizerAdapter<Halver>::vtable();
+  EXPECT_EQ(t.save_state, nullptr);
+  EXPECT_EQ(t.load_state, nullptr);
+  eng_ctx ctx = make_ctx();
+  void* self = nullptr;
+  ASSERT_EQ(t.create(mock_host(), &ctx, "{}", &self), ENG_OK);
+  eng_param_info linear{};
+  linear.struct_size = sizeof(linear);
+  linear.role = ENG_ROLE_LINEAR;
+  EXPECT_EQ(t.takes(self, &linear), 1);
+  eng_tensor w = make(8.0);
+  void* state = nullptr;
+  ASSERT_EQ(t.quantize(self, &ctx, nullptr, w, &state), ENG_OK);
+  EXPECT_EQ(g_states_alive, 1);
+  eng_tensor x = make(3.0), y = nullptr;
+  ASSERT_EQ(t.linear(self, &ctx, state, x, &y), ENG_OK);
+  EXPECT_EQ(T(y)->value, 12.0);
+  t.free_state(self, state);
+  EXPECT_EQ(g_states_alive, 0);
+  EXPECT_EQ(t.bytes_per_element(self), 0.5);
+  for (eng_tensor e : {w, x, y}) mock_host()->tensor_release(e);
+  EXPECT_EQ(g.live, 0);
+  t.destroy(self);
+}
+
+class NoMerge : public engine::sdk::Peft {
+ public:
+  NoMerge(Host&, const std::string&) {}
+  void attach(Host&) override {}
+  Tensor linear(Host&, void*, const Tensor&, const Tensor& base) override { return base; }
+  void save(Host&, const std::string&, const std::string&) override {}
+  void load(Host&, const std::string& dir) override {
+    throw engine::sdk::Error("no adapter in " + dir, ENG_ERR_IO);
+  }
+};
+
+TEST(SdkWrappers, PeftDefaultsAndErrors) {
+  const eng_peft_vtable t = engine::sdk::detail::PeftAdapter<NoMerge>::vtable();
+  eng_ctx ctx = make_ctx();
+  void* self = nullptr;
+  ASSERT_EQ(t.create(mock_host(), &ctx, "{}", &self), ENG_OK);
+  eng_tensor w = make(1.0), out = nullptr;
+  EXPECT_EQ(t.merge(self, &ctx, nullptr, w, &out), ENG_ERR_UNSUPPORTED);
+  EXPECT_EQ(out, nullptr);
+  EXPECT_NE(g.error.find("cannot merge"), std::string::npos);
+  EXPECT_EQ(t.load(self, &ctx, "/tmp/x"), ENG_ERR_IO);
+  EXPECT_EQ(g.error, "no adapter in /tmp/x");
+  // linear returning its input hands the engine its own (retained) reference.
+  ASSERT_EQ(t.linear(self, &ctx, nullptr, w, w, &out), ENG_OK);
+  EXPECT_EQ(out, w);
+  EXPECT_EQ(T(w)->refs, 2);
+  mock_host()->tensor_release(out);
+  mock_host()->tensor_release(w);
+  EXPECT_EQ(g.live, 0);
+  t.destroy(self);
 }
 
 TEST(SdkWrappers, JsonReadsOptions) {

@@ -34,7 +34,9 @@ if "$engine" validate "$src/tests/data/e2e/sgd_momentum.toml" --set optimizer.mo
 fi
 grep -q "did you mean 'momentum'" "$tmp/out"
 # The installed engine finds nothing in the current directory and the example only through the path.
-(cd "$tmp/example/plugins" && ENGINE_PLUGIN_PATH= "$tmp/prefix/bin/engine" plugins --json | grep -vq sgd_momentum)
+installed=$(cd "$tmp/example/plugins" && ENGINE_PLUGIN_PATH= "$tmp/prefix/bin/engine" plugins --json)
+[[ "$installed" == "[]" || "$installed" != *sgd_momentum* ]] || { echo "found in the current directory"; exit 1; }
+"$tmp/prefix/bin/engine" --version | grep -q "plugin ABI"
 
 after=$(sha256sum "$engine" | cut -d' ' -f1)
 [[ "$before" == "$after" ]] || { echo "the engine binary changed"; exit 1; }

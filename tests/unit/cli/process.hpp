@@ -1,4 +1,5 @@
-// Runs a shell command and captures its stdout+stderr and exit code (tests of the `engine` executable).
+// Runs a shell command and captures its output (stdout+stderr, or stdout only) and exit code (tests of the
+// `engine` executable).
 #pragma once
 
 #include <sys/wait.h>
@@ -14,9 +15,9 @@ struct ProcessResult {
   std::string output;
 };
 
-inline ProcessResult run_process(const std::string& command) {
+inline ProcessResult run_process(const std::string& command, bool with_stderr = true) {
   ProcessResult r;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  FILE* pipe = ::popen((command + (with_stderr ? " 2>&1" : " 2>/dev/null")).c_str(), "r");
   if (pipe == nullptr) return r;
   std::array<char, 4096> buf{};
   size_t n = 0;

@@ -44,7 +44,7 @@ TEST(PluginRegistry, LoadsEveryTestPluginWithKindVersionAndAbi) {
   EXPECT_EQ(r.find(ENG_KIND_PEFT, "fake_sgd"), nullptr);
 }
 
-TEST(PluginRegistry, OptionalParallelHooksAreNullWhenNotOverridden) {
+TEST(PluginRegistry, OptionalEntriesAreNullWhenNotOverridden) {
   PluginRegistry r;
   r.load_search_path({test_plugin_dir("good")});
   const PluginRecord* ddp = r.find(ENG_KIND_PARALLEL, "fake_ddp");
@@ -54,6 +54,16 @@ TEST(PluginRegistry, OptionalParallelHooksAreNullWhenNotOverridden) {
   EXPECT_NE(t->before_step, nullptr);  // overridden by the test strategy
   EXPECT_EQ(t->before_block, nullptr);
   EXPECT_EQ(t->grad_ready, nullptr);
+  // A quantizer without save_state/load_state overrides leaves both entries NULL.
+  const auto* q = r.find(ENG_KIND_QUANTIZER, "fake_nf4")->table<eng_quantizer_vtable>();
+  EXPECT_EQ(q->save_state, nullptr);
+  EXPECT_EQ(q->load_state, nullptr);
+  EXPECT_NE(q->quantize, nullptr);
+  // A model class with a static preset_config fills the optional entry.
+  const auto* m = r.find(ENG_KIND_MODEL, "fake_model")->table<eng_model_vtable>();
+  ASSERT_NE(m->preset_config, nullptr);
+  EXPECT_NE(std::string(m->preset_config("tiny")).find("\"hidden_size\": 8"), std::string::npos);
+  EXPECT_EQ(m->preset_config("huge"), nullptr);
 }
 
 TEST(PluginRegistry, RefusesAbiMajorTwoNamingFileBothVersionsAndFix) {
@@ -143,6 +153,13 @@ TEST(PluginRegistry, RequireExplainsWrongKindAndUnknownNames) {
   std::string why = r.why_missing(ENG_KIND_OPTIMIZER, "fake_sdg");
   EXPECT_TRUE(contains(why, "did you mean 'fake_sgd'")) << why;
   EXPECT_TRUE(contains(why, "fake_cuda_sgd, fake_sgd, fake_sharded_sgd")) << why;
+}
+
+TEST(PluginRegistry, ASearchPathEntryMayNameOneFile) {
+  PluginRegistry r;
+  r.load_search_path({test_plugin_dir("good") / "libfake_sgd.so"});
+  ASSERT_EQ(r.list().size(), 1u);
+  EXPECT_EQ(r.list()[0]->name, "fake_sgd");
 }
 
 TEST(PluginRegistry, MissingFoldersAreSkippedQuietly) {

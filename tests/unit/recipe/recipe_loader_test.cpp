@@ -97,6 +97,10 @@ TEST_F(RecipeLoader, ReportsEveryErrorNotJustTheFirst) {
   EXPECT_TRUE(any(ds, "unknown key 'knid' in [scheduler]; did you mean 'kind'?")) << all(ds);
   EXPECT_TRUE(any(ds, "unknown section [dta]; did you mean 'data'?")) << all(ds);
   EXPECT_EQ(ds.size(), 5u) << all(ds);
+  // In the order a reader meets them.
+  ASSERT_FALSE(ds.empty());
+  EXPECT_NE(ds.front().location.find("many_errors.toml:5:1"), std::string::npos) << all(ds);
+  EXPECT_NE(ds.back().location.find("many_errors.toml:14:"), std::string::npos) << all(ds);
 }
 
 TEST_F(RecipeLoader, PluginOptionsAreCheckedAgainstThePluginSchema) {
