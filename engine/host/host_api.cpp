@@ -304,22 +304,25 @@ eng_status op_fill_(const eng_ctx* ctx, eng_tensor dst, double value) {
 
 void h_log(const eng_ctx*, eng_log_level level, const char* message) {
   const char* m = message != nullptr ? message : "";
-  switch (level) {
-    case ENG_LOG_TRACE:
-      spdlog::trace("{}", m);
-      break;
-    case ENG_LOG_DEBUG:
-      spdlog::debug("{}", m);
-      break;
-    case ENG_LOG_INFO:
-      spdlog::info("{}", m);
-      break;
-    case ENG_LOG_WARN:
-      spdlog::warn("{}", m);
-      break;
-    default:
-      spdlog::error("{}", m);
-      break;
+  try {
+    switch (level) {
+      case ENG_LOG_TRACE:
+        spdlog::trace("{}", m);
+        break;
+      case ENG_LOG_DEBUG:
+        spdlog::debug("{}", m);
+        break;
+      case ENG_LOG_INFO:
+        spdlog::info("{}", m);
+        break;
+      case ENG_LOG_WARN:
+        spdlog::warn("{}", m);
+        break;
+      default:
+        spdlog::error("{}", m);
+        break;
+    }
+  } catch (...) {  // a failing log sink must not take the plugin down
   }
 }
 
@@ -476,6 +479,8 @@ int64_t h_param_count(const eng_ctx* ctx) {
   return s != nullptr ? static_cast<int64_t>(s->params().size()) : 0;
 }
 
+// Lookups without a status: failures return NULL (and leave a message where there is a context).
+
 eng_param h_param_at(const eng_ctx* ctx, int64_t index) {
   HostSession* s = session_or_null(ctx);
   if (s == nullptr || index < 0 || index >= static_cast<int64_t>(s->params().size())) return nullptr;
@@ -483,17 +488,21 @@ eng_param h_param_at(const eng_ctx* ctx, int64_t index) {
 }
 
 eng_param h_param_find(const eng_ctx* ctx, const char* name) {
-  HostSession* s = session_or_null(ctx);
-  if (s == nullptr || name == nullptr) return nullptr;
-  rt::Param* p = s->params().find(name);
-  return p != nullptr ? param_handle(*p) : nullptr;
+  eng_param found = nullptr;
+  guarded(ctx, "param_find", [&] {
+    HostSession& s = session_of(ctx);
+    if (name == nullptr) fail("the name is NULL");
+    rt::Param* p = s.params().find(name);
+    if (p != nullptr) found = param_handle(*p);
+  });
+  return found;
 }
 
 eng_status h_param_info(eng_param p, eng_param_info* out) {
   if (p == nullptr || out == nullptr) return ENG_ERR_INVALID_ARGUMENT;
   const uint32_t size = out->struct_size;
   if (size < sizeof(uint32_t)) return ENG_ERR_INVALID_ARGUMENT;
-  eng_param_info info = param_info(param_of(p));
+  eng_param_info info = param_info(param_of(p));  // no allocation: cannot throw
   std::memcpy(out, &info, std::min<size_t>(size, sizeof info));
   out->struct_size = static_cast<uint32_t>(std::min<size_t>(size, sizeof info));
   return ENG_OK;

@@ -54,9 +54,16 @@ void HostSession::block_begin(int block) {
     declaration_block_ = block;
     return;
   }
+  tape_.block_begin(block);  // validates the nesting first
   // The parallel strategy's forward hook (gather the block's parameters) runs before the block's ops.
-  if (hooks_ != nullptr) hooks_->before_block(block, rt::BlockPhase::Forward);
-  tape_.block_begin(block);
+  if (hooks_ != nullptr) {
+    try {
+      hooks_->before_block(block, rt::BlockPhase::Forward);
+    } catch (...) {
+      tape_.block_end(block);
+      throw;
+    }
+  }
 }
 
 void HostSession::block_end(int block) {

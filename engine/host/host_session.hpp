@@ -3,17 +3,25 @@
 // registered custom ops, device allocations, and the run's quantizer, PEFT method, block hooks (the parallel
 // strategy) and communicator, which the session layer plugs in.
 //
-// Wiring a run (engine/session does this; tests do the same by hand):
-//   HostSession hs(device, seed);                       // LocalCommunicator until a real one is set
-//   const eng_host_api* host = host_api();              // handed to every plugin at negotiate/create
+// Wiring a run (engine/session does this; tests/unit/host/*_test.cpp do the same by hand):
+//   HostSession hs(device, seed, rank, world, local_rank);  // LocalCommunicator until set_communicator()
+//   const eng_host_api* host = host_api();               // handed to every plugin at negotiate/create
 //   eng_ctx ctx = hs.context();
-//   hs.set_declaring(true);  model->declare_params(self, &ctx);  hs.set_declaring(false);
-//   PluginPeft peft(hs, host, peft_vtable, options);   peft.attach();   hs.set_peft(&peft);
-//   PluginQuantizer q(hs, host, quant_vtable, options); hs.params().assign_quantizer(q);
-//   hs.set_quantizer(&q); hs.params().load(names, reader);  hs.params().materialize_all();
-//   hs.tape().set_checkpointing(recipe.train.activation_checkpointing);
-//   forward: model->forward(...) -> hidden; ops->linear_cross_entropy(...) -> loss; hs.tape().backward(loss)
-//   optimizer plugins step through host->param_value/param_grad; hs.params().zero_grads() between steps.
+//   model:     vt->create(host, &ctx, config_json, options, &m);
+//              hs.set_declaring(true); vt->declare_params(m, &ctx); hs.set_declaring(false);
+//   PEFT:      PluginPeft peft(hs, host, peft_vt, "lora", options); peft.attach(); hs.set_peft(&peft);
+//   quantizer: PluginQuantizer q(hs, host, quant_vt, "nf4", options);
+//              hs.params().assign_quantizer(q); hs.set_quantizer(&q);
+//   parallel:  PluginParallel par(hs, host, par_vt, "ddp", options); par.setup();  // installs the block
+//   hooks weights:   hs.params().load(names, reader); hs.params().materialize_all(); optimizer: for each
+//   trainable root parameter p: opt_vt->add_param(self, &ctx, param_handle(p), &group);
+//   hs.tape().set_checkpointing(recipe train.activation_checkpointing);
+//   step:      per micro-batch: vt->forward(m, &ctx, &batch, &hidden); ops->linear_cross_entropy(...) ->
+//   loss;
+//              hs.tape().backward(tensor_of(loss, "loss"));   // grads accumulate in the parameter store
+//              then par.before_step(); opt_vt->step(...); par.after_step(); hs.params().zero_grads();
+//   evaluation/generation: hs.context(false) (nothing is recorded); KV caches cross as
+//   kv_cache_handle(cache).
 // The Plugin* wrappers (plugin_weights.hpp, plugin_parallel.hpp) unplug themselves from the session when
 // destroyed (PluginQuantizer frees its states first), so they may be created after the session. Other
 // implementations of the interfaces must be unplugged (set_*(nullptr)) before they die; a quantizer used by

@@ -90,7 +90,7 @@ bool Tape::requires_grad(const Tensor& t) {
   return t.defined() && t.impl()->autograd && t.impl()->autograd->requires_grad;
 }
 
-Tensor Tape::leaf(const Tensor& value, std::shared_ptr<GradSink> sink) {
+Tensor Tape::leaf(const Tensor& value, std::shared_ptr<GradSink> sink, std::function<Tensor()> rebind) {
   if (!value.defined()) fail("autograd: cannot make a leaf of an undefined tensor");
   if (!sink) fail("autograd: a leaf needs a gradient sink");
   auto impl = std::make_shared<TensorImpl>(*value.impl());
@@ -98,6 +98,7 @@ Tensor Tape::leaf(const Tensor& value, std::shared_ptr<GradSink> sink) {
   impl->autograd->value_id = next_id();
   impl->autograd->requires_grad = true;
   impl->autograd->sink = std::move(sink);
+  impl->autograd->rebind = std::move(rebind);
   return Tensor(std::move(impl));
 }
 
@@ -117,7 +118,10 @@ std::vector<Tensor> Tape::apply(std::unique_ptr<Node> node, const std::vector<Te
   e.input_ids.resize(n, 0);
   e.input_needs_grad.resize(n, false);
   e.input_sinks.resize(n);
-  if (checkpointed) e.kept_inputs.resize(n);
+  if (checkpointed) {
+    e.kept_inputs.resize(n);
+    e.rebinds.resize(n);
+  }
   for (size_t i = 0; i < n; ++i) {
     const Tensor& t = inputs[i];
     const AutogradMeta* meta = t.defined() ? t.impl()->autograd.get() : nullptr;
@@ -127,7 +131,13 @@ std::vector<Tensor> Tape::apply(std::unique_ptr<Node> node, const std::vector<Te
       e.input_sinks[i] = meta->sink;
     }
     const bool internal = meta != nullptr && produced_in_block_.count(meta->value_id) != 0;
-    if (checkpointed && !internal) e.kept_inputs[i] = t;  // block-external: keep a reference for the replay
+    if (checkpointed &&
+        !internal) {  // block-external: keep a reference (or a way to re-resolve) for the replay
+      if (meta != nullptr && meta->rebind)
+        e.rebinds[i] = meta->rebind;
+      else
+        e.kept_inputs[i] = t;
+    }
   }
   for (Tensor& out : outputs) {
     if (!out.defined()) {
@@ -191,7 +201,9 @@ void Tape::replay(const Segment& seg) {
     Entry& e = entries_[k];
     std::vector<Tensor> inputs(e.input_ids.size());
     for (size_t i = 0; i < inputs.size(); ++i) {
-      if (e.kept_inputs[i].defined() || e.input_ids[i] == 0) {
+      if (e.rebinds[i]) {
+        inputs[i] = e.rebinds[i]();
+      } else if (e.kept_inputs[i].defined() || e.input_ids[i] == 0) {
         inputs[i] = e.kept_inputs[i];
       } else {
         auto it = values.find(e.input_ids[i]);
@@ -212,6 +224,7 @@ void Tape::replay(const Segment& seg) {
     for (size_t j = 0; j < outs.size(); ++j)
       if (e.output_ids[j] != 0) values[e.output_ids[j]] = std::move(outs[j]);
     e.kept_inputs.clear();
+    e.rebinds.clear();
   }
   ++stats_.blocks_replayed;
 }
@@ -274,6 +287,8 @@ void Tape::backward(const Tensor& loss, const Tensor& grad) {
     }
     if (!any) {  // nothing downstream of this node reaches the loss
       e.node.reset();
+      e.kept_inputs.clear();
+      e.rebinds.clear();
       continue;
     }
     std::vector<Tensor> grad_inputs = e.node->backward(grad_outputs, e.input_needs_grad);
@@ -285,6 +300,8 @@ void Tape::backward(const Tensor& loss, const Tensor& grad) {
     const std::string node_name = e.node->name();
     e.node->release_saved();
     e.node.reset();
+    e.kept_inputs.clear();
+    e.rebinds.clear();
     for (size_t i = 0; i < grad_inputs.size(); ++i) {
       if (!e.input_needs_grad[i] || !grad_inputs[i].defined()) continue;
       if (e.input_sinks[i]) {

@@ -16,7 +16,8 @@
 //
 // Checkpointing. block_begin(i)/block_end(i) bracket a decoder block. With checkpointing on, nodes of a block
 // run forward with save = false and the entry keeps references to its block-external inputs only (values
-// produced outside the block, leaves, and tensors not on the tape); everything produced inside the block
+// produced outside the block, leaves, and tensors not on the tape; parameter leaves are kept as a way to
+// re-resolve the parameter's value rather than as a tensor); everything produced inside the block
 // lives only as long as the caller holds it. When backward reaches the block's last entry, the tape replays
 // the block's nodes forward with save = true from those inputs (value ids map replayed outputs onto the
 // recorded ones) and then backpropagates through them. Nodes are pure functions of inputs and attributes, so
@@ -71,6 +72,9 @@ struct AutogradMeta {
   uint64_t value_id = 0;  // unique per tape; 0: not on a tape
   bool requires_grad = false;
   std::shared_ptr<GradSink> sink;  // leaves only: where backward accumulates the gradient
+  // (optional, leaves) re-resolves the leaf's value when a checkpointed block is replayed, so the block keeps
+  // no reference to it in between (parameters: a sharding strategy may release and re-gather them).
+  std::function<Tensor()> rebind;
 };
 
 // The phases block hooks are called for.
@@ -101,8 +105,9 @@ class Tape {
   // Runs node->forward(inputs) and records it when grad mode is on and an input requires grad.
   std::vector<Tensor> apply(std::unique_ptr<Node> node, const std::vector<Tensor>& inputs);
 
-  // A view of `value` that is a leaf requiring grad; backward accumulates its gradient into `sink`.
-  Tensor leaf(const Tensor& value, std::shared_ptr<GradSink> sink);
+  // A view of `value` that is a leaf requiring grad; backward accumulates its gradient into `sink`. With
+  // `rebind`, checkpointed blocks re-resolve the value at replay instead of keeping this tensor.
+  Tensor leaf(const Tensor& value, std::shared_ptr<GradSink> sink, std::function<Tensor()> rebind = {});
 
   // Backpropagates from `loss` (grad: d loss, default ones) through every recorded entry, then clears the
   // tape.
@@ -138,6 +143,7 @@ class Tape {
     std::vector<bool> input_needs_grad;
     std::vector<std::shared_ptr<GradSink>> input_sinks;  // leaves
     std::vector<Tensor> kept_inputs;  // checkpointed entries: the block-external inputs (else empty)
+    std::vector<std::function<Tensor()>> rebinds;  // checkpointed entries: leaves re-resolved at replay
     std::vector<uint64_t> output_ids;
     int segment = -1;  // index into segments_, -1 outside blocks
   };

@@ -175,7 +175,8 @@ Tensor ParamStore::use(Param& p, Tape& tape) {
   Tensor& v = value(p);
   if (!p.trainable()) return v;
   grad_sink(p);
-  return tape.leaf(v, p.root->grad);
+  // Checkpointed blocks re-resolve the value at replay (after the strategy's backward hook re-gathered it).
+  return tape.leaf(v, p.root->grad, [this, &p] { return value(p); });
 }
 
 Tensor ParamStore::grad(const Param& p) const { return p.root->grad ? p.root->grad->grad() : Tensor(); }

@@ -90,7 +90,8 @@ class ParamStore {
 
   // The stored value of the root (materialised on first call). Throws for quantized parameters.
   Tensor& value(Param& p);
-  // The value as an input of an op: a tape leaf feeding p's grad when trainable, else the plain value.
+  // The value as an input of an op: a tape leaf feeding p's grad when trainable (re-resolved through value()
+  // when a checkpointed block is replayed), else the plain value.
   Tensor use(Param& p, Tape& tape);
   // The accumulated gradient (fp32), undefined when none has arrived.
   Tensor grad(const Param& p) const;

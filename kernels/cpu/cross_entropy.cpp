@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "kernels/cpu/gemm.hpp"
@@ -89,7 +90,7 @@ double linear_cross_entropy_forward(ThreadPool& pool, const T* hidden, const T* 
                                     int64_t N, int64_t C, int64_t V, int64_t ignore_index, double scale,
                                     int64_t chunk_rows, T* lse) {
   const int64_t R = std::max<int64_t>(1, std::min(chunk_rows, N));
-  std::vector<T> z(static_cast<size_t>(R * V));  // (R, V) logits of one chunk
+  std::unique_ptr<T[]> z(new T[static_cast<size_t>(R * V)]);  // (R, V) logits of one chunk (not zero-filled)
   std::vector<double> row_loss(static_cast<size_t>(N), 0.0);
   for (int64_t r0 = 0; r0 < N; r0 += R) {
     const int64_t rows = std::min(R, N - r0);
@@ -98,8 +99,8 @@ double linear_cross_entropy_forward(ThreadPool& pool, const T* hidden, const T* 
       continue;
     }
     // z (rows, V) = hidden[r0:r0+rows] (rows, C) @ weight^T (C, V)
-    gemm<T>(false, true, rows, V, C, T(1), hidden + r0 * C, C, weight, C, T(0), z.data(), V);
-    rows_lse_loss(pool, z.data(), labels + r0, rows, V, ignore_index, lse + r0, row_loss.data() + r0);
+    gemm<T>(false, true, rows, V, C, T(1), hidden + r0 * C, C, weight, C, T(0), z.get(), V);
+    rows_lse_loss(pool, z.get(), labels + r0, rows, V, ignore_index, lse + r0, row_loss.data() + r0);
   }
   double total = 0.0;
   for (double l : row_loss) total += l;
@@ -111,8 +112,9 @@ void linear_cross_entropy_backward(ThreadPool& pool, const T* hidden, const T* w
                                    const T* lse, int64_t N, int64_t C, int64_t V, int64_t ignore_index,
                                    T coef, int64_t chunk_rows, T* grad_hidden, T* grad_weight) {
   const int64_t R = std::max<int64_t>(1, std::min(chunk_rows, N));
-  std::vector<T> z(static_cast<size_t>(R * V));  // (R, V): logits, then dlogits, of one chunk
-  if (grad_weight) std::memset(grad_weight, 0, static_cast<size_t>(V * C) * sizeof(T));
+  std::unique_ptr<T[]> z(new T[static_cast<size_t>(R * V)]);  // (R, V): logits, then dlogits, of one chunk
+  bool weight_written =
+      false;  // the first chunk that contributes writes grad_weight (beta 0), later ones add
   for (int64_t r0 = 0; r0 < N; r0 += R) {
     const int64_t rows = std::min(R, N - r0);
     if (all_ignored(labels + r0, rows, ignore_index)) {
@@ -120,14 +122,17 @@ void linear_cross_entropy_backward(ThreadPool& pool, const T* hidden, const T* w
       continue;
     }
     const T* h = hidden + r0 * C;  // (rows, C)
-    gemm<T>(false, true, rows, V, C, T(1), h, C, weight, C, T(0), z.data(), V);
-    rows_dlogits(pool, z.data(), labels + r0, lse + r0, rows, V, ignore_index, coef);
+    gemm<T>(false, true, rows, V, C, T(1), h, C, weight, C, T(0), z.get(), V);
+    rows_dlogits(pool, z.get(), labels + r0, lse + r0, rows, V, ignore_index, coef);
     // grad_hidden[chunk] (rows, C) = dlogits (rows, V) @ weight (V, C)
     if (grad_hidden)
-      gemm<T>(false, false, rows, C, V, T(1), z.data(), V, weight, C, T(0), grad_hidden + r0 * C, C);
+      gemm<T>(false, false, rows, C, V, T(1), z.get(), V, weight, C, T(0), grad_hidden + r0 * C, C);
     // grad_weight (V, C) += dlogits^T (V, rows) @ h (rows, C)
-    if (grad_weight) gemm<T>(true, false, V, C, rows, T(1), z.data(), V, h, C, T(1), grad_weight, C);
+    if (grad_weight)
+      gemm<T>(true, false, V, C, rows, T(1), z.get(), V, h, C, weight_written ? T(1) : T(0), grad_weight, C);
+    weight_written = true;
   }
+  if (grad_weight && !weight_written) std::memset(grad_weight, 0, static_cast<size_t>(V * C) * sizeof(T));
 }
 
 #define ENGINE_INSTANTIATE(T)                                                                                \

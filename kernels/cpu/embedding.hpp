@@ -15,6 +15,7 @@ class ThreadPool;
 // Returns the index n of the first id outside [0, V), or -1 when all are valid (nothing is written then).
 int64_t check_ids(const int32_t* ids, int64_t n, int64_t vocab);
 
+// T: float, double, or the 16-bit storage types Bf16 / F16 (kernels/cpu/cast.hpp), copied as stored.
 template <typename T>
 void embedding_forward(ThreadPool& pool, const T* table, const int32_t* ids, int64_t N, int64_t C, T* out);
 // grad_table (V, C) is overwritten: zeroed, then the rows of grad_out added at their ids.

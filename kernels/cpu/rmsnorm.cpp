@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/cpu/thread_pool.hpp"
+#include "kernels/cpu/vec.hpp"
 
 namespace engine::cpu {
 
@@ -20,8 +21,7 @@ void rmsnorm_forward(ThreadPool& pool, const T* x, const T* w, int64_t N, int64_
     for (int64_t n = n0; n < n1; ++n) {
       const T* xr = x + n * C;  // (C)
       T* yr = y + n * C;
-      T ss = 0;
-      for (int64_t c = 0; c < C; ++c) ss += xr[c] * xr[c];
+      const T ss = dot(xr, xr, C);
       const T r = static_cast<T>(1.0 / std::sqrt(static_cast<double>(ss) / static_cast<double>(C) + eps));
       for (int64_t c = 0; c < C; ++c) yr[c] = xr[c] * r * w[c];
       if (rstd) rstd[n] = r;
@@ -44,9 +44,9 @@ void rmsnorm_backward(ThreadPool& pool, const T* dy, const T* x, const T* w, con
         const T* xr = x + n * C;
         const T* dyr = dy + n * C;
         const T r = rstd[n];
-        T dot = 0;  // sum_c g * xhat
-        for (int64_t c = 0; c < C; ++c) dot += dyr[c] * w[c] * xr[c];
-        const T m = dot * r / static_cast<T>(C);
+        T gx = 0;  // sum_c dy * w * x
+        for (int64_t c = 0; c < C; ++c) gx += dyr[c] * w[c] * xr[c];
+        const T m = gx * r / static_cast<T>(C);
         T* dxr = grad_x + n * C;
         for (int64_t c = 0; c < C; ++c) dxr[c] = r * (dyr[c] * w[c] - xr[c] * r * m);
         if (pw)

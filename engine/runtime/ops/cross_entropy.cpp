@@ -112,8 +112,9 @@ class LinearCrossEntropyNode final : public Node {
                                                   C, V, ignore_, scale_, R, lse.data<T>());
     });
     if (save) {
-      h_ = h;
-      w_ = w;
+      h_ = detail::saved_input(inputs[0], h);
+      w_ = detail::saved_input(inputs[1], w);
+      ct_ = ct;
       labels_ = labels;
       lse_ = lse;
     }
@@ -126,15 +127,16 @@ class LinearCrossEntropyNode final : public Node {
     if (!grad_outputs[0].defined() || (!needs_grad[0] && !needs_grad[1])) return grads;
     if (!h_.defined()) fail("linear_cross_entropy: backward without a saved forward");
     auto& pool = detail::cpu_pool(h_, "linear_cross_entropy");
-    const DType ct = h_.dtype();
+    const DType ct = ct_;
     const double g = grad_outputs[0].item();
     const int64_t N = h_.dim(0), C = h_.dim(1), V = w_.dim(0);
+    const Tensor h = detail::as_compute(h_, ct), w = detail::as_compute(w_, ct);
     if (needs_grad[0]) grads[0] = Tensor::empty(h_.shape(), ct, h_.device());
     if (needs_grad[1]) grads[1] = Tensor::empty(w_.shape(), ct, h_.device());
     detail::dispatch(ct, [&](auto tag) {
       using T = decltype(tag);
       cpu::linear_cross_entropy_backward<T>(
-          pool, h_.data<T>(), w_.data<T>(), labels_.data<int32_t>(), lse_.data<T>(), N, C, V, ignore_,
+          pool, h.data<T>(), w.data<T>(), labels_.data<int32_t>(), lse_.data<T>(), N, C, V, ignore_,
           static_cast<T>(scale_ * g), chunk_rows(V, ct), grads[0].defined() ? grads[0].data<T>() : nullptr,
           grads[1].defined() ? grads[1].data<T>() : nullptr);
     });
@@ -152,6 +154,7 @@ class LinearCrossEntropyNode final : public Node {
   int64_t ignore_;
   double scale_;
   int64_t chunk_rows_override_;
+  DType ct_ = ENG_F32;
   Tensor h_, w_, labels_, lse_;
 };
 

@@ -4,6 +4,7 @@
 #include "engine/core/error.hpp"
 #include "engine/runtime/ops/op_inputs.hpp"
 #include "engine/runtime/ops/ops.hpp"
+#include "kernels/cpu/cast.hpp"
 
 namespace engine::rt::ops {
 
@@ -18,9 +19,8 @@ class EmbeddingNode final : public Node {
     detail::expect_rank(inputs[0], 2, "embedding", "table (V, C)");
     auto& pool = detail::cpu_pool(inputs[0], "embedding");
     const DType ct = detail::compute_dtype("embedding", {inputs[0]});
-    Tensor table = detail::as_compute(inputs[0], ct);  // (V, C)
     Tensor ids = detail::as_index(inputs[1], "embedding", "ids");
-    const int64_t V = table.dim(0), C = table.dim(1), N = ids.numel();
+    const int64_t V = inputs[0].dim(0), C = inputs[0].dim(1), N = ids.numel();
     if (const int64_t bad = cpu::check_ids(ids.data<int32_t>(), N, V); bad >= 0)
       fail(
           "embedding: token id {} at position {} is outside the table's {} rows (tokenizer and model "
@@ -30,11 +30,26 @@ class EmbeddingNode final : public Node {
     Dims out_shape = ids.shape();
     out_shape.ndim += 1;
     out_shape[out_shape.ndim - 1] = C;
-    Tensor out = Tensor::empty(out_shape, ct, table.device());  // (..., C)
-    detail::dispatch(ct, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::embedding_forward<T>(pool, table.data<T>(), ids.data<int32_t>(), N, C, out.data<T>());
-    });
+    Tensor out;  // (..., C)
+    const DType stored = inputs[0].dtype();
+    if ((stored == ENG_BF16 || stored == ENG_F16) && inputs[0].is_contiguous()) {
+      // Gather the 16-bit rows as stored, then convert only the (N, C) result.
+      Tensor rows = Tensor::empty(out_shape, stored, inputs[0].device());
+      if (stored == ENG_BF16)
+        cpu::embedding_forward<cpu::Bf16>(pool, inputs[0].data<cpu::Bf16>(), ids.data<int32_t>(), N, C,
+                                          rows.data<cpu::Bf16>());
+      else
+        cpu::embedding_forward<cpu::F16>(pool, inputs[0].data<cpu::F16>(), ids.data<int32_t>(), N, C,
+                                         rows.data<cpu::F16>());
+      out = detail::convert(rows, ct);
+    } else {
+      Tensor table = detail::as_compute(inputs[0], ct);  // (V, C)
+      out = Tensor::empty(out_shape, ct, table.device());
+      detail::dispatch(ct, [&](auto tag) {
+        using T = decltype(tag);
+        cpu::embedding_forward<T>(pool, table.data<T>(), ids.data<int32_t>(), N, C, out.data<T>());
+      });
+    }
     if (save) {
       ids_ = ids;
       vocab_ = V;

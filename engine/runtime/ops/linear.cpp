@@ -51,8 +51,9 @@ class LinearNode final : public Node {
                    b.defined() ? T(1) : T(0), yp, out_f);
     });
     if (save) {
-      x_ = x;
-      w_ = w;
+      x_ = detail::saved_input(inputs[0], x);
+      w_ = detail::saved_input(inputs[1], w);
+      ct_ = ct;
       has_bias_ = b.defined();
     }
     return {y};
@@ -64,22 +65,25 @@ class LinearNode final : public Node {
     if (!grad_outputs[0].defined()) return grads;
     if (!x_.defined()) fail("linear: backward without a saved forward");
     auto& pool = detail::cpu_pool(x_, "linear");
-    const DType ct = x_.dtype();
+    const DType ct = ct_;
     Tensor dy = detail::as_compute(grad_outputs[0], ct);  // (..., out)
     const int64_t in = w_.dim(1), out_f = w_.dim(0), N = x_.numel() / std::max<int64_t>(in, 1);
+    const Tensor x =
+        needs_grad.size() > 1 && needs_grad[1] ? detail::as_compute(x_, ct) : Tensor();  // (N, in)
+    const Tensor w = needs_grad[0] ? detail::as_compute(w_, ct) : Tensor();              // (out, in)
     detail::dispatch(ct, [&](auto tag) {
       using T = decltype(tag);
       if (needs_grad[0]) {
         Tensor dx = Tensor::empty(x_.shape(), ct, x_.device());
         // dx (N, in) = dy (N, out) @ W (out, in)
-        cpu::gemm<T>(false, false, N, in, out_f, T(1), dy.data<T>(), out_f, w_.data<T>(), in, T(0),
+        cpu::gemm<T>(false, false, N, in, out_f, T(1), dy.data<T>(), out_f, w.data<T>(), in, T(0),
                      dx.data<T>(), in);
         grads[0] = dx;
       }
       if (needs_grad.size() > 1 && needs_grad[1]) {
         Tensor dw = Tensor::empty(w_.shape(), ct, x_.device());
         // dW (out, in) = dy^T (out, N) @ x (N, in)
-        cpu::gemm<T>(true, false, out_f, in, N, T(1), dy.data<T>(), out_f, x_.data<T>(), in, T(0),
+        cpu::gemm<T>(true, false, out_f, in, N, T(1), dy.data<T>(), out_f, x.data<T>(), in, T(0),
                      dw.data<T>(), in);
         grads[1] = dw;
       }
@@ -99,6 +103,7 @@ class LinearNode final : public Node {
 
  private:
   Tensor x_, w_;
+  DType ct_ = ENG_F32;
   bool has_bias_ = false;
 };
 
@@ -163,8 +168,9 @@ class MatmulNode final : public Node {
                    N_, K_, y.data<T>() + i * M_ * N_, false);
     });
     if (save) {
-      a_ = a;
-      b_ = b;
+      a_ = detail::saved_input(inputs[0], a);
+      b_ = detail::saved_input(inputs[1], b);
+      ct_ = ct;
     }
     return {y};
   }
@@ -174,13 +180,14 @@ class MatmulNode final : public Node {
     std::vector<Tensor> grads(2);
     if (!grad_outputs[0].defined()) return grads;
     if (!a_.defined()) fail("matmul: backward without a saved forward");
-    const DType ct = a_.dtype();
+    const DType ct = ct_;
     Tensor dy = detail::as_compute(grad_outputs[0], ct);  // (..., M, N)
+    const Tensor a = detail::as_compute(a_, ct), b = detail::as_compute(b_, ct);
     const int64_t M = M_, N = N_, K = K_;
     detail::dispatch(ct, [&](auto tag) {
       using T = decltype(tag);
-      const T* A = a_.data<T>();
-      const T* B = b_.data<T>();
+      const T* A = a.data<T>();
+      const T* B = b.data<T>();
       const T* G = dy.data<T>();
       const int64_t sa = M * K, sb = broadcast_b_ ? 0 : K * N, sg = M * N;
       const int64_t lda = ta_ ? M : K, ldb = tb_ ? K : N;
@@ -221,6 +228,7 @@ class MatmulNode final : public Node {
   bool ta_, tb_;
   int64_t M_ = 0, N_ = 0, K_ = 0, batch_ = 0;
   bool broadcast_b_ = false;
+  DType ct_ = ENG_F32;
   Tensor a_, b_;
 };
 

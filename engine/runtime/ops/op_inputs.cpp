@@ -81,6 +81,10 @@ Tensor convert(const Tensor& t, DType dtype) {
 
 Tensor as_compute(const Tensor& t, DType ct) { return convert(t, ct); }
 
+Tensor saved_input(const Tensor& original, const Tensor& converted) {
+  return original.dtype() == converted.dtype() ? converted : original;
+}
+
 Tensor as_index(const Tensor& t, const char* op, const char* what) {
   if (t.dtype() != ENG_I32 && t.dtype() != ENG_I64)
     fail("{}: {} must be an int32 or int64 tensor, got {}", op, what, t.describe());

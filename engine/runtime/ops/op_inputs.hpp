@@ -31,6 +31,11 @@ Tensor contiguous(const Tensor& t);
 // Converts t (any float dtype, contiguous or not) into a new contiguous tensor of `dtype`.
 Tensor convert(const Tensor& t, DType dtype);
 
+// What a node keeps of an input for backward: the converted compute copy when the input already had the
+// compute type (no extra bytes), else the original (bf16/f16 storage, e.g. a frozen base weight: keeping an
+// f32 copy until backward would double its memory); backward converts it again with as_compute.
+Tensor saved_input(const Tensor& original, const Tensor& converted);
+
 // Calls f(float{}) or f(double{}) for the compute type.
 template <typename F>
 decltype(auto) dispatch(DType ct, F&& f) {

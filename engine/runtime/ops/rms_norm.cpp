@@ -29,8 +29,9 @@ class RmsNormNode final : public Node {
       cpu::rmsnorm_forward<T>(pool, x.data<T>(), w.data<T>(), N, C, eps_, y.data<T>(), rstd.data<T>());
     });
     if (save) {
-      x_ = x;
-      w_ = w;
+      x_ = detail::saved_input(inputs[0], x);
+      w_ = detail::saved_input(inputs[1], w);
+      ct_ = ct;
       rstd_ = rstd;
     }
     return {y};
@@ -42,14 +43,15 @@ class RmsNormNode final : public Node {
     if (!grad_outputs[0].defined() || (!needs_grad[0] && !needs_grad[1])) return grads;
     if (!x_.defined()) fail("rms_norm: backward without a saved forward");
     auto& pool = detail::cpu_pool(x_, "rms_norm");
-    const DType ct = x_.dtype();
+    const DType ct = ct_;
     Tensor dy = detail::as_compute(grad_outputs[0], ct);
+    const Tensor x = detail::as_compute(x_, ct), w = detail::as_compute(w_, ct);
     const int64_t C = x_.dim(-1), N = C ? x_.numel() / C : 0;
     Tensor dx = Tensor::empty(x_.shape(), ct, x_.device());
     Tensor dw = needs_grad[1] ? Tensor::empty(w_.shape(), ct, x_.device()) : Tensor();
     detail::dispatch(ct, [&](auto tag) {
       using T = decltype(tag);
-      cpu::rmsnorm_backward<T>(pool, dy.data<T>(), x_.data<T>(), w_.data<T>(), rstd_.data<T>(), N, C,
+      cpu::rmsnorm_backward<T>(pool, dy.data<T>(), x.data<T>(), w.data<T>(), rstd_.data<T>(), N, C,
                                dx.data<T>(), dw.defined() ? dw.data<T>() : nullptr);
     });
     if (needs_grad[0]) grads[0] = dx;
@@ -65,6 +67,7 @@ class RmsNormNode final : public Node {
 
  private:
   double eps_;
+  DType ct_ = ENG_F32;
   Tensor x_, w_, rstd_;
 };
 

@@ -146,6 +146,57 @@ TEST(HostApi, ErrorsFromFailingOpsReachGetError) {
   f.host->tensor_release(b);
 }
 
+TEST(HostApi, EveryOpRefusesNullArgumentsWithAMessage) {
+  Fixture f;
+  const eng_op_table* o = f.ops;
+  eng_tensor out = nullptr;
+  eng_rope_config rope{};
+  rope.struct_size = sizeof rope;
+  const int64_t shape[1] = {1};
+  std::vector<std::pair<const char*, eng_status>> calls = {
+      {"embedding", o->embedding(&f.ctx, nullptr, nullptr, &out)},
+      {"linear", o->linear(&f.ctx, nullptr, nullptr, nullptr, &out)},
+      {"matmul", o->matmul(&f.ctx, nullptr, nullptr, 0, 0, &out)},
+      {"add", o->add(&f.ctx, nullptr, nullptr, &out)},
+      {"mul", o->mul(&f.ctx, nullptr, nullptr, &out)},
+      {"scale", o->scale(&f.ctx, nullptr, 2.0, &out)},
+      {"rms_norm", o->rms_norm(&f.ctx, nullptr, nullptr, 1e-5, &out)},
+      {"rope", o->rope(&f.ctx, nullptr, nullptr, &rope, &out)},
+      {"attention", o->attention(&f.ctx, nullptr, nullptr, nullptr, nullptr, 1.0, nullptr, 0, &out)},
+      {"silu", o->silu(&f.ctx, nullptr, &out)},
+      {"swiglu", o->swiglu(&f.ctx, nullptr, nullptr, &out)},
+      {"softmax", o->softmax(&f.ctx, nullptr, &out)},
+      {"cross_entropy", o->cross_entropy(&f.ctx, nullptr, nullptr, -100, 1.0, &out)},
+      {"linear_cross_entropy", o->linear_cross_entropy(&f.ctx, nullptr, nullptr, nullptr, -100, 1.0, &out)},
+      {"dropout", o->dropout(&f.ctx, nullptr, 0.1, &out)},
+      {"cast", o->cast(&f.ctx, nullptr, ENG_F32, &out)},
+      {"reshape", o->reshape(&f.ctx, nullptr, 1, shape, &out)},
+      {"transpose", o->transpose(&f.ctx, nullptr, 0, 1, &out)},
+      {"slice", o->slice(&f.ctx, nullptr, 0, 0, 1, &out)},
+      {"concat", o->concat(&f.ctx, 0, nullptr, 0, &out)},
+      {"contiguous", o->contiguous(&f.ctx, nullptr, &out)},
+      {"sum", o->sum(&f.ctx, nullptr, &out)},
+      {"param", o->param(&f.ctx, nullptr, &out)},
+      {"custom op", o->custom(&f.ctx, 1, nullptr, nullptr, &out)},
+      {"axpby_", o->axpby_(&f.ctx, nullptr, 1.0, nullptr, 1.0)},
+      {"copy_", o->copy_(&f.ctx, nullptr, nullptr)},
+      {"fill_", o->fill_(&f.ctx, nullptr, 0.0)},
+      {"param_value", f.host->param_value(&f.ctx, nullptr, &out)},
+      {"param_grad", f.host->param_grad(&f.ctx, nullptr, &out)},
+      {"state_get", f.host->state_get(&f.ctx, nullptr, "k", &out)},
+      {"all_reduce_sum", f.host->all_reduce_sum(&f.ctx, nullptr)},
+      {"tensor_to_host", f.host->tensor_to_host(&f.ctx, nullptr, nullptr, 0)},
+  };
+  for (const auto& [name, status] : calls) {
+    EXPECT_EQ(status, ENG_ERR_INVALID_ARGUMENT) << name;
+    EXPECT_EQ(out, nullptr) << name;
+  }
+  // Each failure left its own message (the last one here) prefixed by the entry's name.
+  EXPECT_EQ(std::string(f.host->get_error(&f.ctx)).rfind("tensor_to_host: ", 0), 0u)
+      << f.host->get_error(&f.ctx);
+  EXPECT_EQ(f.ops->sum(nullptr, nullptr, &out), ENG_ERR_INVALID_ARGUMENT);  // no context: a status, no crash
+}
+
 eng_param declare(Fixture& f, const char* name, std::vector<int64_t> shape, uint32_t flags,
                   eng_param_role role, eng_init_kind init = ENG_INIT_NORMAL, double arg = 0.5,
                   eng_dtype dtype = ENG_F32) {
@@ -455,6 +506,31 @@ TEST(HostApi, CustomOpIsReplayedUnderCheckpointingWithIdenticalGradients) {
   EXPECT_EQ(forwards[1], 4);  // replayed in backward
   ASSERT_EQ(grads[0].size(), 5u);
   EXPECT_EQ(std::memcmp(grads[0].data(), grads[1].data(), 5 * sizeof(float)), 0);
+}
+
+TEST(HostApi, DropoutReplaysTheSameMaskUnderCheckpointing) {
+  std::vector<float> grads[2];
+  for (int ckpt = 0; ckpt < 2; ++ckpt) {
+    Fixture f;  // same seed: the same dropout seed is drawn
+    f.session.tape().set_checkpointing(ckpt == 1);
+    eng_param p = declare(f, "x", {256}, ENG_PARAM_TRAINABLE, ENG_ROLE_OTHER, ENG_INIT_UNIFORM, 1.0);
+    OwnedHandle x, d, sq, loss;
+    ASSERT_EQ(f.host->block_begin(&f.ctx, 0), ENG_OK);
+    ASSERT_EQ(f.ops->param(&f.ctx, p, x.out()), ENG_OK);
+    ASSERT_EQ(f.ops->dropout(&f.ctx, x.get(), 0.5, d.out()), ENG_OK) << f.host->get_error(&f.ctx);
+    ASSERT_EQ(f.ops->mul(&f.ctx, d.get(), x.get(), sq.out()), ENG_OK);
+    ASSERT_EQ(f.host->block_end(&f.ctx, 0), ENG_OK);
+    ASSERT_EQ(f.ops->sum(&f.ctx, sq.get(), loss.out()), ENG_OK);
+    f.session.tape().backward(loss.get()->tensor);
+    grads[ckpt] = f.session.params().grad(param_of(p)).to_float_vector();
+  }
+  // d(sum(mask/(1-p) * x * x))/dx = 4 x on kept elements, 0 on dropped ones; a different mask on replay
+  // would change which elements are zero.
+  int zeros = 0;
+  for (float g : grads[0]) zeros += g == 0.f;
+  EXPECT_GT(zeros, 64);
+  EXPECT_LT(zeros, 192);
+  EXPECT_EQ(std::memcmp(grads[0].data(), grads[1].data(), grads[0].size() * sizeof(float)), 0);
 }
 
 // ---- the linear seam ------------------------------------------------------------------------------------

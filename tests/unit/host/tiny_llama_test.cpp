@@ -223,6 +223,29 @@ TEST(TinyLlama, CheckpointingGivesBitwiseIdenticalGradientsAndLowerPeakMemory) {
               static_cast<long long>(peaks[0]), static_cast<long long>(peaks[1]));
 }
 
+TEST(TinyLlama, GradientsAccumulateOverMicroBatches) {
+  Plugin plugin;
+  ASSERT_NE(plugin.vt, nullptr) << dlerror();
+  const int64_t B = 1, T = 12;
+  const std::vector<int32_t> b1 = random_tokens(12, 64, 21), b2 = random_tokens(12, 64, 22);
+  auto grads_after = [&](const std::vector<std::vector<int32_t>>& batches) {
+    ModelRun run(plugin, kTinyConfig, 9);
+    for (const auto& b : batches) {
+      OwnedHandle loss = run.loss(b, B, T);
+      run.session.tape().backward(loss.get()->tensor);
+    }
+    std::vector<std::vector<float>> g;
+    for (size_t i = 0; i < run.session.params().size(); ++i)
+      g.push_back(run.session.params().grad(run.session.params().at(i)).to_float_vector());
+    return g;
+  };
+  const auto g1 = grads_after({b1}), g2 = grads_after({b2}), g12 = grads_after({b1, b2});
+  ASSERT_EQ(g12.size(), g1.size());
+  for (size_t i = 0; i < g12.size(); ++i)
+    for (size_t j = 0; j < g12[i].size(); ++j)
+      ASSERT_EQ(g12[i][j], g1[i][j] + g2[i][j]) << "parameter " << i << " element " << j;  // one f32 addition
+}
+
 // hidden (1, n, C) of tokens at positions start.. with an optional cache, without recording.
 std::vector<float> hidden_of(ModelRun& run, const std::vector<int32_t>& ids, int32_t start,
                              rt::KvCache* cache) {

@@ -96,3 +96,34 @@ TEST(Embedding, ForwardGradientWithRepeatedIds) {
 
 }  // namespace
 }  // namespace engine::rt
+
+namespace engine::rt {
+namespace {
+
+using namespace testing;
+
+// bf16 storage (frozen base weights): outputs and gradients in f32, equal to the f32 computation on the
+// bf16-rounded values; the node keeps the bf16 tensor, not an f32 copy, for backward.
+TEST(Bf16Inputs, LinearEmbeddingAndNormComputeInF32) {
+  Tensor x = random_tensor({3, 8}, ENG_F32, 40), w16 = random_tensor({5, 8}, ENG_BF16, 41);
+  Tensor w32 = w16.to(ENG_F32);
+  auto a = ops::make_linear(), b = ops::make_linear();
+  Tensor ya = a->forward({x, w16, Tensor()}, true)[0], yb = b->forward({x, w32, Tensor()}, true)[0];
+  EXPECT_EQ(ya.dtype(), ENG_F32);
+  EXPECT_TRUE(bitwise_equal(ya, yb));
+  Tensor g = random_tensor({3, 5}, ENG_F32, 42);
+  const auto ga = a->backward({g}, {true, false, false}), gb = b->backward({g}, {true, false, false});
+  EXPECT_TRUE(bitwise_equal(ga[0], gb[0]));
+  EXPECT_EQ(ga[0].dtype(), ENG_F32);
+  Tensor ids = Tensor::from_vector({4}, ENG_I32, cpu_device(), std::vector<int32_t>{4, 0, 4, 2});
+  Tensor e16 = ops::make_embedding()->forward({w16, ids}, false)[0];
+  EXPECT_EQ(e16.dtype(), ENG_F32);
+  EXPECT_TRUE(bitwise_equal(e16, ops::make_embedding()->forward({w32, ids}, false)[0]));
+  Tensor n16 = ops::make_rms_norm(1e-6)->forward({x, random_tensor({8}, ENG_BF16, 43)}, false)[0];
+  EXPECT_EQ(n16.dtype(), ENG_F32);
+  EXPECT_THROW(ops::make_linear()->forward({x.to(ENG_F64), w16, Tensor()}, false),
+               Error);  // f64 mixed with bf16
+}
+
+}  // namespace
+}  // namespace engine::rt
