@@ -37,7 +37,7 @@ class AddedVocabulary {
   // Adds a token; a normalized token is matched by its normalized content.
   void add(AddedToken token, const Normalizer& normalizer);
 
-  bool has_normalized() const noexcept { return !normalized_.matchers.empty(); }
+  bool has_normalized() const noexcept { return !normalized_.empty(); }
 
   // Splits `text` on the tokens with normalized == `normalized_pass`; appends segments covering the text.
   void split(std::string_view text, bool normalized_pass, std::vector<TextSegment>& out) const;
@@ -47,13 +47,19 @@ class AddedVocabulary {
   const std::vector<AddedToken>& tokens() const noexcept { return tokens_; }
 
  private:
-  struct Matcher {
-    std::string text;  // what to look for
-    size_t token;      // index into tokens_
+  // A byte trie of the token texts of one pass: walking it from a position finds the longest token that
+  // starts there in O(its length), however many tokens there are (Llama 3 has 256 reserved ones).
+  struct Node {
+    std::vector<std::pair<uint8_t, int32_t>> children;  // (byte, node index)
+    int32_t token = -1;                                 // index into tokens_ of the token ending here
   };
   struct Set {
-    std::vector<Matcher> matchers;  // longest first
+    std::vector<Node> nodes{Node{}};
     std::array<bool, 256> first_byte{};
+    bool empty() const { return nodes.size() == 1; }
+    void insert(const std::string& text, int32_t token);
+    // Length of the longest token starting at text[pos] and that token's index, or {0, -1}.
+    std::pair<size_t, int32_t> longest(std::string_view text, size_t pos) const;
   };
   std::vector<AddedToken> tokens_;
   Set raw_, normalized_;

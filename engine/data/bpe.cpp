@@ -1,7 +1,7 @@
 #include "engine/data/bpe.hpp"
 
 #include <array>
-#include <mutex>
+#include <atomic>
 #include <nlohmann/json.hpp>
 #include <queue>
 
@@ -52,23 +52,50 @@ struct BpeModel::PairTable {
   }
 };
 
-// A bounded cache word -> ids, sharded to keep threads from contending. Like HF, it stops inserting when a
-// shard is full rather than evicting.
+// A bounded, lock-free cache word -> ids. Open addressing over atomic pointers to immutable entries: a
+// reader only loads (no lock, no shared write, so threads scale), an inserter claims an empty slot with one
+// compare-exchange. Entries are never removed or replaced while the cache lives, so a pointer a reader holds
+// stays valid; when the table is half full (or a probe runs long) it stops inserting, like HF's cache.
 struct BpeModel::WordCache {
-  static constexpr size_t kShards = 64;
-  static constexpr size_t kPerShard = 2048;
+  static constexpr size_t kSlots = size_t{1} << 17;
+  static constexpr size_t kMaxEntries = kSlots / 2;
+  static constexpr size_t kMaxProbe = 16;
   static constexpr size_t kMaxWordBytes = 128;
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  struct Entry {
+    uint64_t hash;
+    std::string word;
+    std::vector<int32_t> ids;
   };
-  struct Shard {
-    std::mutex mutex;
-    std::unordered_map<std::string, std::vector<int32_t>, Hash, std::equal_to<>> entries;
-  };
-  std::array<Shard, kShards> shards;
+  std::unique_ptr<std::atomic<const Entry*>[]> slots { new std::atomic<const Entry*>[ kSlots ]() };
+  std::atomic<size_t> count{0};
 
-  Shard& shard_of(size_t hash) { return shards[(hash >> 7) % kShards]; }
+  ~WordCache() {
+    for (size_t i = 0; i < kSlots; ++i) delete slots[i].load(std::memory_order_relaxed);
+  }
+
+  const Entry* find(std::string_view word, uint64_t hash) const {
+    for (size_t k = 0, i = hash & (kSlots - 1); k < kMaxProbe; ++k, i = (i + 1) & (kSlots - 1)) {
+      const Entry* e = slots[i].load(std::memory_order_acquire);
+      if (e == nullptr) return nullptr;
+      if (e->hash == hash && e->word == word) return e;
+    }
+    return nullptr;
+  }
+
+  void insert(std::string_view word, uint64_t hash, std::vector<int32_t> ids) {
+    if (count.load(std::memory_order_relaxed) >= kMaxEntries) return;
+    auto entry = std::make_unique<Entry>(Entry{hash, std::string(word), std::move(ids)});
+    for (size_t k = 0, i = hash & (kSlots - 1); k < kMaxProbe; ++k, i = (i + 1) & (kSlots - 1)) {
+      const Entry* expected = nullptr;
+      if (slots[i].compare_exchange_strong(expected, entry.get(), std::memory_order_release,
+                                           std::memory_order_acquire)) {
+        entry.release();
+        count.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+      if (expected->hash == hash && expected->word == word) return;  // another thread was first
+    }
+  }
 };
 
 BpeModel::BpeModel() = default;
@@ -256,12 +283,10 @@ void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out) con
     }
   }
   const bool cacheable = word.size() <= WordCache::kMaxWordBytes;
-  const size_t hash = std::hash<std::string_view>{}(word);
+  const uint64_t hash = std::hash<std::string_view>{}(word);
   if (cacheable) {
-    auto& shard = cache_->shard_of(hash);
-    std::lock_guard lock(shard.mutex);
-    if (const auto it = shard.entries.find(word); it != shard.entries.end()) {
-      out.insert(out.end(), it->second.begin(), it->second.end());
+    if (const auto* hit = cache_->find(word, hash)) {
+      out.insert(out.end(), hit->ids.begin(), hit->ids.end());
       return;
     }
   }
@@ -307,12 +332,7 @@ void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out) con
   }
   merge(symbols);
   out.insert(out.end(), symbols.begin(), symbols.end());
-  if (cacheable) {
-    auto& shard = cache_->shard_of(hash);
-    std::lock_guard lock(shard.mutex);
-    if (shard.entries.size() < WordCache::kPerShard)
-      shard.entries.emplace(std::string(word), std::move(symbols));
-  }
+  if (cacheable) cache_->insert(word, hash, std::move(symbols));
 }
 
 }  // namespace engine::data

@@ -2,7 +2,7 @@
 // ties), exactly as HF tokenizers does. In byte-level mode (the pre-tokenizer has ByteLevel) a word is raw
 // bytes and starts as one symbol per byte; otherwise it starts as one symbol per UTF-8 character, with
 // byte_fallback (<0xXX> tokens) or the unknown token for characters outside the vocabulary.
-// Results for short words are kept in a bounded, thread-safe cache: encode_word may be called concurrently.
+// Results for short words are kept in a bounded, lock-free cache: encode_word may be called concurrently.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +32,7 @@ class BpeModel {
   std::optional<int32_t> token_to_id(std::string_view token) const;
   // The vocabulary string of `id` ("" for an id the vocabulary does not have).
   const std::string& id_to_token(int32_t id) const;
+  bool byte_fallback() const noexcept { return byte_fallback_; }
   // One more than the largest id in the vocabulary.
   size_t vocab_size() const noexcept { return tokens_.size(); }
 

@@ -205,7 +205,7 @@ Dataset read_dataset(const std::filesystem::path& path, const DatasetOptions& op
       handle(text.substr(start, end - start), line);
     }
   } else {
-    size_t line = 0, pos = 0;
+    size_t line = 0, pos = text.starts_with("\xEF\xBB\xBF") ? 3 : 0;  // skip a UTF-8 byte order mark
     while (pos < text.size()) {
       size_t end = text.find('\n', pos);
       if (end == std::string::npos) end = text.size();

@@ -1,10 +1,12 @@
 #include "engine/data/dataset_cache.hpp"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "engine/core/error.hpp"
 
@@ -151,14 +153,22 @@ void write_cache(const std::filesystem::path& file, const CacheKey& key,
     out.append(reinterpret_cast<const char*>(s.labels.data()), s.labels.size() * 4);
   put(out, fnv1a(out));
   if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path());
-  const std::filesystem::path tmp = file.string() + ".tmp";
+  // A temporary name of this process and thread: ranks that build the same cache at once never share one;
+  // the last rename wins, and every renamed file is complete.
+  const std::filesystem::path tmp = fmt::format("{}.tmp.{}.{:x}", file.string(), ::getpid(),
+                                                std::hash<std::thread::id>{}(std::this_thread::get_id()));
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     if (!f) fail_with(ENG_ERR_IO, "cannot write tokenized-data cache {}", tmp.string());
     f.write(out.data(), static_cast<std::streamsize>(out.size()));
     if (!f) fail_with(ENG_ERR_IO, "writing tokenized-data cache {} failed (disk full?)", tmp.string());
   }
-  std::filesystem::rename(tmp, file);
+  std::error_code error;
+  std::filesystem::rename(tmp, file, error);
+  if (error) {
+    std::filesystem::remove(tmp, error);
+    spdlog::warn("could not install tokenized-data cache {}: {}", file.string(), error.message());
+  }
 }
 
 }  // namespace engine::data

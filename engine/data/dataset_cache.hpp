@@ -38,7 +38,7 @@ struct CachedSamples {
 // nullopt when the file is absent, or (logged as a warning) stale or corrupt.
 std::optional<CachedSamples> read_cache(const std::filesystem::path& file, const CacheKey& key);
 
-// Writes atomically (temporary file, then rename).
+// Writes atomically (a temporary file of this process, then rename), so ranks building it at once are safe.
 void write_cache(const std::filesystem::path& file, const CacheKey& key,
                  std::span<const TokenizedSample> samples, uint64_t skipped);
 

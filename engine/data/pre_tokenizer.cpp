@@ -50,7 +50,8 @@ struct PreTokenizer::Step {
     auto step = std::make_unique<Step>();
     int error = 0;
     PCRE2_SIZE error_offset = 0;
-    uint32_t options = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0u);
+    const uint32_t options =
+        literal ? PCRE2_UTF | PCRE2_LITERAL : PCRE2_UTF | PCRE2_UCP;  // LITERAL refuses UCP
     step->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), options, &error,
                                &error_offset, nullptr);
     if (step->code == nullptr) {
@@ -178,10 +179,16 @@ PreTokenizer PreTokenizer::from_json(const nlohmann::json& spec, const std::stri
   if (spec.is_null()) return result;
   const std::string type = spec.value("type", "");
   if (type == "Sequence") {
-    for (const auto& child : spec.at("pretokenizers")) {
+    const auto& children = spec.at("pretokenizers");
+    for (const auto& child : children) {
       PreTokenizer inner = from_json(child, where);
+      if (inner.metaspace_ && children.size() > 1) {
+        fail_with(ENG_ERR_UNSUPPORTED, "{}: a Metaspace pre-tokenizer combined with others is not supported",
+                  where);
+      }
       for (auto& step : inner.steps_) result.steps_.push_back(std::move(step));
       result.byte_level_ = result.byte_level_ || inner.byte_level_;
+      if (inner.metaspace_) result.metaspace_ = std::move(inner.metaspace_);
     }
   } else if (type == "Split") {
     const auto& pattern = spec.at("pattern");
@@ -202,6 +209,26 @@ PreTokenizer PreTokenizer::from_json(const nlohmann::json& spec, const std::stri
     if (spec.value("use_regex", true)) {
       result.steps_.push_back(Step::regex(kGpt2Pattern, false, Behavior::kIsolated, false, where));
     }
+  } else if (type == "Metaspace") {
+    auto ms = std::make_unique<Metaspace>();
+    ms->replacement = spec.value("replacement", std::string("\u2581"));
+    const std::string scheme = spec.contains("prepend_scheme")
+                                   ? spec["prepend_scheme"].get<std::string>()
+                                   : (spec.value("add_prefix_space", true) ? "always" : "never");
+    if (scheme == "always") {
+      ms->prepend = Metaspace::Prepend::kAlways;
+    } else if (scheme == "first") {
+      ms->prepend = Metaspace::Prepend::kFirst;
+    } else if (scheme == "never") {
+      ms->prepend = Metaspace::Prepend::kNever;
+    } else {
+      fail("{}: Metaspace prepend_scheme \"{}\" is unknown (known: always, first, never)", where, scheme);
+    }
+    ms->split = spec.value("split", true);
+    if (ms->split) {
+      result.steps_.push_back(Step::regex(ms->replacement, true, Behavior::kMergedWithNext, false, where));
+    }
+    result.metaspace_ = std::move(ms);
   } else if (type == "Digits") {
     const bool individual = spec.value("individual_digits", false);
     result.steps_.push_back(Step::regex(
@@ -209,7 +236,8 @@ PreTokenizer PreTokenizer::from_json(const nlohmann::json& spec, const std::stri
   } else {
     fail_with(
         ENG_ERR_UNSUPPORTED,
-        "{}: pre-tokenizer type \"{}\" is not supported (supported: Sequence, Split, ByteLevel, Digits)",
+        "{}: pre-tokenizer type \"{}\" is not supported (supported: Sequence, Split, ByteLevel, Digits, "
+        "Metaspace)",
         where, type);
   }
   return result;

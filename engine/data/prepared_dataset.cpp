@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
@@ -44,6 +45,15 @@ PreparedDataset prepare_dataset(const std::filesystem::path& data_file, const To
   if (!out.from_cache) {
     Dataset dataset = read_dataset(data_file, options.dataset);
     const size_t n = dataset.examples.size();
+    const bool has_chat = std::any_of(dataset.examples.begin(), dataset.examples.end(),
+                                      [](const Example& e) { return !e.is_text; });
+    if (has_chat && !tokenizer.token_to_id(chat.end_of_turn())) {
+      // Without it as one token the model could never learn to stop: the template does not fit the model.
+      fail(
+          "chat template {} ends turns with {}, which is not a token of {}; set data.chat_template to the "
+          "model's family",
+          chat.name(), chat.end_of_turn(), tokenizer.source());
+    }
     std::vector<TokenizedSample> samples(n);
     std::vector<std::string> errors(n);
     size_t threads =

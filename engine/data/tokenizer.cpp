@@ -8,6 +8,7 @@
 #include "engine/data/added_tokens.hpp"
 #include "engine/data/bpe.hpp"
 #include "engine/data/byte_level.hpp"
+#include "engine/data/decoder.hpp"
 #include "engine/data/normalizer.hpp"
 #include "engine/data/pre_tokenizer.hpp"
 #include "engine/data/utf8.hpp"
@@ -57,8 +58,10 @@ struct Tokenizer::Impl {
   BpeModel model;
   AddedVocabulary added;
   Template post;
-  bool byte_level_decoder = false;
-  std::vector<std::string> decoded;   // id -> bytes the decoder produces for it
+  bool byte_level_decoder = false;       // decoder is exactly ByteLevel: the per-id table decodes
+  std::optional<Decoder> chain_decoder;  // any other decoder
+  std::optional<Normalizer> metaspace_prepend, metaspace_plain;  // Metaspace pre-tokenizer rewrites
+  std::vector<std::string> decoded;   // id -> bytes the decoder produces for it (ByteLevel), else the token
   std::vector<uint32_t> byte_length;  // id -> raw byte length of the token (byte-level models), for offsets
   std::vector<bool> special;
 };
@@ -103,12 +106,16 @@ Tokenizer Tokenizer::from_json_text(std::string_view text, const std::string& wh
     }
     const nlohmann::json decoder = json.value("decoder", nlohmann::json());
     if (!decoder.is_null()) {
-      const std::string type = decoder.value("type", "");
-      if (type != "ByteLevel") {
-        fail_with(ENG_ERR_UNSUPPORTED, "{}: decoder type \"{}\" is not supported (supported: ByteLevel)",
-                  where, type);
+      Decoder d = Decoder::from_json(decoder, where);
+      if (d.is_byte_level_only()) {
+        impl.byte_level_decoder = true;
+      } else {
+        impl.chain_decoder = std::move(d);
       }
-      impl.byte_level_decoder = true;
+    }
+    if (const auto* ms = impl.pre_tokenizer.metaspace()) {
+      impl.metaspace_prepend = Normalizer::metaspace(ms->replacement, true);
+      impl.metaspace_plain = Normalizer::metaspace(ms->replacement, false);
     }
     size_t size = impl.model.vocab_size();
     if (json.contains("added_tokens")) {
@@ -133,7 +140,9 @@ Tokenizer Tokenizer::from_json_text(std::string_view text, const std::string& wh
       const std::string& token = impl.model.id_to_token(static_cast<int32_t>(id));
       std::optional<std::string> raw;
       if (impl.pre_tokenizer.byte_level() || impl.byte_level_decoder) raw = alphabet_to_bytes(token);
-      impl.byte_length[id] = static_cast<uint32_t>(raw ? raw->size() : token.size());
+      // <0xXX> byte-fallback tokens stand for one byte of the text.
+      const bool byte_token = impl.model.byte_fallback() && token.size() == 6 && token.starts_with("<0x");
+      impl.byte_length[id] = static_cast<uint32_t>(raw ? raw->size() : byte_token ? 1 : token.size());
       impl.decoded[id] = impl.byte_level_decoder && raw ? *raw : token;
     }
     for (const auto& token : impl.added.tokens()) {
@@ -162,8 +171,8 @@ void Tokenizer::encode_into(std::string_view text, bool add_special_tokens, Enco
   }
   std::vector<TextSegment> raw_segments, normalized_segments;
   std::vector<Piece> pieces;
-  std::vector<uint32_t> source;
-  std::string normalized, word;
+  std::vector<uint32_t> source, metaspace_source;
+  std::string normalized, metaspaced, word;
   impl.added.split(text, false, raw_segments);
   for (const TextSegment& seg : raw_segments) {
     if (seg.id >= 0) {
@@ -188,7 +197,22 @@ void Tokenizer::encode_into(std::string_view text, bool add_special_tokens, Enco
         if (offsets) out.starts.push_back(origin(nseg.start));
         continue;
       }
-      const std::string_view span = norm.substr(nseg.start, nseg.end - nseg.start);
+      std::string_view span = norm.substr(nseg.start, nseg.end - nseg.start);
+      // Metaspace: spaces become the replacement, prepended on every span (always) or only on the one at the
+      // very start of the input (first).
+      bool rewritten = false;
+      if (const auto* ms = impl.pre_tokenizer.metaspace()) {
+        using P = PreTokenizer::Metaspace::Prepend;
+        const bool prepend =
+            ms->prepend == P::kAlways || (ms->prepend == P::kFirst && origin(nseg.start) == 0);
+        rewritten = (prepend ? *impl.metaspace_prepend : *impl.metaspace_plain)
+                        .normalize(span, metaspaced, offsets ? &metaspace_source : nullptr);
+        if (rewritten) span = metaspaced;
+      }
+      // Byte offset in `text` of byte j of `span`.
+      const auto span_origin = [&](size_t j) {
+        return origin(nseg.start + (rewritten ? metaspace_source[j] : j));
+      };
       pieces.clear();
       impl.pre_tokenizer.split(span, pieces);
       for (const Piece& p : pieces) {
@@ -202,10 +226,10 @@ void Tokenizer::encode_into(std::string_view text, bool add_special_tokens, Enco
         impl.model.encode_word(bytes, out.ids);
         if (offsets) {
           // Token k of the piece starts after the bytes of tokens 0..k-1 (less the virtual prefix space).
-          int64_t at = static_cast<int64_t>(nseg.start + p.start) - (p.prefix_space ? 1 : 0);
+          int64_t at = static_cast<int64_t>(p.start) - (p.prefix_space ? 1 : 0);
           for (size_t k = first; k < out.ids.size(); ++k) {
-            const int64_t clamped = std::clamp<int64_t>(at, nseg.start + p.start, nseg.start + p.end);
-            out.starts.push_back(origin(static_cast<size_t>(clamped)));
+            const int64_t clamped = std::clamp<int64_t>(at, p.start, p.end);
+            out.starts.push_back(span_origin(static_cast<size_t>(clamped)));
             at += impl.byte_length[static_cast<size_t>(out.ids[k])];
           }
         }
@@ -234,6 +258,7 @@ Encoding Tokenizer::encode_with_offsets(std::string_view text, bool add_special_
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special_tokens) const {
   const Impl& impl = *impl_;
   std::string bytes;
+  std::vector<std::string> tokens;
   bool first = true;
   for (int32_t id : ids) {
     if (id < 0 || static_cast<size_t>(id) >= impl.decoded.size()) {
@@ -241,10 +266,15 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special_to
            impl.decoded.size() - 1);
     }
     if (skip_special_tokens && impl.special[static_cast<size_t>(id)]) continue;
+    if (impl.chain_decoder) {
+      tokens.push_back(impl.decoded[static_cast<size_t>(id)]);
+      continue;
+    }
     if (!impl.byte_level_decoder && !first) bytes.push_back(' ');  // HF joins with spaces without a decoder
     bytes += impl.decoded[static_cast<size_t>(id)];
     first = false;
   }
+  if (impl.chain_decoder) return impl.chain_decoder->decode(std::move(tokens));
   return utf8_lossy(bytes);
 }
 

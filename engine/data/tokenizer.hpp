@@ -1,8 +1,9 @@
 // Tokenizer: a Hugging Face tokenizer.json with a BPE model, as used by Qwen2/2.5/3 and Llama 3 (byte-level
-// BPE). Encoding runs: added/special tokens matched first (added_tokens.hpp), the normalizer on the text
-// between them (normalizer.hpp), the pre-tokenizer (pre_tokenizer.hpp), BPE merges by rank (bpe.hpp), then
-// the post-processor when add_special_tokens is set (TemplateProcessing, ByteLevel). Decoding applies the
-// ByteLevel decoder. Ids are identical to the Python `tokenizers` package (tests/unit/data/tokenizer_test).
+// BPE), and Llama 2-style SentencePiece BPE (Prepend/Replace normalizers or Metaspace, byte fallback).
+// Encoding runs: added/special tokens matched first (added_tokens.hpp), the normalizer on the text between
+// them (normalizer.hpp), the pre-tokenizer (pre_tokenizer.hpp), BPE merges by rank (bpe.hpp), then the
+// post-processor when add_special_tokens is set (TemplateProcessing, ByteLevel). Decoding applies the decoder
+// (decoder.hpp). Ids are identical to the Python `tokenizers` package (tests/unit/data/tokenizer_test).
 // Unsupported component types are refused by name when the file is loaded. The file's "truncation" and
 // "padding" sections are ignored: the data pipeline truncates and pads itself (packing.hpp).
 // A Tokenizer is immutable after loading; encode/decode may be called from many threads at once.

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <thread>
 
 #include "engine/core/error.hpp"
 #include "engine/data/prepared_dataset.hpp"
@@ -103,6 +104,33 @@ TEST_F(DatasetCacheTest, CorruptOrTruncatedCacheIsRebuilt) {
   EXPECT_FALSE(read_cache(file, key).has_value());
   EXPECT_FALSE(prepare().from_cache);
   EXPECT_TRUE(prepare().from_cache);
+}
+
+TEST_F(DatasetCacheTest, ConcurrentBuildersLeaveOneValidFile) {
+  // Several ranks preparing the same data at once: each writes its own temporary file, the renames race,
+  // and the cache that remains is complete.
+  std::vector<PreparedDataset> results(4);
+  std::vector<std::thread> pool;
+  for (auto& r : results) pool.emplace_back([&] { r = prepare(); });
+  for (auto& t : pool) t.join();
+  for (const auto& r : results) expect_same(r.samples, results[0].samples);
+  EXPECT_TRUE(prepare().from_cache);
+  size_t files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(options.cache_dir)) {
+    (void)entry;
+    ++files;
+  }
+  EXPECT_EQ(files, 1u);  // no temporary file left behind
+}
+
+TEST_F(DatasetCacheTest, TemplateWhoseEndOfTurnIsNotATokenIsRefused) {
+  chat = ChatTemplate::by_name("llama3");  // the small tokenizer has no <|eot_id|>
+  try {
+    (void)prepare();
+    FAIL() << "expected engine::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("<|eot_id|>, which is not a token"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(DatasetCacheTest, FailModeStopsOnTheFirstBadRecord) {

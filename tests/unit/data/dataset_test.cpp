@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "engine/core/error.hpp"
 #include "tests/unit/data/test_paths.hpp"
 
@@ -87,6 +89,17 @@ TEST(Dataset, TextFormAndFieldMapping) {
     EXPECT_EQ(std::string(e.what()),
               "f:2: no \"prompt\" field (alpaca form; map other names with data.fields)");
   }
+}
+
+TEST(Dataset, ByteOrderMarkAndCrLfAreAccepted) {
+  const auto path = std::filesystem::temp_directory_path() / "engine_dataset_bom_test.jsonl";
+  std::ofstream(path, std::ios::binary) << "\xEF\xBB\xBF{\"text\": \"a\"}\r\n\r\n{\"text\": \"b\"}\r\n";
+  const Dataset d = read_dataset(path, DatasetOptions{});
+  std::filesystem::remove(path);
+  ASSERT_EQ(d.examples.size(), 2u);
+  EXPECT_EQ(d.skipped, 0u);
+  EXPECT_EQ(d.examples[0].text, "a");
+  EXPECT_EQ(d.examples[1].where, path.string() + ":3");
 }
 
 TEST(Dataset, OptionNamesAreParsedOrRefused) {

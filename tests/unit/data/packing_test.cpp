@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <cmath>
 #include <map>
 #include <numeric>
 
@@ -106,6 +108,84 @@ TEST(Packing, UnpackedRowsArePaddedOneSampleEach) {
             (std::vector<int32_t>{0, 1, 2, 3, 0, 1, 2}));
   EXPECT_EQ(std::vector<int32_t>(b.segment_ids.begin(), b.segment_ids.begin() + 7),
             (std::vector<int32_t>{1, 1, 1, 1, 0, 0, 0}));
+}
+
+// A toy causal model that honours the batch contract the way the runtime's ops do: x = E[id] + P[position],
+// one attention layer restricted to earlier positions of the same segment, tied output embedding, summed
+// cross-entropy over labels != -100. Returns the loss summed per (row, segment).
+std::map<std::pair<size_t, int32_t>, double> toy_losses(const Batch& b) {
+  constexpr int kDim = 8, kVocab = 1024;
+  const auto weight = [](uint64_t a, uint64_t b2) {  // deterministic pseudo-random in [-1, 1)
+    uint64_t z = a * 0x9E3779B97F4A7C15ull + b2 * 0xBF58476D1CE4E5B9ull + 1;
+    z = (z ^ (z >> 31)) * 0x94D049BB133111EBull;
+    return static_cast<double>(z >> 11) / 4503599627370496.0 - 1.0;
+  };
+  const auto T = static_cast<size_t>(b.seq_len);
+  std::map<std::pair<size_t, int32_t>, double> loss;
+  for (size_t r = 0; r < static_cast<size_t>(b.rows); ++r) {
+    std::vector<std::array<double, kDim>> x(T);
+    for (size_t t = 0; t < T; ++t) {
+      for (int d = 0; d < kDim; ++d) {
+        x[t][d] = weight(static_cast<uint64_t>(b.input_ids[r * T + t] + 2), d) +
+                  0.5 * weight(1000003 + static_cast<uint64_t>(b.position_ids[r * T + t]), d);
+      }
+    }
+    for (size_t t = 0; t < T; ++t) {
+      const size_t i = r * T + t;
+      if (b.labels[i] == kIgnoreIndex) continue;
+      std::vector<double> scores;
+      std::vector<size_t> keys;
+      for (size_t s2 = 0; s2 <= t; ++s2) {
+        if (b.segment_ids[r * T + s2] != b.segment_ids[i]) continue;
+        double dot = 0;
+        for (int d = 0; d < kDim; ++d) dot += x[t][d] * x[s2][d];
+        scores.push_back(dot / std::sqrt(double(kDim)));
+        keys.push_back(s2);
+      }
+      const double top = *std::max_element(scores.begin(), scores.end());
+      double z = 0;
+      for (double& sc : scores) z += (sc = std::exp(sc - top));
+      std::array<double, kDim> h{};
+      for (size_t k = 0; k < keys.size(); ++k) {
+        for (int d = 0; d < kDim; ++d) h[d] += scores[k] / z * x[keys[k]][d];
+      }
+      std::vector<double> logits(kVocab);
+      for (int v = 0; v < kVocab; ++v) {
+        for (int d = 0; d < kDim; ++d) logits[v] += h[d] * weight(static_cast<uint64_t>(v + 2), d);
+      }
+      const double m = *std::max_element(logits.begin(), logits.end());
+      double sum = 0;
+      for (double l : logits) sum += std::exp(l - m);
+      loss[{r, b.segment_ids[i]}] += m + std::log(sum) - logits[static_cast<size_t>(b.labels[i])];
+    }
+  }
+  return loss;
+}
+
+TEST(Packing, PackedBatchGivesTheSameLossPerSampleAsOneByOne) {
+  const auto all = samples();
+  PackingOptions packed{.max_seq_len = 12, .packing = true, .pad_id = 0};
+  const PackingPlan plan = plan_rows(all, packed);
+  ASSERT_LT(plan.rows.size(), all.size());  // really packed
+  std::vector<uint64_t> rows(plan.rows.size());
+  std::iota(rows.begin(), rows.end(), 0);
+  const auto packed_loss = toy_losses(make_batch(all, plan, rows, packed));
+  size_t compared = 0;
+  for (size_t r = 0; r < plan.rows.size(); ++r) {
+    int32_t segment = 0;
+    for (const RowPart& part : plan.rows[r]) {
+      ++segment;
+      // The sample alone, in a row of its own length.
+      const std::vector<TokenizedSample> one = {all[part.sample]};
+      PackingOptions alone{.max_seq_len = static_cast<int32_t>(part.length), .packing = false};
+      const PackingPlan one_plan = plan_rows(one, alone);
+      const auto single = toy_losses(make_batch(one, one_plan, std::vector<uint64_t>{0}, alone));
+      ASSERT_EQ(single.size(), 1u);
+      EXPECT_NEAR(packed_loss.at({r, segment}), single.begin()->second, 1e-9) << "sample " << part.sample;
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, all.size());
 }
 
 TEST(Packing, TruncatedSampleWithoutTrainedTokensIsDropped) {

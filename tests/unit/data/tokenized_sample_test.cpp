@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "engine/core/error.hpp"
 #include "tests/unit/data/test_paths.hpp"
 
@@ -102,6 +104,29 @@ TEST_F(TokenizedSampleTest, RealQwenTokenizerMasksImEnd) {
       EXPECT_EQ(s.labels[t + 1], kIgnoreIndex);
     }
   }
+}
+
+TEST_F(TokenizedSampleTest, RealQwenIdsEqualTransformersApplyChatTemplate) {
+  // tests/data/data/chat_templates.json holds transformers' apply_chat_template(tokenize=True) ids for every
+  // ChatML case; the engine's tokenized sample must have exactly those ids.
+  const auto dir = testing::qwen_tokenizer_dir();
+  if (!std::filesystem::exists(dir / "tokenizer.json")) GTEST_SKIP() << "absent: " << dir;
+  static const Tokenizer qwen = Tokenizer::from_file(dir);
+  const auto fixture = nlohmann::json::parse(testing::read_text(test_data("chat_templates.json")));
+  size_t checked = 0;
+  for (const auto& c : fixture["cases"]) {
+    if (!c.contains("qwen_ids") || c["add_generation_prompt"].get<bool>()) continue;
+    const std::string name = c["template"].get<std::string>();
+    const ChatTemplate tmpl = ChatTemplate::recognise(fixture["templates"][name].get<std::string>(), name);
+    Example ex;
+    ex.where = name;
+    for (const auto& m : c["messages"])
+      ex.messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+    const TokenizedSample s = tokenize_example(ex, qwen, tmpl, SampleOptions{});
+    EXPECT_EQ(s.ids, c["qwen_ids"].get<std::vector<int32_t>>()) << name << " " << c["messages"].dump();
+    ++checked;
+  }
+  EXPECT_EQ(checked, 21u);
 }
 
 TEST_F(TokenizedSampleTest, NothingToTrainIsAnError) {

@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "engine/core/error.hpp"
 #include "tests/unit/data/test_paths.hpp"
@@ -56,13 +58,58 @@ TEST(Tokenizer, Gpt2StyleTokenizerMatchesPythonTokenizers) {
                 load_json(test_data("gpt2_style_expected.json")));
 }
 
+TEST(Tokenizer, Llama2StyleTokenizersMatchPythonTokenizers) {
+  // SentencePiece-style BPE: byte fallback (<0xXX>), fuse_unk, <s> post-processor; the legacy Prepend/Replace
+  // normalizers, or a Metaspace pre-tokenizer (prepend first without split, always with split); their
+  // decoders.
+  const auto corpus = load_json(test_data("tokenizer_corpus.json"));
+  for (const std::string name : {"llama2_legacy", "llama2_metaspace_first", "llama2_metaspace_split"}) {
+    SCOPED_TRACE(name);
+    const Tokenizer tok = Tokenizer::from_file(test_data(name + "_tokenizer.json"));
+    expect_parity(tok, corpus, load_json(test_data(name + "_expected.json")));
+  }
+}
+
+TEST(Tokenizer, SplitBehaviorsDigitsAndUnicodeFormsMatchPythonTokenizers) {
+  // Split with Removed (NFKC, Digits individual), MergedWithPrevious (NFD), MergedWithNext on a String
+  // pattern (Digits contiguous), Contiguous (NFKD), and Isolated with invert.
+  const auto corpus = load_json(test_data("tokenizer_corpus.json"));
+  for (const std::string variant : {"removed", "previous", "next", "contiguous", "invert"}) {
+    SCOPED_TRACE(variant);
+    const Tokenizer tok = Tokenizer::from_file(test_data("split_" + variant + "_tokenizer.json"));
+    expect_parity(tok, corpus, load_json(test_data("split_" + variant + "_expected.json")));
+  }
+}
+
+TEST(Tokenizer, ConcurrentEncodingGivesTheSameIds) {
+  // Threads share the word cache (lock-free): each thread's ids must equal the expected ones.
+  const Tokenizer tok = Tokenizer::from_file(test_data("small_tokenizer.json"));
+  const auto corpus = load_json(test_data("tokenizer_corpus.json"));
+  const auto expected = load_json(test_data("small_expected.json"));
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < 4; ++t) {
+    pool.emplace_back([&, t] {
+      for (int round = 0; round < 20; ++round) {
+        for (size_t i = 0; i < corpus.size(); ++i) {
+          const size_t k = (i + static_cast<size_t>(t) * 7) % corpus.size();  // different orders per thread
+          if (tok.encode(corpus[k].get<std::string>()) != expected["ids"][k].get<std::vector<int32_t>>())
+            ++mismatches;
+        }
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
+}
+
 TEST(Tokenizer, SmallTokenizerVocabularyQueries) {
   const Tokenizer tok = Tokenizer::from_file(test_data("small_tokenizer.json"));
   EXPECT_EQ(tok.token_to_id("<|im_end|>"), 2);
   EXPECT_TRUE(tok.is_special(2));
   EXPECT_FALSE(tok.is_special(385));  // <mask> is added but not special
   EXPECT_EQ(tok.id_to_token(385), "<mask>");
-  EXPECT_EQ(tok.vocab_size(), 387u);
+  EXPECT_EQ(tok.vocab_size(), 388u);
   EXPECT_FALSE(tok.token_to_id("no such token").has_value());
 }
 
