@@ -4,8 +4,9 @@
 // model's tokenizer.json (with --chat: as one user turn through the chat template of tokenizer_config.json,
 // with the assistant header appended), generates with a KV cache and prints the text as tokens arrive.
 // Greedy at --temperature 0 (the default); otherwise temperature and top-p sampling seeded by --seed.
-// Stops at the model's end-of-sequence tokens (config.json, generation_config.json and tokenizer_config.json's
-// eos_token, plus the chat template's end-of-turn token) or after --max-new-tokens (default 256).
+// Stops at the model's end-of-sequence tokens (config.json, generation_config.json and
+// tokenizer_config.json's eos_token, plus the chat template's end-of-turn token) or after --max-new-tokens
+// (default 256).
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -55,7 +56,8 @@ void add_ids(const nlohmann::json& v, std::vector<int32_t>& out) {
 void add_token(const data::Tokenizer& tok, const nlohmann::json& v, std::vector<int32_t>& out) {
   std::string text;
   if (v.is_string()) text = v.get<std::string>();
-  if (v.is_object() && v.contains("content") && v["content"].is_string()) text = v["content"].get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string())
+    text = v["content"].get<std::string>();
   if (text.empty()) return;
   if (auto id = tok.token_to_id(text)) out.push_back(*id);
 }
@@ -108,10 +110,12 @@ int generate_command(const std::vector<std::string>& args) {
   host::HostSession session(cpu, g.sampling.seed);
   session::ModelLoadOptions load;
   load.options_json = R"({"dtype": "float32"})";
+  load.trainable = false;
   std::unique_ptr<session::ModelInstance> model = session::load_model(session, *registry, dir, load);
   const plugins::PluginRecord& plugin = registry->require(ENG_KIND_MODEL, model->plugin_name());
   if (!plugin.has(ENG_MODEL_CAP_KV_CACHE))
-    fail("model plugin '{}' does not support a KV cache (ENG_MODEL_CAP_KV_CACHE); it cannot generate", plugin.name);
+    fail("model plugin '{}' does not support a KV cache (ENG_MODEL_CAP_KV_CACHE); it cannot generate",
+         plugin.name);
   std::unique_ptr<host::PluginPeft> adapter;
   if (o.has("--adapter")) adapter = session::load_adapter(session, *registry, o.require("--adapter"));
   g.stop_tokens = stop_tokens(dir, *model, tokenizer, chat);

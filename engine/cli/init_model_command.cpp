@@ -2,8 +2,8 @@
 // Writes a randomly initialised model in Hugging Face layout that transformers loads as it is:
 //   config.json             the model plugin's preset (eng_model_vtable.preset_config)
 //   model.safetensors       every parameter, fp32, initialised as the plugin declared (N(0, 0.02) weights,
-//                           ones for norms, zeros for biases) from the parameter store's generator seeded with N:
-//                           the same seed gives the same bytes
+//                           ones for norms, zeros for biases) from the parameter store's generator seeded
+//                           with N: the same seed gives the same bytes
 //   tokenizer.json, tokenizer_config.json   the small BPE tokenizer of the preset (preset_tokenizers.hpp)
 // DIR must be new or empty.
 #include <spdlog/spdlog.h>
@@ -38,7 +38,8 @@ int init_model_command(const std::vector<std::string>& args) {
   const eng_model_vtable* vt = plugin.table<eng_model_vtable>();
   const char* config = vt->preset_config != nullptr ? vt->preset_config(preset.c_str()) : nullptr;
   if (config == nullptr) {
-    throw UsageError("model plugin '" + arch + "' has no preset '" + preset + "' (the built-in ones have tiny, small)");
+    throw UsageError("model plugin '" + arch + "' has no preset '" + preset +
+                     "' (the built-in ones have tiny, small)");
   }
   std::optional<PresetTokenizerFiles> tokenizer = preset_tokenizer_files(arch);
   if (!tokenizer) {
@@ -57,8 +58,8 @@ int init_model_command(const std::vector<std::string>& args) {
   io::write_file_atomic(out / "tokenizer.json", tokenizer->tokenizer_json);
   io::write_file_atomic(out / "tokenizer_config.json", tokenizer->tokenizer_config_json);
   const int64_t n = session.params().numel();
-  std::cout << "wrote a " << arch << " '" << preset << "' model (" << n << " parameters, seed " << seed << ") to "
-            << out.string() << "\n";
+  std::cout << "wrote a " << arch << " '" << preset << "' model (" << n << " parameters, seed " << seed
+            << ") to " << out.string() << "\n";
   return kExitOk;
 }
 

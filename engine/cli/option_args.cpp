@@ -25,7 +25,8 @@ int64_t OptionArgs::get_int(const std::string& name, int64_t fallback) const {
   int64_t v = 0;
   const std::string& s = it->second;
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size()) throw UsageError(name + " needs an integer, got '" + s + "'");
+  if (ec != std::errc() || end != s.data() + s.size())
+    throw UsageError(name + " needs an integer, got '" + s + "'");
   return v;
 }
 

@@ -34,7 +34,9 @@ const std::vector<std::pair<std::string, std::vector<std::string>>> kAdapterConf
 
 nlohmann::json read_json(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);
-  if (!in) fail_with(ENG_ERR_IO, "cannot open {}: is this a PEFT adapter directory (adapter_config.json)?", file.string());
+  if (!in)
+    fail_with(ENG_ERR_IO, "cannot open {}: is this a PEFT adapter directory (adapter_config.json)?",
+              file.string());
   std::stringstream buffer;
   buffer << in.rdbuf();
   try {
@@ -55,8 +57,8 @@ std::string peft_plugin_name(const nlohmann::json& adapter_config, const std::st
   return name;
 }
 
-std::string peft_options_from_adapter_config(const nlohmann::json& adapter_config, const std::string& schema_json,
-                                             const std::string& plugin_name) {
+std::string peft_options_from_adapter_config(const nlohmann::json& adapter_config,
+                                             const std::string& schema_json, const std::string& plugin_name) {
   nlohmann::json options = nlohmann::json::object();
   for (const recipe::FieldSpec& spec : recipe::parse_schema(schema_json, plugin_name)) {
     std::optional<nlohmann::json> value;
@@ -75,22 +77,24 @@ std::string peft_options_from_adapter_config(const nlohmann::json& adapter_confi
     // target_modules may be a single regex string in PEFT; the plugin's schema decides what it accepts
     const std::string why = recipe::check_value(spec, *value);
     if (!why.empty()) {
-      fail("adapter option '{}' for PEFT plugin '{}': {} (from adapter_config.json)", spec.name, plugin_name, why);
+      fail("adapter option '{}' for PEFT plugin '{}': {} (from adapter_config.json)", spec.name, plugin_name,
+           why);
     }
     options[spec.name] = *value;
   }
   return options.dump();
 }
 
-std::unique_ptr<host::PluginPeft> load_adapter(host::HostSession& session, const plugins::PluginRegistry& registry,
+std::unique_ptr<host::PluginPeft> load_adapter(host::HostSession& session,
+                                               const plugins::PluginRegistry& registry,
                                                const std::filesystem::path& dir) {
   const std::filesystem::path config_file = dir / "adapter_config.json";
   nlohmann::json config = read_json(config_file);
   const std::string name = peft_plugin_name(config, config_file.string());
   const plugins::PluginRecord& plugin = registry.require(ENG_KIND_PEFT, name);
   const std::string options = peft_options_from_adapter_config(config, plugin.options_schema_json, name);
-  auto peft = std::make_unique<host::PluginPeft>(session, host::host_api(), plugin.table<eng_peft_vtable>(), name,
-                                                 options);
+  auto peft = std::make_unique<host::PluginPeft>(session, host::host_api(), plugin.table<eng_peft_vtable>(),
+                                                 name, options);
   peft->attach();
   session.set_peft(peft.get());
   eng_ctx ctx = session.context(false);

@@ -12,9 +12,8 @@
 
 #include <filesystem>
 #include <memory>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "engine/host/host_session.hpp"
 #include "engine/host/plugin_weights.hpp"
@@ -26,13 +25,14 @@ namespace engine::session {
 std::string peft_plugin_name(const nlohmann::json& adapter_config, const std::string& where);
 
 // The plugin's options for this adapter, following its options schema (see the file comment).
-std::string peft_options_from_adapter_config(const nlohmann::json& adapter_config, const std::string& schema_json,
-                                             const std::string& plugin_name);
+std::string peft_options_from_adapter_config(const nlohmann::json& adapter_config,
+                                             const std::string& schema_json, const std::string& plugin_name);
 
-// Creates the adapter's PEFT plugin in `session`, attaches it to the declared model parameters, installs it as
-// the session's PEFT method and loads the adapter weights from `dir`. The returned object must outlive every
-// forward of the session.
-std::unique_ptr<host::PluginPeft> load_adapter(host::HostSession& session, const plugins::PluginRegistry& registry,
+// Creates the adapter's PEFT plugin in `session`, attaches it to the declared model parameters, installs it
+// as the session's PEFT method and loads the adapter weights from `dir`. The returned object must outlive
+// every forward of the session.
+std::unique_ptr<host::PluginPeft> load_adapter(host::HostSession& session,
+                                               const plugins::PluginRegistry& registry,
                                                const std::filesystem::path& dir);
 
 }  // namespace engine::session

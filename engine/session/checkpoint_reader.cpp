@@ -66,9 +66,11 @@ void from_f32(const float* src, eng_dtype dtype, int64_t n, void* out) {
 void read_tensor_into(const io::SafetensorsTensor& src, rt::Tensor& dst, const std::string& where) {
   const rt::Dims src_shape = rt::Dims::from(std::vector<int64_t>(src.shape.begin(), src.shape.end()));
   if (src_shape != dst.shape()) {
-    fail("{}: tensor '{}' has shape {} in the checkpoint, the model declares {}; the checkpoint does not match "
-         "this config.json",
-         where, src.name, src_shape.str(), dst.shape().str());
+    fail(
+        "{}: tensor '{}' has shape {} in the checkpoint, the model declares {}; the checkpoint does not "
+        "match "
+        "this config.json",
+        where, src.name, src_shape.str(), dst.shape().str());
   }
   if (!src.engine_dtype) {
     fail("{}: tensor '{}' has dtype {}, which the engine cannot load (use F32, BF16 or F16 weights)", where,
@@ -87,8 +89,9 @@ void read_tensor_into(const io::SafetensorsTensor& src, rt::Tensor& dst, const s
     return;
   }
   if (!is_float(from) || !is_float(to)) {
-    fail("{}: tensor '{}' is {} in the checkpoint but the parameter is stored as {}; only float types convert",
-         where, src.name, src.dtype_name, rt::dtype_name(to));
+    fail(
+        "{}: tensor '{}' is {} in the checkpoint but the parameter is stored as {}; only float types convert",
+        where, src.name, src.dtype_name, rt::dtype_name(to));
   }
   // chunked conversion through one bounded host buffer
   std::vector<float> f32(static_cast<size_t>(std::min(n, kChunkElements)));
@@ -97,7 +100,8 @@ void read_tensor_into(const io::SafetensorsTensor& src, rt::Tensor& dst, const s
     for (int64_t i = 0; i < n; i += kChunkElements) {
       const int64_t m = std::min(kChunkElements, n - i);
       to_f32(src.data + static_cast<size_t>(i) * in_size, from, m, f32.data());
-      from_f32(f32.data(), to, m, static_cast<std::byte*>(dst.raw_data()) + static_cast<size_t>(i) * out_size);
+      from_f32(f32.data(), to, m,
+               static_cast<std::byte*>(dst.raw_data()) + static_cast<size_t>(i) * out_size);
     }
     return;
   }

@@ -1,6 +1,8 @@
 // Generation with a KV cache (see generate.hpp).
 #include "engine/session/generate.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <numeric>
 
@@ -12,7 +14,8 @@ namespace engine::session {
 namespace {
 
 // ids (1,T) and positions start..start+T-1 (1,T), i32 on the device
-std::pair<rt::Tensor, rt::Tensor> step_inputs(rt::Device& device, std::span<const int32_t> ids, int64_t start) {
+std::pair<rt::Tensor, rt::Tensor> step_inputs(rt::Device& device, std::span<const int32_t> ids,
+                                              int64_t start) {
   const int64_t t = static_cast<int64_t>(ids.size());
   std::vector<int32_t> pos(ids.size());
   std::iota(pos.begin(), pos.end(), static_cast<int32_t>(start));
@@ -23,14 +26,21 @@ std::pair<rt::Tensor, rt::Tensor> step_inputs(rt::Device& device, std::span<cons
 
 }  // namespace
 
-std::vector<int32_t> generate(ModelInstance& model, std::span<const int32_t> prompt, const GenerateOptions& options,
-                              const std::function<void(int32_t)>& on_token) {
+std::vector<int32_t> generate(ModelInstance& model, std::span<const int32_t> prompt,
+                              const GenerateOptions& options, const std::function<void(int32_t)>& on_token) {
   if (prompt.empty()) fail("generate: the prompt is empty (it needs at least one token)");
   if (options.max_new_tokens < 1) fail("generate: --max-new-tokens must be at least 1");
   const eng_model_info& info = model.info();
   for (int32_t id : prompt) {
     if (id < 0 || id >= info.vocab_size)
       fail("generate: prompt token {} is outside the model's vocabulary of {}", id, info.vocab_size);
+  }
+  if (info.max_position_embeddings > 0 &&
+      static_cast<int64_t>(prompt.size()) + options.max_new_tokens > info.max_position_embeddings) {
+    spdlog::warn(
+        "generate: {} prompt + {} new tokens exceed the model's max_position_embeddings ({}); quality "
+        "beyond it is not what the model was trained for",
+        prompt.size(), options.max_new_tokens, info.max_position_embeddings);
   }
   rt::Device& device = model.session().device();
   const int64_t capacity = static_cast<int64_t>(prompt.size()) + options.max_new_tokens;
@@ -46,11 +56,12 @@ std::vector<int32_t> generate(ModelInstance& model, std::span<const int32_t> pro
     cache.advance(static_cast<int64_t>(step.size()));
     const int64_t t = hidden.dim(1);
     rt::Tensor last = hidden.sliced(1, t - 1, t).contiguous().view(rt::Dims{1, info.hidden_size});  // (1,C)
-    std::vector<float> logits = model.logits(last).to_float_vector();                                // (V)
+    std::vector<float> logits = model.logits(last).to_float_vector();                               // (V)
     const int32_t next = sampler.next(logits);
     out.push_back(next);
     if (on_token) on_token(next);
-    if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), next) != options.stop_tokens.end()) break;
+    if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), next) != options.stop_tokens.end())
+      break;
     step.assign(1, next);
   }
   return out;

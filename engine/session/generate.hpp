@@ -4,8 +4,8 @@
 //   GenerateOptions o;  o.max_new_tokens = 64;  o.stop_tokens = {eos};
 //   std::vector<int32_t> out = generate(model, prompt_ids, o, [&](int32_t id) { streamer.put(id); });
 //
-// Sampling follows sampler.hpp (greedy at temperature 0). The cache holds prompt + max_new_tokens positions in
-// fp32 on the session's device; generation stops at a stop token (included in the output and passed to
+// Sampling follows sampler.hpp (greedy at temperature 0). The cache holds prompt + max_new_tokens positions
+// in fp32 on the session's device; generation stops at a stop token (included in the output and passed to
 // on_token) or after max_new_tokens.
 #pragma once
 
@@ -27,7 +27,8 @@ struct GenerateOptions {
 
 // Returns the new tokens. engine::Error for an empty prompt, max_new_tokens < 1, or a model without the
 // KV-cache capability (checked by the caller through the plugin record; the forward would fail otherwise).
-std::vector<int32_t> generate(ModelInstance& model, std::span<const int32_t> prompt, const GenerateOptions& options,
+std::vector<int32_t> generate(ModelInstance& model, std::span<const int32_t> prompt,
+                              const GenerateOptions& options,
                               const std::function<void(int32_t)>& on_token = {});
 
 }  // namespace engine::session

@@ -21,17 +21,20 @@ ModelInstance::ModelInstance(host::HostSession& session, const plugins::PluginRe
     fail("plugin '{}' is not a model plugin; it cannot load a Hugging Face model", plugin.name);
   const bool cuda = session.device().type() == rt::DeviceType::CUDA;
   if (!plugin.has(cuda ? ENG_CAP_DEVICE_CUDA : ENG_CAP_DEVICE_CPU)) {
-    fail_with(ENG_ERR_UNSUPPORTED, "model plugin '{}' ({}) does not run on the {}", plugin.name, plugin.path.string(),
-              cuda ? "CUDA backend" : "CPU backend");
+    fail_with(ENG_ERR_UNSUPPORTED, "model plugin '{}' ({}) does not run on the {}", plugin.name,
+              plugin.path.string(), cuda ? "CUDA backend" : "CPU backend");
   }
   eng_ctx ctx = session.context(false);
   session.clear_error();
-  eng_status s = vt_->create(host::host_api(), &ctx, hf_config_json.c_str(), options_json.c_str(), &self_);
+  void* self = nullptr;
+  eng_status s = vt_->create(host::host_api(), &ctx, hf_config_json.c_str(), options_json.c_str(), &self);
   if (s != ENG_OK) fail_call("could not create the model from config.json", s);
+  self_ = PluginObject(self,
+                       vt_->destroy);  // destroyed by the member even if the rest of this constructor throws
 
   eng_model_info raw{};
   raw.struct_size = sizeof(raw);
-  s = vt_->info(self_, &raw);
+  s = vt_->info(self_.get(), &raw);
   if (s != ENG_OK) fail_call("info", s);
   info_.lm_head_param = raw.lm_head_param != nullptr ? raw.lm_head_param : "";
   info_.architecture = raw.architecture != nullptr ? raw.architecture : "";
@@ -40,18 +43,17 @@ ModelInstance::ModelInstance(host::HostSession& session, const plugins::PluginRe
   info_.raw.architecture = info_.architecture.c_str();
 
   session.set_declaring(true);
-  s = vt_->declare_params(self_, &ctx);
+  s = vt_->declare_params(self_.get(), &ctx);
   session.set_declaring(false);
   if (s != ENG_OK) fail_call("declare_params", s);
   if (session.params().find(info_.lm_head_param) == nullptr) {
-    fail_with(ENG_ERR_INTERNAL, "model plugin '{}' names '{}' as its output projection but did not declare it",
-              plugin_name_, info_.lm_head_param);
+    fail_with(ENG_ERR_INTERNAL,
+              "model plugin '{}' names '{}' as its output projection but did not declare it", plugin_name_,
+              info_.lm_head_param);
   }
 }
 
-ModelInstance::~ModelInstance() {
-  if (self_ != nullptr) vt_->destroy(self_);
-}
+ModelInstance::~ModelInstance() = default;
 
 void ModelInstance::fail_call(const char* what, eng_status status) const {
   std::string message = session_->error();
@@ -63,7 +65,8 @@ rt::Param& ModelInstance::lm_head() const { return session_->params().get(info_.
 
 rt::Tensor ModelInstance::forward(const rt::Tensor& input_ids, const rt::Tensor& position_ids,
                                   const rt::Tensor& segment_ids, rt::KvCache* cache, bool grad_enabled) {
-  if (cache != nullptr && grad_enabled) fail("internal: a forward with a KV cache must run without gradients");
+  if (cache != nullptr && grad_enabled)
+    fail("internal: a forward with a KV cache must run without gradients");
   host::OwnedHandle ids(input_ids), pos(position_ids);
   host::OwnedHandle seg = segment_ids.defined() ? host::OwnedHandle(segment_ids) : host::OwnedHandle();
   eng_batch batch{};
@@ -75,7 +78,7 @@ rt::Tensor ModelInstance::forward(const rt::Tensor& input_ids, const rt::Tensor&
   eng_ctx ctx = session_->context(grad_enabled);
   session_->clear_error();
   host::OwnedHandle hidden;
-  eng_status s = vt_->forward(self_, &ctx, &batch, hidden.out());
+  eng_status s = vt_->forward(self_.get(), &ctx, &batch, hidden.out());
   if (s != ENG_OK) fail_call("forward", s);
   return host::tensor_of(hidden.get(), "the model's hidden states");
 }
@@ -90,6 +93,29 @@ rt::Tensor ModelInstance::logits(const rt::Tensor& hidden) {
   return host::tensor_of(out.get(), "logits");
 }
 
+rt::Tensor ModelInstance::loss(const rt::Tensor& hidden, const rt::Tensor& labels, double scale,
+                               int64_t ignore_index) {
+  const int64_t c = info_.raw.hidden_size;
+  const int64_t n = hidden.numel() / c;
+  if (hidden.dim(-1) != c || labels.numel() != n) {
+    fail("loss: hidden {} and labels {} do not match (labels need one entry per position)",
+         hidden.shape().str(), labels.shape().str());
+  }
+  eng_ctx ctx = session_->context(true);
+  session_->clear_error();
+  const int64_t flat_shape[2] = {n, c};
+  const int64_t label_shape[1] = {n};
+  host::OwnedHandle h(hidden), y(labels), flat, flat_y, out;
+  eng_status s = host::op_table()->reshape(&ctx, h.get(), 2, flat_shape, flat.out());           // (N,C)
+  if (s == ENG_OK) s = host::op_table()->reshape(&ctx, y.get(), 1, label_shape, flat_y.out());  // (N)
+  if (s == ENG_OK) {
+    s = host::op_table()->linear_cross_entropy(&ctx, flat.get(), host::param_handle(lm_head()), flat_y.get(),
+                                               ignore_index, scale, out.out());
+  }
+  if (s != ENG_OK) fail_call("loss", s);
+  return host::tensor_of(out.get(), "loss");
+}
+
 std::string model_plugin_name(const io::HfConfig& config) { return config.model_type(); }
 
 std::unique_ptr<ModelInstance> load_model(host::HostSession& session, const plugins::PluginRegistry& registry,
@@ -99,6 +125,10 @@ std::unique_ptr<ModelInstance> load_model(host::HostSession& session, const plug
   const plugins::PluginRecord& plugin = registry.require(ENG_KIND_MODEL, name);
   auto model = std::make_unique<ModelInstance>(session, plugin, config.text, options.options_json);
   spdlog::debug("model {}: plugin {} declared {} parameters", dir.string(), name, session.params().size());
+  if (!options.trainable) {
+    for (size_t i = 0; i < session.params().size(); ++i)
+      session.params().set_trainable(session.params().at(i), false);
+  }
   if (options.before_weights) options.before_weights(*model);
   if (!options.load_weights) return model;
 
@@ -107,7 +137,7 @@ std::unique_ptr<ModelInstance> load_model(host::HostSession& session, const plug
   load.tied_lm_head = model->info().tie_word_embeddings != 0;
   load.store.allow_missing = options.allow_missing;
   rt::LoadReport report = load_checkpoint(session.params(), checkpoint, load);
-  spdlog::info("loaded {} tensors from {}", report.loaded.size(), dir.string());
+  spdlog::debug("loaded {} tensors from {}", report.loaded.size(), dir.string());
   return model;
 }
 

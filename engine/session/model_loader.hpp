@@ -41,8 +41,8 @@ struct ModelInfo {
 class ModelInstance {
  public:
   // Creates the plugin's model from config.json text and declares its parameters in session.params().
-  ModelInstance(host::HostSession& session, const plugins::PluginRecord& plugin, const std::string& hf_config_json,
-                const std::string& options_json = "{}");
+  ModelInstance(host::HostSession& session, const plugins::PluginRecord& plugin,
+                const std::string& hf_config_json, const std::string& options_json = "{}");
   ~ModelInstance();
   ModelInstance(const ModelInstance&) = delete;
   ModelInstance& operator=(const ModelInstance&) = delete;
@@ -60,6 +60,12 @@ class ModelInstance {
                      bool grad_enabled = true);
   // hidden (N,C) -> logits (N,V) = hidden lm_head^T, through the linear seam, not recorded.
   rt::Tensor logits(const rt::Tensor& hidden);
+  // The training loss, recorded on the tape: hidden (B,T,C) or (N,C) from forward, labels (N = B*T) i32
+  // already shifted (labels[i] is the token that position i predicts, ignore_index where there is none) ->
+  // () f32 = scale * sum of cross-entropy over the labelled positions, through the fused linear+cross-entropy
+  // (full logits never exist). scale = 1 / (label tokens in the global batch) gives transformers' mean.
+  rt::Tensor loss(const rt::Tensor& hidden, const rt::Tensor& labels, double scale,
+                  int64_t ignore_index = -100);
 
  private:
   [[noreturn]] void fail_call(const char* what, eng_status status) const;
@@ -67,7 +73,9 @@ class ModelInstance {
   host::HostSession* session_;
   const eng_model_vtable* vt_;
   std::string plugin_name_;
-  void* self_ = nullptr;
+  using PluginObject =
+      std::unique_ptr<void, void (*)(void*)>;  // the plugin's model, freed by vtable->destroy
+  PluginObject self_{nullptr, nullptr};
   ModelInfo info_;
 };
 
@@ -79,13 +87,16 @@ struct ModelLoadOptions {
   std::string plugin;               // empty: model_plugin_name(config)
   std::string options_json = "{}";  // the recipe's [model] section
   bool load_weights = true;         // false: keep the declared initialisation (init-model)
-  bool allow_missing = false;       // parameters the checkpoint lacks keep their initialisation
+  bool trainable = true;       // false: every model parameter frozen before the weights load, so they stay
+                               // in the declared dtype (no fp32 masters): generation, PEFT training
+  bool allow_missing = false;  // parameters the checkpoint lacks keep their initialisation
   // Called after the parameters are declared and before the weights stream in (attach PEFT, set a quantizer).
   std::function<void(ModelInstance&)> before_weights;
 };
 
 // Loads `dir` (a Hugging Face model directory) into session; see the file comment.
 std::unique_ptr<ModelInstance> load_model(host::HostSession& session, const plugins::PluginRegistry& registry,
-                                          const std::filesystem::path& dir, const ModelLoadOptions& options = {});
+                                          const std::filesystem::path& dir,
+                                          const ModelLoadOptions& options = {});
 
 }  // namespace engine::session

@@ -21,7 +21,8 @@ int32_t argmax(std::span<const float> logits) {
 TokenSampler::TokenSampler(const SamplingOptions& options) : options_(options), rng_(options.seed) {
   if (!(options.temperature >= 0.0) || !std::isfinite(options.temperature))
     fail("--temperature must be a finite number >= 0 (0 is greedy), got {}", options.temperature);
-  if (!(options.top_p > 0.0 && options.top_p <= 1.0)) fail("--top-p must be in (0, 1], got {}", options.top_p);
+  if (!(options.top_p > 0.0 && options.top_p <= 1.0))
+    fail("--top-p must be in (0, 1], got {}", options.top_p);
 }
 
 int32_t TokenSampler::next(std::span<const float> logits) {
@@ -40,7 +41,8 @@ int32_t TokenSampler::next(std::span<const float> logits) {
   // most likely first (stable: lower ids first among equals)
   std::vector<int32_t> order(p.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return p[size_t(a)] > p[size_t(b)]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return p[size_t(a)] > p[size_t(b)]; });
   // nucleus: the shortest prefix whose mass reaches top_p
   size_t keep = order.size();
   if (options_.top_p < 1.0) {

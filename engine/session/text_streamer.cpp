@@ -9,7 +9,8 @@ namespace {
 constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD in UTF-8
 
 bool ends_incomplete(const std::string& s) {
-  return s.size() >= kReplacement.size() && s.compare(s.size() - kReplacement.size(), kReplacement.size(), kReplacement) == 0;
+  return s.size() >= kReplacement.size() &&
+         s.compare(s.size() - kReplacement.size(), kReplacement.size(), kReplacement) == 0;
 }
 }  // namespace
 

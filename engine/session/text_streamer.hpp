@@ -2,7 +2,8 @@
 //
 // A byte-level BPE token can end in the middle of a UTF-8 character, so the text of the ids so far is decoded
 // as a whole and only the part that is final is emitted: text ending in U+FFFD (an incomplete character) is
-// held back until the next token completes it, as transformers' TextStreamer does. Special tokens (<|im_end|>,
+// held back until the next token completes it, as transformers' TextStreamer does. Special tokens
+// (<|im_end|>,
 // <|eot_id|>) are not printed.
 #pragma once
 

@@ -1,53 +1,72 @@
 #include "kernels/cpu/activation.hpp"
 
-#include <cmath>
+#include <vector>
 
 #include "kernels/cpu/thread_pool.hpp"
+#include "kernels/cpu/vec.hpp"
 
 namespace engine::cpu {
 
 namespace {
 constexpr int64_t kGrain = 1 << 13;
+
 template <typename T>
 inline T sigmoid(T x) {
-  return T(1) / (T(1) + std::exp(-x));
+  return T(1) / (T(1) + fast_exp(-x));
+}
+
+// The element loops, compiled per SIMD level (fast_exp vectorises; libm exp would not).
+template <typename T>
+ENGINE_SIMD_CLONES void silu_range(const T* x, T* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * sigmoid(x[i]);
+}
+template <typename T>
+ENGINE_SIMD_CLONES void silu_grad_range(const T* dy, const T* x, T* dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T s = sigmoid(x[i]);
+    dx[i] = dy[i] * s * (T(1) + x[i] * (T(1) - s));
+  }
+}
+template <typename T>
+ENGINE_SIMD_CLONES void swiglu_range(const T* g, const T* u, T* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = g[i] * sigmoid(g[i]) * u[i];
+}
+template <typename T>
+ENGINE_SIMD_CLONES void swiglu_grad_range(const T* dy, const T* g, const T* u, T* dg, T* du, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T s = sigmoid(g[i]);
+    dg[i] = dy[i] * u[i] * s * (T(1) + g[i] * (T(1) - s));
+    du[i] = dy[i] * g[i] * s;
+  }
 }
 }  // namespace
 
 template <typename T>
 void silu_forward(ThreadPool& pool, const T* x, T* y, int64_t n) {
-  pool.parallel_for(n, kGrain, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) y[i] = x[i] * sigmoid(x[i]);
-  });
+  pool.parallel_for(n, kGrain, [=](int64_t i0, int64_t i1) { silu_range(x + i0, y + i0, i1 - i0); });
 }
 
 template <typename T>
 void silu_backward(ThreadPool& pool, const T* dy, const T* x, T* dx, int64_t n) {
-  pool.parallel_for(n, kGrain, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const T s = sigmoid(x[i]);
-      dx[i] = dy[i] * s * (T(1) + x[i] * (T(1) - s));
-    }
-  });
+  pool.parallel_for(n, kGrain,
+                    [=](int64_t i0, int64_t i1) { silu_grad_range(dy + i0, x + i0, dx + i0, i1 - i0); });
 }
 
 template <typename T>
 void swiglu_forward(ThreadPool& pool, const T* gate, const T* up, T* y, int64_t n) {
-  pool.parallel_for(n, kGrain, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) y[i] = gate[i] * sigmoid(gate[i]) * up[i];
-  });
+  pool.parallel_for(n, kGrain,
+                    [=](int64_t i0, int64_t i1) { swiglu_range(gate + i0, up + i0, y + i0, i1 - i0); });
 }
 
 template <typename T>
 void swiglu_backward(ThreadPool& pool, const T* dy, const T* gate, const T* up, T* grad_gate, T* grad_up,
                      int64_t n) {
   pool.parallel_for(n, kGrain, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const T g = gate[i];
-      const T s = sigmoid(g);
-      if (grad_gate) grad_gate[i] = dy[i] * up[i] * s * (T(1) + g * (T(1) - s));
-      if (grad_up) grad_up[i] = dy[i] * g * s;
-    }
+    // Both gradients in one pass; a missing one is written to a chunk-local scratch and dropped.
+    std::vector<T> scratch((grad_gate && grad_up) ? 0 : static_cast<size_t>(i1 - i0));
+    T* dg = grad_gate ? grad_gate + i0 : scratch.data();
+    T* du = grad_up ? grad_up + i0 : scratch.data();
+    swiglu_grad_range(dy + i0, gate + i0, up + i0, dg, du, i1 - i0);
   });
 }
 

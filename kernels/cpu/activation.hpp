@@ -3,8 +3,9 @@
 //   silu(x) = x * sigmoid(x),           silu'(x) = s * (1 + x * (1 - s)),  s = sigmoid(x)
 //   swiglu(g, u) = silu(g) * u,         d/dg = dy * u * silu'(g),  d/du = dy * silu(g)
 //
-// Contiguous buffers of n elements, split into fixed ranges. The backward recomputes sigmoid from the saved
-// inputs (one exp per element) instead of saving it: activations dominate memory, exp is cheap.
+// Contiguous buffers of n elements, split into fixed ranges; float uses fast_exp (vec.hpp), vectorised
+// through SIMD clones. The backward recomputes sigmoid from the saved inputs (one exp per element) instead of
+// saving it: activations dominate memory, exp is cheap.
 #pragma once
 
 #include <cstdint>

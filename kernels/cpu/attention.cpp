@@ -58,24 +58,21 @@ ENGINE_SIMD_CLONES void rank1_update(const T* x, const T* w, int64_t D, int64_t 
   }
 }
 
-// Softmax weights of one row in place: s[j] -> exp(s[j] - max) for visible keys, 0 for masked ones. Returns
-// the row's log-sum-exp.
+// Softmax weights of one row in place: s[j] -> exp(s[j] - max) / sum for visible keys, 0 for masked ones.
+// Returns the row's log-sum-exp. Masked keys are set to -inf first: fast_exp turns them into ~1e-38, which
+// the sum (>= 1, from the maximum) absorbs exactly, and they are zeroed afterwards.
 template <typename T>
 T row_softmax_weights(T* s, int64_t n, const int32_t* seg_b, int64_t i) {
-  T m = -std::numeric_limits<T>::infinity();
-  for (int64_t j = 0; j < n; ++j)
-    if (!seg_b || seg_b[j] == seg_b[i]) m = std::max(m, s[j]);
-  T sum = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    if (seg_b && seg_b[j] != seg_b[i]) {
-      s[j] = T(0);
-      continue;
-    }
-    s[j] = std::exp(s[j] - m);
-    sum += s[j];
-  }
+  if (seg_b)
+    for (int64_t j = 0; j < n; ++j)
+      if (seg_b[j] != seg_b[i]) s[j] = -std::numeric_limits<T>::infinity();
+  const T m = row_max(s, n);
+  const T sum = exp_shifted_sum(s, m, s, n);
   const T inv = T(1) / sum;
   for (int64_t j = 0; j < n; ++j) s[j] *= inv;
+  if (seg_b)
+    for (int64_t j = 0; j < n; ++j)
+      if (seg_b[j] != seg_b[i]) s[j] = T(0);
   return m + std::log(sum);
 }
 
@@ -138,16 +135,13 @@ void attention_backward(ThreadPool& pool, const AttentionDims& d, const T* q, co
           const int64_t n = d.q_offset + i + 1;
           row_scores(qi, kt.data(), Tk, D, n, scale, p.data());   // s_ij
           row_scores(doi, vt.data(), Tk, D, n, T(1), ds.data());  // dP_ij = dO_i . v_j
-          for (int64_t j = 0; j < n; ++j) {
-            if (seg_b && seg_b[j] != seg_b[i]) {
-              p[static_cast<size_t>(j)] = T(0);
-              ds[static_cast<size_t>(j)] = T(0);
-              continue;
-            }
-            const T pij = std::exp(p[static_cast<size_t>(j)] - l);
-            p[static_cast<size_t>(j)] = pij;
-            ds[static_cast<size_t>(j)] = scale * pij * (ds[static_cast<size_t>(j)] - dl);  // scale * dS_ij
-          }
+          exp_shifted_sum(p.data(), l, p.data(), n);              // P_ij = exp(s_ij - lse_i)
+          for (int64_t j = 0; j < n; ++j)
+            ds[static_cast<size_t>(j)] =
+                scale * p[static_cast<size_t>(j)] * (ds[static_cast<size_t>(j)] - dl);
+          if (seg_b)
+            for (int64_t j = 0; j < n; ++j)
+              if (seg_b[j] != seg_b[i]) p[static_cast<size_t>(j)] = ds[static_cast<size_t>(j)] = T(0);
           row_weighted_sum(ds.data(), kb, Hkv * D, n, D, grad_q + row * D);  // dq_i = scale sum_j dS_ij k_j
           rank1_update(qi, ds.data(), D, n, dkt.data(), Tk);                 // dk_j += scale dS_ij q_i
           rank1_update(doi, p.data(), D, n, dvt.data(), Tk);                 // dv_j += P_ij dO_i

@@ -8,6 +8,7 @@
 
 #include "kernels/cpu/gemm.hpp"
 #include "kernels/cpu/thread_pool.hpp"
+#include "kernels/cpu/vec.hpp"
 
 namespace engine::cpu {
 
@@ -15,11 +16,14 @@ namespace {
 
 int64_t row_grain(int64_t V) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(V, 1)); }
 
-// Row statistics of rows [0, N) of z (N, V): lse and loss per row (0 for ignored rows).
+// Row statistics of rows [0, N) of z (N, V): lse and loss per row (0 for ignored rows). The exponentials go
+// to exp_out (N, V) when given (the fused loss passes its own logit scratch, z itself), else to a per-thread
+// row.
 template <typename T>
-void rows_lse_loss(ThreadPool& pool, const T* z, const int32_t* labels, int64_t N, int64_t V,
+void rows_lse_loss(ThreadPool& pool, const T* z, T* exp_out, const int32_t* labels, int64_t N, int64_t V,
                    int64_t ignore_index, T* lse, double* row_loss) {
   pool.parallel_for(N, row_grain(V), [=](int64_t n0, int64_t n1) {
+    std::vector<T> scratch(exp_out ? 0 : static_cast<size_t>(V));
     for (int64_t n = n0; n < n1; ++n) {
       if (labels[n] == ignore_index) {
         lse[n] = T(0);
@@ -27,13 +31,12 @@ void rows_lse_loss(ThreadPool& pool, const T* z, const int32_t* labels, int64_t 
         continue;
       }
       const T* zr = z + n * V;  // (V)
-      T m = zr[0];
-      for (int64_t v = 1; v < V; ++v) m = std::max(m, zr[v]);
-      T s = 0;
-      for (int64_t v = 0; v < V; ++v) s += std::exp(zr[v] - m);
+      const T target = zr[labels[n]];
+      const T m = row_max(zr, V);
+      const T s = exp_shifted_sum(zr, m, exp_out ? exp_out + n * V : scratch.data(), V);
       const T l = m + std::log(s);
       lse[n] = l;
-      row_loss[n] = static_cast<double>(l - zr[labels[n]]);
+      row_loss[n] = static_cast<double>(l - target);
     }
   });
 }
@@ -49,8 +52,8 @@ void rows_dlogits(ThreadPool& pool, T* z, const int32_t* labels, const T* lse, i
         std::fill(zr, zr + V, T(0));
         continue;
       }
-      const T l = lse[n];
-      for (int64_t v = 0; v < V; ++v) zr[v] = coef * std::exp(zr[v] - l);
+      exp_shifted_sum(zr, lse[n], zr, V);
+      for (int64_t v = 0; v < V; ++v) zr[v] *= coef;
       zr[labels[n]] -= coef;
     }
   });
@@ -72,7 +75,7 @@ template <typename T>
 double cross_entropy_forward(ThreadPool& pool, const T* logits, const int32_t* labels, int64_t N, int64_t V,
                              int64_t ignore_index, double scale, T* lse) {
   std::vector<double> row_loss(static_cast<size_t>(N));
-  rows_lse_loss(pool, logits, labels, N, V, ignore_index, lse, row_loss.data());
+  rows_lse_loss<T>(pool, logits, nullptr, labels, N, V, ignore_index, lse, row_loss.data());
   double total = 0.0;
   for (double l : row_loss) total += l;
   return scale * total;
@@ -100,7 +103,8 @@ double linear_cross_entropy_forward(ThreadPool& pool, const T* hidden, const T* 
     }
     // z (rows, V) = hidden[r0:r0+rows] (rows, C) @ weight^T (C, V)
     gemm<T>(false, true, rows, V, C, T(1), hidden + r0 * C, C, weight, C, T(0), z.get(), V);
-    rows_lse_loss(pool, z.get(), labels + r0, rows, V, ignore_index, lse + r0, row_loss.data() + r0);
+    rows_lse_loss<T>(pool, z.get(), z.get(), labels + r0, rows, V, ignore_index, lse + r0,
+                     row_loss.data() + r0);
   }
   double total = 0.0;
   for (double l : row_loss) total += l;

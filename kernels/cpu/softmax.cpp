@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/cpu/thread_pool.hpp"
+#include "kernels/cpu/vec.hpp"
 
 namespace engine::cpu {
 
@@ -17,13 +18,7 @@ void softmax_forward(ThreadPool& pool, const T* x, T* y, int64_t N, int64_t C) {
     for (int64_t n = n0; n < n1; ++n) {
       const T* xr = x + n * C;
       T* yr = y + n * C;
-      T m = xr[0];
-      for (int64_t c = 1; c < C; ++c) m = std::max(m, xr[c]);
-      T s = 0;
-      for (int64_t c = 0; c < C; ++c) {
-        yr[c] = std::exp(xr[c] - m);
-        s += yr[c];
-      }
+      const T s = exp_shifted_sum(xr, row_max(xr, C), yr, C);
       const T inv = T(1) / s;
       for (int64_t c = 0; c < C; ++c) yr[c] *= inv;
     }

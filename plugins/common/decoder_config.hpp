@@ -6,14 +6,14 @@
 //   qwen2: q, k and v always carry biases, o and the MLP never; sliding-window attention is refused
 // Both the pre-5.0 transformers layout (rope_theta + rope_scaling at the top level) and the 5.x layout
 // (rope_parameters {rope_theta, rope_type, ...}) are read. Unknown keys are ignored, as transformers does;
-// keys whose values this implementation cannot honour are refused with the key, the value and what would work.
+// keys whose values this implementation cannot honour are refused with the key, the value and what would
+// work.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "engine/abi/engine.h"
 #include "engine/cpp/error.hpp"
@@ -92,7 +92,8 @@ inline int64_t get_token_id(const nlohmann::json& j, const char* key, Arch arch)
   if (v == nullptr) return -1;
   if (v->is_array()) {
     if (v->empty()) return -1;
-    if (!(*v)[0].is_number_integer()) throw sdk::Error(where(arch, key) + " must hold integers, got " + v->dump());
+    if (!(*v)[0].is_number_integer())
+      throw sdk::Error(where(arch, key) + " must hold integers, got " + v->dump());
     return (*v)[0].get<int64_t>();
   }
   if (!v->is_number_integer()) throw sdk::Error(where(arch, key) + " must be an integer, got " + v->dump());
@@ -111,8 +112,10 @@ inline eng_dtype parse_dtype(const nlohmann::json& j, Arch arch) {
   throw sdk::Error(where(arch, key) + " is '" + s + "'; supported: bfloat16, float16, float32");
 }
 
-// rope_theta and scaling from either layout: rope_parameters (transformers >= 5) or rope_theta + rope_scaling.
-inline eng_rope_config parse_rope(const nlohmann::json& j, Arch arch, double default_theta, int32_t head_dim) {
+// rope_theta and scaling from either layout: rope_parameters (transformers >= 5) or rope_theta +
+// rope_scaling.
+inline eng_rope_config parse_rope(const nlohmann::json& j, Arch arch, double default_theta,
+                                  int32_t head_dim) {
   eng_rope_config rope{};
   rope.struct_size = sizeof(rope);
   rope.rotary_dim = head_dim;
@@ -156,7 +159,8 @@ inline eng_rope_config parse_rope(const nlohmann::json& j, Arch arch, double def
         !(rope.high_freq_factor > rope.low_freq_factor) || rope.original_max_position <= 0) {
       throw sdk::Error(where(arch, scaling_key) +
                        ": llama3 scaling needs factor > 0, 0 < low_freq_factor < high_freq_factor and "
-                       "original_max_position_embeddings > 0, got " + scaling->dump());
+                       "original_max_position_embeddings > 0, got " +
+                       scaling->dump());
     }
     return rope;
   }
@@ -188,13 +192,14 @@ inline DecoderConfig parse_decoder_config(const std::string& text, Arch arch) {
     }
   }
   c.architecture = arch == Arch::kLlama ? "LlamaForCausalLM" : "Qwen2ForCausalLM";
-  if (const nlohmann::json* a = detail::find(j, "architectures"); a != nullptr && a->is_array() && !a->empty() &&
-                                                                   (*a)[0].is_string()) {
+  if (const nlohmann::json* a = detail::find(j, "architectures");
+      a != nullptr && a->is_array() && !a->empty() && (*a)[0].is_string()) {
     c.architecture = (*a)[0].get<std::string>();
   }
   if (const nlohmann::json* act = detail::find(j, "hidden_act")) {
     if (!act->is_string() || act->get<std::string>() != "silu")
-      throw sdk::Error(detail::where(arch, "hidden_act") + " is " + act->dump() + "; only \"silu\" is supported");
+      throw sdk::Error(detail::where(arch, "hidden_act") + " is " + act->dump() +
+                       "; only \"silu\" is supported");
   }
 
   c.vocab_size = detail::get_int(j, "vocab_size", arch, 0, true);
@@ -203,8 +208,8 @@ inline DecoderConfig parse_decoder_config(const std::string& text, Arch arch) {
   c.n_layers = static_cast<int32_t>(detail::get_int(j, "num_hidden_layers", arch, 0, true));
   c.n_heads = static_cast<int32_t>(detail::get_int(j, "num_attention_heads", arch, 0, true));
   c.n_kv_heads = static_cast<int32_t>(detail::get_int(j, "num_key_value_heads", arch, c.n_heads, false));
-  if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.intermediate_size <= 0 || c.n_layers <= 0 || c.n_heads <= 0 ||
-      c.n_kv_heads <= 0) {
+  if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.intermediate_size <= 0 || c.n_layers <= 0 ||
+      c.n_heads <= 0 || c.n_kv_heads <= 0) {
     throw sdk::Error(std::string(arch_name(arch)) +
                      " config.json: vocab_size, hidden_size, intermediate_size, num_hidden_layers, "
                      "num_attention_heads and num_key_value_heads must all be positive");
@@ -221,12 +226,13 @@ inline DecoderConfig parse_decoder_config(const std::string& text, Arch arch) {
                      "; give head_dim explicitly");
   }
   if (c.head_dim <= 0 || c.head_dim % 2 != 0)
-    throw sdk::Error(detail::where(arch, "head_dim") + " must be a positive even number (RoPE rotates pairs)");
+    throw sdk::Error(detail::where(arch, "head_dim") +
+                     " must be a positive even number (RoPE rotates pairs)");
 
   c.rms_norm_eps = detail::get_double(j, "rms_norm_eps", arch, 1e-6);
   if (!(c.rms_norm_eps > 0.0)) throw sdk::Error(detail::where(arch, "rms_norm_eps") + " must be positive");
-  c.max_position_embeddings = detail::get_int(j, "max_position_embeddings", arch, arch == Arch::kLlama ? 2048 : 32768,
-                                              false);
+  c.max_position_embeddings =
+      detail::get_int(j, "max_position_embeddings", arch, arch == Arch::kLlama ? 2048 : 32768, false);
   c.tie_word_embeddings = detail::get_bool(j, "tie_word_embeddings", arch, false);
   c.initializer_range = detail::get_double(j, "initializer_range", arch, 0.02);
   c.rope = detail::parse_rope(j, arch, 10000.0, c.head_dim);
@@ -242,9 +248,10 @@ inline DecoderConfig parse_decoder_config(const std::string& text, Arch arch) {
   } else {
     c.qkv_bias = true;
     if (detail::get_bool(j, "use_sliding_window", arch, false)) {
-      throw sdk::Error(detail::where(arch, "use_sliding_window") +
-                       " is true; sliding-window attention is not implemented (the published Qwen2 and Qwen2.5 "
-                       "checkpoints set it to false)");
+      throw sdk::Error(
+          detail::where(arch, "use_sliding_window") +
+          " is true; sliding-window attention is not implemented (the published Qwen2 and Qwen2.5 "
+          "checkpoints set it to false)");
     }
   }
   return c;

@@ -16,10 +16,9 @@
 #pragma once
 
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "engine/abi/model.h"
 #include "engine/cpp/host.hpp"
@@ -52,16 +51,22 @@ class DecoderModel : public sdk::Model {
       try {
         o = nlohmann::json::parse(options_json);
       } catch (const nlohmann::json::parse_error& e) {
-        throw sdk::Error(std::string(arch_name(arch)) + " plugin: the [model] options are not valid JSON: " + e.what());
+        throw sdk::Error(std::string(arch_name(arch)) +
+                         " plugin: the [model] options are not valid JSON: " + e.what());
       }
-      if (!o.is_null() && !o.is_object()) throw sdk::Error(std::string(arch_name(arch)) + ": options must be an object");
+      if (!o.is_null() && !o.is_object())
+        throw sdk::Error(std::string(arch_name(arch)) + ": options must be an object");
       for (auto it = o.begin(); o.is_object() && it != o.end(); ++it) {
         if (it.key() != "dtype") {
           throw sdk::Error(std::string(arch_name(arch)) + " plugin: unknown option '" + it.key() +
                            "' in [model]; known options: dtype");
         }
       }
-      if (o.is_object() && o.contains("dtype") && o["dtype"].is_string()) {
+      if (o.is_object() && o.contains("dtype") && !o["dtype"].is_string()) {
+        throw sdk::Error(std::string(arch_name(arch)) + " plugin: option dtype must be a string, got " +
+                         o["dtype"].dump());
+      }
+      if (o.is_object() && o.contains("dtype")) {
         const std::string d = o["dtype"].get<std::string>();
         if (d == "float32" || d == "fp32") {
           dtype_ = ENG_F32;
@@ -127,19 +132,20 @@ class DecoderModel : public sdk::Model {
     for (int32_t i = 0; i < config_.n_layers; ++i) {
       const Layer& L = layers_[static_cast<size_t>(i)];
       sdk::Block block(host, i);
-      sdk::Tensor h = host.rms_norm(x, L.input_layernorm, config_.rms_norm_eps);            // (B,T,C)
-      sdk::Tensor q = host.reshape(host.linear(h, L.q_proj, L.q_bias), {B, T, Hq, D});      // (B,T,Hq,D)
-      sdk::Tensor k = host.reshape(host.linear(h, L.k_proj, L.k_bias), {B, T, Hkv, D});     // (B,T,Hkv,D)
-      sdk::Tensor v = host.reshape(host.linear(h, L.v_proj, L.v_bias), {B, T, Hkv, D});     // (B,T,Hkv,D)
+      sdk::Tensor h = host.rms_norm(x, L.input_layernorm, config_.rms_norm_eps);         // (B,T,C)
+      sdk::Tensor q = host.reshape(host.linear(h, L.q_proj, L.q_bias), {B, T, Hq, D});   // (B,T,Hq,D)
+      sdk::Tensor k = host.reshape(host.linear(h, L.k_proj, L.k_bias), {B, T, Hkv, D});  // (B,T,Hkv,D)
+      sdk::Tensor v = host.reshape(host.linear(h, L.v_proj, L.v_bias), {B, T, Hkv, D});  // (B,T,Hkv,D)
       q = host.rope(q, batch.position_ids, config_.rope);
       k = host.rope(k, batch.position_ids, config_.rope);
-      sdk::Tensor a = host.attention(q, k, v, batch.segment_ids, softmax_scale, batch.kv_cache, i);  // (B,T,Hq,D)
-      a = host.reshape(a, {B, T, Hq * D});                                                   // (B,T,Hq*D)
-      x = host.add(x, host.linear(a, L.o_proj, L.o_bias));                                  // (B,T,C)
+      sdk::Tensor a =
+          host.attention(q, k, v, batch.segment_ids, softmax_scale, batch.kv_cache, i);  // (B,T,Hq,D)
+      a = host.reshape(a, {B, T, Hq * D});                                               // (B,T,Hq*D)
+      x = host.add(x, host.linear(a, L.o_proj, L.o_bias));                               // (B,T,C)
       h = host.rms_norm(x, L.post_attention_layernorm, config_.rms_norm_eps);
-      sdk::Tensor gate = host.linear(h, L.gate_proj, L.gate_bias);                           // (B,T,I)
-      sdk::Tensor up = host.linear(h, L.up_proj, L.up_bias);                                 // (B,T,I)
-      x = host.add(x, host.linear(host.swiglu(gate, up), L.down_proj, L.down_bias));        // (B,T,C)
+      sdk::Tensor gate = host.linear(h, L.gate_proj, L.gate_bias);                    // (B,T,I)
+      sdk::Tensor up = host.linear(h, L.up_proj, L.up_bias);                          // (B,T,I)
+      x = host.add(x, host.linear(host.swiglu(gate, up), L.down_proj, L.down_bias));  // (B,T,C)
     }
     return host.rms_norm(x, norm_, config_.rms_norm_eps);  // (B,T,C)
   }

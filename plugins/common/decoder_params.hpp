@@ -45,17 +45,34 @@ inline std::vector<ParamSpec> decoder_param_specs(const DecoderConfig& c) {
   const double init_std = c.initializer_range;  // transformers' _init_weights: N(0, initializer_range^2)
   std::vector<ParamSpec> out;
   auto linear = [&](const std::string& name, int64_t n_out, int64_t n_in, bool bias, int32_t block) {
-    out.push_back({name + ".weight", {n_out, n_in}, ENG_ROLE_LINEAR, ENG_PARAM_TRAINABLE, ENG_INIT_NORMAL, init_std, block});
+    out.push_back({name + ".weight",
+                   {n_out, n_in},
+                   ENG_ROLE_LINEAR,
+                   ENG_PARAM_TRAINABLE,
+                   ENG_INIT_NORMAL,
+                   init_std,
+                   block});
     if (bias) {
-      out.push_back({name + ".bias", {n_out}, ENG_ROLE_BIAS, ENG_PARAM_TRAINABLE | ENG_PARAM_NO_DECAY, ENG_INIT_ZEROS,
-                     0.0, block});
+      out.push_back({name + ".bias",
+                     {n_out},
+                     ENG_ROLE_BIAS,
+                     ENG_PARAM_TRAINABLE | ENG_PARAM_NO_DECAY,
+                     ENG_INIT_ZEROS,
+                     0.0,
+                     block});
     }
   };
   auto norm = [&](const std::string& name, int32_t block) {
-    out.push_back({name, {C}, ENG_ROLE_NORM, ENG_PARAM_TRAINABLE | ENG_PARAM_NO_DECAY, ENG_INIT_ONES, 0.0, block});
+    out.push_back(
+        {name, {C}, ENG_ROLE_NORM, ENG_PARAM_TRAINABLE | ENG_PARAM_NO_DECAY, ENG_INIT_ONES, 0.0, block});
   };
 
-  out.push_back({"model.embed_tokens.weight", {V, C}, ENG_ROLE_EMBEDDING, ENG_PARAM_TRAINABLE, ENG_INIT_NORMAL, init_std,
+  out.push_back({"model.embed_tokens.weight",
+                 {V, C},
+                 ENG_ROLE_EMBEDDING,
+                 ENG_PARAM_TRAINABLE,
+                 ENG_INIT_NORMAL,
+                 init_std,
                  -1});
   for (int32_t i = 0; i < c.n_layers; ++i) {
     const std::string p = layer_prefix(i);

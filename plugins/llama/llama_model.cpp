@@ -26,7 +26,7 @@ constexpr const char* kTiny = R"({
   "num_key_value_heads": 2,
   "head_dim": 16,
   "vocab_size": 512,
-  "max_position_embeddings": 2048,
+  "max_position_embeddings": 131072,
   "rms_norm_eps": 1e-05,
   "rope_theta": 500000.0,
   "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
@@ -55,7 +55,7 @@ constexpr const char* kSmall = R"({
   "num_key_value_heads": 2,
   "head_dim": 32,
   "vocab_size": 512,
-  "max_position_embeddings": 4096,
+  "max_position_embeddings": 131072,
   "rms_norm_eps": 1e-05,
   "rope_theta": 500000.0,
   "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
@@ -88,7 +88,8 @@ class LlamaModel : public DecoderModel {
 
 }  // namespace
 
-ENGINE_REGISTER_MODEL(LlamaModel, "llama", "0.1.0",
-                      "Llama 2 / 3 / 3.1 / 3.2 causal decoders from Hugging Face checkpoints (GQA, llama3 RoPE "
-                      "scaling, tied embeddings)",
-                      engine::plugins::decoder::kOptionsSchema, engine::plugins::decoder::kCapabilities)
+ENGINE_REGISTER_MODEL(
+    LlamaModel, "llama", "0.1.0",
+    "Llama 2 / 3 / 3.1 / 3.2 causal decoders from Hugging Face checkpoints (GQA, llama3 RoPE "
+    "scaling, tied embeddings)",
+    engine::plugins::decoder::kOptionsSchema, engine::plugins::decoder::kCapabilities)

@@ -12,9 +12,10 @@ using engine::plugins::decoder::Arch;
 using engine::plugins::decoder::DecoderModel;
 
 // Presets for `engine init-model --arch qwen2`. vocab_size 512 and the special-token ids match the tokenizer
-// that init-model writes beside them (tests/data/models/tokenizers/qwen2: <|endoftext|> 509, <|im_start|> 510,
+// that init-model writes beside them (tests/data/models/tokenizers/qwen2: <|endoftext|> 509, <|im_start|>
+// 510,
 // <|im_end|> 511, made by scripts/fixtures/make_model_fixtures.py).
-// tiny: 0.2M parameters, a few milliseconds per step on a 2-core CPU. small: 4M parameters.
+// tiny: 125K parameters, a few milliseconds per step on a 2-core CPU. small: 2.9M parameters.
 constexpr const char* kTiny = R"({
   "architectures": ["Qwen2ForCausalLM"],
   "model_type": "qwen2",
@@ -82,6 +83,7 @@ class Qwen2Model : public DecoderModel {
 
 }  // namespace
 
-ENGINE_REGISTER_MODEL(Qwen2Model, "qwen2", "0.1.0",
-                      "Qwen2 / Qwen2.5 causal decoders from Hugging Face checkpoints (GQA, q/k/v biases, RoPE)",
-                      engine::plugins::decoder::kOptionsSchema, engine::plugins::decoder::kCapabilities)
+ENGINE_REGISTER_MODEL(
+    Qwen2Model, "qwen2", "0.1.0",
+    "Qwen2 / Qwen2.5 causal decoders from Hugging Face checkpoints (GQA, q/k/v biases, RoPE)",
+    engine::plugins::decoder::kOptionsSchema, engine::plugins::decoder::kCapabilities)

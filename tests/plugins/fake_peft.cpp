@@ -21,17 +21,21 @@ constexpr char kSchema[] = R"({"type": "object", "properties": {
 class FakePeft : public engine::sdk::Peft {
  public:
   FakePeft(Host&, const std::string& options_json) {
-    for (const Json& t : Json::parse(options_json)["target_modules"].items())
+    const Json options = Json::parse(options_json);  // kept alive: items() refers into it
+    for (const Json& t : options["target_modules"].items())
       targets_.push_back(t.as_string());
   }
   void attach(Host& host) override {
+    std::vector<Param> bases;
     for (Param p : host.params()) {
       engine::sdk::ParamInfo info = host.info(p);
       if (info.role != ENG_ROLE_LINEAR) continue;
+      bases.push_back(p);
       shifts_.push_back(host.declare(
           {info.name + ".shift", {info.shape[0]}, ENG_F32, ENG_ROLE_ADAPTER, ENG_PARAM_TRAINABLE}));
     }
-    for (Param& shift : shifts_) host.peft_attach(shift, &shift);
+    // the base linear routes through this plugin; the cookie is its shift (shifts_ no longer grows)
+    for (size_t i = 0; i < bases.size(); ++i) host.peft_attach(bases[i], &shifts_[i]);
   }
   Tensor linear(Host& host, void* cookie, const Tensor&, const Tensor& base_out) override {
     return host.add(base_out, host.param(*static_cast<Param*>(cookie)));

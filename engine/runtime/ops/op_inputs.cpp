@@ -52,28 +52,22 @@ Tensor convert(const Tensor& t, DType dtype) {
   const int64_t n = c.numel();
   const DType from = c.dtype();
   if (pool) {
+    // Converts with the pool when (from, to) is one of the float pairs the kernel knows; false otherwise.
+    auto try_pair = [&](auto src_tag, auto dst_tag, DType src_t, DType dst_t) {
+      using S = decltype(src_tag);
+      using D = decltype(dst_tag);
+      if (from != src_t || dtype != dst_t) return false;
+      cpu::convert<S, D>(*pool, c.data<S>(), out.data<D>(), n);
+      return true;
+    };
     using cpu::Bf16;
     using cpu::F16;
-    if (from == ENG_BF16 && dtype == ENG_F32)
-      return cpu::convert(*pool, c.data<Bf16>(), out.data<float>(), n), out;
-    if (from == ENG_F16 && dtype == ENG_F32)
-      return cpu::convert(*pool, c.data<F16>(), out.data<float>(), n), out;
-    if (from == ENG_F32 && dtype == ENG_BF16)
-      return cpu::convert(*pool, c.data<float>(), out.data<Bf16>(), n), out;
-    if (from == ENG_F32 && dtype == ENG_F16)
-      return cpu::convert(*pool, c.data<float>(), out.data<F16>(), n), out;
-    if (from == ENG_F32 && dtype == ENG_F64)
-      return cpu::convert(*pool, c.data<float>(), out.data<double>(), n), out;
-    if (from == ENG_F64 && dtype == ENG_F32)
-      return cpu::convert(*pool, c.data<double>(), out.data<float>(), n), out;
-    if (from == ENG_BF16 && dtype == ENG_F64)
-      return cpu::convert(*pool, c.data<Bf16>(), out.data<double>(), n), out;
-    if (from == ENG_F16 && dtype == ENG_F64)
-      return cpu::convert(*pool, c.data<F16>(), out.data<double>(), n), out;
-    if (from == ENG_F64 && dtype == ENG_BF16)
-      return cpu::convert(*pool, c.data<double>(), out.data<Bf16>(), n), out;
-    if (from == ENG_F64 && dtype == ENG_F16)
-      return cpu::convert(*pool, c.data<double>(), out.data<F16>(), n), out;
+    if (try_pair(Bf16{}, float{}, ENG_BF16, ENG_F32) || try_pair(F16{}, float{}, ENG_F16, ENG_F32) ||
+        try_pair(float{}, Bf16{}, ENG_F32, ENG_BF16) || try_pair(float{}, F16{}, ENG_F32, ENG_F16) ||
+        try_pair(float{}, double{}, ENG_F32, ENG_F64) || try_pair(double{}, float{}, ENG_F64, ENG_F32) ||
+        try_pair(Bf16{}, double{}, ENG_BF16, ENG_F64) || try_pair(F16{}, double{}, ENG_F16, ENG_F64) ||
+        try_pair(double{}, Bf16{}, ENG_F64, ENG_BF16) || try_pair(double{}, F16{}, ENG_F64, ENG_F16))
+      return out;
   }
   out.copy_from(c);  // other pairs (integers, bf16 <-> f16): the generic element-wise conversion
   return out;

@@ -22,6 +22,14 @@ std::string engine_with(const std::string& plugin_path) {
   return "ENGINE_PLUGIN_PATH='" + plugin_path + "' '" + std::string(bin ? bin : "build") + "/bin/engine'";
 }
 std::string engine() { return engine_with(test_plugin_dir("good").string()); }
+// The entries of a `plugins --json` list that come from the test plugins (the installed folder of the build
+// tree, searched after ENGINE_PLUGIN_PATH, also holds the real plugins).
+size_t test_plugins_in(const nlohmann::json& list) {
+  const std::string good = test_plugin_dir("good").string();
+  size_t n = 0;
+  for (const auto& p : list) n += p["path"].get<std::string>().rfind(good, 0) == 0;
+  return n;
+}
 std::string recipe(const std::string& name) { return "'" + test_data_dir("recipe/" + name).string() + "'"; }
 
 TEST(EngineCli, VersionPrintsTheAbiVersion) {
@@ -38,7 +46,7 @@ TEST(EngineCli, PluginsJsonHasExactlyTheDocumentedKeys) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto list = nlohmann::json::parse(r.output);
   ASSERT_TRUE(list.is_array());
-  EXPECT_EQ(list.size(), 9u);
+  EXPECT_EQ(test_plugins_in(list), 9u);
   for (const auto& p : list) {
     std::vector<std::string> keys;
     for (const auto& [k, v] : p.items()) keys.push_back(k);
@@ -118,7 +126,7 @@ TEST(EngineCli, PluginsJsonStaysParseableWhenAFileIsRefused) {
   auto r = run_process(engine_with(path) + " plugins --json", /*with_stderr=*/false);
   ASSERT_EQ(r.exit_code, 0);
   auto list = nlohmann::json::parse(r.output);  // throws (fails the test) if a warning leaked into stdout
-  EXPECT_EQ(list.size(), 9u);
+  EXPECT_EQ(test_plugins_in(list), 9u);
 }
 
 TEST(EngineCli, BadPluginFilesAreReportedWithoutStoppingTheOthers) {

@@ -1,26 +1,27 @@
-// plugins/common/decoder_config.hpp and decoder_params.hpp: config.json parsing for both architectures and the
-// declared parameter list against published checkpoints' indexes (tests/data/models/*/model.safetensors.index.json).
+// plugins/common/decoder_config.hpp and decoder_params.hpp: config.json parsing for both architectures and
+// the declared parameter list against published checkpoints' indexes
+// (tests/data/models/*/model.safetensors.index.json).
+#include "plugins/common/decoder_config.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
-#include "plugins/common/decoder_config.hpp"
 #include "plugins/common/decoder_params.hpp"
 
 namespace {
 
 using engine::plugins::decoder::Arch;
-using engine::plugins::decoder::DecoderConfig;
 using engine::plugins::decoder::decoder_param_specs;
-using engine::plugins::decoder::parse_decoder_config;
+using engine::plugins::decoder::DecoderConfig;
 using engine::plugins::decoder::ParamSpec;
+using engine::plugins::decoder::parse_decoder_config;
 
 std::string data_dir() {
   const char* d = std::getenv("ENGINE_TEST_DATA");
@@ -47,11 +48,13 @@ int64_t numel(const ParamSpec& s) {
   return n;
 }
 
-// The declared names equal the index's weight_map keys, and the declared shapes in bf16 add up to its total_size.
+// The declared names equal the index's weight_map keys, and the declared shapes in bf16 add up to its
+// total_size.
 void expect_matches_index(const DecoderConfig& c, const std::string& index_path) {
   nlohmann::json index = nlohmann::json::parse(read_text(index_path));
   std::set<std::string> in_index;
-  for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) in_index.insert(it.key());
+  for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it)
+    in_index.insert(it.key());
   std::vector<ParamSpec> specs = decoder_param_specs(c);
   std::set<std::string> declared;
   int64_t bytes = 0;
@@ -59,8 +62,10 @@ void expect_matches_index(const DecoderConfig& c, const std::string& index_path)
     EXPECT_TRUE(declared.insert(s.name).second) << "declared twice: " << s.name;
     bytes += numel(s) * 2;
   }
-  for (const std::string& n : in_index) EXPECT_TRUE(declared.count(n)) << "in the checkpoint, not declared: " << n;
-  for (const std::string& n : declared) EXPECT_TRUE(in_index.count(n)) << "declared, not in the checkpoint: " << n;
+  for (const std::string& n : in_index)
+    EXPECT_TRUE(declared.count(n)) << "in the checkpoint, not declared: " << n;
+  for (const std::string& n : declared)
+    EXPECT_TRUE(in_index.count(n)) << "declared, not in the checkpoint: " << n;
   EXPECT_EQ(bytes, index["metadata"]["total_size"].get<int64_t>());
 }
 
@@ -121,7 +126,8 @@ TEST(DecoderConfig, Llama31_8BParsesRopeScalingAndMatchesItsIndex) {
 }
 
 TEST(DecoderConfig, RolesAndFlagsFollowTheSeams) {
-  DecoderConfig c = parse_decoder_config(read_text(data_dir() + "/parity/qwen2_tied/config.json"), Arch::kQwen2);
+  DecoderConfig c =
+      parse_decoder_config(read_text(data_dir() + "/parity/qwen2_tied/config.json"), Arch::kQwen2);
   auto specs = by_name(decoder_param_specs(c));
   EXPECT_EQ(specs.count("lm_head.weight"), 0u) << "tied models read the output projection from the embedding";
   EXPECT_EQ(std::string(engine::plugins::decoder::lm_head_name(c)), "model.embed_tokens.weight");
@@ -144,13 +150,15 @@ TEST(DecoderConfig, RolesAndFlagsFollowTheSeams) {
 
 TEST(DecoderConfig, ReadsTransformers5RopeParametersAndExplicitHeadDim) {
   // qwen2_tied: rope_parameters {rope_theta: 1e6, rope_type: default} (transformers 5 layout)
-  DecoderConfig q = parse_decoder_config(read_text(data_dir() + "/parity/qwen2_tied/config.json"), Arch::kQwen2);
+  DecoderConfig q =
+      parse_decoder_config(read_text(data_dir() + "/parity/qwen2_tied/config.json"), Arch::kQwen2);
   EXPECT_DOUBLE_EQ(q.rope.theta, 1e6);
   EXPECT_EQ(q.rope.scaling, ENG_ROPE_NONE);
   EXPECT_EQ(q.head_dim, 32);
   EXPECT_TRUE(q.tie_word_embeddings);
   // llama3_tied: legacy rope_theta + rope_scaling, head_dim 24 != 64 / 4
-  DecoderConfig l = parse_decoder_config(read_text(data_dir() + "/parity/llama3_tied/config.json"), Arch::kLlama);
+  DecoderConfig l =
+      parse_decoder_config(read_text(data_dir() + "/parity/llama3_tied/config.json"), Arch::kLlama);
   EXPECT_EQ(l.head_dim, 24);
   EXPECT_EQ(l.rope.rotary_dim, 24);
   EXPECT_EQ(l.rope.scaling, ENG_ROPE_LLAMA3);
@@ -163,6 +171,27 @@ TEST(DecoderConfig, ReadsTransformers5RopeParametersAndExplicitHeadDim) {
       parse_decoder_config(read_text(data_dir() + "/parity/llama2_untied/config.json"), Arch::kLlama);
   EXPECT_DOUBLE_EQ(l2.rope.theta, 10000.0);
   EXPECT_EQ(l2.n_kv_heads, 5);
+}
+
+// Llama 2's published config.json (meta-llama/Llama-2-7b-hf): no head_dim, no rope_theta (default 10000),
+// rope_scaling null, pretraining_tp, float16 weights.
+TEST(DecoderConfig, ReadsALlama2Config) {
+  const std::string text = R"({"architectures": ["LlamaForCausalLM"], "bos_token_id": 1, "eos_token_id": 2,
+    "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 11008,
+    "max_position_embeddings": 4096, "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 32,
+    "num_key_value_heads": 32, "pretraining_tp": 1, "rms_norm_eps": 1e-05, "rope_scaling": null,
+    "tie_word_embeddings": false, "torch_dtype": "float16", "transformers_version": "4.31.0.dev0",
+    "use_cache": true, "vocab_size": 32000})";
+  DecoderConfig c = parse_decoder_config(text, Arch::kLlama);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.n_kv_heads, 32);
+  EXPECT_DOUBLE_EQ(c.rope.theta, 10000.0);
+  EXPECT_EQ(c.rope.scaling, ENG_ROPE_NONE);
+  EXPECT_EQ(c.checkpoint_dtype, ENG_F16);
+  EXPECT_EQ(c.bos_token_id, 1);
+  int64_t params = 0;
+  for (const ParamSpec& s : decoder_param_specs(c)) params += numel(s);
+  EXPECT_EQ(params, 6738415616);  // Llama-2-7b's published parameter count
 }
 
 std::string error_of(const std::string& text, Arch arch) {
@@ -181,8 +210,9 @@ TEST(DecoderConfig, RefusesWhatItCannotHonourNamingTheKey) {
   EXPECT_EQ(error_of(cfg(""), Arch::kLlama), "");
   EXPECT_NE(error_of(R"({"hidden_size": 64})", Arch::kLlama).find("'vocab_size' is missing"),
             std::string::npos);
-  EXPECT_NE(error_of(cfg(R"(, "rope_scaling": {"rope_type": "yarn", "factor": 4.0})"), Arch::kLlama).find("yarn"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of(cfg(R"(, "rope_scaling": {"rope_type": "yarn", "factor": 4.0})"), Arch::kLlama).find("yarn"),
+      std::string::npos);
   EXPECT_NE(error_of(cfg(R"(, "num_key_value_heads": 3)"), Arch::kLlama).find("num_key_value_heads"),
             std::string::npos);
   EXPECT_NE(error_of(cfg(R"(, "use_sliding_window": true)"), Arch::kQwen2).find("use_sliding_window"),

@@ -12,11 +12,10 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "engine/host/host_api.hpp"
 #include "engine/host/host_session.hpp"
@@ -101,7 +100,8 @@ TEST_P(Parity, LogitsLossAndEveryGradientMatchTransformers) {
   ASSERT_EQ(hidden.shape(), (Dims{B, T, C}));
 
   // logits (B*T, V) at the real positions
-  std::vector<float> logits = m.model->logits(hidden.detached().contiguous().view(Dims{B * T, C})).to_float_vector();
+  std::vector<float> logits =
+      m.model->logits(hidden.detached().contiguous().view(Dims{B * T, C})).to_float_vector();
   std::vector<float> ref_logits = floats(expected.tensor("logits"));
   std::vector<float> ours_real, ref_real;
   for (int64_t r = 0; r < B * T; ++r) {
@@ -120,18 +120,10 @@ TEST_P(Parity, LogitsLossAndEveryGradientMatchTransformers) {
       n += shifted[size_t(b * T + t)] != -100;
     }
   ASSERT_GT(n, 0);
-  eng_ctx ctx = m.session.context(true);
-  engine::host::OwnedHandle h(hidden), flat, y(i32(m.cpu, {B * T}, shifted)), loss;
-  const int64_t flat_shape[2] = {B * T, C};
-  ASSERT_EQ(engine::host::op_table()->reshape(&ctx, h.get(), 2, flat_shape, flat.out()), ENG_OK) << m.session.error();
-  ASSERT_EQ(engine::host::op_table()->linear_cross_entropy(&ctx, flat.get(),
-                                                           engine::host::param_handle(m.model->lm_head()), y.get(),
-                                                           -100, 1.0 / double(n), loss.out()),
-            ENG_OK)
-      << m.session.error();
-  const Tensor& loss_t = engine::host::tensor_of(loss.get(), "loss");
+  const Tensor loss_t = m.model->loss(hidden, i32(m.cpu, {B * T}, shifted), 1.0 / double(n));
   const double ref_loss = floats(expected.tensor("loss"))[0];
-  EXPECT_LT(std::abs(loss_t.item() - ref_loss) / std::abs(ref_loss), 1e-4) << loss_t.item() << " vs " << ref_loss;
+  EXPECT_LT(std::abs(loss_t.item() - ref_loss) / std::abs(ref_loss), 1e-4)
+      << loss_t.item() << " vs " << ref_loss;
 
   // every parameter's gradient
   m.session.tape().backward(loss_t);
@@ -164,8 +156,8 @@ TEST_P(Parity, PackedRowsGiveThePaddedBatchLogits) {
       rows.push_back(b * T + t);
     }
   const int64_t L = static_cast<int64_t>(packed.size());
-  Tensor hidden = m.model->forward(i32(m.cpu, {1, L}, packed), i32(m.cpu, {1, L}, pos), i32(m.cpu, {1, L}, seg),
-                                   nullptr, false);
+  Tensor hidden = m.model->forward(i32(m.cpu, {1, L}, packed), i32(m.cpu, {1, L}, pos),
+                                   i32(m.cpu, {1, L}, seg), nullptr, false);
   std::vector<float> logits = m.model->logits(hidden.contiguous().view(Dims{L, C})).to_float_vector();
   std::vector<float> ref_logits = floats(expected.tensor("logits")), ref;
   for (int64_t r : rows) ref.insert(ref.end(), ref_logits.begin() + r * V, ref_logits.begin() + (r + 1) * V);
@@ -185,7 +177,8 @@ TEST_P(Parity, GreedyGenerationWithTheKvCacheEqualsTransformers) {
     engine::session::GenerateOptions o;
     o.max_new_tokens = g["max_new_tokens"].get<int64_t>();
     std::vector<int32_t> streamed;
-    std::vector<int32_t> got = engine::session::generate(*m.model, prompt, o, [&](int32_t id) { streamed.push_back(id); });
+    std::vector<int32_t> got =
+        engine::session::generate(*m.model, prompt, o, [&](int32_t id) { streamed.push_back(id); });
     EXPECT_EQ(got, want) << "prompt of " << prompt.size() << " tokens";
     EXPECT_EQ(streamed, got);
   }

@@ -90,6 +90,22 @@ TEST(Rope, ForwardMatchesRotateHalfIncludingPartialRotary) {
   }
 }
 
+TEST(Rope, ScaledConfigsGradientsAndInverse) {
+  Tensor x = random_tensor({1, 4, 2, 8}, ENG_F64, 6);
+  Tensor p = Tensor::from_vector({1, 4}, ENG_I32, cpu_device(), std::vector<int32_t>{3, 900, 4100, 20000});
+  eng_rope_config llama3 = rope_config(500000.0, 8, ENG_ROPE_LLAMA3, 8.0);
+  // wavelengths 6.3, 167, 4443, 118000 against the bands 50 / 200: kept, smoothed, divided, divided
+  llama3.original_max_position = 200;
+  for (const eng_rope_config& cfg : {llama3, rope_config(10000.0, 8, ENG_ROPE_LINEAR, 4.0)}) {
+    expect_gradients_match([cfg] { return ops::make_rope(cfg); }, {x, p}, {true, false});
+    // The rotation preserves each (i, i + h) pair's norm, and a rotation by -angle (backward) undoes it.
+    auto node = ops::make_rope(cfg);
+    Tensor y = node->forward({x, p}, true)[0];
+    const auto back = values(node->backward({y}, {true, false})[0]);
+    expect_close(back, values(x), 1e-12, 1e-12, "rope backward of forward");
+  }
+}
+
 TEST(Rope, RejectsBadConfig) {
   EXPECT_THROW(ops::make_rope(rope_config(10000.0, 7)), Error);
   EXPECT_THROW(ops::make_rope(rope_config(-1.0, 8)), Error);

@@ -1,5 +1,5 @@
-// engine/session/checkpoint_reader.cpp: streaming safetensors checkpoints into the parameter store, converting
-// dtypes, and refusing checkpoints that do not match the declared parameters.
+// engine/session/checkpoint_reader.cpp: streaming safetensors checkpoints into the parameter store,
+// converting dtypes, and refusing checkpoints that do not match the declared parameters.
 #include "engine/session/checkpoint_reader.hpp"
 
 #include <gtest/gtest.h>
@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -39,7 +40,8 @@ std::string read_text(const fs::path& p) {
 // Declares the decoder's parameters of the fixture's config into `store`, trainable (fp32) or frozen (dtype).
 void declare(engine::rt::ParamStore& store, const std::string& name, Arch arch, bool trainable,
              eng_dtype dtype = ENG_F32) {
-  auto config = engine::plugins::decoder::parse_decoder_config(read_text(fixture(name) + "/config.json"), arch);
+  auto config =
+      engine::plugins::decoder::parse_decoder_config(read_text(fixture(name) + "/config.json"), arch);
   for (const auto& s : engine::plugins::decoder::decoder_param_specs(config)) {
     engine::rt::ParamDecl d;
     d.name = s.name;
@@ -64,8 +66,8 @@ struct TempDir {
 };
 
 // Writes a copy of a checkpoint in bf16, optionally dropping one tensor and adding one.
-void write_variant(const engine::io::SafetensorsCheckpoint& src, const fs::path& file, const std::string& drop,
-                   const std::string& add, bool to_bf16) {
+void write_variant(const engine::io::SafetensorsCheckpoint& src, const fs::path& file,
+                   const std::string& drop, const std::string& add, bool to_bf16) {
   engine::io::SafetensorsWriter w;
   std::vector<std::vector<uint16_t>> keep;
   for (const std::string& name : src.names()) {
@@ -121,6 +123,13 @@ TEST(CheckpointReader, ConvertsBf16ToFp32MastersAndKeepsBf16ForFrozenParameters)
   declare(frozen, "llama3_tied", Arch::kLlama, false, ENG_BF16);
   engine::session::load_checkpoint(frozen, bf16);
 
+  // streaming: the device holds the parameters and nothing else (conversion goes through a bounded host chunk)
+  engine::rt::CpuDevice counted(1);
+  engine::rt::ParamStore streamed(counted, 1);
+  declare(streamed, "llama3_tied", Arch::kLlama, true, ENG_BF16);
+  engine::session::load_checkpoint(streamed, bf16);
+  EXPECT_EQ(counted.memory_stats().peak_bytes, streamed.numel() * 4);
+
   const std::string name = "model.layers.1.mlp.down_proj.weight";
   auto src = bf16.tensor(name);
   std::vector<uint16_t> bits(static_cast<size_t>(src.numel()));
@@ -166,6 +175,40 @@ TEST(CheckpointReader, TiedModelsSkipAStoredLmHead) {
   options.tied_lm_head = true;
   auto report = engine::session::load_checkpoint(store, with_head, options);
   EXPECT_EQ(report.loaded.size(), store.size());
+}
+
+// A checkpoint in two shards with model.safetensors.index.json, as the published multi-GB models are stored.
+TEST(CheckpointReader, LoadsAShardedCheckpointThroughItsIndex) {
+  TempDir dir("sharded");
+  auto whole = engine::io::SafetensorsCheckpoint::open(fixture("llama2_untied"));
+  engine::io::SafetensorsWriter first, second;
+  nlohmann::json map = nlohmann::json::object();
+  size_t i = 0;
+  for (const std::string& name : whole.names()) {
+    auto t = whole.tensor(name);
+    const bool in_first = i++ % 2 == 0;
+    (in_first ? first : second)
+        .add(name, ENG_F32, std::vector<int64_t>(t.shape.begin(), t.shape.end()),
+             std::span<const std::byte>(t.data, t.nbytes));
+    map[name] = in_first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+  }
+  first.write(dir.path / "model-00001-of-00002.safetensors");
+  second.write(dir.path / "model-00002-of-00002.safetensors");
+  std::ofstream(dir.path / "model.safetensors.index.json")
+      << nlohmann::json{{"metadata", {{"total_size", 0}}}, {"weight_map", map}}.dump();
+  auto sharded = engine::io::SafetensorsCheckpoint::open(dir.path);
+  ASSERT_EQ(sharded.shards().size(), 2u);
+
+  engine::rt::CpuDevice cpu(1);
+  engine::rt::ParamStore store(cpu, 1);
+  declare(store, "llama2_untied", Arch::kLlama, false);
+  auto report = engine::session::load_checkpoint(store, sharded);
+  EXPECT_EQ(report.loaded.size(), store.size());
+  for (size_t k = 0; k < store.size(); ++k) {
+    engine::rt::Param& p = store.at(k);
+    auto t = whole.tensor(p.name());
+    EXPECT_EQ(std::memcmp(store.value(p).raw_data(), t.data, t.nbytes), 0) << p.name();
+  }
 }
 
 TEST(CheckpointReader, AShapeMismatchNamesTheTensorAndBothShapes) {

@@ -56,7 +56,8 @@ TEST(Sampler, TopPKeepsTheSmallestNucleus) {
 TEST(Sampler, ASeedGivesTheSameTokens) {
   std::vector<float> logits(50);
   for (size_t i = 0; i < logits.size(); ++i) logits[i] = std::sin(float(i));
-  TokenSampler a(SamplingOptions{1.0, 0.9, 123}), b(SamplingOptions{1.0, 0.9, 123}), c(SamplingOptions{1.0, 0.9, 124});
+  TokenSampler a(SamplingOptions{1.0, 0.9, 123}), b(SamplingOptions{1.0, 0.9, 123}),
+      c(SamplingOptions{1.0, 0.9, 124});
   std::vector<int32_t> ta, tb, tc;
   for (int i = 0; i < 64; ++i) {
     ta.push_back(a.next(logits));
