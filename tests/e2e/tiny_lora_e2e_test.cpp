@@ -44,6 +44,20 @@ TEST(TinyLora, LossHalvesWithinTwoMinutes) {
       << log;
   const bool has_eval = log.find("eval at step 200") != std::string::npos;
   EXPECT_TRUE(has_eval) << log;
+
+  // engine plot draws the curves; engine plan prints the memory table for the same recipe
+  ASSERT_EQ(run_engine({"plot", (dir / "out").string(), "--out", (dir / "loss.svg").string()}, dir / "plot.log"), 0)
+      << read_file(dir / "plot.log");
+  EXPECT_NE(read_file(dir / "loss.svg").find("<polyline"), std::string::npos);
+  ASSERT_EQ(run_engine({"plan", (source_dir() / "recipes/tiny_lora.toml").string(), "--set",
+                        "model.path=" + (dir / "model").string(), "--set", "train.output_dir=" + (dir / "out").string()},
+                       dir / "plan.log"),
+            0)
+      << read_file(dir / "plan.log");
+  const std::string plan = read_file(dir / "plan.log");
+  for (const char* part : {"base weights", "adapters", "gradients", "optimizer state", "activations", "total"}) {
+    EXPECT_NE(plan.find(part), std::string::npos) << plan;
+  }
 }
 
 }  // namespace
