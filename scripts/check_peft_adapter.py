@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Checks an adapter the engine saved against Hugging Face PEFT (not run by CI: CI has no Python packages).
 
-    python3 scripts/check_peft_adapter.py --adapter output/tiny_lora/checkpoint-200 [--merged DIR] [--engine-logits F]
+    build/bin/engine export --checkpoint output/tiny_lora/checkpoint-200 --merged --out /tmp/merged --verify \\
+        --logits /tmp/engine_logits.json
+    python3 scripts/check_peft_adapter.py --adapter output/tiny_lora/checkpoint-200 --merged /tmp/merged \\
+        --engine-logits /tmp/engine_logits.json
 
 1. Loads the base model named in adapter_config.json with transformers and the adapter with
    PeftModel.from_pretrained (fails if PEFT cannot read the config or reports missing/unexpected adapter keys).
 2. Checks the adapter changes the base model's logits (its B matrices were trained away from zero).
 3. With --merged (a directory written by `engine export --checkpoint ... --merged --out DIR`): the merged model,
    loaded by plain transformers, must give the PeftModel's logits (the engine's merge == PEFT's adapter math).
-4. With --engine-logits (a JSON file {"input_ids": [[...]], "logits": [...]} written by the engine's tests):
+4. With --engine-logits (a JSON file {"input_ids": [[...]], "logits": [...]}, written by
+   `engine export ... --logits FILE`: the engine's own base + adapter logits before merging):
    the PeftModel's logits must equal the engine's on those ids.
 Prints the largest differences; exits 1 on a mismatch.
 """

@@ -12,7 +12,7 @@ const std::vector<Command>& commands() {
        "validate a recipe and train (resuming from the newest checkpoint by default)", &run_command},
       {"plan", "plan RECIPE [--set section.key=value]...",
        "print the memory a run will need per component, before loading anything", &plan_command},
-      {"export", "export --checkpoint DIR --merged --out DIR [--dtype bf16|fp32] [--verify]",
+      {"export", "export --checkpoint DIR --merged --out DIR [--dtype bf16|fp32] [--verify] [--logits FILE]",
        "write a checkpoint's adapter merged into its base model as a Hugging Face model", &export_command},
       {"plot", "plot OUTPUT_DIR --out FILE.svg", "draw the loss and learning-rate curves of metrics.jsonl",
        &plot_command},

@@ -6,6 +6,8 @@
 // --verify: on a sample batch, the written model's logits (read back from --out) must equal the base model +
 // adapter's logits within the tolerance of the written dtype (bf16: 2e-2 relative to the largest logit; fp32:
 // 1e-4); the numbers are printed and a mismatch exits 1.
+// --logits FILE: also write the sample batch and the engine's base + adapter logits as JSON
+// ({"input_ids": [[...]], "logits": [...]}), for scripts/check_peft_adapter.py --engine-logits FILE.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -29,14 +31,20 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// logits of a fixed (2, 16) batch: ids spread over the vocabulary. -> (32 * V) floats
+constexpr int64_t kSampleB = 2, kSampleT = 16;
+
+// The sample batch: (B, T) ids spread over the vocabulary.
+std::vector<int32_t> sample_ids(int64_t V) {
+  std::vector<int32_t> ids(kSampleB * kSampleT);
+  for (int64_t i = 0; i < kSampleB * kSampleT; ++i) ids[i] = static_cast<int32_t>((i * 7919 + 3) % V);
+  return ids;
+}
+
+// logits of the sample batch -> (B * T * V) floats
 std::vector<float> sample_logits(session::ModelInstance& model) {
-  const int64_t B = 2, T = 16, V = model.info().vocab_size;
-  std::vector<int32_t> ids(B * T), pos(B * T);
-  for (int64_t i = 0; i < B * T; ++i) {
-    ids[i] = static_cast<int32_t>((i * 7919 + 3) % V);
-    pos[i] = static_cast<int32_t>(i % T);
-  }
+  const int64_t B = kSampleB, T = kSampleT;
+  std::vector<int32_t> ids = sample_ids(model.info().vocab_size), pos(B * T);
+  for (int64_t i = 0; i < B * T; ++i) pos[i] = static_cast<int32_t>(i % T);
   rt::Device& dev = model.session().device();
   rt::Tensor hidden = model.forward(rt::Tensor::from_vector(rt::Dims{B, T}, ENG_I32, dev, ids),
                                     rt::Tensor::from_vector(rt::Dims{B, T}, ENG_I32, dev, pos), rt::Tensor(), nullptr,
@@ -48,7 +56,7 @@ std::vector<float> sample_logits(session::ModelInstance& model) {
 }  // namespace
 
 int export_command(const std::vector<std::string>& args) {
-  OptionArgs o = parse_option_args(args, {"--checkpoint", "--out", "--dtype"}, {"--merged", "--verify"});
+  OptionArgs o = parse_option_args(args, {"--checkpoint", "--out", "--dtype", "--logits"}, {"--merged", "--verify"});
   const fs::path ckpt = o.require("--checkpoint"), out = o.require("--out");
   if (!o.has("--merged")) {
     throw UsageError("export writes merged models only: pass --merged (the checkpoint's adapter is already in PEFT's "
@@ -84,7 +92,17 @@ int export_command(const std::vector<std::string>& args) {
   std::unique_ptr<session::ModelInstance> model = session::load_model(hs, *registry, base, mo);
   std::unique_ptr<host::PluginPeft> peft = session::load_adapter(hs, *registry, ckpt);
   std::vector<float> reference;
-  if (o.has("--verify")) reference = sample_logits(*model);
+  if (o.has("--verify") || o.has("--logits")) reference = sample_logits(*model);
+  if (o.has("--logits")) {
+    const std::vector<int32_t> ids = sample_ids(model->info().vocab_size);
+    nlohmann::json j;
+    j["input_ids"] = nlohmann::json::array();
+    for (int64_t b = 0; b < kSampleB; ++b) {
+      j["input_ids"].push_back(std::vector<int32_t>(ids.begin() + b * kSampleT, ids.begin() + (b + 1) * kSampleT));
+    }
+    j["logits"] = reference;
+    std::ofstream(o.require("--logits")) << j.dump() << "\n";
+  }
 
   // W <- merge(W) for every parameter the adapter is attached to, then take the adapter out of the seam.
   int64_t merged = 0;

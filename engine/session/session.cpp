@@ -31,6 +31,9 @@ std::string model_options_json(const recipe::Recipe& recipe) {
 TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::PluginRegistry& registry,
                                  rt::Device& device)
     : recipe_(&recipe), registry_(&registry) {
+  if (recipe.train.dtype == "bf16" && device.type() == rt::DeviceType::CPU) {
+    spdlog::warn("train.dtype = \"bf16\": the CPU backend computes in fp32 (bf16 compute needs the CUDA backend)");
+  }
   host_ = std::make_unique<host::HostSession>(device, static_cast<uint64_t>(recipe.train.seed));
   host_->tape().set_checkpointing(recipe.train.activation_checkpointing);
 

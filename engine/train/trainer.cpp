@@ -170,7 +170,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
   if (!saved_at_last_step && (state.step > result.first_step || result.interrupted || result.last_checkpoint.empty())) {
     checkpoint();
   }
-  if (data.has_eval() && !result.stopped_nonfinite && !result.interrupted &&
+  if (data.has_eval() && !result.stopped_nonfinite && !result.interrupted && state.step > result.first_step &&
       (!result.last_eval || result.last_eval->step != state.step)) {
     result.last_eval = run_eval(session, data, state.step);
     metrics.write(*result.last_eval);
@@ -190,6 +190,11 @@ std::string format_summary(const session::TrainingSession& session, const TrainR
     if (std::isnan(l)) continue;
     if (std::isnan(first)) first = l;
     last = l;
+  }
+  if (res.last_step == res.first_step && !res.last_checkpoint.empty()) {
+    return fmt::format("nothing to train: {} already reached step {} of {}. Use --resume none (it starts over in "
+                       "the same output_dir) or another train.output_dir to train again\n",
+                       res.last_checkpoint.string(), res.last_step, res.total_steps);
   }
   std::string s = fmt::format("trained steps {}..{} of {} in {} | loss {:.4f} -> {:.4f}", res.first_step + 1,
                               res.last_step, res.total_steps, format_duration(res.seconds), first, last);
