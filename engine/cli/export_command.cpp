@@ -46,9 +46,10 @@ std::vector<float> sample_logits(session::ModelInstance& model) {
   std::vector<int32_t> ids = sample_ids(model.info().vocab_size), pos(B * T);
   for (int64_t i = 0; i < B * T; ++i) pos[i] = static_cast<int32_t>(i % T);
   rt::Device& dev = model.session().device();
-  rt::Tensor hidden = model.forward(rt::Tensor::from_vector(rt::Dims{B, T}, ENG_I32, dev, ids),
-                                    rt::Tensor::from_vector(rt::Dims{B, T}, ENG_I32, dev, pos), rt::Tensor(), nullptr,
-                                    /*grad_enabled=*/false);
+  rt::Tensor hidden =
+      model.forward(rt::Tensor::from_vector(rt::Dims{B, T}, ENG_I32, dev, ids),
+                    rt::Tensor::from_vector(rt::Dims{B, T}, ENG_I32, dev, pos), rt::Tensor(), nullptr,
+                    /*grad_enabled=*/false);
   rt::Tensor flat = hidden.contiguous().view(rt::Dims{B * T, model.info().hidden_size});
   return model.logits(flat).to(ENG_F32).to_float_vector();
 }
@@ -56,21 +57,27 @@ std::vector<float> sample_logits(session::ModelInstance& model) {
 }  // namespace
 
 int export_command(const std::vector<std::string>& args) {
-  OptionArgs o = parse_option_args(args, {"--checkpoint", "--out", "--dtype", "--logits"}, {"--merged", "--verify"});
+  OptionArgs o =
+      parse_option_args(args, {"--checkpoint", "--out", "--dtype", "--logits"}, {"--merged", "--verify"});
   const fs::path ckpt = o.require("--checkpoint"), out = o.require("--out");
   if (!o.has("--merged")) {
-    throw UsageError("export writes merged models only: pass --merged (the checkpoint's adapter is already in PEFT's "
-                     "format, usable as it is with `engine generate --adapter` or PeftModel.from_pretrained)");
+    throw UsageError(
+        "export writes merged models only: pass --merged (the checkpoint's adapter is already in PEFT's "
+        "format, usable as it is with `engine generate --adapter` or PeftModel.from_pretrained)");
   }
   const fs::path config_file = ckpt / "adapter_config.json";
   if (!fs::exists(config_file)) {
-    fail("{} has no adapter_config.json: export --merged needs an adapter checkpoint (a full fine-tuning checkpoint "
-         "is already a Hugging Face model)", ckpt.string());
+    fail(
+        "{} has no adapter_config.json: export --merged needs an adapter checkpoint (a full fine-tuning "
+        "checkpoint "
+        "is already a Hugging Face model)",
+        ckpt.string());
   }
   nlohmann::json adapter_config = nlohmann::json::parse(std::ifstream(config_file));
   const fs::path base = adapter_config.value("base_model_name_or_path", std::string());
   if (base.empty() || !fs::exists(base / "config.json")) {
-    fail("{}: base_model_name_or_path '{}' is not a model directory on this machine", config_file.string(), base.string());
+    fail("{}: base_model_name_or_path '{}' is not a model directory on this machine", config_file.string(),
+         base.string());
   }
   if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out))) {
     fail("--out {} already exists and is not an empty directory; choose a new directory", out.string());
@@ -78,7 +85,8 @@ int export_command(const std::vector<std::string>& args) {
   io::HfConfig base_config = io::read_hf_config(base);
   std::string dtype_name = o.get("--dtype", "");
   if (dtype_name.empty()) {
-    const std::string td = base_config.json.value("torch_dtype", base_config.json.value("dtype", std::string("float32")));
+    const std::string td =
+        base_config.json.value("torch_dtype", base_config.json.value("dtype", std::string("float32")));
     dtype_name = td == "bfloat16" ? "bf16" : "fp32";
   }
   if (dtype_name != "bf16" && dtype_name != "fp32") throw UsageError("--dtype must be bf16 or fp32");
@@ -98,7 +106,8 @@ int export_command(const std::vector<std::string>& args) {
     nlohmann::json j;
     j["input_ids"] = nlohmann::json::array();
     for (int64_t b = 0; b < kSampleB; ++b) {
-      j["input_ids"].push_back(std::vector<int32_t>(ids.begin() + b * kSampleT, ids.begin() + (b + 1) * kSampleT));
+      j["input_ids"].push_back(
+          std::vector<int32_t>(ids.begin() + b * kSampleT, ids.begin() + (b + 1) * kSampleT));
     }
     j["logits"] = reference;
     std::ofstream(o.require("--logits")) << j.dump() << "\n";
@@ -122,11 +131,12 @@ int export_command(const std::vector<std::string>& args) {
   nlohmann::json cfg = base_config.json;
   cfg["torch_dtype"] = dtype == ENG_BF16 ? "bfloat16" : "float32";
   std::ofstream(out / "config.json") << cfg.dump(2) << "\n";
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"}) {
+  for (const char* f :
+       {"tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"}) {
     if (fs::exists(base / f)) fs::copy_file(base / f, out / f, fs::copy_options::overwrite_existing);
   }
-  std::cout << "merged the adapter of " << ckpt.string() << " into " << merged << " weights of " << base.string()
-            << " and wrote " << out.string() << " (" << dtype_name << ")\n";
+  std::cout << "merged the adapter of " << ckpt.string() << " into " << merged << " weights of "
+            << base.string() << " and wrote " << out.string() << " (" << dtype_name << ")\n";
 
   if (o.has("--verify")) {
     host::HostSession hs2(dev, 0);

@@ -34,24 +34,29 @@ int plan_command(const std::vector<std::string>& args) {
     config = io::read_hf_config(r.model.path).json;
   } else {
     const auto* vt = registry->require(ENG_KIND_MODEL, r.model.plugin).table<eng_model_vtable>();
-    const char* text = vt->preset_config != nullptr ? vt->preset_config(r.model.init_preset.c_str()) : nullptr;
+    const char* text =
+        vt->preset_config != nullptr ? vt->preset_config(r.model.init_preset.c_str()) : nullptr;
     if (text == nullptr) fail("no config.json in {} and no preset to plan from", r.model.path.string());
     config = nlohmann::json::parse(text);
   }
   rt::Device& device = session::device_for(r.train.device);
   host::HostSession hs(device, 0);
-  session::OptimizerInstance opt(hs, registry->require(ENG_KIND_OPTIMIZER, r.optimizer.plugin), r.optimizer.options_json);
+  session::OptimizerInstance opt(hs, registry->require(ENG_KIND_OPTIMIZER, r.optimizer.plugin),
+                                 r.optimizer.options_json);
   double quant_bytes = 0.0;
   if (r.quantizer.present()) {
     const plugins::PluginRecord& q = registry->require(ENG_KIND_QUANTIZER, r.quantizer.plugin);
-    host::PluginQuantizer quant(hs, host::host_api(), q.table<eng_quantizer_vtable>(), q.name, r.quantizer.options_json);
-    if (quant.vtable().bytes_per_element != nullptr) quant_bytes = quant.vtable().bytes_per_element(quant.self());
+    host::PluginQuantizer quant(hs, host::host_api(), q.table<eng_quantizer_vtable>(), q.name,
+                                r.quantizer.options_json);
+    if (quant.vtable().bytes_per_element != nullptr)
+      quant_bytes = quant.vtable().bytes_per_element(quant.self());
   }
   const bool cuda = device.type() == rt::DeviceType::CUDA;
   train::PlanInputs in = train::plan_inputs_for(r, config, opt.state_bytes_per_element(), quant_bytes, cuda,
                                                 static_cast<int64_t>(device.total_memory()));
   train::MemoryPlan plan = train::make_memory_plan(in);
-  std::cout << train::format_memory_plan(plan, fmt::format("{}:{}", rt::device_type_name(device.type()), device.index()));
+  std::cout << train::format_memory_plan(
+      plan, fmt::format("{}:{}", rt::device_type_name(device.type()), device.index()));
   return plan.fits() ? kExitOk : kExitRuntime;
 }
 

@@ -5,9 +5,8 @@
 //     none: start over; DIR: continue from that checkpoint
 //   - SIGINT/SIGTERM: the current step finishes, a checkpoint is saved, exit 0 (a second signal kills)
 // Exit codes: 0 done (or interrupted and saved), 1 a runtime failure or a stop on non-finite steps, 2 usage.
-#include <unistd.h>
-
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <csignal>
@@ -20,9 +19,9 @@
 #include "engine/cli/preset_tokenizers.hpp"
 #include "engine/host/host_session.hpp"
 #include "engine/io/atomic_file.hpp"
-#include "engine/session/model_writer.hpp"
 #include "engine/recipe/recipe_loader.hpp"
 #include "engine/recipe/recipe_wiring.hpp"
+#include "engine/session/model_writer.hpp"
 #include "engine/session/session.hpp"
 #include "engine/train/data_pipeline.hpp"
 #include "engine/train/progress.hpp"
@@ -49,7 +48,8 @@ std::string take_resume(std::vector<std::string>& args) {
     if (args[i] == "--resume") {
       if (i + 1 >= args.size()) throw UsageError("--resume needs auto, none or a checkpoint directory");
       resume = args[i + 1];
-      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i), args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i),
+                 args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
       --i;
     } else if (args[i].rfind("--resume=", 0) == 0) {
       resume = args[i].substr(9);
@@ -66,7 +66,8 @@ std::string take_resume(std::vector<std::string>& args) {
 // `engine init-model` does, with model.init_std as its initializer_range when set.
 void ensure_preset_model(const recipe::Recipe& r) {
   if (r.model.init_preset.empty() || fs::exists(r.model.path / "config.json")) return;
-  if (r.model.plugin.empty()) fail("model.init_preset needs model.plugin (qwen2 or llama) to know what to create");
+  if (r.model.plugin.empty())
+    fail("model.init_preset needs model.plugin (qwen2 or llama) to know what to create");
   auto registry = discover_plugins();
   const plugins::PluginRecord& plugin = registry->require(ENG_KIND_MODEL, r.model.plugin);
   const eng_model_vtable* vt = plugin.table<eng_model_vtable>();
@@ -85,9 +86,11 @@ void ensure_preset_model(const recipe::Recipe& r) {
   }
   io::write_file_atomic(r.model.path / "tokenizer.json", tokenizer->tokenizer_json);
   io::write_file_atomic(r.model.path / "tokenizer_config.json", tokenizer->tokenizer_config_json);
-  io::write_file_atomic(r.model.path / "config.json", config_text);  // last: its presence marks the model complete
+  io::write_file_atomic(r.model.path / "config.json",
+                        config_text);  // last: its presence marks the model complete
   spdlog::info("created the '{}' {} model ({} parameters, initializer_range {}) in {}", r.model.init_preset,
-               r.model.plugin, hs.params().numel(), config.value("initializer_range", 0.02), r.model.path.string());
+               r.model.plugin, hs.params().numel(), config.value("initializer_range", 0.02),
+               r.model.path.string());
 }
 
 int run_command(const std::vector<std::string>& in_args) {

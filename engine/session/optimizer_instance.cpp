@@ -21,7 +21,9 @@ void OptimizerInstance::check(eng_status s, const eng_ctx& ctx, const char* what
   if (s == ENG_OK) return;
   std::string message = host::host_api()->get_error(&ctx);
   session_->clear_error();
-  throw Error(fmt::format("optimizer '{}' {} failed: {}", name_, what, message.empty() ? status_name(s) : message), s);
+  throw Error(
+      fmt::format("optimizer '{}' {} failed: {}", name_, what, message.empty() ? status_name(s) : message),
+      s);
 }
 
 void OptimizerInstance::add_param(rt::Param& param, double weight_decay, double lr_scale) {

@@ -14,7 +14,8 @@ namespace engine::session {
 
 class OptimizerInstance {
  public:
-  OptimizerInstance(host::HostSession& session, const plugins::PluginRecord& plugin, const std::string& options_json);
+  OptimizerInstance(host::HostSession& session, const plugins::PluginRecord& plugin,
+                    const std::string& options_json);
   ~OptimizerInstance();
   OptimizerInstance(const OptimizerInstance&) = delete;
   OptimizerInstance& operator=(const OptimizerInstance&) = delete;

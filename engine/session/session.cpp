@@ -16,15 +16,21 @@ namespace fs = std::filesystem;
 
 rt::Device& device_for(const std::string& name) {
   if (name == "cpu" || name == "auto" || name.empty()) return rt::cpu_device();
-  fail("train.device = \"{}\": this build trains on the CPU backend only; set train.device = \"cpu\" (or \"auto\")", name);
+  fail(
+      "train.device = \"{}\": this build trains on the CPU backend only; set train.device = \"cpu\" (or "
+      "\"auto\")",
+      name);
 }
 
 std::string model_options_json(const recipe::Recipe& recipe) {
   nlohmann::json o = nlohmann::json::object();
   const std::string& d = recipe.model.dtype;
-  if (d == "bf16") o["dtype"] = "bfloat16";
-  else if (d == "fp16") o["dtype"] = "float16";
-  else if (d == "fp32") o["dtype"] = "float32";
+  if (d == "bf16")
+    o["dtype"] = "bfloat16";
+  else if (d == "fp16")
+    o["dtype"] = "float16";
+  else if (d == "fp32")
+    o["dtype"] = "float32";
   return o.dump();
 }
 
@@ -32,7 +38,8 @@ TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::Pl
                                  rt::Device& device)
     : recipe_(&recipe), registry_(&registry) {
   if (recipe.train.dtype == "bf16" && device.type() == rt::DeviceType::CPU) {
-    spdlog::warn("train.dtype = \"bf16\": the CPU backend computes in fp32 (bf16 compute needs the CUDA backend)");
+    spdlog::warn(
+        "train.dtype = \"bf16\": the CPU backend computes in fp32 (bf16 compute needs the CUDA backend)");
   }
   host_ = std::make_unique<host::HostSession>(device, static_cast<uint64_t>(recipe.train.seed));
   host_->tape().set_checkpointing(recipe.train.activation_checkpointing);
@@ -43,15 +50,16 @@ TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::Pl
   mo.before_weights = [&](ModelInstance&) {
     if (recipe.peft.present()) {
       const plugins::PluginRecord& rec = registry.require(ENG_KIND_PEFT, recipe.peft.plugin);
-      peft_ = std::make_unique<host::PluginPeft>(*host_, host::host_api(), rec.table<eng_peft_vtable>(), rec.name,
-                                                 recipe.peft.options_json);
+      peft_ = std::make_unique<host::PluginPeft>(*host_, host::host_api(), rec.table<eng_peft_vtable>(),
+                                                 rec.name, recipe.peft.options_json);
       peft_->attach();
       host_->set_peft(peft_.get());
     }
     if (recipe.quantizer.present()) {
       const plugins::PluginRecord& rec = registry.require(ENG_KIND_QUANTIZER, recipe.quantizer.plugin);
-      quantizer_ = std::make_unique<host::PluginQuantizer>(*host_, host::host_api(), rec.table<eng_quantizer_vtable>(),
-                                                           rec.name, recipe.quantizer.options_json);
+      quantizer_ =
+          std::make_unique<host::PluginQuantizer>(*host_, host::host_api(), rec.table<eng_quantizer_vtable>(),
+                                                  rec.name, recipe.quantizer.options_json);
       host_->params().assign_quantizer(*quantizer_);
       host_->set_quantizer(quantizer_.get());
     }
@@ -71,9 +79,9 @@ TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::Pl
     trainable_.push_back(&p);
   }
   if (trainable_.empty()) fail("the run has no trainable parameter: check [peft] target_modules");
-  spdlog::info("model {} ({} parameters, {} trainable{}), optimizer {}", recipe.model.path.string(), store.numel(),
-               store.numel(true), peft_ ? ", " + peft_->name() + " adapters" : ", full fine-tuning",
-               optimizer_->name());
+  spdlog::info("model {} ({} parameters, {} trainable{}), optimizer {}", recipe.model.path.string(),
+               store.numel(), store.numel(true),
+               peft_ ? ", " + peft_->name() + " adapters" : ", full fine-tuning", optimizer_->name());
 }
 
 TrainingSession::~TrainingSession() {
@@ -112,7 +120,8 @@ void TrainingSession::load_weights(const fs::path& dir) {
     if (s != ENG_OK) {
       std::string m = host::host_api()->get_error(&ctx);
       host_->clear_error();
-      throw Error(fmt::format("loading the {} adapter from {} failed: {}", peft_->name(), dir.string(), m), s);
+      throw Error(fmt::format("loading the {} adapter from {} failed: {}", peft_->name(), dir.string(), m),
+                  s);
     }
     return;
   }

@@ -3,9 +3,10 @@
 // trainable parameter added to it. Full fine-tuning when the recipe has no [peft] section.
 //
 // Order of construction (each step needs the previous ones):
-//   HostSession(device, train.seed) -> model plugin declares its parameters -> PEFT attaches (declares adapters,
-//   freezes the base) -> quantizer takes the frozen projections -> weights stream in -> everything not loaded
-//   is initialised -> optimizer gets the trainable parameters (weight decay 0 for ENG_PARAM_NO_DECAY ones).
+//   HostSession(device, train.seed) -> model plugin declares its parameters -> PEFT attaches (declares
+//   adapters, freezes the base) -> quantizer takes the frozen projections -> weights stream in -> everything
+//   not loaded is initialised -> optimizer gets the trainable parameters (weight decay 0 for
+//   ENG_PARAM_NO_DECAY ones).
 // The plugin objects are members declared before the HostSession so that they outlive it.
 #pragma once
 
@@ -24,7 +25,8 @@
 
 namespace engine::session {
 
-// The device a recipe's train.device names ("cpu", "cuda", "auto"); engine::Error when it is not in this build.
+// The device a recipe's train.device names ("cpu", "cuda", "auto"); engine::Error when it is not in this
+// build.
 rt::Device& device_for(const std::string& name);
 
 // The model plugin's [model] options for a recipe: the engine's dtype names (bf16, fp32, fp16) in the

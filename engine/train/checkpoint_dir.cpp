@@ -55,7 +55,8 @@ fs::path publish_checkpoint(const fs::path& output_dir, int64_t step, int64_t ke
                             const std::function<void(const fs::path& dir)>& fill) {
   std::error_code ec;
   fs::create_directories(output_dir, ec);
-  if (ec) fail_with(ENG_ERR_IO, "cannot create the output directory {}: {}", output_dir.string(), ec.message());
+  if (ec)
+    fail_with(ENG_ERR_IO, "cannot create the output directory {}: {}", output_dir.string(), ec.message());
   const fs::path tmp = output_dir / (".tmp-" + checkpoint_name(step));
   fs::remove_all(tmp, ec);
   fs::create_directory(tmp, ec);
@@ -76,11 +77,13 @@ fs::path publish_checkpoint(const fs::path& output_dir, int64_t step, int64_t ke
     fs::rename(final_dir, old, ec);
     if (ec) fail_with(ENG_ERR_IO, "cannot move {} aside: {}", final_dir.string(), ec.message());
     fs::rename(tmp, final_dir, ec);
-    if (ec) fail_with(ENG_ERR_IO, "cannot rename {} to {}: {}", tmp.string(), final_dir.string(), ec.message());
+    if (ec)
+      fail_with(ENG_ERR_IO, "cannot rename {} to {}: {}", tmp.string(), final_dir.string(), ec.message());
     fs::remove_all(old, ec);
   } else {
     fs::rename(tmp, final_dir, ec);
-    if (ec) fail_with(ENG_ERR_IO, "cannot rename {} to {}: {}", tmp.string(), final_dir.string(), ec.message());
+    if (ec)
+      fail_with(ENG_ERR_IO, "cannot rename {} to {}: {}", tmp.string(), final_dir.string(), ec.message());
   }
   fsync_path(output_dir);
 
@@ -96,7 +99,9 @@ fs::path publish_checkpoint(const fs::path& output_dir, int64_t step, int64_t ke
     for (int64_t i = 0; i < excess; ++i) {
       if (all[static_cast<size_t>(i)].second == final_dir) continue;
       fs::remove_all(all[static_cast<size_t>(i)].second, ec);
-      if (ec) fail_with(ENG_ERR_IO, "cannot delete the old checkpoint {}: {}", all[static_cast<size_t>(i)].second.string(), ec.message());
+      if (ec)
+        fail_with(ENG_ERR_IO, "cannot delete the old checkpoint {}: {}",
+                  all[static_cast<size_t>(i)].second.string(), ec.message());
     }
   }
   return final_dir;
@@ -128,9 +133,11 @@ std::optional<fs::path> resolve_resume(const fs::path& output_dir, const std::st
   if (spec.empty() || spec == "none") return std::nullopt;
   if (spec == "auto") return latest_checkpoint(output_dir);
   fs::path dir(spec);
-  if (!fs::is_directory(dir)) fail("--resume {}: no such directory (use auto, none, or a checkpoint directory)", spec);
+  if (!fs::is_directory(dir))
+    fail("--resume {}: no such directory (use auto, none, or a checkpoint directory)", spec);
   if (!complete(dir)) {
-    fail("--resume {}: not a complete checkpoint ({} is missing); pick a checkpoint-<step> directory", spec, kStateFile);
+    fail("--resume {}: not a complete checkpoint ({} is missing); pick a checkpoint-<step> directory", spec,
+         kStateFile);
   }
   return dir;
 }

@@ -36,7 +36,8 @@ void read_optimizer_state(session::TrainingSession& session, const fs::path& fil
   if (fs::exists(file)) {
     io::SafetensorsFile f = io::SafetensorsFile::open(file);
     for (const io::SafetensorsTensor& t : f.tensors()) {
-      if (!t.engine_dtype) fail("{}: tensor {} has dtype {} the engine does not use", file.string(), t.name, t.dtype_name);
+      if (!t.engine_dtype)
+        fail("{}: tensor {} has dtype {} the engine does not use", file.string(), t.name, t.dtype_name);
       rt::Tensor dst = rt::Tensor::empty(rt::Dims::from(t.shape.data(), static_cast<int>(t.shape.size())),
                                          *t.engine_dtype, session.host().device());
       session::read_tensor_into(t, dst, file.string());
@@ -53,7 +54,8 @@ fs::path save_checkpoint(session::TrainingSession& session, const TrainerState& 
   return publish_checkpoint(r.train.output_dir, state.step, r.checkpoint.keep_last, [&](const fs::path& dir) {
     session.save_weights(dir);
     write_optimizer_state(session, dir / "optimizer.safetensors");
-    if (fs::exists(r.source)) fs::copy_file(r.source, dir / "recipe.toml", fs::copy_options::overwrite_existing);
+    if (fs::exists(r.source))
+      fs::copy_file(r.source, dir / "recipe.toml", fs::copy_options::overwrite_existing);
     {
       std::ofstream f(dir / "recipe.json");
       f << r.resolved.dump(2) << '\n';
@@ -67,8 +69,8 @@ TrainerState load_checkpoint(session::TrainingSession& session, const fs::path& 
   TrainerState state = TrainerState::read(dir / "trainer_state.json");
   const bool full = session.full_finetune();
   if (!state.weights.empty() && state.weights != (full ? "full" : "adapter")) {
-    fail("checkpoint {} holds {} weights but this recipe {}; resume with the recipe that wrote it", dir.string(),
-         state.weights, full ? "fine-tunes the full model" : "trains an adapter");
+    fail("checkpoint {} holds {} weights but this recipe {}; resume with the recipe that wrote it",
+         dir.string(), state.weights, full ? "fine-tunes the full model" : "trains an adapter");
   }
   session.load_weights(dir);
   read_optimizer_state(session, dir / "optimizer.safetensors");

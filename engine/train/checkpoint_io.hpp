@@ -3,7 +3,8 @@
 //                                                    model.safetensors fp32 + config.json + tokenizer files)
 //   optimizer.safetensors                            the optimizer plugin's state dictionary
 //   recipe.toml, recipe.json                         the recipe file as given and as resolved (--set applied)
-//   trainer_state.json                               step, data cursor, generator, counters (trainer_state.hpp)
+//   trainer_state.json                               step, data cursor, generator, counters
+//   (trainer_state.hpp)
 // Written through publish_checkpoint (checkpoint_dir.hpp): temporary directory, fsync, rename, `latest`.
 #pragma once
 

@@ -31,14 +31,16 @@ DataPipeline::DataPipeline(const recipe::Recipe& recipe, int32_t rank, int32_t w
   options_.packing.truncation = data::parse_truncation(d.truncation);
   if (auto eot = tokenizer_.token_to_id(std::string(chat_->end_of_turn()))) options_.packing.pad_id = *eot;
   options_.cache_dir = recipe.train.output_dir / ".data-cache";
-  options_.tokenizer_file = fs::is_directory(recipe.model.path) ? recipe.model.path / "tokenizer.json" : recipe.model.path;
+  options_.tokenizer_file =
+      fs::is_directory(recipe.model.path) ? recipe.model.path / "tokenizer.json" : recipe.model.path;
 
   train_ = data::prepare_dataset(d.train, tokenizer_, *chat_, options_);
   if (train_.plan.rows.empty()) {
     fail("data.train {} gave no training rows ({}); check data.format and data.max_seq_len", d.train.string(),
          train_.plan.summary());
   }
-  if (train_.from_cache) spdlog::info("data: tokenized samples read from the cache {}", train_.cache_file.string());
+  if (train_.from_cache)
+    spdlog::info("data: tokenized samples read from the cache {}", train_.cache_file.string());
   if (!d.eval.empty()) {
     data::PrepareOptions eo = options_;
     eo.packing.packing = false;  // evaluation rows one sample each

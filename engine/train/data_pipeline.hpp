@@ -1,8 +1,8 @@
 // DataPipeline: a recipe's [data] section turned into the micro-batches of a run. The training set is read,
 // tokenized with loss labels (already shifted; prompt tokens -100 unless data.train_on_prompt) and planned
-// into rows of data.max_seq_len (packed or padded); a ShardedSampler draws rows in a seeded order, epoch after
-// epoch, and its cursor is what checkpoints save. The evaluation set (data.eval) is read the same way and
-// always visited in order.
+// into rows of data.max_seq_len (packed or padded); a ShardedSampler draws rows in a seeded order, epoch
+// after epoch, and its cursor is what checkpoints save. The evaluation set (data.eval) is read the same way
+// and always visited in order.
 #pragma once
 
 #include <cstdint>

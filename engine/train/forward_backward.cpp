@@ -32,7 +32,8 @@ rt::Tensor batch_loss(session::TrainingSession& session, const data::Batch& b, d
   const eng_op_table* ops = host::host_api()->ops;
   OwnedHandle h(hidden), lab(labels), flat, loss;
   const int64_t shape[2] = {int64_t(b.rows) * b.seq_len, session.model().info().hidden_size};
-  check(ops->reshape(&ctx, h.get(), 2, shape, flat.out()), hs, ctx, "reshape of the hidden states");  // (B*T, C)
+  check(ops->reshape(&ctx, h.get(), 2, shape, flat.out()), hs, ctx,
+        "reshape of the hidden states");  // (B*T, C)
   check(ops->linear_cross_entropy(&ctx, flat.get(), host::param_handle(session.model().lm_head()), lab.get(),
                                   data::kIgnoreIndex, scale, loss.out()),
         hs, ctx, "the loss");
@@ -47,7 +48,8 @@ PassResult forward_backward(session::TrainingSession& session, std::span<const d
     r.label_tokens += b.label_tokens;
     for (int32_t s : b.segment_ids) r.input_tokens += s != 0;
   }
-  if (r.label_tokens == 0) fail("an optimizer step got no label tokens (every sample's response was cut off?)");
+  if (r.label_tokens == 0)
+    fail("an optimizer step got no label tokens (every sample's response was cut off?)");
   const double scale = 1.0 / static_cast<double>(r.label_tokens);
   for (const data::Batch& b : micro_batches) {
     rt::Tensor loss = batch_loss(session, b, scale, true);

@@ -17,9 +17,9 @@
 namespace engine::train {
 
 struct PassResult {
-  double loss = 0.0;          // the step's mean loss over label tokens (sum of the scaled micro losses)
-  int64_t label_tokens = 0;   // N
-  int64_t input_tokens = 0;   // non-padding positions fed
+  double loss = 0.0;         // the step's mean loss over label tokens (sum of the scaled micro losses)
+  int64_t label_tokens = 0;  // N
+  int64_t input_tokens = 0;  // non-padding positions fed
 };
 
 // Accumulates gradients into the parameters (does not zero them first; does not step).

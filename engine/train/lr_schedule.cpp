@@ -17,16 +17,21 @@ ScheduleKind parse_schedule_kind(const std::string& name) {
 
 const char* schedule_kind_name(ScheduleKind kind) {
   switch (kind) {
-    case ScheduleKind::Constant: return "constant";
-    case ScheduleKind::Linear: return "linear";
-    case ScheduleKind::Cosine: return "cosine";
+    case ScheduleKind::Constant:
+      return "constant";
+    case ScheduleKind::Linear:
+      return "linear";
+    case ScheduleKind::Cosine:
+      return "cosine";
   }
   return "?";
 }
 
 LrSchedule::LrSchedule(const ScheduleConfig& config) : config_(config) {
-  if (!(config.lr >= 0.0) || !std::isfinite(config.lr)) fail("the learning rate must be a finite number >= 0, got {}", config.lr);
-  if (config.total_steps < 1) fail("the schedule needs at least one optimizer step, got total_steps = {}", config.total_steps);
+  if (!(config.lr >= 0.0) || !std::isfinite(config.lr))
+    fail("the learning rate must be a finite number >= 0, got {}", config.lr);
+  if (config.total_steps < 1)
+    fail("the schedule needs at least one optimizer step, got total_steps = {}", config.total_steps);
   if (config.warmup_steps < 0) fail("warmup_steps must be >= 0, got {}", config.warmup_steps);
   if (config.warmup_ratio < 0.0 || config.warmup_ratio > 1.0) {
     fail("warmup_ratio must lie in [0, 1], got {}", config.warmup_ratio);
@@ -34,9 +39,10 @@ LrSchedule::LrSchedule(const ScheduleConfig& config) : config_(config) {
   if (config.min_lr < 0.0 || config.min_lr > config.lr) {
     fail("min_lr must lie in [0, lr] = [0, {}], got {}", config.lr, config.min_lr);
   }
-  warmup_ = config.warmup_steps > 0
-                ? config.warmup_steps
-                : static_cast<int64_t>(std::ceil(config.warmup_ratio * static_cast<double>(config.total_steps)));
+  warmup_ =
+      config.warmup_steps > 0
+          ? config.warmup_steps
+          : static_cast<int64_t>(std::ceil(config.warmup_ratio * static_cast<double>(config.total_steps)));
 }
 
 double LrSchedule::lr_at(int64_t step) const {

@@ -28,7 +28,7 @@ struct ScheduleConfig {
   int64_t warmup_steps = 0;   // wins over warmup_ratio when > 0
   double warmup_ratio = 0.0;  // fraction of total_steps, rounded up
   double min_lr = 0.0;
-  int64_t total_steps = 1;    // optimizer steps of the whole run
+  int64_t total_steps = 1;  // optimizer steps of the whole run
 };
 
 class LrSchedule {

@@ -1,9 +1,9 @@
 #include "engine/train/memory_plan.hpp"
 
+#include <spdlog/fmt/fmt.h>
+
 #include <algorithm>
 #include <cmath>
-
-#include <spdlog/fmt/fmt.h>
 
 #include "engine/core/error.hpp"
 
@@ -12,11 +12,15 @@ namespace {
 
 int64_t dtype_bytes(eng_dtype d) {
   switch (d) {
-    case ENG_F32: return 4;
+    case ENG_F32:
+      return 4;
     case ENG_BF16:
-    case ENG_F16: return 2;
-    case ENG_F64: return 8;
-    default: return 4;
+    case ENG_F16:
+      return 2;
+    case ENG_F64:
+      return 8;
+    default:
+      return 4;
   }
 }
 
@@ -29,9 +33,12 @@ struct LinearShape {
 std::vector<LinearShape> block_linears(const PlanModelShape& m) {
   const int64_t q = int64_t(m.n_heads) * m.head_dim;
   const int64_t kv = int64_t(m.n_kv_heads) * m.head_dim;
-  return {{"q_proj", q, m.hidden_size},           {"k_proj", kv, m.hidden_size},
-          {"v_proj", kv, m.hidden_size},          {"o_proj", m.hidden_size, q},
-          {"gate_proj", m.intermediate_size, m.hidden_size}, {"up_proj", m.intermediate_size, m.hidden_size},
+  return {{"q_proj", q, m.hidden_size},
+          {"k_proj", kv, m.hidden_size},
+          {"v_proj", kv, m.hidden_size},
+          {"o_proj", m.hidden_size, q},
+          {"gate_proj", m.intermediate_size, m.hidden_size},
+          {"up_proj", m.intermediate_size, m.hidden_size},
           {"down_proj", m.hidden_size, m.intermediate_size}};
 }
 
@@ -42,7 +49,7 @@ bool targeted(const PlanInputs& in, const std::string& name) {
 }  // namespace
 
 const std::vector<std::string>& block_linear_names() {
-  static const std::vector<std::string> names = {"q_proj", "k_proj", "v_proj", "o_proj",
+  static const std::vector<std::string> names = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                                                  "gate_proj", "up_proj", "down_proj"};
   return names;
 }
@@ -63,10 +70,10 @@ int64_t activation_elements_per_token(const PlanInputs& in) {
   const int64_t q = int64_t(m.n_heads) * m.head_dim;
   const int64_t kv = int64_t(m.n_kv_heads) * m.head_dim;
   const int64_t i = m.intermediate_size;
-  int64_t e = 2 * (2 * c + 1);   // two norms
-  e += q + 2 * kv;               // roped q, k and v
-  e += q + m.n_heads;            // attention output and statistics
-  e += 3 * i;                    // mlp
+  int64_t e = 2 * (2 * c + 1);  // two norms
+  e += q + 2 * kv;              // roped q, k and v
+  e += q + m.n_heads;           // attention output and statistics
+  e += 3 * i;                   // mlp
   if (in.lora_rank > 0) {
     for (const auto& l : block_linears(m)) {
       if (targeted(in, l.name)) e += in.lora_rank;
@@ -96,9 +103,10 @@ int64_t block_output_elements_per_token(const PlanInputs& in) {
 MemoryPlan make_memory_plan(const PlanInputs& in) {
   const PlanModelShape& m = in.model;
   if (m.n_layers <= 0 || m.hidden_size <= 0 || m.vocab_size <= 0 || m.head_dim <= 0 || m.n_heads <= 0) {
-    fail("the memory plan needs the model's sizes (layers, hidden size, vocabulary, heads); got layers={} "
-         "hidden={} vocab={} heads={} head_dim={}",
-         m.n_layers, m.hidden_size, m.vocab_size, m.n_heads, m.head_dim);
+    fail(
+        "the memory plan needs the model's sizes (layers, hidden size, vocabulary, heads); got layers={} "
+        "hidden={} vocab={} heads={} head_dim={}",
+        m.n_layers, m.hidden_size, m.vocab_size, m.n_heads, m.head_dim);
   }
   MemoryPlan plan;
   plan.device_memory = in.device_memory;
@@ -122,7 +130,8 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
 
   int64_t base_bytes = 0, scale_bytes = 0;
   if (in.quant_bytes_per_element > 0.0) {
-    base_bytes = static_cast<int64_t>(std::ceil(linear_elems * in.quant_bytes_per_element)) + other_elems * wbytes;
+    base_bytes =
+        static_cast<int64_t>(std::ceil(linear_elems * in.quant_bytes_per_element)) + other_elems * wbytes;
     scale_bytes = static_cast<int64_t>(std::ceil(linear_elems * in.quant_scale_bytes_per_element));
   } else {
     base_bytes = plan.base_elements * wbytes;
@@ -130,17 +139,22 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
   plan.components.push_back({"base weights", base_bytes,
                              fmt::format("{} elements, {} B each{}", plan.base_elements, wbytes,
                                          in.quant_bytes_per_element > 0 ? " (projections quantized)" : "")});
-  plan.components.push_back({"quant scales", scale_bytes, in.quant_bytes_per_element > 0 ? "per-block scales" : "none"});
+  plan.components.push_back(
+      {"quant scales", scale_bytes, in.quant_bytes_per_element > 0 ? "per-block scales" : "none"});
 
   plan.trainable_elements = full ? plan.base_elements : adapter_elems;
   plan.components.push_back({"adapters", adapter_elems * 4,
-                             full ? "none (full fine-tuning)" : fmt::format("LoRA r={}, {} elements fp32", in.lora_rank, adapter_elems)});
+                             full ? "none (full fine-tuning)"
+                                  : fmt::format("LoRA r={}, {} elements fp32", in.lora_rank, adapter_elems)});
   const int64_t master = (full && wbytes < 4) ? plan.trainable_elements * 4 : 0;
-  plan.components.push_back({"master weights", master, master > 0 ? "fp32 copies of trainable weights" : "none"});
-  plan.components.push_back({"gradients", plan.trainable_elements * 4, fmt::format("{} trainable elements fp32", plan.trainable_elements)});
-  plan.components.push_back({"optimizer state",
-                             static_cast<int64_t>(std::ceil(plan.trainable_elements * in.optimizer_state_bytes_per_element)),
-                             fmt::format("{} B per trainable element", in.optimizer_state_bytes_per_element)});
+  plan.components.push_back(
+      {"master weights", master, master > 0 ? "fp32 copies of trainable weights" : "none"});
+  plan.components.push_back({"gradients", plan.trainable_elements * 4,
+                             fmt::format("{} trainable elements fp32", plan.trainable_elements)});
+  plan.components.push_back(
+      {"optimizer state",
+       static_cast<int64_t>(std::ceil(plan.trainable_elements * in.optimizer_state_bytes_per_element)),
+       fmt::format("{} B per trainable element", in.optimizer_state_bytes_per_element)});
 
   // Activations.
   const int64_t tokens = in.micro_batch_size * in.seq_len;
@@ -150,10 +164,12 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
   if (in.activation_checkpointing) {
     // each block keeps its input; in backward one block at a time is replayed, holding all its outputs
     act_elems = int64_t(m.n_layers) * m.hidden_size * tokens + block_output_elements_per_token(in) * tokens;
-    act_detail = fmt::format("checkpointed: block inputs of {} blocks + one block replayed, {} tokens", m.n_layers, tokens);
+    act_detail = fmt::format("checkpointed: block inputs of {} blocks + one block replayed, {} tokens",
+                             m.n_layers, tokens);
   } else {
     act_elems = int64_t(m.n_layers) * per_block;
-    act_detail = fmt::format("{} elements/token/block x {} tokens x {} blocks", activation_elements_per_token(in), tokens, m.n_layers);
+    act_detail = fmt::format("{} elements/token/block x {} tokens x {} blocks",
+                             activation_elements_per_token(in), tokens, m.n_layers);
   }
   act_elems += (2 * m.hidden_size + 1) * tokens;  // final norm input and output, the loss's log-sum-exp
   plan.components.push_back({"activations", act_elems * abytes, act_detail});
@@ -163,7 +179,8 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
   // the residual stream's (2C)), in the compute dtype; the fused loss never holds a full (N, V) logit matrix.
   const int64_t transient = tokens * (m.intermediate_size + 2 * m.hidden_size) * abytes;
   const int64_t ws = in.cuda ? (int64_t(32) << 20) + transient : transient;
-  plan.components.push_back({"workspace", ws, in.cuda ? "cuBLASLt workspace + backward gradients" : "backward gradients"});
+  plan.components.push_back(
+      {"workspace", ws, in.cuda ? "cuBLASLt workspace + backward gradients" : "backward gradients"});
 
   for (const auto& c : plan.components) plan.total_bytes += c.bytes;
   return plan;
@@ -187,9 +204,10 @@ std::string format_memory_plan(const MemoryPlan& plan, const std::string& device
   }
   out += fmt::format("  {:<16} {:>12}", "total", format_bytes(plan.total_bytes));
   if (plan.device_memory > 0) {
-    out += fmt::format("   of {} ({:.1f}%){}", format_bytes(plan.device_memory),
-                       100.0 * static_cast<double>(plan.total_bytes) / static_cast<double>(plan.device_memory),
-                       plan.fits() ? "" : "  DOES NOT FIT");
+    out +=
+        fmt::format("   of {} ({:.1f}%){}", format_bytes(plan.device_memory),
+                    100.0 * static_cast<double>(plan.total_bytes) / static_cast<double>(plan.device_memory),
+                    plan.fits() ? "" : "  DOES NOT FIT");
   }
   out += "\n";
   return out;

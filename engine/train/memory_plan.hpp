@@ -41,8 +41,8 @@ struct PlanModelShape {
 
 struct PlanInputs {
   PlanModelShape model;
-  eng_dtype weight_dtype = ENG_F32;    // storage dtype of the base weights
-  eng_dtype compute_dtype = ENG_F32;   // activations' dtype (f32 on the CPU backend)
+  eng_dtype weight_dtype = ENG_F32;   // storage dtype of the base weights
+  eng_dtype compute_dtype = ENG_F32;  // activations' dtype (f32 on the CPU backend)
   // PEFT: empty targets with lora_rank 0 means full fine-tuning of every parameter
   int64_t lora_rank = 0;
   std::set<std::string> lora_targets;  // short names (q_proj, ...) of targeted linears; "all-linear" expands
@@ -55,7 +55,7 @@ struct PlanInputs {
   int64_t seq_len = 512;
   bool activation_checkpointing = false;
   bool cuda = false;
-  int64_t device_memory = 0;           // bytes; 0 = unknown
+  int64_t device_memory = 0;  // bytes; 0 = unknown
 };
 
 struct PlanComponent {

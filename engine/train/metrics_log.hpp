@@ -14,13 +14,13 @@ namespace engine::train {
 
 struct StepMetrics {
   int64_t step = 0;
-  double loss = 0.0;         // mean over the label tokens of the optimizer step
+  double loss = 0.0;  // mean over the label tokens of the optimizer step
   double lr = 0.0;
-  double grad_norm = 0.0;    // global L2 norm before clipping
-  int64_t tokens = 0;        // label tokens of the step
-  double tokens_per_s = 0.0; // input tokens (all positions) per second of the step
-  int64_t mem_bytes = 0;     // allocator peak during the step
-  std::optional<double> mfu; // model FLOPs utilisation, where the device's peak is known
+  double grad_norm = 0.0;     // global L2 norm before clipping
+  int64_t tokens = 0;         // label tokens of the step
+  double tokens_per_s = 0.0;  // input tokens (all positions) per second of the step
+  int64_t mem_bytes = 0;      // allocator peak during the step
+  std::optional<double> mfu;  // model FLOPs utilisation, where the device's peak is known
   bool skipped = false;
 };
 

@@ -7,7 +7,8 @@ namespace engine::train {
 namespace {
 
 int64_t need(const nlohmann::json& c, const char* key) {
-  if (!c.contains(key) || !c[key].is_number_integer()) fail("config.json has no integer '{}' (needed for the memory plan)", key);
+  if (!c.contains(key) || !c[key].is_number_integer())
+    fail("config.json has no integer '{}' (needed for the memory plan)", key);
   return c[key].get<int64_t>();
 }
 
@@ -23,8 +24,9 @@ PlanModelShape plan_shape_from_config(const nlohmann::json& c) {
   m.n_kv_heads = c.contains("num_key_value_heads") && c["num_key_value_heads"].is_number_integer()
                      ? c["num_key_value_heads"].get<int32_t>()
                      : m.n_heads;
-  m.head_dim = c.contains("head_dim") && c["head_dim"].is_number_integer() ? c["head_dim"].get<int32_t>()
-                                                                           : static_cast<int32_t>(m.hidden_size / m.n_heads);
+  m.head_dim = c.contains("head_dim") && c["head_dim"].is_number_integer()
+                   ? c["head_dim"].get<int32_t>()
+                   : static_cast<int32_t>(m.hidden_size / m.n_heads);
   m.tie_word_embeddings = c.value("tie_word_embeddings", false);
   const std::string type = c.value("model_type", std::string());
   m.attention_bias = type == "qwen2" ? true : c.value("attention_bias", false);
@@ -41,7 +43,8 @@ PlanInputs plan_inputs_for(const recipe::Recipe& r, const nlohmann::json& config
   if (r.peft.present()) {
     const nlohmann::json o = nlohmann::json::parse(r.peft.options_json);
     in.lora_rank = o.value("r", int64_t{8});
-    const nlohmann::json t = o.contains("target_modules") ? o["target_modules"] : nlohmann::json("all-linear");
+    const nlohmann::json t =
+        o.contains("target_modules") ? o["target_modules"] : nlohmann::json("all-linear");
     if (t.is_string()) {
       in.lora_targets.insert(t.get<std::string>() == "all-linear" ? "all-linear" : t.get<std::string>());
     } else if (t.is_array()) {

@@ -14,7 +14,8 @@ namespace engine::train {
 PlanModelShape plan_shape_from_config(const nlohmann::json& config);
 
 // quant_bytes_per_element: the quantizer's bytes per weight element, scales included (0: none).
-PlanInputs plan_inputs_for(const recipe::Recipe& recipe, const nlohmann::json& config, double optimizer_bytes_per_element,
-                           double quant_bytes_per_element, bool cuda, int64_t device_memory);
+PlanInputs plan_inputs_for(const recipe::Recipe& recipe, const nlohmann::json& config,
+                           double optimizer_bytes_per_element, double quant_bytes_per_element, bool cuda,
+                           int64_t device_memory);
 
 }  // namespace engine::train

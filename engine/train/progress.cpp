@@ -1,11 +1,10 @@
 #include "engine/train/progress.hpp"
 
+#include <spdlog/fmt/fmt.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cmath>
-
-#include <spdlog/fmt/fmt.h>
 
 #include "engine/train/memory_plan.hpp"
 
@@ -29,9 +28,10 @@ std::string format_duration(double seconds) {
 }
 
 std::string format_progress(const StepMetrics& m, int64_t total_steps, double eta_s) {
-  std::string line = fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {:.0f} tok/s | eta {} | mem {}",
-                                 m.step, total_steps, m.loss, m.lr, m.grad_norm, m.tokens_per_s,
-                                 format_duration(eta_s), format_bytes(m.mem_bytes));
+  std::string line =
+      fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {:.0f} tok/s | eta {} | mem {}",
+                  m.step, total_steps, m.loss, m.lr, m.grad_norm, m.tokens_per_s, format_duration(eta_s),
+                  format_bytes(m.mem_bytes));
   if (m.mfu) line += fmt::format(" | mfu {:.1f}%", *m.mfu * 100.0);
   if (m.skipped) line += " | SKIPPED (non-finite)";
   return line;
@@ -48,7 +48,8 @@ void Progress::start(int64_t first_step) {
 void Progress::step(const StepMetrics& m) {
   const double elapsed = now_s() - start_s_;
   const int64_t done = m.step - first_step_;
-  const double eta = done > 0 ? elapsed / static_cast<double>(done) * static_cast<double>(total_ - m.step) : NAN;
+  const double eta =
+      done > 0 ? elapsed / static_cast<double>(done) * static_cast<double>(total_ - m.step) : NAN;
   const std::string line = format_progress(m, total_, eta);
   if (live_) {
     std::fprintf(out_, "\r\033[K%s", line.c_str());
@@ -60,7 +61,8 @@ void Progress::step(const StepMetrics& m) {
 }
 
 void Progress::eval(const EvalMetrics& m) {
-  message(fmt::format("eval at step {}: loss {:.4f} | perplexity {:.3f} | {} tokens", m.step, m.loss, m.perplexity, m.tokens));
+  message(fmt::format("eval at step {}: loss {:.4f} | perplexity {:.3f} | {} tokens", m.step, m.loss,
+                      m.perplexity, m.tokens));
 }
 
 void Progress::message(const std::string& text) {

@@ -40,8 +40,8 @@ ScheduleConfig schedule_of(const recipe::Recipe& r, int64_t total) {
 
 std::string describe(const LrSchedule& s) {
   const ScheduleConfig& c = s.config();
-  return fmt::format("{} lr={} warmup={} min_lr={} total={}", schedule_kind_name(c.kind), c.lr, s.warmup_steps(),
-                     c.min_lr, c.total_steps);
+  return fmt::format("{} lr={} warmup={} min_lr={} total={}", schedule_kind_name(c.kind), c.lr,
+                     s.warmup_steps(), c.min_lr, c.total_steps);
 }
 
 EvalMetrics run_eval(session::TrainingSession& session, DataPipeline& data, int64_t step) {
@@ -50,7 +50,8 @@ EvalMetrics run_eval(session::TrainingSession& session, DataPipeline& data, int6
   EvalMetrics m;
   m.step = step;
   m.tokens = r.label_tokens;
-  m.loss = r.label_tokens > 0 ? r.loss / static_cast<double>(r.label_tokens) : std::numeric_limits<double>::quiet_NaN();
+  m.loss = r.label_tokens > 0 ? r.loss / static_cast<double>(r.label_tokens)
+                              : std::numeric_limits<double>::quiet_NaN();
   m.perplexity = std::exp(m.loss);
   return m;
 }
@@ -82,9 +83,11 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
   if (auto dir = resolve_resume(r.train.output_dir, options.resume)) {
     TrainerState saved = load_checkpoint(session, *dir);
     if (saved.schedule != state.schedule) {
-      fail("cannot resume from {}: it was trained with the schedule '{}', this recipe gives '{}'. Resume with the "
-           "same recipe, or start over with --resume none (and another train.output_dir)",
-           dir->string(), saved.schedule, state.schedule);
+      fail(
+          "cannot resume from {}: it was trained with the schedule '{}', this recipe gives '{}'. Resume with "
+          "the "
+          "same recipe, or start over with --resume none (and another train.output_dir)",
+          dir->string(), saved.schedule, state.schedule);
     }
     data.restore(saved.sampler);
     hs.rng().set_state(saved.rng_state);
@@ -119,12 +122,14 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     device.reset_peak_memory();
     const double t0 = now_s();
     std::vector<data::Batch> micro;
-    for (int64_t i = 0; i < r.train.grad_accum; ++i) micro.push_back(data.next(static_cast<int32_t>(r.train.micro_batch_size)));
+    for (int64_t i = 0; i < r.train.grad_accum; ++i)
+      micro.push_back(data.next(static_cast<int32_t>(r.train.micro_batch_size)));
     PassResult pass = forward_backward(session, micro);
     const double norm = global_grad_norm(hs.params());
     const double lr = schedule.lr_at(step);
     const StepVerdict verdict = guard.check(pass.loss, norm);
-    if (verdict == StepVerdict::Apply) session.optimizer().step(step, lr, clip_coefficient(norm, r.train.grad_clip));
+    if (verdict == StepVerdict::Apply)
+      session.optimizer().step(step, lr, clip_coefficient(norm, r.train.grad_clip));
     hs.params().zero_grads();
     state.step = step;
     saved_at_last_step = false;
@@ -150,13 +155,16 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
 
     if (verdict == StepVerdict::Stop) {
       result.stopped_nonfinite = true;
-      progress.message(fmt::format("stopping: {} steps in a row had a non-finite loss or gradient norm (the last: "
-                                   "loss {}, grad norm {}). The checkpoint keeps the last good weights; lower "
-                                   "optimizer.lr, set train.grad_clip, or check the data",
-                                   guard.in_a_row(), pass.loss, norm));
+      progress.message(
+          fmt::format("stopping: {} steps in a row had a non-finite loss or gradient norm (the last: "
+                      "loss {}, grad norm {}). The checkpoint keeps the last good weights; lower "
+                      "optimizer.lr, set train.grad_clip, or check the data",
+                      guard.in_a_row(), pass.loss, norm));
       break;
     }
-    if (m.skipped) progress.message(fmt::format("step {}: non-finite loss or gradient norm, step skipped ({} in a row)", step, guard.in_a_row()));
+    if (m.skipped)
+      progress.message(fmt::format("step {}: non-finite loss or gradient norm, step skipped ({} in a row)",
+                                   step, guard.in_a_row()));
     if (r.train.eval_every > 0 && data.has_eval() && step % r.train.eval_every == 0) {
       result.last_eval = run_eval(session, data, step);
       metrics.write(*result.last_eval);
@@ -167,7 +175,8 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
       saved_at_last_step = true;
     }
   }
-  if (!saved_at_last_step && (state.step > result.first_step || result.interrupted || result.last_checkpoint.empty())) {
+  if (!saved_at_last_step &&
+      (state.step > result.first_step || result.interrupted || result.last_checkpoint.empty())) {
     checkpoint();
   }
   if (data.has_eval() && !result.stopped_nonfinite && !result.interrupted && state.step > result.first_step &&
@@ -192,13 +201,16 @@ std::string format_summary(const session::TrainingSession& session, const TrainR
     last = l;
   }
   if (res.last_step == res.first_step && !res.last_checkpoint.empty()) {
-    return fmt::format("nothing to train: {} already reached step {} of {}. Use --resume none (it starts over in "
-                       "the same output_dir) or another train.output_dir to train again\n",
-                       res.last_checkpoint.string(), res.last_step, res.total_steps);
+    return fmt::format(
+        "nothing to train: {} already reached step {} of {}. Use --resume none (it starts over in "
+        "the same output_dir) or another train.output_dir to train again\n",
+        res.last_checkpoint.string(), res.last_step, res.total_steps);
   }
   std::string s = fmt::format("trained steps {}..{} of {} in {} | loss {:.4f} -> {:.4f}", res.first_step + 1,
                               res.last_step, res.total_steps, format_duration(res.seconds), first, last);
-  if (res.last_eval) s += fmt::format(" | eval loss {:.4f} (perplexity {:.3f})", res.last_eval->loss, res.last_eval->perplexity);
+  if (res.last_eval)
+    s += fmt::format(" | eval loss {:.4f} (perplexity {:.3f})", res.last_eval->loss,
+                     res.last_eval->perplexity);
   s += fmt::format(" | peak memory {}", format_bytes(res.peak_mem_bytes));
   if (res.nonfinite_skipped > 0) s += fmt::format(" | {} non-finite steps skipped", res.nonfinite_skipped);
   s += "\n";
@@ -207,10 +219,12 @@ std::string format_summary(const session::TrainingSession& session, const TrainR
     s += fmt::format("{} saved in {}\n", full ? "model" : "adapter", res.last_checkpoint.string());
     s += fmt::format("metrics in {}\n", (r.train.output_dir / "metrics.jsonl").string());
     if (full) {
-      s += fmt::format("try it: engine generate --model {} --chat --prompt \"What color is a banana?\"\n", res.last_checkpoint.string());
+      s += fmt::format("try it: engine generate --model {} --chat --prompt \"What color is a banana?\"\n",
+                       res.last_checkpoint.string());
     } else {
-      s += fmt::format("try it: engine generate --model {} --adapter {} --chat --prompt \"What color is a banana?\"\n",
-                       r.model.path.string(), res.last_checkpoint.string());
+      s += fmt::format(
+          "try it: engine generate --model {} --adapter {} --chat --prompt \"What color is a banana?\"\n",
+          r.model.path.string(), res.last_checkpoint.string());
     }
   }
   return s;

@@ -44,7 +44,8 @@ void TrainerState::write(const std::filesystem::path& file) const {
 
 TrainerState TrainerState::read(const std::filesystem::path& file) {
   std::ifstream f(file);
-  if (!f) fail_with(ENG_ERR_IO, "cannot read {}: the checkpoint is incomplete or not a checkpoint", file.string());
+  if (!f)
+    fail_with(ENG_ERR_IO, "cannot read {}: the checkpoint is incomplete or not a checkpoint", file.string());
   try {
     return from_json(nlohmann::json::parse(f));
   } catch (const nlohmann::json::exception& e) {

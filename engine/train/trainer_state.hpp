@@ -11,16 +11,16 @@
 namespace engine::train {
 
 struct TrainerState {
-  int64_t step = 0;              // optimizer steps done (skipped non-finite steps count: the data moved on)
-  int64_t total_steps = 0;       // of the whole run
-  int64_t tokens_seen = 0;       // label tokens trained on
-  nlohmann::json sampler;        // engine::data::ShardedSampler::state_json()
-  uint64_t rng_state = 0;        // engine::rt::Rng::state()
+  int64_t step = 0;         // optimizer steps done (skipped non-finite steps count: the data moved on)
+  int64_t total_steps = 0;  // of the whole run
+  int64_t tokens_seen = 0;  // label tokens trained on
+  nlohmann::json sampler;   // engine::data::ShardedSampler::state_json()
+  uint64_t rng_state = 0;   // engine::rt::Rng::state()
   int64_t nonfinite_in_a_row = 0;
   int64_t nonfinite_total = 0;
   double last_loss = 0.0;
-  std::string schedule;          // "cosine lr=... warmup=..." (to refuse a resume whose schedule changed)
-  std::string weights;           // "adapter" (PEFT files) or "full" (model.safetensors)
+  std::string schedule;  // "cosine lr=... warmup=..." (to refuse a resume whose schedule changed)
+  std::string weights;   // "adapter" (PEFT files) or "full" (model.safetensors)
 
   nlohmann::json to_json() const;
   static TrainerState from_json(const nlohmann::json& j);

@@ -35,7 +35,7 @@ struct Slot {
   std::string name;
   eng_param_group group{};
   std::vector<int64_t> shape;
-  Tensor exp_avg;     // f32, the parameter's shape; empty until the first step
+  Tensor exp_avg;  // f32, the parameter's shape; empty until the first step
   Tensor exp_avg_sq;
   int64_t steps = 0;  // this parameter's own step count (torch's state["step"])
 };
@@ -58,7 +58,8 @@ class AdamW : public engine::sdk::Optimizer {
     }
     eps_ = o.get("eps", 1e-8);
     if (!(beta1_ >= 0 && beta1_ < 1 && beta2_ >= 0 && beta2_ < 1)) {
-      throw Error("adamw: betas must lie in [0, 1), got [" + std::to_string(beta1_) + ", " + std::to_string(beta2_) + "]");
+      throw Error("adamw: betas must lie in [0, 1), got [" + std::to_string(beta1_) + ", " +
+                  std::to_string(beta2_) + "]");
     }
     if (!(eps_ >= 0)) throw Error("adamw: eps must be >= 0");
   }
@@ -79,8 +80,10 @@ class AdamW : public engine::sdk::Optimizer {
       if (!grad) continue;
       Tensor value = host.value(s->param);
       if (value.dtype() != ENG_F32) {
-        throw Error("adamw: parameter " + s->name + " is stored as " + engine::sdk::dtype_name(value.dtype()) +
-                    "; trainable parameters must have an fp32 master", ENG_ERR_UNSUPPORTED);
+        throw Error("adamw: parameter " + s->name + " is stored as " +
+                        engine::sdk::dtype_name(value.dtype()) +
+                        "; trainable parameters must have an fp32 master",
+                    ENG_ERR_UNSUPPORTED);
       }
       if (!s->exp_avg) {
         s->exp_avg = host.zeros(ENG_F32, s->shape);
@@ -95,7 +98,8 @@ class AdamW : public engine::sdk::Optimizer {
       h.weight_decay = s->group.weight_decay;
       h.grad_scale = st.grad_scale;
       if (grad.dtype() != ENG_F32) grad = host.cast(grad, ENG_F32);
-      if (value.is_cpu() && grad.is_cpu() && value.is_contiguous() && grad.is_contiguous() && s->exp_avg.is_cpu()) {
+      if (value.is_cpu() && grad.is_cpu() && value.is_contiguous() && grad.is_contiguous() &&
+          s->exp_avg.is_cpu()) {
         update(value.data<float>(), s->exp_avg.data<float>(), s->exp_avg_sq.data<float>(), grad.data<float>(),
                value.numel(), h, s->steps);
       } else {
@@ -131,8 +135,10 @@ class AdamW : public engine::sdk::Optimizer {
       Tensor m = host.state_get(st, s->name + ".exp_avg");
       Tensor v = host.state_get(st, s->name + ".exp_avg_sq");
       if (m.shape() != s->shape || v.shape() != s->shape) {
-        throw Error("adamw: the saved state of " + s->name + " has another shape than the parameter; the checkpoint "
-                    "belongs to a different model or adapter configuration", ENG_ERR_INVALID_ARGUMENT);
+        throw Error("adamw: the saved state of " + s->name +
+                        " has another shape than the parameter; the checkpoint "
+                        "belongs to a different model or adapter configuration",
+                    ENG_ERR_INVALID_ARGUMENT);
       }
       s->exp_avg = host.zeros(ENG_F32, s->shape);
       s->exp_avg_sq = host.zeros(ENG_F32, s->shape);

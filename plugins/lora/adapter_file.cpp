@@ -48,11 +48,21 @@ std::string json_quote(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];
@@ -116,17 +126,21 @@ void write_safetensors(const std::string& path, const std::map<std::string, Host
   f.write(header.data(), static_cast<std::streamsize>(header.size()));
   for (const auto& [key, t] : tensors) {
     (void)key;
-    f.write(reinterpret_cast<const char*>(t.values.data()), static_cast<std::streamsize>(t.values.size() * sizeof(float)));
+    f.write(reinterpret_cast<const char*>(t.values.data()),
+            static_cast<std::streamsize>(t.values.size() * sizeof(float)));
   }
   if (!f.flush()) throw Error("cannot write " + path + " (disk full?)", ENG_ERR_IO);
 }
 
 std::map<std::string, HostTensor> read_safetensors(const std::string& path) {
   const std::string bytes = read_text_file(path);
-  if (bytes.size() < 8) throw Error(path + " is not a safetensors file (shorter than its 8-byte header length)", ENG_ERR_IO);
+  if (bytes.size() < 8)
+    throw Error(path + " is not a safetensors file (shorter than its 8-byte header length)", ENG_ERR_IO);
   uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[static_cast<size_t>(i)])) << (8 * i);
-  if (n > bytes.size() - 8) throw Error(path + " is not a safetensors file (header length beyond the file)", ENG_ERR_IO);
+  for (int i = 0; i < 8; ++i)
+    n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[static_cast<size_t>(i)])) << (8 * i);
+  if (n > bytes.size() - 8)
+    throw Error(path + " is not a safetensors file (header length beyond the file)", ENG_ERR_IO);
   Json header;
   try {
     header = Json::parse(bytes.substr(8, n));
@@ -147,9 +161,13 @@ std::map<std::string, HostTensor> read_safetensors(const std::string& path) {
     const uint64_t begin = static_cast<uint64_t>(entry["data_offsets"][0].as_int());
     const uint64_t end = static_cast<uint64_t>(entry["data_offsets"][1].as_int());
     size_t elem = dtype == "F32" ? 4 : dtype == "F64" ? 8 : (dtype == "BF16" || dtype == "F16") ? 2 : 0;
-    if (elem == 0) throw Error(path + ": tensor " + key + " has dtype " + dtype + "; adapters must be F32, F64, BF16 or F16", ENG_ERR_IO);
+    if (elem == 0)
+      throw Error(
+          path + ": tensor " + key + " has dtype " + dtype + "; adapters must be F32, F64, BF16 or F16",
+          ENG_ERR_IO);
     if (end < begin || end - begin != static_cast<uint64_t>(count) * elem || data0 + end > bytes.size()) {
-      throw Error(path + ": tensor " + key + " has data offsets that do not fit its shape or the file", ENG_ERR_IO);
+      throw Error(path + ": tensor " + key + " has data offsets that do not fit its shape or the file",
+                  ENG_ERR_IO);
     }
     t.values.resize(static_cast<size_t>(count));
     const char* p = bytes.data() + data0 + begin;

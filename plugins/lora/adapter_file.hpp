@@ -1,7 +1,7 @@
 // The files of a PEFT adapter, read and written without the engine's IO library (plugins see the SDK only):
 //   adapter_model.safetensors   8-byte little-endian header length, a JSON header
-//                               {"<key>": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}
-//                               padded with spaces to a multiple of 8, then the raw little-endian data
+//                               {"<key>": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__":
+//                               {...}} padded with spaces to a multiple of 8, then the raw little-endian data
 //   adapter_config.json         PEFT's LoraConfig fields
 #pragma once
 

@@ -35,8 +35,8 @@ constexpr char kKeyPrefix[] = "base_model.model.";
 struct Target {
   std::string module;  // "model.layers.0.self_attn.q_proj"
   Param base;
-  Param a;             // (r, in)
-  Param b;             // (out, r)
+  Param a;  // (r, in)
+  Param b;  // (out, r)
   int64_t in = 0;
   int64_t out = 0;
   std::string a_key() const { return kKeyPrefix + module + ".lora_A.weight"; }
@@ -69,7 +69,8 @@ class Lora : public engine::sdk::Peft {
       ParamInfo info = host.info(p);
       if (info.role != ENG_ROLE_LINEAR) continue;
       const std::string suffix = ".weight";
-      if (info.name.size() <= suffix.size() || info.name.compare(info.name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+      if (info.name.size() <= suffix.size() ||
+          info.name.compare(info.name.size() - suffix.size(), suffix.size(), suffix) != 0) {
         continue;
       }
       const std::string module = info.name.substr(0, info.name.size() - suffix.size());
@@ -77,7 +78,8 @@ class Lora : public engine::sdk::Peft {
       const bool in_block = info.block >= 0 && short_name(module) != "lm_head";
       if (!opt_.targets(module, in_block)) continue;
       if (info.shape.size() != 2) {
-        throw Error("lora: target " + info.name + " is not a 2-d projection weight", ENG_ERR_INVALID_ARGUMENT);
+        throw Error("lora: target " + info.name + " is not a 2-d projection weight",
+                    ENG_ERR_INVALID_ARGUMENT);
       }
       auto t = std::make_unique<Target>();
       t->module = module;
@@ -89,17 +91,29 @@ class Lora : public engine::sdk::Peft {
     if (targets_.empty()) {
       std::string names;
       for (const auto& n : linear_names) names += (names.empty() ? "" : ", ") + n;
-      throw Error("lora: target_modules matched no linear layer of the model; its linear layers are: " + names,
-                  ENG_ERR_INVALID_ARGUMENT);
+      throw Error(
+          "lora: target_modules matched no linear layer of the model; its linear layers are: " + names,
+          ENG_ERR_INVALID_ARGUMENT);
     }
     // Only the adapters train (PEFT's mark_only_lora_as_trainable).
     for (Param p : all) {
       if (host.info(p).trainable()) host.set_trainable(p, false);
     }
     for (auto& t : targets_) {
-      t->a = host.declare({t->a_key(), {opt_.r, t->in}, ENG_F32, ENG_ROLE_ADAPTER, ENG_PARAM_TRAINABLE,
-                           ENG_INIT_KAIMING_UNIFORM, 5.0});
-      t->b = host.declare({t->b_key(), {t->out, opt_.r}, ENG_F32, ENG_ROLE_ADAPTER, ENG_PARAM_TRAINABLE, ENG_INIT_ZEROS, 0.0});
+      t->a = host.declare({t->a_key(),
+                           {opt_.r, t->in},
+                           ENG_F32,
+                           ENG_ROLE_ADAPTER,
+                           ENG_PARAM_TRAINABLE,
+                           ENG_INIT_KAIMING_UNIFORM,
+                           5.0});
+      t->b = host.declare({t->b_key(),
+                           {t->out, opt_.r},
+                           ENG_F32,
+                           ENG_ROLE_ADAPTER,
+                           ENG_PARAM_TRAINABLE,
+                           ENG_INIT_ZEROS,
+                           0.0});
       host.peft_attach(t->base, t.get());
     }
     host.info("lora: r=" + std::to_string(opt_.r) + ", scaling " + fmt_number(opt_.scaling()) + " on " +
@@ -160,8 +174,10 @@ class Lora : public engine::sdk::Peft {
     for (const auto& [key, value] : tensors) {
       (void)value;
       if (!used.count(key)) {
-        throw Error(file + " holds " + key + ", which this run's target_modules do not target; use the adapter's own "
-                    "target_modules (adapter_config.json)", ENG_ERR_INVALID_ARGUMENT);
+        throw Error(file + " holds " + key +
+                        ", which this run's target_modules do not target; use the adapter's own "
+                        "target_modules (adapter_config.json)",
+                    ENG_ERR_INVALID_ARGUMENT);
       }
     }
   }
@@ -176,15 +192,17 @@ class Lora : public engine::sdk::Peft {
                 const std::string& key, Param p, const std::vector<int64_t>& shape) {
     auto it = tensors.find(key);
     if (it == tensors.end()) {
-      throw Error(file + " has no tensor " + key + "; was it written for another model or other target_modules?",
-                  ENG_ERR_NOT_FOUND);
+      throw Error(
+          file + " has no tensor " + key + "; was it written for another model or other target_modules?",
+          ENG_ERR_NOT_FOUND);
     }
     if (it->second.shape != shape) {
       std::string got, want;
       for (int64_t d : it->second.shape) got += (got.empty() ? "" : ", ") + std::to_string(d);
       for (int64_t d : shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
       throw Error(file + ": " + key + " has shape (" + got + "), this run expects (" + want +
-                  "); the adapter's r or the base model differ", ENG_ERR_INVALID_ARGUMENT);
+                      "); the adapter's r or the base model differ",
+                  ENG_ERR_INVALID_ARGUMENT);
     }
     Tensor src = host.from_vector<float>(shape, it->second.values);
     NoGrad no_grad(host);
@@ -196,15 +214,18 @@ class Lora : public engine::sdk::Peft {
     Json c = Json::parse(read_text_file(path));
     auto has = [&](const char* k) { return c.contains(k) && !c[k].is_null(); };
     if (has("peft_type") && c["peft_type"].as_string() != "LORA") {
-      throw Error(path + " describes a " + c["peft_type"].as_string() + " adapter, not LORA", ENG_ERR_INVALID_ARGUMENT);
+      throw Error(path + " describes a " + c["peft_type"].as_string() + " adapter, not LORA",
+                  ENG_ERR_INVALID_ARGUMENT);
     }
     if (has("r") && c["r"].as_int() != opt_.r) {
-      throw Error(path + " has r=" + std::to_string(c["r"].as_int()) + " but this run uses r=" + std::to_string(opt_.r),
+      throw Error(path + " has r=" + std::to_string(c["r"].as_int()) +
+                      " but this run uses r=" + std::to_string(opt_.r),
                   ENG_ERR_INVALID_ARGUMENT);
     }
     if (has("lora_alpha") && c["lora_alpha"].as_double() != opt_.lora_alpha) {
-      throw Error(path + " has lora_alpha=" + fmt_number(c["lora_alpha"].as_double()) + " but this run uses " +
-                  fmt_number(opt_.lora_alpha), ENG_ERR_INVALID_ARGUMENT);
+      throw Error(path + " has lora_alpha=" + fmt_number(c["lora_alpha"].as_double()) +
+                      " but this run uses " + fmt_number(opt_.lora_alpha),
+                  ENG_ERR_INVALID_ARGUMENT);
     }
     if (has("use_rslora") && c["use_rslora"].as_bool() != opt_.use_rslora) {
       throw Error(path + " and this run disagree on use_rslora", ENG_ERR_INVALID_ARGUMENT);
@@ -214,7 +235,8 @@ class Lora : public engine::sdk::Peft {
   // PEFT's LoraConfig fields (peft 0.x), enough for LoraConfig.from_pretrained and PeftModel.from_pretrained.
   std::string config_json(const std::string& base_model_path, const std::vector<std::string>& modules) const {
     std::string targets;
-    for (const auto& m : opt_.saved_target_modules(modules)) targets += (targets.empty() ? "" : ", ") + json_quote(m);
+    for (const auto& m : opt_.saved_target_modules(modules))
+      targets += (targets.empty() ? "" : ", ") + json_quote(m);
     std::string s = "{\n";
     auto kv = [&](const std::string& k, const std::string& v, bool last = false) {
       s += "  " + json_quote(k) + ": " + v + (last ? "\n" : ",\n");
@@ -252,7 +274,8 @@ class Lora : public engine::sdk::Peft {
 }  // namespace
 }  // namespace lora
 
-ENGINE_REGISTER_PEFT(lora::Lora, "lora", "1.0.0",
-                     "LoRA adapters (PEFT-compatible: rsLoRA, dropout, all-linear targets, merge, PEFT save/load)",
-                     lora::kLoraSchema,
-                     ENG_CAP_DEVICE_CPU | ENG_CAP_DEVICE_CUDA | ENG_PEFT_CAP_QUANTIZED_BASE | ENG_PEFT_CAP_MERGE)
+ENGINE_REGISTER_PEFT(
+    lora::Lora, "lora", "1.0.0",
+    "LoRA adapters (PEFT-compatible: rsLoRA, dropout, all-linear targets, merge, PEFT save/load)",
+    lora::kLoraSchema,
+    ENG_CAP_DEVICE_CPU | ENG_CAP_DEVICE_CUDA | ENG_PEFT_CAP_QUANTIZED_BASE | ENG_PEFT_CAP_MERGE)

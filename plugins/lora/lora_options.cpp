@@ -55,12 +55,14 @@ std::vector<std::string> LoraOptions::saved_target_modules(const std::vector<std
 
 LoraOptions parse_lora_options(const std::string& options_json) {
   Json o = Json::parse(options_json.empty() ? "{}" : options_json);
-  static const std::set<std::string> known = {"r", "lora_alpha", "lora_dropout", "use_rslora", "target_modules"};
+  static const std::set<std::string> known = {"r", "lora_alpha", "lora_dropout", "use_rslora",
+                                              "target_modules"};
   if (o.is_object()) {
     for (const auto& [key, value] : o.members()) {
       (void)value;
       if (!known.count(key)) {
-        throw Error("lora: unknown option '" + key + "'; the options are r, lora_alpha, lora_dropout, use_rslora, target_modules");
+        throw Error("lora: unknown option '" + key +
+                    "'; the options are r, lora_alpha, lora_dropout, use_rslora, target_modules");
       }
     }
   }
@@ -102,7 +104,8 @@ LoraOptions parse_lora_options(const std::string& options_json) {
     }
     if (!opt.all_linear && opt.target_names.empty()) throw Error("lora: target_modules is an empty list");
   } else {
-    throw Error("lora: target_modules must be \"all-linear\", a list of module names or a regular expression");
+    throw Error(
+        "lora: target_modules must be \"all-linear\", a list of module names or a regular expression");
   }
   return opt;
 }

@@ -9,12 +9,19 @@ namespace {
 TEST(Nonfinite, SkipsThenStopsWithTheLastGoodState) {
   const fs::path dir = fresh_dir("nonfinite");
   const fs::path out = dir / "out";
-  const int rc = run_engine({"run", (source_dir() / "recipes/tiny_lora.toml").string(), "--set",
-                             "model.path=" + (dir / "model").string(), "--set", "train.output_dir=" + out.string(),
-                             "--set", "optimizer.lr=1e30", "--set", "scheduler.kind=constant", "--set",
-                             "scheduler.warmup_steps=0", "--set", "scheduler.min_lr=0", "--set",
-                             "train.max_nonfinite_steps=3", "--set", "train.max_steps=20", "--set",
-                             "checkpoint.save_every=1", "--set", "checkpoint.keep_last=0", "--set", "train.eval_every=0", "--set", "log.every=1"},
+  const int rc = run_engine({"run",   (source_dir() / "recipes/tiny_lora.toml").string(),
+                             "--set", "model.path=" + (dir / "model").string(),
+                             "--set", "train.output_dir=" + out.string(),
+                             "--set", "optimizer.lr=1e30",
+                             "--set", "scheduler.kind=constant",
+                             "--set", "scheduler.warmup_steps=0",
+                             "--set", "scheduler.min_lr=0",
+                             "--set", "train.max_nonfinite_steps=3",
+                             "--set", "train.max_steps=20",
+                             "--set", "checkpoint.save_every=1",
+                             "--set", "checkpoint.keep_last=0",
+                             "--set", "train.eval_every=0",
+                             "--set", "log.every=1"},
                             dir / "log.txt");
   const std::string log = read_file(dir / "log.txt");
   EXPECT_EQ(rc, 1) << log;
@@ -25,8 +32,10 @@ TEST(Nonfinite, SkipsThenStopsWithTheLastGoodState) {
   for (int64_t s = 2; s <= 4; ++s) EXPECT_TRUE(lines[s].value("skipped", false)) << "step " << s;
   EXPECT_EQ(read_file(out / "latest"), "checkpoint-4\n");
   // skipped steps change nothing: the checkpoint after the stop holds the weights of step 1
-  EXPECT_TRUE(same_bytes(out / "checkpoint-4/adapter_model.safetensors", out / "checkpoint-1/adapter_model.safetensors"));
-  EXPECT_TRUE(same_bytes(out / "checkpoint-4/optimizer.safetensors", out / "checkpoint-1/optimizer.safetensors"));
+  EXPECT_TRUE(same_bytes(out / "checkpoint-4/adapter_model.safetensors",
+                         out / "checkpoint-1/adapter_model.safetensors"));
+  EXPECT_TRUE(
+      same_bytes(out / "checkpoint-4/optimizer.safetensors", out / "checkpoint-1/optimizer.safetensors"));
   auto state = nlohmann::json::parse(read_file(out / "checkpoint-4/trainer_state.json"));
   EXPECT_EQ(state["nonfinite_in_a_row"], 3);
   EXPECT_EQ(state["step"], 4);

@@ -25,13 +25,15 @@ TEST(TinyLora, LossHalvesWithinTwoMinutes) {
   const double first = lines.begin()->second["loss"].get<double>();
   double last10 = 0;
   int n = 0;
-  for (auto it = lines.rbegin(); it != lines.rend() && n < 10; ++it, ++n) last10 += it->second["loss"].get<double>();
+  for (auto it = lines.rbegin(); it != lines.rend() && n < 10; ++it, ++n)
+    last10 += it->second["loss"].get<double>();
   last10 /= n;
-  std::cout << "tiny_lora: " << lines.size() << " steps in " << seconds << " s, loss " << first << " -> " << last10
-            << " (mean of the last 10)\n";
+  std::cout << "tiny_lora: " << lines.size() << " steps in " << seconds << " s, loss " << first << " -> "
+            << last10 << " (mean of the last 10)\n";
   EXPECT_LE(last10, 0.5 * first) << "the loss did not halve";
   for (const auto& [step, j] : lines) {
-    for (const char* k : {"lr", "grad_norm", "tokens", "tokens_per_s", "mem_bytes"}) EXPECT_TRUE(j.contains(k)) << k;
+    for (const char* k : {"lr", "grad_norm", "tokens", "tokens_per_s", "mem_bytes"})
+      EXPECT_TRUE(j.contains(k)) << k;
   }
 
   const fs::path ckpt = dir / "out" / "checkpoint-200";
@@ -46,16 +48,19 @@ TEST(TinyLora, LossHalvesWithinTwoMinutes) {
   EXPECT_TRUE(has_eval) << log;
 
   // engine plot draws the curves; engine plan prints the memory table for the same recipe
-  ASSERT_EQ(run_engine({"plot", (dir / "out").string(), "--out", (dir / "loss.svg").string()}, dir / "plot.log"), 0)
+  ASSERT_EQ(
+      run_engine({"plot", (dir / "out").string(), "--out", (dir / "loss.svg").string()}, dir / "plot.log"), 0)
       << read_file(dir / "plot.log");
   EXPECT_NE(read_file(dir / "loss.svg").find("<polyline"), std::string::npos);
   ASSERT_EQ(run_engine({"plan", (source_dir() / "recipes/tiny_lora.toml").string(), "--set",
-                        "model.path=" + (dir / "model").string(), "--set", "train.output_dir=" + (dir / "out").string()},
+                        "model.path=" + (dir / "model").string(), "--set",
+                        "train.output_dir=" + (dir / "out").string()},
                        dir / "plan.log"),
             0)
       << read_file(dir / "plan.log");
   const std::string plan = read_file(dir / "plan.log");
-  for (const char* part : {"base weights", "adapters", "gradients", "optimizer state", "activations", "total"}) {
+  for (const char* part :
+       {"base weights", "adapters", "gradients", "optimizer state", "activations", "total"}) {
     EXPECT_NE(plan.find(part), std::string::npos) << plan;
   }
 }

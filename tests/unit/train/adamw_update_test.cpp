@@ -1,6 +1,6 @@
 // plugins/adamw's update against torch.optim.AdamW (tests/data/train/adamw.json, written by
-// scripts/fixtures/make_peft_fixtures.py): two parameters, one with weight decay 0.1 and one without (a bias),
-// five steps with a changing learning rate; every step's values and the final state must agree.
+// scripts/fixtures/make_peft_fixtures.py): two parameters, one with weight decay 0.1 and one without (a
+// bias), five steps with a changing learning rate; every step's values and the final state must agree.
 #include "plugins/adamw/adamw_update.hpp"
 
 #include <gtest/gtest.h>

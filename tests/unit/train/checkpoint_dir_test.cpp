@@ -35,7 +35,8 @@ std::string read(const fs::path& p) {
 
 TEST(CheckpointDir, PublishesMovesLatestAndPrunesKeepLast) {
   fs::path out = fresh_dir("checkpoint_dir_test_publish");
-  for (int64_t step : {2, 4, 6}) publish_checkpoint(out, step, 2, [&](const fs::path& d) { write_state(d, step); });
+  for (int64_t step : {2, 4, 6})
+    publish_checkpoint(out, step, 2, [&](const fs::path& d) { write_state(d, step); });
   auto all = list_checkpoints(out);
   ASSERT_EQ(all.size(), 2u);
   EXPECT_EQ(all[0].first, 4);

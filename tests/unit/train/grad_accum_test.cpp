@@ -46,7 +46,8 @@ std::map<std::string, std::vector<float>> grads(session::TrainingSession& s) {
 }
 
 // max |a - b| / max |a| over all parameters
-double rel_diff(const std::map<std::string, std::vector<float>>& a, const std::map<std::string, std::vector<float>>& b) {
+double rel_diff(const std::map<std::string, std::vector<float>>& a,
+                const std::map<std::string, std::vector<float>>& b) {
   double diff = 0, scale = 0;
   EXPECT_EQ(a.size(), b.size());
   for (const auto& [name, va] : a) {

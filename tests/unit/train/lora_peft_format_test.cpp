@@ -1,6 +1,7 @@
 // plugins/lora against Hugging Face PEFT (fixtures written by scripts/fixtures/make_peft_fixtures.py with
 // peft's own get_peft_model + save_pretrained on a tiny random Qwen2):
-//  - what the plugin saves has PEFT's keys and shapes (keys.json) and PEFT's config fields (adapter_config.json)
+//  - what the plugin saves has PEFT's keys and shapes (keys.json) and PEFT's config fields
+//  (adapter_config.json)
 //  - it initialises like PEFT (A Kaiming-uniform with a = sqrt(5): |A| <= 1/sqrt(in); B = 0)
 //  - an adapter PEFT wrote loads into the engine and gives the PeftModel's logits, and merged weights give
 //    PEFT's merge_and_unload logits
@@ -51,7 +52,9 @@ void expect_peft_format(const std::vector<std::string>& sets, const char* refere
     const std::string name(t.name);
     got.insert(name);
     ASSERT_TRUE(want_keys.contains(name)) << "PEFT does not save a key " << name;
-    EXPECT_EQ(std::vector<int64_t>(t.shape.begin(), t.shape.end()), want_keys[name].get<std::vector<int64_t>>()) << name;
+    EXPECT_EQ(std::vector<int64_t>(t.shape.begin(), t.shape.end()),
+              want_keys[name].get<std::vector<int64_t>>())
+        << name;
     EXPECT_EQ(t.dtype_name, "F32");
     const std::vector<int64_t> shape(t.shape.begin(), t.shape.end());
     const float* v = reinterpret_cast<const float*>(t.data);
@@ -87,21 +90,25 @@ void expect_peft_format(const std::vector<std::string>& sets, const char* refere
   std::vector<std::string> ours = mine["target_modules"].get<std::vector<std::string>>();
   std::vector<std::string> peft = theirs["target_modules"].get<std::vector<std::string>>();
   auto matches = [](const std::string& module, const std::string& target) {
-    return module == target ||
-           (module.size() > target.size() && module.compare(module.size() - target.size(), target.size(), target) == 0 &&
-            module[module.size() - target.size() - 1] == '.');
+    return module == target || (module.size() > target.size() &&
+                                module.compare(module.size() - target.size(), target.size(), target) == 0 &&
+                                module[module.size() - target.size() - 1] == '.');
   };
   for (const auto& m : peft) {
-    EXPECT_TRUE(std::any_of(ours.begin(), ours.end(), [&](const std::string& t) { return matches(m, t); })) << m;
+    EXPECT_TRUE(std::any_of(ours.begin(), ours.end(), [&](const std::string& t) { return matches(m, t); }))
+        << m;
   }
   for (const auto& t : ours) {
-    EXPECT_TRUE(std::any_of(peft.begin(), peft.end(), [&](const std::string& m) { return matches(m, t) || matches(t, m); })) << t;
+    EXPECT_TRUE(std::any_of(peft.begin(), peft.end(), [&](const std::string& m) {
+      return matches(m, t) || matches(t, m);
+    })) << t;
   }
   fs::remove_all(out);
 }
 
 TEST(LoraPeftFormat, AllLinearMatchesPeft) {
-  expect_peft_format({"peft.plugin=lora", "peft.r=4", "peft.lora_alpha=8", "peft.target_modules=all-linear"}, "all_linear");
+  expect_peft_format({"peft.plugin=lora", "peft.r=4", "peft.lora_alpha=8", "peft.target_modules=all-linear"},
+                     "all_linear");
 }
 
 TEST(LoraPeftFormat, NamedTargetsWithRsloraMatchPeft) {
@@ -115,12 +122,16 @@ std::vector<float> logits_of(session::TrainingSession& s, const json& ids_json) 
   const int64_t B = static_cast<int64_t>(rows.size()), T = static_cast<int64_t>(rows[0].size());
   std::vector<int32_t> ids, pos;
   for (const auto& row : rows) {
-    for (int64_t t = 0; t < T; ++t) ids.push_back(row[static_cast<size_t>(t)]), pos.push_back(static_cast<int32_t>(t));
+    for (int64_t t = 0; t < T; ++t)
+      ids.push_back(row[static_cast<size_t>(t)]), pos.push_back(static_cast<int32_t>(t));
   }
   rt::Device& dev = s.host().device();
   rt::Tensor h = s.model().forward(rt::Tensor::from_vector(rt::Dims{B, T}, ENG_I32, dev, ids),
-                                   rt::Tensor::from_vector(rt::Dims{B, T}, ENG_I32, dev, pos), rt::Tensor(), nullptr, false);
-  return s.model().logits(h.contiguous().view(rt::Dims{B * T, s.model().info().hidden_size})).to_float_vector();
+                                   rt::Tensor::from_vector(rt::Dims{B, T}, ENG_I32, dev, pos), rt::Tensor(),
+                                   nullptr, false);
+  return s.model()
+      .logits(h.contiguous().view(rt::Dims{B * T, s.model().info().hidden_size}))
+      .to_float_vector();
 }
 
 void expect_close(const std::vector<float>& got, const json& want, double tol, const char* what) {
@@ -132,8 +143,9 @@ void expect_close(const std::vector<float>& got, const json& want, double tol, c
 
 TEST(LoraPeftFormat, PeftWrittenAdapterGivesPeftLogitsAndMerges) {
   auto reg = testing::registry();
-  recipe::Recipe r = testing::load(*reg, "train/recipes/tiny_fixture.toml",
-                                   {"peft.plugin=lora", "peft.r=4", "peft.lora_alpha=8", "peft.target_modules=all-linear"});
+  recipe::Recipe r =
+      testing::load(*reg, "train/recipes/tiny_fixture.toml",
+                    {"peft.plugin=lora", "peft.r=4", "peft.lora_alpha=8", "peft.target_modules=all-linear"});
   session::TrainingSession s(r, *reg, rt::cpu_device());
   const fs::path ref = testing::test_data("train/peft_qwen2_tiny/all_linear");
   json want = read_json(ref / "logits.json");
@@ -154,13 +166,15 @@ TEST(LoraPeftFormat, PeftWrittenAdapterGivesPeftLogitsAndMerges) {
     ++merged;
   }
   EXPECT_EQ(merged, 14);
-  expect_close(logits_of(s, want["input_ids"]), want["merged_logits"], 1e-4, "merged weights vs merge_and_unload");
+  expect_close(logits_of(s, want["input_ids"]), want["merged_logits"], 1e-4,
+               "merged weights vs merge_and_unload");
 }
 
 TEST(LoraPeftFormat, LoadRefusesAnAdapterOfAnotherRank) {
   auto reg = testing::registry();
-  recipe::Recipe r = testing::load(*reg, "train/recipes/tiny_fixture.toml",
-                                   {"peft.plugin=lora", "peft.r=8", "peft.lora_alpha=8", "peft.target_modules=all-linear"});
+  recipe::Recipe r =
+      testing::load(*reg, "train/recipes/tiny_fixture.toml",
+                    {"peft.plugin=lora", "peft.r=8", "peft.lora_alpha=8", "peft.target_modules=all-linear"});
   session::TrainingSession s(r, *reg, rt::cpu_device());
   try {
     s.load_weights(testing::test_data("train/peft_qwen2_tiny/all_linear"));

@@ -1,4 +1,5 @@
-// LrSchedule against transformers' schedules (tests/data/train/schedules.json, scripts/fixtures/make_peft_fixtures.py).
+// LrSchedule against transformers' schedules (tests/data/train/schedules.json,
+// scripts/fixtures/make_peft_fixtures.py).
 #include "engine/train/lr_schedule.hpp"
 
 #include <gtest/gtest.h>
@@ -21,7 +22,8 @@ nlohmann::json fixture() {
   return nlohmann::json::parse(f);
 }
 
-void expect_matches(const nlohmann::json& fx, const char* name, ScheduleKind kind, int64_t warmup, double min_lr) {
+void expect_matches(const nlohmann::json& fx, const char* name, ScheduleKind kind, int64_t warmup,
+                    double min_lr) {
   ScheduleConfig c;
   c.kind = kind;
   c.lr = fx["lr"].get<double>();
@@ -32,7 +34,8 @@ void expect_matches(const nlohmann::json& fx, const char* name, ScheduleKind kin
   const auto& want = fx["cases"][name];
   ASSERT_EQ(static_cast<int64_t>(want.size()), c.total_steps);
   for (int64_t step = 1; step <= c.total_steps; ++step) {
-    EXPECT_NEAR(s.lr_at(step), want[static_cast<size_t>(step - 1)].get<double>(), 1e-12) << name << " step " << step;
+    EXPECT_NEAR(s.lr_at(step), want[static_cast<size_t>(step - 1)].get<double>(), 1e-12)
+        << name << " step " << step;
   }
 }
 

@@ -24,8 +24,9 @@ void expect_plan_close_to_peak(const std::vector<std::string>& extra_sets) {
   const fs::path out = fs::temp_directory_path() / "memory_plan_peak_test";
   fs::remove_all(out);
   // recipes/tiny_lora.toml's model (the qwen2 tiny preset), created here by the code `engine run` uses
-  std::vector<std::string> sets = {"train.output_dir=" + out.string(), "model.path=" + (out / "model").string(),
-                                   "train.max_steps=3", "checkpoint.save_every=0", "train.eval_every=0"};
+  std::vector<std::string> sets = {"train.output_dir=" + out.string(),
+                                   "model.path=" + (out / "model").string(), "train.max_steps=3",
+                                   "checkpoint.save_every=0", "train.eval_every=0"};
   sets.insert(sets.end(), extra_sets.begin(), extra_sets.end());
   recipe::Recipe r = testing::load_path(*reg, testing::source_file("recipes/tiny_lora.toml"), sets);
   cli::ensure_preset_model(r);
@@ -47,28 +48,29 @@ void expect_plan_close_to_peak(const std::vector<std::string>& extra_sets) {
   }
   PlanInputs in = plan_inputs_for(r, io::read_hf_config(r.model.path).json, opt_bytes, 0.0, false, 0);
   MemoryPlan plan = make_memory_plan(in);
-  std::cout << format_memory_plan(plan, "cpu") << "measured peak " << format_bytes(peak) << " (" << peak << " B), plan "
-            << plan.total_bytes << " B, ratio " << double(plan.total_bytes) / double(peak) << "\n";
+  std::cout << format_memory_plan(plan, "cpu") << "measured peak " << format_bytes(peak) << " (" << peak
+            << " B), plan " << plan.total_bytes << " B, ratio " << double(plan.total_bytes) / double(peak)
+            << "\n";
   EXPECT_GT(peak, 0);
   EXPECT_NEAR(double(plan.total_bytes) / double(peak), 1.0, 0.15);
   fs::remove_all(out);
 }
 
-TEST(MemoryPlanPeak, LoraWithinFifteenPercent) {
-  expect_plan_close_to_peak({});
-}
+TEST(MemoryPlanPeak, LoraWithinFifteenPercent) { expect_plan_close_to_peak({}); }
 
 TEST(MemoryPlanPeak, LargerBatchWithinFifteenPercent) {
   expect_plan_close_to_peak({"train.micro_batch_size=8", "data.max_seq_len=256"});
 }
 
 TEST(MemoryPlanPeak, CheckpointedAllLinearWithinFifteenPercent) {
-  expect_plan_close_to_peak({"train.activation_checkpointing=true", "train.micro_batch_size=8", "data.max_seq_len=256"});
+  expect_plan_close_to_peak(
+      {"train.activation_checkpointing=true", "train.micro_batch_size=8", "data.max_seq_len=256"});
 }
 
 TEST(MemoryPlanPeak, CheckpointedWithinFifteenPercent) {
-  expect_plan_close_to_peak({"train.activation_checkpointing=true", R"(peft.target_modules=["q_proj", "v_proj"])",
-                             "train.micro_batch_size=8", "data.max_seq_len=256"});
+  expect_plan_close_to_peak({"train.activation_checkpointing=true",
+                             R"(peft.target_modules=["q_proj", "v_proj"])", "train.micro_batch_size=8",
+                             "data.max_seq_len=256"});
 }
 
 }  // namespace

@@ -48,7 +48,8 @@ TEST(MetricsLog, WritesOneObjectPerStepAndTruncatesOnResume) {
   ASSERT_EQ(lines.size(), 6u);
   EXPECT_EQ(lines[0]["step"], 1);
   EXPECT_DOUBLE_EQ(lines[0]["loss"].get<double>(), 2.9);
-  for (const char* k : {"lr", "grad_norm", "tokens", "tokens_per_s", "mem_bytes"}) EXPECT_TRUE(lines[0].contains(k)) << k;
+  for (const char* k : {"lr", "grad_norm", "tokens", "tokens_per_s", "mem_bytes"})
+    EXPECT_TRUE(lines[0].contains(k)) << k;
   EXPECT_TRUE(lines[3]["grad_norm"].is_null());
   EXPECT_TRUE(lines[3]["skipped"].get<bool>());
   EXPECT_DOUBLE_EQ(lines[5]["eval_loss"].get<double>(), 2.0);

@@ -16,7 +16,9 @@
 
 namespace engine::train::testing {
 
-inline std::string test_data(const std::string& rel) { return std::string(std::getenv("ENGINE_TEST_DATA")) + "/" + rel; }
+inline std::string test_data(const std::string& rel) {
+  return std::string(std::getenv("ENGINE_TEST_DATA")) + "/" + rel;
+}
 
 inline std::unique_ptr<plugins::PluginRegistry> registry() {
   auto r = std::make_unique<plugins::PluginRegistry>(host::host_api());
@@ -41,6 +43,8 @@ inline recipe::Recipe load(const plugins::PluginRegistry& reg, const std::string
   return load_path(reg, test_data(recipe_rel), sets);
 }
 
-inline std::string source_file(const std::string& rel) { return std::string(std::getenv("ENGINE_SOURCE_DIR")) + "/" + rel; }
+inline std::string source_file(const std::string& rel) {
+  return std::string(std::getenv("ENGINE_SOURCE_DIR")) + "/" + rel;
+}
 
 }  // namespace engine::train::testing
