@@ -1,4 +1,5 @@
-// engine run RECIPE [--set section.key=value]... [--resume auto|none|DIR]
+// engine run [RECIPE] [--set section.key=value]... [--resume auto|none|DIR]
+// Without RECIPE: the embedded default, recipes/tiny_lora.toml (default_recipe.hpp).
 // Validates the recipe exactly as `engine validate` does, then trains (engine/train/trainer.hpp):
 //   - model.init_preset set and model.path absent: the preset model is created there first (init-model)
 //   - --resume auto (default): continue from the newest complete checkpoint in train.output_dir, if any;
@@ -16,6 +17,7 @@
 #include <optional>
 
 #include "engine/cli/command.hpp"
+#include "engine/cli/default_recipe.hpp"
 #include "engine/cli/preset_tokenizers.hpp"
 #include "engine/host/host_session.hpp"
 #include "engine/io/atomic_file.hpp"
@@ -96,6 +98,19 @@ void ensure_preset_model(const recipe::Recipe& r) {
 int run_command(const std::vector<std::string>& in_args) {
   std::vector<std::string> args = in_args;
   const std::string resume = take_resume(args);
+  bool has_recipe = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--set") {
+      ++i;
+    } else if (!args[i].empty() && args[i][0] != '-') {
+      has_recipe = true;
+    }
+  }
+  if (!has_recipe) {
+    const fs::path recipe = default_recipe_path();
+    std::cerr << "engine run: no recipe given, running the default " << recipe.string() << "\n";
+    args.insert(args.begin(), recipe.string());
+  }
   RecipeArgs a = parse_recipe_args(args);
   if (!a.rest.empty()) throw UsageError("unknown option '" + a.rest[0] + "'");
   auto registry = discover_plugins();

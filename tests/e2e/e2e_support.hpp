@@ -31,10 +31,12 @@ inline fs::path fresh_dir(const std::string& name) {
   return d;
 }
 
-// Starts `engine args...` with stdout and stderr appended to `log`; returns its pid.
-inline pid_t spawn(const std::vector<std::string>& args, const fs::path& log) {
+// Starts `engine args...` with stdout and stderr appended to `log` (in directory `cwd` when given); returns its
+// pid.
+inline pid_t spawn(const std::vector<std::string>& args, const fs::path& log, const fs::path& cwd = {}) {
   pid_t pid = fork();
   if (pid == 0) {
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(126);
     FILE* f = std::fopen(log.c_str(), "a");
     if (f != nullptr) {
       dup2(fileno(f), 1);

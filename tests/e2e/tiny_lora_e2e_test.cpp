@@ -65,5 +65,18 @@ TEST(TinyLora, LossHalvesWithinTwoMinutes) {
   }
 }
 
+// `engine run` without a recipe, outside a checkout: the embedded tiny_lora recipe and dataset are written to
+// ./engine-tiny-lora/ and trained.
+TEST(TinyLora, EmbeddedDefaultRunsAnywhere) {
+  const fs::path dir = fresh_dir("default_recipe");
+  const int rc = run_engine({"run", "--set", "train.max_steps=5", "--set", "train.eval_every=0"}, dir / "log.txt", dir);
+  const std::string log = read_file(dir / "log.txt");
+  ASSERT_EQ(rc, 0) << log;
+  EXPECT_NE(log.find("no recipe given, running the default"), std::string::npos) << log;
+  EXPECT_TRUE(fs::exists(dir / "engine-tiny-lora/recipes/tiny_lora.toml"));
+  EXPECT_TRUE(same_bytes(dir / "engine-tiny-lora/data/tiny/train.jsonl", source_dir() / "data/tiny/train.jsonl"));
+  EXPECT_TRUE(fs::exists(dir / "engine-tiny-lora/output/tiny_lora/checkpoint-5/adapter_model.safetensors")) << log;
+}
+
 }  // namespace
 }  // namespace engine::e2e
