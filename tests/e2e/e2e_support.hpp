@@ -63,8 +63,8 @@ inline int wait_exit(pid_t pid) {
   return -1;
 }
 
-inline int run_engine(const std::vector<std::string>& args, const fs::path& log) {
-  return wait_exit(spawn(args, log));
+inline int run_engine(const std::vector<std::string>& args, const fs::path& log, const fs::path& cwd = {}) {
+  return wait_exit(spawn(args, log, cwd));
 }
 
 inline std::string read_file(const fs::path& p) {
