@@ -133,12 +133,15 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
     base_bytes =
         static_cast<int64_t>(std::ceil(linear_elems * in.quant_bytes_per_element)) + other_elems * wbytes;
     scale_bytes = static_cast<int64_t>(std::ceil(linear_elems * in.quant_scale_bytes_per_element));
-  } else {
+  } else if (!full) {
     base_bytes = plan.base_elements * wbytes;
   }
-  plan.components.push_back({"base weights", base_bytes,
-                             fmt::format("{} elements, {} B each{}", plan.base_elements, wbytes,
-                                         in.quant_bytes_per_element > 0 ? " (projections quantized)" : "")});
+  // Full fine-tuning: the parameter store keeps trainable weights only as fp32 masters (counted below).
+  plan.components.push_back(
+      {"base weights", base_bytes,
+       full ? "none frozen (every weight is a trainable fp32 master)"
+            : fmt::format("{} frozen elements, {} B each{}", plan.base_elements, wbytes,
+                          in.quant_bytes_per_element > 0 ? " (projections quantized)" : "")});
   plan.components.push_back(
       {"quant scales", scale_bytes, in.quant_bytes_per_element > 0 ? "per-block scales" : "none"});
 
@@ -146,9 +149,9 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
   plan.components.push_back({"adapters", adapter_elems * 4,
                              full ? "none (full fine-tuning)"
                                   : fmt::format("LoRA r={}, {} elements fp32", in.lora_rank, adapter_elems)});
-  const int64_t master = (full && wbytes < 4) ? plan.trainable_elements * 4 : 0;
+  const int64_t master = full ? plan.trainable_elements * 4 : 0;
   plan.components.push_back(
-      {"master weights", master, master > 0 ? "fp32 copies of trainable weights" : "none"});
+      {"master weights", master, full ? "fp32 trainable weights" : "none (adapters are fp32 already)"});
   plan.components.push_back({"gradients", plan.trainable_elements * 4,
                              fmt::format("{} trainable elements fp32", plan.trainable_elements)});
   plan.components.push_back(

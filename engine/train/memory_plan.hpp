@@ -4,10 +4,11 @@
 // RMSNorms; an embedding (V, C) and an lm_head (V, C) unless tied.
 //
 // Components (bytes):
-//   base weights    every base parameter in its storage dtype (a quantizer's packed size where it holds them)
+//   base weights    every frozen base parameter in its storage dtype (a quantizer's packed size where it
+//                   holds them); none for full fine-tuning
 //   quant scales    the quantizer's per-block scales
 //   adapters        PEFT parameters, fp32 (r * (in + out) per target linear for LoRA)
-//   master weights  fp32 copies of trainable parameters stored in a narrower dtype (full fine-tuning in bf16)
+//   master weights  full fine-tuning: every weight as an fp32 master (the store keeps no narrower copy)
 //   gradients       fp32, one per trainable element
 //   optimizer       trainable elements * the optimizer's state_bytes_per_element
 //   activations     what the autograd tape keeps for backward: per token and block, the tensors each op saves

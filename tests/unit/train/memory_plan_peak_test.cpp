@@ -19,7 +19,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-void expect_plan_close_to_peak(const std::vector<std::string>& extra_sets) {
+void expect_plan_close_to_peak(const std::vector<std::string>& extra_sets,
+                               const std::string& recipe_file = "recipes/tiny_lora.toml") {
   auto reg = testing::registry();
   const fs::path out = fs::temp_directory_path() / "memory_plan_peak_test";
   fs::remove_all(out);
@@ -28,7 +29,7 @@ void expect_plan_close_to_peak(const std::vector<std::string>& extra_sets) {
                                    "model.path=" + (out / "model").string(), "train.max_steps=3",
                                    "checkpoint.save_every=0", "train.eval_every=0"};
   sets.insert(sets.end(), extra_sets.begin(), extra_sets.end());
-  recipe::Recipe r = testing::load_path(*reg, testing::source_file("recipes/tiny_lora.toml"), sets);
+  recipe::Recipe r = testing::load_path(*reg, testing::source_file(recipe_file), sets);
   cli::ensure_preset_model(r);
 
   rt::CpuDevice device(1);
@@ -60,6 +61,10 @@ TEST(MemoryPlanPeak, LoraWithinFifteenPercent) { expect_plan_close_to_peak({}); 
 
 TEST(MemoryPlanPeak, LargerBatchWithinFifteenPercent) {
   expect_plan_close_to_peak({"train.micro_batch_size=8", "data.max_seq_len=256"});
+}
+
+TEST(MemoryPlanPeak, FullFineTuningWithinFifteenPercent) {
+  expect_plan_close_to_peak({}, "recipes/tiny_full.toml");
 }
 
 TEST(MemoryPlanPeak, CheckpointedAllLinearWithinFifteenPercent) {

@@ -49,8 +49,9 @@ TEST(MemoryPlan, FullFineTuningNeedsMastersGradientsAndStateForEverything) {
   MemoryPlan p = make_memory_plan(in);
   EXPECT_EQ(p.trainable_elements, p.base_elements);
   EXPECT_EQ(component(p, "master weights"), p.base_elements * 4);
+  EXPECT_EQ(component(p, "base weights"), 0);  // the fp32 masters are the only copy
   EXPECT_EQ(component(p, "adapters"), 0);
-  EXPECT_FALSE(p.fits());  // 7.6B * (2 + 4 + 4 + 8) bytes > 80 GiB
+  EXPECT_FALSE(p.fits());  // 7.6B * (4 + 4 + 8) bytes > 80 GiB
   EXPECT_NE(format_memory_plan(p, "cuda:0").find("DOES NOT FIT"), std::string::npos);
 }
 
