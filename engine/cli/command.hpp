@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/plugins/plugin_registry.hpp"
+#include "engine/recipe/recipe.hpp"
 
 namespace engine::cli {
 
@@ -45,6 +46,11 @@ RecipeArgs parse_recipe_args(const std::vector<std::string>& args);
 int plugins_command(const std::vector<std::string>& args);
 int validate_command(const std::vector<std::string>& args);
 int run_command(const std::vector<std::string>& args);
+// Creates the preset model of a recipe at model.path when model.init_preset is set and it has none yet.
+void ensure_preset_model(const recipe::Recipe& recipe);
+int plan_command(const std::vector<std::string>& args);
+int export_command(const std::vector<std::string>& args);
+int plot_command(const std::vector<std::string>& args);
 int init_model_command(const std::vector<std::string>& args);
 int generate_command(const std::vector<std::string>& args);
 int tokenize_command(const std::vector<std::string>& args);

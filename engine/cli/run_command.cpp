@@ -1,17 +1,116 @@
-// engine run RECIPE [--set section.key=value]...
-// Validates the recipe exactly as `engine validate` does, then trains. The trainer (engine::train::run, from
-// the Training issue) is wired here by the lead; until then the command stops after validation.
+// engine run [RECIPE] [--set section.key=value]... [--resume auto|none|DIR]
+// Without RECIPE: the embedded default, recipes/tiny_lora.toml (default_recipe.hpp).
+// Validates the recipe exactly as `engine validate` does, then trains (engine/train/trainer.hpp):
+//   - model.init_preset set and model.path absent: the preset model is created there first (init-model)
+//   - --resume auto (default): continue from the newest complete checkpoint in train.output_dir, if any;
+//     none: start over; DIR: continue from that checkpoint
+//   - SIGINT/SIGTERM: the current step finishes, a checkpoint is saved, exit 0 (a second signal kills)
+// Exit codes: 0 done (or interrupted and saved), 1 a runtime failure or a stop on non-finite steps, 2 usage.
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <csignal>
+#include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
 
 #include "engine/cli/command.hpp"
+#include "engine/cli/default_recipe.hpp"
+#include "engine/cli/preset_tokenizers.hpp"
+#include "engine/host/host_session.hpp"
+#include "engine/io/atomic_file.hpp"
 #include "engine/recipe/recipe_loader.hpp"
 #include "engine/recipe/recipe_wiring.hpp"
+#include "engine/session/model_writer.hpp"
+#include "engine/session/session.hpp"
+#include "engine/train/data_pipeline.hpp"
+#include "engine/train/progress.hpp"
+#include "engine/train/trainer.hpp"
 
 namespace engine::cli {
 
-int run_command(const std::vector<std::string>& args) {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Set by the signal handler (the one piece of process-wide state a handler can touch safely).
+std::atomic<bool> g_stop_requested{false};
+
+extern "C" void on_stop_signal(int sig) {
+  g_stop_requested.store(true);
+  std::signal(sig, SIG_DFL);  // a second signal ends the process at once
+}
+
+// Takes `--resume X` / `--resume=X` out of args.
+std::string take_resume(std::vector<std::string>& args) {
+  std::string resume = "auto";
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--resume") {
+      if (i + 1 >= args.size()) throw UsageError("--resume needs auto, none or a checkpoint directory");
+      resume = args[i + 1];
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i),
+                 args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+      --i;
+    } else if (args[i].rfind("--resume=", 0) == 0) {
+      resume = args[i].substr(9);
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i));
+      --i;
+    }
+  }
+  return resume;
+}
+
+}  // namespace
+
+// Creates the preset model of a recipe at model.path when it has none yet (used by run and plan), as
+// `engine init-model` does, with model.init_std as its initializer_range when set.
+void ensure_preset_model(const recipe::Recipe& r) {
+  if (r.model.init_preset.empty() || fs::exists(r.model.path / "config.json")) return;
+  if (r.model.plugin.empty())
+    fail("model.init_preset needs model.plugin (qwen2 or llama) to know what to create");
+  auto registry = discover_plugins();
+  const plugins::PluginRecord& plugin = registry->require(ENG_KIND_MODEL, r.model.plugin);
+  const eng_model_vtable* vt = plugin.table<eng_model_vtable>();
+  const char* text = vt->preset_config != nullptr ? vt->preset_config(r.model.init_preset.c_str()) : nullptr;
+  if (text == nullptr) fail("model plugin '{}' has no preset '{}'", r.model.plugin, r.model.init_preset);
+  std::optional<PresetTokenizerFiles> tokenizer = preset_tokenizer_files(r.model.plugin);
+  if (!tokenizer) fail("there is no preset tokenizer for architecture '{}'", r.model.plugin);
+  nlohmann::json config = nlohmann::json::parse(text);
+  if (r.model.init_std > 0) config["initializer_range"] = r.model.init_std;
+  const std::string config_text = config.dump(2) + "\n";
+  fs::create_directories(r.model.path);
+  host::HostSession hs(rt::cpu_device(), static_cast<uint64_t>(r.train.seed));
+  {
+    session::ModelInstance model(hs, plugin, config_text, R"({"dtype": "float32"})");
+    session::write_model_safetensors(hs.params(), r.model.path / "model.safetensors", ENG_F32);
+  }
+  io::write_file_atomic(r.model.path / "tokenizer.json", tokenizer->tokenizer_json);
+  io::write_file_atomic(r.model.path / "tokenizer_config.json", tokenizer->tokenizer_config_json);
+  io::write_file_atomic(r.model.path / "config.json",
+                        config_text);  // last: its presence marks the model complete
+  spdlog::info("created the '{}' {} model ({} parameters, initializer_range {}) in {}", r.model.init_preset,
+               r.model.plugin, hs.params().numel(), config.value("initializer_range", 0.02),
+               r.model.path.string());
+}
+
+int run_command(const std::vector<std::string>& in_args) {
+  std::vector<std::string> args = in_args;
+  const std::string resume = take_resume(args);
+  bool has_recipe = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--set") {
+      ++i;
+    } else if (!args[i].empty() && args[i][0] != '-') {
+      has_recipe = true;
+    }
+  }
+  if (!has_recipe) {
+    const fs::path recipe = default_recipe_path();
+    std::cerr << "engine run: no recipe given, running the default " << recipe.string() << "\n";
+    args.insert(args.begin(), recipe.string());
+  }
   RecipeArgs a = parse_recipe_args(args);
   if (!a.rest.empty()) throw UsageError("unknown option '" + a.rest[0] + "'");
   auto registry = discover_plugins();
@@ -24,8 +123,23 @@ int run_command(const std::vector<std::string>& args) {
   }
   spdlog::info("recipe {} is valid", r.source.string());
   spdlog::debug("wiring:\n{}", recipe::describe_wiring(r));
-  std::cerr << "engine run: training is not built yet\n";
-  return kExitNotBuilt;
+  ensure_preset_model(r);
+
+  g_stop_requested.store(false);
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+
+  session::TrainingSession session(r, *registry, session::device_for(r.train.device));
+  train::DataPipeline data(r);
+  train::TrainOptions options;
+  options.resume = resume;
+  options.live_progress = train::stderr_is_terminal();
+  options.stop_requested = &g_stop_requested;
+  train::TrainResult result = train::train(session, data, options);
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  std::cout << train::format_summary(session, result) << std::flush;
+  return result.stopped_nonfinite ? kExitRuntime : kExitOk;
 }
 
 }  // namespace engine::cli

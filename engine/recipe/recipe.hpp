@@ -25,6 +25,8 @@ struct PluginChoice {
 struct ModelSection : PluginChoice {
   std::filesystem::path path;  // Hugging Face model folder
   std::string dtype;           // storage dtype of frozen weights: bf16 | fp32 | fp16
+  std::string init_preset;     // "" | tiny | small: `engine run` creates a random model at `path` if absent
+  double init_std = 0.0;       // with init_preset: the created model's initializer_range (0: the preset's)
 };
 
 struct OptimizerSection : PluginChoice {

@@ -362,6 +362,8 @@ void RecipeReader::build(Recipe& r) {
   choice("model", r.model);
   r.model.path = get("model", "path", "").get<std::string>();
   r.model.dtype = get("model", "dtype", "bf16").get<std::string>();
+  r.model.init_preset = get("model", "init_preset", "").get<std::string>();
+  r.model.init_std = get("model", "init_std", 0.0).get<double>();
   choice("quantizer", r.quantizer);
   choice("peft", r.peft);
   choice("optimizer", r.optimizer);
@@ -507,7 +509,7 @@ void RecipeReader::check_paths(const Recipe& r) {
     return it != s.entries.end() ? it->second.location : s.location;
   };
   std::error_code ec;
-  if (!r.model.path.empty() && !fs::is_directory(r.model.path, ec)) {
+  if (!r.model.path.empty() && !fs::is_directory(r.model.path, ec) && r.model.init_preset.empty()) {
     error(entry_location("model", "path"),
           "model.path " + r.model.path.string() +
               " is not a folder; it must be a Hugging Face model folder "

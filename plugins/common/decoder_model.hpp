@@ -32,7 +32,7 @@ namespace engine::plugins::decoder {
 inline constexpr const char* kOptionsSchema = R"({
   "type": "object",
   "properties": {
-    "dtype": {"type": "string", "enum": ["auto", "float32", "bfloat16", "float16"], "default": "auto",
+    "dtype": {"type": "string", "enum": ["auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16"], "default": "auto",
               "description": "dtype of the weights in the parameter store; auto: float32 on the CPU, the checkpoint's torch_dtype on CUDA"}
   },
   "additionalProperties": false
@@ -68,11 +68,11 @@ class DecoderModel : public sdk::Model {
       }
       if (o.is_object() && o.contains("dtype")) {
         const std::string d = o["dtype"].get<std::string>();
-        if (d == "float32") {
+        if (d == "float32" || d == "fp32") {
           dtype_ = ENG_F32;
-        } else if (d == "bfloat16") {
+        } else if (d == "bfloat16" || d == "bf16") {
           dtype_ = ENG_BF16;
-        } else if (d == "float16") {
+        } else if (d == "float16" || d == "fp16") {
           dtype_ = ENG_F16;
         } else if (d != "auto") {
           throw sdk::Error(std::string(arch_name(arch)) + " plugin: option dtype = '" + d +

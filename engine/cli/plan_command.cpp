@@ -1,0 +1,63 @@
+// engine plan RECIPE [--set section.key=value]...
+// Prints, before any weight is loaded, the memory the run will need on its device, component by component
+// (engine/train/memory_plan.hpp), against the device's memory. Reads only config.json (or the preset's config
+// when model.init_preset will create the model) and asks the optimizer and quantizer plugins their bytes per
+// element.
+#include <iostream>
+
+#include "engine/abi/optimizer.h"
+#include "engine/cli/command.hpp"
+#include "engine/core/error.hpp"
+#include "engine/host/host_api.hpp"
+#include "engine/host/plugin_weights.hpp"
+#include "engine/io/hf_config.hpp"
+#include "engine/recipe/recipe_loader.hpp"
+#include "engine/session/optimizer_instance.hpp"
+#include "engine/session/session.hpp"
+#include "engine/train/plan_inputs.hpp"
+
+namespace engine::cli {
+
+int plan_command(const std::vector<std::string>& args) {
+  RecipeArgs a = parse_recipe_args(args);
+  if (!a.rest.empty()) throw UsageError("unknown option '" + a.rest[0] + "'");
+  auto registry = discover_plugins();
+  recipe::Recipe r;
+  try {
+    r = recipe::load_recipe(a.recipe, a.sets, *registry);
+  } catch (const recipe::RecipeError& e) {
+    for (const recipe::Diagnostic& d : e.diagnostics()) std::cerr << "error: " << d.str() << "\n";
+    return kExitUsage;
+  }
+  nlohmann::json config;
+  if (std::filesystem::exists(r.model.path / "config.json")) {
+    config = io::read_hf_config(r.model.path).json;
+  } else {
+    const auto* vt = registry->require(ENG_KIND_MODEL, r.model.plugin).table<eng_model_vtable>();
+    const char* text =
+        vt->preset_config != nullptr ? vt->preset_config(r.model.init_preset.c_str()) : nullptr;
+    if (text == nullptr) fail("no config.json in {} and no preset to plan from", r.model.path.string());
+    config = nlohmann::json::parse(text);
+  }
+  rt::Device& device = session::device_for(r.train.device);
+  host::HostSession hs(device, 0);
+  session::OptimizerInstance opt(hs, registry->require(ENG_KIND_OPTIMIZER, r.optimizer.plugin),
+                                 r.optimizer.options_json);
+  double quant_bytes = 0.0;
+  if (r.quantizer.present()) {
+    const plugins::PluginRecord& q = registry->require(ENG_KIND_QUANTIZER, r.quantizer.plugin);
+    host::PluginQuantizer quant(hs, host::host_api(), q.table<eng_quantizer_vtable>(), q.name,
+                                r.quantizer.options_json);
+    if (quant.vtable().bytes_per_element != nullptr)
+      quant_bytes = quant.vtable().bytes_per_element(quant.self());
+  }
+  const bool cuda = device.type() == rt::DeviceType::CUDA;
+  train::PlanInputs in = train::plan_inputs_for(r, config, opt.state_bytes_per_element(), quant_bytes, cuda,
+                                                static_cast<int64_t>(device.total_memory()));
+  train::MemoryPlan plan = train::make_memory_plan(in);
+  std::cout << train::format_memory_plan(
+      plan, fmt::format("{}:{}", rt::device_type_name(device.type()), device.index()));
+  return plan.fits() ? kExitOk : kExitRuntime;
+}
+
+}  // namespace engine::cli

@@ -1,0 +1,133 @@
+#include "engine/session/session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/core/error.hpp"
+#include "engine/host/host_api.hpp"
+#include "engine/io/safetensors_checkpoint.hpp"
+#include "engine/session/checkpoint_reader.hpp"
+#include "engine/session/model_writer.hpp"
+
+namespace engine::session {
+
+namespace fs = std::filesystem;
+
+rt::Device& device_for(const std::string& name) {
+  if (name == "cpu" || name == "auto" || name.empty()) return rt::cpu_device();
+  fail(
+      "train.device = \"{}\": this build trains on the CPU backend only; set train.device = \"cpu\" (or "
+      "\"auto\")",
+      name);
+}
+
+std::string model_options_json(const recipe::Recipe& recipe) {
+  nlohmann::json o = nlohmann::json::object();
+  const std::string& d = recipe.model.dtype;
+  if (d == "bf16")
+    o["dtype"] = "bfloat16";
+  else if (d == "fp16")
+    o["dtype"] = "float16";
+  else if (d == "fp32")
+    o["dtype"] = "float32";
+  return o.dump();
+}
+
+TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::PluginRegistry& registry,
+                                 rt::Device& device)
+    : recipe_(&recipe), registry_(&registry) {
+  if (recipe.train.dtype == "bf16" && device.type() == rt::DeviceType::CPU) {
+    spdlog::warn(
+        "train.dtype = \"bf16\": the CPU backend computes in fp32 (bf16 compute needs the CUDA backend)");
+  }
+  host_ = std::make_unique<host::HostSession>(device, static_cast<uint64_t>(recipe.train.seed));
+  host_->tape().set_checkpointing(recipe.train.activation_checkpointing);
+
+  ModelLoadOptions mo;
+  mo.plugin = recipe.model.plugin;
+  mo.options_json = model_options_json(recipe);
+  mo.before_weights = [&](ModelInstance&) {
+    if (recipe.peft.present()) {
+      const plugins::PluginRecord& rec = registry.require(ENG_KIND_PEFT, recipe.peft.plugin);
+      peft_ = std::make_unique<host::PluginPeft>(*host_, host::host_api(), rec.table<eng_peft_vtable>(),
+                                                 rec.name, recipe.peft.options_json);
+      peft_->attach();
+      host_->set_peft(peft_.get());
+    }
+    if (recipe.quantizer.present()) {
+      const plugins::PluginRecord& rec = registry.require(ENG_KIND_QUANTIZER, recipe.quantizer.plugin);
+      quantizer_ =
+          std::make_unique<host::PluginQuantizer>(*host_, host::host_api(), rec.table<eng_quantizer_vtable>(),
+                                                  rec.name, recipe.quantizer.options_json);
+      host_->params().assign_quantizer(*quantizer_);
+      host_->set_quantizer(quantizer_.get());
+    }
+  };
+  model_ = load_model(*host_, registry, recipe.model.path, mo);
+  host_->params().materialize_all();
+
+  const plugins::PluginRecord& opt = registry.require(ENG_KIND_OPTIMIZER, recipe.optimizer.plugin);
+  optimizer_ = std::make_unique<OptimizerInstance>(*host_, opt, recipe.optimizer.options_json);
+  rt::ParamStore& store = host_->params();
+  for (size_t i = 0; i < store.size(); ++i) {
+    rt::Param& p = store.at(i);
+    if (p.tied() || !p.trainable()) continue;
+    const bool no_decay = (p.decl.flags & ENG_PARAM_NO_DECAY) != 0 || p.decl.role == ENG_ROLE_BIAS ||
+                          p.decl.role == ENG_ROLE_NORM;
+    optimizer_->add_param(p, no_decay ? 0.0 : recipe.optimizer.weight_decay);
+    trainable_.push_back(&p);
+  }
+  if (trainable_.empty()) fail("the run has no trainable parameter: check [peft] target_modules");
+  spdlog::info("model {} ({} parameters, {} trainable{}), optimizer {}", recipe.model.path.string(),
+               store.numel(), store.numel(true),
+               peft_ ? ", " + peft_->name() + " adapters" : ", full fine-tuning", optimizer_->name());
+}
+
+TrainingSession::~TrainingSession() {
+  optimizer_.reset();
+  model_.reset();
+  if (host_) {
+    host_->set_peft(nullptr);
+    host_->set_quantizer(nullptr);
+  }
+  host_.reset();
+}
+
+void TrainingSession::save_weights(const fs::path& dir) {
+  fs::create_directories(dir);
+  if (peft_) {
+    eng_ctx ctx = host_->context(false);
+    eng_status s = peft_->vtable().save(peft_->self(), &ctx, dir.c_str(), recipe_->model.path.c_str());
+    if (s != ENG_OK) {
+      std::string m = host::host_api()->get_error(&ctx);
+      host_->clear_error();
+      throw Error(fmt::format("saving the {} adapter into {} failed: {}", peft_->name(), dir.string(), m), s);
+    }
+    return;
+  }
+  write_model_safetensors(host_->params(), dir / "model.safetensors", ENG_F32);
+  for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"}) {
+    const fs::path src = recipe_->model.path / f;
+    if (fs::exists(src)) fs::copy_file(src, dir / f, fs::copy_options::overwrite_existing);
+  }
+}
+
+void TrainingSession::load_weights(const fs::path& dir) {
+  if (peft_) {
+    eng_ctx ctx = host_->context(false);
+    eng_status s = peft_->vtable().load(peft_->self(), &ctx, dir.c_str());
+    if (s != ENG_OK) {
+      std::string m = host::host_api()->get_error(&ctx);
+      host_->clear_error();
+      throw Error(fmt::format("loading the {} adapter from {} failed: {}", peft_->name(), dir.string(), m),
+                  s);
+    }
+    return;
+  }
+  CheckpointLoadOptions o;
+  o.tied_lm_head = model_->info().tie_word_embeddings != 0;
+  load_checkpoint(host_->params(), io::SafetensorsCheckpoint::open(dir / "model.safetensors"), o);
+}
+
+}  // namespace engine::session

@@ -1,0 +1,70 @@
+// TrainingSession: one run wired from a validated Recipe: the device, the HostSession (tape, parameter store,
+// generator), the model plugin with its weights, the quantizer and PEFT plugins, and the optimizer with every
+// trainable parameter added to it. Full fine-tuning when the recipe has no [peft] section.
+//
+// Order of construction (each step needs the previous ones):
+//   HostSession(device, train.seed) -> model plugin declares its parameters -> PEFT attaches (declares
+//   adapters, freezes the base) -> quantizer takes the frozen projections -> weights stream in -> everything
+//   not loaded is initialised -> optimizer gets the trainable parameters (weight decay 0 for
+//   ENG_PARAM_NO_DECAY ones).
+// The plugin objects are members declared before the HostSession so that they outlive it.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/host/host_session.hpp"
+#include "engine/host/plugin_weights.hpp"
+#include "engine/plugins/plugin_registry.hpp"
+#include "engine/recipe/recipe.hpp"
+#include "engine/runtime/device.hpp"
+#include "engine/session/model_loader.hpp"
+#include "engine/session/optimizer_instance.hpp"
+
+namespace engine::session {
+
+// The device a recipe's train.device names ("cpu", "cuda", "auto"); engine::Error when it is not in this
+// build.
+rt::Device& device_for(const std::string& name);
+
+// The model plugin's [model] options for a recipe: the engine's dtype names (bf16, fp32, fp16) in the
+// plugin's spelling ({"dtype": "bfloat16"}).
+std::string model_options_json(const recipe::Recipe& recipe);
+
+class TrainingSession {
+ public:
+  TrainingSession(const recipe::Recipe& recipe, const plugins::PluginRegistry& registry, rt::Device& device);
+  ~TrainingSession();
+  TrainingSession(const TrainingSession&) = delete;
+  TrainingSession& operator=(const TrainingSession&) = delete;
+
+  const recipe::Recipe& recipe() const { return *recipe_; }
+  host::HostSession& host() { return *host_; }
+  ModelInstance& model() { return *model_; }
+  host::PluginPeft* peft() { return peft_.get(); }
+  OptimizerInstance& optimizer() { return *optimizer_; }
+  bool full_finetune() const { return peft_ == nullptr; }
+  // Trainable root parameters in declaration order.
+  const std::vector<rt::Param*>& trainable() const { return trainable_; }
+
+  // The trained weights into `dir`: the adapter in PEFT's format (adapter_config.json,
+  // adapter_model.safetensors), or for full fine-tuning the whole model in Hugging Face layout (fp32
+  // model.safetensors, config.json and the tokenizer files copied from the base model).
+  void save_weights(const std::filesystem::path& dir);
+  // Reads what save_weights wrote back into the parameters.
+  void load_weights(const std::filesystem::path& dir);
+
+ private:
+  const recipe::Recipe* recipe_;
+  const plugins::PluginRegistry* registry_;
+  std::unique_ptr<host::PluginQuantizer> quantizer_;
+  std::unique_ptr<host::PluginPeft> peft_;
+  std::unique_ptr<host::HostSession> host_;
+  std::unique_ptr<ModelInstance> model_;
+  std::unique_ptr<OptimizerInstance> optimizer_;
+  std::vector<rt::Param*> trainable_;
+};
+
+}  // namespace engine::session

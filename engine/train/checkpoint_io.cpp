@@ -1,0 +1,80 @@
+#include "engine/train/checkpoint_io.hpp"
+
+#include <cstddef>
+#include <fstream>
+#include <vector>
+
+#include "engine/core/error.hpp"
+#include "engine/io/safetensors.hpp"
+#include "engine/io/safetensors_writer.hpp"
+#include "engine/runtime/state_dict.hpp"
+#include "engine/session/checkpoint_reader.hpp"
+#include "engine/train/checkpoint_dir.hpp"
+
+namespace engine::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+void write_optimizer_state(session::TrainingSession& session, const fs::path& file) {
+  rt::StateDict state;
+  session.optimizer().save_state(state);
+  io::SafetensorsWriter w;
+  for (const auto& [key, t] : state.entries()) {
+    rt::Tensor c = t.contiguous();
+    std::vector<std::byte> bytes(c.nbytes());
+    c.copy_to_host(bytes.data(), bytes.size());
+    w.add(key, c.dtype(), c.shape().vec(), bytes);
+  }
+  w.set_metadata("format", "pt");
+  w.write(file);
+}
+
+void read_optimizer_state(session::TrainingSession& session, const fs::path& file) {
+  rt::StateDict state;
+  if (fs::exists(file)) {
+    io::SafetensorsFile f = io::SafetensorsFile::open(file);
+    for (const io::SafetensorsTensor& t : f.tensors()) {
+      if (!t.engine_dtype)
+        fail("{}: tensor {} has dtype {} the engine does not use", file.string(), t.name, t.dtype_name);
+      rt::Tensor dst = rt::Tensor::empty(rt::Dims::from(t.shape.data(), static_cast<int>(t.shape.size())),
+                                         *t.engine_dtype, session.host().device());
+      session::read_tensor_into(t, dst, file.string());
+      state.put(std::string(t.name), dst);
+    }
+  }
+  session.optimizer().load_state(state);
+}
+
+}  // namespace
+
+fs::path save_checkpoint(session::TrainingSession& session, const TrainerState& state) {
+  const recipe::Recipe& r = session.recipe();
+  return publish_checkpoint(r.train.output_dir, state.step, r.checkpoint.keep_last, [&](const fs::path& dir) {
+    session.save_weights(dir);
+    write_optimizer_state(session, dir / "optimizer.safetensors");
+    if (fs::exists(r.source))
+      fs::copy_file(r.source, dir / "recipe.toml", fs::copy_options::overwrite_existing);
+    {
+      std::ofstream f(dir / "recipe.json");
+      f << r.resolved.dump(2) << '\n';
+      if (!f.flush()) fail_with(ENG_ERR_IO, "cannot write {}", (dir / "recipe.json").string());
+    }
+    state.write(dir / "trainer_state.json");  // last: its presence marks a complete checkpoint
+  });
+}
+
+TrainerState load_checkpoint(session::TrainingSession& session, const fs::path& dir) {
+  TrainerState state = TrainerState::read(dir / "trainer_state.json");
+  const bool full = session.full_finetune();
+  if (!state.weights.empty() && state.weights != (full ? "full" : "adapter")) {
+    fail("checkpoint {} holds {} weights but this recipe {}; resume with the recipe that wrote it",
+         dir.string(), state.weights, full ? "fine-tunes the full model" : "trains an adapter");
+  }
+  session.load_weights(dir);
+  read_optimizer_state(session, dir / "optimizer.safetensors");
+  return state;
+}
+
+}  // namespace engine::train

@@ -1,0 +1,73 @@
+#include "engine/train/forward_backward.hpp"
+
+#include "engine/core/error.hpp"
+#include "engine/host/host_api.hpp"
+#include "engine/host/tensor_handle.hpp"
+
+namespace engine::train {
+namespace {
+
+using host::OwnedHandle;
+
+void check(eng_status s, host::HostSession& hs, const eng_ctx& ctx, const char* what) {
+  if (s == ENG_OK) return;
+  std::string m = host::host_api()->get_error(&ctx);
+  hs.clear_error();
+  throw Error(fmt::format("{} failed: {}", what, m.empty() ? status_name(s) : m), s);
+}
+
+// batch (B,T) -> the scaled loss () f32, recorded when grad is on.
+rt::Tensor batch_loss(session::TrainingSession& session, const data::Batch& b, double scale, bool grad) {
+  host::HostSession& hs = session.host();
+  rt::Device& dev = hs.device();
+  const rt::Dims bt{b.rows, b.seq_len};
+  rt::Tensor ids = rt::Tensor::from_vector(bt, ENG_I32, dev, b.input_ids);
+  rt::Tensor pos = rt::Tensor::from_vector(bt, ENG_I32, dev, b.position_ids);
+  rt::Tensor seg;
+  if (session.recipe().data.packing) seg = rt::Tensor::from_vector(bt, ENG_I32, dev, b.segment_ids);
+  rt::Tensor labels = rt::Tensor::from_vector(rt::Dims{int64_t(b.rows) * b.seq_len}, ENG_I32, dev, b.labels);
+
+  rt::Tensor hidden = session.model().forward(ids, pos, seg, nullptr, grad);  // (B,T,C)
+  eng_ctx ctx = hs.context(grad);
+  const eng_op_table* ops = host::host_api()->ops;
+  OwnedHandle h(hidden), lab(labels), flat, loss;
+  const int64_t shape[2] = {int64_t(b.rows) * b.seq_len, session.model().info().hidden_size};
+  check(ops->reshape(&ctx, h.get(), 2, shape, flat.out()), hs, ctx,
+        "reshape of the hidden states");  // (B*T, C)
+  check(ops->linear_cross_entropy(&ctx, flat.get(), host::param_handle(session.model().lm_head()), lab.get(),
+                                  data::kIgnoreIndex, scale, loss.out()),
+        hs, ctx, "the loss");
+  return host::tensor_of(loss.get(), "loss");
+}
+
+}  // namespace
+
+PassResult forward_backward(session::TrainingSession& session, std::span<const data::Batch> micro_batches) {
+  PassResult r;
+  for (const data::Batch& b : micro_batches) {
+    r.label_tokens += b.label_tokens;
+    for (int32_t s : b.segment_ids) r.input_tokens += s != 0;
+  }
+  if (r.label_tokens == 0)
+    fail("an optimizer step got no label tokens (every sample's response was cut off?)");
+  const double scale = 1.0 / static_cast<double>(r.label_tokens);
+  for (const data::Batch& b : micro_batches) {
+    rt::Tensor loss = batch_loss(session, b, scale, true);
+    r.loss += loss.item();
+    session.host().tape().backward(loss);
+  }
+  return r;
+}
+
+PassResult evaluate_loss(session::TrainingSession& session, std::span<const data::Batch> batches) {
+  PassResult r;
+  rt::NoGradGuard no_grad(session.host().tape());
+  for (const data::Batch& b : batches) {
+    r.label_tokens += b.label_tokens;
+    for (int32_t s : b.segment_ids) r.input_tokens += s != 0;
+    r.loss += batch_loss(session, b, 1.0, false).item();
+  }
+  return r;
+}
+
+}  // namespace engine::train

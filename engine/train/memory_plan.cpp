@@ -1,0 +1,219 @@
+#include "engine/train/memory_plan.hpp"
+
+#include <spdlog/fmt/fmt.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "engine/core/error.hpp"
+
+namespace engine::train {
+namespace {
+
+int64_t dtype_bytes(eng_dtype d) {
+  switch (d) {
+    case ENG_F32:
+      return 4;
+    case ENG_BF16:
+    case ENG_F16:
+      return 2;
+    case ENG_F64:
+      return 8;
+    default:
+      return 4;
+  }
+}
+
+struct LinearShape {
+  std::string name;
+  int64_t out = 0;
+  int64_t in = 0;
+};
+
+std::vector<LinearShape> block_linears(const PlanModelShape& m) {
+  const int64_t q = int64_t(m.n_heads) * m.head_dim;
+  const int64_t kv = int64_t(m.n_kv_heads) * m.head_dim;
+  return {{"q_proj", q, m.hidden_size},
+          {"k_proj", kv, m.hidden_size},
+          {"v_proj", kv, m.hidden_size},
+          {"o_proj", m.hidden_size, q},
+          {"gate_proj", m.intermediate_size, m.hidden_size},
+          {"up_proj", m.intermediate_size, m.hidden_size},
+          {"down_proj", m.hidden_size, m.intermediate_size}};
+}
+
+bool targeted(const PlanInputs& in, const std::string& name) {
+  return in.lora_targets.count("all-linear") != 0 || in.lora_targets.count(name) != 0;
+}
+
+}  // namespace
+
+const std::vector<std::string>& block_linear_names() {
+  static const std::vector<std::string> names = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                                 "gate_proj", "up_proj", "down_proj"};
+  return names;
+}
+
+// Per token and block, what the autograd tape keeps for backward (elements), op by op as engine/runtime/ops
+// saves them (a tensor saved by two ops, or a view of another, counts once; outputs no op saves are freed at
+// once):
+//   rms_norm x2          its input (C) and its output, which the next linears save (C), + 1/rms (1)
+//   q, k, v              the rotated q and k (Hq*D + Hkv*D) and v (Hkv*D), saved by attention; the
+//                        projections' own outputs die after rope
+//   attention            its output (Hq*D, saved by o_proj too) and the log-sum-exp per head (Hq)
+//   mlp                  gate and up (saved by swiglu) and swiglu's output (saved by down_proj): 3*I
+//   LoRA per target      x A^T (r), saved by the B matmul
+// Outside the blocks: the final norm's input and output (2C), the loss's log-sum-exp, ids/labels/positions.
+int64_t activation_elements_per_token(const PlanInputs& in) {
+  const PlanModelShape& m = in.model;
+  const int64_t c = m.hidden_size;
+  const int64_t q = int64_t(m.n_heads) * m.head_dim;
+  const int64_t kv = int64_t(m.n_kv_heads) * m.head_dim;
+  const int64_t i = m.intermediate_size;
+  int64_t e = 2 * (2 * c + 1);  // two norms
+  e += q + 2 * kv;              // roped q, k and v
+  e += q + m.n_heads;           // attention output and statistics
+  e += 3 * i;                   // mlp
+  if (in.lora_rank > 0) {
+    for (const auto& l : block_linears(m)) {
+      if (targeted(in, l.name)) e += in.lora_rank;
+    }
+  }
+  return e;
+}
+
+// Per token, every output of one block's ops (elements). Activation checkpointing replays a block before its
+// backward and holds all of them until the replay is done (engine/runtime/autograd.cpp, Tape::replay):
+//   norms 2C, q/k/v projections q + 2kv, rope q + kv, attention q, o_proj and residual 2C, mlp gate/up/swiglu
+//   3I, down and residual 2C; LoRA per target: x A^T (r), its B product, the scaled copy and the sum (3 out)
+int64_t block_output_elements_per_token(const PlanInputs& in) {
+  const PlanModelShape& m = in.model;
+  const int64_t c = m.hidden_size;
+  const int64_t q = int64_t(m.n_heads) * m.head_dim;
+  const int64_t kv = int64_t(m.n_kv_heads) * m.head_dim;
+  int64_t e = 2 * c + (q + 2 * kv) + (q + kv) + q + 2 * c + 3 * m.intermediate_size + 2 * c;
+  if (in.lora_rank > 0) {
+    for (const auto& l : block_linears(m)) {
+      if (targeted(in, l.name)) e += in.lora_rank + 3 * l.out;
+    }
+  }
+  return e;
+}
+
+MemoryPlan make_memory_plan(const PlanInputs& in) {
+  const PlanModelShape& m = in.model;
+  if (m.n_layers <= 0 || m.hidden_size <= 0 || m.vocab_size <= 0 || m.head_dim <= 0 || m.n_heads <= 0) {
+    fail(
+        "the memory plan needs the model's sizes (layers, hidden size, vocabulary, heads); got layers={} "
+        "hidden={} vocab={} heads={} head_dim={}",
+        m.n_layers, m.hidden_size, m.vocab_size, m.n_heads, m.head_dim);
+  }
+  MemoryPlan plan;
+  plan.device_memory = in.device_memory;
+  const bool full = in.lora_rank <= 0;
+  const int64_t wbytes = dtype_bytes(in.weight_dtype);
+  const int64_t abytes = dtype_bytes(in.compute_dtype);
+
+  // Base parameters.
+  int64_t linear_elems = 0, other_elems = 0, adapter_elems = 0;
+  for (const auto& l : block_linears(m)) {
+    linear_elems += l.out * l.in;
+    if (!full && targeted(in, l.name)) adapter_elems += in.lora_rank * (l.out + l.in);
+  }
+  linear_elems *= m.n_layers;
+  adapter_elems *= m.n_layers;
+  int64_t per_block_other = 2 * m.hidden_size;  // two norms
+  if (m.attention_bias) per_block_other += int64_t(m.n_heads + 2 * m.n_kv_heads) * m.head_dim;
+  other_elems = per_block_other * m.n_layers + m.hidden_size /* final norm */ + m.vocab_size * m.hidden_size;
+  if (!m.tie_word_embeddings) other_elems += m.vocab_size * m.hidden_size;
+  plan.base_elements = linear_elems + other_elems;
+
+  int64_t base_bytes = 0, scale_bytes = 0;
+  if (in.quant_bytes_per_element > 0.0) {
+    base_bytes =
+        static_cast<int64_t>(std::ceil(linear_elems * in.quant_bytes_per_element)) + other_elems * wbytes;
+    scale_bytes = static_cast<int64_t>(std::ceil(linear_elems * in.quant_scale_bytes_per_element));
+  } else if (!full) {
+    base_bytes = plan.base_elements * wbytes;
+  }
+  // Full fine-tuning: the parameter store keeps trainable weights only as fp32 masters (counted below).
+  plan.components.push_back(
+      {"base weights", base_bytes,
+       full ? "none frozen (every weight is a trainable fp32 master)"
+            : fmt::format("{} frozen elements, {} B each{}", plan.base_elements, wbytes,
+                          in.quant_bytes_per_element > 0 ? " (projections quantized)" : "")});
+  plan.components.push_back(
+      {"quant scales", scale_bytes, in.quant_bytes_per_element > 0 ? "per-block scales" : "none"});
+
+  plan.trainable_elements = full ? plan.base_elements : adapter_elems;
+  plan.components.push_back({"adapters", adapter_elems * 4,
+                             full ? "none (full fine-tuning)"
+                                  : fmt::format("LoRA r={}, {} elements fp32", in.lora_rank, adapter_elems)});
+  const int64_t master = full ? plan.trainable_elements * 4 : 0;
+  plan.components.push_back(
+      {"master weights", master, full ? "fp32 trainable weights" : "none (adapters are fp32 already)"});
+  plan.components.push_back({"gradients", plan.trainable_elements * 4,
+                             fmt::format("{} trainable elements fp32", plan.trainable_elements)});
+  plan.components.push_back(
+      {"optimizer state",
+       static_cast<int64_t>(std::ceil(plan.trainable_elements * in.optimizer_state_bytes_per_element)),
+       fmt::format("{} B per trainable element", in.optimizer_state_bytes_per_element)});
+
+  // Activations.
+  const int64_t tokens = in.micro_batch_size * in.seq_len;
+  const int64_t per_block = activation_elements_per_token(in) * tokens;
+  int64_t act_elems = 0;
+  std::string act_detail;
+  if (in.activation_checkpointing) {
+    // each block keeps its input; in backward one block at a time is replayed, holding all its outputs
+    act_elems = int64_t(m.n_layers) * m.hidden_size * tokens + block_output_elements_per_token(in) * tokens;
+    act_detail = fmt::format("checkpointed: block inputs of {} blocks + one block replayed, {} tokens",
+                             m.n_layers, tokens);
+  } else {
+    act_elems = int64_t(m.n_layers) * per_block;
+    act_detail = fmt::format("{} elements/token/block x {} tokens x {} blocks",
+                             activation_elements_per_token(in), tokens, m.n_layers);
+  }
+  act_elems += (2 * m.hidden_size + 1) * tokens;  // final norm input and output, the loss's log-sum-exp
+  plan.components.push_back({"activations", act_elems * abytes, act_detail});
+  plan.components.push_back({"inputs", 3 * tokens * 4, "ids, labels, positions (int32)"});
+
+  // Backward: the gradients alive at once at the top of a block (the mlp's: down's input gradient (I) and
+  // the residual stream's (2C)), in the compute dtype; the fused loss never holds a full (N, V) logit matrix.
+  const int64_t transient = tokens * (m.intermediate_size + 2 * m.hidden_size) * abytes;
+  const int64_t ws = in.cuda ? (int64_t(32) << 20) + transient : transient;
+  plan.components.push_back(
+      {"workspace", ws, in.cuda ? "cuBLASLt workspace + backward gradients" : "backward gradients"});
+
+  for (const auto& c : plan.components) plan.total_bytes += c.bytes;
+  return plan;
+}
+
+std::string format_bytes(int64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024.0 && u < 4) {
+    v /= 1024.0;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.2f} {}", v, units[u]);
+}
+
+std::string format_memory_plan(const MemoryPlan& plan, const std::string& device_name) {
+  std::string out = fmt::format("memory plan for {}\n", device_name);
+  for (const auto& c : plan.components) {
+    out += fmt::format("  {:<16} {:>12}   {}\n", c.name, format_bytes(c.bytes), c.detail);
+  }
+  out += fmt::format("  {:<16} {:>12}", "total", format_bytes(plan.total_bytes));
+  if (plan.device_memory > 0) {
+    out +=
+        fmt::format("   of {} ({:.1f}%){}", format_bytes(plan.device_memory),
+                    100.0 * static_cast<double>(plan.total_bytes) / static_cast<double>(plan.device_memory),
+                    plan.fits() ? "" : "  DOES NOT FIT");
+  }
+  out += "\n";
+  return out;
+}
+
+}  // namespace engine::train

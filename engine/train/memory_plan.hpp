@@ -1,0 +1,94 @@
+// MemoryPlan: what a run will need on one device, computed from sizes alone before anything is loaded
+// (`engine plan RECIPE`). Decoder-only llama/qwen2-style transformers: per block q,k,v,o projections
+// (q: (Hq*D, C), k and v: (Hkv*D, C), o: (C, Hq*D)), a SwiGLU MLP (gate, up: (I, C), down: (C, I)) and two
+// RMSNorms; an embedding (V, C) and an lm_head (V, C) unless tied.
+//
+// Components (bytes):
+//   base weights    every frozen base parameter in its storage dtype (a quantizer's packed size where it
+//                   holds them); none for full fine-tuning
+//   quant scales    the quantizer's per-block scales
+//   adapters        PEFT parameters, fp32 (r * (in + out) per target linear for LoRA)
+//   master weights  full fine-tuning: every weight as an fp32 master (the store keeps no narrower copy)
+//   gradients       fp32, one per trainable element
+//   optimizer       trainable elements * the optimizer's state_bytes_per_element
+//   activations     what the autograd tape keeps for backward: per token and block, the tensors each op saves
+//                   (see activation_elements_per_token), times B*T and the number of blocks; with
+//                   activation checkpointing each block's input, plus every output of the one block being
+//                   replayed (block_output_elements_per_token)
+//   inputs          ids, labels and positions of a micro-batch
+//   workspace       gradients alive at once in backward (+ the cuBLASLt workspace on CUDA)
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "engine/abi/engine.h"
+
+namespace engine::train {
+
+struct PlanModelShape {
+  int32_t n_layers = 0;
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int32_t n_heads = 0;
+  int32_t n_kv_heads = 0;
+  int32_t head_dim = 0;
+  bool tie_word_embeddings = false;
+  bool attention_bias = false;  // qwen2: q, k, v have biases
+};
+
+struct PlanInputs {
+  PlanModelShape model;
+  eng_dtype weight_dtype = ENG_F32;   // storage dtype of the base weights
+  eng_dtype compute_dtype = ENG_F32;  // activations' dtype (f32 on the CPU backend)
+  // PEFT: empty targets with lora_rank 0 means full fine-tuning of every parameter
+  int64_t lora_rank = 0;
+  std::set<std::string> lora_targets;  // short names (q_proj, ...) of targeted linears; "all-linear" expands
+  // quantizer: bytes per quantized element and scale bytes per element (nf4: 0.5 and 4/64 + double quant);
+  // applied to the projection weights of the blocks only. 0 = no quantizer.
+  double quant_bytes_per_element = 0.0;
+  double quant_scale_bytes_per_element = 0.0;
+  double optimizer_state_bytes_per_element = 8.0;
+  int64_t micro_batch_size = 1;
+  int64_t seq_len = 512;
+  bool activation_checkpointing = false;
+  bool cuda = false;
+  int64_t device_memory = 0;  // bytes; 0 = unknown
+};
+
+struct PlanComponent {
+  std::string name;
+  int64_t bytes = 0;
+  std::string detail;  // how it was computed, for the printed table
+};
+
+struct MemoryPlan {
+  std::vector<PlanComponent> components;
+  int64_t total_bytes = 0;
+  int64_t device_memory = 0;
+  int64_t trainable_elements = 0;
+  int64_t base_elements = 0;
+  bool fits() const { return device_memory == 0 || total_bytes <= device_memory; }
+};
+
+// The short names of a block's projections, in declaration order.
+const std::vector<std::string>& block_linear_names();
+
+// Elements the autograd tape keeps per token for one block without checkpointing (see the .cpp).
+int64_t activation_elements_per_token(const PlanInputs& in);
+
+// Elements of every output of one block's ops per token (what a checkpoint replay holds at once).
+int64_t block_output_elements_per_token(const PlanInputs& in);
+
+MemoryPlan make_memory_plan(const PlanInputs& in);
+
+// "1.25 GiB", "512 KiB", "37 B"
+std::string format_bytes(int64_t bytes);
+
+// The table `engine plan` prints (one line per component, the total against the device's memory).
+std::string format_memory_plan(const MemoryPlan& plan, const std::string& device_name);
+
+}  // namespace engine::train

@@ -1,0 +1,68 @@
+#include "engine/train/plan_inputs.hpp"
+
+#include "engine/core/error.hpp"
+
+namespace engine::train {
+
+namespace {
+
+int64_t need(const nlohmann::json& c, const char* key) {
+  if (!c.contains(key) || !c[key].is_number_integer())
+    fail("config.json has no integer '{}' (needed for the memory plan)", key);
+  return c[key].get<int64_t>();
+}
+
+}  // namespace
+
+PlanModelShape plan_shape_from_config(const nlohmann::json& c) {
+  PlanModelShape m;
+  m.n_layers = static_cast<int32_t>(need(c, "num_hidden_layers"));
+  m.vocab_size = need(c, "vocab_size");
+  m.hidden_size = need(c, "hidden_size");
+  m.intermediate_size = need(c, "intermediate_size");
+  m.n_heads = static_cast<int32_t>(need(c, "num_attention_heads"));
+  m.n_kv_heads = c.contains("num_key_value_heads") && c["num_key_value_heads"].is_number_integer()
+                     ? c["num_key_value_heads"].get<int32_t>()
+                     : m.n_heads;
+  m.head_dim = c.contains("head_dim") && c["head_dim"].is_number_integer()
+                   ? c["head_dim"].get<int32_t>()
+                   : static_cast<int32_t>(m.hidden_size / m.n_heads);
+  m.tie_word_embeddings = c.value("tie_word_embeddings", false);
+  const std::string type = c.value("model_type", std::string());
+  m.attention_bias = type == "qwen2" ? true : c.value("attention_bias", false);
+  return m;
+}
+
+PlanInputs plan_inputs_for(const recipe::Recipe& r, const nlohmann::json& config, double optimizer_bytes,
+                           double quant_bytes, bool cuda, int64_t device_memory) {
+  PlanInputs in;
+  in.model = plan_shape_from_config(config);
+  const std::string& d = r.model.dtype;
+  in.weight_dtype = d == "bf16" ? ENG_BF16 : d == "fp16" ? ENG_F16 : ENG_F32;
+  in.compute_dtype = (cuda && r.train.dtype == "bf16") ? ENG_BF16 : ENG_F32;
+  if (r.peft.present()) {
+    const nlohmann::json o = nlohmann::json::parse(r.peft.options_json);
+    in.lora_rank = o.value("r", int64_t{8});
+    const nlohmann::json t =
+        o.contains("target_modules") ? o["target_modules"] : nlohmann::json("all-linear");
+    if (t.is_string()) {
+      in.lora_targets.insert(t.get<std::string>() == "all-linear" ? "all-linear" : t.get<std::string>());
+    } else if (t.is_array()) {
+      for (const auto& x : t) in.lora_targets.insert(x.get<std::string>());
+    }
+    if (in.lora_rank < 1) in.lora_rank = 1;
+  }
+  if (quant_bytes > 0) {
+    in.quant_bytes_per_element = quant_bytes;  // scales included
+    in.quant_scale_bytes_per_element = 0.0;
+  }
+  in.optimizer_state_bytes_per_element = optimizer_bytes;
+  in.micro_batch_size = r.train.micro_batch_size;
+  in.seq_len = r.data.max_seq_len;
+  in.activation_checkpointing = r.train.activation_checkpointing;
+  in.cuda = cuda;
+  in.device_memory = device_memory;
+  return in;
+}
+
+}  // namespace engine::train

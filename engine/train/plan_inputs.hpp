@@ -1,0 +1,21 @@
+// The memory plan's inputs for a recipe: the model's sizes from its config.json (nothing else is read), the
+// PEFT rank and targets from [peft], micro-batch, sequence length, checkpointing and dtypes from [train] and
+// [data], and the byte counts the optimizer and quantizer plugins report.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "engine/recipe/recipe.hpp"
+#include "engine/train/memory_plan.hpp"
+
+namespace engine::train {
+
+// config.json (Hugging Face llama/qwen2 layout) -> sizes; engine::Error naming a missing key.
+PlanModelShape plan_shape_from_config(const nlohmann::json& config);
+
+// quant_bytes_per_element: the quantizer's bytes per weight element, scales included (0: none).
+PlanInputs plan_inputs_for(const recipe::Recipe& recipe, const nlohmann::json& config,
+                           double optimizer_bytes_per_element, double quant_bytes_per_element, bool cuda,
+                           int64_t device_memory);
+
+}  // namespace engine::train

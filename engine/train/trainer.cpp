@@ -1,0 +1,233 @@
+#include "engine/train/trainer.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "engine/core/error.hpp"
+#include "engine/train/checkpoint_dir.hpp"
+#include "engine/train/checkpoint_io.hpp"
+#include "engine/train/forward_backward.hpp"
+#include "engine/train/grad_norm.hpp"
+#include "engine/train/lr_schedule.hpp"
+#include "engine/train/memory_plan.hpp"
+#include "engine/train/nonfinite_guard.hpp"
+#include "engine/train/progress.hpp"
+#include "engine/train/trainer_state.hpp"
+
+namespace engine::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+ScheduleConfig schedule_of(const recipe::Recipe& r, int64_t total) {
+  ScheduleConfig c;
+  c.kind = parse_schedule_kind(r.scheduler.kind);
+  c.lr = r.optimizer.lr;
+  c.warmup_steps = r.scheduler.warmup_steps;
+  c.warmup_ratio = r.scheduler.warmup_ratio;
+  c.min_lr = r.scheduler.min_lr;
+  c.total_steps = total;
+  return c;
+}
+
+std::string describe(const LrSchedule& s) {
+  const ScheduleConfig& c = s.config();
+  return fmt::format("{} lr={} warmup={} min_lr={} total={}", schedule_kind_name(c.kind), c.lr,
+                     s.warmup_steps(), c.min_lr, c.total_steps);
+}
+
+EvalMetrics run_eval(session::TrainingSession& session, DataPipeline& data, int64_t step) {
+  auto batches = data.eval_batches(static_cast<int32_t>(session.recipe().train.micro_batch_size));
+  PassResult r = evaluate_loss(session, batches);
+  EvalMetrics m;
+  m.step = step;
+  m.tokens = r.label_tokens;
+  m.loss = r.label_tokens > 0 ? r.loss / static_cast<double>(r.label_tokens)
+                              : std::numeric_limits<double>::quiet_NaN();
+  m.perplexity = std::exp(m.loss);
+  return m;
+}
+
+}  // namespace
+
+int64_t total_steps(const recipe::Recipe& r, uint64_t rows_per_epoch) {
+  if (r.train.max_steps > 0) return r.train.max_steps;
+  const int64_t rows_per_step = r.train.micro_batch_size * r.train.grad_accum;
+  const int64_t per_epoch = std::max<int64_t>(1, static_cast<int64_t>(rows_per_epoch) / rows_per_step);
+  return per_epoch * std::max<int64_t>(1, r.train.epochs);
+}
+
+TrainResult train(session::TrainingSession& session, DataPipeline& data, const TrainOptions& options) {
+  const recipe::Recipe& r = session.recipe();
+  host::HostSession& hs = session.host();
+  rt::Device& device = hs.device();
+  const int64_t total = total_steps(r, data.rows_per_epoch());
+  const LrSchedule schedule(schedule_of(r, total));
+  NonfiniteGuard guard(r.train.max_nonfinite_steps);
+
+  TrainResult result;
+  result.total_steps = total;
+  TrainerState state;
+  state.total_steps = total;
+  state.schedule = describe(schedule);
+  state.weights = session.full_finetune() ? "full" : "adapter";
+
+  if (auto dir = resolve_resume(r.train.output_dir, options.resume)) {
+    TrainerState saved = load_checkpoint(session, *dir);
+    if (saved.schedule != state.schedule) {
+      fail(
+          "cannot resume from {}: it was trained with the schedule '{}', this recipe gives '{}'. Resume with "
+          "the "
+          "same recipe, or start over with --resume none (and another train.output_dir)",
+          dir->string(), saved.schedule, state.schedule);
+    }
+    data.restore(saved.sampler);
+    hs.rng().set_state(saved.rng_state);
+    guard.restore(saved.nonfinite_in_a_row, saved.nonfinite_total);
+    state = saved;
+    result.last_checkpoint = *dir;
+    spdlog::info("resumed from {} at step {}/{}", dir->string(), state.step, total);
+  }
+  result.first_step = state.step;
+  fs::create_directories(r.train.output_dir);
+  MetricsLog metrics(r.train.output_dir / "metrics.jsonl", state.step);
+  Progress progress(options.progress_out, options.live_progress, total, r.log.every);
+  progress.start(state.step);
+  const double t_start = now_s();
+
+  auto checkpoint = [&]() {
+    state.sampler = data.cursor();
+    state.rng_state = hs.rng().state();
+    state.nonfinite_in_a_row = guard.in_a_row();
+    state.nonfinite_total = guard.total_skipped();
+    result.last_checkpoint = save_checkpoint(session, state);
+  };
+
+  bool saved_at_last_step = false;
+  while (state.step < total) {
+    if (options.stop_requested != nullptr && options.stop_requested->load()) {
+      progress.message(fmt::format("interrupted: saving a checkpoint at step {} and stopping", state.step));
+      result.interrupted = true;
+      break;
+    }
+    const int64_t step = state.step + 1;
+    device.reset_peak_memory();
+    const double t0 = now_s();
+    std::vector<data::Batch> micro;
+    for (int64_t i = 0; i < r.train.grad_accum; ++i)
+      micro.push_back(data.next(static_cast<int32_t>(r.train.micro_batch_size)));
+    PassResult pass = forward_backward(session, micro);
+    const double norm = global_grad_norm(hs.params());
+    const double lr = schedule.lr_at(step);
+    const StepVerdict verdict = guard.check(pass.loss, norm);
+    if (verdict == StepVerdict::Apply)
+      session.optimizer().step(step, lr, clip_coefficient(norm, r.train.grad_clip));
+    hs.params().zero_grads();
+    state.step = step;
+    saved_at_last_step = false;
+
+    StepMetrics m;
+    m.step = step;
+    m.loss = pass.loss;
+    m.lr = lr;
+    m.grad_norm = norm;
+    m.tokens = pass.label_tokens;
+    const double dt = now_s() - t0;
+    m.tokens_per_s = dt > 0 ? static_cast<double>(pass.input_tokens) / dt : 0.0;
+    m.mem_bytes = device.memory_stats().peak_bytes;
+    m.skipped = verdict != StepVerdict::Apply;
+    result.peak_mem_bytes = std::max(result.peak_mem_bytes, m.mem_bytes);
+    result.losses.push_back(m.skipped ? std::numeric_limits<double>::quiet_NaN() : pass.loss);
+    if (!m.skipped) {
+      state.tokens_seen += pass.label_tokens;
+      state.last_loss = pass.loss;
+    }
+    if (step % r.log.every == 0 || step == total || m.skipped) metrics.write(m);
+    progress.step(m);
+
+    if (verdict == StepVerdict::Stop) {
+      result.stopped_nonfinite = true;
+      progress.message(
+          fmt::format("stopping: {} steps in a row had a non-finite loss or gradient norm (the last: "
+                      "loss {}, grad norm {}). The checkpoint keeps the last good weights; lower "
+                      "optimizer.lr, set train.grad_clip, or check the data",
+                      guard.in_a_row(), pass.loss, norm));
+      break;
+    }
+    if (m.skipped)
+      progress.message(fmt::format("step {}: non-finite loss or gradient norm, step skipped ({} in a row)",
+                                   step, guard.in_a_row()));
+    if (r.train.eval_every > 0 && data.has_eval() && step % r.train.eval_every == 0) {
+      result.last_eval = run_eval(session, data, step);
+      metrics.write(*result.last_eval);
+      progress.eval(*result.last_eval);
+    }
+    if (r.checkpoint.save_every > 0 && step % r.checkpoint.save_every == 0 && step < total) {
+      checkpoint();
+      saved_at_last_step = true;
+    }
+  }
+  if (!saved_at_last_step &&
+      (state.step > result.first_step || result.interrupted || result.last_checkpoint.empty())) {
+    checkpoint();
+  }
+  if (data.has_eval() && !result.stopped_nonfinite && !result.interrupted && state.step > result.first_step &&
+      (!result.last_eval || result.last_eval->step != state.step)) {
+    result.last_eval = run_eval(session, data, state.step);
+    metrics.write(*result.last_eval);
+    progress.eval(*result.last_eval);
+  }
+  progress.finish();
+  result.last_step = state.step;
+  result.seconds = now_s() - t_start;
+  result.nonfinite_skipped = guard.total_skipped();
+  return result;
+}
+
+std::string format_summary(const session::TrainingSession& session, const TrainResult& res) {
+  const recipe::Recipe& r = session.recipe();
+  double first = std::numeric_limits<double>::quiet_NaN(), last = first;
+  for (double l : res.losses) {
+    if (std::isnan(l)) continue;
+    if (std::isnan(first)) first = l;
+    last = l;
+  }
+  if (res.last_step == res.first_step && !res.last_checkpoint.empty()) {
+    return fmt::format(
+        "nothing to train: {} already reached step {} of {}. Use --resume none (it starts over in "
+        "the same output_dir) or another train.output_dir to train again\n",
+        res.last_checkpoint.string(), res.last_step, res.total_steps);
+  }
+  std::string s = fmt::format("trained steps {}..{} of {} in {} | loss {:.4f} -> {:.4f}", res.first_step + 1,
+                              res.last_step, res.total_steps, format_duration(res.seconds), first, last);
+  if (res.last_eval)
+    s += fmt::format(" | eval loss {:.4f} (perplexity {:.3f})", res.last_eval->loss,
+                     res.last_eval->perplexity);
+  s += fmt::format(" | peak memory {}", format_bytes(res.peak_mem_bytes));
+  if (res.nonfinite_skipped > 0) s += fmt::format(" | {} non-finite steps skipped", res.nonfinite_skipped);
+  s += "\n";
+  if (!res.last_checkpoint.empty()) {
+    const bool full = session.full_finetune();
+    s += fmt::format("{} saved in {}\n", full ? "model" : "adapter", res.last_checkpoint.string());
+    s += fmt::format("metrics in {}\n", (r.train.output_dir / "metrics.jsonl").string());
+    if (full) {
+      s += fmt::format("try it: engine generate --model {} --chat --prompt \"What color is a banana?\"\n",
+                       res.last_checkpoint.string());
+    } else {
+      s += fmt::format(
+          "try it: engine generate --model {} --adapter {} --chat --prompt \"What color is a banana?\"\n",
+          r.model.path.string(), res.last_checkpoint.string());
+    }
+  }
+  return s;
+}
+
+}  // namespace engine::train

@@ -1,0 +1,107 @@
+// Gradient accumulation: the loss of an optimizer step is normalised by the label tokens of ALL its
+// micro-batches, counted before the forward passes, so 4 micro-batches of 1 row accumulate exactly the
+// gradient of one batch of 4 rows (to fp32 rounding). Rows carry different numbers of label tokens, so
+// normalising each micro-batch by its own count (the classic bug) would give a different gradient; the test
+// checks that too, to show it can tell the two apart.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <vector>
+
+#include "engine/session/session.hpp"
+#include "engine/train/forward_backward.hpp"
+#include "tests/unit/train/train_test_support.hpp"
+
+namespace engine::train {
+namespace {
+
+constexpr int32_t T = 16;
+
+data::Batch make_rows(const std::vector<int>& which) {
+  data::Batch b;
+  b.rows = static_cast<int32_t>(which.size());
+  b.seq_len = T;
+  for (int r : which) {
+    const int n_labels = 3 + 4 * r;  // rows 0..3 train 3, 7, 11, 15 tokens
+    for (int t = 0; t < T; ++t) {
+      b.input_ids.push_back((r * 13 + t * 7 + 1) % 64);
+      b.labels.push_back(t >= T - 1 - n_labels && t < T - 1 ? (r * 5 + t * 3 + 2) % 64 : -100);
+      b.position_ids.push_back(t);
+      b.segment_ids.push_back(1);
+    }
+  }
+  for (int32_t l : b.labels) b.label_tokens += l != -100;
+  return b;
+}
+
+std::map<std::string, std::vector<float>> grads(session::TrainingSession& s) {
+  std::map<std::string, std::vector<float>> out;
+  for (rt::Param* p : s.trainable()) {
+    rt::Tensor g = s.host().params().grad(*p);
+    if (g.defined()) out[p->name()] = g.to_float_vector();
+  }
+  return out;
+}
+
+// max |a - b| / max |a| over all parameters
+double rel_diff(const std::map<std::string, std::vector<float>>& a,
+                const std::map<std::string, std::vector<float>>& b) {
+  double diff = 0, scale = 0;
+  EXPECT_EQ(a.size(), b.size());
+  for (const auto& [name, va] : a) {
+    auto it = b.find(name);
+    if (it == b.end()) {
+      ADD_FAILURE() << name << " has no gradient in the second run";
+      continue;
+    }
+    for (size_t i = 0; i < va.size(); ++i) {
+      scale = std::max(scale, std::abs(double(va[i])));
+      diff = std::max(diff, std::abs(double(va[i]) - double(it->second[i])));
+    }
+  }
+  return diff / scale;
+}
+
+void check_equivalence(const std::vector<std::string>& sets) {
+  auto reg = testing::registry();
+  recipe::Recipe r = testing::load(*reg, "train/recipes/tiny_fixture.toml", sets);
+  session::TrainingSession s(r, *reg, rt::cpu_device());
+
+  std::vector<data::Batch> one = {make_rows({0, 1, 2, 3})};
+  PassResult big = forward_backward(s, one);
+  EXPECT_EQ(big.label_tokens, 3 + 7 + 11 + 15);
+  auto g_big = grads(s);
+  ASSERT_FALSE(g_big.empty());
+  s.host().params().zero_grads();
+
+  std::vector<data::Batch> four = {make_rows({0}), make_rows({1}), make_rows({2}), make_rows({3})};
+  PassResult acc = forward_backward(s, four);
+  EXPECT_EQ(acc.label_tokens, big.label_tokens);
+  EXPECT_NEAR(acc.loss, big.loss, 1e-5 * big.loss);
+  auto g_acc = grads(s);
+  const double d = rel_diff(g_big, g_acc);
+  EXPECT_LT(d, 1e-5) << "accumulated gradient differs from the big batch's";
+  s.host().params().zero_grads();
+
+  // The wrong way: each micro-batch normalised by its own label count, averaged over micro-batches.
+  for (const data::Batch& b : four) forward_backward(s, std::vector<data::Batch>{b});
+  auto g_wrong = grads(s);
+  for (auto& [name, v] : g_wrong) {
+    for (float& x : v) x /= 4.0f;
+  }
+  EXPECT_GT(rel_diff(g_big, g_wrong), 1e-2) << "per-micro-batch normalisation should differ";
+  s.host().params().zero_grads();
+}
+
+TEST(GradAccum, FourMicroBatchesOfOneEqualOneBatchOfFourFullFineTuning) { check_equivalence({}); }
+
+TEST(GradAccum, FourMicroBatchesOfOneEqualOneBatchOfFourLora) {
+  // lora_B starts at zero, so only B would get a gradient: a non-zero init for B is not possible from a
+  // recipe, hence full fine-tuning above covers every parameter; here we check the adapter path.
+  check_equivalence({"peft.plugin=lora", "peft.r=4", "peft.lora_alpha=8"});
+}
+
+}  // namespace
+}  // namespace engine::train

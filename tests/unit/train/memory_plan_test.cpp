@@ -1,0 +1,66 @@
+// Arithmetic of the memory plan on known sizes. (tests/e2e/plan_peak_test checks it against a real run.)
+#include "engine/train/memory_plan.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace engine::train;
+
+namespace {
+PlanInputs qwen7b() {
+  PlanInputs in;
+  in.model = {28, 152064, 3584, 18944, 28, 4, 128, false, true};
+  in.weight_dtype = ENG_BF16;
+  in.compute_dtype = ENG_BF16;
+  in.micro_batch_size = 1;
+  in.seq_len = 2048;
+  in.activation_checkpointing = true;
+  in.cuda = true;
+  in.device_memory = int64_t(80) << 30;
+  return in;
+}
+int64_t component(const MemoryPlan& p, const std::string& name) {
+  for (const auto& c : p.components) {
+    if (c.name == name) return c.bytes;
+  }
+  ADD_FAILURE() << "no component " << name;
+  return -1;
+}
+}  // namespace
+
+TEST(MemoryPlan, Qwen7bLoraCountsMatchTheArchitecture) {
+  PlanInputs in = qwen7b();
+  in.lora_rank = 16;
+  in.lora_targets = {"all-linear"};
+  MemoryPlan p = make_memory_plan(in);
+  // Qwen2.5-7B has 7,615,616,512 parameters (HF model card: 7.61B)
+  EXPECT_EQ(p.base_elements, 7615616512);
+  EXPECT_EQ(component(p, "base weights"), 7615616512 * 2);
+  // PEFT reports 40,370,176 trainable parameters for r=16 all-linear on Qwen2.5-7B
+  EXPECT_EQ(p.trainable_elements, 40370176);
+  EXPECT_EQ(component(p, "gradients"), 40370176 * 4);
+  EXPECT_EQ(component(p, "optimizer state"), 40370176 * 8);
+  EXPECT_EQ(component(p, "master weights"), 0);
+  EXPECT_TRUE(p.fits());
+  EXPECT_LT(p.total_bytes, int64_t(30) << 30);
+}
+
+TEST(MemoryPlan, FullFineTuningNeedsMastersGradientsAndStateForEverything) {
+  PlanInputs in = qwen7b();
+  MemoryPlan p = make_memory_plan(in);
+  EXPECT_EQ(p.trainable_elements, p.base_elements);
+  EXPECT_EQ(component(p, "master weights"), p.base_elements * 4);
+  EXPECT_EQ(component(p, "base weights"), 0);  // the fp32 masters are the only copy
+  EXPECT_EQ(component(p, "adapters"), 0);
+  EXPECT_FALSE(p.fits());  // 7.6B * (4 + 4 + 8) bytes > 80 GiB
+  EXPECT_NE(format_memory_plan(p, "cuda:0").find("DOES NOT FIT"), std::string::npos);
+}
+
+TEST(MemoryPlan, CheckpointingShrinksActivations) {
+  PlanInputs in = qwen7b();
+  in.lora_rank = 16;
+  in.lora_targets = {"q_proj", "v_proj"};
+  const int64_t with = component(make_memory_plan(in), "activations");
+  in.activation_checkpointing = false;
+  const int64_t without = component(make_memory_plan(in), "activations");
+  EXPECT_GT(without, 5 * with);
+}
