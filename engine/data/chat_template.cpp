@@ -138,7 +138,8 @@ std::string_view ChatTemplate::end_of_turn() const noexcept {
   return variant_ == Variant::kLlama3 || variant_ == Variant::kLlama31 ? "<|eot_id|>" : "<|im_end|>";
 }
 
-RenderedChat ChatTemplate::render(std::span<const ChatMessage> input, bool add_generation_prompt) const {
+RenderedChat ChatTemplate::render(std::span<const ChatMessage> input, bool add_generation_prompt,
+                                  bool enable_thinking) const {
   for (const auto& m : input) check_role(m, name());
   std::vector<ChatMessage> messages(input.begin(), input.end());
   if (system_prompt_ && (messages.empty() || messages.front().role != "system")) {
@@ -217,7 +218,10 @@ RenderedChat ChatTemplate::render(std::span<const ChatMessage> input, bool add_g
     assistant_span(start);
     text += "\n";
   }
-  if (add_generation_prompt) text += "<|im_start|>assistant\n";
+  if (add_generation_prompt) {
+    text += "<|im_start|>assistant\n";
+    if (variant_ == Variant::kQwen3 && !enable_thinking) text += "<think>\n\n</think>\n\n";
+  }
   return out;
 }
 

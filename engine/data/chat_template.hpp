@@ -60,7 +60,10 @@ class ChatTemplate {
   const std::optional<std::string>& system_prompt() const noexcept { return system_prompt_; }
 
   // Renders the conversation; add_generation_prompt appends the assistant header to prompt a reply.
-  RenderedChat render(std::span<const ChatMessage> messages, bool add_generation_prompt = false) const;
+  // enable_thinking = false (qwen3 only, as its template's switch) follows that header with an empty
+  // <think></think> block, so the model answers without reasoning.
+  RenderedChat render(std::span<const ChatMessage> messages, bool add_generation_prompt = false,
+                      bool enable_thinking = true) const;
 
   Variant variant() const noexcept { return variant_; }
   std::string_view name() const noexcept;

@@ -31,7 +31,8 @@ TEST(ChatTemplate, MatchesTransformersOnCommittedExamples) {
     const ChatTemplate tmpl = ChatTemplate::recognise(fixture["templates"][name].get<std::string>(), name);
     ASSERT_EQ(tmpl.name(), name);
     const auto messages = to_messages(c["messages"]);
-    const RenderedChat r = tmpl.render(messages, c["add_generation_prompt"].get<bool>());
+    const RenderedChat r =
+        tmpl.render(messages, c["add_generation_prompt"].get<bool>(), c.value("enable_thinking", true));
     EXPECT_EQ(r.text, c["text"].get<std::string>())
         << "template " << name << ", case " << c["messages"].dump();
     // One span per assistant message, each ending with the end-of-turn token and holding the reply's words.
@@ -53,7 +54,7 @@ TEST(ChatTemplate, MatchesTransformersOnCommittedExamples) {
     }
     ++checked;
   }
-  EXPECT_EQ(checked, 40u);
+  EXPECT_EQ(checked, 41u);
 }
 
 TEST(ChatTemplate, SystemPromptOptionAppliesWhenConversationHasNone) {

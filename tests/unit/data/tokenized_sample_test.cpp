@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "engine/core/error.hpp"
@@ -13,6 +14,16 @@ namespace engine::data {
 namespace {
 
 using testing::test_data;
+
+// The real Qwen tokenizer, loaded once for the whole binary (11 MB); null when ../shared lacks it.
+const Tokenizer* qwen_tokenizer() {
+  static const std::unique_ptr<Tokenizer> tokenizer = []() -> std::unique_ptr<Tokenizer> {
+    const auto dir = testing::qwen_tokenizer_dir();
+    if (!std::filesystem::exists(dir / "tokenizer.json")) return nullptr;
+    return std::make_unique<Tokenizer>(Tokenizer::from_file(dir));
+  }();
+  return tokenizer.get();
+}
 
 class TokenizedSampleTest : public ::testing::Test {
  protected:
@@ -93,9 +104,8 @@ TEST_F(TokenizedSampleTest, Llama3TemplateTrainsEotId) {
 }
 
 TEST_F(TokenizedSampleTest, RealQwenTokenizerMasksImEnd) {
-  const auto dir = testing::qwen_tokenizer_dir();
-  if (!std::filesystem::exists(dir / "tokenizer.json")) GTEST_SKIP() << "absent: " << dir;
-  static const Tokenizer qwen = Tokenizer::from_file(dir);
+  if (qwen_tokenizer() == nullptr) GTEST_SKIP() << "absent: " << testing::qwen_tokenizer_dir();
+  const Tokenizer& qwen = *qwen_tokenizer();
   const TokenizedSample s = tokenize_example(two_turns(), qwen, chat, SampleOptions{});
   EXPECT_EQ(trained_runs(qwen, s), (std::vector<std::string>{"The fox.<|im_end|>", "No.<|im_end|>"}));
   // The id after each trained <|im_end|> target (the "\n") is not a target.
@@ -109,9 +119,8 @@ TEST_F(TokenizedSampleTest, RealQwenTokenizerMasksImEnd) {
 TEST_F(TokenizedSampleTest, RealQwenIdsEqualTransformersApplyChatTemplate) {
   // tests/data/data/chat_templates.json holds transformers' apply_chat_template(tokenize=True) ids for every
   // ChatML case; the engine's tokenized sample must have exactly those ids.
-  const auto dir = testing::qwen_tokenizer_dir();
-  if (!std::filesystem::exists(dir / "tokenizer.json")) GTEST_SKIP() << "absent: " << dir;
-  static const Tokenizer qwen = Tokenizer::from_file(dir);
+  if (qwen_tokenizer() == nullptr) GTEST_SKIP() << "absent: " << testing::qwen_tokenizer_dir();
+  const Tokenizer& qwen = *qwen_tokenizer();
   const auto fixture = nlohmann::json::parse(testing::read_text(test_data("chat_templates.json")));
   size_t checked = 0;
   for (const auto& c : fixture["cases"]) {
