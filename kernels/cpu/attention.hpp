@@ -19,11 +19,15 @@
 //   dP_ij = dO_i . v_j,  Dl_i = dO_i . O_i,  dS_ij = P_ij (dP_ij - Dl_i)
 //   dq_i = scale sum_j dS_ij k_j,  dk_j += scale dS_ij q_i,  dv_j += P_ij dO_i
 // with dk and dv accumulated transposed (D, Tk) as rank-1 updates (again contiguous over j).
-// Forward splits over (b, h, query rows). Backward splits over (b, kv head): a task owns dk and dv of its kv
-// head and walks its G query heads and rows in order, so every sum happens in a fixed order (deterministic,
-// no atomics, independent of the thread count). Measured (bench_train_step_cpu, T = 256, D = 64, 8 heads, 8
-// layers, 2 threads): the first version (a dot product per (i, j) pair, baseline SSE2) took 400 ms per step
-// for 1.6 GFLOP; this layout: see bench/RESULTS.md.
+// Forward splits over (b, h, query rows). Backward, when B * Hkv >= 8, splits over (b, kv head): a task owns dk
+// and dv of its kv head and walks its G query heads and rows in order. With fewer (b, kv head) pairs (e.g.
+// batch 1 of a model with 2 kv heads) that would leave threads idle, so the backward then runs in two passes:
+// dq split over query rows, then dk / dv split over (b, kv head, block of 32 keys), recomputing P and dP in
+// each (14 D instead of 10 D FLOPs per pair). The form depends on the shape only; every sum happens in a fixed
+// order (deterministic, no atomics, independent of the thread count).
+// Measured (bench_train_step_cpu, T = 256, D = 64, 8 heads, 8 layers, 2 threads): the first version (a dot
+// product per (i, j) pair, baseline SSE2) took 400 ms per step for 1.6 GFLOP; this layout ~116-210 ms
+// depending on machine load (bench/RESULTS.md).
 #pragma once
 
 #include <cstdint>

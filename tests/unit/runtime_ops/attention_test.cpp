@@ -80,6 +80,40 @@ TEST(Attention, GradientsWithSegmentsAndGroupedHeads) {
   }
 }
 
+// B * Hkv >= 8 takes the per-kv-head backward, fewer the split (rows / key blocks) one; with T > 32 the split
+// form spans several key blocks. Both against finite differences.
+TEST(Attention, GradientsOfBothBackwardForms) {
+  std::vector<int32_t> seg(2 * 9);
+  for (size_t i = 0; i < seg.size(); ++i) seg[i] = static_cast<int32_t>((i % 9) / 4);  // documents of 4, 4, 1
+  Tensor s = Tensor::from_vector({2, 9}, ENG_I32, cpu_device(), seg);
+  Tensor q = random_tensor({2, 9, 8, 3}, ENG_F64, 20), k = random_tensor({2, 9, 4, 3}, ENG_F64, 21),
+         v = random_tensor({2, 9, 4, 3}, ENG_F64, 22);
+  expect_gradients_match([] { return ops::make_attention(0.6); }, {q, k, v, s}, {true, true, true, false});
+  Tensor q2 = random_tensor({1, 70, 2, 2}, ENG_F64, 23), k2 = random_tensor({1, 70, 1, 2}, ENG_F64, 24),
+         v2 = random_tensor({1, 70, 1, 2}, ENG_F64, 25);
+  std::vector<int32_t> seg2(70);
+  for (size_t i = 0; i < seg2.size(); ++i) seg2[i] = i < 40 ? 0 : 1;  // a document crossing a key block
+  Tensor s2 = Tensor::from_vector({1, 70}, ENG_I32, cpu_device(), seg2);
+  expect_gradients_match([] { return ops::make_attention(0.8); }, {q2, k2, v2, s2},
+                         {true, true, true, false});
+  // The two forms agree with each other in f32 on one problem: run it as B*Hkv = 8 and as 8 separate B*Hkv =
+  // 1 problems (one head each).
+  const int64_t T = 40, D = 6;
+  Tensor qa = random_tensor({8, T, 1, D}, ENG_F32, 26), ka = random_tensor({8, T, 1, D}, ENG_F32, 27),
+         va = random_tensor({8, T, 1, D}, ENG_F32, 28), go = random_tensor({8, T, 1, D}, ENG_F32, 29);
+  auto whole = ops::make_attention(0.4);
+  whole->forward({qa, ka, va, Tensor()}, true);
+  const auto gw = whole->backward({go}, {true, true, true, false});
+  for (int64_t b = 0; b < 8; ++b) {
+    auto one = ops::make_attention(0.4);
+    one->forward({qa.sliced(0, b, b + 1), ka.sliced(0, b, b + 1), va.sliced(0, b, b + 1), Tensor()}, true);
+    const auto g1 = one->backward({go.sliced(0, b, b + 1)}, {true, true, true, false});
+    for (int x = 0; x < 3; ++x)
+      expect_close(values(g1[x]), values(gw[x].sliced(0, b, b + 1)), 1e-5, 1e-6,
+                   "split vs per-head backward");
+  }
+}
+
 TEST(Attention, RejectsHeadsThatDoNotGroup) {
   Tensor q = random_tensor({1, 4, 3, 4}, ENG_F32, 1), k = random_tensor({1, 4, 2, 4}, ENG_F32, 2);
   EXPECT_THROW(ops::make_attention(1.0)->forward({q, k, k, Tensor()}, false), Error);
