@@ -10,7 +10,7 @@ std::vector<std::string> run_args(const fs::path& model, const fs::path& out) {
   return {"run",   (source_dir() / "recipes/tiny_lora.toml").string(),
           "--set", "model.path=" + model.string(),
           "--set", "train.output_dir=" + out.string(),
-          "--set", "train.max_steps=40",
+          "--set", "train.max_steps=80",
           "--set", "checkpoint.save_every=5",
           "--set", "checkpoint.keep_last=0",
           "--set", "train.eval_every=0",
@@ -47,12 +47,12 @@ TEST(Resume, KillNineThenResumeIsBitwiseIdentical) {
   kill(pid, SIGKILL);
   EXPECT_EQ(wait_exit(pid), 128 + SIGKILL);
   ASSERT_TRUE(reached) << read_file(dir / "b.log");
-  ASSERT_FALSE(fs::exists(b / "checkpoint-40")) << "the run finished before it could be killed";
+  ASSERT_FALSE(fs::exists(b / "checkpoint-80")) << "the run finished before it could be killed";
   const size_t logged_before = train_lines(b).size();
   ASSERT_EQ(run_engine(run_args(model, b), dir / "b.log"), 0) << read_file(dir / "b.log");  // --resume auto
   EXPECT_NE(read_file(dir / "b.log").find("resumed from"), std::string::npos);
   std::cout << "killed after " << logged_before << " logged steps, resumed from the newest checkpoint\n";
-  expect_same_run(a, b, 40);
+  expect_same_run(a, b, 80);
 
   // SIGTERM: finish the step, save, exit 0; then resume to the end
   pid = spawn(run_args(model, c), dir / "c.log");
@@ -63,9 +63,9 @@ TEST(Resume, KillNineThenResumeIsBitwiseIdentical) {
   const int64_t stopped_at = std::stoll(latest.substr(std::string("checkpoint-").size()));
   EXPECT_EQ(stopped_at, static_cast<int64_t>(train_lines(c).size()))
       << "the checkpoint is not at the last finished step";
-  EXPECT_LT(stopped_at, 40);
+  EXPECT_LT(stopped_at, 80);
   ASSERT_EQ(run_engine(run_args(model, c), dir / "c.log"), 0) << read_file(dir / "c.log");
-  expect_same_run(a, c, 40);
+  expect_same_run(a, c, 80);
 
   // --resume none starts over (and refuses nothing); a checkpoint directory resumes from it
   const fs::path d = dir / "from_dir";
@@ -73,8 +73,8 @@ TEST(Resume, KillNineThenResumeIsBitwiseIdentical) {
   args.push_back("--resume");
   args.push_back((a / "checkpoint-20").string());
   ASSERT_EQ(run_engine(args, dir / "d.log"), 0) << read_file(dir / "d.log");
-  EXPECT_TRUE(same_bytes(a / "checkpoint-40/adapter_model.safetensors",
-                         d / "checkpoint-40/adapter_model.safetensors"));
+  EXPECT_TRUE(same_bytes(a / "checkpoint-80/adapter_model.safetensors",
+                         d / "checkpoint-80/adapter_model.safetensors"));
 }
 
 }  // namespace
