@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the engine to a temporary prefix, builds examples/third_party_plugin against that prefix only, puts
 # it on ENGINE_PLUGIN_PATH and shows that the unchanged engine binary (same sha256 before and after) lists the
-# plugin and validates a recipe that uses it. Usage: third_party_plugin_test.sh BUILD_DIR SOURCE_DIR
+# plugin, validates a recipe that uses it and trains with it (its loss falls). Usage: third_party_plugin_test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$1 src=$2
 tmp=$(mktemp -d)
@@ -33,6 +33,28 @@ if "$engine" validate "$src/tests/data/e2e/sgd_momentum.toml" --set optimizer.mo
   echo "a misspelled option was accepted"; exit 1
 fi
 grep -q "did you mean 'momentum'" "$tmp/out"
+# The unchanged engine trains with it: the tiny LoRA recipe with the third-party optimizer instead of adamw.
+cat >"$tmp/run.toml" <<EOF
+include = "$src/recipes/tiny_lora.toml"
+[model]
+path = "$tmp/model"
+[optimizer]
+plugin = "sgd_momentum"
+lr = 0.05
+momentum = 0.9
+[train]
+output_dir = "$tmp/run"
+max_steps = 12
+eval_every = 0
+[log]
+every = 1
+EOF
+"$engine" run "$tmp/run.toml" >"$tmp/run.log" 2>&1 || { rc=$?; cat "$tmp/run.log"; echo "engine run failed with exit code $rc"; exit 1; }
+grep -q 'sgd_momentum' "$tmp/run/checkpoint-12/recipe.toml" || { echo "the checkpoint's recipe lacks sgd_momentum"; exit 1; }
+first=$(head -n 1 "$tmp/run/metrics.jsonl" | sed 's/.*"loss":\([0-9.]*\).*/\1/')
+last=$(grep -v eval_loss "$tmp/run/metrics.jsonl" | tail -n 1 | sed 's/.*"loss":\([0-9.]*\).*/\1/')
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.5) }' ||
+  { echo "loss did not fall with sgd_momentum: $first -> $last"; cat "$tmp/run.log"; exit 1; }
 # The installed engine finds nothing in the current directory and the example only through the path.
 installed=$(cd "$tmp/example/plugins" && ENGINE_PLUGIN_PATH= "$tmp/prefix/bin/engine" plugins --json)
 [[ "$installed" == "[]" || "$installed" != *sgd_momentum* ]] || { echo "found in the current directory"; exit 1; }
@@ -40,4 +62,4 @@ installed=$(cd "$tmp/example/plugins" && ENGINE_PLUGIN_PATH= "$tmp/prefix/bin/en
 
 after=$(sha256sum "$engine" | cut -d' ' -f1)
 [[ "$before" == "$after" ]] || { echo "the engine binary changed"; exit 1; }
-echo "ok: sgd_momentum built out of tree, listed and validated by the unchanged engine ($after)"
+echo "ok: sgd_momentum built out of tree, listed, validated and trained with by the unchanged engine ($after); loss $first -> $last"
