@@ -11,8 +11,8 @@
 //
 // Rows (each its own CpuDevice + HostSession, run interleaved step by step so all rows see the same machine
 // load): the CPU device without a cache (every block from / back to the OS, as before the caching allocator),
-// with the caching allocator (huge pages off, then on), and with the cache, huge pages and activation
-// checkpointing.
+// with the caching allocator (huge pages off, then on), and with the cache and activation checkpointing
+// (--rows picks: nocache, cache, cache_huge, cache_ckpt, cache_huge_ckpt).
 //
 // What it reports per row: step time (best and median of --steps after one warm-up step), minor page faults
 // per step, model FLOPs per step
@@ -64,11 +64,19 @@ long minor_faults() {
   return u.ru_minflt;
 }
 
+// User + system CPU seconds of the process (all threads): on a shared machine, the work a step costs
+// independently of how long other processes kept its threads waiting.
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
 struct Config {
   int64_t hidden = 512, layers = 8, heads = 8, kv_heads = 8, intermediate = 1408, seq = 256, batch = 1,
           vocab = 32000;
   int steps = 5;
-  std::string rows = "nocache,cache,cache_huge,cache_huge_ckpt";
+  std::string rows = "nocache,cache,cache_huge,cache_ckpt";
   std::string json = "bench_train_step_cpu.json";
 };
 
@@ -103,7 +111,7 @@ struct Row {
   std::unique_ptr<engine::session::ModelInstance> model;
   Tensor ids, positions, labels;
   int64_t label_tokens = 0;
-  std::vector<double> step_s, sgemm_s, forward_s, loss_s, backward_s;
+  std::vector<double> step_s, sgemm_s, forward_s, loss_s, backward_s, cpu_s;
   std::vector<long> faults;
   double loss = 0;
 };
@@ -157,8 +165,8 @@ Row make_row(const std::string& name, const Config& c, const engine::plugins::Pl
              int threads) {
   Row r;
   r.name = name;
-  engine::rt::CpuAllocatorOptions o;
-  o.poison = false;
+  // The environment's options (ENGINE_CPU_CACHE_BYTES sets the cap of the cache rows), then the row's.
+  engine::rt::CpuAllocatorOptions o = engine::rt::CpuAllocatorOptions::from_environment();
   if (name == "nocache") {
     o.cache_limit_bytes = 0;
     o.hugepages = false;
@@ -167,12 +175,18 @@ Row make_row(const std::string& name, const Config& c, const engine::plugins::Pl
     o.hugepages = false;
     r.description = "caching allocator";
   } else if (name == "cache_huge") {
+    o.hugepages = true;
     r.description = "caching allocator + MADV_HUGEPAGE";
   } else if (name == "cache_huge_ckpt") {
+    o.hugepages = true;
     r.checkpointing = true;
     r.description = "cache + hugepages + act. checkpointing";
+  } else if (name == "cache_ckpt") {
+    o.hugepages = false;
+    r.checkpointing = true;
+    r.description = "caching allocator + act. checkpointing";
   } else {
-    std::fprintf(stderr, "unknown row '%s' (known: nocache, cache, cache_huge, cache_huge_ckpt)\n",
+    std::fprintf(stderr, "unknown row '%s' (known: nocache, cache, cache_huge, cache_ckpt, cache_huge_ckpt)\n",
                  name.c_str());
     std::exit(2);
   }
@@ -207,6 +221,7 @@ Row make_row(const std::string& name, const Config& c, const engine::plugins::Pl
 // One training step of the row; returns false when a gradient is missing.
 bool step(Row& r, bool record) {
   const long f0 = minor_faults();
+  const double c0 = cpu_seconds();
   const auto t0 = Clock::now();
   Tensor hidden = r.model->forward(r.ids, r.positions);  // (B, T, C)
   const auto t1 = Clock::now();
@@ -217,6 +232,7 @@ bool step(Row& r, bool record) {
   const auto t3 = Clock::now();
   r.loss = loss.item();
   const long f1 = minor_faults();
+  const double c1 = cpu_seconds();
   engine::rt::ParamStore& params = r.session->params();
   for (size_t i = 0; i < params.size(); ++i) {
     engine::rt::Param& p = params.at(i);
@@ -233,6 +249,7 @@ bool step(Row& r, bool record) {
     r.loss_s.push_back(sec(t1, t2));
     r.backward_s.push_back(sec(t2, t3));
     r.faults.push_back(f1 - f0);
+    r.cpu_s.push_back(c1 - c0);
   }
   return true;
 }
@@ -270,7 +287,7 @@ int main(int argc, char** argv) {
     else {
       std::fprintf(stderr,
                    "unknown option %s (known: --steps N, --layers L, --seq T, --rows a,b,.. "
-                   "(nocache,cache,cache_huge,cache_huge_ckpt), --json PATH)\n",
+                   "(nocache,cache,cache_huge,cache_ckpt,cache_huge_ckpt), --json PATH)\n",
                    a.c_str());
       return 2;
     }
@@ -323,8 +340,8 @@ int main(int argc, char** argv) {
       (long long)c.intermediate, (long long)c.seq, (long long)c.batch, (long long)c.vocab, threads, c.steps);
   std::printf("model GFLOP per step %.2f (attention %.2f; not counted: fused-loss recompute %.2f)\n\n",
               step_flops / 1e9, attn_flops / 1e9, recompute_flops / 1e9);
-  std::printf("%-40s %10s %10s %8s %8s %8s %9s %9s %7s %7s %9s\n", "row", "best ms", "median ms", "fwd ms",
-              "loss ms", "bwd ms", "GFLOP/s", "sgemm", "ratio", "r.med", "faults");
+  std::printf("%-40s %9s %9s %8s %8s %8s %8s %9s %9s %7s %7s %8s\n", "row", "best ms", "median ms", "cpu ms",
+              "fwd ms", "loss ms", "bwd ms", "GFLOP/s", "sgemm", "ratio", "r.med", "faults");
   nlohmann::json rows_json = nlohmann::json::array();
   for (const Row& r : rows) {
     const double step_s = best(r.step_s), step_med = median(r.step_s);
@@ -333,8 +350,8 @@ int main(int argc, char** argv) {
     const double ratio = gflops / sgemm_gflops;
     const double ratio_median = (step_flops / step_med) / (matmul_flops / sg_med);
     const long faults = median(r.faults);
-    std::printf("%-40s %10.1f %10.1f %8.1f %8.1f %8.1f %9.2f %9.2f %6.1f%% %6.1f%% %9ld\n", r.description.c_str(),
-                step_s * 1e3, step_med * 1e3, median(r.forward_s) * 1e3, median(r.loss_s) * 1e3,
+    std::printf("%-40s %9.1f %9.1f %8.1f %8.1f %8.1f %8.1f %9.2f %9.2f %6.1f%% %6.1f%% %8ld\n",
+                r.description.c_str(), step_s * 1e3, step_med * 1e3, median(r.cpu_s) * 1e3, median(r.forward_s) * 1e3, median(r.loss_s) * 1e3,
                 median(r.backward_s) * 1e3, gflops, sgemm_gflops, 100.0 * ratio, 100.0 * ratio_median, faults);
     auto ms = [](const std::vector<double>& v) {
       std::vector<double> out;
@@ -347,6 +364,7 @@ int main(int argc, char** argv) {
                          {"activation_checkpointing", r.checkpointing},
                          {"step_ms_best", step_s * 1e3},
                          {"step_ms_median", step_med * 1e3},
+                         {"process_cpu_ms_median", median(r.cpu_s) * 1e3},
                          {"forward_ms_median", median(r.forward_s) * 1e3},
                          {"loss_ms_median", median(r.loss_s) * 1e3},
                          {"backward_ms_median", median(r.backward_s) * 1e3},
@@ -369,7 +387,9 @@ int main(int argc, char** argv) {
     std::printf("%-40s %14.1f %14.1f %12lld\n", r.description.c_str(), double(m.peak_bytes) / 1e6,
                 double(m.peak_reserved_bytes) / 1e6, (long long)m.cache_hits);
   }
-  std::printf("loss %.6f\n", rows.front().loss);
+  bool same_loss = true;
+  for (const Row& r : rows) same_loss = same_loss && r.loss == rows.front().loss;
+  std::printf("loss %.6f (%s across rows)\n", rows.front().loss, same_loss ? "bitwise equal" : "DIFFERS");
   nlohmann::json j = {{"benchmark", "train_step_cpu"},
                       {"path", "llama plugin + HostSession + rt::Tape, full fine-tuning, no optimizer"},
                       {"config",
@@ -387,6 +407,7 @@ int main(int argc, char** argv) {
                       {"model_gflop_per_step", step_flops / 1e9},
                       {"attention_gflop_per_step", attn_flops / 1e9},
                       {"uncounted_fused_loss_recompute_gflop", recompute_flops / 1e9},
+                      {"loss_bitwise_equal_across_rows", same_loss},
                       {"rows", rows_json}};
   std::ofstream(c.json) << j.dump(2) << "\n";
   std::printf("\nwrote %s\n", c.json.c_str());

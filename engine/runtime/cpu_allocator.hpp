@@ -5,8 +5,9 @@
 // Size classes (class_bytes): requests up to 512 B round up to a multiple of 64 B; larger ones to a multiple of
 // max(64 B, p / 8) where p is the largest power of two <= the request, so a block wastes at most 12.5% and a
 // request is served only from its own class (no splitting, no fragmentation between classes). Blocks are 64 B
-// aligned; blocks of at least 2 MiB are 2 MiB aligned and, when hugepages are on, madvise(MADV_HUGEPAGE)'d so
-// the kernel backs them with transparent huge pages (fewer page faults and TLB misses on large tensors).
+// aligned; blocks of at least 2 MiB are 2 MiB aligned and, when hugepages are on (off by default: it did not
+// measurably help the CPU training step once blocks are reused, see bench/RESULTS.md), madvise(MADV_HUGEPAGE)'d
+// so a kernel in THP "madvise" mode backs them with transparent huge pages.
 //
 // Statistics: live bytes (current / peak) count the bytes callers asked for, exactly as if every allocation
 // came from the OS, so peak comparisons (activation checkpointing) are unaffected by caching. Reserved bytes
@@ -34,7 +35,7 @@ namespace engine::rt {
 
 struct CpuAllocatorOptions {
   size_t cache_limit_bytes = size_t(4) << 30;  // cap on cached (freed, not yet returned) bytes; 0: no caching
-  bool hugepages = true;                       // madvise(MADV_HUGEPAGE) blocks of >= 2 MiB
+  bool hugepages = false;                      // madvise(MADV_HUGEPAGE) blocks of >= 2 MiB
   bool poison = false;                         // fill every handed-out block with 0xFF bytes
 
   // The defaults overridden by the environment: ENGINE_CPU_CACHE_BYTES (bytes, suffix K/M/G allowed),
