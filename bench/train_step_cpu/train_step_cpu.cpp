@@ -69,7 +69,8 @@ long minor_faults() {
 double cpu_seconds() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
 }
 
 struct Config {
@@ -186,7 +187,8 @@ Row make_row(const std::string& name, const Config& c, const engine::plugins::Pl
     r.checkpointing = true;
     r.description = "caching allocator + act. checkpointing";
   } else {
-    std::fprintf(stderr, "unknown row '%s' (known: nocache, cache, cache_huge, cache_ckpt, cache_huge_ckpt)\n",
+    std::fprintf(stderr,
+                 "unknown row '%s' (known: nocache, cache, cache_huge, cache_ckpt, cache_huge_ckpt)\n",
                  name.c_str());
     std::exit(2);
   }
@@ -243,7 +245,9 @@ bool step(Row& r, bool record) {
   }
   params.zero_grads();
   if (record) {
-    auto sec = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+    auto sec = [](Clock::time_point a, Clock::time_point b) {
+      return std::chrono::duration<double>(b - a).count();
+    };
     r.step_s.push_back(sec(t0, t3));
     r.forward_s.push_back(sec(t0, t1));
     r.loss_s.push_back(sec(t1, t2));
@@ -334,7 +338,8 @@ int main(int argc, char** argv) {
 
   std::printf(
       "CPU training step through the engine (llama plugin, HostSession, rt::Tape): hidden %lld, %lld layers, "
-      "%lld heads, %lld kv heads, intermediate %lld, seq %lld, batch %lld, vocab %lld (fused linear+CE), f32, "
+      "%lld heads, %lld kv heads, intermediate %lld, seq %lld, batch %lld, vocab %lld (fused linear+CE), "
+      "f32, "
       "%d threads, %d steps\n",
       (long long)c.hidden, (long long)c.layers, (long long)c.heads, (long long)c.kv_heads,
       (long long)c.intermediate, (long long)c.seq, (long long)c.batch, (long long)c.vocab, threads, c.steps);
@@ -351,8 +356,9 @@ int main(int argc, char** argv) {
     const double ratio_median = (step_flops / step_med) / (matmul_flops / sg_med);
     const long faults = median(r.faults);
     std::printf("%-40s %9.1f %9.1f %8.1f %8.1f %8.1f %8.1f %9.2f %9.2f %6.1f%% %6.1f%% %8ld\n",
-                r.description.c_str(), step_s * 1e3, step_med * 1e3, median(r.cpu_s) * 1e3, median(r.forward_s) * 1e3, median(r.loss_s) * 1e3,
-                median(r.backward_s) * 1e3, gflops, sgemm_gflops, 100.0 * ratio, 100.0 * ratio_median, faults);
+                r.description.c_str(), step_s * 1e3, step_med * 1e3, median(r.cpu_s) * 1e3,
+                median(r.forward_s) * 1e3, median(r.loss_s) * 1e3, median(r.backward_s) * 1e3, gflops,
+                sgemm_gflops, 100.0 * ratio, 100.0 * ratio_median, faults);
     auto ms = [](const std::vector<double>& v) {
       std::vector<double> out;
       for (double t : v) out.push_back(t * 1e3);

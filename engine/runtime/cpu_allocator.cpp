@@ -41,9 +41,12 @@ size_t env_bytes(const char* name, size_t fallback) {
   }
   unsigned long long scale = 1;
   const std::string suffix = s.substr(pos);
-  if (suffix == "K" || suffix == "k") scale = 1ull << 10;
-  else if (suffix == "M" || suffix == "m") scale = 1ull << 20;
-  else if (suffix == "G" || suffix == "g") scale = 1ull << 30;
+  if (suffix == "K" || suffix == "k")
+    scale = 1ull << 10;
+  else if (suffix == "M" || suffix == "m")
+    scale = 1ull << 20;
+  else if (suffix == "G" || suffix == "g")
+    scale = 1ull << 30;
   else if (!suffix.empty())
     fail("environment variable {}='{}' has an unknown suffix '{}'; use K, M or G", name, s, suffix);
   return static_cast<size_t>(n * scale);
@@ -110,7 +113,8 @@ void* CpuCachingAllocator::allocate(size_t bytes) {
       p = os_allocate(cls);
     }
     if (p == nullptr) {
-      fail_with(ENG_ERR_OUT_OF_MEMORY, "out of CPU memory allocating {} bytes (a block of {} bytes)", bytes, cls);
+      fail_with(ENG_ERR_OUT_OF_MEMORY, "out of CPU memory allocating {} bytes (a block of {} bytes)", bytes,
+                cls);
     }
     std::lock_guard<std::mutex> lock(mu_);
     reserved_ += static_cast<int64_t>(cls);

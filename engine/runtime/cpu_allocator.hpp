@@ -2,21 +2,21 @@
 // handed out again to requests of the same class, so a training step that allocates the same activation and
 // gradient sizes every step stops returning large blocks to the OS and page-faulting them in again.
 //
-// Size classes (class_bytes): requests up to 512 B round up to a multiple of 64 B; larger ones to a multiple of
-// max(64 B, p / 8) where p is the largest power of two <= the request, so a block wastes at most 12.5% and a
-// request is served only from its own class (no splitting, no fragmentation between classes). Blocks are 64 B
-// aligned; blocks of at least 2 MiB are 2 MiB aligned and, when hugepages are on (off by default: it did not
-// measurably help the CPU training step once blocks are reused, see bench/RESULTS.md), madvise(MADV_HUGEPAGE)'d
-// so a kernel in THP "madvise" mode backs them with transparent huge pages.
+// Size classes (class_bytes): requests up to 512 B round up to a multiple of 64 B; larger ones to a multiple
+// of max(64 B, p / 8) where p is the largest power of two <= the request, so a block wastes at most 12.5% and
+// a request is served only from its own class (no splitting, no fragmentation between classes). Blocks are 64
+// B aligned; blocks of at least 2 MiB are 2 MiB aligned and, when hugepages are on (off by default: it did
+// not measurably help the CPU training step once blocks are reused, see bench/RESULTS.md),
+// madvise(MADV_HUGEPAGE)'d so a kernel in THP "madvise" mode backs them with transparent huge pages.
 //
 // Statistics: live bytes (current / peak) count the bytes callers asked for, exactly as if every allocation
 // came from the OS, so peak comparisons (activation checkpointing) are unaffected by caching. Reserved bytes
 // are what the allocator holds from the OS: live blocks plus cached blocks, at their class size.
 //
-// The cache is capped (Options::cache_limit_bytes): a freed block that would push the cached bytes over the cap
-// first evicts cached blocks of other classes (largest first) and is itself returned to the OS when it still
-// does not fit. empty_cache() returns every cached block. Cap 0 disables caching: every block goes straight
-// back to the OS (the behaviour of plain aligned_alloc/free).
+// The cache is capped (Options::cache_limit_bytes): a freed block that would push the cached bytes over the
+// cap first evicts cached blocks of other classes (largest first) and is itself returned to the OS when it
+// still does not fit. empty_cache() returns every cached block. Cap 0 disables caching: every block goes
+// straight back to the OS (the behaviour of plain aligned_alloc/free).
 //
 // Poisoning (Options::poison, ENGINE_CPU_ALLOC_POISON=1): every block is filled with 0xFF bytes when handed
 // out (NaN as f32/f64/bf16/f16, -1 as integers), so a kernel that reads memory it did not write produces NaNs
@@ -27,8 +27,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
 #include <map>
+#include <mutex>
 #include <vector>
 
 namespace engine::rt {
@@ -39,7 +39,8 @@ struct CpuAllocatorOptions {
   bool poison = false;                         // fill every handed-out block with 0xFF bytes
 
   // The defaults overridden by the environment: ENGINE_CPU_CACHE_BYTES (bytes, suffix K/M/G allowed),
-  // ENGINE_CPU_HUGEPAGES (0/1), ENGINE_CPU_ALLOC_POISON (0/1). A malformed value throws engine::Error naming it.
+  // ENGINE_CPU_HUGEPAGES (0/1), ENGINE_CPU_ALLOC_POISON (0/1). A malformed value throws engine::Error naming
+  // it.
   static CpuAllocatorOptions from_environment();
 };
 
@@ -81,7 +82,7 @@ class CpuCachingAllocator {
 
   CpuAllocatorOptions options_;
   mutable std::mutex mu_;
-  std::map<size_t, std::vector<void*>> free_;    // class size -> cached blocks
+  std::map<size_t, std::vector<void*>> free_;  // class size -> cached blocks
   int64_t reserved_ = 0, peak_reserved_ = 0, cached_ = 0, hits_ = 0, os_allocations_ = 0;
 };
 

@@ -34,8 +34,8 @@ TEST(CpuAllocatorClasses, RoundUpWithAtMostOneEighthWaste) {
   EXPECT_EQ(CpuCachingAllocator::class_bytes(64), 64u);
   EXPECT_EQ(CpuCachingAllocator::class_bytes(65), 128u);
   EXPECT_EQ(CpuCachingAllocator::class_bytes(512), 512u);
-  EXPECT_EQ(CpuCachingAllocator::class_bytes(513), 576u);     // p = 512, step 64
-  EXPECT_EQ(CpuCachingAllocator::class_bytes(4097), 4608u);   // p = 4096, step 512
+  EXPECT_EQ(CpuCachingAllocator::class_bytes(513), 576u);    // p = 512, step 64
+  EXPECT_EQ(CpuCachingAllocator::class_bytes(4097), 4608u);  // p = 4096, step 512
   EXPECT_EQ(CpuCachingAllocator::class_bytes(1u << 20), 1u << 20);
   for (size_t b = 1; b < (size_t(1) << 26); b = b * 3 / 2 + 7) {
     const size_t c = CpuCachingAllocator::class_bytes(b);
@@ -64,7 +64,8 @@ TEST(CpuAllocator, FreedBlockIsReusedForTheSameClass) {
   void* r = a.allocate(3000000);  // another class: a new block
   EXPECT_NE(r, q);
   EXPECT_EQ(a.stats().os_allocations, 2);
-  EXPECT_EQ(reinterpret_cast<uintptr_t>(r) % (size_t(2) << 20), 0u) << "blocks >= 2 MiB are huge-page aligned";
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(r) % (size_t(2) << 20), 0u)
+      << "blocks >= 2 MiB are huge-page aligned";
   a.deallocate(q, 999999);
   a.deallocate(r, 3000000);
 }
@@ -241,7 +242,9 @@ std::vector<float> training_step(CpuDevice& dev) {
   std::vector<int32_t> labels(static_cast<size_t>(B * T));
   for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int32_t>((i * 7 + 3) % V);
   labels[3] = -100;
-  auto run = [&](std::unique_ptr<Node> n, std::vector<Tensor> in) { return tape.apply(std::move(n), in).at(0); };
+  auto run = [&](std::unique_ptr<Node> n, std::vector<Tensor> in) {
+    return tape.apply(std::move(n), in).at(0);
+  };
   auto reshape = [&](const Tensor& t, std::vector<int64_t> s) {
     return run(ops::make_reshape(static_cast<int>(s.size()), s.data()), {t});
   };
@@ -251,8 +254,8 @@ std::vector<float> training_step(CpuDevice& dev) {
   Tensor v = reshape(run(ops::make_linear(), {h, wv, Tensor()}), {B, T, H, D});
   Tensor a = reshape(run(ops::make_attention(1.0 / std::sqrt(double(D))), {q, k, v, Tensor()}), {B, T, C});
   Tensor r = run(ops::make_add(), {x, a});
-  Tensor s = run(ops::make_swiglu(), {run(ops::make_linear(), {r, wg, Tensor()}),
-                                      run(ops::make_linear(), {r, wu, Tensor()})});
+  Tensor s = run(ops::make_swiglu(),
+                 {run(ops::make_linear(), {r, wg, Tensor()}), run(ops::make_linear(), {r, wu, Tensor()})});
   Tensor y = reshape(run(ops::make_add(), {r, run(ops::make_linear(), {s, wd, Tensor()})}), {B * T, C});
   Tensor loss = run(ops::make_linear_cross_entropy(-100, 1.0 / double(B * T - 1)),
                     {y, head, Tensor::from_vector({B * T}, ENG_I32, dev, labels)});
