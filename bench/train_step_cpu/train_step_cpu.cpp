@@ -1,21 +1,31 @@
-// bench_train_step_cpu: how close a CPU training step of a llama-shaped stack gets to the machine's sgemm
-// rate.
+// bench_train_step_cpu: how close a CPU training step through the real engine path gets to the machine's
+// sgemm rate.
 //
-// What it runs: embedding -> 8 x [RMSNorm, q/k/v projections, RoPE, causal attention, o projection, residual,
-// RMSNorm, gate/up projections, SwiGLU, down projection, residual] -> RMSNorm -> fused linear + cross-entropy
-// over a 32000-token vocabulary; hidden 512, 8 heads (head_dim 64), intermediate 1408, batch 1, sequence 256,
-// f32. The graph is built directly from the op nodes (engine/runtime/ops) with a minimal tape in this file;
-// the backward computes gradients for every weight.
+// What it runs: the llama model plugin (plugins/llama, loaded through the plugin registry like `engine train`
+// does) created by session::ModelInstance from a config (hidden 512, 8 layers, 8 heads, 8 kv heads, head_dim
+// 64, intermediate 1408, vocab 32000, untied LM head), parameters materialised from their declared random
+// init in a host::HostSession, every parameter trainable (full fine-tuning, fp32). One step = the plugin's
+// forward on (batch 1, seq 256) tokens recorded on the session's rt::Tape, ModelInstance::loss (the fused
+// linear + cross-entropy through the host table), HostSession::tape().backward(loss) (gradients accumulate in
+// the parameter store), ParamStore::zero_grads(). No optimizer step.
 //
-// What it reports: step time (best and median of --steps after one warm-up), model FLOPs per step
-//   6 * (parameters in matmuls) * tokens + attention (QK^T and PV over the causal half: 3 x forward)
-// and the achieved GFLOP/s, next to OpenBLAS sgemm GFLOP/s measured in the same run on exactly the GEMM
-// shapes of the step's matmuls (forward, input gradient and weight gradient of every projection and the LM
-// head), and the ratio of the two. Also a per-op time breakdown. Prints a table and writes JSON (--json
-// PATH).
+// Rows (each its own CpuDevice + HostSession, run interleaved step by step so all rows see the same machine
+// load): the CPU device without a cache (every block from / back to the OS, as before the caching allocator),
+// with the caching allocator (huge pages off, then on), and with the cache and activation checkpointing
+// (--rows picks: nocache, cache, cache_huge, cache_ckpt, cache_huge_ckpt).
 //
-// Run: ENGINE_NUM_THREADS=<cores> build/bin/bench_train_step_cpu [--steps N] [--layers L] [--json out.json]
-#include <cblas.h>
+// What it reports per row: step time (best and median of --steps after one warm-up step), minor page faults
+// per step, model FLOPs per step
+//   6 * (parameters in matmuls, LM head included) * tokens + attention (QK^T and PV over the causal half,
+//   3 x forward)
+// (not counted: the fused loss's recompute of each chunk's logits in backward, 2 * N * V * C = 8.4 GFLOP, and
+// the replayed forward under checkpointing), the achieved GFLOP/s, next to OpenBLAS sgemm GFLOP/s measured in
+// the same run right after each step on exactly the GEMM shapes of the step's matmuls (forward, input
+// gradient and weight gradient of every projection and of the LM head), and the ratio. Prints a table and
+// writes JSON (--json PATH).
+//
+// Run: build/bin/bench_train_step_cpu [--steps N] [--layers L] [--seq T] [--rows a,b,..] [--json out.json]
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -23,21 +33,23 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "engine/runtime/ops/ops.hpp"
+#include "engine/host/host_api.hpp"
+#include "engine/host/host_session.hpp"
+#include "engine/plugins/plugin_registry.hpp"
+#include "engine/plugins/plugin_search_path.hpp"
+#include "engine/runtime/device.hpp"
+#include "engine/session/model_loader.hpp"
 #include "kernels/cpu/gemm.hpp"
 #include "kernels/cpu/thread_pool.hpp"
 
 using engine::rt::Dims;
-using engine::rt::Node;
 using engine::rt::Tensor;
-namespace ops = engine::rt::ops;
 
 namespace {
 
@@ -46,184 +58,64 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+long minor_faults() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
+}
+
+// User + system CPU seconds of the process (all threads): on a shared machine, the work a step costs
+// independently of how long other processes kept its threads waiting.
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
 struct Config {
   int64_t hidden = 512, layers = 8, heads = 8, kv_heads = 8, intermediate = 1408, seq = 256, batch = 1,
           vocab = 32000;
   int steps = 5;
+  std::string rows = "nocache,cache,cache_huge,cache_ckpt";
   std::string json = "bench_train_step_cpu.json";
 };
 
-Tensor random_weight(const Dims& shape, double scale, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> dist(0.0f, static_cast<float>(scale));
-  std::vector<float> v(static_cast<size_t>(shape.numel()));
-  for (float& x : v) x = dist(rng);
-  return Tensor::from_vector(shape, ENG_F32, engine::rt::cpu_device(), v);
+std::string llama_config(const Config& c) {
+  nlohmann::json j = {{"architectures", {"LlamaForCausalLM"}},
+                      {"model_type", "llama"},
+                      {"hidden_act", "silu"},
+                      {"hidden_size", c.hidden},
+                      {"intermediate_size", c.intermediate},
+                      {"num_hidden_layers", c.layers},
+                      {"num_attention_heads", c.heads},
+                      {"num_key_value_heads", c.kv_heads},
+                      {"head_dim", c.hidden / c.heads},
+                      {"vocab_size", c.vocab},
+                      {"max_position_embeddings", 4096},
+                      {"rms_norm_eps", 1e-6},
+                      {"rope_theta", 10000.0},
+                      {"tie_word_embeddings", false},
+                      {"attention_bias", false},
+                      {"attention_dropout", 0.0},
+                      {"mlp_bias", false},
+                      {"torch_dtype", "float32"}};
+  return j.dump();
 }
 
-// A minimal tape: values by id; each entry is a node with its input and output ids. Backward walks entries in
-// reverse and sums gradients that reach one value from several consumers.
-class Tape {
- public:
-  int leaf(const Tensor& t, bool trainable) {
-    values_.push_back(t);
-    trainable_.push_back(trainable);
-    return static_cast<int>(values_.size()) - 1;
-  }
-  const Tensor& value(int id) const { return values_[static_cast<size_t>(id)]; }
-
-  int run(std::unique_ptr<Node> node, std::vector<int> inputs) {
-    std::vector<Tensor> in;
-    for (int id : inputs) in.push_back(id >= 0 ? value(id) : Tensor());
-    const auto t0 = Clock::now();
-    std::vector<Tensor> out = node->forward(in, true);
-    fwd_time_[node->name()] += seconds_since(t0);
-    const int id = leaf(out[0], false);
-    entries_.push_back({std::move(node), std::move(inputs), id});
-    return id;
-  }
-
-  // Gradients of every trainable leaf, by id.
-  std::map<int, Tensor> backward(int loss) {
-    std::map<int, Tensor> grad;
-    std::map<int, bool> owned;
-    grad[loss] = Tensor::full(Dims{}, ENG_F32, engine::rt::cpu_device(), 1.0);
-    for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) {
-      auto g = grad.find(it->output);
-      if (g == grad.end()) continue;
-      std::vector<bool> needs;
-      for (int id : it->inputs) needs.push_back(id >= 0 && needs_grad(id));
-      const auto t0 = Clock::now();
-      std::vector<Tensor> gin = it->node->backward({g->second}, needs);
-      it->node->release_saved();
-      grad.erase(g);
-      for (size_t i = 0; i < gin.size(); ++i) {
-        if (!gin[i].defined() || !needs[i]) continue;
-        const int id = it->inputs[i];
-        auto e = grad.find(id);
-        if (e == grad.end()) {
-          grad[id] = gin[i];
-          owned[id] = false;
-        } else {
-          if (!owned[id]) {  // the stored gradient may alias another node's buffer: accumulate into a copy
-            e->second = e->second.contiguous().clone();
-            owned[id] = true;
-          }
-          ops::axpby_(e->second, 1.0, gin[i], 1.0);
-        }
-      }
-      bwd_time_[it->node->name()] += seconds_since(t0);
-    }
-    std::map<int, Tensor> out;
-    for (auto& [id, t] : grad)
-      if (trainable_[static_cast<size_t>(id)]) out[id] = t;
-    return out;
-  }
-
-  void clear() {
-    entries_.clear();
-    values_.resize(static_cast<size_t>(n_params_));
-    trainable_.resize(static_cast<size_t>(n_params_));
-  }
-  void freeze_leaves() { n_params_ = static_cast<int>(values_.size()); }
-  std::map<std::string, double>& fwd_time() { return fwd_time_; }
-  std::map<std::string, double>& bwd_time() { return bwd_time_; }
-
- private:
-  bool needs_grad(int id) const {
-    // Values produced by an op need gradients when anything upstream is trainable; in this model every
-    // produced value does. Leaves need them when trainable.
-    return id >= n_params_ || trainable_[static_cast<size_t>(id)];
-  }
-  struct Entry {
-    std::unique_ptr<Node> node;
-    std::vector<int> inputs;
-    int output;
-  };
-  std::vector<Tensor> values_;
-  std::vector<bool> trainable_;
-  std::vector<Entry> entries_;
-  int n_params_ = 0;
-  std::map<std::string, double> fwd_time_, bwd_time_;
+// One benchmarked configuration: its own device (allocator options), session and model.
+struct Row {
+  std::string name, description;
+  bool checkpointing = false;
+  std::unique_ptr<engine::rt::CpuDevice> device;
+  std::unique_ptr<engine::host::HostSession> session;
+  std::unique_ptr<engine::session::ModelInstance> model;
+  Tensor ids, positions, labels;
+  int64_t label_tokens = 0;
+  std::vector<double> step_s, sgemm_s, forward_s, loss_s, backward_s, cpu_s;
+  std::vector<long> faults;
+  double loss = 0;
 };
-
-struct Layer {
-  int attn_norm, wq, wk, wv, wo, mlp_norm, wg, wu, wd;
-};
-
-struct Model {
-  int embed, final_norm, lm_head, ids, labels, positions;
-  std::vector<Layer> layers;
-};
-
-Model build_params(Tape& tape, const Config& c) {
-  Model m;
-  uint64_t seed = 1;
-  const double s = 0.02;
-  const int64_t hd = c.hidden / c.heads;
-  m.embed = tape.leaf(random_weight({c.vocab, c.hidden}, s, seed++), true);
-  for (int64_t l = 0; l < c.layers; ++l) {
-    Layer L;
-    L.attn_norm = tape.leaf(Tensor::full({c.hidden}, ENG_F32, engine::rt::cpu_device(), 1.0), true);
-    L.wq = tape.leaf(random_weight({c.heads * hd, c.hidden}, s, seed++), true);
-    L.wk = tape.leaf(random_weight({c.kv_heads * hd, c.hidden}, s, seed++), true);
-    L.wv = tape.leaf(random_weight({c.kv_heads * hd, c.hidden}, s, seed++), true);
-    L.wo = tape.leaf(random_weight({c.hidden, c.heads * hd}, s, seed++), true);
-    L.mlp_norm = tape.leaf(Tensor::full({c.hidden}, ENG_F32, engine::rt::cpu_device(), 1.0), true);
-    L.wg = tape.leaf(random_weight({c.intermediate, c.hidden}, s, seed++), true);
-    L.wu = tape.leaf(random_weight({c.intermediate, c.hidden}, s, seed++), true);
-    L.wd = tape.leaf(random_weight({c.hidden, c.intermediate}, s, seed++), true);
-    m.layers.push_back(L);
-  }
-  m.final_norm = tape.leaf(Tensor::full({c.hidden}, ENG_F32, engine::rt::cpu_device(), 1.0), true);
-  m.lm_head = tape.leaf(random_weight({c.vocab, c.hidden}, s, seed++), true);
-  std::mt19937_64 rng(7);
-  std::vector<int32_t> ids(static_cast<size_t>(c.batch * c.seq)), labels(ids.size()), pos(ids.size());
-  for (size_t i = 0; i < ids.size(); ++i) {
-    ids[i] = static_cast<int32_t>(rng() % static_cast<uint64_t>(c.vocab));
-    pos[i] = static_cast<int32_t>(i % static_cast<size_t>(c.seq));
-  }
-  for (size_t i = 0; i < ids.size(); ++i) labels[i] = i + 1 < ids.size() ? ids[i + 1] : -100;
-  auto& dev = engine::rt::cpu_device();
-  m.ids = tape.leaf(Tensor::from_vector({c.batch, c.seq}, ENG_I32, dev, ids), false);
-  m.labels = tape.leaf(Tensor::from_vector({c.batch * c.seq}, ENG_I32, dev, labels), false);
-  m.positions = tape.leaf(Tensor::from_vector({c.batch, c.seq}, ENG_I32, dev, pos), false);
-  tape.freeze_leaves();
-  return m;
-}
-
-int forward(Tape& t, const Model& m, const Config& c) {
-  const int64_t hd = c.hidden / c.heads, N = c.batch * c.seq;
-  eng_rope_config rope{};
-  rope.struct_size = sizeof(rope);
-  rope.theta = 10000.0;
-  rope.rotary_dim = static_cast<int32_t>(hd);
-  rope.scaling = ENG_ROPE_NONE;
-  auto reshape = [&](int x, std::vector<int64_t> shape) {
-    return t.run(ops::make_reshape(static_cast<int>(shape.size()), shape.data()), {x});
-  };
-  int x = t.run(ops::make_embedding(), {m.embed, m.ids});  // (B, T, C)
-  for (const Layer& L : m.layers) {
-    const int h = t.run(ops::make_rms_norm(1e-6), {x, L.attn_norm});
-    int q =
-        reshape(t.run(ops::make_linear(), {h, L.wq, -1}), {c.batch, c.seq, c.heads, hd});  // (B, T, Hq, D)
-    int k = reshape(t.run(ops::make_linear(), {h, L.wk, -1}),
-                    {c.batch, c.seq, c.kv_heads, hd});  // (B, T, Hkv, D)
-    const int v = reshape(t.run(ops::make_linear(), {h, L.wv, -1}), {c.batch, c.seq, c.kv_heads, hd});
-    q = t.run(ops::make_rope(rope), {q, m.positions});
-    k = t.run(ops::make_rope(rope), {k, m.positions});
-    const int a = t.run(ops::make_attention(1.0 / std::sqrt(static_cast<double>(hd))), {q, k, v, -1});
-    const int o = t.run(ops::make_linear(), {reshape(a, {c.batch, c.seq, c.hidden}), L.wo, -1});
-    x = t.run(ops::make_add(), {x, o});
-    const int h2 = t.run(ops::make_rms_norm(1e-6), {x, L.mlp_norm});
-    const int g = t.run(ops::make_linear(), {h2, L.wg, -1});  // (B, T, I)
-    const int u = t.run(ops::make_linear(), {h2, L.wu, -1});
-    const int s = t.run(ops::make_swiglu(), {g, u});
-    x = t.run(ops::make_add(), {x, t.run(ops::make_linear(), {s, L.wd, -1})});
-  }
-  const int hf = reshape(t.run(ops::make_rms_norm(1e-6), {x, m.final_norm}), {N, c.hidden});
-  return t.run(ops::make_linear_cross_entropy(-100, 1.0 / static_cast<double>(N)), {hf, m.lm_head, m.labels});
-}
 
 struct GemmShape {
   bool ta, tb;
@@ -252,27 +144,126 @@ std::vector<GemmShape> step_gemms(const Config& c) {
   return g;
 }
 
-// Seconds for one pass over the step's GEMMs through cblas_sgemm (best of `reps`).
-double time_sgemm(const std::vector<GemmShape>& shapes, int reps) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    double total = 0;
-    for (const GemmShape& s : shapes) {
-      const int64_t lda = s.ta ? s.M : s.K, ldb = s.tb ? s.K : s.N;
-      std::vector<float> A(static_cast<size_t>(s.M * s.K), 0.5f), B(static_cast<size_t>(s.K * s.N), 0.25f),
-          C(static_cast<size_t>(s.M * s.N));
+// Seconds for one pass over the step's GEMMs through the engine's sgemm (OpenBLAS), buffers warmed first.
+double time_sgemm(const std::vector<GemmShape>& shapes) {
+  double total = 0;
+  for (const GemmShape& s : shapes) {
+    const int64_t lda = s.ta ? s.M : s.K, ldb = s.tb ? s.K : s.N;
+    std::vector<float> A(static_cast<size_t>(s.M * s.K), 0.5f), B(static_cast<size_t>(s.K * s.N), 0.25f),
+        C(static_cast<size_t>(s.M * s.N));
+    engine::cpu::gemm<float>(s.ta, s.tb, s.M, s.N, s.K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(),
+                             s.N);
+    const auto t0 = Clock::now();
+    for (int i = 0; i < s.count; ++i)
       engine::cpu::gemm<float>(s.ta, s.tb, s.M, s.N, s.K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(),
                                s.N);
-      const auto t0 = Clock::now();
-      for (int i = 0; i < s.count; ++i)
-        engine::cpu::gemm<float>(s.ta, s.tb, s.M, s.N, s.K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f,
-                                 C.data(), s.N);
-      total += seconds_since(t0);
-    }
-    best = std::min(best, total);
+    total += seconds_since(t0);
   }
-  return best;
+  return total;
 }
+
+Row make_row(const std::string& name, const Config& c, const engine::plugins::PluginRegistry& registry,
+             int threads) {
+  Row r;
+  r.name = name;
+  // The environment's options (ENGINE_CPU_CACHE_BYTES sets the cap of the cache rows), then the row's.
+  engine::rt::CpuAllocatorOptions o = engine::rt::CpuAllocatorOptions::from_environment();
+  if (name == "nocache") {
+    o.cache_limit_bytes = 0;
+    o.hugepages = false;
+    r.description = "no cache (OS alloc/free per block)";
+  } else if (name == "cache") {
+    o.hugepages = false;
+    r.description = "caching allocator";
+  } else if (name == "cache_huge") {
+    o.hugepages = true;
+    r.description = "caching allocator + MADV_HUGEPAGE";
+  } else if (name == "cache_huge_ckpt") {
+    o.hugepages = true;
+    r.checkpointing = true;
+    r.description = "cache + hugepages + act. checkpointing";
+  } else if (name == "cache_ckpt") {
+    o.hugepages = false;
+    r.checkpointing = true;
+    r.description = "caching allocator + act. checkpointing";
+  } else {
+    std::fprintf(stderr,
+                 "unknown row '%s' (known: nocache, cache, cache_huge, cache_ckpt, cache_huge_ckpt)\n",
+                 name.c_str());
+    std::exit(2);
+  }
+  r.device = std::make_unique<engine::rt::CpuDevice>(threads, o);
+  r.session = std::make_unique<engine::host::HostSession>(*r.device, 1234);
+  r.model = std::make_unique<engine::session::ModelInstance>(
+      *r.session, registry.require(ENG_KIND_MODEL, "llama"), llama_config(c), R"({"dtype": "float32"})");
+  engine::rt::ParamStore& params = r.session->params();
+  params.materialize_all();
+  if (params.numel(true) != params.numel()) {
+    std::fprintf(stderr, "expected every parameter trainable (full fine-tuning)\n");
+    std::exit(1);
+  }
+  r.session->tape().set_checkpointing(r.checkpointing);
+  std::mt19937_64 rng(7);
+  const int64_t n = c.batch * c.seq;
+  std::vector<int32_t> ids(static_cast<size_t>(n)), labels(ids.size()), pos(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ids[i] = static_cast<int32_t>(rng() % static_cast<uint64_t>(c.vocab));
+    pos[i] = static_cast<int32_t>(static_cast<int64_t>(i) % c.seq);
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    labels[i] = pos[i] + 1 < c.seq ? ids[i + 1] : -100;
+    r.label_tokens += labels[i] != -100;
+  }
+  r.ids = Tensor::from_vector({c.batch, c.seq}, ENG_I32, *r.device, ids);
+  r.positions = Tensor::from_vector({c.batch, c.seq}, ENG_I32, *r.device, pos);
+  r.labels = Tensor::from_vector({n}, ENG_I32, *r.device, labels);
+  return r;
+}
+
+// One training step of the row; returns false when a gradient is missing.
+bool step(Row& r, bool record) {
+  const long f0 = minor_faults();
+  const double c0 = cpu_seconds();
+  const auto t0 = Clock::now();
+  Tensor hidden = r.model->forward(r.ids, r.positions);  // (B, T, C)
+  const auto t1 = Clock::now();
+  Tensor loss = r.model->loss(hidden, r.labels, 1.0 / static_cast<double>(r.label_tokens));  // ()
+  hidden = Tensor();
+  const auto t2 = Clock::now();
+  r.session->tape().backward(loss);
+  const auto t3 = Clock::now();
+  r.loss = loss.item();
+  const long f1 = minor_faults();
+  const double c1 = cpu_seconds();
+  engine::rt::ParamStore& params = r.session->params();
+  for (size_t i = 0; i < params.size(); ++i) {
+    engine::rt::Param& p = params.at(i);
+    if (!p.tied() && !params.grad(p).defined()) {
+      std::fprintf(stderr, "no gradient reached %s\n", p.name().c_str());
+      return false;
+    }
+  }
+  params.zero_grads();
+  if (record) {
+    auto sec = [](Clock::time_point a, Clock::time_point b) {
+      return std::chrono::duration<double>(b - a).count();
+    };
+    r.step_s.push_back(sec(t0, t3));
+    r.forward_s.push_back(sec(t0, t1));
+    r.loss_s.push_back(sec(t1, t2));
+    r.backward_s.push_back(sec(t2, t3));
+    r.faults.push_back(f1 - f0);
+    r.cpu_s.push_back(c1 - c0);
+  }
+  return true;
+}
+
+template <typename T>
+T median(std::vector<T> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+double best(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
 
 }  // namespace
 
@@ -293,17 +284,33 @@ int main(int argc, char** argv) {
       c.layers = std::stoll(next());
     else if (a == "--seq")
       c.seq = std::stoll(next());
+    else if (a == "--rows")
+      c.rows = next();
     else if (a == "--json")
       c.json = next();
     else {
-      std::fprintf(stderr, "unknown option %s (known: --steps N, --layers L, --seq T, --json PATH)\n",
+      std::fprintf(stderr,
+                   "unknown option %s (known: --steps N, --layers L, --seq T, --rows a,b,.. "
+                   "(nocache,cache,cache_huge,cache_ckpt,cache_huge_ckpt), --json PATH)\n",
                    a.c_str());
       return 2;
     }
   }
+  if (c.steps < 1) {
+    std::fprintf(stderr, "--steps must be >= 1\n");
+    return 2;
+  }
   const int threads = engine::rt::cpu_device().thread_pool()->size();
-  Tape tape;
-  const Model m = build_params(tape, c);
+  engine::plugins::PluginRegistry registry(engine::host::host_api());
+  registry.load_search_path(engine::plugins::default_plugin_search_path());
+
+  std::vector<Row> rows;
+  for (size_t b = 0; b <= c.rows.size();) {
+    size_t e = c.rows.find(',', b);
+    if (e == std::string::npos) e = c.rows.size();
+    if (e > b) rows.push_back(make_row(c.rows.substr(b, e - b), c, registry, threads));
+    b = e + 1;
+  }
 
   // Model FLOPs per step.
   const int64_t hd = c.hidden / c.heads, N = c.batch * c.seq;
@@ -316,73 +323,81 @@ int main(int argc, char** argv) {
   const double attn_flops = 3.0 * 4.0 * causal_pairs * static_cast<double>(hd * c.heads * c.batch * c.layers);
   const double matmul_flops = 6.0 * matmul_params * static_cast<double>(N);
   const double step_flops = matmul_flops + attn_flops;
+  const double recompute_flops = 2.0 * static_cast<double>(N * c.vocab * c.hidden);
 
-  // sgemm on the step's shapes, same process, same OpenBLAS threads: one pass after every step, so both see
-  // the same machine load.
+  // Steps interleaved across rows, each followed by one sgemm pass over the step's shapes: every row and its
+  // reference see the same machine load. Step 0 of each row is a warm-up (caches, OpenBLAS buffers).
   const auto shapes = step_gemms(c);
-  std::vector<double> times, sgemm_times;
-  double loss = 0;
   for (int s = 0; s <= c.steps; ++s) {
-    if (s == 1) {
-      tape.fwd_time().clear();
-      tape.bwd_time().clear();
-    }
-    const auto t0 = Clock::now();
-    const int l = forward(tape, m, c);
-    loss = tape.value(l).item();
-    const auto grads = tape.backward(l);
-    const double dt = seconds_since(t0);
-    if (grads.size() != static_cast<size_t>(2 + 9 * c.layers + 1)) {
-      std::fprintf(stderr, "expected gradients for every weight, got %zu\n", grads.size());
-      return 1;
-    }
-    tape.clear();
-    const double sg = time_sgemm(shapes, 1);
-    if (s > 0) {  // step 0 warms caches and OpenBLAS buffers
-      times.push_back(dt);
-      sgemm_times.push_back(sg);
+    for (Row& r : rows) {
+      if (!step(r, s > 0)) return 1;
+      const double sg = time_sgemm(shapes);
+      if (s > 0) r.sgemm_s.push_back(sg);
     }
   }
-  std::sort(times.begin(), times.end());
-  std::sort(sgemm_times.begin(), sgemm_times.end());
-  // Best of the runs: on a shared machine the minimum is the least disturbed measurement of each.
-  const double step_s = times.front(), step_median_s = times[times.size() / 2];
-  const double sgemm_s = sgemm_times.front(), sgemm_median_s = sgemm_times[sgemm_times.size() / 2];
-  const double step_gflops = step_flops / step_s / 1e9, sgemm_gflops = matmul_flops / sgemm_s / 1e9;
-  const double ratio = step_gflops / sgemm_gflops;
-  const double ratio_median = (step_flops / step_median_s) / (matmul_flops / sgemm_median_s);
 
   std::printf(
-      "CPU training step: llama-shaped, hidden %lld, %lld layers, %lld heads, intermediate %lld, seq %lld, "
-      "batch %lld, vocab %lld (fused linear+CE), f32, %d threads\n",
-      (long long)c.hidden, (long long)c.layers, (long long)c.heads, (long long)c.intermediate,
-      (long long)c.seq, (long long)c.batch, (long long)c.vocab, threads);
-  std::printf("%-34s %12s\n", "metric", "value");
-  std::printf("%-34s %12.2f\n", "step time (ms, best)", step_s * 1e3);
-  std::printf("%-34s %12.2f\n", "step time (ms, median)", step_median_s * 1e3);
-  std::printf("%-34s %12.2f\n", "model GFLOP per step", step_flops / 1e9);
-  std::printf("%-34s %12.2f\n", "  of which attention", attn_flops / 1e9);
-  std::printf("%-34s %12.2f\n", "step GFLOP/s", step_gflops);
-  std::printf("%-34s %12.2f\n", "sgemm GFLOP/s (same shapes)", sgemm_gflops);
-  std::printf("%-34s %11.1f%%\n", "step / sgemm (best / best)", 100.0 * ratio);
-  std::printf("%-34s %11.1f%%\n", "step / sgemm (median / median)", 100.0 * ratio_median);
-  std::printf("%-34s %12.4f\n", "loss", loss);
-  std::printf("\n%-22s %12s %12s %8s\n", "op (per step)", "forward ms", "backward ms", "share");
-  double total = 0;
-  std::map<std::string, std::pair<double, double>> per_op;
-  for (auto& [k, v] : tape.fwd_time()) per_op[k].first = v / c.steps * 1e3;
-  for (auto& [k, v] : tape.bwd_time()) per_op[k].second = v / c.steps * 1e3;
-  for (auto& [k, v] : per_op) total += v.first + v.second;
-  nlohmann::json ops_json = nlohmann::json::object();
-  for (auto& [k, v] : per_op) {
-    std::printf("%-22s %12.2f %12.2f %7.1f%%\n", k.c_str(), v.first, v.second,
-                100.0 * (v.first + v.second) / total);
-    ops_json[k] = {{"forward_ms", v.first}, {"backward_ms", v.second}};
+      "CPU training step through the engine (llama plugin, HostSession, rt::Tape): hidden %lld, %lld layers, "
+      "%lld heads, %lld kv heads, intermediate %lld, seq %lld, batch %lld, vocab %lld (fused linear+CE), "
+      "f32, "
+      "%d threads, %d steps\n",
+      (long long)c.hidden, (long long)c.layers, (long long)c.heads, (long long)c.kv_heads,
+      (long long)c.intermediate, (long long)c.seq, (long long)c.batch, (long long)c.vocab, threads, c.steps);
+  std::printf("model GFLOP per step %.2f (attention %.2f; not counted: fused-loss recompute %.2f)\n\n",
+              step_flops / 1e9, attn_flops / 1e9, recompute_flops / 1e9);
+  std::printf("%-40s %9s %9s %8s %8s %8s %8s %9s %9s %7s %7s %8s\n", "row", "best ms", "median ms", "cpu ms",
+              "fwd ms", "loss ms", "bwd ms", "GFLOP/s", "sgemm", "ratio", "r.med", "faults");
+  nlohmann::json rows_json = nlohmann::json::array();
+  for (const Row& r : rows) {
+    const double step_s = best(r.step_s), step_med = median(r.step_s);
+    const double sg = best(r.sgemm_s), sg_med = median(r.sgemm_s);
+    const double gflops = step_flops / step_s / 1e9, sgemm_gflops = matmul_flops / sg / 1e9;
+    const double ratio = gflops / sgemm_gflops;
+    const double ratio_median = (step_flops / step_med) / (matmul_flops / sg_med);
+    const long faults = median(r.faults);
+    std::printf("%-40s %9.1f %9.1f %8.1f %8.1f %8.1f %8.1f %9.2f %9.2f %6.1f%% %6.1f%% %8ld\n",
+                r.description.c_str(), step_s * 1e3, step_med * 1e3, median(r.cpu_s) * 1e3,
+                median(r.forward_s) * 1e3, median(r.loss_s) * 1e3, median(r.backward_s) * 1e3, gflops,
+                sgemm_gflops, 100.0 * ratio, 100.0 * ratio_median, faults);
+    auto ms = [](const std::vector<double>& v) {
+      std::vector<double> out;
+      for (double t : v) out.push_back(t * 1e3);
+      return out;
+    };
+    const engine::rt::MemoryStats m = r.device->memory_stats();
+    rows_json.push_back({{"row", r.name},
+                         {"description", r.description},
+                         {"activation_checkpointing", r.checkpointing},
+                         {"step_ms_best", step_s * 1e3},
+                         {"step_ms_median", step_med * 1e3},
+                         {"process_cpu_ms_median", median(r.cpu_s) * 1e3},
+                         {"forward_ms_median", median(r.forward_s) * 1e3},
+                         {"loss_ms_median", median(r.loss_s) * 1e3},
+                         {"backward_ms_median", median(r.backward_s) * 1e3},
+                         {"step_ms_all", ms(r.step_s)},
+                         {"sgemm_ms_all", ms(r.sgemm_s)},
+                         {"minor_page_faults_per_step_median", faults},
+                         {"step_gflops", gflops},
+                         {"sgemm_gflops_same_shapes", sgemm_gflops},
+                         {"ratio", ratio},
+                         {"ratio_median", ratio_median},
+                         {"loss", r.loss},
+                         {"peak_live_bytes", m.peak_bytes},
+                         {"peak_reserved_bytes", m.peak_reserved_bytes},
+                         {"cache_hits", m.cache_hits},
+                         {"allocations", m.allocations}});
   }
-  std::vector<double> step_ms, sgemm_ms;
-  for (double t : times) step_ms.push_back(t * 1e3);
-  for (double t : sgemm_times) sgemm_ms.push_back(t * 1e3);
+  std::printf("\n%-40s %14s %14s %12s\n", "row", "peak live MB", "peak reserved", "cache hits");
+  for (const Row& r : rows) {
+    const engine::rt::MemoryStats m = r.device->memory_stats();
+    std::printf("%-40s %14.1f %14.1f %12lld\n", r.description.c_str(), double(m.peak_bytes) / 1e6,
+                double(m.peak_reserved_bytes) / 1e6, (long long)m.cache_hits);
+  }
+  bool same_loss = true;
+  for (const Row& r : rows) same_loss = same_loss && r.loss == rows.front().loss;
+  std::printf("loss %.6f (%s across rows)\n", rows.front().loss, same_loss ? "bitwise equal" : "DIFFERS");
   nlohmann::json j = {{"benchmark", "train_step_cpu"},
+                      {"path", "llama plugin + HostSession + rt::Tape, full fine-tuning, no optimizer"},
                       {"config",
                        {{"hidden", c.hidden},
                         {"layers", c.layers},
@@ -395,18 +410,11 @@ int main(int argc, char** argv) {
                         {"dtype", "f32"},
                         {"threads", threads},
                         {"steps", c.steps}}},
-                      {"step_ms_best", step_s * 1e3},
-                      {"step_ms_median", step_median_s * 1e3},
-                      {"step_ms_all", step_ms},
-                      {"sgemm_ms_all", sgemm_ms},
                       {"model_gflop_per_step", step_flops / 1e9},
                       {"attention_gflop_per_step", attn_flops / 1e9},
-                      {"step_gflops", step_gflops},
-                      {"sgemm_gflops_same_shapes", sgemm_gflops},
-                      {"ratio", ratio},
-                      {"ratio_median", ratio_median},
-                      {"loss", loss},
-                      {"ops", ops_json}};
+                      {"uncounted_fused_loss_recompute_gflop", recompute_flops / 1e9},
+                      {"loss_bitwise_equal_across_rows", same_loss},
+                      {"rows", rows_json}};
   std::ofstream(c.json) << j.dump(2) << "\n";
   std::printf("\nwrote %s\n", c.json.c_str());
   return 0;

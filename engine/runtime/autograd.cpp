@@ -60,6 +60,10 @@ void GradSink::accumulate(const Tensor& g) {
     // First contribution: an owned copy (g may alias another gradient or a saved tensor).
     grad_ = Tensor::empty(shape_, dtype_, *device_);
     grad_.copy_from(g);
+  } else if (zero_pending_) {
+    // First contribution after zero(): 0 + g is g, written over the kept buffer.
+    grad_.copy_from(g);
+    zero_pending_ = false;
   } else {
     Tensor gc = as_contiguous(g, dtype_);
     if (!grad_.is_contiguous()) fail("autograd: the accumulated gradient is not contiguous");
@@ -68,8 +72,12 @@ void GradSink::accumulate(const Tensor& g) {
   if (on_accumulated) on_accumulated();
 }
 
-void GradSink::zero() {
-  if (grad_.defined()) device_->fill_zero(grad_.raw_data(), grad_.nbytes());
+void GradSink::zero() { zero_pending_ = grad_.defined(); }
+
+void GradSink::settle() const {
+  if (!zero_pending_) return;
+  device_->fill_zero(grad_.raw_data(), grad_.nbytes());
+  zero_pending_ = false;
 }
 
 Tensor add_gradients(const Tensor& acc, const Tensor& g) {

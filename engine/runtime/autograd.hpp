@@ -49,22 +49,36 @@ class GradSink {
   // grad += g (g converted to the sink's dtype; shapes must match).
   void accumulate(const Tensor& g);
   // The accumulated gradient, undefined before the first accumulate() (or after clear()).
-  const Tensor& grad() const { return grad_; }
-  Tensor& grad() { return grad_; }
-  // Sets the gradient to zero, keeping the buffer (undefined stays undefined).
+  const Tensor& grad() const {
+    settle();
+    return grad_;
+  }
+  Tensor& grad() {
+    settle();
+    return grad_;
+  }
+  // Sets the gradient to zero, keeping the buffer (undefined stays undefined). Lazy: the next accumulate()
+  // overwrites the buffer instead of adding to it, and grad() zeroes it first if it is read before then, so
+  // a training step does not memset and then re-read every parameter's gradient.
   void zero();
   // Frees the gradient.
-  void clear() { grad_ = Tensor(); }
+  void clear() {
+    grad_ = Tensor();
+    zero_pending_ = false;
+  }
   const Dims& shape() const { return shape_; }
   DType dtype() const { return dtype_; }
   // (optional) called after every accumulation (the parallel strategy's grad_ready hook).
   std::function<void()> on_accumulated;
 
  private:
+  void settle() const;  // carries out a pending zero()
+
   Dims shape_;
   DType dtype_;
   Device* device_;
-  Tensor grad_;
+  mutable Tensor grad_;
+  mutable bool zero_pending_ = false;
 };
 
 // Autograd bookkeeping of one recorded value (TensorImpl::autograd).

@@ -30,25 +30,46 @@ void MemoryCounter::on_allocate(size_t bytes) {
 
 void MemoryCounter::on_deallocate(size_t bytes) { current_.fetch_sub(static_cast<int64_t>(bytes)); }
 
-MemoryStats MemoryCounter::stats() const { return {current_.load(), peak_.load(), allocations_.load()}; }
+MemoryStats MemoryCounter::stats() const {
+  MemoryStats s;
+  s.current_bytes = current_.load();
+  s.peak_bytes = peak_.load();
+  s.allocations = allocations_.load();
+  return s;
+}
 
 void MemoryCounter::reset_peak() { peak_.store(current_.load()); }
 
-CpuDevice::CpuDevice(int threads) : pool_(std::make_unique<cpu::ThreadPool>(threads)) {}
+CpuDevice::CpuDevice(int threads) : CpuDevice(threads, CpuAllocatorOptions::from_environment()) {}
+CpuDevice::CpuDevice(int threads, const CpuAllocatorOptions& allocator_options)
+    : allocator_(allocator_options), pool_(std::make_unique<cpu::ThreadPool>(threads)) {}
 CpuDevice::~CpuDevice() = default;
 
 void* CpuDevice::allocate(size_t bytes) {
-  const size_t rounded = ((bytes + 63) / 64) * 64;
-  void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
-  if (!p) fail_with(ENG_ERR_OUT_OF_MEMORY, "out of CPU memory allocating {} bytes", bytes);
+  void* p = allocator_.allocate(bytes);
   counter_.on_allocate(bytes);
   return p;
 }
 
 void CpuDevice::deallocate(void* ptr, size_t bytes) {
   if (!ptr) return;
-  std::free(ptr);
+  allocator_.deallocate(ptr, bytes);
   counter_.on_deallocate(bytes);
+}
+
+MemoryStats CpuDevice::memory_stats() const {
+  MemoryStats s = counter_.stats();
+  const CpuAllocatorStats a = allocator_.stats();
+  s.reserved_bytes = a.reserved_bytes;
+  s.peak_reserved_bytes = a.peak_reserved_bytes;
+  s.cached_bytes = a.cached_bytes;
+  s.cache_hits = a.cache_hits;
+  return s;
+}
+
+void CpuDevice::reset_peak_memory() {
+  counter_.reset_peak();
+  allocator_.reset_peak();
 }
 
 size_t CpuDevice::total_memory() const {

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "engine/abi/engine.h"
+#include "engine/runtime/cpu_allocator.hpp"
 
 namespace engine::cpu {
 class ThreadPool;
@@ -24,6 +25,13 @@ struct MemoryStats {
   int64_t current_bytes = 0;  // bytes held by live allocations
   int64_t peak_bytes = 0;     // high-water mark of current_bytes since the last reset_peak
   int64_t allocations = 0;    // allocate() calls so far
+  // The caching allocator's view (appended; 0 on devices without a cache): bytes held from the device's
+  // memory system (live blocks at their rounded size plus cached free blocks), its high-water mark since the
+  // last reset_peak, the cached free bytes alone, and allocations served from the cache.
+  int64_t reserved_bytes = 0;
+  int64_t peak_reserved_bytes = 0;
+  int64_t cached_bytes = 0;
+  int64_t cache_hits = 0;
 };
 
 class Device {
@@ -38,6 +46,8 @@ class Device {
   virtual MemoryStats memory_stats() const = 0;
   virtual void reset_peak_memory() = 0;
   virtual size_t total_memory() const = 0;  // physical memory of the device (for `engine plan`)
+  // Returns the allocator's cached free blocks to the OS/driver (live allocations are untouched).
+  virtual void empty_cache() {}
 
   // Copies between this device's memory and host memory, and within the device; synchronous.
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
@@ -66,18 +76,22 @@ class MemoryCounter {
   std::atomic<int64_t> allocations_{0};
 };
 
-// The host CPU: 64-byte aligned allocations, a ThreadPool of `threads` workers (<= 0: all cores).
+// The host CPU: 64-byte aligned allocations through a CpuCachingAllocator (cpu_allocator.hpp; options from
+// the environment by default), a ThreadPool of `threads` workers (<= 0: all cores).
 class CpuDevice final : public Device {
  public:
   explicit CpuDevice(int threads = 0);
+  CpuDevice(int threads, const CpuAllocatorOptions& allocator_options);
   ~CpuDevice() override;
   DeviceType type() const override { return DeviceType::CPU; }
   int index() const override { return 0; }
   void* allocate(size_t bytes) override;
   void deallocate(void* ptr, size_t bytes) override;
-  MemoryStats memory_stats() const override { return counter_.stats(); }
-  void reset_peak_memory() override { counter_.reset_peak(); }
+  MemoryStats memory_stats() const override;
+  void reset_peak_memory() override;
   size_t total_memory() const override;
+  void empty_cache() override { allocator_.empty_cache(); }
+  CpuCachingAllocator& allocator() { return allocator_; }
   void copy_to_host(void* dst, const void* src, size_t bytes) override;
   void copy_from_host(void* dst, const void* src, size_t bytes) override;
   void copy_within(void* dst, const void* src, size_t bytes) override;
@@ -87,6 +101,7 @@ class CpuDevice final : public Device {
 
  private:
   MemoryCounter counter_;
+  CpuCachingAllocator allocator_;
   std::unique_ptr<cpu::ThreadPool> pool_;
 };
 
