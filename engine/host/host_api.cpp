@@ -5,7 +5,12 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <map>
+#include <memory>
 #include <new>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "engine/core/error.hpp"
 #include "engine/host/custom_op_node.hpp"
@@ -13,6 +18,8 @@
 #include "engine/host/linear_seam.hpp"
 #include "engine/host/plugin_weights.hpp"
 #include "engine/host/tensor_handle.hpp"
+#include "engine/io/safetensors.hpp"
+#include "engine/io/safetensors_writer.hpp"
 #include "engine/runtime/ops/ops.hpp"
 
 namespace engine::host {
@@ -568,6 +575,120 @@ eng_status h_state_get(const eng_ctx* ctx, eng_state st, const char* key, eng_te
   });
 }
 
+// ---- plugin-owned state dictionaries and tensor files ---------------------------------------------------
+
+eng_status h_state_create(const eng_ctx* ctx, eng_state* out) {
+  return guarded(ctx, "state_create", [&] {
+    if (out == nullptr) fail("the output pointer is NULL");
+    *out = nullptr;
+    session_of(ctx);
+    auto st = std::make_unique<rt::StateDict>();
+    st->set_plugin_owned();
+    *out = state_handle(*st.release());
+  });
+}
+
+void h_state_destroy(eng_state st) {
+  if (st == nullptr) return;
+  auto* dict = reinterpret_cast<rt::StateDict*>(st);
+  if (!dict->plugin_owned()) {  // the engine's own (checkpoint save/load): freeing it would be a double free
+    try {
+      spdlog::error(
+          "state_destroy: a plugin tried to free a state dictionary the engine passed in; only states from "
+          "state_create or safetensors_read are the plugin's to destroy (ignored)");
+    } catch (...) {
+    }
+    return;
+  }
+  delete dict;
+}
+
+int64_t h_state_size(eng_state st) {
+  return st != nullptr ? static_cast<int64_t>(reinterpret_cast<rt::StateDict*>(st)->size()) : -1;
+}
+
+const char* h_state_key_at(eng_state st, int64_t i) {
+  if (st == nullptr || i < 0) return nullptr;
+  try {
+    return reinterpret_cast<rt::StateDict*>(st)->key_at(static_cast<size_t>(i));
+  } catch (...) {  // building the key index ran out of memory
+    return nullptr;
+  }
+}
+
+std::string path_arg(const char* path) {
+  if (path == nullptr) fail("the path is NULL; pass the file to use");
+  if (*path == '\0') fail("the path is empty; pass the file to use");
+  return path;
+}
+
+// metadata_json: NULL or a JSON object whose values are all strings ({"format": "pt"}).
+std::map<std::string, std::string> metadata_arg(const char* metadata_json, const std::string& path) {
+  std::map<std::string, std::string> out;
+  if (metadata_json == nullptr) return out;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(metadata_json);
+  } catch (const nlohmann::json::parse_error& e) {
+    fail("the metadata for {} is not valid JSON ({}); pass an object of strings such as {{\"format\": \"pt\"}}",
+         path, e.what());
+  }
+  if (!j.is_object())
+    fail("the metadata for {} is a JSON {}, not an object of strings such as {{\"format\": \"pt\"}}", path,
+         j.type_name());
+  for (const auto& [key, value] : j.items()) {
+    if (!value.is_string())
+      fail("metadata entry '{}' for {} is a JSON {}; safetensors metadata values must be strings", key, path,
+           value.type_name());
+    out.emplace(key, value.get<std::string>());
+  }
+  return out;
+}
+
+eng_status h_safetensors_write(const eng_ctx* ctx, const char* path, eng_state st, const char* metadata_json) {
+  return guarded(ctx, "safetensors_write", [&] {
+    session_of(ctx);
+    const std::string file = path_arg(path);
+    const rt::StateDict& dict = state_arg(st);
+    io::SafetensorsWriter w;
+    for (const auto& [key, value] : dict.entries()) {
+      Tensor c = value.contiguous();
+      std::vector<std::byte> bytes(c.nbytes());
+      c.copy_to_host(bytes.data(), bytes.size());
+      try {
+        w.add(key, c.dtype(), c.shape().vec(), bytes);
+      } catch (const Error& e) {
+        fail_with(e.status(), "{}: tensor '{}': {}", file, key, e.what());
+      }
+    }
+    for (auto& [key, value] : metadata_arg(metadata_json, file)) w.set_metadata(key, value);
+    w.write(file);
+  });
+}
+
+eng_status h_safetensors_read(const eng_ctx* ctx, const char* path, eng_state* out) {
+  return guarded(ctx, "safetensors_read", [&] {
+    if (out == nullptr) fail("the output pointer is NULL");
+    *out = nullptr;
+    HostSession& s = session_of(ctx);
+    rt::Device& device = device_for(ctx, s);
+    const std::string file = path_arg(path);
+    io::SafetensorsFile f = io::SafetensorsFile::open(file);
+    auto dict = std::make_unique<rt::StateDict>();
+    dict->set_plugin_owned();
+    for (const io::SafetensorsTensor& t : f.tensors()) {
+      if (!t.engine_dtype)
+        fail_with(ENG_ERR_UNSUPPORTED,
+                  "{}: tensor '{}' has dtype {}, which the engine has no tensor type for (it has F32, BF16, "
+                  "F16, F64, I32, I64, U8, I8, BOOL); convert the file",
+                  file, t.name, t.dtype_name);
+      const rt::Dims shape = rt::Dims::from(t.shape.data(), static_cast<int>(t.shape.size()));
+      dict->put(std::string(t.name), Tensor::from_host(shape, *t.engine_dtype, device, t.data, t.nbytes));
+    }
+    *out = state_handle(*dict.release());
+  });
+}
+
 eng_status h_all_reduce_sum(const eng_ctx* ctx, eng_tensor t) {
   return guarded(ctx, "all_reduce_sum", [&] {
     Tensor x = tensor_of(t, "t");
@@ -670,6 +791,12 @@ const eng_host_api kHostApi = {
     .all_gather = h_all_gather,
     .reduce_scatter_sum = h_reduce_scatter_sum,
     .barrier = h_barrier,
+    .state_create = h_state_create,
+    .state_destroy = h_state_destroy,
+    .state_size = h_state_size,
+    .state_key_at = h_state_key_at,
+    .safetensors_write = h_safetensors_write,
+    .safetensors_read = h_safetensors_read,
 };
 
 }  // namespace

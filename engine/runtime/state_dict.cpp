@@ -7,7 +7,9 @@ namespace engine::rt {
 void StateDict::put(const std::string& key, Tensor value) {
   if (key.empty()) fail("state dictionary: an entry needs a non-empty key");
   if (!value.defined()) fail("state dictionary: entry '{}' has no tensor", key);
+  const bool added = entries_.find(key) == entries_.end();
   entries_[key] = std::move(value);
+  if (added) key_index_.clear();
 }
 
 const Tensor& StateDict::get(const std::string& key) const {
@@ -35,6 +37,16 @@ std::vector<std::string> StateDict::keys() const {
   k.reserve(entries_.size());
   for (const auto& [key, v] : entries_) k.push_back(key);
   return k;
+}
+
+const char* StateDict::key_at(size_t i) const {
+  if (i >= entries_.size()) return nullptr;
+  if (key_index_.size() != entries_.size()) {
+    key_index_.clear();
+    key_index_.reserve(entries_.size());
+    for (const auto& [key, v] : entries_) key_index_.push_back(&key);
+  }
+  return key_index_[i]->c_str();
 }
 
 }  // namespace engine::rt

@@ -351,6 +351,23 @@ typedef struct eng_host_api {
   eng_status (*all_gather)(const eng_ctx* ctx, eng_tensor shard, eng_tensor full);       /* full = concat of shards */
   eng_status (*reduce_scatter_sum)(const eng_ctx* ctx, eng_tensor full, eng_tensor shard);
   eng_status (*barrier)(const eng_ctx* ctx);
+
+  /* plugin-owned state dictionaries and tensor files (appended: the struct_size rule applies) */
+  /* a new empty string -> tensor dictionary owned by the caller (free it with state_destroy) */
+  eng_status (*state_create)(const eng_ctx* ctx, eng_state* out);
+  /* frees a state from state_create or safetensors_read (NULL accepted); never one the engine passed in */
+  void (*state_destroy)(eng_state st);
+  /* number of entries, -1 for NULL */
+  int64_t (*state_size)(eng_state st);
+  /* the i-th key in sorted order, NULL when out of range; valid until the state changes */
+  const char* (*state_key_at)(eng_state st, int64_t i);
+  /* writes every entry to `path` atomically, byte-identical to Python's safetensors for the same tensors;
+   * metadata_json: a JSON object of strings for "__metadata__", or NULL */
+  eng_status (*safetensors_write)(const eng_ctx* ctx, const char* path, eng_state st,
+                                  const char* metadata_json);
+  /* reads and validates a .safetensors file into a new caller-owned state: tensors on ctx's device in their
+   * stored dtype; errors name the file and the tensor */
+  eng_status (*safetensors_read)(const eng_ctx* ctx, const char* path, eng_state* out);
 } eng_host_api;
 
 /* ---- negotiation --------------------------------------------------------------------------------------- */
