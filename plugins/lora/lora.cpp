@@ -7,14 +7,14 @@
 // quantizer's on-the-fly product), so any base storage works. Adapter parameters carry PEFT's saved key names
 // ("base_model.model.<module>.lora_A.weight"), which is what adapter_model.safetensors holds.
 #include <filesystem>
-#include <map>
+#include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include "adapter_file.hpp"
 #include "engine/cpp/json.hpp"
 #include "engine/cpp/peft.hpp"
 #include "lora_options.hpp"
@@ -28,6 +28,7 @@ using engine::sdk::Json;
 using engine::sdk::NoGrad;
 using engine::sdk::Param;
 using engine::sdk::ParamInfo;
+using engine::sdk::State;
 using engine::sdk::Tensor;
 
 constexpr char kKeyPrefix[] = "base_model.model.";
@@ -46,6 +47,21 @@ struct Target {
 std::string short_name(const std::string& module) {
   size_t dot = module.rfind('.');
   return dot == std::string::npos ? module : module.substr(dot + 1);
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error("cannot read " + path + ": no such file or not readable", ENG_ERR_IO);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void write_text_file(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  if (!f) throw Error("cannot write " + path, ENG_ERR_IO);
+  f << text;
+  if (!f.flush()) throw Error("cannot write " + path + " (disk full?)", ENG_ERR_IO);
 }
 
 std::string fmt_number(double v) {
@@ -147,38 +163,40 @@ class Lora : public engine::sdk::Peft {
     return host.add(weight, delta);
   }
 
+  // adapter_model.safetensors through the engine's writer (F32, keys sorted, {"format": "pt"}: the bytes
+  // PEFT's save_pretrained writes) and adapter_config.json.
   void save(Host& host, const std::string& dir, const std::string& base_model_path) override {
     std::filesystem::create_directories(dir);
-    std::map<std::string, HostTensor> tensors;
+    State st = host.state_create();
     std::vector<std::string> modules;
     for (const auto& t : targets_) {
-      tensors[t->a_key()] = {{opt_.r, t->in}, host.to_vector<float>(host.value(t->a))};
-      tensors[t->b_key()] = {{t->out, opt_.r}, host.to_vector<float>(host.value(t->b))};
+      host.state_put(st.get(), t->a_key(), host.value(t->a));  // (r, in) f32
+      host.state_put(st.get(), t->b_key(), host.value(t->b));  // (out, r) f32
       modules.push_back(t->module);
     }
-    write_safetensors(dir + "/adapter_model.safetensors", tensors);
-    write_text_file(dir + "/adapter_config.json", config_json(base_model_path, modules));
+    host.write_safetensors(dir + "/adapter_model.safetensors", st, {{"format", "pt"}});
+    write_text_file(dir + "/adapter_config.json", config_json(base_model_path, modules).dump(2) + "\n");
   }
 
+  // Reads through the engine's validated reader; any float dtype PEFT writes (F32, BF16, F16, F64) is
+  // converted by copy_ into the f32 adapter parameters.
   void load(Host& host, const std::string& dir) override {
     check_config(dir + "/adapter_config.json");
     const std::string file = dir + "/adapter_model.safetensors";
-    std::map<std::string, HostTensor> tensors = read_safetensors(file);
-    std::set<std::string> used;
+    State st = host.read_safetensors(file);
+    std::set<std::string> present;
+    for (const std::string& key : st.keys()) present.insert(key);
     for (const auto& t : targets_) {
-      load_one(host, tensors, file, t->a_key(), t->a, {opt_.r, t->in});
-      load_one(host, tensors, file, t->b_key(), t->b, {t->out, opt_.r});
-      used.insert(t->a_key());
-      used.insert(t->b_key());
+      load_one(host, st, present, file, t->a_key(), t->a, {opt_.r, t->in});
+      load_one(host, st, present, file, t->b_key(), t->b, {t->out, opt_.r});
+      present.erase(t->a_key());
+      present.erase(t->b_key());
     }
-    for (const auto& [key, value] : tensors) {
-      (void)value;
-      if (!used.count(key)) {
-        throw Error(file + " holds " + key +
-                        ", which this run's target_modules do not target; use the adapter's own "
-                        "target_modules (adapter_config.json)",
-                    ENG_ERR_INVALID_ARGUMENT);
-      }
+    if (!present.empty()) {
+      throw Error(file + " holds " + *present.begin() +
+                      ", which this run's target_modules do not target; use the adapter's own "
+                      "target_modules (adapter_config.json)",
+                  ENG_ERR_INVALID_ARGUMENT);
     }
   }
 
@@ -188,23 +206,28 @@ class Lora : public engine::sdk::Peft {
     return *static_cast<const Target*>(cookie);
   }
 
-  void load_one(Host& host, const std::map<std::string, HostTensor>& tensors, const std::string& file,
+  void load_one(Host& host, const State& st, const std::set<std::string>& present, const std::string& file,
                 const std::string& key, Param p, const std::vector<int64_t>& shape) {
-    auto it = tensors.find(key);
-    if (it == tensors.end()) {
+    if (!present.count(key)) {
       throw Error(
           file + " has no tensor " + key + "; was it written for another model or other target_modules?",
           ENG_ERR_NOT_FOUND);
     }
-    if (it->second.shape != shape) {
+    Tensor src = host.state_get(st.get(), key);
+    if (src.shape() != shape) {
       std::string got, want;
-      for (int64_t d : it->second.shape) got += (got.empty() ? "" : ", ") + std::to_string(d);
+      for (int64_t d : src.shape()) got += (got.empty() ? "" : ", ") + std::to_string(d);
       for (int64_t d : shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
       throw Error(file + ": " + key + " has shape (" + got + "), this run expects (" + want +
                       "); the adapter's r or the base model differ",
                   ENG_ERR_INVALID_ARGUMENT);
     }
-    Tensor src = host.from_vector<float>(shape, it->second.values);
+    const eng_dtype dt = src.dtype();
+    if (dt != ENG_F32 && dt != ENG_BF16 && dt != ENG_F16 && dt != ENG_F64) {
+      throw Error(file + ": tensor " + key + " has dtype " + engine::sdk::dtype_name(dt) +
+                      "; adapters must be F32, F64, BF16 or F16",
+                  ENG_ERR_INVALID_ARGUMENT);
+    }
     NoGrad no_grad(host);
     host.copy_(host.value(p), src);
   }
@@ -233,38 +256,33 @@ class Lora : public engine::sdk::Peft {
   }
 
   // PEFT's LoraConfig fields (peft 0.x), enough for LoraConfig.from_pretrained and PeftModel.from_pretrained.
-  std::string config_json(const std::string& base_model_path, const std::vector<std::string>& modules) const {
-    std::string targets;
-    for (const auto& m : opt_.saved_target_modules(modules))
-      targets += (targets.empty() ? "" : ", ") + json_quote(m);
-    std::string s = "{\n";
-    auto kv = [&](const std::string& k, const std::string& v, bool last = false) {
-      s += "  " + json_quote(k) + ": " + v + (last ? "\n" : ",\n");
+  nlohmann::json config_json(const std::string& base_model_path, const std::vector<std::string>& modules) const {
+    using nlohmann::json;
+    return json{
+        {"alpha_pattern", json::object()},
+        {"auto_mapping", nullptr},
+        {"base_model_name_or_path", base_model_path},
+        {"bias", "none"},
+        {"fan_in_fan_out", false},
+        {"inference_mode", true},
+        {"init_lora_weights", true},
+        {"layers_pattern", nullptr},
+        {"layers_to_transform", nullptr},
+        {"loftq_config", json::object()},
+        {"lora_alpha", opt_.lora_alpha},
+        {"lora_dropout", opt_.lora_dropout},
+        {"megatron_config", nullptr},
+        {"megatron_core", "megatron.core"},
+        {"modules_to_save", nullptr},
+        {"peft_type", "LORA"},
+        {"r", opt_.r},
+        {"rank_pattern", json::object()},
+        {"revision", nullptr},
+        {"target_modules", opt_.saved_target_modules(modules)},
+        {"task_type", "CAUSAL_LM"},
+        {"use_dora", false},
+        {"use_rslora", opt_.use_rslora},
     };
-    kv("alpha_pattern", "{}");
-    kv("auto_mapping", "null");
-    kv("base_model_name_or_path", json_quote(base_model_path));
-    kv("bias", "\"none\"");
-    kv("fan_in_fan_out", "false");
-    kv("inference_mode", "true");
-    kv("init_lora_weights", "true");
-    kv("layers_pattern", "null");
-    kv("layers_to_transform", "null");
-    kv("loftq_config", "{}");
-    kv("lora_alpha", fmt_number(opt_.lora_alpha));
-    kv("lora_dropout", fmt_number(opt_.lora_dropout));
-    kv("megatron_config", "null");
-    kv("megatron_core", "\"megatron.core\"");
-    kv("modules_to_save", "null");
-    kv("peft_type", "\"LORA\"");
-    kv("r", std::to_string(opt_.r));
-    kv("rank_pattern", "{}");
-    kv("revision", "null");
-    kv("target_modules", "[" + targets + "]");
-    kv("task_type", "\"CAUSAL_LM\"");
-    kv("use_dora", "false");
-    kv("use_rslora", opt_.use_rslora ? "true" : "false", true);
-    return s + "}\n";
   }
 
   LoraOptions opt_;

@@ -4,14 +4,20 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 
 #include "engine/host/host_session.hpp"
 #include "engine/host/linear_seam.hpp"
 #include "engine/host/tensor_handle.hpp"
+#include "engine/io/safetensors.hpp"
+#include "engine/io/safetensors_writer.hpp"
 #include "engine/runtime/ops/ops.hpp"
 
 namespace engine::host {
@@ -631,6 +637,225 @@ TEST(HostApi, LinearSeamResolvesDenseQuantizedAndAdapterWeights) {
   f.host->tensor_release(x);
   f.session.set_peft(nullptr);
   f.session.set_quantizer(nullptr);
+}
+
+// ---- plugin-owned state dictionaries and tensor files ---------------------------------------------------
+
+// A fresh directory under the system temp dir, removed at the end of the test.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& name)
+      : path(std::filesystem::temp_directory_path() /
+             ("engine_host_api_test_" + name + "_" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+std::vector<std::byte> file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> c((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::byte> b(c.size());
+  std::memcpy(b.data(), c.data(), c.size());
+  return b;
+}
+
+TEST(HostApi, PluginStatesListSortedKeysAndAreDestroyedByTheirCreator) {
+  Fixture f;
+  eng_state st = nullptr;
+  ASSERT_EQ(f.host->state_create(&f.ctx, &st), ENG_OK);
+  ASSERT_NE(st, nullptr);
+  EXPECT_EQ(f.host->state_size(st), 0);
+  EXPECT_EQ(f.host->state_key_at(st, 0), nullptr);
+  eng_tensor t = from_floats(f, {2}, {1, 2});
+  for (const char* k : {"m.w", "a.b", "z"}) ASSERT_EQ(f.host->state_put(&f.ctx, st, k, t), ENG_OK);
+  ASSERT_EQ(f.host->state_size(st), 3);
+  EXPECT_STREQ(f.host->state_key_at(st, 0), "a.b");
+  EXPECT_STREQ(f.host->state_key_at(st, 1), "m.w");
+  EXPECT_STREQ(f.host->state_key_at(st, 2), "z");
+  EXPECT_EQ(f.host->state_key_at(st, 3), nullptr);
+  EXPECT_EQ(f.host->state_key_at(st, -1), nullptr);
+  // Adding a key rebuilds the order: "b" lands between "a.b" and "m.w".
+  ASSERT_EQ(f.host->state_put(&f.ctx, st, "b", t), ENG_OK);
+  EXPECT_STREQ(f.host->state_key_at(st, 1), "b");
+  EXPECT_STREQ(f.host->state_key_at(st, 3), "z");
+  f.host->tensor_release(t);  // the state keeps its own references
+  eng_tensor back = nullptr;
+  ASSERT_EQ(f.host->state_get(&f.ctx, st, "z", &back), ENG_OK);
+  EXPECT_EQ(to_floats(f, back), (std::vector<float>{1, 2}));
+  f.host->tensor_release(back);
+  f.host->state_destroy(st);
+  f.host->state_destroy(nullptr);  // accepted
+  EXPECT_EQ(f.host->state_size(nullptr), -1);
+  EXPECT_EQ(f.host->state_key_at(nullptr, 0), nullptr);
+
+  // A state the engine passed in is not the plugin's to free: state_destroy leaves it intact.
+  rt::StateDict engine_owned;
+  engine_owned.put("k", Tensor::zeros({1}, ENG_F32, rt::cpu_device()));
+  f.host->state_destroy(state_handle(engine_owned));
+  EXPECT_EQ(engine_owned.size(), 1u);
+  EXPECT_EQ(f.host->state_size(state_handle(engine_owned)), 1);
+
+  EXPECT_EQ(f.host->state_create(&f.ctx, nullptr), ENG_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(f.host->get_error(&f.ctx)).find("state_create"), std::string::npos);
+}
+
+TEST(HostApi, SafetensorsWriteThenReadRoundTripsValuesDtypesAndMetadata) {
+  Fixture f;
+  TempDir dir("roundtrip");
+  const std::string path = dir.file("t.safetensors");
+  eng_state st = nullptr;
+  ASSERT_EQ(f.host->state_create(&f.ctx, &st), ENG_OK);
+
+  const std::vector<float> w = {0.5f, -1.25f, 3.f, 1e-8f, -0.f, 7.75f};  // (2, 3) f32
+  eng_tensor tw = from_floats(f, {2, 3}, w);
+  const std::vector<uint16_t> h = {0x3F80, 0xC000, 0x0001, 0x7F7F};  // (4) bf16 bit patterns
+  const int64_t sh[1] = {4};
+  eng_tensor th = nullptr;
+  ASSERT_EQ(f.host->tensor_from_host(&f.ctx, ENG_BF16, 1, sh, h.data(), 8, &th), ENG_OK);
+  const int64_t step = -42;  // 0-d i64
+  eng_tensor ts = nullptr;
+  ASSERT_EQ(f.host->tensor_from_host(&f.ctx, ENG_I64, 0, nullptr, &step, 8, &ts), ENG_OK);
+  // A non-contiguous view is written as its logical (row-major) values.
+  eng_tensor twt = nullptr;
+  ASSERT_EQ(f.ops->transpose(&f.ctx, tw, 0, 1, &twt), ENG_OK);  // (3, 2)
+  ASSERT_EQ(f.host->state_put(&f.ctx, st, "w", tw), ENG_OK);
+  ASSERT_EQ(f.host->state_put(&f.ctx, st, "h", th), ENG_OK);
+  ASSERT_EQ(f.host->state_put(&f.ctx, st, "step", ts), ENG_OK);
+  ASSERT_EQ(f.host->state_put(&f.ctx, st, "w_t", twt), ENG_OK);
+  ASSERT_EQ(f.host->safetensors_write(&f.ctx, path.c_str(), st, R"({"format": "pt", "note": "é"})"), ENG_OK)
+      << f.host->get_error(&f.ctx);
+
+  // The bytes are the engine writer's for the same tensors (the writer is checked against Python's
+  // safetensors in tests/unit/io).
+  io::SafetensorsWriter ref;
+  ref.add("w", ENG_F32, {2, 3}, std::as_bytes(std::span(w)));
+  ref.add("h", ENG_BF16, {4}, std::as_bytes(std::span(h)));
+  ref.add("step", ENG_I64, {}, std::as_bytes(std::span(&step, 1)));
+  const std::vector<float> wt = {w[0], w[3], w[1], w[4], w[2], w[5]};
+  ref.add("w_t", ENG_F32, {3, 2}, std::as_bytes(std::span(wt)));
+  ref.set_metadata("format", "pt");
+  ref.set_metadata("note", "é");
+  EXPECT_EQ(file_bytes(path), ref.serialize());
+  io::SafetensorsFile file = io::SafetensorsFile::open(path);
+  EXPECT_EQ(file.metadata(), (std::map<std::string, std::string>{{"format", "pt"}, {"note", "é"}}));
+
+  eng_state in = nullptr;
+  ASSERT_EQ(f.host->safetensors_read(&f.ctx, path.c_str(), &in), ENG_OK) << f.host->get_error(&f.ctx);
+  ASSERT_EQ(f.host->state_size(in), 4);
+  EXPECT_STREQ(f.host->state_key_at(in, 0), "h");
+  EXPECT_STREQ(f.host->state_key_at(in, 3), "w_t");
+  eng_tensor r = nullptr;
+  ASSERT_EQ(f.host->state_get(&f.ctx, in, "w", &r), ENG_OK);
+  EXPECT_EQ(f.host->tensor_dtype(r), ENG_F32);
+  EXPECT_EQ(f.host->tensor_ndim(r), 2);
+  EXPECT_EQ(f.host->tensor_dim(r, 1), 3);
+  EXPECT_EQ(to_floats(f, r), w);
+  f.host->tensor_release(r);
+  ASSERT_EQ(f.host->state_get(&f.ctx, in, "w_t", &r), ENG_OK);
+  EXPECT_EQ(to_floats(f, r), wt);
+  f.host->tensor_release(r);
+  ASSERT_EQ(f.host->state_get(&f.ctx, in, "h", &r), ENG_OK);
+  EXPECT_EQ(f.host->tensor_dtype(r), ENG_BF16);  // the stored dtype, not converted
+  std::vector<uint16_t> hb(4);
+  ASSERT_EQ(f.host->tensor_to_host(&f.ctx, r, hb.data(), 8), ENG_OK);
+  EXPECT_EQ(hb, h);
+  f.host->tensor_release(r);
+  ASSERT_EQ(f.host->state_get(&f.ctx, in, "step", &r), ENG_OK);
+  EXPECT_EQ(f.host->tensor_dtype(r), ENG_I64);
+  EXPECT_EQ(f.host->tensor_ndim(r), 0);
+  int64_t step_back = 0;
+  ASSERT_EQ(f.host->tensor_to_host(&f.ctx, r, &step_back, 8), ENG_OK);
+  EXPECT_EQ(step_back, step);
+  f.host->tensor_release(r);
+
+  // NULL metadata: no "__metadata__" at all.
+  const std::string bare = dir.file("bare.safetensors");
+  ASSERT_EQ(f.host->safetensors_write(&f.ctx, bare.c_str(), in, nullptr), ENG_OK);
+  EXPECT_TRUE(io::SafetensorsFile::open(bare).metadata().empty());
+
+  for (eng_tensor x : {tw, th, ts, twt}) f.host->tensor_release(x);
+  f.host->state_destroy(in);
+  f.host->state_destroy(st);
+}
+
+TEST(HostApi, SafetensorsReadOfABadFileGivesAStatusAndNamesTheFile) {
+  Fixture f;
+  TempDir dir("corrupt");
+  eng_state out = reinterpret_cast<eng_state>(&f);  // must be reset to NULL on failure
+
+  const std::string garbage = dir.file("garbage.safetensors");
+  std::ofstream(garbage, std::ios::binary) << "this is not a safetensors file at all";
+  eng_status s = f.host->safetensors_read(&f.ctx, garbage.c_str(), &out);
+  EXPECT_EQ(s, ENG_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(out, nullptr);
+  std::string msg = f.host->get_error(&f.ctx);
+  EXPECT_NE(msg.find("safetensors_read"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(garbage), std::string::npos) << msg;
+
+  // A valid file cut short: the tensor data no longer fits.
+  io::SafetensorsWriter w;
+  const std::vector<float> v(16, 1.f);
+  w.add("layer.weight", ENG_F32, {4, 4}, std::as_bytes(std::span(v)));
+  std::vector<std::byte> bytes = w.serialize();
+  bytes.resize(bytes.size() - 5);
+  const std::string cut = dir.file("cut.safetensors");
+  std::ofstream(cut, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
+                                             static_cast<std::streamsize>(bytes.size()));
+  EXPECT_NE(f.host->safetensors_read(&f.ctx, cut.c_str(), &out), ENG_OK);
+  msg = f.host->get_error(&f.ctx);
+  EXPECT_NE(msg.find(cut), std::string::npos) << msg;
+
+  // A missing file is an IO error naming it.
+  const std::string missing = dir.file("missing.safetensors");
+  EXPECT_EQ(f.host->safetensors_read(&f.ctx, missing.c_str(), &out), ENG_ERR_IO);
+  EXPECT_NE(std::string(f.host->get_error(&f.ctx)).find(missing), std::string::npos);
+
+  // A valid file with a dtype the engine has no tensor type for names the file and the tensor.
+  io::SafetensorsWriter u;
+  const std::vector<uint16_t> u16 = {1, 2};
+  u.add("codes.u16", io::SafetensorsDtype::U16, {2}, std::as_bytes(std::span(u16)));
+  const std::string odd = dir.file("u16.safetensors");
+  u.write(odd);
+  EXPECT_EQ(f.host->safetensors_read(&f.ctx, odd.c_str(), &out), ENG_ERR_UNSUPPORTED);
+  msg = f.host->get_error(&f.ctx);
+  EXPECT_NE(msg.find(odd), std::string::npos) << msg;
+  EXPECT_NE(msg.find("codes.u16"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("U16"), std::string::npos) << msg;
+  EXPECT_EQ(out, nullptr);
+}
+
+TEST(HostApi, SafetensorsRefusesNullPathsAndBadMetadataWithAMessage) {
+  Fixture f;
+  TempDir dir("null_path");
+  eng_state out = nullptr;
+  EXPECT_EQ(f.host->safetensors_read(&f.ctx, nullptr, &out), ENG_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(f.host->get_error(&f.ctx)).find("path is NULL"), std::string::npos)
+      << f.host->get_error(&f.ctx);
+  EXPECT_EQ(out, nullptr);
+
+  eng_state st = nullptr;
+  ASSERT_EQ(f.host->state_create(&f.ctx, &st), ENG_OK);
+  f.host->set_error(&f.ctx, ENG_OK, "");
+  EXPECT_EQ(f.host->safetensors_write(&f.ctx, nullptr, st, nullptr), ENG_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(f.host->get_error(&f.ctx)).find("safetensors_write: the path is NULL"),
+            std::string::npos)
+      << f.host->get_error(&f.ctx);
+  const std::string path = dir.file("x.safetensors");
+  EXPECT_EQ(f.host->safetensors_write(&f.ctx, path.c_str(), nullptr, nullptr), ENG_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(f.host->get_error(&f.ctx)).find("state dictionary handle is NULL"), std::string::npos);
+  EXPECT_EQ(f.host->safetensors_write(&f.ctx, path.c_str(), st, R"({"format": 1})"), ENG_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(f.host->get_error(&f.ctx)).find("metadata entry 'format'"), std::string::npos)
+      << f.host->get_error(&f.ctx);
+  EXPECT_EQ(f.host->safetensors_write(&f.ctx, path.c_str(), st, "[1, 2]"), ENG_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(f.host->safetensors_write(&f.ctx, path.c_str(), st, "{not json"), ENG_ERR_INVALID_ARGUMENT);
+  EXPECT_FALSE(std::filesystem::exists(path));  // nothing is written when the request is refused
+  // An empty state writes a valid (empty) file.
+  ASSERT_EQ(f.host->safetensors_write(&f.ctx, path.c_str(), st, nullptr), ENG_OK);
+  EXPECT_EQ(io::SafetensorsFile::open(path).size(), 0u);
+  f.host->state_destroy(st);
 }
 
 }  // namespace

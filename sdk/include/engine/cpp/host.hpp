@@ -9,10 +9,15 @@
 //   { NoGrad no_grad(host); host.axpby_(value, 1.0, grad, -lr); } // untaped update
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "engine/abi/engine.h"
 #include "engine/cpp/error.hpp"
@@ -22,6 +27,52 @@
 namespace engine::sdk {
 
 // A plugin's own recipe section and other JSON strings the engine passes are plain std::string; see json.hpp.
+
+// ---- plugin-owned state dictionaries (tensor files) ------------------------------------------------------
+// A string -> tensor dictionary the plugin owns (from Host::state_create or Host::read_safetensors), freed
+// with state_destroy when the State ends. Move-only. Entries go in and out through Host::state_put/state_get.
+class State {
+ public:
+  State() noexcept = default;
+  // Takes over `st` (a state from state_create or safetensors_read; never one the engine passed in).
+  State(const eng_host_api* api, eng_state st) noexcept : api_(api), st_(st) {}
+  State(State&& o) noexcept : api_(o.api_), st_(std::exchange(o.st_, nullptr)) {}
+  State& operator=(State&& o) noexcept {
+    if (this != &o) {
+      reset();
+      api_ = o.api_;
+      st_ = std::exchange(o.st_, nullptr);
+    }
+    return *this;
+  }
+  State(const State&) = delete;
+  State& operator=(const State&) = delete;
+  ~State() { reset(); }
+
+  eng_state get() const noexcept { return st_; }
+  explicit operator bool() const noexcept { return st_ != nullptr; }
+  int64_t size() const noexcept { return st_ != nullptr ? api_->state_size(st_) : 0; }
+  // The keys in sorted order.
+  std::vector<std::string> keys() const {
+    std::vector<std::string> out;
+    const int64_t n = size();
+    out.reserve(static_cast<size_t>(n > 0 ? n : 0));
+    for (int64_t i = 0; i < n; ++i) {
+      const char* k = api_->state_key_at(st_, i);
+      if (k == nullptr) throw Error("state_key_at returned no key " + std::to_string(i), ENG_ERR_INTERNAL);
+      out.emplace_back(k);
+    }
+    return out;
+  }
+  void reset() noexcept {
+    if (st_ != nullptr) api_->state_destroy(st_);
+    st_ = nullptr;
+  }
+
+ private:
+  const eng_host_api* api_ = nullptr;
+  eng_state st_ = nullptr;
+};
 
 class Host {
  public:
@@ -320,9 +371,51 @@ class Host {
   }
   void barrier() const { check(api_->barrier(ctx_), "barrier"); }
 
+  // ---- plugin-owned state dictionaries and tensor files (the engine's safetensors reader and writer) ---
+  // A new empty dictionary owned by the returned State.
+  State state_create() const {
+    eng_state st = nullptr;
+    check(service(offsetof(eng_host_api, state_create), [&] { return api_->state_create; }, "state_create")(ctx_, &st), "state_create");
+    return State(api_, st);
+  }
+  // Writes every entry of `st` to `path` atomically, byte-identical to Python's safetensors.save_file for
+  // the same tensors; `metadata` becomes "__metadata__" (e.g. {{"format", "pt"}}).
+  void write_safetensors(const std::string& path, const State& st,
+                         const std::map<std::string, std::string>& metadata = {}) const {
+    write_safetensors(path, st.get(), metadata);
+  }
+  void write_safetensors(const std::string& path, eng_state st,
+                         const std::map<std::string, std::string>& metadata = {}) const {
+    const std::string meta = nlohmann::json(metadata).dump();
+    check(service(offsetof(eng_host_api, safetensors_write), [&] { return api_->safetensors_write; }, "safetensors_write")(
+              ctx_, path.c_str(), st, metadata.empty() ? nullptr : meta.c_str()),
+          "safetensors_write");
+  }
+  // Reads and validates a .safetensors file: tensors on this context's device in their stored dtype.
+  State read_safetensors(const std::string& path) const {
+    eng_state st = nullptr;
+    eng_status s = service(offsetof(eng_host_api, safetensors_read), [&] { return api_->safetensors_read; }, "safetensors_read")(ctx_, path.c_str(), &st);
+    State result(api_, st);
+    check(s, "safetensors_read");
+    return result;
+  }
+
+ private:
  private:
   friend class NoGrad;
 
+  // An entry appended to the host table, checked against the table's struct_size before it is read
+  // (docs/ABI.md, "Tables"): service(offsetof(eng_host_api, x), [&] { return api_->x; }, "x").
+  template <typename Read>
+  auto service(size_t offset, Read read, const char* name) const -> decltype(read()) {
+    decltype(read()) fn = offset + sizeof(void*) <= api_->struct_size ? read() : nullptr;
+    if (fn == nullptr) {
+      throw Error(std::string("this engine does not provide the host service '") + name +
+                      "'; it is older than the SDK the plugin was built with",
+                  ENG_ERR_UNSUPPORTED);
+    }
+    return fn;
+  }
   const eng_op_table* ops() const {
     if (api_->ops == nullptr) throw Error("the engine provided no op table", ENG_ERR_INTERNAL);
     return api_->ops;
