@@ -630,8 +630,10 @@ std::map<std::string, std::string> metadata_arg(const char* metadata_json, const
   try {
     j = nlohmann::json::parse(metadata_json);
   } catch (const nlohmann::json::parse_error& e) {
-    fail("the metadata for {} is not valid JSON ({}); pass an object of strings such as {{\"format\": \"pt\"}}",
-         path, e.what());
+    fail(
+        "the metadata for {} is not valid JSON ({}); pass an object of strings such as {{\"format\": "
+        "\"pt\"}}",
+        path, e.what());
   }
   if (!j.is_object())
     fail("the metadata for {} is a JSON {}, not an object of strings such as {{\"format\": \"pt\"}}", path,
@@ -645,7 +647,8 @@ std::map<std::string, std::string> metadata_arg(const char* metadata_json, const
   return out;
 }
 
-eng_status h_safetensors_write(const eng_ctx* ctx, const char* path, eng_state st, const char* metadata_json) {
+eng_status h_safetensors_write(const eng_ctx* ctx, const char* path, eng_state st,
+                               const char* metadata_json) {
   return guarded(ctx, "safetensors_write", [&] {
     session_of(ctx);
     const std::string file = path_arg(path);

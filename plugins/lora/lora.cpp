@@ -256,7 +256,8 @@ class Lora : public engine::sdk::Peft {
   }
 
   // PEFT's LoraConfig fields (peft 0.x), enough for LoraConfig.from_pretrained and PeftModel.from_pretrained.
-  nlohmann::json config_json(const std::string& base_model_path, const std::vector<std::string>& modules) const {
+  nlohmann::json config_json(const std::string& base_model_path,
+                             const std::vector<std::string>& modules) const {
     using nlohmann::json;
     return json{
         {"alpha_pattern", json::object()},

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/cpp/sdk.hpp"
 
@@ -393,6 +394,87 @@ TEST(SdkWrappers, JsonReadsOptions) {
     EXPECT_NE(std::string(e.what()).find("'lr' must be a string"), std::string::npos) << e.what();
   }
   EXPECT_THROW(engine::sdk::Json::parse("[1, 2"), engine::sdk::Error);
+}
+
+// ---- plugin-owned states and tensor files: a mock of the appended host entries ----
+struct MockState {
+  std::vector<std::string> keys;
+};
+struct FileMock {
+  int live_states = 0;
+  std::string written_path, written_metadata;
+} fm;
+
+eng_host_api files_host() {
+  eng_host_api h = *mock_host();
+  h.state_create = [](const eng_ctx*, eng_state* out) -> eng_status {
+    ++fm.live_states;
+    *out = reinterpret_cast<eng_state>(new MockState{{"b.weight", "a.weight"}});
+    return ENG_OK;
+  };
+  h.state_destroy = [](eng_state st) {
+    if (st == nullptr) return;
+    --fm.live_states;
+    delete reinterpret_cast<MockState*>(st);
+  };
+  h.state_size = [](eng_state st) -> int64_t {
+    return static_cast<int64_t>(reinterpret_cast<MockState*>(st)->keys.size());
+  };
+  h.state_key_at = [](eng_state st, int64_t i) -> const char* {
+    return reinterpret_cast<MockState*>(st)->keys[static_cast<size_t>(i)].c_str();
+  };
+  h.safetensors_write = [](const eng_ctx*, const char* path, eng_state, const char* meta) -> eng_status {
+    fm.written_path = path;
+    fm.written_metadata = meta != nullptr ? meta : "(null)";
+    return ENG_OK;
+  };
+  h.safetensors_read = [](const eng_ctx*, const char* path, eng_state* out) -> eng_status {
+    *out = nullptr;
+    g.error = std::string("safetensors_read: ") + path + ": not a safetensors file";
+    return ENG_ERR_INVALID_ARGUMENT;
+  };
+  return h;
+}
+
+TEST(SdkWrappers, StatesAreDestroyedByTheirOwnerAndTensorFilesGoThroughTheHost) {
+  const eng_host_api api = files_host();
+  eng_ctx ctx = make_ctx();
+  Host host(&api, &ctx);
+  {
+    engine::sdk::State st = host.state_create();
+    EXPECT_EQ(fm.live_states, 1);
+    EXPECT_EQ(st.size(), 2);
+    EXPECT_EQ(st.keys(), (std::vector<std::string>{"b.weight", "a.weight"}));
+    engine::sdk::State moved = std::move(st);
+    EXPECT_FALSE(st);
+    EXPECT_EQ(fm.live_states, 1);
+    host.write_safetensors("/tmp/x.safetensors", moved, {{"format", "pt"}});
+    EXPECT_EQ(fm.written_path, "/tmp/x.safetensors");
+    EXPECT_EQ(fm.written_metadata, R"({"format":"pt"})");
+    host.write_safetensors("/tmp/y.safetensors", moved);
+    EXPECT_EQ(fm.written_metadata, "(null)");  // no metadata: NULL, not "{}"
+  }
+  EXPECT_EQ(fm.live_states, 0);
+  try {
+    host.read_safetensors("/tmp/bad.safetensors");
+    ADD_FAILURE() << "read_safetensors did not throw";
+  } catch (const engine::sdk::Error& e) {
+    EXPECT_EQ(e.status(), ENG_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(e.what()).find("/tmp/bad.safetensors"), std::string::npos) << e.what();
+  }
+
+  // A host whose table predates these entries: refused with a message, never a read past its end.
+  eng_host_api old = api;
+  old.struct_size = static_cast<uint32_t>(offsetof(eng_host_api, state_create));
+  Host old_host(&old, &ctx);
+  try {
+    old_host.state_create();
+    ADD_FAILURE() << "state_create on a short table did not throw";
+  } catch (const engine::sdk::Error& e) {
+    EXPECT_EQ(e.status(), ENG_ERR_UNSUPPORTED);
+    EXPECT_NE(std::string(e.what()).find("state_create"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(fm.live_states, 0);
 }
 
 }  // namespace

@@ -3,7 +3,6 @@
 #include "engine/host/host_api.hpp"
 
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cmath>
@@ -802,8 +801,8 @@ TEST(HostApi, SafetensorsReadOfABadFileGivesAStatusAndNamesTheFile) {
   std::vector<std::byte> bytes = w.serialize();
   bytes.resize(bytes.size() - 5);
   const std::string cut = dir.file("cut.safetensors");
-  std::ofstream(cut, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
-                                             static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(cut, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   EXPECT_NE(f.host->safetensors_read(&f.ctx, cut.c_str(), &out), ENG_OK);
   msg = f.host->get_error(&f.ctx);
   EXPECT_NE(msg.find(cut), std::string::npos) << msg;
@@ -845,8 +844,10 @@ TEST(HostApi, SafetensorsRefusesNullPathsAndBadMetadataWithAMessage) {
       << f.host->get_error(&f.ctx);
   const std::string path = dir.file("x.safetensors");
   EXPECT_EQ(f.host->safetensors_write(&f.ctx, path.c_str(), nullptr, nullptr), ENG_ERR_INVALID_ARGUMENT);
-  EXPECT_NE(std::string(f.host->get_error(&f.ctx)).find("state dictionary handle is NULL"), std::string::npos);
-  EXPECT_EQ(f.host->safetensors_write(&f.ctx, path.c_str(), st, R"({"format": 1})"), ENG_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(f.host->get_error(&f.ctx)).find("state dictionary handle is NULL"),
+            std::string::npos);
+  EXPECT_EQ(f.host->safetensors_write(&f.ctx, path.c_str(), st, R"({"format": 1})"),
+            ENG_ERR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(f.host->get_error(&f.ctx)).find("metadata entry 'format'"), std::string::npos)
       << f.host->get_error(&f.ctx);
   EXPECT_EQ(f.host->safetensors_write(&f.ctx, path.c_str(), st, "[1, 2]"), ENG_ERR_INVALID_ARGUMENT);

@@ -13,11 +13,10 @@
 #include <cstdint>
 #include <exception>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "engine/abi/engine.h"
 #include "engine/cpp/error.hpp"
@@ -374,8 +373,10 @@ class Host {
   // ---- plugin-owned state dictionaries and tensor files (the engine's safetensors reader and writer) ---
   // A new empty dictionary owned by the returned State.
   State state_create() const {
+    const auto create = service(
+        offsetof(eng_host_api, state_create), [&] { return api_->state_create; }, "state_create");
     eng_state st = nullptr;
-    check(service(offsetof(eng_host_api, state_create), [&] { return api_->state_create; }, "state_create")(ctx_, &st), "state_create");
+    check(create(ctx_, &st), "state_create");
     return State(api_, st);
   }
   // Writes every entry of `st` to `path` atomically, byte-identical to Python's safetensors.save_file for
@@ -386,21 +387,23 @@ class Host {
   }
   void write_safetensors(const std::string& path, eng_state st,
                          const std::map<std::string, std::string>& metadata = {}) const {
+    const auto write = service(
+        offsetof(eng_host_api, safetensors_write), [&] { return api_->safetensors_write; },
+        "safetensors_write");
     const std::string meta = nlohmann::json(metadata).dump();
-    check(service(offsetof(eng_host_api, safetensors_write), [&] { return api_->safetensors_write; }, "safetensors_write")(
-              ctx_, path.c_str(), st, metadata.empty() ? nullptr : meta.c_str()),
-          "safetensors_write");
+    check(write(ctx_, path.c_str(), st, metadata.empty() ? nullptr : meta.c_str()), "safetensors_write");
   }
   // Reads and validates a .safetensors file: tensors on this context's device in their stored dtype.
   State read_safetensors(const std::string& path) const {
+    const auto read = service(
+        offsetof(eng_host_api, safetensors_read), [&] { return api_->safetensors_read; }, "safetensors_read");
     eng_state st = nullptr;
-    eng_status s = service(offsetof(eng_host_api, safetensors_read), [&] { return api_->safetensors_read; }, "safetensors_read")(ctx_, path.c_str(), &st);
+    const eng_status s = read(ctx_, path.c_str(), &st);
     State result(api_, st);
     check(s, "safetensors_read");
     return result;
   }
 
- private:
  private:
   friend class NoGrad;
 
