@@ -118,6 +118,17 @@ TEST(EngineCli, RunValidatesFirstThenLoadsTheModel) {
   EXPECT_NE(r.output.find("config.json"), std::string::npos) << r.output;
 }
 
+TEST(EngineCli, RunRefusesAMistypedResumeBeforeLoadingAnything) {
+  // "latest" is neither auto, none nor a directory: a usage error, reported before the model load that would
+  // fail on base.toml's stub model folder.
+  auto r = run_process(engine() + " run " + recipe("base.toml") + " --resume latest");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--resume latest: no such directory (use auto, none, or a checkpoint directory)"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("config.json"), std::string::npos) << r.output;
+}
+
 TEST(EngineCli, UsageErrorsExitTwo) {
   EXPECT_EQ(run_process(engine() + " validate").exit_code, 2);
   EXPECT_EQ(run_process(engine() + " valdate x.toml").exit_code, 2);
