@@ -134,6 +134,9 @@ TEST(EngineCli, UsageErrorsExitTwo) {
   EXPECT_EQ(run_process(engine() + " valdate x.toml").exit_code, 2);
   EXPECT_EQ(run_process(engine() + " --log-level loud plugins").exit_code, 2);
   EXPECT_EQ(run_process(engine() + " --log-level debug plugins").exit_code, 0);
+  auto no_level = run_process(engine() + " plugins --log-level");  // the level forgotten at the end
+  EXPECT_EQ(no_level.exit_code, 2);
+  EXPECT_NE(no_level.output.find("--log-level needs a level"), std::string::npos) << no_level.output;
 }
 
 TEST(EngineCli, PluginsJsonStaysParseableWhenAFileIsRefused) {
