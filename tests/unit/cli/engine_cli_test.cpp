@@ -118,6 +118,14 @@ TEST(EngineCli, RunValidatesFirstThenLoadsTheModel) {
   EXPECT_NE(r.output.find("config.json"), std::string::npos) << r.output;
 }
 
+TEST(EngineCli, ExportOfAMissingCheckpointSaysItDoesNotExist) {
+  auto r =
+      run_process(engine() + " export --checkpoint /nonexistent/checkpoint-5 --merged --out /nonexistent/x");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("--checkpoint /nonexistent/checkpoint-5: no such directory"), std::string::npos)
+      << r.output;
+}
+
 TEST(EngineCli, RunRefusesAMistypedResumeBeforeLoadingAnything) {
   // "latest" is neither auto, none nor a directory: a usage error, reported before the model load that would
   // fail on base.toml's stub model folder.
