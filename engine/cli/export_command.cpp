@@ -66,6 +66,10 @@ int export_command(const std::vector<std::string>& args) {
         "format, usable as it is with `engine generate --adapter` or PeftModel.from_pretrained)");
   }
   const fs::path config_file = ckpt / "adapter_config.json";
+  if (!fs::is_directory(ckpt)) {
+    fail("--checkpoint {}: no such directory; pass one of the checkpoint-<step> folders in train.output_dir",
+         ckpt.string());
+  }
   if (!fs::exists(config_file)) {
     fail(
         "{} has no adapter_config.json: export --merged needs an adapter checkpoint (a full fine-tuning "
@@ -76,8 +80,10 @@ int export_command(const std::vector<std::string>& args) {
   nlohmann::json adapter_config = nlohmann::json::parse(std::ifstream(config_file));
   const fs::path base = adapter_config.value("base_model_name_or_path", std::string());
   if (base.empty() || !fs::exists(base / "config.json")) {
-    fail("{}: base_model_name_or_path '{}' is not a model directory on this machine", config_file.string(),
-         base.string());
+    fail(
+        "{}: base_model_name_or_path '{}' is not a model directory on this machine; if the base model moved, "
+        "set base_model_name_or_path there to its folder",
+        config_file.string(), base.string());
   }
   if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out))) {
     fail("--out {} already exists and is not an empty directory; choose a new directory", out.string());

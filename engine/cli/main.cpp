@@ -37,7 +37,11 @@ int main(int argc, char** argv) {
   // --log-level may appear anywhere.
   for (size_t i = 0; i < args.size(); ++i) {
     std::string level;
-    if (args[i] == "--log-level" && i + 1 < args.size()) {
+    if (args[i] == "--log-level" && i + 1 == args.size()) {
+      std::cerr << "engine: --log-level needs a level (trace, debug, info, warn, error, off)\n";
+      return engine::cli::kExitUsage;
+    }
+    if (args[i] == "--log-level") {
       level = args[i + 1];
       args.erase(args.begin() + static_cast<long>(i), args.begin() + static_cast<long>(i) + 2);
     } else if (args[i].rfind("--log-level=", 0) == 0) {

@@ -79,11 +79,12 @@ int plot_command(const std::vector<std::string>& args) {
     << fmt::format("<text x=\"60\" y=\"400\">step {:.0f}</text><text x=\"740\" y=\"400\">{:.0f}</text>\n", x0,
                    x1)
     << fmt::format("<text x=\"4\" y=\"24\">{:.3g}</text><text x=\"4\" y=\"380\">0</text>\n", y1)
-    << fmt::format("<text x=\"790\" y=\"24\" fill=\"#ff7f0e\">lr {:.2g}</text>\n", lr1)
+    // right-aligned to the image's edge: left-aligned at 790 it ran past the 840-pixel width ("lr 0.0099")
+    << fmt::format("<text x=\"836\" y=\"24\" text-anchor=\"end\" fill=\"#ff7f0e\">lr {:.2g}</text>\n", lr1)
     << "<text x=\"300\" y=\"14\"><tspan fill=\"#1f77b4\">train loss</tspan> <tspan fill=\"#2ca02c\">eval "
        "loss</tspan> "
        "<tspan fill=\"#ff7f0e\">learning rate</tspan></text>\n</svg>\n";
-  std::cout << "wrote " << out << " (" << loss.x.size() << " steps)\n";
+  std::cout << "wrote " << out << " (" << loss.x.size() << " logged steps)\n";
   return kExitOk;
 }
 

@@ -7,6 +7,7 @@
 #include "engine/plugins/plugin_kind.hpp"
 #include "engine/plugins/spelling.hpp"
 #include "engine/recipe/field_spec.hpp"
+#include "engine/recipe/recipe_sections.hpp"
 
 namespace engine::cli {
 
@@ -61,6 +62,16 @@ int describe(const plugins::PluginRegistry& registry, const std::string& name) {
     std::vector<recipe::FieldSpec> fields = recipe::parse_schema(r->options_schema_json, r->name);
     if (fields.empty()) std::cout << "    (none)\n";
     for (const recipe::FieldSpec& f : fields) {
+      std::cout << "    " << f.name << " (" << recipe::describe_constraints(f) << ")";
+      if (!f.description.empty()) std::cout << "\n        " << f.description;
+      std::cout << "\n";
+    }
+    // The section's own keys (optimizer.lr, model.path, ...) sit next to the plugin's options in a recipe.
+    const recipe::SectionSpec* section = recipe::find_section(plugins::kind_name(r->kind));
+    if (section == nullptr) continue;
+    std::cout << "  engine keys of the same section:\n";
+    for (const recipe::FieldSpec& f : section->fields) {
+      if (f.name == "plugin") continue;
       std::cout << "    " << f.name << " (" << recipe::describe_constraints(f) << ")";
       if (!f.description.empty()) std::cout << "\n        " << f.description;
       std::cout << "\n";

@@ -98,6 +98,10 @@ void ensure_preset_model(const recipe::Recipe& r) {
 int run_command(const std::vector<std::string>& in_args) {
   std::vector<std::string> args = in_args;
   const std::string resume = take_resume(args);
+  // Checked here too, so that a mistyped value fails at once (exit 2) instead of after loading the model.
+  if (!resume.empty() && resume != "auto" && resume != "none" && !fs::is_directory(resume))
+    throw UsageError("--resume " + resume +
+                     ": no such directory (use auto, none, or a checkpoint directory)");
   bool has_recipe = false;
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--set") {

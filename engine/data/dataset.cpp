@@ -189,7 +189,7 @@ Dataset read_dataset(const std::filesystem::path& path, const DatasetOptions& op
     try {
       out.examples.push_back(parse_record(record, options, where));
     } catch (const Error& e) {
-      if (options.on_error == OnError::kFail) throw;
+      if (options.on_error == OnError::kFail) fail_with(e.status(), "{}{}", e.what(), kOnErrorFailHint);
       ++out.skipped;
       if (out.errors.size() < kKeptErrors) {
         spdlog::warn("skipping record: {}", e.what());

@@ -10,7 +10,7 @@
 //
 // A malformed record is reported as "<file>:<line>: <what is wrong>" (a JSON array's records are numbered by
 // the line they start on). With on_error = kSkip it is logged, skipped and counted; with kFail the first one
-// throws engine::Error with that message. The messages are:
+// throws engine::Error with that message followed by kOnErrorFailHint. The messages are:
 //   <file>:<line>: not valid JSON: <parser message>
 //   <file>:<line>: expected a JSON object, got <type>
 //   <file>:<line>: field "<name>" must be a string
@@ -31,6 +31,10 @@
 namespace engine::data {
 
 enum class DatasetFormat { kAuto, kAlpaca, kMessages, kText };
+
+// What a failing malformed record's message ends with: the two ways out.
+inline constexpr char kOnErrorFailHint[] =
+    " (fix or remove that record, or set data.on_error = \"skip\" to skip and count malformed records)";
 enum class OnError { kSkip, kFail };
 
 // data.format = "auto" | "alpaca" | "messages" | "sharegpt" | "text"; data.on_error = "skip" | "fail".

@@ -78,7 +78,7 @@ PreparedDataset prepare_dataset(const std::filesystem::path& data_file, const To
         out.samples.push_back(std::move(samples[i]));
         continue;
       }
-      if (options.dataset.on_error == OnError::kFail) throw Error(errors[i]);
+      if (options.dataset.on_error == OnError::kFail) fail("{}{}", errors[i], kOnErrorFailHint);
       spdlog::warn("skipping record: {}", errors[i]);
       ++out.skipped;
     }

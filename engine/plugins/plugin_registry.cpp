@@ -244,7 +244,10 @@ std::string PluginRegistry::why_missing(eng_plugin_kind kind, const std::string&
   const std::string k = kind_name(kind);
   std::vector<std::string> available = names(kind);
   std::string list =
-      available.empty() ? "none is installed" : "available " + k + " plugins: " + join(available);
+      available.empty()
+          ? "none is installed: put the folder of the plugin's .so on ENGINE_PLUGIN_PATH, or keep "
+            "the engine's plugins in <prefix>/lib/engine/plugins next to the executable"
+          : "available " + k + " plugins: " + join(available);
   std::vector<const PluginRecord*> others = find_any_kind(name);
   if (!others.empty()) {
     auto article = [](const std::string& word) { return word[0] == 'o' ? "an " : "a "; };

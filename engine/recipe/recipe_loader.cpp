@@ -503,6 +503,8 @@ void RecipeReader::check_combination(const Recipe& r) {
 }
 
 void RecipeReader::check_paths(const Recipe& r) {
+  static const std::string kRelativePaths =
+      "relative paths are relative to the recipe file that sets them (--set: to the current directory)";
   auto entry_location = [&](const char* section, const char* key) {
     auto& s = sections_[section];
     auto it = s.entries.find(key);
@@ -510,18 +512,18 @@ void RecipeReader::check_paths(const Recipe& r) {
   };
   std::error_code ec;
   if (!r.model.path.empty() && !fs::is_directory(r.model.path, ec) && r.model.init_preset.empty()) {
-    error(entry_location("model", "path"),
-          "model.path " + r.model.path.string() +
-              " is not a folder; it must be a Hugging Face model folder "
-              "(config.json, *.safetensors); relative paths are relative to the recipe file");
+    error(entry_location("model", "path"), "model.path " + r.model.path.string() +
+                                               " is not a folder; it must be a Hugging Face model folder "
+                                               "(config.json, *.safetensors); " +
+                                               kRelativePaths);
   }
   if (!r.data.train.empty() && !fs::is_regular_file(r.data.train, ec)) {
     error(entry_location("data", "train"),
-          "data.train " + r.data.train.string() +
-              " does not exist; relative paths are relative to the recipe file");
+          "data.train " + r.data.train.string() + " does not exist; " + kRelativePaths);
   }
   if (!r.data.eval.empty() && !fs::is_regular_file(r.data.eval, ec)) {
-    error(entry_location("data", "eval"), "data.eval " + r.data.eval.string() + " does not exist");
+    error(entry_location("data", "eval"),
+          "data.eval " + r.data.eval.string() + " does not exist; " + kRelativePaths);
   }
 }
 

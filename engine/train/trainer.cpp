@@ -226,6 +226,12 @@ std::string format_summary(const session::TrainingSession& session, const TrainR
           "try it: engine generate --model {} --adapter {} --chat --prompt \"What color is a banana?\"\n",
           r.model.path.string(), res.last_checkpoint.string());
     }
+    if (res.interrupted) {
+      s += fmt::format(
+          "interrupted at step {} of {}: run the same command again to continue from {} (--resume auto, the "
+          "default)\n",
+          res.last_step, res.total_steps, res.last_checkpoint.string());
+    }
   }
   return s;
 }

@@ -47,7 +47,8 @@ int64_t total_steps(const recipe::Recipe& recipe, uint64_t rows_per_epoch);
 
 TrainResult train(session::TrainingSession& session, DataPipeline& data, const TrainOptions& options);
 
-// The closing report: steps, time, loss first -> last, evaluation, where the weights are and how to try them.
+// The closing report: steps, time, loss first -> last, evaluation, where the weights are and how to try them;
+// after an interrupt, how to continue.
 std::string format_summary(const session::TrainingSession& session, const TrainResult& result);
 
 }  // namespace engine::train

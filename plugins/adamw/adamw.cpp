@@ -75,6 +75,9 @@ class AdamW : public engine::sdk::Optimizer {
   }
 
   void step(Host& host, const eng_optim_step& st) override {
+    // The update is never part of the graph. (Also the SDK's compile check for NoGrad: GCC 12 -O3 rejected
+    // exactly this use with -Wdangling-pointer while NoGrad kept its context copy inside itself.)
+    engine::sdk::NoGrad no_grad(host);
     for (auto& s : slots_) {
       Tensor grad = host.grad(s->param);
       if (!grad) continue;

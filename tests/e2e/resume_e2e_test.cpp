@@ -59,6 +59,9 @@ TEST(Resume, KillNineThenResumeIsBitwiseIdentical) {
   ASSERT_TRUE(wait_until([&] { return train_lines(c).size() >= 7; }, 120));
   kill(pid, SIGTERM);
   EXPECT_EQ(wait_exit(pid), 0) << read_file(dir / "c.log");
+  EXPECT_NE(read_file(dir / "c.log").find("run the same command again to continue"), std::string::npos)
+      << "the interrupted run does not say how to continue:\n"
+      << read_file(dir / "c.log");
   const std::string latest = read_file(c / "latest");
   const int64_t stopped_at = std::stoll(latest.substr(std::string("checkpoint-").size()));
   EXPECT_EQ(stopped_at, static_cast<int64_t>(train_lines(c).size()))

@@ -52,6 +52,10 @@ TEST(TinyLora, LossHalvesWithinTwoMinutes) {
       run_engine({"plot", (dir / "out").string(), "--out", (dir / "loss.svg").string()}, dir / "plot.log"), 0)
       << read_file(dir / "plot.log");
   EXPECT_NE(read_file(dir / "loss.svg").find("<polyline"), std::string::npos);
+  // the learning-rate label ends at the image's right edge instead of running past it
+  EXPECT_NE(read_file(dir / "loss.svg").find("x=\"836\" y=\"24\" text-anchor=\"end\" fill=\"#ff7f0e\">lr "),
+            std::string::npos)
+      << read_file(dir / "loss.svg");
   ASSERT_EQ(run_engine({"plan", (source_dir() / "recipes/tiny_lora.toml").string(), "--set",
                         "model.path=" + (dir / "model").string(), "--set",
                         "train.output_dir=" + (dir / "out").string()},
@@ -69,13 +73,16 @@ TEST(TinyLora, LossHalvesWithinTwoMinutes) {
 // ./engine-tiny-lora/ and trained.
 TEST(TinyLora, EmbeddedDefaultRunsAnywhere) {
   const fs::path dir = fresh_dir("default_recipe");
-  const int rc = run_engine({"run", "--set", "train.max_steps=5", "--set", "train.eval_every=0"}, dir / "log.txt", dir);
+  const int rc =
+      run_engine({"run", "--set", "train.max_steps=5", "--set", "train.eval_every=0"}, dir / "log.txt", dir);
   const std::string log = read_file(dir / "log.txt");
   ASSERT_EQ(rc, 0) << log;
   EXPECT_NE(log.find("no recipe given, running the default"), std::string::npos) << log;
   EXPECT_TRUE(fs::exists(dir / "engine-tiny-lora/recipes/tiny_lora.toml"));
-  EXPECT_TRUE(same_bytes(dir / "engine-tiny-lora/data/tiny/train.jsonl", source_dir() / "data/tiny/train.jsonl"));
-  EXPECT_TRUE(fs::exists(dir / "engine-tiny-lora/output/tiny_lora/checkpoint-5/adapter_model.safetensors")) << log;
+  EXPECT_TRUE(
+      same_bytes(dir / "engine-tiny-lora/data/tiny/train.jsonl", source_dir() / "data/tiny/train.jsonl"));
+  EXPECT_TRUE(fs::exists(dir / "engine-tiny-lora/output/tiny_lora/checkpoint-5/adapter_model.safetensors"))
+      << log;
 }
 
 }  // namespace

@@ -65,6 +65,10 @@ TEST(EngineCli, PluginsDescribeShowsOptionsWithTypesDefaultsAndHelp) {
   EXPECT_NE(r.output.find("mode (string, default \"plain\", one of: plain | signed)"), std::string::npos)
       << r.output;
   EXPECT_NE(r.output.find("update rule"), std::string::npos) << r.output;
+  // The section's engine keys a recipe needs next to the options (optimizer.lr is required).
+  EXPECT_NE(r.output.find("engine keys of the same section:\n    lr (number, required, minimum 0)"),
+            std::string::npos)
+      << r.output;
   auto missing = run_process(engine() + " plugins describe fake_sdg");
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_NE(missing.output.find("did you mean 'fake_sgd'"), std::string::npos) << missing.output;
@@ -88,8 +92,7 @@ TEST(EngineCli, ValidateUnknownPluginListsThoseThatExist) {
   auto r = run_process(engine() + " validate " + recipe("bad/unknown_plugin.toml"));
   EXPECT_EQ(r.exit_code, 2);
   // the build's own plugins (adamw) are on the search path as well
-  EXPECT_NE(r.output.find("fake_cuda_sgd, fake_sgd, fake_sharded_sgd)"), std::string::npos)
-      << r.output;
+  EXPECT_NE(r.output.find("fake_cuda_sgd, fake_sgd, fake_sharded_sgd)"), std::string::npos) << r.output;
 }
 
 TEST(EngineCli, ValidateWrongKindIsRefused) {
@@ -115,11 +118,33 @@ TEST(EngineCli, RunValidatesFirstThenLoadsTheModel) {
   EXPECT_NE(r.output.find("config.json"), std::string::npos) << r.output;
 }
 
+TEST(EngineCli, ExportOfAMissingCheckpointSaysItDoesNotExist) {
+  auto r =
+      run_process(engine() + " export --checkpoint /nonexistent/checkpoint-5 --merged --out /nonexistent/x");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("--checkpoint /nonexistent/checkpoint-5: no such directory"), std::string::npos)
+      << r.output;
+}
+
+TEST(EngineCli, RunRefusesAMistypedResumeBeforeLoadingAnything) {
+  // "latest" is neither auto, none nor a directory: a usage error, reported before the model load that would
+  // fail on base.toml's stub model folder.
+  auto r = run_process(engine() + " run " + recipe("base.toml") + " --resume latest");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--resume latest: no such directory (use auto, none, or a checkpoint directory)"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("config.json"), std::string::npos) << r.output;
+}
+
 TEST(EngineCli, UsageErrorsExitTwo) {
   EXPECT_EQ(run_process(engine() + " validate").exit_code, 2);
   EXPECT_EQ(run_process(engine() + " valdate x.toml").exit_code, 2);
   EXPECT_EQ(run_process(engine() + " --log-level loud plugins").exit_code, 2);
   EXPECT_EQ(run_process(engine() + " --log-level debug plugins").exit_code, 0);
+  auto no_level = run_process(engine() + " plugins --log-level");  // the level forgotten at the end
+  EXPECT_EQ(no_level.exit_code, 2);
+  EXPECT_NE(no_level.output.find("--log-level needs a level"), std::string::npos) << no_level.output;
 }
 
 TEST(EngineCli, PluginsJsonStaysParseableWhenAFileIsRefused) {
@@ -146,10 +171,12 @@ TEST(EngineCli, TokenizeEncodesStdinAndDecodesBack) {
   auto ids = nlohmann::json::parse(enc.output);
   ASSERT_TRUE(ids.is_array());
   ASSERT_GT(ids.size(), 0u);
-  auto dec = run_process("echo '" + ids.dump() + "' | " + engine() + " tokenize --decode --tokenizer " + tok, false);
+  auto dec =
+      run_process("echo '" + ids.dump() + "' | " + engine() + " tokenize --decode --tokenizer " + tok, false);
   ASSERT_EQ(dec.exit_code, 0) << dec.output;
   EXPECT_EQ(dec.output, "hello world");
-  EXPECT_EQ(run_process(engine() + " tokenize --tokenizer /nonexistent/tokenizer.json < /dev/null").exit_code, 1);
+  EXPECT_EQ(run_process(engine() + " tokenize --tokenizer /nonexistent/tokenizer.json < /dev/null").exit_code,
+            1);
 }
 
 }  // namespace

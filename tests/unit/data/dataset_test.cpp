@@ -51,6 +51,8 @@ TEST(Dataset, FailModeThrowsTheFirstMessage) {
     FAIL() << "expected engine::Error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("chat.jsonl:3: not valid JSON"), std::string::npos) << e.what();
+    // ...and says how to get past it.
+    EXPECT_NE(std::string(e.what()).find("set data.on_error = \"skip\""), std::string::npos) << e.what();
   }
 }
 

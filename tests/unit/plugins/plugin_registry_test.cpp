@@ -169,5 +169,13 @@ TEST(PluginRegistry, MissingFoldersAreSkippedQuietly) {
   EXPECT_TRUE(r.problems().empty());
 }
 
+TEST(PluginRegistry, NoPluginOfAKindSaysWhereTheyAreSearched) {
+  PluginRegistry r;
+  r.load_search_path({"/nonexistent/engine/plugins"});
+  std::string why = r.why_missing(ENG_KIND_MODEL, "qwen2");
+  EXPECT_TRUE(contains(why, "no model plugin named 'qwen2' (none is installed: put the folder")) << why;
+  EXPECT_TRUE(contains(why, "ENGINE_PLUGIN_PATH")) << why;
+}
+
 }  // namespace
 }  // namespace engine::plugins

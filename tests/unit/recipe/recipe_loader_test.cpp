@@ -184,6 +184,17 @@ TEST_F(RecipeLoader, SetOverridesWithTypeChecking) {
   EXPECT_TRUE(any(ds, "unknown section [trian]; did you mean 'train'?")) << all(ds);
 }
 
+TEST_F(RecipeLoader, MissingDataFilesSayWhatRelativePathsAreRelativeTo) {
+  // A --set path is relative to the current directory, not to the recipe: the message must not send the user
+  // to the recipe's folder only.
+  auto ds = errors("base.toml", {"data.train=no_such_train.jsonl", "data.eval=no_such_eval.jsonl"});
+  EXPECT_TRUE(any(ds,
+                  "no_such_train.jsonl does not exist; relative paths are relative to the recipe file that "
+                  "sets them (--set: to the current directory)"))
+      << all(ds);
+  EXPECT_TRUE(any(ds, "no_such_eval.jsonl does not exist; relative paths are relative")) << all(ds);
+}
+
 TEST_F(RecipeLoader, MissingSectionsAndKeysAndSyntaxErrors) {
   fs::path dir = fs::temp_directory_path() / ("engine_recipe_test_" + std::to_string(::getpid()));
   fs::create_directories(dir);

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <exception>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -450,14 +451,17 @@ class Host {
 // A scope in which the host's ops record nothing on the autograd tape: it points `host` at a copy of its
 // context with grad_enabled = 0 and restores the original when it ends.
 //   { NoGrad no_grad(host); Tensor m = host.scale(g, 0.9); }
+// The copy lives on the heap, not inside this object: `host` usually outlives the scope (a reference
+// parameter), and GCC 12 rejects storing the address of a local into it (-Wdangling-pointer, an error under
+// -Werror) even though the destructor puts the original back.
 class NoGrad {
  public:
-  explicit NoGrad(Host& host) noexcept : host_(host), saved_(host.ctx_) {
-    copy_ = detail::read_struct(host.ctx_);
-    copy_.struct_size = host.ctx_->struct_size < sizeof(eng_ctx) ? host.ctx_->struct_size
-                                                                 : static_cast<uint32_t>(sizeof(eng_ctx));
-    copy_.grad_enabled = 0;
-    host_.ctx_ = &copy_;
+  explicit NoGrad(Host& host)
+      : host_(host), saved_(host.ctx_), copy_(new eng_ctx(detail::read_struct(host.ctx_))) {
+    copy_->struct_size = host.ctx_->struct_size < sizeof(eng_ctx) ? host.ctx_->struct_size
+                                                                  : static_cast<uint32_t>(sizeof(eng_ctx));
+    copy_->grad_enabled = 0;
+    host_.ctx_ = copy_.get();
   }
   ~NoGrad() { host_.ctx_ = saved_; }
   NoGrad(const NoGrad&) = delete;
@@ -466,7 +470,7 @@ class NoGrad {
  private:
   Host& host_;
   const eng_ctx* saved_;
-  eng_ctx copy_;
+  std::unique_ptr<eng_ctx> copy_;
 };
 
 // A decoder block of a model's forward: block_begin now, block_end when the scope ends normally (not when an
