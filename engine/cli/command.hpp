@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,10 @@ struct RecipeArgs {
   std::vector<std::string> rest;  // other arguments, for the command to interpret
 };
 RecipeArgs parse_recipe_args(const std::vector<std::string>& args);
+
+// Loads and validates a.recipe with a.sets; on errors prints every diagnostic and their count to stderr and
+// returns nothing (the caller exits kExitUsage).
+std::optional<recipe::Recipe> load_recipe_or_report(const RecipeArgs& a, const plugins::PluginRegistry& registry);
 
 int plugins_command(const std::vector<std::string>& args);
 int validate_command(const std::vector<std::string>& args);

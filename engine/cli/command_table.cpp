@@ -1,5 +1,9 @@
 #include "engine/cli/command.hpp"
 
+#include <iostream>
+
+#include "engine/recipe/recipe_loader.hpp"
+
 namespace engine::cli {
 
 const std::vector<Command>& commands() {
@@ -52,6 +56,17 @@ RecipeArgs parse_recipe_args(const std::vector<std::string>& args) {
   }
   if (out.recipe.empty()) throw UsageError("missing the recipe file");
   return out;
+}
+
+std::optional<recipe::Recipe> load_recipe_or_report(const RecipeArgs& a, const plugins::PluginRegistry& registry) {
+  try {
+    return recipe::load_recipe(a.recipe, a.sets, registry);
+  } catch (const recipe::RecipeError& e) {
+    for (const recipe::Diagnostic& d : e.diagnostics()) std::cerr << "error: " << d.str() << "\n";
+    std::cerr << e.diagnostics().size() << " error" << (e.diagnostics().size() == 1 ? "" : "s") << " in "
+              << a.recipe << "\n";
+    return std::nullopt;
+  }
 }
 
 }  // namespace engine::cli

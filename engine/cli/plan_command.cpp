@@ -22,13 +22,9 @@ int plan_command(const std::vector<std::string>& args) {
   RecipeArgs a = parse_recipe_args(args);
   if (!a.rest.empty()) throw UsageError("unknown option '" + a.rest[0] + "'");
   auto registry = discover_plugins();
-  recipe::Recipe r;
-  try {
-    r = recipe::load_recipe(a.recipe, a.sets, *registry);
-  } catch (const recipe::RecipeError& e) {
-    for (const recipe::Diagnostic& d : e.diagnostics()) std::cerr << "error: " << d.str() << "\n";
-    return kExitUsage;
-  }
+  std::optional<recipe::Recipe> loaded = load_recipe_or_report(a, *registry);
+  if (!loaded) return kExitUsage;
+  recipe::Recipe& r = *loaded;
   nlohmann::json config;
   if (std::filesystem::exists(r.model.path / "config.json")) {
     config = io::read_hf_config(r.model.path).json;
