@@ -3,35 +3,11 @@
 #include <algorithm>
 
 #include "engine/core/error.hpp"
-#include "kernels/cpu/thread_pool.hpp"
+#include "engine/runtime/kernel_table.hpp"
 
 namespace engine::rt {
 
 namespace {
-
-// out = a + b elementwise: a, b, out contiguous of one dtype (f32 or f64), n elements, CPU memory. Each
-// element is one addition, so chunking over threads cannot change a result bit.
-void add_elementwise(void* out, const void* a, const void* b, int64_t n, DType dtype, Device& device) {
-  if (device.type() != DeviceType::CPU)
-    fail("gradient accumulation on {} is not implemented yet: the CUDA backend adds it",
-         device_type_name(device.type()));
-  auto run = [&](auto* o, const auto* x, const auto* y) {
-    auto body = [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) o[i] = x[i] + y[i];
-    };
-    if (cpu::ThreadPool* pool = device.thread_pool(); pool != nullptr && n >= (1 << 16))
-      pool->parallel_for(n, 1 << 14, body);
-    else
-      body(0, n);
-  };
-  if (dtype == ENG_F32)
-    run(static_cast<float*>(out), static_cast<const float*>(a), static_cast<const float*>(b));
-  else if (dtype == ENG_F64)
-    run(static_cast<double*>(out), static_cast<const double*>(a), static_cast<const double*>(b));
-  else
-    fail("gradient accumulation in {} is not supported: gradients are f32 (or f64 in gradient checks)",
-         dtype_name(dtype));
-}
 
 // `t` as a contiguous tensor of `dtype` (no copy when it already is one).
 Tensor as_contiguous(const Tensor& t, DType dtype) {
@@ -65,9 +41,9 @@ void GradSink::accumulate(const Tensor& g) {
     grad_.copy_from(g);
     zero_pending_ = false;
   } else {
-    Tensor gc = as_contiguous(g, dtype_);
     if (!grad_.is_contiguous()) fail("autograd: the accumulated gradient is not contiguous");
-    add_elementwise(grad_.raw_data(), grad_.raw_data(), gc.raw_data(), grad_.numel(), dtype_, *device_);
+    // grad += g on the gradient's device (g converted there if it is, e.g., bf16 on CUDA)
+    device_->kernels().axpby(grad_, 1.0, as_contiguous(g.to_device(*device_), g.dtype()), 1.0);
   }
   if (on_accumulated) on_accumulated();
 }
@@ -86,9 +62,9 @@ Tensor add_gradients(const Tensor& acc, const Tensor& g) {
   DType dtype = acc.dtype();
   const bool direct = dtype == ENG_F32 || dtype == ENG_F64;
   const DType compute = direct ? dtype : ENG_F32;
-  Tensor a = as_contiguous(acc, compute), b = as_contiguous(g, compute);
   Tensor out = Tensor::empty(acc.shape(), compute, acc.device());
-  add_elementwise(out.raw_data(), a.raw_data(), b.raw_data(), out.numel(), compute, acc.device());
+  out.copy_from(acc);
+  acc.device().kernels().axpby(out, 1.0, as_contiguous(g, g.dtype()), 1.0);  // out = acc + g
   return direct ? out : out.to(dtype);
 }
 

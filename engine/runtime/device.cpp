@@ -1,5 +1,7 @@
 #include "engine/runtime/device.hpp"
 
+#include "engine/runtime/kernel_table.hpp"
+
 #include <unistd.h>
 
 #include <cstdlib>
@@ -44,6 +46,8 @@ CpuDevice::CpuDevice(int threads) : CpuDevice(threads, CpuAllocatorOptions::from
 CpuDevice::CpuDevice(int threads, const CpuAllocatorOptions& allocator_options)
     : allocator_(allocator_options), pool_(std::make_unique<cpu::ThreadPool>(threads)) {}
 CpuDevice::~CpuDevice() = default;
+
+const KernelTable& CpuDevice::kernels() const { return cpu_kernel_table(); }
 
 void* CpuDevice::allocate(size_t bytes) {
   void* p = allocator_.allocate(bytes);

@@ -17,6 +17,8 @@ class ThreadPool;
 
 namespace engine::rt {
 
+struct KernelTable;  // engine/runtime/kernel_table.hpp
+
 enum class DeviceType : uint32_t { CPU = ENG_DEVICE_CPU, CUDA = ENG_DEVICE_CUDA };
 
 const char* device_type_name(DeviceType type);
@@ -55,6 +57,9 @@ class Device {
   virtual void copy_within(void* dst, const void* src, size_t bytes) = 0;
   virtual void fill_zero(void* dst, size_t bytes) = 0;
   virtual void synchronize() = 0;
+
+  // The arithmetic of the built-in ops on this device (engine/runtime/kernel_table.hpp).
+  virtual const KernelTable& kernels() const = 0;
 
   // The CPU device's thread pool (nullptr on other devices).
   virtual cpu::ThreadPool* thread_pool() { return nullptr; }
@@ -98,6 +103,7 @@ class CpuDevice final : public Device {
   void fill_zero(void* dst, size_t bytes) override;
   void synchronize() override {}
   cpu::ThreadPool* thread_pool() override { return pool_.get(); }
+  const KernelTable& kernels() const override;
 
  private:
   MemoryCounter counter_;

@@ -1,8 +1,12 @@
 #include "engine/runtime/dtype.hpp"
 
+#include <cstddef>
+#include <cstring>
+
 #include <string>
 
 #include "engine/core/error.hpp"
+#include "engine/core/float16.hpp"
 
 namespace engine::rt {
 
@@ -52,6 +56,40 @@ DType parse_dtype(std::string_view name) {
   if (n == "i8" || n == "int8") return ENG_I8;
   if (n == "bool") return ENG_BOOL;
   fail("unknown dtype '{}': use one of fp32, bf16, fp16, fp64, int32, int64, uint8, int8, bool", n);
+}
+
+// ---- one element as double (copies between dtypes, tests) ---------------------------------------------
+
+double load_as_double(const void* src, DType t) {
+  const auto* p = static_cast<const std::byte*>(src);
+  switch (t) {
+    case ENG_F32: { float v; std::memcpy(&v, p, 4); return v; }
+    case ENG_F64: { double v; std::memcpy(&v, p, 8); return v; }
+    case ENG_BF16: { uint16_t v; std::memcpy(&v, p, 2); return bf16_to_f32(v); }
+    case ENG_F16: { uint16_t v; std::memcpy(&v, p, 2); return f16_to_f32(v); }
+    case ENG_I32: { int32_t v; std::memcpy(&v, p, 4); return v; }
+    case ENG_I64: { int64_t v; std::memcpy(&v, p, 8); return static_cast<double>(v); }
+    case ENG_U8: return static_cast<double>(*reinterpret_cast<const uint8_t*>(p));
+    case ENG_I8: return static_cast<double>(*reinterpret_cast<const int8_t*>(p));
+    case ENG_BOOL: return *reinterpret_cast<const uint8_t*>(p) ? 1.0 : 0.0;
+    default: fail("unknown dtype code {}", t);
+  }
+}
+
+void store_from_double(void* dst, DType t, double x) {
+  auto* p = static_cast<std::byte*>(dst);
+  switch (t) {
+    case ENG_F32: { float v = static_cast<float>(x); std::memcpy(p, &v, 4); return; }
+    case ENG_F64: { std::memcpy(p, &x, 8); return; }
+    case ENG_BF16: { uint16_t v = f32_to_bf16(static_cast<float>(x)); std::memcpy(p, &v, 2); return; }
+    case ENG_F16: { uint16_t v = f32_to_f16(static_cast<float>(x)); std::memcpy(p, &v, 2); return; }
+    case ENG_I32: { int32_t v = static_cast<int32_t>(x); std::memcpy(p, &v, 4); return; }
+    case ENG_I64: { int64_t v = static_cast<int64_t>(x); std::memcpy(p, &v, 8); return; }
+    case ENG_U8: *reinterpret_cast<uint8_t*>(p) = static_cast<uint8_t>(x); return;
+    case ENG_I8: *reinterpret_cast<int8_t*>(p) = static_cast<int8_t>(x); return;
+    case ENG_BOOL: *reinterpret_cast<uint8_t*>(p) = x != 0.0; return;
+    default: fail("unknown dtype code {}", t);
+  }
 }
 
 }  // namespace engine::rt

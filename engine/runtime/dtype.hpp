@@ -16,4 +16,9 @@ bool dtype_is_float(DType dtype);
 // Parses "f32"/"fp32"/"float32", "bf16"/"bfloat16", ...; throws engine::Error listing the accepted names.
 DType parse_dtype(std::string_view name);
 
+// One element of type `dtype` at p, as double; and a double stored as one element of `dtype` (rounded to nearest
+// even for bf16/f16, truncated for integers). Host memory.
+double load_as_double(const void* p, DType dtype);
+void store_from_double(void* p, DType dtype, double value);
+
 }  // namespace engine::rt

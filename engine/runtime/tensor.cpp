@@ -5,7 +5,7 @@
 #include <numeric>
 
 #include "engine/core/error.hpp"
-#include "engine/core/float16.hpp"
+#include "engine/runtime/kernel_table.hpp"
 
 namespace engine::rt {
 
@@ -76,69 +76,6 @@ Storage::~Storage() {
 
 namespace {
 
-double load_as_double(const std::byte* p, DType t) {
-  switch (t) {
-    case ENG_F32: { float v; std::memcpy(&v, p, 4); return v; }
-    case ENG_F64: { double v; std::memcpy(&v, p, 8); return v; }
-    case ENG_BF16: { uint16_t v; std::memcpy(&v, p, 2); return bf16_to_f32(v); }
-    case ENG_F16: { uint16_t v; std::memcpy(&v, p, 2); return f16_to_f32(v); }
-    case ENG_I32: { int32_t v; std::memcpy(&v, p, 4); return v; }
-    case ENG_I64: { int64_t v; std::memcpy(&v, p, 8); return static_cast<double>(v); }
-    case ENG_U8: return static_cast<double>(*reinterpret_cast<const uint8_t*>(p));
-    case ENG_I8: return static_cast<double>(*reinterpret_cast<const int8_t*>(p));
-    case ENG_BOOL: return *reinterpret_cast<const uint8_t*>(p) ? 1.0 : 0.0;
-    default: fail("unknown dtype code {}", t);
-  }
-}
-
-void store_from_double(std::byte* p, DType t, double x) {
-  switch (t) {
-    case ENG_F32: { float v = static_cast<float>(x); std::memcpy(p, &v, 4); return; }
-    case ENG_F64: { std::memcpy(p, &x, 8); return; }
-    case ENG_BF16: { uint16_t v = f32_to_bf16(static_cast<float>(x)); std::memcpy(p, &v, 2); return; }
-    case ENG_F16: { uint16_t v = f32_to_f16(static_cast<float>(x)); std::memcpy(p, &v, 2); return; }
-    case ENG_I32: { int32_t v = static_cast<int32_t>(x); std::memcpy(p, &v, 4); return; }
-    case ENG_I64: { int64_t v = static_cast<int64_t>(x); std::memcpy(p, &v, 8); return; }
-    case ENG_U8: *reinterpret_cast<uint8_t*>(p) = static_cast<uint8_t>(x); return;
-    case ENG_I8: *reinterpret_cast<int8_t*>(p) = static_cast<int8_t>(x); return;
-    case ENG_BOOL: *reinterpret_cast<uint8_t*>(p) = x != 0.0; return;
-    default: fail("unknown dtype code {}", t);
-  }
-}
-
-// Copies every element of src (any strides) into dst (any strides, same shape), converting dtypes. CPU only.
-void strided_copy_cpu(const Tensor& dst, const Tensor& src) {
-  const Dims& shape = src.shape();
-  const int64_t n = shape.numel();
-  if (n == 0) return;
-  const size_t ss = src.element_size(), ds = dst.element_size();
-  if (src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous()) {
-    std::memmove(dst.raw_data(), src.raw_data(), static_cast<size_t>(n) * ss);
-    return;
-  }
-  const auto* sbase = static_cast<const std::byte*>(src.raw_data());
-  auto* dbase = static_cast<std::byte*>(dst.raw_data());
-  const int nd = shape.ndim;
-  std::array<int64_t, kMaxDims> idx{};
-  for (int64_t k = 0; k < n; ++k) {
-    int64_t so = 0, dof = 0;
-    for (int i = 0; i < nd; ++i) {
-      so += idx[static_cast<size_t>(i)] * src.strides()[i];
-      dof += idx[static_cast<size_t>(i)] * dst.strides()[i];
-    }
-    const std::byte* sp = sbase + so * static_cast<int64_t>(ss);
-    std::byte* dp = dbase + dof * static_cast<int64_t>(ds);
-    if (src.dtype() == dst.dtype())
-      std::memcpy(dp, sp, ss);
-    else
-      store_from_double(dp, dst.dtype(), load_as_double(sp, src.dtype()));
-    for (int i = nd - 1; i >= 0; --i) {
-      if (++idx[static_cast<size_t>(i)] < shape[i]) break;
-      idx[static_cast<size_t>(i)] = 0;
-    }
-  }
-}
-
 std::shared_ptr<TensorImpl> make_impl(const Dims& shape, DType dtype, Device& device) {
   for (int i = 0; i < shape.ndim; ++i)
     if (shape[i] < 0) fail("negative dimension in shape {}", shape.str());
@@ -163,10 +100,9 @@ Tensor Tensor::zeros(const Dims& shape, DType dtype, Device& device) {
 }
 
 Tensor Tensor::full(const Dims& shape, DType dtype, Device& device, double value) {
-  const int64_t n = shape.numel();
-  std::vector<std::byte> host(static_cast<size_t>(n) * dtype_size(dtype));
-  for (int64_t i = 0; i < n; ++i) store_from_double(host.data() + i * static_cast<int64_t>(dtype_size(dtype)), dtype, value);
-  return from_host(shape, dtype, device, host.data(), host.size());
+  Tensor t = empty(shape, dtype, device);
+  device.kernels().fill(t, value);
+  return t;
 }
 
 Tensor Tensor::from_host(const Dims& shape, DType dtype, Device& device, const void* data, size_t bytes) {
@@ -274,22 +210,20 @@ Tensor Tensor::to(DType target) const {
 
 Tensor Tensor::to_device(Device& target) const {
   if (&target == &device()) return *this;
-  Tensor src = contiguous();
-  std::vector<std::byte> host(src.nbytes());
-  src.copy_to_host(host.data(), host.size());
-  return from_host(shape(), dtype(), target, host.data(), host.size());
+  Tensor t = empty(shape(), dtype(), target);
+  t.copy_from(*this);
+  return t;
 }
 
 void Tensor::copy_to_host(void* dst, size_t bytes) const {
   if (bytes != nbytes()) fail("copy_to_host: {} bytes requested for {} ({} bytes)", bytes, describe(), nbytes());
   if (device().type() == DeviceType::CPU) {
-    Tensor view;
     auto impl = std::make_shared<TensorImpl>();
     impl->storage = std::make_shared<Storage>(device(), dst, bytes, std::make_shared<int>(0));
     impl->shape = shape();
     impl->strides = contiguous_strides(shape());
     impl->dtype = dtype();
-    strided_copy_cpu(Tensor(impl), *this);
+    device().kernels().copy(Tensor(impl), *this);
     return;
   }
   Tensor c = contiguous();
@@ -300,7 +234,8 @@ std::vector<double> Tensor::to_double_vector() const {
   Tensor c = to_device(cpu_device()).contiguous();
   std::vector<double> out(static_cast<size_t>(numel()));
   const auto* p = static_cast<const std::byte*>(c.raw_data());
-  for (int64_t i = 0; i < numel(); ++i) out[static_cast<size_t>(i)] = load_as_double(p + i * static_cast<int64_t>(element_size()), dtype());
+  for (int64_t i = 0; i < numel(); ++i)
+    out[static_cast<size_t>(i)] = load_as_double(p + i * static_cast<int64_t>(element_size()), dtype());
   return out;
 }
 
@@ -311,23 +246,23 @@ std::vector<float> Tensor::to_float_vector() const {
 
 void Tensor::copy_from(const Tensor& src) {
   if (src.shape() != shape()) fail("copy of {} into {}: shapes differ", src.describe(), describe());
-  if (device().type() == DeviceType::CPU && src.device().type() == DeviceType::CPU) {
-    strided_copy_cpu(*this, src);
+  if (&src.device() == &device()) {
+    device().kernels().copy(*this, src);  // any strides, any dtype pair
     return;
   }
-  if (src.dtype() == dtype() && src.is_contiguous() && is_contiguous()) {
-    if (&src.device() == &device()) {
-      device().copy_within(raw_data(), src.raw_data(), nbytes());
-    } else if (src.device().type() == DeviceType::CPU) {
-      device().copy_from_host(raw_data(), src.raw_data(), nbytes());
-    } else if (device().type() == DeviceType::CPU) {
-      src.device().copy_to_host(raw_data(), src.raw_data(), nbytes());
-    } else {
-      fail("copy between two accelerators is not supported");
-    }
-    return;
-  }
-  fail("strided or converting copy from {} to {} needs the device's copy kernel", src.describe(), describe());
+  if (src.device().type() != DeviceType::CPU && device().type() != DeviceType::CPU)
+    fail("copy of {} into {}: copies between two accelerators go through the host (not supported yet)",
+         src.describe(), describe());
+  // Across host and device: the bytes move contiguous and in src's dtype; strides and dtype are settled by the
+  // copy kernels on either side, so no element is converted on the wrong device.
+  const Tensor s = src.contiguous();
+  const bool direct = is_contiguous() && dtype() == src.dtype();
+  Tensor staged = direct ? *this : empty(shape(), src.dtype(), device());
+  if (src.device().type() == DeviceType::CPU)
+    device().copy_from_host(staged.raw_data(), s.raw_data(), s.nbytes());
+  else
+    src.device().copy_to_host(staged.raw_data(), s.raw_data(), s.nbytes());
+  if (!direct) device().kernels().copy(*this, staged);
 }
 
 double Tensor::item() const {

@@ -51,11 +51,19 @@ PassResult forward_backward(session::TrainingSession& session, std::span<const d
   if (r.label_tokens == 0)
     fail("an optimizer step got no label tokens (every sample's response was cut off?)");
   const double scale = 1.0 / static_cast<double>(r.label_tokens);
+  // The micro-batch losses add up on the device (in f64); the step's loss is read once, after the last
+  // backward.
+  rt::Tensor loss_sum;
   for (const data::Batch& b : micro_batches) {
     rt::Tensor loss = batch_loss(session, b, scale, true);
-    r.loss += loss.item();
+    if (!loss_sum.defined()) {
+      loss_sum = rt::Tensor::empty(rt::Dims{}, ENG_F64, loss.device());
+      loss.device().kernels().fill(loss_sum, 0.0);
+    }
+    loss.device().kernels().axpby(loss_sum, 1.0, loss.detached(), 1.0);
     session.host().tape().backward(loss);
   }
+  r.loss = loss_sum.item();
   return r;
 }
 
@@ -65,7 +73,7 @@ PassResult evaluate_loss(session::TrainingSession& session, std::span<const data
   for (const data::Batch& b : batches) {
     r.label_tokens += b.label_tokens;
     for (int32_t s : b.segment_ids) r.input_tokens += s != 0;
-    r.loss += batch_loss(session, b, 1.0, false).item();
+    r.loss += batch_loss(session, b, 1.0, false).item();  // evaluation: not in the step loop
   }
   return r;
 }

@@ -3,24 +3,25 @@
 #include <cmath>
 #include <vector>
 
+#include "engine/runtime/kernel_table.hpp"
+
 namespace engine::train {
 
 double global_grad_norm(const rt::ParamStore& params) {
-  double sum = 0.0;
+  // One running sum of squares on the gradients' device (f64, in parameter order), read once.
+  rt::Tensor sum;
   for (size_t i = 0; i < params.size(); ++i) {
     rt::Param& p = params.at(i);
     if (p.tied() || !p.trainable()) continue;
     rt::Tensor g = params.grad(p);
     if (!g.defined()) continue;
-    if (g.dtype() == ENG_F32 && g.is_contiguous() && g.device().type() == rt::DeviceType::CPU) {
-      const float* d = g.data<float>();
-      const int64_t n = g.numel();
-      for (int64_t k = 0; k < n; ++k) sum += static_cast<double>(d[k]) * static_cast<double>(d[k]);
-    } else {
-      for (double v : g.to_double_vector()) sum += v * v;
+    if (!sum.defined()) {
+      sum = rt::Tensor::empty(rt::Dims{}, ENG_F64, g.device());
+      g.device().kernels().fill(sum, 0.0);
     }
+    g.device().kernels().sum_squares(g.contiguous(), sum, true);
   }
-  return std::sqrt(sum);
+  return sum.defined() ? std::sqrt(sum.item()) : 0.0;
 }
 
 double clip_coefficient(double norm, double max_norm) {

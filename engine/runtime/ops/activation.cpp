@@ -1,5 +1,4 @@
 // SiLU and SwiGLU nodes; save their inputs (the backward recomputes the sigmoid).
-#include "kernels/cpu/activation.hpp"
 
 #include "engine/core/error.hpp"
 #include "engine/runtime/ops/op_inputs.hpp"
@@ -15,14 +14,12 @@ class SiluNode final : public Node {
 
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
     if (inputs.size() != 1) fail("silu: expected one input, got {}", inputs.size());
-    auto& pool = detail::cpu_pool(inputs[0], "silu");
-    const DType ct = detail::compute_dtype("silu", {inputs[0]});
+    const KernelTable& kt = detail::kernels_of("silu", {inputs[0]});
+    const DType ct = detail::compute_dtype(kt, "silu", {inputs[0]});
+    detail::require(kt, Kernel::Silu, ct, "silu");
     Tensor x = detail::as_compute(inputs[0], ct);
     Tensor y = Tensor::empty(x.shape(), ct, x.device());
-    detail::dispatch(ct, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::silu_forward<T>(pool, x.data<T>(), y.data<T>(), x.numel());
-    });
+    kt.silu(x, y);
     if (save) x_ = x;
     return {y};
   }
@@ -31,13 +28,9 @@ class SiluNode final : public Node {
                                const std::vector<bool>& needs_grad) override {
     if (!needs_grad[0] || !grad_outputs[0].defined()) return {Tensor()};
     if (!x_.defined()) fail("silu: backward without a saved forward");
-    auto& pool = detail::cpu_pool(x_, "silu");
     Tensor dy = detail::as_compute(grad_outputs[0], x_.dtype());
     Tensor dx = Tensor::empty(x_.shape(), x_.dtype(), x_.device());
-    detail::dispatch(x_.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      cpu::silu_backward<T>(pool, dy.data<T>(), x_.data<T>(), dx.data<T>(), x_.numel());
-    });
+    x_.device().kernels().silu_backward(dy, x_, dx);
     return {dx};
   }
 
@@ -53,16 +46,14 @@ class SwigluNode final : public Node {
 
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
     if (inputs.size() != 2) fail("swiglu: expected inputs {{gate, up}}, got {}", inputs.size());
-    auto& pool = detail::cpu_pool(inputs[0], "swiglu");
-    const DType ct = detail::compute_dtype("swiglu", {inputs[0], inputs[1]});
+    const KernelTable& kt = detail::kernels_of("swiglu", {inputs[0], inputs[1]});
+    const DType ct = detail::compute_dtype(kt, "swiglu", {inputs[0], inputs[1]});
+    detail::require(kt, Kernel::Swiglu, ct, "swiglu");
     Tensor g = detail::as_compute(inputs[0], ct);
     Tensor u = detail::as_compute(inputs[1], ct);
     if (g.shape() != u.shape()) fail("swiglu: gate {} and up {} differ in shape", g.describe(), u.describe());
     Tensor y = Tensor::empty(g.shape(), ct, g.device());
-    detail::dispatch(ct, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::swiglu_forward<T>(pool, g.data<T>(), u.data<T>(), y.data<T>(), g.numel());
-    });
+    kt.swiglu(g, u, y);
     if (save) {
       g_ = g;
       u_ = u;
@@ -75,17 +66,11 @@ class SwigluNode final : public Node {
     std::vector<Tensor> grads(2);
     if (!grad_outputs[0].defined() || (!needs_grad[0] && !needs_grad[1])) return grads;
     if (!g_.defined()) fail("swiglu: backward without a saved forward");
-    auto& pool = detail::cpu_pool(g_, "swiglu");
     const DType ct = g_.dtype();
     Tensor dy = detail::as_compute(grad_outputs[0], ct);
     if (needs_grad[0]) grads[0] = Tensor::empty(g_.shape(), ct, g_.device());
     if (needs_grad[1]) grads[1] = Tensor::empty(g_.shape(), ct, g_.device());
-    detail::dispatch(ct, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::swiglu_backward<T>(pool, dy.data<T>(), g_.data<T>(), u_.data<T>(),
-                              grads[0].defined() ? grads[0].data<T>() : nullptr,
-                              grads[1].defined() ? grads[1].data<T>() : nullptr, g_.numel());
-    });
+    g_.device().kernels().swiglu_backward(dy, g_, u_, grads[0], grads[1]);
     return grads;
   }
 

@@ -1,6 +1,4 @@
 // Attention node (causal, grouped-query, segment mask) and attention_with_cache for generation.
-#include "kernels/cpu/attention.hpp"
-
 #include <cmath>
 
 #include "engine/core/error.hpp"
@@ -31,8 +29,10 @@ class AttentionNode final : public Node {
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
     if (inputs.size() != 3 && inputs.size() != 4)
       fail("attention: expected inputs {{q, k, v, segment_ids}}, got {}", inputs.size());
-    auto& pool = detail::cpu_pool(inputs[0], "attention");
-    const DType ct = detail::compute_dtype("attention", {inputs[0], inputs[1], inputs[2]});
+    const Tensor seg_in = inputs.size() == 4 ? inputs[3] : Tensor();
+    const KernelTable& kt = detail::kernels_of("attention", {inputs[0], inputs[1], inputs[2], seg_in});
+    const DType ct = detail::compute_dtype(kt, "attention", {inputs[0], inputs[1], inputs[2]});
+    detail::require(kt, Kernel::Attention, ct, "attention");
     check_qkv(inputs[0], inputs[1], inputs[2], "attention");
     Tensor q = detail::as_compute(inputs[0], ct);  // (B, T, Hq, D)
     Tensor k = detail::as_compute(inputs[1], ct);  // (B, T, Hkv, D)
@@ -45,7 +45,7 @@ class AttentionNode final : public Node {
       if (seg.ndim() != 2 || seg.dim(0) != q.dim(0) || seg.dim(1) != q.dim(1))
         fail("attention: segment_ids {} must be (B, T) of q {}", seg.describe(), q.describe());
     }
-    cpu::AttentionDims d;
+    AttentionShape d;
     d.B = q.dim(0);
     d.Tq = d.Tk = q.dim(1);
     d.Hq = q.dim(2);
@@ -53,13 +53,8 @@ class AttentionNode final : public Node {
     d.D = q.dim(3);
     d.kv_batch_stride = d.Tk * d.Hkv * d.D;
     Tensor out = Tensor::empty(q.shape(), ct, q.device());
-    Tensor lse = Tensor::empty({d.B, d.Hq, d.Tq}, ct, q.device());  // (B, Hq, T)
-    detail::dispatch(ct, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::attention_forward<T>(pool, d, q.data<T>(), k.data<T>(), v.data<T>(),
-                                seg.defined() ? seg.data<int32_t>() : nullptr, static_cast<T>(scale_),
-                                out.data<T>(), lse.data<T>());
-    });
+    Tensor lse = Tensor::empty({d.B, d.Hq, d.Tq}, stat_dtype(ct), q.device());  // (B, Hq, T)
+    kt.attention(d, q, k, v, seg, scale_, out, lse);
     if (save) {
       q_ = q;
       k_ = k;
@@ -77,19 +72,12 @@ class AttentionNode final : public Node {
     std::vector<Tensor> grads(needs_grad.size());
     if (!grad_outputs[0].defined()) return grads;
     if (!q_.defined()) fail("attention: backward without a saved forward");
-    auto& pool = detail::cpu_pool(q_, "attention");
     const DType ct = q_.dtype();
     Tensor dout = detail::as_compute(grad_outputs[0], ct);
     Tensor dq = Tensor::empty(q_.shape(), ct, q_.device());
     Tensor dk = Tensor::empty(k_.shape(), ct, q_.device());
     Tensor dv = Tensor::empty(v_.shape(), ct, q_.device());
-    detail::dispatch(ct, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::attention_backward<T>(pool, dims_, q_.data<T>(), k_.data<T>(), v_.data<T>(),
-                                 seg_.defined() ? seg_.data<int32_t>() : nullptr, static_cast<T>(scale_),
-                                 out_.data<T>(), lse_.data<T>(), dout.data<T>(), dq.data<T>(), dk.data<T>(),
-                                 dv.data<T>());
-    });
+    q_.device().kernels().attention_backward(dims_, q_, k_, v_, seg_, scale_, out_, lse_, dout, dq, dk, dv);
     if (needs_grad[0]) grads[0] = dq;
     if (needs_grad[1]) grads[1] = dk;
     if (needs_grad[2]) grads[2] = dv;
@@ -101,7 +89,7 @@ class AttentionNode final : public Node {
  private:
   double scale_;
   Tensor q_, k_, v_, seg_, out_, lse_;
-  cpu::AttentionDims dims_;
+  AttentionShape dims_;
 };
 
 }  // namespace
@@ -117,10 +105,11 @@ Tensor attention_with_cache(const Tensor& q_in, const Tensor& k_in, const Tensor
     fail("attention_with_cache: layer {} is outside the cache's {} layers", layer, cache.k.size());
   Tensor& ck = cache.k[static_cast<size_t>(layer)];  // (B, max_len, Hkv, D)
   Tensor& cv = cache.v[static_cast<size_t>(layer)];
-  auto& pool = detail::cpu_pool(q_in, "attention_with_cache");
+  const KernelTable& kt = detail::kernels_of("attention_with_cache", {q_in, k_in, v_in, ck});
   const DType ct = ck.dtype();
-  if (ct != ENG_F32 && ct != ENG_F64)
-    fail("attention_with_cache: the CPU cache must be f32 or f64, got {}", ck.describe());
+  if (const char* why = kt.unsupported(Kernel::Attention, ct))
+    fail("attention_with_cache: a {} cache of {} cannot be used here: {}", kt.device_name, ck.describe(),
+         why);
   Tensor q = detail::as_compute(q_in, ct);
   Tensor k = detail::as_compute(k_in, ct);
   Tensor v = detail::as_compute(v_in, ct);
@@ -134,18 +123,10 @@ Tensor attention_with_cache(const Tensor& q_in, const Tensor& k_in, const Tensor
   if (past + Tn > cache.max_len)
     fail("attention_with_cache: {} cached + {} new positions exceed the cache's max_len {}", past, Tn,
          cache.max_len);
-  // Append the new keys and values at rows [past, past + Tn) of every batch.
-  const size_t row_bytes = static_cast<size_t>(Tn * Hkv * D) * dtype_size(ct);
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t dst = (b * cache.max_len + past) * Hkv * D, src = b * Tn * Hkv * D;
-    ck.device().copy_within(
-        static_cast<std::byte*>(ck.raw_data()) + dst * static_cast<int64_t>(dtype_size(ct)),
-        static_cast<const std::byte*>(k.raw_data()) + src * static_cast<int64_t>(dtype_size(ct)), row_bytes);
-    cv.device().copy_within(
-        static_cast<std::byte*>(cv.raw_data()) + dst * static_cast<int64_t>(dtype_size(ct)),
-        static_cast<const std::byte*>(v.raw_data()) + src * static_cast<int64_t>(dtype_size(ct)), row_bytes);
-  }
-  cpu::AttentionDims d;
+  // Append the new keys and values at rows [past, past + Tn) of every batch (one strided copy each).
+  kt.copy(ck.sliced(1, past, past + Tn), k);
+  kt.copy(cv.sliced(1, past, past + Tn), v);
+  AttentionShape d;
   d.B = B;
   d.Tq = Tn;
   d.Tk = past + Tn;
@@ -155,11 +136,7 @@ Tensor attention_with_cache(const Tensor& q_in, const Tensor& k_in, const Tensor
   d.q_offset = past;
   d.kv_batch_stride = cache.max_len * Hkv * D;
   Tensor out = Tensor::empty(q.shape(), ct, q.device());
-  detail::dispatch(ct, [&](auto tag) {
-    using T = decltype(tag);
-    cpu::attention_forward<T>(pool, d, q.data<T>(), ck.data<T>(), cv.data<T>(), nullptr,
-                              static_cast<T>(softmax_scale), out.data<T>(), nullptr);
-  });
+  kt.attention(d, q, ck, cv, Tensor(), softmax_scale, out, Tensor());
   return out;
 }
 

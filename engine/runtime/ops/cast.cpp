@@ -14,7 +14,6 @@ class CastNode final : public Node {
 
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
     if (inputs.size() != 1) fail("cast: expected one input, got {}", inputs.size());
-    detail::cpu_pool(inputs[0], "cast");
     if (save) from_ = inputs[0].dtype();
     return {detail::convert(inputs[0], to_)};
   }

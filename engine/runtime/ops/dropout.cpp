@@ -1,6 +1,5 @@
 // Dropout node: the mask is a pure function of (seed, element index), so nothing is saved and a checkpointed
 // replay of the forward drops exactly the same elements.
-#include "kernels/cpu/dropout.hpp"
 
 #include "engine/core/error.hpp"
 #include "engine/runtime/ops/op_inputs.hpp"
@@ -19,7 +18,9 @@ class DropoutNode final : public Node {
 
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
     if (inputs.size() != 1) fail("dropout: expected one input, got {}", inputs.size());
-    const DType ct = detail::compute_dtype("dropout", {inputs[0]});
+    const KernelTable& kt = detail::kernels_of("dropout", {inputs[0]});
+    const DType ct = detail::compute_dtype(kt, "dropout", {inputs[0]});
+    detail::require(kt, Kernel::Dropout, ct, "dropout");
     if (save) ct_ = ct;
     return {apply(inputs[0], ct)};
   }
@@ -34,13 +35,9 @@ class DropoutNode final : public Node {
 
  private:
   Tensor apply(const Tensor& in, DType ct) const {
-    auto& pool = detail::cpu_pool(in, "dropout");
     Tensor x = detail::as_compute(in, ct);
     Tensor y = Tensor::empty(x.shape(), ct, x.device());
-    detail::dispatch(ct, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::dropout_apply<T>(pool, x.data<T>(), y.data<T>(), x.numel(), p_, seed_);
-    });
+    x.device().kernels().dropout(x, y, p_, seed_);
     return y;
   }
 

@@ -1,10 +1,7 @@
 // Add, mul (with b broadcast over a's leading dims), scale, and the in-place updates optimizers use.
-#include "kernels/cpu/elementwise.hpp"
-
 #include "engine/core/error.hpp"
 #include "engine/runtime/ops/op_inputs.hpp"
 #include "engine/runtime/ops/ops.hpp"
-#include "kernels/cpu/reduce.hpp"
 
 namespace engine::rt::ops {
 
@@ -31,19 +28,14 @@ class BinaryNode final : public Node {
 
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
     if (inputs.size() != 2) fail("{}: expected inputs {{a, b}}, got {}", name(), inputs.size());
-    auto& pool = detail::cpu_pool(inputs[0], name());
-    const DType ct = detail::compute_dtype(name(), {inputs[0], inputs[1]});
+    const KernelTable& kt = detail::kernels_of(name(), {inputs[0], inputs[1]});
+    const DType ct = detail::compute_dtype(kt, name(), {inputs[0], inputs[1]});
+    detail::require(kt, mul_ ? Kernel::MulBroadcast : Kernel::AddBroadcast, ct, name());
     Tensor a = detail::as_compute(inputs[0], ct);
     Tensor b = detail::as_compute(inputs[1], ct);
-    const auto [outer, inner] = broadcast_split(a, b, name());
+    broadcast_split(a, b, name());
     Tensor y = Tensor::empty(a.shape(), ct, a.device());
-    detail::dispatch(ct, [&](auto tag) {
-      using T = decltype(tag);
-      if (mul_)
-        cpu::mul_broadcast<T>(pool, a.data<T>(), b.data<T>(), y.data<T>(), outer, inner);
-      else
-        cpu::add_broadcast<T>(pool, a.data<T>(), b.data<T>(), y.data<T>(), outer, inner);
-    });
+    (mul_ ? kt.mul_broadcast : kt.add_broadcast)(a, b, y);
     if (save) {
       a_shape_ = a.shape();
       b_shape_ = b.shape();
@@ -60,33 +52,30 @@ class BinaryNode final : public Node {
                                const std::vector<bool>& needs_grad) override {
     std::vector<Tensor> grads(2);
     if (!grad_outputs[0].defined()) return grads;
-    auto& pool = detail::cpu_pool(grad_outputs[0], name());
+    const KernelTable& kt = grad_outputs[0].device().kernels();
     Tensor dy = detail::as_compute(grad_outputs[0], ct_);  // a's shape
     const int64_t inner = b_shape_.numel(), outer = inner ? a_shape_.numel() / inner : 0;
-    detail::dispatch(ct_, [&](auto tag) {
-      using T = decltype(tag);
-      if (needs_grad[0]) {
-        if (!mul_) {
-          grads[0] = dy;
-        } else {  // da = dy * b
-          Tensor da = Tensor::empty(a_shape_, ct_, dy.device());
-          cpu::mul_broadcast<T>(pool, dy.data<T>(), b_.data<T>(), da.data<T>(), outer, inner);
-          grads[0] = da;
-        }
+    if (needs_grad[0]) {
+      if (!mul_) {
+        grads[0] = dy;
+      } else {  // da = dy * b
+        Tensor da = Tensor::empty(a_shape_, ct_, dy.device());
+        kt.mul_broadcast(dy, b_, da);
+        grads[0] = da;
       }
-      if (needs_grad[1]) {
-        if (!mul_ && outer == 1) {
-          grads[1] = dy.view(b_shape_);
-        } else {  // db = sum over a's leading dims of dy (add) or dy * a (mul)
-          Tensor db = Tensor::empty(b_shape_, ct_, dy.device());
-          if (mul_)
-            cpu::sum_rows_product<T>(pool, dy.data<T>(), a_.data<T>(), outer, inner, db.data<T>());
-          else
-            cpu::sum_rows<T>(pool, dy.data<T>(), outer, inner, db.data<T>());
-          grads[1] = db;
-        }
+    }
+    if (needs_grad[1]) {
+      if (!mul_ && outer == 1) {
+        grads[1] = dy.view(b_shape_);
+      } else {  // db = sum over a's leading dims of dy (add) or dy * a (mul)
+        Tensor db = Tensor::empty(b_shape_, ct_, dy.device());
+        if (mul_)
+          kt.sum_rows_product(dy, a_, db);
+        else
+          kt.sum_rows(dy, db);
+        grads[1] = db;
       }
-    });
+    }
     return grads;
   }
 
@@ -109,7 +98,9 @@ class ScaleNode final : public Node {
 
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
     if (inputs.size() != 1) fail("scale: expected one input, got {}", inputs.size());
-    const DType ct = detail::compute_dtype("scale", {inputs[0]});
+    const KernelTable& kt = detail::kernels_of("scale", {inputs[0]});
+    const DType ct = detail::compute_dtype(kt, "scale", {inputs[0]});
+    detail::require(kt, Kernel::Scale, ct, "scale");
     if (save) ct_ = ct;
     return {apply(inputs[0], ct)};
   }
@@ -124,13 +115,9 @@ class ScaleNode final : public Node {
 
  private:
   Tensor apply(const Tensor& in, DType ct) const {
-    auto& pool = detail::cpu_pool(in, "scale");
     Tensor x = detail::as_compute(in, ct);
     Tensor y = Tensor::empty(x.shape(), ct, x.device());
-    detail::dispatch(ct, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::scale<T>(pool, x.data<T>(), static_cast<T>(s_), y.data<T>(), x.numel());
-    });
+    x.device().kernels().scale(x, s_, y);
     return y;
   }
 
@@ -153,41 +140,24 @@ void axpby_(Tensor& dst, double a, const Tensor& src, double b) {
   expect_inplace_dst(dst, "axpby_");
   if (src.shape() != dst.shape())
     fail("axpby_: source {} and destination {} differ in shape", src.describe(), dst.describe());
-  auto& pool = detail::cpu_pool(dst, "axpby_");
   if (dst.dtype() != ENG_F32 && dst.dtype() != ENG_F64)
     fail("axpby_: destination {} must be f32 or f64 (keep optimizer state and master weights in f32)",
          dst.describe());
-  Tensor s = detail::as_compute(src, dst.dtype());
-  detail::dispatch(dst.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    cpu::axpby<T>(pool, dst.data<T>(), static_cast<T>(a), s.data<T>(), static_cast<T>(b), dst.numel());
-  });
+  const KernelTable& kt = detail::kernels_of("axpby_", {dst, src});
+  detail::require(kt, Kernel::Axpby, dst.dtype(), "axpby_");
+  kt.axpby(dst, a, detail::contiguous(src), b);
 }
 
 void copy_(Tensor& dst, const Tensor& src) {
   expect_inplace_dst(dst, "copy_");
   if (src.shape() != dst.shape())
     fail("copy_: source {} and destination {} differ in shape", src.describe(), dst.describe());
-  detail::cpu_pool(dst, "copy_");
-  if (!dtype_is_float(dst.dtype()) || !dtype_is_float(src.dtype())) {
-    dst.copy_from(src);
-    return;
-  }
-  Tensor c = detail::convert(src, dst.dtype());  // contiguous, dst's dtype (src itself if it already was)
-  dst.device().copy_within(dst.raw_data(), c.raw_data(), dst.nbytes());
+  detail::kernels_of("copy_", {dst, src}).copy(dst, src);
 }
 
 void fill_(Tensor& dst, double value) {
   expect_inplace_dst(dst, "fill_");
-  auto& pool = detail::cpu_pool(dst, "fill_");
-  if (dst.dtype() == ENG_F32) {
-    cpu::fill<float>(pool, dst.data<float>(), static_cast<float>(value), dst.numel());
-  } else if (dst.dtype() == ENG_F64) {
-    cpu::fill<double>(pool, dst.data<double>(), value, dst.numel());
-  } else {
-    Tensor v = Tensor::full(dst.shape(), dst.dtype(), dst.device(), value);
-    dst.device().copy_within(dst.raw_data(), v.raw_data(), dst.nbytes());
-  }
+  dst.device().kernels().fill(dst, value);
 }
 
 }  // namespace engine::rt::ops

@@ -1,10 +1,7 @@
 // Embedding node: gathers rows of the table; backward scatter-adds into a (V, C) table gradient.
-#include "kernels/cpu/embedding.hpp"
-
 #include "engine/core/error.hpp"
 #include "engine/runtime/ops/op_inputs.hpp"
 #include "engine/runtime/ops/ops.hpp"
-#include "kernels/cpu/cast.hpp"
 
 namespace engine::rt::ops {
 
@@ -17,11 +14,12 @@ class EmbeddingNode final : public Node {
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
     if (inputs.size() != 2) fail("embedding: expected inputs {{table, ids}}, got {}", inputs.size());
     detail::expect_rank(inputs[0], 2, "embedding", "table (V, C)");
-    auto& pool = detail::cpu_pool(inputs[0], "embedding");
-    const DType ct = detail::compute_dtype("embedding", {inputs[0]});
+    const KernelTable& kt = detail::kernels_of("embedding", {inputs[0], inputs[1]});
+    const DType ct = detail::compute_dtype(kt, "embedding", {inputs[0]});
     Tensor ids = detail::as_index(inputs[1], "embedding", "ids");
-    const int64_t V = inputs[0].dim(0), C = inputs[0].dim(1), N = ids.numel();
-    if (const int64_t bad = cpu::check_ids(ids.data<int32_t>(), N, V); bad >= 0)
+    const int64_t V = inputs[0].dim(0), C = inputs[0].dim(1);
+    // Devices whose memory the host cannot read check ids where the engine makes them (engine/train).
+    if (const int64_t bad = kt.first_bad_id ? kt.first_bad_id(ids, V) : -1; bad >= 0)
       fail(
           "embedding: token id {} at position {} is outside the table's {} rows (tokenizer and model "
           "vocabulary "
@@ -32,23 +30,15 @@ class EmbeddingNode final : public Node {
     out_shape[out_shape.ndim - 1] = C;
     Tensor out;  // (..., C)
     const DType stored = inputs[0].dtype();
-    if ((stored == ENG_BF16 || stored == ENG_F16) && inputs[0].is_contiguous()) {
-      // Gather the 16-bit rows as stored, then convert only the (N, C) result.
+    if (stored != ct && inputs[0].is_contiguous()) {
+      // Gather the rows as stored (e.g. bf16), then convert only the (N, C) result.
       Tensor rows = Tensor::empty(out_shape, stored, inputs[0].device());
-      if (stored == ENG_BF16)
-        cpu::embedding_forward<cpu::Bf16>(pool, inputs[0].data<cpu::Bf16>(), ids.data<int32_t>(), N, C,
-                                          rows.data<cpu::Bf16>());
-      else
-        cpu::embedding_forward<cpu::F16>(pool, inputs[0].data<cpu::F16>(), ids.data<int32_t>(), N, C,
-                                         rows.data<cpu::F16>());
+      kt.embedding(inputs[0], ids, rows);
       out = detail::convert(rows, ct);
     } else {
       Tensor table = detail::as_compute(inputs[0], ct);  // (V, C)
       out = Tensor::empty(out_shape, ct, table.device());
-      detail::dispatch(ct, [&](auto tag) {
-        using T = decltype(tag);
-        cpu::embedding_forward<T>(pool, table.data<T>(), ids.data<int32_t>(), N, C, out.data<T>());
-      });
+      kt.embedding(table, ids, out);
     }
     if (save) {
       ids_ = ids;
@@ -63,14 +53,10 @@ class EmbeddingNode final : public Node {
     std::vector<Tensor> grads(2);
     if (!needs_grad[0] || !grad_outputs[0].defined()) return grads;
     if (!ids_.defined()) fail("embedding: backward without a saved forward");
-    auto& pool = detail::cpu_pool(grad_outputs[0], "embedding");
     Tensor dy = detail::as_compute(grad_outputs[0], table_dtype_);  // (..., C)
-    const int64_t C = dy.dim(-1), N = ids_.numel();
+    const int64_t C = dy.dim(-1);
     Tensor dt = Tensor::empty({vocab_, C}, table_dtype_, dy.device());  // (V, C)
-    detail::dispatch(table_dtype_, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::embedding_backward<T>(pool, dy.data<T>(), ids_.data<int32_t>(), N, vocab_, C, dt.data<T>());
-    });
+    dy.device().kernels().embedding_backward(dy, ids_, dt);
     grads[0] = dt;
     return grads;
   }

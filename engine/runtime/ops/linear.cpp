@@ -1,15 +1,30 @@
-// Linear (x W^T + b) and batched matmul nodes; all products through the OpenBLAS GEMM kernel.
+// Linear (x W^T + b) and batched matmul nodes; every product through the device's GEMM kernel (OpenBLAS on
+// the CPU, cuBLASLt on CUDA).
 #include <algorithm>
 
 #include "engine/core/error.hpp"
 #include "engine/runtime/ops/op_inputs.hpp"
 #include "engine/runtime/ops/ops.hpp"
-#include "kernels/cpu/gemm.hpp"
-#include "kernels/cpu/reduce.hpp"
 
 namespace engine::rt::ops {
 
 namespace {
+
+// C (M, N) = op(A) (M, K) op(B) (K, N) [+ C when accumulate]; operands dense with the given row strides.
+GemmArgs product_args(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb,
+                      bool accumulate) {
+  GemmArgs g;
+  g.trans_a = ta;
+  g.trans_b = tb;
+  g.M = M;
+  g.N = N;
+  g.K = K;
+  g.lda = lda;
+  g.ldb = ldb;
+  g.ldc = N;
+  g.beta = accumulate ? 1.0 : 0.0;
+  return g;
+}
 
 class LinearNode final : public Node {
  public:
@@ -20,8 +35,9 @@ class LinearNode final : public Node {
       fail("linear: expected inputs {{x, weight, bias}}, got {}", inputs.size());
     const Tensor bias_in = inputs.size() == 3 ? inputs[2] : Tensor();
     detail::expect_rank(inputs[1], 2, "linear", "weight (out, in)");
-    auto& pool = detail::cpu_pool(inputs[0], "linear");
-    const DType ct = detail::compute_dtype("linear", {inputs[0], inputs[1], bias_in});
+    const KernelTable& kt = detail::kernels_of("linear", {inputs[0], inputs[1], bias_in});
+    const DType ct = detail::compute_dtype(kt, "linear", {inputs[0], inputs[1], bias_in});
+    detail::require(kt, Kernel::Gemm, ct, "linear");
     Tensor x = detail::as_compute(inputs[0], ct);  // (..., in)
     Tensor w = detail::as_compute(inputs[1], ct);  // (out, in)
     const int64_t in = w.dim(1), out_f = w.dim(0);
@@ -37,19 +53,8 @@ class LinearNode final : public Node {
     Dims ys = x.shape();
     ys[ys.ndim - 1] = out_f;
     Tensor y = Tensor::empty(ys, ct, x.device());  // (..., out)
-    detail::dispatch(ct, [&](auto tag) {
-      using T = decltype(tag);
-      T* yp = y.data<T>();
-      if (b.defined()) {
-        const T* bp = b.data<T>();
-        pool.parallel_for(N, 64, [&](int64_t r0, int64_t r1) {
-          for (int64_t r = r0; r < r1; ++r) std::copy(bp, bp + out_f, yp + r * out_f);
-        });
-      }
-      // y (N, out) = x (N, in) @ W^T (in, out) [+ y holding the bias]
-      cpu::gemm<T>(false, true, N, out_f, in, T(1), x.data<T>(), in, w.data<T>(), in,
-                   b.defined() ? T(1) : T(0), yp, out_f);
-    });
+    // y (N, out) = x (N, in) @ W^T (in, out) [+ b on every row]
+    kt.gemm(product_args(false, true, N, out_f, in, in, in, false), x, w, y, b);
     if (save) {
       x_ = detail::saved_input(inputs[0], x);
       w_ = detail::saved_input(inputs[1], w);
@@ -64,35 +69,30 @@ class LinearNode final : public Node {
     std::vector<Tensor> grads(needs_grad.size());
     if (!grad_outputs[0].defined()) return grads;
     if (!x_.defined()) fail("linear: backward without a saved forward");
-    auto& pool = detail::cpu_pool(x_, "linear");
+    const KernelTable& kt = x_.device().kernels();
     const DType ct = ct_;
     Tensor dy = detail::as_compute(grad_outputs[0], ct);  // (..., out)
     const int64_t in = w_.dim(1), out_f = w_.dim(0), N = x_.numel() / std::max<int64_t>(in, 1);
     const Tensor x =
         needs_grad.size() > 1 && needs_grad[1] ? detail::as_compute(x_, ct) : Tensor();  // (N, in)
     const Tensor w = needs_grad[0] ? detail::as_compute(w_, ct) : Tensor();              // (out, in)
-    detail::dispatch(ct, [&](auto tag) {
-      using T = decltype(tag);
-      if (needs_grad[0]) {
-        Tensor dx = Tensor::empty(x_.shape(), ct, x_.device());
-        // dx (N, in) = dy (N, out) @ W (out, in)
-        cpu::gemm<T>(false, false, N, in, out_f, T(1), dy.data<T>(), out_f, w.data<T>(), in, T(0),
-                     dx.data<T>(), in);
-        grads[0] = dx;
-      }
-      if (needs_grad.size() > 1 && needs_grad[1]) {
-        Tensor dw = Tensor::empty(w_.shape(), ct, x_.device());
-        // dW (out, in) = dy^T (out, N) @ x (N, in)
-        cpu::gemm<T>(true, false, out_f, in, N, T(1), dy.data<T>(), out_f, x.data<T>(), in, T(0),
-                     dw.data<T>(), in);
-        grads[1] = dw;
-      }
-      if (needs_grad.size() > 2 && needs_grad[2] && has_bias_) {
-        Tensor db = Tensor::empty({out_f}, ct, x_.device());
-        cpu::sum_rows<T>(pool, dy.data<T>(), N, out_f, db.data<T>());  // db (out) = sum_n dy[n]
-        grads[2] = db;
-      }
-    });
+    if (needs_grad[0]) {
+      Tensor dx = Tensor::empty(x_.shape(), ct, x_.device());
+      // dx (N, in) = dy (N, out) @ W (out, in)
+      kt.gemm(product_args(false, false, N, in, out_f, out_f, in, false), dy, w, dx, Tensor());
+      grads[0] = dx;
+    }
+    if (needs_grad.size() > 1 && needs_grad[1]) {
+      Tensor dw = Tensor::empty(w_.shape(), ct, x_.device());
+      // dW (out, in) = dy^T (out, N) @ x (N, in)
+      kt.gemm(product_args(true, false, out_f, in, N, out_f, in, false), dy, x, dw, Tensor());
+      grads[1] = dw;
+    }
+    if (needs_grad.size() > 2 && needs_grad[2] && has_bias_) {
+      Tensor db = Tensor::empty({out_f}, ct, x_.device());
+      kt.sum_rows(dy, db);  // db (out) = sum_n dy[n]
+      grads[2] = db;
+    }
     return grads;
   }
 
@@ -107,20 +107,6 @@ class LinearNode final : public Node {
   bool has_bias_ = false;
 };
 
-// One operand of a product as stored: op(X) = X or X^T, with its leading dimension.
-template <typename T>
-struct Operand {
-  const T* p;
-  bool t;
-  int64_t ld;
-};
-
-// C (M, N) = op(A) (M, K) op(B) (K, N) [+ C when accumulate]
-template <typename T>
-void product(Operand<T> a, Operand<T> b, int64_t M, int64_t N, int64_t K, T* c, bool accumulate) {
-  cpu::gemm<T>(a.t, b.t, M, N, K, T(1), a.p, a.ld, b.p, b.ld, accumulate ? T(1) : T(0), c, N);
-}
-
 class MatmulNode final : public Node {
  public:
   MatmulNode(bool trans_a, bool trans_b) : ta_(trans_a), tb_(trans_b) {}
@@ -128,8 +114,9 @@ class MatmulNode final : public Node {
 
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
     if (inputs.size() != 2) fail("matmul: expected inputs {{a, b}}, got {}", inputs.size());
-    detail::cpu_pool(inputs[0], "matmul");  // the products run on the CPU
-    const DType ct = detail::compute_dtype("matmul", {inputs[0], inputs[1]});
+    const KernelTable& kt = detail::kernels_of("matmul", {inputs[0], inputs[1]});
+    const DType ct = detail::compute_dtype(kt, "matmul", {inputs[0], inputs[1]});
+    detail::require(kt, Kernel::Gemm, ct, "matmul");
     Tensor a = detail::as_compute(inputs[0], ct);
     Tensor b = detail::as_compute(inputs[1], ct);
     if (a.ndim() < 2 || b.ndim() < 2)
@@ -154,19 +141,17 @@ class MatmulNode final : public Node {
     ys[ys.ndim - 2] = M_;
     ys[ys.ndim - 1] = N_;
     Tensor y = Tensor::empty(ys, ct, a.device());  // (..., M, N)
-    detail::dispatch(ct, [&](auto tag) {
-      using T = decltype(tag);
-      const int64_t sa = M_ * K_, sb = broadcast_b_ ? 0 : K_ * N_;
-      if (broadcast_b_ && !ta_) {
-        // fold the batch into M: y (batch*M, N) = a (batch*M, K) @ op(b)
-        product<T>({a.data<T>(), false, K_}, {b.data<T>(), tb_, tb_ ? K_ : N_}, batch_ * M_, N_, K_,
-                   y.data<T>(), false);
-        return;
-      }
-      for (int64_t i = 0; i < batch_; ++i)
-        product<T>({a.data<T>() + i * sa, ta_, ta_ ? M_ : K_}, {b.data<T>() + i * sb, tb_, tb_ ? K_ : N_}, M_,
-                   N_, K_, y.data<T>() + i * M_ * N_, false);
-    });
+    if (broadcast_b_ && !ta_) {
+      // fold the batch into M: y (batch*M, N) = a (batch*M, K) @ op(b)
+      kt.gemm(product_args(false, tb_, batch_ * M_, N_, K_, K_, tb_ ? K_ : N_, false), a, b, y, Tensor());
+    } else {
+      GemmArgs g = product_args(ta_, tb_, M_, N_, K_, ta_ ? M_ : K_, tb_ ? K_ : N_, false);
+      g.batch = batch_;
+      g.stride_a = M_ * K_;
+      g.stride_b = broadcast_b_ ? 0 : K_ * N_;
+      g.stride_c = M_ * N_;
+      if (batch_ > 0) kt.gemm(g, a, b, y, Tensor());
+    }
     if (save) {
       a_ = detail::saved_input(inputs[0], a);
       b_ = detail::saved_input(inputs[1], b);
@@ -183,39 +168,50 @@ class MatmulNode final : public Node {
     const DType ct = ct_;
     Tensor dy = detail::as_compute(grad_outputs[0], ct);  // (..., M, N)
     const Tensor a = detail::as_compute(a_, ct), b = detail::as_compute(b_, ct);
+    const KernelTable& kt = a.device().kernels();
     const int64_t M = M_, N = N_, K = K_;
-    detail::dispatch(ct, [&](auto tag) {
-      using T = decltype(tag);
-      const T* A = a.data<T>();
-      const T* B = b.data<T>();
-      const T* G = dy.data<T>();
-      const int64_t sa = M * K, sb = broadcast_b_ ? 0 : K * N, sg = M * N;
-      const int64_t lda = ta_ ? M : K, ldb = tb_ ? K : N;
-      if (needs_grad[0]) {
-        Tensor da = Tensor::empty(a_.shape(), ct, a_.device());
-        for (int64_t i = 0; i < batch_; ++i) {
-          T* D = da.data<T>() + i * sa;
-          if (!ta_)  // dA (M, K) = G (M, N) @ op(B)^T (N, K)
-            product<T>({G + i * sg, false, N}, {B + i * sb, !tb_, ldb}, M, K, N, D, false);
-          else  // dA (K, M) = op(B) (K, N) @ G^T (N, M)
-            product<T>({B + i * sb, tb_, ldb}, {G + i * sg, true, N}, K, M, N, D, false);
-        }
-        grads[0] = da;
+    const int64_t sa = M * K, sb = broadcast_b_ ? 0 : K * N, sg = M * N;
+    const int64_t lda = ta_ ? M : K, ldb = tb_ ? K : N;
+    // One batched product per gradient; each batch's operands sit at i * stride.
+    auto batched = [&](GemmArgs g, int64_t s_first, int64_t s_second, int64_t s_out) {
+      g.batch = batch_;
+      g.stride_a = s_first;
+      g.stride_b = s_second;
+      g.stride_c = s_out;
+      return g;
+    };
+    if (needs_grad[0]) {
+      Tensor da = Tensor::empty(a_.shape(), ct, a_.device());
+      if (batch_ > 0) {
+        if (!ta_)  // dA (M, K) = G (M, N) @ op(B)^T (N, K)
+          kt.gemm(batched(product_args(false, !tb_, M, K, N, N, ldb, false), sg, sb, sa), dy, b, da,
+                  Tensor());
+        else  // dA (K, M) = op(B) (K, N) @ G^T (N, M)
+          kt.gemm(batched(product_args(tb_, true, K, M, N, ldb, N, false), sb, sg, sa), b, dy, da, Tensor());
       }
-      if (needs_grad[1]) {
-        Tensor db = Tensor::empty(b_.shape(), ct, b_.device());
-        for (int64_t i = 0; i < batch_; ++i) {
-          T* D = db.data<T>() + i * sb;
-          const bool acc = broadcast_b_ && i > 0;  // broadcast b: batches summed in order
-          if (!tb_)                                // dB (K, N) = op(A)^T (K, M) @ G (M, N)
-            product<T>({A + i * sa, !ta_, lda}, {G + i * sg, false, N}, K, N, M, D, acc);
-          else  // dB (N, K) = G^T (N, M) @ op(A) (M, K)
-            product<T>({G + i * sg, true, N}, {A + i * sa, ta_, lda}, N, K, M, D, acc);
-        }
-        if (batch_ == 0) db.device().fill_zero(db.raw_data(), db.nbytes());
-        grads[1] = db;
+      grads[0] = da;
+    }
+    if (needs_grad[1]) {
+      Tensor db = Tensor::empty(b_.shape(), ct, b_.device());
+      // dB of a broadcast b sums over the batches in order: one product per batch, accumulating after the
+      // first.
+      const int64_t rounds = broadcast_b_ ? batch_ : (batch_ > 0 ? 1 : 0);
+      for (int64_t i = 0; i < rounds; ++i) {
+        const bool acc = broadcast_b_ && i > 0;
+        const Tensor ai = broadcast_b_ ? a.view({-1}).sliced(0, i * sa, (i + 1) * sa) : a;
+        const Tensor gi = broadcast_b_ ? dy.view({-1}).sliced(0, i * sg, (i + 1) * sg) : dy;
+        GemmArgs g =
+            !tb_ ? product_args(!ta_, false, K, N, M, lda, N, acc)  // dB (K, N) = op(A)^T (K, M) @ G (M, N)
+                 : product_args(true, ta_, N, K, M, N, lda, acc);   // dB (N, K) = G^T (N, M) @ op(A) (M, K)
+        if (!broadcast_b_) g = batched(g, !tb_ ? sa : sg, !tb_ ? sg : sa, sb);
+        if (!tb_)
+          kt.gemm(g, ai, gi, db, Tensor());
+        else
+          kt.gemm(g, gi, ai, db, Tensor());
       }
-    });
+      if (rounds == 0) kt.fill(db, 0.0);
+      grads[1] = db;
+    }
     return grads;
   }
 

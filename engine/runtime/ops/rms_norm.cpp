@@ -2,7 +2,6 @@
 #include "engine/core/error.hpp"
 #include "engine/runtime/ops/op_inputs.hpp"
 #include "engine/runtime/ops/ops.hpp"
-#include "kernels/cpu/rmsnorm.hpp"
 
 namespace engine::rt::ops {
 
@@ -15,19 +14,17 @@ class RmsNormNode final : public Node {
 
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
     if (inputs.size() != 2) fail("rms_norm: expected inputs {{x, weight}}, got {}", inputs.size());
-    auto& pool = detail::cpu_pool(inputs[0], "rms_norm");
-    const DType ct = detail::compute_dtype("rms_norm", {inputs[0], inputs[1]});
+    const KernelTable& kt = detail::kernels_of("rms_norm", {inputs[0], inputs[1]});
+    const DType ct = detail::compute_dtype(kt, "rms_norm", {inputs[0], inputs[1]});
+    detail::require(kt, Kernel::RmsNorm, ct, "rms_norm");
     Tensor x = detail::as_compute(inputs[0], ct);  // (..., C)
     Tensor w = detail::as_compute(inputs[1], ct);  // (C)
     if (x.ndim() < 1 || w.numel() != x.dim(-1))
       fail("rms_norm: weight {} does not match the last dimension of {}", w.describe(), x.describe());
     const int64_t C = x.dim(-1), N = C ? x.numel() / C : 0;
     Tensor y = Tensor::empty(x.shape(), ct, x.device());
-    Tensor rstd = Tensor::empty({N}, ct, x.device());  // (N)
-    detail::dispatch(ct, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::rmsnorm_forward<T>(pool, x.data<T>(), w.data<T>(), N, C, eps_, y.data<T>(), rstd.data<T>());
-    });
+    Tensor rstd = Tensor::empty({N}, stat_dtype(ct), x.device());  // (N)
+    kt.rms_norm(x, w, eps_, y, rstd);
     if (save) {
       x_ = detail::saved_input(inputs[0], x);
       w_ = detail::saved_input(inputs[1], w);
@@ -42,18 +39,13 @@ class RmsNormNode final : public Node {
     std::vector<Tensor> grads(2);
     if (!grad_outputs[0].defined() || (!needs_grad[0] && !needs_grad[1])) return grads;
     if (!x_.defined()) fail("rms_norm: backward without a saved forward");
-    auto& pool = detail::cpu_pool(x_, "rms_norm");
+    const KernelTable& kt = x_.device().kernels();
     const DType ct = ct_;
     Tensor dy = detail::as_compute(grad_outputs[0], ct);
     const Tensor x = detail::as_compute(x_, ct), w = detail::as_compute(w_, ct);
-    const int64_t C = x_.dim(-1), N = C ? x_.numel() / C : 0;
     Tensor dx = Tensor::empty(x_.shape(), ct, x_.device());
     Tensor dw = needs_grad[1] ? Tensor::empty(w_.shape(), ct, x_.device()) : Tensor();
-    detail::dispatch(ct, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::rmsnorm_backward<T>(pool, dy.data<T>(), x.data<T>(), w.data<T>(), rstd_.data<T>(), N, C,
-                               dx.data<T>(), dw.defined() ? dw.data<T>() : nullptr);
-    });
+    kt.rms_norm_backward(dy, x, w, rstd_, dx, dw);
     if (needs_grad[0]) grads[0] = dx;
     grads[1] = dw;
     return grads;

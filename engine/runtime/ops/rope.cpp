@@ -1,5 +1,5 @@
 // RoPE node (Hugging Face rotate_half, Llama 3 and linear scaling); saves only the positions.
-#include "kernels/cpu/rope.hpp"
+#include "kernels/cpu/rope.hpp"  // RopeParams and rope_inv_freq: the host-side frequency table
 
 #include "engine/core/error.hpp"
 #include "engine/runtime/ops/op_inputs.hpp"
@@ -40,7 +40,9 @@ class RopeNode final : public Node {
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
     if (inputs.size() != 2) fail("rope: expected inputs {{x, position_ids}}, got {}", inputs.size());
     detail::expect_rank(inputs[0], 4, "rope", "x (B, T, H, D)");
-    const DType ct = detail::compute_dtype("rope", {inputs[0]});
+    const KernelTable& kt = detail::kernels_of("rope", {inputs[0], inputs[1]});
+    const DType ct = detail::compute_dtype(kt, "rope", {inputs[0]});
+    detail::require(kt, Kernel::Rope, ct, "rope");
     Tensor pos = detail::as_index(inputs[1], "rope", "position_ids");
     if (pos.ndim() != 2 || pos.dim(0) != inputs[0].dim(0) || pos.dim(1) != inputs[0].dim(1))
       fail("rope: position_ids {} must be (B, T) of x {}", pos.describe(), inputs[0].describe());
@@ -66,14 +68,13 @@ class RopeNode final : public Node {
 
  private:
   Tensor apply(const Tensor& in, const Tensor& pos, DType ct, bool inverse) const {
-    auto& pool = detail::cpu_pool(in, "rope");
     Tensor x = detail::as_compute(in, ct);  // (B, T, H, D)
     Tensor y = Tensor::empty(x.shape(), ct, x.device());
-    detail::dispatch(ct, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::rope_apply<T>(pool, x.data<T>(), pos.data<int32_t>(), inv_freq_.data(), x.dim(0), x.dim(1),
-                         x.dim(2), x.dim(3), params_.rotary_dim, inverse, y.data<T>());
-    });
+    RopeArgs args;
+    args.rotary_dim = params_.rotary_dim;
+    args.inv_freq = inv_freq_.data();
+    args.inverse = inverse;
+    x.device().kernels().rope(x, pos, args, y);
     return y;
   }
 

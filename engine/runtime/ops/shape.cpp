@@ -82,7 +82,7 @@ class ConcatNode final : public Node {
     const int nd = first.ndim();
     const int d = dim_ < 0 ? dim_ + nd : dim_;
     if (d < 0 || d >= nd) fail("concat: dimension {} is out of range for {}", dim_, first.describe());
-    detail::cpu_pool(first, "concat");
+    detail::kernels_of("concat", {first});
     Dims out_shape = first.shape();
     out_shape[d] = 0;
     sizes_.clear();
@@ -96,21 +96,13 @@ class ConcatNode final : public Node {
       sizes_.push_back(t.dim(d));
     }
     Tensor out = Tensor::empty(out_shape, first.dtype(), first.device());
-    // outer: product of dims before d; each input contributes a block of size_i * inner per outer index.
-    int64_t outer = 1, inner = 1;
-    for (int i = 0; i < d; ++i) outer *= out_shape[i];
-    for (int i = d + 1; i < nd; ++i) inner *= out_shape[i];
-    const size_t es = first.element_size();
-    const int64_t out_row = out_shape[d] * inner;
+    // Each input is one strided copy into its slice of the output along d.
     int64_t at = 0;
     for (const Tensor& t : inputs) {
-      Tensor c = detail::contiguous(t);
-      const int64_t block = t.dim(d) * inner;
-      for (int64_t o = 0; o < outer; ++o)
-        std::memcpy(static_cast<std::byte*>(out.raw_data()) + (o * out_row + at) * static_cast<int64_t>(es),
-                    static_cast<const std::byte*>(c.raw_data()) + o * block * static_cast<int64_t>(es),
-                    static_cast<size_t>(block) * es);
-      at += block;
+      if (&t.device() != &first.device())
+        fail("concat: {} and {} live on different devices", t.describe(), first.describe());
+      first.device().kernels().copy(out.sliced(d, at, at + t.dim(d)), t);
+      at += t.dim(d);
     }
     if (save) d_ = d;
     return {out};

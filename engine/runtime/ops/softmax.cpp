@@ -1,6 +1,4 @@
 // Softmax node over the last dim; saves its output (the backward needs only y).
-#include "kernels/cpu/softmax.hpp"
-
 #include "engine/core/error.hpp"
 #include "engine/runtime/ops/op_inputs.hpp"
 #include "engine/runtime/ops/ops.hpp"
@@ -15,16 +13,13 @@ class SoftmaxNode final : public Node {
 
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
     if (inputs.size() != 1) fail("softmax: expected one input, got {}", inputs.size());
-    auto& pool = detail::cpu_pool(inputs[0], "softmax");
-    const DType ct = detail::compute_dtype("softmax", {inputs[0]});
+    const KernelTable& kt = detail::kernels_of("softmax", {inputs[0]});
+    const DType ct = detail::compute_dtype(kt, "softmax", {inputs[0]});
+    detail::require(kt, Kernel::Softmax, ct, "softmax");
     Tensor x = detail::as_compute(inputs[0], ct);  // (..., C)
     if (x.ndim() < 1) fail("softmax: input {} needs at least one dimension", x.describe());
-    const int64_t C = x.dim(-1), N = C ? x.numel() / C : 0;
     Tensor y = Tensor::empty(x.shape(), ct, x.device());
-    detail::dispatch(ct, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::softmax_forward<T>(pool, x.data<T>(), y.data<T>(), N, C);
-    });
+    kt.softmax(x, y);
     if (save) y_ = y;
     return {y};
   }
@@ -33,14 +28,9 @@ class SoftmaxNode final : public Node {
                                const std::vector<bool>& needs_grad) override {
     if (!needs_grad[0] || !grad_outputs[0].defined()) return {Tensor()};
     if (!y_.defined()) fail("softmax: backward without a saved forward");
-    auto& pool = detail::cpu_pool(y_, "softmax");
     Tensor dy = detail::as_compute(grad_outputs[0], y_.dtype());
-    const int64_t C = y_.dim(-1), N = C ? y_.numel() / C : 0;
     Tensor dx = Tensor::empty(y_.shape(), y_.dtype(), y_.device());
-    detail::dispatch(y_.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      cpu::softmax_backward<T>(pool, dy.data<T>(), y_.data<T>(), dx.data<T>(), N, C);
-    });
+    y_.device().kernels().softmax_backward(dy, y_, dx);
     return {dx};
   }
 

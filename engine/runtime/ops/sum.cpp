@@ -1,10 +1,8 @@
-// Sum node: the () sum of all elements (accumulated in double in fixed blocks, kernels/cpu/reduce.hpp); the
+// Sum node: the () sum of all elements (in fixed blocks: deterministic on every device), in stat_dtype; the
 // gradient is the output gradient broadcast to the input's shape.
 #include "engine/core/error.hpp"
 #include "engine/runtime/ops/op_inputs.hpp"
 #include "engine/runtime/ops/ops.hpp"
-#include "kernels/cpu/elementwise.hpp"
-#include "kernels/cpu/reduce.hpp"
 
 namespace engine::rt::ops {
 
@@ -16,14 +14,12 @@ class SumNode final : public Node {
 
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
     if (inputs.size() != 1) fail("sum: expected one input, got {}", inputs.size());
-    auto& pool = detail::cpu_pool(inputs[0], "sum");
-    const DType ct = detail::compute_dtype("sum", {inputs[0]});
+    const KernelTable& kt = detail::kernels_of("sum", {inputs[0]});
+    const DType ct = detail::compute_dtype(kt, "sum", {inputs[0]});
+    detail::require(kt, Kernel::SumAll, ct, "sum");
     Tensor x = detail::as_compute(inputs[0], ct);
-    Tensor y = Tensor::empty(Dims{}, ct, x.device());
-    detail::dispatch(ct, [&](auto tag) {
-      using T = decltype(tag);
-      *y.data<T>() = static_cast<T>(cpu::sum_all<T>(pool, x.data<T>(), x.numel()));
-    });
+    Tensor y = Tensor::empty(Dims{}, stat_dtype(ct), x.device());
+    kt.sum_all(x, y, false);
     if (save) {
       shape_ = x.shape();
       ct_ = ct;
@@ -34,13 +30,9 @@ class SumNode final : public Node {
   std::vector<Tensor> backward(const std::vector<Tensor>& grad_outputs,
                                const std::vector<bool>& needs_grad) override {
     if (!needs_grad[0] || !grad_outputs[0].defined()) return {Tensor()};
-    auto& pool = detail::cpu_pool(grad_outputs[0], "sum");
-    const double g = grad_outputs[0].item();
+    // dx = dy broadcast, read on the device (no host round trip)
     Tensor dx = Tensor::empty(shape_, ct_, grad_outputs[0].device());
-    detail::dispatch(ct_, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::fill<T>(pool, dx.data<T>(), static_cast<T>(g), dx.numel());
-    });
+    dx.device().kernels().fill_from_scalar(dx, grad_outputs[0], 1.0);
     return {dx};
   }
 
