@@ -9,8 +9,8 @@
 // (engine::splitmix64 from engine/core/splitmix64.hpp is the one definition both use). The keep scale is
 // rounded to float once on the host as the CPU's static_cast<float> does, so f32 outputs are identical too.
 //
-// Layout: n contiguous elements. Shape: one element per thread, grid-stride, 64-bit indices; two 64-bit
-// multiplies chains per element are far below the memory time.
+// Layout: n contiguous elements. Shape: one element per thread, grid-stride, 64-bit indices; the two 64-bit
+// multiply chains per element are far below the memory time.
 #include "engine/core/splitmix64.hpp"  // header-only, host and device, no engine dependencies
 #include "kernels/cuda/dropout.cuh"
 #include "kernels/cuda/launch.cuh"
