@@ -3,6 +3,7 @@
 #include "engine/core/error.hpp"
 #include "engine/host/host_api.hpp"
 #include "engine/host/tensor_handle.hpp"
+#include "engine/runtime/kernel_table.hpp"
 
 namespace engine::train {
 namespace {
@@ -16,10 +17,24 @@ void check(eng_status s, host::HostSession& hs, const eng_ctx& ctx, const char* 
   throw Error(fmt::format("{} failed: {}", what, m.empty() ? status_name(s) : m), s);
 }
 
+// Token ids and labels outside the vocabulary, checked on the host before they go to an accelerator (whose
+// kernels do not read them back; the CPU ops check them themselves).
+void check_ids(const data::Batch& b, int64_t vocab) {
+  for (size_t i = 0; i < b.input_ids.size(); ++i)
+    if (b.input_ids[i] < 0 || b.input_ids[i] >= vocab)
+      fail("token id {} at position {} of a batch is outside the model's vocabulary of {} (tokenizer and model "
+           "disagree?)",
+           b.input_ids[i], i, vocab);
+  for (size_t i = 0; i < b.labels.size(); ++i)
+    if (b.labels[i] != data::kIgnoreIndex && (b.labels[i] < 0 || b.labels[i] >= vocab))
+      fail("label {} at position {} of a batch is outside the model's vocabulary of {}", b.labels[i], i, vocab);
+}
+
 // batch (B,T) -> the scaled loss () f32, recorded when grad is on.
 rt::Tensor batch_loss(session::TrainingSession& session, const data::Batch& b, double scale, bool grad) {
   host::HostSession& hs = session.host();
   rt::Device& dev = hs.device();
+  if (dev.type() != rt::DeviceType::CPU) check_ids(b, session.model().info().vocab_size);
   const rt::Dims bt{b.rows, b.seq_len};
   rt::Tensor ids = rt::Tensor::from_vector(bt, ENG_I32, dev, b.input_ids);
   rt::Tensor pos = rt::Tensor::from_vector(bt, ENG_I32, dev, b.position_ids);
