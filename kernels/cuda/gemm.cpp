@@ -17,8 +17,8 @@ namespace engine::cuda {
 
 namespace {
 
-size_t dtype_bytes(GemmDtype t) { return t == GemmDtype::F32 ? 4 : 2; }
-cudaDataType_t cuda_type(GemmDtype t) { return t == GemmDtype::F32 ? CUDA_R_32F : CUDA_R_16BF; }
+size_t dtype_bytes(GemmType t) { return t == GemmType::F32 ? 4 : 2; }
+cudaDataType_t cuda_type(GemmType t) { return t == GemmType::F32 ? CUDA_R_32F : CUDA_R_16BF; }
 
 // The largest power of two (<= 256, the heuristic's default assumption) that divides the address of every
 // batch's matrix: the base pointer and, when batched, the batch stride in bytes.
@@ -39,21 +39,21 @@ void set_layout_batch(cublasLtMatrixLayout_t layout, int64_t batch, int64_t stri
                                                 sizeof(stride)));
 }
 
-std::string describe(const GemmProblem& p) {
+std::string describe(const GemmDesc& p) {
   return fmt::format(
       "gemm M={} N={} K={} trans_a={} trans_b={} lda={} ldb={} ldc={} A/B {} C {} bias {} batch {} strides "
       "{}/{}/{}",
-      p.M, p.N, p.K, p.trans_a, p.trans_b, p.lda, p.ldb, p.ldc, gemm_dtype_name(p.ab_type),
-      gemm_dtype_name(p.c_type), p.bias ? "yes" : "no", p.batch, p.stride_a, p.stride_b, p.stride_c);
+      p.M, p.N, p.K, p.trans_a, p.trans_b, p.lda, p.ldb, p.ldc, gemm_type_name(p.ab_type),
+      gemm_type_name(p.c_type), p.bias ? "yes" : "no", p.batch, p.stride_a, p.stride_b, p.stride_c);
 }
 
 }  // namespace
 
-const char* gemm_dtype_name(GemmDtype t) {
+const char* gemm_type_name(GemmType t) {
   switch (t) {
-    case GemmDtype::F32:
+    case GemmType::F32:
       return "f32";
-    case GemmDtype::BF16:
+    case GemmType::BF16:
       return "bf16";
   }
   return "unknown";
@@ -116,8 +116,8 @@ size_t GemmRunner::cached_plans() const {
   return plans_.size();
 }
 
-bool GemmRunner::supports(GemmDtype ab_type, GemmDtype c_type, std::string* why) {
-  if (ab_type == GemmDtype::F32 && c_type == GemmDtype::BF16) {
+bool GemmRunner::supports(GemmType ab_type, GemmType c_type, std::string* why) {
+  if (ab_type == GemmType::F32 && c_type == GemmType::BF16) {
     if (why)
       *why =
           "cuBLASLt has no f32 x f32 -> bf16 GEMM (with CUBLAS_COMPUTE_32F an f32 input needs an f32 "
@@ -128,12 +128,22 @@ bool GemmRunner::supports(GemmDtype ab_type, GemmDtype c_type, std::string* why)
   return true;
 }
 
-void GemmRunner::run(const GemmProblem& p, cudaStream_t stream) {
+void GemmRunner::run(cudaStream_t stream, const GemmDesc& d, const void* A, const void* B, void* C) {
+  GemmProblem p;
+  static_cast<GemmDesc&>(p) = d;
+  p.A = A;
+  p.B = B;
+  p.C = C;
   if (p.M < 0 || p.N < 0 || p.K < 0 || p.batch < 0)
     fail("{}: sizes and the batch count must not be negative", describe(p));
   if (p.batch > INT32_MAX) fail("{}: cuBLASLt takes at most {} batches", describe(p), INT32_MAX);
   std::string why;
   if (!supports(p.ab_type, p.c_type, &why)) fail("{}: {}", describe(p), why);
+  if (p.bias != nullptr && p.bias_type != p.c_type)
+    fail(
+        "{}: a {} bias with a {} output; cuBLASLt's bias epilogue reads the bias in the output's type, so "
+        "cast the bias to {}",
+        describe(p), gemm_type_name(p.bias_type), gemm_type_name(p.c_type), gemm_type_name(p.c_type));
   if (p.M == 0 || p.N == 0 || p.batch == 0) return;
   // Row-major leading dimensions: the length of a stored row, at least 1.
   const int64_t min_lda = std::max<int64_t>(1, p.trans_a ? p.M : p.K);
@@ -317,28 +327,26 @@ template <typename TAB, typename TC>
 void gemm(GemmRunner& runner, cudaStream_t stream, bool trans_a, bool trans_b, int64_t M, int64_t N,
           int64_t K, float alpha, const TAB* A, int64_t lda, const TAB* B, int64_t ldb, float beta, TC* C,
           int64_t ldc, const TC* bias, int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c) {
-  GemmProblem p;
-  p.trans_a = trans_a;
-  p.trans_b = trans_b;
-  p.M = M;
-  p.N = N;
-  p.K = K;
-  p.alpha = alpha;
-  p.beta = beta;
-  p.ab_type = gemm_dtype<TAB>();
-  p.c_type = gemm_dtype<TC>();
-  p.A = A;
-  p.lda = lda;
-  p.B = B;
-  p.ldb = ldb;
-  p.C = C;
-  p.ldc = ldc;
-  p.bias = bias;
-  p.batch = batch;
-  p.stride_a = stride_a;
-  p.stride_b = stride_b;
-  p.stride_c = stride_c;
-  runner.run(p, stream);
+  GemmDesc d;
+  d.trans_a = trans_a;
+  d.trans_b = trans_b;
+  d.M = M;
+  d.N = N;
+  d.K = K;
+  d.lda = lda;
+  d.ldb = ldb;
+  d.ldc = ldc;
+  d.alpha = alpha;
+  d.beta = beta;
+  d.batch = batch;
+  d.stride_a = stride_a;
+  d.stride_b = stride_b;
+  d.stride_c = stride_c;
+  d.ab_type = gemm_type<TAB>();
+  d.c_type = gemm_type<TC>();
+  d.bias = bias;
+  d.bias_type = gemm_type<TC>();
+  runner.run(stream, d, A, B, C);
 }
 
 #define ENGINE_GEMM_INSTANTIATE(TAB, TC)                                                                \

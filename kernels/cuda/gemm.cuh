@@ -45,36 +45,34 @@
 
 namespace engine::cuda {
 
-enum class GemmDtype : int32_t { F32 = 0, BF16 = 1 };
+enum class GemmType : int32_t { F32 = 0, BF16 = 1 };
 
-const char* gemm_dtype_name(GemmDtype t);
+const char* gemm_type_name(GemmType t);
 
 template <typename T>
-constexpr GemmDtype gemm_dtype() {
+constexpr GemmType gemm_type() {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, __nv_bfloat16>, "gemm: float or __nv_bfloat16");
-  return std::is_same_v<T, float> ? GemmDtype::F32 : GemmDtype::BF16;
+  return std::is_same_v<T, float> ? GemmType::F32 : GemmType::BF16;
 }
 
-// One strided-batched GEMM (see the file comment for the math). Pointers are device pointers.
-struct GemmProblem {
+// One strided-batched GEMM without its matrices (see the file comment for the math). The bias pointer, when
+// set, is a device pointer to N elements of bias_type, which must be c_type (cuBLASLt's BIAS epilogue reads
+// the bias in the output's type).
+struct GemmDesc {
   bool trans_a = false;
   bool trans_b = false;
   int64_t M = 0, N = 0, K = 0;
+  int64_t lda = 0, ldb = 0, ldc = 0;
   float alpha = 1.0f;
   float beta = 0.0f;
-  GemmDtype ab_type = GemmDtype::F32;  // type of A and B
-  GemmDtype c_type = GemmDtype::F32;   // type of C and of the bias
-  const void* A = nullptr;
-  int64_t lda = 0;
-  const void* B = nullptr;
-  int64_t ldb = 0;
-  void* C = nullptr;
-  int64_t ldc = 0;
-  const void* bias = nullptr;  // (N) of c_type, or nullptr for no bias
-  int64_t batch = 1;           // number of GEMMs (<= INT32_MAX)
-  int64_t stride_a = 0;        // elements between consecutive A matrices; 0 broadcasts A
-  int64_t stride_b = 0;        // elements between consecutive B matrices; 0 broadcasts B
-  int64_t stride_c = 0;        // elements between consecutive C matrices (must not overlap when batch > 1)
+  int64_t batch = 1;     // number of GEMMs (<= INT32_MAX)
+  int64_t stride_a = 0;  // elements between consecutive A matrices; 0 broadcasts A
+  int64_t stride_b = 0;  // elements between consecutive B matrices; 0 broadcasts B
+  int64_t stride_c = 0;  // elements between consecutive C matrices (must not overlap when batch > 1)
+  GemmType ab_type = GemmType::F32;  // type of A and B
+  GemmType c_type = GemmType::F32;   // type of C
+  const void* bias = nullptr;        // (N) or nullptr for no bias
+  GemmType bias_type = GemmType::F32;
 };
 
 class GemmRunner {
@@ -87,13 +85,14 @@ class GemmRunner {
   GemmRunner(const GemmRunner&) = delete;
   GemmRunner& operator=(const GemmRunner&) = delete;
 
-  // Enqueues the GEMM on `stream`. Throws engine::Error for invalid arguments (negative sizes, leading
-  // dimensions too small, an unsupported type pair, overlapping batched outputs) and for cuBLASLt failures.
-  // M = 0, N = 0 or batch = 0 enqueue nothing.
-  void run(const GemmProblem& p, cudaStream_t stream);
+  // Enqueues C = alpha * op(A) op(B) + beta * C [+ bias] on `stream` (A, B, C device pointers of the types
+  // in `d`). Throws engine::Error for invalid arguments (negative sizes, leading dimensions too small, an
+  // unsupported type pair, a bias type other than C's, overlapping batched outputs) and for cuBLASLt
+  // failures. M = 0, N = 0 or batch = 0 enqueue nothing.
+  void run(cudaStream_t stream, const GemmDesc& d, const void* A, const void* B, void* C);
 
   // Whether cuBLASLt multiplies this type pair; otherwise the reason in *why.
-  static bool supports(GemmDtype ab_type, GemmDtype c_type, std::string* why = nullptr);
+  static bool supports(GemmType ab_type, GemmType c_type, std::string* why = nullptr);
 
   cublasLtHandle_t handle() const { return handle_; }
   void* workspace() const { return workspace_; }
@@ -102,9 +101,15 @@ class GemmRunner {
   size_t cached_plans() const;
 
  private:
+  // A descriptor with its matrices.
+  struct GemmProblem : GemmDesc {
+    const void* A = nullptr;
+    const void* B = nullptr;
+    void* C = nullptr;
+  };
   struct Key {
     bool trans_a, trans_b, bias;
-    GemmDtype ab_type, c_type;
+    GemmType ab_type, c_type;
     int64_t M, N, K, lda, ldb, ldc, batch, stride_a, stride_b, stride_c;
     uint32_t align_a, align_b, align_c, align_bias;  // bytes: the pointers' (and strides') alignment
     size_t workspace;                                // bytes the algorithm may use

@@ -291,12 +291,14 @@ TEST_F(CudaDeviceTest, AFreedBlockIsNotOverwrittenWhileAKernelStillReadsIt) {
   device_->copy_from_host(w, w_host.data(), w_bytes);
   auto* x = static_cast<float*>(device_->allocate(x_bytes));
   device_->copy_from_host(x, x_host.data(), x_bytes);
-  cuda::gemm<float, float>(device_->gemm(), stream, false, false, M, N, K, 1.0f, x, K, w, N, 0.0f, y_ref, N);
+  cuda::gemm<float, float>(device_->gemm_runner(), stream, false, false, M, N, K, 1.0f, x, K, w, N, 0.0f,
+                           y_ref, N);
   device_->synchronize();
 
   // Several passes, so that the GPU is still reading x well after the host has staged the first chunk.
   for (int pass = 0; pass < 6; ++pass)
-    cuda::gemm<float, float>(device_->gemm(), stream, false, false, M, N, K, 1.0f, x, K, w, N, 0.0f, y, N);
+    cuda::gemm<float, float>(device_->gemm_runner(), stream, false, false, M, N, K, 1.0f, x, K, w, N, 0.0f, y,
+                             N);
   device_->deallocate(x, x_bytes);  // no wait: stream-ordered
   auto* x2 = static_cast<float*>(device_->allocate(x_bytes));
   EXPECT_EQ(x2, x);  // the same block, at once
@@ -313,6 +315,24 @@ TEST_F(CudaDeviceTest, AFreedBlockIsNotOverwrittenWhileAKernelStillReadsIt) {
   for (void* p : {static_cast<void*>(w), static_cast<void*>(y_ref), static_cast<void*>(y)})
     device_->deallocate(p, 0);
   device_->deallocate(x2, x_bytes);
+}
+
+TEST_F(CudaDeviceTest, ConstantBuffersAreUploadedOncePerContent) {
+  const std::vector<float> table = {1.0f, 0.5f, 0.25f, 0.125f, 3.0f};
+  const std::vector<float> same = table;  // other host memory, the same bytes
+  std::vector<float> other = table;
+  other[4] = 4.0f;
+  const void* a = device_->constant_buffer(table.data(), table.size() * sizeof(float));
+  const int64_t live = device_->memory_stats().current_bytes;
+  EXPECT_EQ(device_->constant_buffer(same.data(), same.size() * sizeof(float)), a);
+  EXPECT_EQ(device_->memory_stats().current_bytes, live);  // no second copy
+  const void* b = device_->constant_buffer(other.data(), other.size() * sizeof(float));
+  EXPECT_NE(b, a);
+  std::vector<float> back(table.size());
+  device_->copy_to_host(back.data(), a, back.size() * sizeof(float));
+  EXPECT_EQ(back, table);
+  device_->copy_to_host(back.data(), b, back.size() * sizeof(float));
+  EXPECT_EQ(back, other);
 }
 
 TEST(CudaDevicePoison, HandedOutBlocksAreFilledWithOnes) {

@@ -282,16 +282,24 @@ TEST_F(GemmTest, BadArgumentsAreEngineErrors) {
                    nullptr, 2, 4, 4, 3),
                engine::Error);
   // f32 inputs with a bf16 output.
-  GemmProblem p;
-  p.M = p.N = p.K = 2;
-  p.A = a.get(), p.B = b.get(), p.C = c.get();
-  p.lda = p.ldb = p.ldc = 2;
-  p.ab_type = GemmDtype::F32, p.c_type = GemmDtype::BF16;
+  GemmDesc d;
+  d.M = d.N = d.K = 2;
+  d.lda = d.ldb = d.ldc = 2;
+  d.ab_type = GemmType::F32, d.c_type = GemmType::BF16;
   try {
-    runner_->run(p, stream_);
+    runner_->run(stream_, d, a.get(), b.get(), c.get());
     ADD_FAILURE() << "f32 x f32 -> bf16 was accepted";
   } catch (const engine::Error& e) {
     EXPECT_NE(std::string(e.what()).find("f32 x f32 -> bf16"), std::string::npos) << e.what();
+  }
+  // A bias of another type than C.
+  d.ab_type = d.c_type = GemmType::F32;
+  d.bias = a.get(), d.bias_type = GemmType::BF16;
+  try {
+    runner_->run(stream_, d, a.get(), b.get(), c.get());
+    ADD_FAILURE() << "a bf16 bias with an f32 output was accepted";
+  } catch (const engine::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cast the bias to f32"), std::string::npos) << e.what();
   }
 }
 
@@ -316,10 +324,10 @@ TEST_F(GemmTest, PlansAreCachedAndResultsRepeatBitwise) {
 
 TEST(GemmSupports, F32InputsWithBf16OutputAreRefused) {
   std::string why;
-  EXPECT_TRUE(GemmRunner::supports(GemmDtype::F32, GemmDtype::F32));
-  EXPECT_TRUE(GemmRunner::supports(GemmDtype::BF16, GemmDtype::BF16));
-  EXPECT_TRUE(GemmRunner::supports(GemmDtype::BF16, GemmDtype::F32));
-  EXPECT_FALSE(GemmRunner::supports(GemmDtype::F32, GemmDtype::BF16, &why));
+  EXPECT_TRUE(GemmRunner::supports(GemmType::F32, GemmType::F32));
+  EXPECT_TRUE(GemmRunner::supports(GemmType::BF16, GemmType::BF16));
+  EXPECT_TRUE(GemmRunner::supports(GemmType::BF16, GemmType::F32));
+  EXPECT_FALSE(GemmRunner::supports(GemmType::F32, GemmType::BF16, &why));
   EXPECT_NE(why.find("cast"), std::string::npos) << why;
 }
 

@@ -59,6 +59,10 @@ void CudaDevice::release() noexcept {
   if (compute_) cudaStreamSynchronize(compute_);
   if (copy_) cudaStreamSynchronize(copy_);
   gemm_.reset();
+  if (allocator_) {
+    for (auto& [content, ptr] : constants_) allocator_->deallocate(ptr, content.size());
+  }
+  constants_.clear();
   allocator_.reset();
   for (void*& s : staging_) {
     if (s) cudaFreeHost(s);
@@ -168,6 +172,22 @@ void CudaDevice::copy_from_host_async(void* dst, const void* src, size_t bytes) 
   // Every later kernel of this device runs after the upload.
   CUDA_CHECK(cudaEventRecord(copy_done_, copy_));
   CUDA_CHECK(cudaStreamWaitEvent(compute_, copy_done_, 0));
+}
+
+const void* CudaDevice::constant_buffer(const void* host, size_t bytes) {
+  std::string content(static_cast<const char*>(host), bytes);
+  std::lock_guard<std::mutex> lock(constants_mu_);
+  auto it = constants_.find(content);
+  if (it != constants_.end()) return it->second;
+  void* p = allocator_->allocate(bytes);
+  try {
+    copy_from_host_async(p, host, bytes);
+  } catch (...) {
+    allocator_->deallocate(p, bytes);
+    throw;
+  }
+  constants_.emplace(std::move(content), p);
+  return p;
 }
 
 cublasLtContext* CudaDevice::cublaslt_handle() const { return gemm_->handle(); }

@@ -30,6 +30,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "engine/runtime/device.hpp"
 #include "engine/runtime/devices/cuda/cuda_allocator.hpp"
@@ -94,17 +95,23 @@ class CudaDevice final : public Device {
   const std::string& label() const { return label_; }
 
   // Typed streams (cudaStream_t).
-  CUstream_st* cuda_compute_stream() const { return compute_; }
-  CUstream_st* cuda_copy_stream() const { return copy_; }
+  CUstream_st* compute_cuda_stream() const { return compute_; }
+  CUstream_st* copy_cuda_stream() const { return copy_; }
 
   // cuBLASLt: the handle (cublasLtHandle_t), its workspace (valid for work on the compute stream only) and
   // the GEMM runner that owns both together with the plan cache.
   cublasLtContext* cublaslt_handle() const;
   void* cublaslt_workspace() const;
   size_t cublaslt_workspace_bytes() const;
-  cuda::GemmRunner& gemm() { return *gemm_; }
+  cuda::GemmRunner& gemm_runner() { return *gemm_; }
 
   CudaCachingAllocator& allocator() { return *allocator_; }
+
+  // A device copy of `bytes` of host memory that stays valid as long as the device (a small table a kernel
+  // reads, such as RoPE's inverse frequencies): uploaded on the first call with these bytes (ordered before
+  // the compute stream's later work), the same pointer for every later call with the same bytes, wherever
+  // they live on the host. Thread-safe; the copies count as live memory.
+  const void* constant_buffer(const void* host, size_t bytes);
 
  private:
   void ensure_staging();  // caller holds copy_mu_
@@ -122,6 +129,8 @@ class CudaDevice final : public Device {
   std::mutex copy_mu_;                   // the staging buffers and the copy events
   std::unique_ptr<CudaCachingAllocator> allocator_;
   std::unique_ptr<cuda::GemmRunner> gemm_;
+  std::mutex constants_mu_;
+  std::unordered_map<std::string, void*> constants_;  // content bytes -> device copy
 };
 
 // Usable CUDA devices (cudaGetDeviceCount); 0 when none, with the reason in *why (the CUDA runtime's error:
