@@ -51,7 +51,10 @@ class Device {
   // Returns the allocator's cached free blocks to the OS/driver (live allocations are untouched).
   virtual void empty_cache() {}
 
-  // Copies between this device's memory and host memory, and within the device; synchronous.
+  // Copies between this device's memory and host memory, and within the device; synchronous from the
+  // caller's point of view: on return the host buffer may be reused, and host reads (copy_to_host) and every
+  // later kernel of this device see the result. (On CUDA, copy_within and fill_zero are ordered on the
+  // compute stream instead of waited for, which no caller can tell apart.)
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_from_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_within(void* dst, const void* src, size_t bytes) = 0;
@@ -65,6 +68,19 @@ class Device {
   virtual cpu::ThreadPool* thread_pool() { return nullptr; }
   // The CUDA stream (nullptr on the CPU).
   virtual void* stream() { return nullptr; }
+
+  // Streams and asynchronous copies (appended for the CUDA backend; synchronize() waits for both streams).
+  // The stream every kernel of this device runs on, a cudaStream_t (nullptr on the CPU); stream() is the
+  // same.
+  virtual void* compute_stream() { return nullptr; }
+  // The stream host-to-device copies run on, a cudaStream_t (nullptr on the CPU).
+  virtual void* copy_stream() { return nullptr; }
+  // Copies `bytes` of host memory (pageable, e.g. an mmapped safetensors tensor) to device memory without
+  // waiting for the transfer: on return `src` has been read and may be released, and every later kernel of
+  // this device sees the data. Default: the synchronous copy_from_host.
+  virtual void copy_from_host_async(void* dst, const void* src, size_t bytes) {
+    copy_from_host(dst, src, bytes);
+  }
 };
 
 // Tracks current and peak bytes; shared by device implementations.

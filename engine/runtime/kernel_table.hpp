@@ -204,7 +204,9 @@ struct KernelTable {
 // f64 for f64 compute, f32 otherwise: the dtype of rstd, lse and loss scalars.
 inline DType stat_dtype(DType ct) { return ct == ENG_F64 ? ENG_F64 : ENG_F32; }
 
-// The CPU table (engine/runtime/devices/cpu/cpu_kernel_table.cpp).
+// The CPU table (engine/runtime/devices/cpu/cpu_kernel_table.cpp) and, in builds with the CUDA backend, the
+// CUDA table (engine/runtime/devices/cuda/cuda_kernel_table.cpp).
 const KernelTable& cpu_kernel_table();
+const KernelTable& cuda_kernel_table();
 
 }  // namespace engine::rt

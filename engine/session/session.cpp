@@ -6,6 +6,10 @@
 
 #include "engine/core/error.hpp"
 #include "engine/host/host_api.hpp"
+#include "engine/runtime/device_select.hpp"
+#if ENGINE_HAVE_CUDA
+#include "engine/runtime/devices/cuda/cuda_device.hpp"
+#endif
 #include "engine/io/safetensors_checkpoint.hpp"
 #include "engine/session/checkpoint_reader.hpp"
 #include "engine/session/model_writer.hpp"
@@ -14,13 +18,7 @@ namespace engine::session {
 
 namespace fs = std::filesystem;
 
-rt::Device& device_for(const std::string& name) {
-  if (name == "cpu" || name == "auto" || name.empty()) return rt::cpu_device();
-  fail(
-      "train.device = \"{}\": this build trains on the CPU backend only; set train.device = \"cpu\" (or "
-      "\"auto\")",
-      name);
-}
+rt::Device& device_for(const std::string& name) { return rt::device_from_spec(name); }
 
 std::string model_options_json(const recipe::Recipe& recipe) {
   nlohmann::json o = nlohmann::json::object();
@@ -37,6 +35,11 @@ std::string model_options_json(const recipe::Recipe& recipe) {
 TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::PluginRegistry& registry,
                                  rt::Device& device)
     : recipe_(&recipe), registry_(&registry) {
+#if ENGINE_HAVE_CUDA
+  // train.dtype is the CUDA device's compute policy: bf16 (bf16 activations, fp32 accumulation) or fp32.
+  if (device.type() == rt::DeviceType::CUDA)
+    static_cast<rt::CudaDevice&>(device).set_compute_dtype(recipe.train.dtype == "bf16" ? ENG_BF16 : ENG_F32);
+#endif
   if (recipe.train.dtype == "bf16" && device.type() == rt::DeviceType::CPU) {
     spdlog::warn(
         "train.dtype = \"bf16\": the CPU backend computes in fp32 (bf16 compute needs the CUDA backend)");

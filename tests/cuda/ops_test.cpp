@@ -1,7 +1,7 @@
 // Every built-in op node, forward and backward, on CUDA against the same node on the CPU: the kernel table
 // binding (engine/runtime/devices/cuda/cuda_kernel_table.cpp) and the kernels behind it, through the exact
 // code path training uses. Inputs are random and never zero; the CUDA allocator poisons every new block with
-// NaN bytes (ENGINE_CUDA_POISON=1, set below before the device exists), so an output a kernel fails to write
+// NaN bytes (ENGINE_CUDA_ALLOC_POISON=1, set below before the device exists), so an output a kernel fails to write
 // shows up as NaN.
 //
 // f32 on CUDA is compared with f32 on the CPU: rel_error <= 1e-5 (cuda_test_support.hpp states the norm).
@@ -26,7 +26,7 @@ using cuda_test::rel_error;
 
 Device& gpu() {
   static Device* d = [] {
-    setenv("ENGINE_CUDA_POISON", "1", 0);
+    setenv("ENGINE_CUDA_ALLOC_POISON", "1", 0);
     return &device_from_spec("cuda");
   }();
   return *d;

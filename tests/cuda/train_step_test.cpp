@@ -78,13 +78,13 @@ TEST(CudaTrainStep, LoraFp32MatchesCpu) {
 
 TEST(CudaTrainStep, FullFineTuningBf16WithinBf16Tolerance) {
   SKIP_WITHOUT_GPU();
-  compare({"model.dtype=bf16"}, 1e-2, 5e-2);
+  compare({"model.dtype=bf16", "train.dtype=bf16"}, 1e-2, 5e-2);
 }
 
 TEST(CudaTrainStep, DeterministicAcrossRuns) {
   SKIP_WITHOUT_GPU();
-  const StepResult a = step_on(rt::device_from_spec("cuda"), {"model.dtype=bf16", "data.packing=true"});
-  const StepResult b = step_on(rt::device_from_spec("cuda"), {"model.dtype=bf16", "data.packing=true"});
+  const StepResult a = step_on(rt::device_from_spec("cuda"), {"model.dtype=bf16", "train.dtype=bf16", "data.packing=true"});
+  const StepResult b = step_on(rt::device_from_spec("cuda"), {"model.dtype=bf16", "train.dtype=bf16", "data.packing=true"});
   EXPECT_EQ(a.loss, b.loss);
   EXPECT_EQ(a.grads, b.grads) << "two identical CUDA steps gave different gradients (a non-deterministic kernel)";
 }
