@@ -3,6 +3,7 @@
 #include "engine/core/error.hpp"
 #include "engine/host/host_api.hpp"
 #include "engine/host/tensor_handle.hpp"
+#include "engine/runtime/kernel_table.hpp"
 
 namespace engine::train {
 namespace {
