@@ -17,6 +17,7 @@ packages=(
   libicu-dev             # tokenizer Unicode normalization (NFC)
   libgloo-dev            # CPU collectives
   libdlpack-dev          # DLTensor, the raw tensor view of the plugin ABI
+  unzip                  # the cuDNN frontend headers out of their wheel
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -28,6 +29,26 @@ if ((${#missing[@]})); then
   [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -q
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# cuDNN frontend C++ headers (header-only; inside the PyPI wheel nvidia-cudnn-frontend, folder include/) for
+# the fused attention path, into the git-ignored third_party/cudnn_frontend/include. The build finds them
+# there; without them it still builds and uses only the engine's own attention kernels.
+cudnn_fe_version=1.32.0
+cudnn_fe_dir=third_party/cudnn_frontend
+if [[ ! -f $cudnn_fe_dir/include/cudnn_frontend.h ]]; then
+  if python3 -m pip --version >/dev/null 2>&1; then
+    tmp=$(mktemp -d)
+    if python3 -m pip download -q --no-deps "nvidia-cudnn-frontend==$cudnn_fe_version" -d "$tmp" &&
+      mkdir -p "$cudnn_fe_dir" && unzip -q -o "$tmp"/nvidia_cudnn_frontend-*.whl 'include/*' -d "$cudnn_fe_dir"; then
+      echo "setup: cuDNN frontend $cudnn_fe_version headers in $cudnn_fe_dir/include"
+    else
+      echo "setup: could not fetch the cuDNN frontend headers; attention uses the engine's own kernels only"
+    fi
+    rm -rf "$tmp"
+  else
+    echo "setup: no pip; skipping the cuDNN frontend headers (attention uses the engine's own kernels only)"
+  fi
 fi
 
 build_dir=${ENGINE_BUILD_DIR:-build}
