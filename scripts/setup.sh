@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
-  build-essential cmake ninja-build ccache pkg-config git unzip
+  build-essential cmake ninja-build ccache pkg-config git
   libboost-dev           # Boost.DLL (header-only with BOOST_DLL_USE_STD_FS)
   nlohmann-json3-dev libspdlog-dev libfmt-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev
