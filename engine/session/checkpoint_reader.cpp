@@ -83,7 +83,11 @@ void read_tensor_into(const io::SafetensorsTensor& src, rt::Tensor& dst, const s
     std::memcpy(dst.raw_data(), src.data, src.nbytes);
     return;
   }
-  if (from == to) {  // integers or same-dtype copies to another device / layout, in one staging tensor
+  if (from == to && dst.is_contiguous()) {  // another device: straight from the mapped file (the device stages it)
+    dst.device().copy_from_host(dst.raw_data(), src.data, src.nbytes);
+    return;
+  }
+  if (from == to) {  // integers or same-dtype copies to another layout, in one staging tensor
     rt::Tensor staged = rt::Tensor::from_host(dst.shape(), to, dst.device(), src.data, src.nbytes);
     dst.copy_from(staged);
     return;
