@@ -88,11 +88,13 @@ __device__ __forceinline__ float group_sum(float x) {
   return x;
 }
 
-// Dl_i = dO_i . O_i for query row i (all kC lanes of the row group call it; each gets the same value).
+// Dl_i = dO_i . O_i for query row i; 0 when !valid. Every lane of the warp must call it (the shuffles take
+// the whole warp); the kC lanes of a row group get the same value.
 template <typename T, int kC>
-__device__ float row_dot(const T* a, const T* b, int D, int c) {
+__device__ float row_dot(bool valid, const T* a, const T* b, int D, int c) {
   float s = 0.0f;
-  for (int d = c; d < D; d += kC) s += to_float(a[d]) * to_float(b[d]);
+  if (valid)
+    for (int d = c; d < D; d += kC) s += to_float(a[d]) * to_float(b[d]);
   return group_sum<kC>(s);
 }
 
@@ -254,12 +256,10 @@ __global__ void __launch_bounds__(Config<kMaxD>::kThreads)
         // Row group r of the block computes lse and Dl of query row i0 + r.
         const int r = threadIdx.x / C::kC;
         const int64_t i = i0 + r;
-        float dl = 0.0f, l = 0.0f;
-        if (i < p.Tq) {
-          const int64_t off = (row_base + i * p.Hq) * p.D;
-          dl = row_dot<T, C::kC>(grad_out + off, out + off, D, c);
-          l = lse[(b * p.Hq + h) * p.Tq + i];
-        }
+        const bool ok = i < p.Tq;
+        const int64_t off = (row_base + (ok ? i : 0) * p.Hq) * p.D;
+        const float dl = row_dot<T, C::kC>(ok, grad_out + off, out + off, D, c);
+        const float l = ok ? lse[(b * p.Hq + h) * p.Tq + i] : 0.0f;
         if (c == 0) {
           dl_s[r] = dl;
           lse_s[r] = l;
@@ -338,12 +338,9 @@ __global__ void __launch_bounds__(Config<kMaxD>::kThreads)
 
   load_tile(qs, q + row_base * p.D, p.Hq * p.D, i0, p.Tq, kRows, D, ld);
   load_tile(dos, grad_out + row_base * p.D, p.Hq * p.D, i0, p.Tq, kRows, D, ld);
-  float dl = 0.0f, l = 0.0f;
-  if (row_ok) {
-    const int64_t off = (row_base + i * p.Hq) * p.D;
-    dl = row_dot<T, C::kC>(grad_out + off, out + off, D, c);
-    l = lse[(b * p.Hq + h) * p.Tq + i];
-  }
+  const int64_t row_off = (row_base + (row_ok ? i : 0) * p.Hq) * p.D;
+  const float dl = row_dot<T, C::kC>(row_ok, grad_out + row_off, out + row_off, D, c);
+  const float l = row_ok ? lse[(b * p.Hq + h) * p.Tq + i] : 0.0f;
   float dq[C::kPer];
 #pragma unroll
   for (int e = 0; e < C::kPer; ++e) dq[e] = 0.0f;

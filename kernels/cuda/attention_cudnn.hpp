@@ -11,7 +11,11 @@
 // (attention_segment_offsets) computes on the device from the segment ids, so nothing is copied and the host
 // never waits. The number of sequences is part of cuDNN's graph, so the caller passes an upper bound
 // (max_sequences; the packer knows how many samples a batch holds; 0 means B * T, always enough, but it makes
-// cuDNN launch work for B * T sequences); runs past the bound would be dropped.
+// cuDNN launch work for B * T sequences); runs past the bound would be dropped. The backward of packed rows
+// is refused for now (backward_unsupported says why: cuDNN 9.19's ragged backward gave wrong gradients on an
+// H200 while the ragged forward was right), so callers run the own backward on cuDNN's forward out and lse.
+// cuDNN also refuses the backward of Tq == Tk == 1 ("s_q = s_kv = 1 is not supported"), and segments with
+// T == 1 are refused in both directions (its ragged forward gave a wrong lse there).
 // Without the frontend headers at build time (scripts/setup.sh fetches them) this compiles to a version that
 // reports itself unavailable, and callers use the own kernels.
 #pragma once

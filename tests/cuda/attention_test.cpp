@@ -7,9 +7,9 @@
 //
 // Error norm: rel_error of cuda_test_support.hpp (max abs difference / max |reference|). Tolerances:
 //  - fp32, own kernels: 1e-5. The kernels compute in fp32 with exact expf/logf; what differs from the double
-//    reference is rounding in sums of at most G * T = 2100 products, each O(1) and relative error 2^-24, and
-//    the online-softmax rescale: a few 1e-7 of the largest value in practice (measured on an H200: see the
-//    commit that added this test), well inside 1e-5.
+//    reference is rounding in sums of at most G * T = 2100 products, each O(1) with relative error 2^-24, and
+//    the online-softmax rescale, well below 1e-5 for these sizes (every case here passes at 1e-5
+//    on an H200). With Tk == 1, grad_q and grad_k are exactly zero and are held to an absolute 1e-5.
 //  - bf16 (own kernels and cuDNN): 1e-2 on the outputs and gradients, which are rounded to bf16 (2^-8
 //    relative) once at the end; cuDNN also rounds P and dS to bf16 before its tensor-core GEMMs.
 //  - lse is fp32 in every path: 1e-5 (own) and 1e-3 (cuDNN, whose scores come from bf16 tensor-core GEMMs
@@ -148,7 +148,7 @@ std::vector<float> to_host_float(const DeviceBuffer<T>& buf) {
 
 class Stream {
  public:
-  Stream() { cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking); }
+  Stream() { cudaStreamCreate(&s_); }  // ordered after the test buffers' uploads (legacy default stream)
   ~Stream() { cudaStreamDestroy(s_); }
   operator cudaStream_t() const { return s_; }
 
@@ -202,13 +202,24 @@ void expect_close(const Case& c, const char* what, const std::vector<float>& got
   EXPECT_LE(err, tol) << what << " of " << c.name();
 }
 
+// With a single key (Tk == 1) P == 1 and dS = dO . v - dO . O = 0 exactly, so grad_q and grad_k are rounding
+// noise around zero and a relative norm means nothing: they are held to an absolute error of tol instead.
+void expect_zero_or_close(const Case& c, const char* what, const std::vector<float>& got,
+                          const std::vector<float>& want, double tol) {
+  if (c.Tk > 1) return expect_close(c, what, got, want, tol);
+  double worst = got.size() == want.size() ? 0.0 : INFINITY;
+  for (size_t i = 0; i < got.size() && i < want.size(); ++i)
+    worst = std::max(worst, std::isnan(got[i]) ? INFINITY : std::fabs(double(got[i]) - want[i]));
+  EXPECT_LE(worst, tol) << what << " (absolute error, Tk == 1) of " << c.name();
+}
+
 void compare(const Case& c, const Result& got, const Result& want, double tol, double lse_tol,
              bool backward) {
   expect_close(c, "out", got.out, want.out, tol);
   expect_close(c, "lse", got.lse, want.lse, lse_tol);
   if (!backward) return;
-  expect_close(c, "grad_q", got.dq, want.dq, tol);
-  expect_close(c, "grad_k", got.dk, want.dk, tol);
+  expect_zero_or_close(c, "grad_q", got.dq, want.dq, tol);
+  expect_zero_or_close(c, "grad_k", got.dk, want.dk, tol);
   expect_close(c, "grad_v", got.dv, want.dv, tol);
 }
 
@@ -369,22 +380,35 @@ bool run_cudnn(cuda::CudnnAttention& att, const Case& c, const Inputs& in, bool 
   cuda::CudnnAttentionProblem pb = problem_of(c, with_lse);
   pb.max_sequences = max_sequences;
   if (const std::string why = att.forward_unsupported(pb); !why.empty()) {
-    ADD_FAILURE() << "cuDNN refused the forward of " << c.name() << ": " << why;
+    // The one documented forward refusal of these cases: packed rows of a single token.
+    if (!(c.segments && c.Tq == 1))
+      ADD_FAILURE() << "cuDNN refused the forward of " << c.name() << ": " << why;
     return false;
   }
+  // The documented refusals: packed rows (segments) and Tq == Tk == 1, where cuDNN's backward validation
+  // says "s_q = s_kv = 1 is not supported". Those take the own backward kernel on cuDNN's out and lse, as the
+  // runtime's fallback does; any other refusal fails the test.
+  bool own_backward = false;
   if (backward)
     if (const std::string why = att.backward_unsupported(pb); !why.empty()) {
-      ADD_FAILURE() << "cuDNN refused the backward of " << c.name() << ": " << why;
-      return false;
+      if (!c.segments && c.Tq != 1) {
+        ADD_FAILURE() << "cuDNN refused the backward of " << c.name() << ": " << why;
+        return false;
+      }
+      own_backward = true;
     }
   Stream stream;
   DeviceCase<__nv_bfloat16> g(c, in);
-  const size_t ws_bytes =
-      std::max(att.forward_workspace_bytes(pb), backward ? att.backward_workspace_bytes(pb) : size_t{0});
+  const size_t ws_bytes = std::max(att.forward_workspace_bytes(pb),
+                                   backward && !own_backward ? att.backward_workspace_bytes(pb) : size_t{0});
   DeviceBuffer<uint8_t> ws(std::max<size_t>(ws_bytes, 1));
   att.forward(pb, g.q.get(), g.k.get(), g.v.get(), g.segments(c), g.out.get(),
               with_lse ? g.lse.get() : nullptr, ws.get(), ws_bytes, stream);
-  if (backward)
+  if (backward && own_backward)
+    cuda::attention_backward<__nv_bfloat16>(c.dims(), g.q.get(), g.k.get(), g.v.get(), g.segments(c),
+                                            c.scale(), g.out.get(), g.lse.get(), g.grad_out.get(), g.dq.get(),
+                                            g.dk.get(), g.dv.get(), stream);
+  else if (backward)
     att.backward(pb, g.q.get(), g.k.get(), g.v.get(), g.segments(c), g.out.get(), g.lse.get(),
                  g.grad_out.get(), g.dq.get(), g.dk.get(), g.dv.get(), ws.get(), ws_bytes, stream);
   EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
@@ -440,6 +464,8 @@ TEST(CudaAttention, CudnnGenerationShape) {
 TEST(CudaAttention, CudnnRefusalsSayWhy) {
   SKIP_WITHOUT_CUDNN();
   cuda::CudnnAttention att;
+  EXPECT_NE(att.backward_unsupported(problem_of(Case{2, 64, 64, 4, 4, 64, 0, 0, true}, true)).find("packed"),
+            std::string::npos);
   cuda::CudnnAttentionProblem pb = problem_of(Case{2, 4, 10, 4, 4, 64, 1, 0, false}, true);
   EXPECT_NE(att.forward_unsupported(pb).find("q_offset"), std::string::npos) << att.forward_unsupported(pb);
   pb = problem_of(Case{2, 16, 16, 4, 4, 60, 0, 0, false}, true);
@@ -450,7 +476,7 @@ TEST(CudaAttention, CudnnBackwardIsBitwiseRepeatable) {
   SKIP_WITHOUT_CUDNN();
   cuda::CudnnAttention att;
   for (const Case& c :
-       {Case{2, 300, 300, 28, 4, 128, 0, 0, false}, Case{2, 300, 300, 8, 2, 64, 0, 0, true}}) {
+       {Case{2, 300, 300, 28, 4, 128, 0, 0, false}, Case{2, 257, 257, 8, 2, 64, 0, 0, false}}) {
     const Inputs in = make_inputs(c, 800, true);
     Result a, b;
     if (!run_cudnn(att, c, in, true, true, &a) || !run_cudnn(att, c, in, true, true, &b)) continue;
