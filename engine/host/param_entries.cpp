@@ -9,7 +9,7 @@
 #include "engine/host/host_api.hpp"
 #include "engine/host/host_entries.hpp"
 #include "engine/host/linear_seam.hpp"
-#include "engine/host/plugin_weights.hpp"
+#include "engine/host/param_info.hpp"
 
 namespace engine::host {
 

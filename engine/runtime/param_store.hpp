@@ -24,7 +24,7 @@
 
 #include "engine/abi/engine.h"
 #include "engine/runtime/autograd.hpp"
-#include "engine/runtime/weight_plugins.hpp"
+#include "engine/runtime/quantizer.hpp"
 #include "engine/runtime/tensor.hpp"
 
 namespace engine::rt {
