@@ -2,27 +2,12 @@
 
 #include <algorithm>
 
+#include "engine/core/edit_distance.hpp"
 #include "engine/core/error.hpp"
 #include "engine/core/name_list.hpp"
 #include "engine/runtime/param_init.hpp"
 
 namespace engine::rt {
-
-namespace {
-
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j)
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
-
-}  // namespace
 
 ParamStore::ParamStore(Device& device, uint64_t seed) : device_(&device), seed_(seed) {}
 
@@ -82,7 +67,8 @@ Param* ParamStore::find(const std::string& name) const {
 Param& ParamStore::get(const std::string& name) const {
   if (Param* p = find(name)) return *p;
   std::vector<std::pair<size_t, std::string>> scored;
-  for (const auto& p : params_) scored.emplace_back(edit_distance(name, p->name()), p->name());
+  for (const auto& p : params_)
+    scored.emplace_back(edit_distance(name, p->name(), Transposition::kTwoEdits), p->name());
   std::sort(scored.begin(), scored.end());
   std::vector<std::string> close;
   for (size_t i = 0; i < scored.size() && i < 3; ++i) close.push_back(scored[i].second);
