@@ -36,8 +36,8 @@ std::map<std::string, std::string> metadata_arg(const char* metadata_json, const
     j = nlohmann::json::parse(metadata_json);
   } catch (const nlohmann::json::parse_error& e) {
     fail(
-        "the metadata for {} is not valid JSON ({}); pass an object of strings such as {{\"format\": "
-        "\"pt\"}}",
+        "the metadata for {} is not valid JSON ({}); "
+        "pass an object of strings such as {{\"format\": \"pt\"}}",
         path, e.what());
   }
   if (!j.is_object())

@@ -32,8 +32,7 @@ Param& ParamStore::declare(const ParamDecl& decl, int block) {
   if (decl.init == ENG_INIT_KAIMING_UNIFORM && (decl.shape.ndim < 2 || decl.init_arg < 0))
     fail(
         "parameter '{}': kaiming_uniform needs a weight of rank >= 2 and init_arg >= 0 (5 as in nn.Linear), "
-        "got "
-        "shape {} and init_arg {}",
+        "got shape {} and init_arg {}",
         decl.name, decl.shape.str(), decl.init_arg);
   auto p = std::make_unique<Param>();
   p->decl = decl;
@@ -122,9 +121,8 @@ void ParamStore::set_trainable(Param& p, bool trainable) {
   if (trainable == ((root.flags & ENG_PARAM_TRAINABLE) != 0)) return;
   if (trainable && root.quantizer != nullptr)
     fail(
-        "parameter '{}' is quantized by {} and cannot be trained: quantized weights take no gradient (train "
-        "an "
-        "adapter on it, or drop the quantizer)",
+        "parameter '{}' is quantized by {} and cannot be trained: quantized weights take no gradient "
+        "(train an adapter on it, or drop the quantizer)",
         p.name(), root.quantizer->name());
   if (trainable)
     root.flags |= ENG_PARAM_TRAINABLE;
@@ -158,9 +156,8 @@ void ParamStore::assign_quantizer(Quantizer& q) {
   }
   if (!trainable.empty())
     fail(
-        "the {} quantizer takes trainable parameters ({}): quantized weights take no gradient; freeze them "
-        "(a PEFT "
-        "method does) or use no quantizer",
+        "the {} quantizer takes trainable parameters ({}): quantized weights take no gradient; "
+        "freeze them (a PEFT method does) or use no quantizer",
         q.name(), name_list(trainable));
   for (Param* p : taken) {
     p->quantizer = &q;
