@@ -8,7 +8,6 @@
 #include "engine/host/entry_guard.hpp"
 #include "engine/host/host_api.hpp"
 #include "engine/host/host_entries.hpp"
-#include "engine/host/linear_seam.hpp"
 #include "engine/host/param_info.hpp"
 
 namespace engine::host {

@@ -9,8 +9,6 @@
 
 namespace engine::host {
 
-using rt::Tensor;
-
 void h_log(const eng_ctx*, eng_log_level level, const char* message) {
   const char* m = message != nullptr ? message : "";
   try {

@@ -12,8 +12,6 @@
 
 namespace engine::host {
 
-using rt::Tensor;
-
 eng_status h_state_put(const eng_ctx* ctx, eng_state st, const char* key, eng_tensor t) {
   return guarded(ctx, "state_put", [&] {
     if (key == nullptr) fail("the key is NULL");
