@@ -68,7 +68,7 @@ int run_tokenize_command(const std::vector<std::string>& args, std::istream& in,
     return 2;
   }
   try {
-    const Tokenizer tokenizer = Tokenizer::from_file(path);
+    const data::Tokenizer tokenizer = data::Tokenizer::from_file(path);
     if (!jsonl) {
       const std::string input((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
       if (decode) {
