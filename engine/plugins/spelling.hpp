@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/core/edit_distance.hpp"  // the measure of closeness, with a swap as one edit
+
 namespace engine::plugins {
 
 // The candidates within a distance that scales with the word's length (at most a third of it, at least 1,
