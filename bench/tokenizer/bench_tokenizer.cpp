@@ -26,17 +26,18 @@
 #include <vector>
 
 #include "engine/core/error.hpp"
+#include "engine/core/splitmix64.hpp"
 #include "engine/data/tokenizer.hpp"
 
 namespace {
 
+// The SplitMix64 stream over engine/core/splitmix64.hpp.
 struct SplitMix64 {
   uint64_t state;
   uint64_t next() {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    const uint64_t z = engine::splitmix64(state);
+    state += 0x9E3779B97F4A7C15ull;  // the state advances by splitmix64's increment
+    return z;
   }
 };
 

@@ -9,7 +9,7 @@
 #include "engine/cli/command.hpp"
 #include "engine/core/error.hpp"
 #include "engine/host/host_api.hpp"
-#include "engine/host/plugin_weights.hpp"
+#include "engine/host/plugin_quantizer.hpp"
 #include "engine/io/hf_config.hpp"
 #include "engine/recipe/recipe_loader.hpp"
 #include "engine/session/optimizer_instance.hpp"

@@ -2,7 +2,7 @@
 
 #include <unicode/uchar.h>
 
-#include "engine/data/utf8.hpp"
+#include "engine/data/utf8_codec.hpp"
 
 namespace engine::data {
 namespace {

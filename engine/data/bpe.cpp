@@ -7,7 +7,7 @@
 
 #include "engine/core/error.hpp"
 #include "engine/data/byte_level.hpp"
-#include "engine/data/utf8.hpp"
+#include "engine/data/utf8_codec.hpp"
 
 namespace engine::data {
 

@@ -2,7 +2,8 @@
 
 #include <array>
 
-#include "engine/data/utf8.hpp"
+#include "engine/core/utf8.hpp"
+#include "engine/data/utf8_codec.hpp"
 
 namespace engine::data {
 namespace {

@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "engine/core/error.hpp"
-#include "engine/data/utf8.hpp"
+#include "engine/data/utf8_codec.hpp"
 
 namespace engine::data {
 namespace {

@@ -3,8 +3,9 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/core/error.hpp"
+#include "engine/core/utf8.hpp"
 #include "engine/data/byte_level.hpp"
-#include "engine/data/utf8.hpp"
+#include "engine/data/utf8_codec.hpp"
 
 namespace engine::data {
 namespace {

@@ -4,18 +4,18 @@
 #include <numeric>
 
 #include "engine/core/error.hpp"
+#include "engine/core/splitmix64.hpp"
 
 namespace engine::data {
 namespace {
 
-// splitmix64 (Steele, Lea, Flood 2014): a tiny generator with good statistical quality.
+// The SplitMix64 stream (engine/core/splitmix64.hpp): a tiny generator with good statistical quality.
 struct SplitMix64 {
   uint64_t state;
   uint64_t next() {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    const uint64_t z = splitmix64(state);
+    state += 0x9E3779B97F4A7C15ull;  // the state advances by splitmix64's increment
+    return z;
   }
   // Uniform in [0, bound) without modulo bias: reject the lowest 2^64 mod bound values.
   uint64_t below(uint64_t bound) {

@@ -5,13 +5,14 @@
 #include <sstream>
 
 #include "engine/core/error.hpp"
+#include "engine/core/utf8.hpp"
 #include "engine/data/added_tokens.hpp"
 #include "engine/data/bpe.hpp"
 #include "engine/data/byte_level.hpp"
 #include "engine/data/decoder.hpp"
 #include "engine/data/normalizer.hpp"
 #include "engine/data/pre_tokenizer.hpp"
-#include "engine/data/utf8.hpp"
+#include "engine/data/utf8_codec.hpp"
 
 namespace engine::data {
 namespace {

@@ -1,9 +1,12 @@
 // The host service table and op table handed to plugins (eng_host_api, eng_op_table in engine/abi/engine.h).
 //
-// Every entry finds its HostSession through ctx->host_data, catches every exception and returns a status with
-// the message stored in the session's error slot (host->get_error); nothing throws across the ABI. Handles:
-// eng_tensor = refcounted eng_tensor_s (tensor_handle.hpp), eng_param = rt::Param*, eng_kv_cache =
-// rt::KvCache*, eng_state = rt::StateDict*. Ops record on the session's tape when ctx->grad_enabled is set.
+// host_api.cpp assembles the host table from the entries listed in host_entries.hpp (one file per concern:
+// session_, tensor_, param_, state_, safetensors_ and collective_entries.cpp); op_table.cpp holds the op
+// table. Every entry finds its HostSession through ctx->host_data, catches every exception and returns a
+// status with the message stored in the session's error slot (host->get_error, entry_guard.hpp); nothing
+// throws across the ABI. Handles: eng_tensor = refcounted eng_tensor_s (tensor_handle.hpp), eng_param =
+// rt::Param*, eng_kv_cache = rt::KvCache*, eng_state = rt::StateDict*. Ops record on the session's tape when
+// ctx->grad_enabled is set.
 #pragma once
 
 #include "engine/abi/engine.h"

@@ -5,27 +5,29 @@
 //
 // Wiring a run (engine/session does this; tests/unit/host/*_test.cpp do the same by hand):
 //   HostSession hs(device, seed, rank, world, local_rank);  // LocalCommunicator until set_communicator()
-//   const eng_host_api* host = host_api();               // handed to every plugin at negotiate/create
+//   const eng_host_api* host = host_api();                  // handed to every plugin at negotiate/create
 //   eng_ctx ctx = hs.context();
-//   model:     vt->create(host, &ctx, config_json, options, &m);
-//              hs.set_declaring(true); vt->declare_params(m, &ctx); hs.set_declaring(false);
-//   PEFT:      PluginPeft peft(hs, host, peft_vt, "lora", options); peft.attach(); hs.set_peft(&peft);
-//   quantizer: PluginQuantizer q(hs, host, quant_vt, "nf4", options);
-//              hs.params().assign_quantizer(q); hs.set_quantizer(&q);
-//   parallel:  PluginParallel par(hs, host, par_vt, "ddp", options); par.setup();  // installs the block
-//   hooks weights:   hs.params().load(names, reader); hs.params().materialize_all(); optimizer: for each
-//   trainable root parameter p: opt_vt->add_param(self, &ctx, param_handle(p), &group);
+//   model:      vt->create(host, &ctx, config_json, options, &m);
+//               hs.set_declaring(true); vt->declare_params(m, &ctx); hs.set_declaring(false);
+//   PEFT:       PluginPeft peft(hs, host, peft_vt, "lora", options); peft.attach(); hs.set_peft(&peft);
+//   quantizer:  PluginQuantizer q(hs, host, quant_vt, "nf4", options);
+//               hs.params().assign_quantizer(q); hs.set_quantizer(&q);
+//   parallel:   PluginParallel par(hs, host, par_vt, "ddp", options);
+//               par.setup();  // installs the block hooks
+//   weights:    rt::load_params(hs.params(), names, reader); hs.params().materialize_all();
+//   optimizer:  for each trainable root parameter p: opt_vt->add_param(self, &ctx, param_handle(p), &group);
 //   hs.tape().set_checkpointing(recipe train.activation_checkpointing);
-//   step:      per micro-batch: vt->forward(m, &ctx, &batch, &hidden); ops->linear_cross_entropy(...) ->
-//   loss;
-//              hs.tape().backward(tensor_of(loss, "loss"));   // grads accumulate in the parameter store
-//              then par.before_step(); opt_vt->step(...); par.after_step(); hs.params().zero_grads();
-//   evaluation/generation: hs.context(false) (nothing is recorded); KV caches cross as
-//   kv_cache_handle(cache).
-// The Plugin* wrappers (plugin_weights.hpp, plugin_parallel.hpp) unplug themselves from the session when
-// destroyed (PluginQuantizer frees its states first), so they may be created after the session. Other
-// implementations of the interfaces must be unplugged (set_*(nullptr)) before they die; a quantizer used by
-// the parameter store must outlive the store or call params().release_quantizer(*this) when it dies.
+//   step:       per micro-batch: vt->forward(m, &ctx, &batch, &hidden);
+//               ops->linear_cross_entropy(...) -> loss;
+//               hs.tape().backward(tensor_of(loss, "loss"));  // grads accumulate in the parameter store
+//               then par.before_step(); opt_vt->step(...); par.after_step(); hs.params().zero_grads();
+//   evaluation/generation: hs.context(false) (nothing is recorded);
+//               KV caches cross as kv_cache_handle(cache).
+// The Plugin* wrappers (plugin_quantizer.hpp, plugin_peft.hpp, plugin_parallel.hpp) unplug themselves from
+// the session when destroyed (PluginQuantizer frees its states first), so they may be created after the
+// session. Other implementations of the interfaces must be unplugged (set_*(nullptr)) before they die; a
+// quantizer used by the parameter store must outlive the store or call params().release_quantizer(*this)
+// when it dies.
 #pragma once
 
 #include <cstdint>
@@ -38,8 +40,9 @@
 #include "engine/runtime/autograd.hpp"
 #include "engine/runtime/communicator.hpp"
 #include "engine/runtime/param_store.hpp"
+#include "engine/runtime/peft.hpp"
+#include "engine/runtime/quantizer.hpp"
 #include "engine/runtime/rng.hpp"
-#include "engine/runtime/weight_plugins.hpp"
 
 namespace engine::host {
 

@@ -7,8 +7,8 @@
 
 namespace engine::io {
 
-// Up to `limit` entries of `candidates` with the smallest edit distance to `name` (ties keep input order),
-// leaving out those so far that they would not help (distance above half the longer length).
+// Up to `limit` entries of `candidates` with the smallest Levenshtein distance to `name` (ties keep input
+// order), leaving out those so far that they would not help (distance above half the longer length).
 std::vector<std::string_view> closest_names(std::string_view name,
                                             const std::vector<std::string_view>& candidates, size_t limit);
 

@@ -12,9 +12,9 @@
 #include <utility>
 
 #include "engine/core/error.hpp"
+#include "engine/core/utf8.hpp"
 #include "engine/io/closest_names.hpp"
 #include "engine/io/mapped_file.hpp"
-#include "engine/io/utf8.hpp"
 
 namespace engine::io {
 namespace {
@@ -196,12 +196,12 @@ void SafetensorsFile::State::parse() {
   }
   header_size = static_cast<size_t>(n);
   const std::span<const std::byte> header_bytes = bytes.subspan(8, header_size);
-  const size_t utf8_ok = valid_utf8_prefix(header_bytes);
+  const std::string_view text(reinterpret_cast<const char*>(header_bytes.data()), header_size);
+  const size_t utf8_ok = first_invalid_utf8(text);
   if (utf8_ok != header_size) {
     fail("{}: the safetensors header is not valid UTF-8 (bad byte at header offset {}); the file is corrupt",
          path, utf8_ok);
   }
-  const std::string_view text(reinterpret_cast<const char*>(header_bytes.data()), header_size);
   if (text.empty() || text.front() != '{') {
     fail(
         "{}: the safetensors header does not start with '{{' (a JSON object); the file is corrupt or not a "

@@ -6,8 +6,8 @@
 #include <string_view>
 
 #include "engine/core/error.hpp"
+#include "engine/core/utf8.hpp"
 #include "engine/io/atomic_file.hpp"
-#include "engine/io/utf8.hpp"
 
 namespace engine::io {
 namespace {

@@ -3,32 +3,15 @@
 #include <algorithm>
 #include <utility>
 
-namespace engine::plugins {
+#include "engine/core/edit_distance.hpp"
 
-size_t edit_distance(std::string_view a, std::string_view b) {
-  // Optimal string alignment distance over rows prev2 (i-2), prev (i-1), cur (i).
-  const size_t n = b.size();
-  std::vector<size_t> prev2(n + 1), prev(n + 1), cur(n + 1);
-  for (size_t j = 0; j <= n; ++j) prev[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= n; ++j) {
-      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
-        cur[j] = std::min(cur[j], prev2[j - 2] + 1);
-    }
-    std::swap(prev2, prev);
-    std::swap(prev, cur);
-  }
-  return prev[n];
-}
+namespace engine::plugins {
 
 std::vector<std::string> closest_matches(std::string_view word, const std::vector<std::string>& candidates) {
   const size_t limit = std::clamp<size_t>(word.size() / 3, 1, 3);
   std::vector<std::pair<size_t, std::string>> scored;
   for (const std::string& c : candidates) {
-    size_t d = edit_distance(word, c);
+    size_t d = edit_distance(word, c, Transposition::kOneEdit);
     if (d <= limit && c != word) scored.emplace_back(d, c);
   }
   std::stable_sort(scored.begin(), scored.end(),

@@ -1,15 +1,15 @@
-// "Did you mean": the closest candidates to a misspelled word by edit distance, for recipe keys, section
-// names and plugin names.
+// "Did you mean": the closest candidates to a misspelled word by edit distance
+// (engine/core/edit_distance.hpp, a swap of neighbours counting as one edit), for recipe keys, section names
+// and plugin names.
 #pragma once
 
 #include <string>
 #include <string_view>
 #include <vector>
 
-namespace engine::plugins {
+#include "engine/core/edit_distance.hpp"  // the measure of closeness, with a swap as one edit
 
-// Levenshtein distance (insert, delete, substitute; plus transposition of two neighbours).
-size_t edit_distance(std::string_view a, std::string_view b);
+namespace engine::plugins {
 
 // The candidates within a distance that scales with the word's length (at most a third of it, at least 1,
 // at most 3), closest first.

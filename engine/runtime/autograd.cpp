@@ -18,9 +18,8 @@ Tensor as_contiguous(const Tensor& t, DType dtype) {
 void check_same_shape(const Tensor& acc, const Tensor& g, const char* what) {
   if (acc.shape() != g.shape())
     fail(
-        "autograd: a gradient of shape {} cannot be added to {} of shape {} (a node's backward returned a "
-        "gradient "
-        "whose shape differs from its input)",
+        "autograd: a gradient of shape {} cannot be added to {} of shape {} "
+        "(a node's backward returned a gradient whose shape differs from its input)",
         g.shape().str(), what, acc.shape().str());
 }
 
@@ -193,9 +192,8 @@ void Tape::replay(const Segment& seg) {
         auto it = values.find(e.input_ids[i]);
         if (it == values.end())
           fail(
-              "checkpoint replay of block {}: node {} needs a value the block did not recompute (a tensor "
-              "made "
-              "inside the block was used without being recorded)",
+              "checkpoint replay of block {}: node {} needs a value the block did not recompute "
+              "(a tensor made inside the block was used without being recorded)",
               seg.block, e.node->name());
         inputs[i] = it->second;
       }

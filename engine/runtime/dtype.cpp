@@ -7,38 +7,17 @@
 
 #include "engine/core/error.hpp"
 #include "engine/core/float16.hpp"
+#include "engine/cpp/dtype.hpp"
 
 namespace engine::rt {
 
 size_t dtype_size(DType dtype) {
-  switch (dtype) {
-    case ENG_F32: return 4;
-    case ENG_BF16: return 2;
-    case ENG_F16: return 2;
-    case ENG_F64: return 8;
-    case ENG_I32: return 4;
-    case ENG_I64: return 8;
-    case ENG_U8: return 1;
-    case ENG_I8: return 1;
-    case ENG_BOOL: return 1;
-    default: fail("unknown dtype code {}", dtype);
-  }
+  const size_t size = sdk::dtype_size_or_zero(dtype);
+  if (size == 0) fail("unknown dtype code {}", dtype);
+  return size;
 }
 
-const char* dtype_name(DType dtype) {
-  switch (dtype) {
-    case ENG_F32: return "f32";
-    case ENG_BF16: return "bf16";
-    case ENG_F16: return "f16";
-    case ENG_F64: return "f64";
-    case ENG_I32: return "i32";
-    case ENG_I64: return "i64";
-    case ENG_U8: return "u8";
-    case ENG_I8: return "i8";
-    case ENG_BOOL: return "bool";
-    default: return "unknown";
-  }
-}
+const char* dtype_name(DType dtype) { return sdk::dtype_name(dtype); }
 
 bool dtype_is_float(DType dtype) {
   return dtype == ENG_F32 || dtype == ENG_BF16 || dtype == ENG_F16 || dtype == ENG_F64;

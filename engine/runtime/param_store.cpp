@@ -1,37 +1,13 @@
 #include "engine/runtime/param_store.hpp"
 
 #include <algorithm>
-#include <cmath>
-#include <set>
 
+#include "engine/core/edit_distance.hpp"
 #include "engine/core/error.hpp"
-#include "engine/runtime/rng.hpp"
+#include "engine/core/name_list.hpp"
+#include "engine/runtime/param_init.hpp"
 
 namespace engine::rt {
-
-namespace {
-
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j)
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
-
-// "a, b, c and 7 more"
-std::string name_list(const std::vector<std::string>& names, size_t max_shown = 8) {
-  std::string s;
-  for (size_t i = 0; i < names.size() && i < max_shown; ++i) s += (i ? ", " : "") + names[i];
-  if (names.size() > max_shown) s += fmt::format(" and {} more", names.size() - max_shown);
-  return s;
-}
-
-}  // namespace
 
 ParamStore::ParamStore(Device& device, uint64_t seed) : device_(&device), seed_(seed) {}
 
@@ -56,8 +32,7 @@ Param& ParamStore::declare(const ParamDecl& decl, int block) {
   if (decl.init == ENG_INIT_KAIMING_UNIFORM && (decl.shape.ndim < 2 || decl.init_arg < 0))
     fail(
         "parameter '{}': kaiming_uniform needs a weight of rank >= 2 and init_arg >= 0 (5 as in nn.Linear), "
-        "got "
-        "shape {} and init_arg {}",
+        "got shape {} and init_arg {}",
         decl.name, decl.shape.str(), decl.init_arg);
   auto p = std::make_unique<Param>();
   p->decl = decl;
@@ -91,7 +66,8 @@ Param* ParamStore::find(const std::string& name) const {
 Param& ParamStore::get(const std::string& name) const {
   if (Param* p = find(name)) return *p;
   std::vector<std::pair<size_t, std::string>> scored;
-  for (const auto& p : params_) scored.emplace_back(edit_distance(name, p->name()), p->name());
+  for (const auto& p : params_)
+    scored.emplace_back(edit_distance(name, p->name(), Transposition::kTwoEdits), p->name());
   std::sort(scored.begin(), scored.end());
   std::vector<std::string> close;
   for (size_t i = 0; i < scored.size() && i < 3; ++i) close.push_back(scored[i].second);
@@ -103,50 +79,9 @@ DType ParamStore::storage_dtype(const Param& root) const {
   return (root.flags & ENG_PARAM_TRAINABLE) ? ENG_F32 : root.decl.dtype;
 }
 
-Tensor ParamStore::initial_value(const Param& root) const {
-  const ParamDecl& d = root.decl;
-  const int64_t n = d.shape.numel();
-  std::vector<double> v(static_cast<size_t>(n), 0.0);
-  Rng rng(Rng::derive(seed_, d.name));
-  switch (d.init) {
-    case ENG_INIT_ZEROS:
-      break;
-    case ENG_INIT_ONES:
-      std::fill(v.begin(), v.end(), 1.0);
-      break;
-    case ENG_INIT_NORMAL:  // N(0, a^2), Box-Muller
-      for (int64_t i = 0; i < n; i += 2) {
-        const double u1 = 1.0 - rng.next_double(), u2 = rng.next_double();
-        const double r = std::sqrt(-2.0 * std::log(u1)), t = 2.0 * M_PI * u2;
-        v[static_cast<size_t>(i)] = d.init_arg * r * std::cos(t);
-        if (i + 1 < n) v[static_cast<size_t>(i + 1)] = d.init_arg * r * std::sin(t);
-      }
-      break;
-    case ENG_INIT_UNIFORM:  // U(-a, a)
-      for (double& x : v) x = d.init_arg * (2.0 * rng.next_double() - 1.0);
-      break;
-    case ENG_INIT_KAIMING_UNIFORM: {
-      // torch.nn.init.kaiming_uniform_(w, a=sqrt(init_arg)), leaky_relu gain, fan_in mode:
-      // gain = sqrt(2 / (1 + a^2)) = sqrt(2 / (1 + init_arg)), bound = gain * sqrt(3 / fan_in).
-      // With init_arg = 5 (nn.Linear, PEFT's lora_A) bound = 1 / sqrt(fan_in).
-      int64_t fan_in = d.shape[1];
-      for (int i = 2; i < d.shape.ndim; ++i) fan_in *= d.shape[i];
-      const double bound = std::sqrt(2.0 / (1.0 + d.init_arg)) * std::sqrt(3.0 / static_cast<double>(fan_in));
-      for (double& x : v) x = bound * (2.0 * rng.next_double() - 1.0);
-      break;
-    }
-    default:
-      fail("parameter '{}': unknown init kind {}", d.name, d.init);
-  }
-  Tensor host = Tensor::from_vector(d.shape, ENG_F64, cpu_device(), v);
-  Tensor out = Tensor::empty(d.shape, storage_dtype(root), *device_);
-  out.copy_from(host.to_device(*device_));
-  return out;
-}
-
 void ParamStore::materialize(Param& root) {
   if (root.value.defined() || root.quant_state != nullptr) return;
-  Tensor init = initial_value(root);
+  Tensor init = initial_value(root.decl, seed_, storage_dtype(root), *device_);
   if (root.quantizer != nullptr) {
     root.quant_state = root.quantizer->quantize(root, init);
   } else {
@@ -186,9 +121,8 @@ void ParamStore::set_trainable(Param& p, bool trainable) {
   if (trainable == ((root.flags & ENG_PARAM_TRAINABLE) != 0)) return;
   if (trainable && root.quantizer != nullptr)
     fail(
-        "parameter '{}' is quantized by {} and cannot be trained: quantized weights take no gradient (train "
-        "an "
-        "adapter on it, or drop the quantizer)",
+        "parameter '{}' is quantized by {} and cannot be trained: quantized weights take no gradient "
+        "(train an adapter on it, or drop the quantizer)",
         p.name(), root.quantizer->name());
   if (trainable)
     root.flags |= ENG_PARAM_TRAINABLE;
@@ -222,9 +156,8 @@ void ParamStore::assign_quantizer(Quantizer& q) {
   }
   if (!trainable.empty())
     fail(
-        "the {} quantizer takes trainable parameters ({}): quantized weights take no gradient; freeze them "
-        "(a PEFT "
-        "method does) or use no quantizer",
+        "the {} quantizer takes trainable parameters ({}): quantized weights take no gradient; "
+        "freeze them (a PEFT method does) or use no quantizer",
         q.name(), name_list(trainable));
   for (Param* p : taken) {
     p->quantizer = &q;
@@ -244,53 +177,6 @@ void ParamStore::release_quantizer(Quantizer& q) noexcept {
     p->quantizer = nullptr;
     p->flags &= ~static_cast<uint32_t>(ENG_PARAM_QUANTIZED);
   }
-}
-
-LoadReport ParamStore::load(const std::vector<std::string>& source_names,
-                            const std::function<bool(const std::string&, Tensor&)>& read,
-                            const LoadOptions& options) {
-  LoadReport report;
-  std::set<std::string> in_source(source_names.begin(), source_names.end());
-  std::vector<Param*> expected;
-  for (auto& p : params_) {
-    const bool skip = p->tied() || (p->decl.flags & ENG_PARAM_NOT_SAVED) || p->decl.role == ENG_ROLE_ADAPTER;
-    if (skip) continue;
-    expected.push_back(p.get());
-    if (!in_source.count(p->name())) report.missing.push_back(p->name());
-  }
-  for (const std::string& name : source_names)
-    if (!by_name_.count(name)) report.unexpected.push_back(name);
-  const bool bad_missing = !report.missing.empty() && !options.allow_missing;
-  const bool bad_unexpected = !report.unexpected.empty() && !options.allow_unexpected;
-  if (bad_missing || bad_unexpected) {
-    std::string msg = "the checkpoint does not match the model's parameters:";
-    if (bad_missing) msg += fmt::format(" missing {} ({})", report.missing.size(), name_list(report.missing));
-    if (bad_missing && bad_unexpected) msg += ";";
-    if (bad_unexpected)
-      msg += fmt::format(" unexpected {} ({})", report.unexpected.size(), name_list(report.unexpected));
-    msg += ". Check that the model plugin matches the checkpoint's architecture (config.json).";
-    fail_with(ENG_ERR_NOT_FOUND, "{}", msg);
-  }
-  for (Param* p : expected) {
-    if (!in_source.count(p->name())) continue;
-    if (p->quantizer != nullptr) {
-      if (p->quant_state != nullptr) {
-        p->quantizer->free_state(p->quant_state);
-        p->quant_state = nullptr;
-      }
-      Tensor full = Tensor::empty(p->shape(), p->decl.dtype, *device_);
-      if (!read(p->name(), full))
-        fail_with(ENG_ERR_IO, "could not read parameter '{}' from the checkpoint", p->name());
-      p->quant_state = p->quantizer->quantize(*p, full);
-    } else {
-      if (!p->value.defined()) p->value = Tensor::empty(p->shape(), storage_dtype(*p), *device_);
-      if (!read(p->name(), p->value))
-        fail_with(ENG_ERR_IO, "could not read parameter '{}' from the checkpoint", p->name());
-    }
-    p->loaded = true;
-    report.loaded.push_back(p->name());
-  }
-  return report;
 }
 
 void ParamStore::materialize_all() {

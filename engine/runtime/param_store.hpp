@@ -3,24 +3,20 @@
 // Per parameter it keeps the declaration (name, role, flags, shape, storage dtype, init), the block it was
 // declared in, and its storage:
 //  - value: an fp32 master for trainable parameters, the declared dtype (e.g. bf16) for frozen ones. Values
-//  are
-//    materialised lazily: load() reads straight into them, anything not loaded is initialised on first use
-//    from a generator seeded by (store seed, parameter name), so initial values do not depend on declaration
-//    order.
+//    are materialised lazily: load_params() (param_load.hpp) reads straight into them, anything not loaded is
+//    initialised on first use as its declaration asks (param_init.hpp).
 //  - grad: an fp32 GradSink allocated at the first backward that reaches the parameter; it persists across
 //    backward passes (gradient accumulation) until zero_grads()/clear_grads().
 //  - tied parameters (ENG_PARAM_TIED, tied_to) share the root's value and grad: every operation on a tied
 //    parameter acts on its root.
 //  - quantizer state: when the run's quantizer takes a parameter, its dense value is dropped and the
-//  quantizer's
-//    opaque state is kept instead (freed through the quantizer when the store dies: the quantizer must
-//    outlive it).
+//    quantizer's opaque state is kept instead (freed through the quantizer when the store dies: the quantizer
+//    must outlive it).
 //  - a PEFT cookie: set by peft_attach; the linear seam routes linear(x, param) through the run's PEFT with
 //  it.
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -28,8 +24,8 @@
 
 #include "engine/abi/engine.h"
 #include "engine/runtime/autograd.hpp"
+#include "engine/runtime/quantizer.hpp"
 #include "engine/runtime/tensor.hpp"
-#include "engine/runtime/weight_plugins.hpp"
 
 namespace engine::rt {
 
@@ -62,15 +58,6 @@ struct Param {
   bool trainable() const { return (root->flags & ENG_PARAM_TRAINABLE) != 0; }
   bool quantized() const { return root->quantizer != nullptr; }
   bool tied() const { return root != this; }
-};
-
-struct LoadOptions {
-  bool allow_missing = false;     // parameters the source lacks keep their init
-  bool allow_unexpected = false;  // source names that match no parameter are ignored
-};
-
-struct LoadReport {
-  std::vector<std::string> loaded, missing, unexpected;
 };
 
 class ParamStore {
@@ -110,14 +97,6 @@ class ParamStore {
   // afterwards; call this only when the run ends (PluginQuantizer's destructor does).
   void release_quantizer(Quantizer& q) noexcept;
 
-  // Reads values by name: source_names are the tensors the source holds, read(name, dst) fills dst (declared
-  // shape; dtype = the storage dtype; the reader converts) and returns false when it cannot. Expected are the
-  // untied parameters without ENG_PARAM_NOT_SAVED and with a role other than ENG_ROLE_ADAPTER. Throws, before
-  // reading anything, with the lists of missing and unexpected names unless the options allow them.
-  LoadReport load(const std::vector<std::string>& source_names,
-                  const std::function<bool(const std::string& name, Tensor& dst)>& read,
-                  const LoadOptions& options = {});
-
   // Materialises (initialises, quantizes) every parameter that is not yet.
   void materialize_all();
 
@@ -125,11 +104,11 @@ class ParamStore {
   int64_t numel(bool trainable_only = false) const;
   uint64_t seed() const { return seed_; }
   Device& device() const { return *device_; }
+  // The dtype a root's dense value is stored in: fp32 while trainable, else the declared dtype.
+  DType storage_dtype(const Param& root) const;
 
  private:
   void materialize(Param& root);
-  Tensor initial_value(const Param& root) const;  // the declared init, in the storage dtype
-  DType storage_dtype(const Param& root) const;
 
   Device* device_;
   uint64_t seed_;

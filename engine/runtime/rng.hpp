@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "engine/core/splitmix64.hpp"
+
 namespace engine::rt {
 
 class Rng {
@@ -13,10 +15,9 @@ class Rng {
   explicit Rng(uint64_t seed = 0) : state_(seed) {}
 
   uint64_t next_u64() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    const uint64_t z = splitmix64(state_);
+    state_ += 0x9E3779B97F4A7C15ull;  // the SplitMix64 stream: the state advances by splitmix64's increment
+    return z;
   }
   // Uniform in [0, 1) with 53 random bits.
   double next_double() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }

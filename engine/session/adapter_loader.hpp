@@ -16,7 +16,7 @@
 #include <string>
 
 #include "engine/host/host_session.hpp"
-#include "engine/host/plugin_weights.hpp"
+#include "engine/host/plugin_peft.hpp"
 #include "engine/plugins/plugin_registry.hpp"
 
 namespace engine::session {

@@ -136,8 +136,8 @@ rt::LoadReport load_checkpoint(rt::ParamStore& store, const io::SafetensorsCheck
     names.push_back(name);
   }
   const std::string where = checkpoint.dir().string();
-  return store.load(
-      names,
+  return rt::load_params(
+      store, names,
       [&](const std::string& name, rt::Tensor& dst) {
         read_tensor_into(checkpoint.tensor(name), dst, where);
         return true;

@@ -9,6 +9,7 @@
 
 #include "engine/io/safetensors.hpp"
 #include "engine/io/safetensors_checkpoint.hpp"
+#include "engine/runtime/param_load.hpp"
 #include "engine/runtime/param_store.hpp"
 #include "engine/runtime/tensor.hpp"
 
@@ -28,8 +29,8 @@ struct CheckpointLoadOptions {
   rt::LoadOptions store;  // allow_missing / allow_unexpected
 };
 
-// Loads every declared parameter from the checkpoint by name. engine::Error (from the store) listing the
-// missing and unexpected names before anything is read, unless the options allow them.
+// Loads every declared parameter from the checkpoint by name. engine::Error (from rt::load_params) listing
+// the missing and unexpected names before anything is read, unless the options allow them.
 rt::LoadReport load_checkpoint(rt::ParamStore& store, const io::SafetensorsCheckpoint& checkpoint,
                                const CheckpointLoadOptions& options = {});
 

@@ -16,7 +16,8 @@
 #include <vector>
 
 #include "engine/host/host_session.hpp"
-#include "engine/host/plugin_weights.hpp"
+#include "engine/host/plugin_peft.hpp"
+#include "engine/host/plugin_quantizer.hpp"
 #include "engine/plugins/plugin_registry.hpp"
 #include "engine/recipe/recipe.hpp"
 #include "engine/runtime/device.hpp"

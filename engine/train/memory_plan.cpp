@@ -6,23 +6,13 @@
 #include <cmath>
 
 #include "engine/core/error.hpp"
+#include "engine/runtime/dtype.hpp"
 
 namespace engine::train {
 namespace {
 
-int64_t dtype_bytes(eng_dtype d) {
-  switch (d) {
-    case ENG_F32:
-      return 4;
-    case ENG_BF16:
-    case ENG_F16:
-      return 2;
-    case ENG_F64:
-      return 8;
-    default:
-      return 4;
-  }
-}
+// Bytes per element; an unknown dtype is an error (rt::dtype_size names it) rather than a guess.
+int64_t dtype_bytes(eng_dtype d) { return static_cast<int64_t>(rt::dtype_size(d)); }
 
 struct LinearShape {
   std::string name;

@@ -1,15 +1,9 @@
 #include "kernels/cpu/dropout.hpp"
 
+#include "engine/core/splitmix64.hpp"
 #include "kernels/cpu/thread_pool.hpp"
 
 namespace engine::cpu {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 bool dropout_keep(uint64_t seed, uint64_t index, double p) {
   const uint64_t r = splitmix64(seed ^ splitmix64(index));

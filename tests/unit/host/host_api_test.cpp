@@ -1,5 +1,6 @@
-// Tests of the host service table and op table (engine/host/host_api.cpp) as a plugin sees them: through
-// eng_host_api with an eng_ctx, never through engine headers, except to set up the HostSession.
+// Tests of the host service table and op table (engine/host/host_api.cpp, op_table.cpp and the
+// *_entries.cpp files) as a plugin sees them: through eng_host_api with an eng_ctx, never through engine
+// headers, except to set up the HostSession.
 #include "engine/host/host_api.hpp"
 
 #include <gtest/gtest.h>

@@ -1,5 +1,6 @@
 // Tests of the wrappers that plug a run's quantizer, PEFT and parallel-strategy plugins into the engine
-// (engine/host/plugin_weights.cpp, plugin_parallel.cpp), with plugin tables written against the raw C ABI.
+// (engine/host/plugin_quantizer.cpp, plugin_peft.cpp, plugin_parallel.cpp), with plugin tables written
+// against the raw C ABI.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -13,7 +14,8 @@
 #include "engine/host/host_api.hpp"
 #include "engine/host/host_session.hpp"
 #include "engine/host/plugin_parallel.hpp"
-#include "engine/host/plugin_weights.hpp"
+#include "engine/host/plugin_peft.hpp"
+#include "engine/host/plugin_quantizer.hpp"
 #include "engine/host/tensor_handle.hpp"
 
 namespace engine::host {

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "engine/core/error.hpp"
+#include "engine/runtime/param_load.hpp"
 #include "tests/unit/runtime/test_nodes.hpp"
 
 namespace engine::rt {
@@ -195,11 +196,11 @@ TEST(ParamStore, LoadReadsByNameAndListsMissingAndUnexpected) {
     dst.copy_from(Tensor::from_vector(dst.shape(), ENG_F32, cpu_device(), it->second));
     return true;
   };
-  std::string msg = error_of([&] { store.load({"a", "extra", "extra2"}, read); });
+  std::string msg = error_of([&] { load_params(store, {"a", "extra", "extra2"}, read); });
   EXPECT_NE(msg.find("missing 1 (b)"), std::string::npos) << msg;
   EXPECT_NE(msg.find("unexpected 2 (extra, extra2)"), std::string::npos) << msg;
   EXPECT_FALSE(a.loaded);  // nothing is read when the names do not match
-  LoadReport r = store.load({"a", "b", "extra"}, read, LoadOptions{false, true});
+  LoadReport r = load_params(store, {"a", "b", "extra"}, read, LoadOptions{false, true});
   EXPECT_EQ(r.loaded, (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(r.unexpected, (std::vector<std::string>{"extra"}));
   EXPECT_EQ(store.value(a).dtype(), ENG_BF16);
@@ -249,7 +250,7 @@ TEST(ParamStore, QuantizerTakesFrozenLinearsAndRefusesTrainableOnes) {
     EXPECT_NE(msg.find("held quantized by the copy quantizer"), std::string::npos) << msg;
     msg = error_of([&] { store.set_trainable(vp, true); });
     EXPECT_NE(msg.find("cannot be trained"), std::string::npos) << msg;
-    store.load({"v", "w", "norm"}, [&](const std::string&, Tensor& dst) {
+    load_params(store, {"v", "w", "norm"}, [&](const std::string&, Tensor& dst) {
       dst.copy_from(Tensor::full(dst.shape(), ENG_F32, cpu_device(), 3.0));
       return true;
     });

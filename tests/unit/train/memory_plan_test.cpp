@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
+#include "engine/core/error.hpp"
+
 using namespace engine::train;
 
 namespace {
@@ -63,4 +67,19 @@ TEST(MemoryPlan, CheckpointingShrinksActivations) {
   in.activation_checkpointing = false;
   const int64_t without = component(make_memory_plan(in), "activations");
   EXPECT_GT(without, 5 * with);
+}
+
+TEST(MemoryPlan, AnUnknownDtypeIsAnErrorNotAGuess) {
+  PlanInputs in = qwen7b();
+  in.lora_rank = 16;  // frozen base weights, counted in their storage dtype
+  in.lora_targets = {"all-linear"};
+  in.weight_dtype = static_cast<eng_dtype>(99);  // no eng_dtype has this value
+  try {
+    make_memory_plan(in);
+    FAIL() << "an unknown weight dtype was accepted";
+  } catch (const engine::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown dtype code 99"), std::string::npos) << e.what();
+  }
+  in.weight_dtype = ENG_I64;  // listed, 8 bytes (the plan used to guess 4 for anything it did not list)
+  EXPECT_EQ(component(make_memory_plan(in), "base weights"), 7615616512 * 8);
 }

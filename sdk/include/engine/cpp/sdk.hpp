@@ -1,6 +1,7 @@
 // engine/cpp/sdk.hpp: every header of the SDK's C++ wrappers (C++17, header-only). A plugin includes this
 // (or just the header of its kind) and links nothing but EngineSDK::sdk.
 //   error.hpp      engine::sdk::Error, status_name, the exception edge
+//   dtype.hpp      dtype_of<T>, dtype_size, dtype_name
 //   tensor.hpp     Tensor: RAII reference to an engine tensor, shape/dtype queries, DLPack view
 //   param.hpp      Param, ParamDecl, ParamInfo
 //   host.hpp       Host: every host service and op, throwing Error on failure; NoGrad; Block
@@ -10,6 +11,7 @@
 #pragma once
 
 #include "engine/cpp/custom_op.hpp"
+#include "engine/cpp/dtype.hpp"
 #include "engine/cpp/error.hpp"
 #include "engine/cpp/host.hpp"
 #include "engine/cpp/json.hpp"

@@ -8,83 +8,10 @@
 #include <vector>
 
 #include "engine/abi/engine.h"
+#include "engine/cpp/dtype.hpp"
 #include "engine/cpp/error.hpp"
 
 namespace engine::sdk {
-
-// The eng_dtype of a C++ element type (float -> ENG_F32, ...), for typed data access.
-template <typename T>
-struct dtype_of;
-template <>
-struct dtype_of<float> {
-  static constexpr eng_dtype value = ENG_F32;
-};
-template <>
-struct dtype_of<double> {
-  static constexpr eng_dtype value = ENG_F64;
-};
-template <>
-struct dtype_of<int32_t> {
-  static constexpr eng_dtype value = ENG_I32;
-};
-template <>
-struct dtype_of<int64_t> {
-  static constexpr eng_dtype value = ENG_I64;
-};
-template <>
-struct dtype_of<uint8_t> {
-  static constexpr eng_dtype value = ENG_U8;
-};
-template <>
-struct dtype_of<int8_t> {
-  static constexpr eng_dtype value = ENG_I8;
-};
-
-// Bytes per element of a dtype.
-inline size_t dtype_size(eng_dtype dtype) {
-  switch (dtype) {
-    case ENG_F32:
-    case ENG_I32:
-      return 4;
-    case ENG_BF16:
-    case ENG_F16:
-      return 2;
-    case ENG_F64:
-    case ENG_I64:
-      return 8;
-    case ENG_U8:
-    case ENG_I8:
-    case ENG_BOOL:
-      return 1;
-    default:
-      throw Error("unknown dtype code " + std::to_string(dtype), ENG_ERR_INVALID_ARGUMENT);
-  }
-}
-
-inline const char* dtype_name(eng_dtype dtype) noexcept {
-  switch (dtype) {
-    case ENG_F32:
-      return "f32";
-    case ENG_BF16:
-      return "bf16";
-    case ENG_F16:
-      return "f16";
-    case ENG_F64:
-      return "f64";
-    case ENG_I32:
-      return "i32";
-    case ENG_I64:
-      return "i64";
-    case ENG_U8:
-      return "u8";
-    case ENG_I8:
-      return "i8";
-    case ENG_BOOL:
-      return "bool";
-    default:
-      return "unknown";
-  }
-}
 
 class Tensor {
  public:

@@ -1,5 +1,6 @@
-// UTF-8 helpers the tokenizer needs: validation, decoding one code point, Unicode White_Space, and the
-// lossy conversion that turns arbitrary bytes into valid UTF-8 (as Rust's String::from_utf8_lossy does).
+// The UTF-8 decoding and encoding the tokenizer needs: one code point at a time (forwards and backwards),
+// Unicode White_Space, and the lossy conversion that turns arbitrary bytes into valid UTF-8 (as Rust's
+// String::from_utf8_lossy does). Validation itself is engine/core/utf8.hpp.
 #pragma once
 
 #include <cstddef>
@@ -8,9 +9,6 @@
 #include <string_view>
 
 namespace engine::data {
-
-// Byte offset of the first invalid UTF-8 sequence in `text`, or text.size() when it is all valid.
-size_t first_invalid_utf8(std::string_view text) noexcept;
 
 // Decodes the code point starting at text[pos] (text must be valid UTF-8); sets `length` to its byte count.
 char32_t decode_utf8(std::string_view text, size_t pos, size_t& length) noexcept;

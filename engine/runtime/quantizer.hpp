@@ -1,7 +1,7 @@
-// The run's quantizer and PEFT method as the engine sees them: small C++ interfaces that the parameter store
-// and the linear seam (engine/host/linear_seam.hpp) call. engine/host wraps the plugin vtables
-// (eng_quantizer_vtable / eng_peft_vtable + self) in PluginQuantizer / PluginPeft; the session creates one of
-// each for the run and hands them to the HostSession. Tests implement them directly.
+// rt::Quantizer: the run's quantizer as the engine sees it, the interface that the parameter store (which
+// hands it the weights it takes) and the linear seam (engine/host/linear_seam.hpp) call. engine/host wraps
+// the plugin's vtable (eng_quantizer_vtable + self) in PluginQuantizer (plugin_quantizer.hpp); the session
+// creates one for the run and hands it to the HostSession. Tests implement it directly.
 #pragma once
 
 #include <string>
@@ -26,14 +26,6 @@ class Quantizer {
   // The weight back as a dense tensor of `dtype` (merge, export, a plugin asking for the raw value).
   virtual Tensor dequantize(void* state, DType dtype) = 0;
   virtual void free_state(void* state) noexcept = 0;
-};
-
-class Peft {
- public:
-  virtual ~Peft() = default;
-  virtual std::string name() const = 0;
-  // base_out = x W^T (+ b) already computed -> base_out + the adapter's term for the linear `cookie` marks.
-  virtual Tensor linear(void* cookie, const Tensor& x, const Tensor& base_out) = 0;
 };
 
 }  // namespace engine::rt

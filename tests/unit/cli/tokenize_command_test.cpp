@@ -1,5 +1,5 @@
 // `engine tokenize` logic: plain, --jsonl, --decode, --add-special-tokens, and its error exits.
-#include "engine/data/tokenize_command.hpp"
+#include "engine/cli/tokenize_command.hpp"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 
 #include "tests/unit/data/test_paths.hpp"
 
-namespace engine::data {
+namespace engine::cli {
 namespace {
 
 struct Result {
@@ -23,7 +23,7 @@ Result run(std::vector<std::string> args, const std::string& input) {
   return {code, out.str(), err.str()};
 }
 
-const std::string kTok = testing::test_data("small_tokenizer.json").string();
+const std::string kTok = data::testing::test_data("small_tokenizer.json").string();
 
 TEST(TokenizeCommand, PrintsIdsAsJsonArray) {
   // Expected ids come from the Python package (small_expected.json, corpus entry "x" and "Hello, world!...").
@@ -65,4 +65,4 @@ TEST(TokenizeCommand, ErrorsAreReportedWithExitCodes) {
 }
 
 }  // namespace
-}  // namespace engine::data
+}  // namespace engine::cli

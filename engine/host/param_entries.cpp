@@ -1,0 +1,101 @@
+// The host table's parameter entries: declaring, finding and describing parameters, their values and
+// gradients, trainability, and attaching a PEFT adapter to a linear weight.
+#include <algorithm>
+#include <cstring>
+
+#include "engine/core/error.hpp"
+#include "engine/host/entry_args.hpp"
+#include "engine/host/entry_guard.hpp"
+#include "engine/host/host_api.hpp"
+#include "engine/host/host_entries.hpp"
+#include "engine/host/param_info.hpp"
+
+namespace engine::host {
+
+using rt::Tensor;
+
+eng_status h_param_declare(const eng_ctx* ctx, const eng_param_decl* decl, eng_param* out) {
+  return guarded(ctx, "param_declare", [&] {
+    if (decl == nullptr || out == nullptr) fail("decl and out must not be NULL");
+    *out = nullptr;
+    eng_param_decl d{};
+    std::memcpy(&d, decl, std::min<size_t>(decl->struct_size, sizeof d));
+    if (d.name == nullptr) fail("the parameter declaration has no name");
+    HostSession& s = session_of(ctx);
+    rt::ParamDecl pd;
+    pd.name = d.name;
+    pd.shape = dims_of(d.ndim, d.shape);
+    check_dtype(d.dtype);
+    pd.dtype = d.dtype;
+    pd.role = d.role;
+    pd.flags = d.flags;
+    pd.init = d.init;
+    pd.init_arg = d.init_arg;
+    if (d.tied_to != nullptr) pd.tied_to = d.tied_to;
+    const int block = s.declaring() ? s.declaration_block() : s.tape().current_block();
+    *out = param_handle(s.params().declare(pd, block));
+  });
+}
+
+int64_t h_param_count(const eng_ctx* ctx) {
+  HostSession* s = session_or_null(ctx);
+  return s != nullptr ? static_cast<int64_t>(s->params().size()) : 0;
+}
+
+// Lookups without a status: failures return NULL (and leave a message where there is a context).
+
+eng_param h_param_at(const eng_ctx* ctx, int64_t index) {
+  HostSession* s = session_or_null(ctx);
+  if (s == nullptr || index < 0 || index >= static_cast<int64_t>(s->params().size())) return nullptr;
+  return param_handle(s->params().at(static_cast<size_t>(index)));
+}
+
+eng_param h_param_find(const eng_ctx* ctx, const char* name) {
+  eng_param found = nullptr;
+  guarded(ctx, "param_find", [&] {
+    HostSession& s = session_of(ctx);
+    if (name == nullptr) fail("the name is NULL");
+    rt::Param* p = s.params().find(name);
+    if (p != nullptr) found = param_handle(*p);
+  });
+  return found;
+}
+
+eng_status h_param_info(eng_param p, eng_param_info* out) {
+  if (p == nullptr || out == nullptr) return ENG_ERR_INVALID_ARGUMENT;
+  const uint32_t size = out->struct_size;
+  if (size < sizeof(uint32_t)) return ENG_ERR_INVALID_ARGUMENT;
+  eng_param_info info = param_info(param_of(p));  // no allocation: cannot throw
+  std::memcpy(out, &info, std::min<size_t>(size, sizeof info));
+  out->struct_size = static_cast<uint32_t>(std::min<size_t>(size, sizeof info));
+  return ENG_OK;
+}
+
+eng_status h_param_value(const eng_ctx* ctx, eng_param p, eng_tensor* out) {
+  return op1(ctx, "param_value", out,
+             [&](HostSession& s, bool) { return s.params().value(param_arg(p, "param_value")); });
+}
+
+eng_status h_param_grad(const eng_ctx* ctx, eng_param p, eng_tensor* out) {
+  return op1(ctx, "param_grad", out,
+             [&](HostSession& s, bool) { return s.params().grad(param_arg(p, "param_grad")); });
+}
+
+eng_status h_param_set_trainable(const eng_ctx* ctx, eng_param p, int32_t trainable) {
+  return guarded(ctx, "param_set_trainable", [&] {
+    session_of(ctx).params().set_trainable(param_arg(p, "param_set_trainable"), trainable != 0);
+  });
+}
+
+eng_status h_peft_attach(const eng_ctx* ctx, eng_param base, void* cookie) {
+  return guarded(ctx, "peft_attach", [&] {
+    session_of(ctx);
+    rt::Param& p = param_arg(base, "peft_attach");
+    if (p.decl.role != ENG_ROLE_LINEAR)
+      fail("parameter '{}' is not a linear weight (role {}): adapters attach to linears only", p.name(),
+           p.decl.role);
+    p.peft_cookie = cookie;
+  });
+}
+
+}  // namespace engine::host

@@ -1,0 +1,31 @@
+// Loading parameter values by name (a checkpoint, an adapter): which parameters a source must provide,
+// the refusal that lists the missing and unexpected names, and reading into each parameter's storage (for a
+// quantized parameter: reading the full-precision value and handing it to its quantizer).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/runtime/param_store.hpp"
+
+namespace engine::rt {
+
+struct LoadOptions {
+  bool allow_missing = false;     // parameters the source lacks keep their init
+  bool allow_unexpected = false;  // source names that match no parameter are ignored
+};
+
+struct LoadReport {
+  std::vector<std::string> loaded, missing, unexpected;
+};
+
+// Reads values by name: source_names are the tensors the source holds, read(name, dst) fills dst (declared
+// shape; dtype = the storage dtype; the reader converts) and returns false when it cannot. Expected are the
+// untied parameters without ENG_PARAM_NOT_SAVED and with a role other than ENG_ROLE_ADAPTER. Throws, before
+// reading anything, with the lists of missing and unexpected names unless the options allow them.
+LoadReport load_params(ParamStore& store, const std::vector<std::string>& source_names,
+                       const std::function<bool(const std::string& name, Tensor& dst)>& read,
+                       const LoadOptions& options = {});
+
+}  // namespace engine::rt
