@@ -13,13 +13,16 @@ class Rng {
   explicit Rng(uint64_t seed = 0) : state_(seed) {}
 
   uint64_t next_u64() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    uint64_t z = (state_ += kIncrement);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
   }
   // Uniform in [0, 1) with 53 random bits.
   double next_double() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
+
+  // Skips n draws in O(1): splitmix64's state is a counter (init-model generates ranges of a tensor apart).
+  void skip(uint64_t n) { state_ += n * kIncrement; }
 
   uint64_t state() const { return state_; }
   void set_state(uint64_t state) { state_ = state; }
@@ -33,6 +36,7 @@ class Rng {
   }
 
  private:
+  static constexpr uint64_t kIncrement = 0x9E3779B97F4A7C15ull;
   uint64_t state_;
 };
 
