@@ -136,7 +136,10 @@ WrittenModel write_initial_model(const rt::ParamStore& store, const std::filesys
       weight_map[p->name()] = shard_name(k);
     }
     const std::filesystem::path file = dir / shard_name(k);
-    spdlog::info("writing {} ({} tensors)", file.string(), shards[k].size());
+    uint64_t bytes = 0;
+    for (const rt::Param* p : shards[k]) bytes += static_cast<uint64_t>(p->shape().numel()) * esize;
+    spdlog::info("writing {} ({} tensors, {:.2f} GB) in {}", shard_name(k), shards[k].size(), bytes / 1e9,
+                 dir.string());
     writer.write(file, [&](const std::string& name, const io::SafetensorsWriter::ByteSink& sink) {
       produce_initial_value(*by_name.at(name), store.seed(), options.dtype, pool, buffer, sink);
     });
