@@ -22,8 +22,10 @@ const std::vector<Command>& commands() {
        "write a checkpoint's adapter merged into its base model as a Hugging Face model", &export_command},
       {"plot", "plot OUTPUT_DIR --out FILE.svg", "draw the loss and learning-rate curves of metrics.jsonl",
        &plot_command},
-      {"init-model", "init-model --arch llama|qwen2 --preset tiny|small --out DIR [--seed N]",
-       "write a randomly initialised model in Hugging Face layout (config, safetensors, tokenizer)",
+      {"init-model",
+       "init-model --arch llama|qwen2 (--preset tiny|small | --config config.json) --out DIR [--seed N] "
+       "[--dtype bf16|f32] [--tokenizer DIR|none] [--max-shard-size 5GB] [--threads N]",
+       "write a randomly initialised model in Hugging Face layout (config, safetensors shards, tokenizer)",
        &init_model_command},
       {"generate",
        "generate --model DIR [--adapter DIR] --prompt TEXT [--chat] [--max-new-tokens N] [--temperature T] "

@@ -58,7 +58,11 @@ void append_json_string(std::string& out, std::string_view s) {
 
 void SafetensorsWriter::add(std::string name, SafetensorsDtype dtype, std::vector<int64_t> shape,
                             std::span<const std::byte> data) {
-  Pending p{std::move(name), dtype, std::move(shape), std::vector<std::byte>(data.begin(), data.end()), {}};
+  Pending p;
+  p.name = std::move(name);
+  p.dtype = dtype;
+  p.shape = std::move(shape);
+  p.owned.assign(data.begin(), data.end());
   p.data = p.owned;
   add_pending(std::move(p));
 }
@@ -70,7 +74,21 @@ void SafetensorsWriter::add(std::string name, eng_dtype dtype, std::vector<int64
 
 void SafetensorsWriter::add_borrowed(std::string name, SafetensorsDtype dtype, std::vector<int64_t> shape,
                                      std::span<const std::byte> data) {
-  add_pending(Pending{std::move(name), dtype, std::move(shape), {}, data});
+  Pending p;
+  p.name = std::move(name);
+  p.dtype = dtype;
+  p.shape = std::move(shape);
+  p.data = data;
+  add_pending(std::move(p));
+}
+
+void SafetensorsWriter::add_streamed(std::string name, SafetensorsDtype dtype, std::vector<int64_t> shape) {
+  Pending p;
+  p.name = std::move(name);
+  p.dtype = dtype;
+  p.shape = std::move(shape);
+  p.streamed = true;
+  add_pending(std::move(p));
 }
 
 void SafetensorsWriter::add_pending(Pending p) {
@@ -86,10 +104,11 @@ void SafetensorsWriter::add_pending(Pending p) {
       fail("cannot add tensor '{}': its size in bytes overflows 64 bits", p.name);
     }
   }
-  if (n != p.data.size()) {
+  if (!p.streamed && n != p.data.size()) {
     fail("cannot add tensor '{}': {} elements of {} need {} bytes, but {} bytes were given", p.name,
          n / dtype_size(p.dtype), dtype_name(p.dtype), n, p.data.size());
   }
+  p.nbytes = n;
   // The span of an owned vector stays valid when the Pending moves: a vector's move keeps its buffer.
   tensors_.push_back(std::move(p));
 }
@@ -139,7 +158,7 @@ std::string SafetensorsWriter::header() const {
       if (i > 0) out.push_back(',');
       out += std::to_string(p->shape[i]);
     }
-    const uint64_t end = offset + p->data.size();
+    const uint64_t end = offset + p->nbytes;
     out += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(end) + "]}";
     offset = end;
   }
@@ -156,7 +175,17 @@ std::array<std::byte, 8> little_endian_u64(uint64_t n) {
 }
 }  // namespace
 
+std::vector<std::string> SafetensorsWriter::file_order() const {
+  std::vector<std::string> names;
+  for (const Pending* p : ordered()) names.push_back(p->name);
+  return names;
+}
+
 std::vector<std::byte> SafetensorsWriter::serialize() const {
+  for (const Pending& p : tensors_) {
+    if (p.streamed)
+      fail("cannot serialize tensor '{}' in memory: its bytes are streamed (use write)", p.name);
+  }
   const std::string head = header();
   const auto order = ordered();
   size_t total = 8 + head.size();
@@ -172,12 +201,38 @@ std::vector<std::byte> SafetensorsWriter::serialize() const {
 }
 
 void SafetensorsWriter::write(const std::filesystem::path& path) const {
+  write(path, [](const std::string& name, const ByteSink&) {
+    fail("cannot write tensor '{}': its bytes are streamed; pass a producer to write()", name);
+  });
+}
+
+void SafetensorsWriter::write(
+    const std::filesystem::path& path,
+    const std::function<void(const std::string& name, const ByteSink& sink)>& produce) const {
   const std::string head = header();
-  AtomicFileWriter file(path);
+  AtomicFileWriter file(path);  // removed again unless commit() is reached
   const auto n = little_endian_u64(head.size());
   file.write(std::span<const std::byte>(n));
   file.write(std::string_view(head));
-  for (const Pending* p : ordered()) file.write(p->data);
+  for (const Pending* p : ordered()) {
+    if (!p->streamed) {
+      file.write(p->data);
+      continue;
+    }
+    uint64_t written = 0;
+    produce(p->name, [&](std::span<const std::byte> bytes) {
+      if (bytes.size() > p->nbytes - written) {
+        fail("tensor '{}' of {}: the producer gave more than its {} bytes", p->name, path.string(),
+             p->nbytes);
+      }
+      file.write(bytes);
+      written += bytes.size();
+    });
+    if (written != p->nbytes) {
+      fail("tensor '{}' of {}: the producer gave {} of its {} bytes", p->name, path.string(), written,
+           p->nbytes);
+    }
+  }
   file.commit();
 }
 

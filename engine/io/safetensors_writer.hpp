@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <span>
 #include <string>
@@ -36,6 +37,11 @@ class SafetensorsWriter {
   void add_borrowed(std::string name, SafetensorsDtype dtype, std::vector<int64_t> shape,
                     std::span<const std::byte> data);
 
+  // A tensor whose bytes are not held here: write(path, produce) asks for them when the file reaches it, so a
+  // file far larger than memory (a shard of a 7B model) is written tensor by tensor. serialize() and
+  // write(path) refuse a writer that has streamed tensors.
+  void add_streamed(std::string name, SafetensorsDtype dtype, std::vector<int64_t> shape);
+
   // Sets a "__metadata__" entry (UTF-8 key and value).
   void set_metadata(std::string key, std::string value);
 
@@ -50,13 +56,26 @@ class SafetensorsWriter {
   // Writes the file atomically (temporary file in the same directory, fsync, rename, fsync directory).
   void write(const std::filesystem::path& path) const;
 
+  // Appends bytes of the tensor being produced to the file.
+  using ByteSink = std::function<void(std::span<const std::byte>)>;
+  // Same, producing the bytes of streamed tensors in file order: produce(name, sink) must pass exactly the
+  // tensor's size in bytes to sink (in as many pieces as it likes); engine::Error otherwise, and the
+  // destination is left untouched.
+  void write(const std::filesystem::path& path,
+             const std::function<void(const std::string& name, const ByteSink& sink)>& produce) const;
+
+  // Names of the tensors in the order their data lies in the file.
+  std::vector<std::string> file_order() const;
+
  private:
   struct Pending {
     std::string name;
-    SafetensorsDtype dtype;
+    SafetensorsDtype dtype{};
     std::vector<int64_t> shape;
     std::vector<std::byte> owned;     // empty when borrowed
-    std::span<const std::byte> data;  // owned or the caller's
+    std::span<const std::byte> data;  // owned or the caller's; empty when streamed
+    uint64_t nbytes = 0;
+    bool streamed = false;
   };
   void add_pending(Pending pending);
   std::vector<const Pending*> ordered() const;

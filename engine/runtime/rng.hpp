@@ -6,8 +6,6 @@
 #include <cstdint>
 #include <string_view>
 
-#include "engine/core/splitmix64.hpp"
-
 namespace engine::rt {
 
 class Rng {
@@ -15,12 +13,15 @@ class Rng {
   explicit Rng(uint64_t seed = 0) : state_(seed) {}
 
   uint64_t next_u64() {
-    const uint64_t z = splitmix64(state_);
-    state_ += 0x9E3779B97F4A7C15ull;  // the SplitMix64 stream: the state advances by splitmix64's increment
+    const uint64_t z = splitmix64(state_);  // engine/core/splitmix64.hpp: mixes state_ + kIncrement
+    state_ += kIncrement;
     return z;
   }
   // Uniform in [0, 1) with 53 random bits.
   double next_double() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
+
+  // Skips n draws in O(1): splitmix64's state is a counter (init-model generates ranges of a tensor apart).
+  void skip(uint64_t n) { state_ += n * kIncrement; }
 
   uint64_t state() const { return state_; }
   void set_state(uint64_t state) { state_ = state; }
@@ -34,6 +35,7 @@ class Rng {
   }
 
  private:
+  static constexpr uint64_t kIncrement = 0x9E3779B97F4A7C15ull;
   uint64_t state_;
 };
 

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "engine/core/error.hpp"
@@ -126,6 +127,56 @@ TEST(SafetensorsWriter, WriteThenReadRoundTrip) {
   small.add("only", SafetensorsDtype::U8, {0}, {});
   small.write(path);
   EXPECT_EQ(SafetensorsFile::open(path).size(), 1u);
+}
+
+// Streamed tensors: the producer's bytes, asked for in file order and given in pieces, make the same file as
+// the same tensors held in memory; a producer that gives too few or too many bytes leaves no file.
+TEST(SafetensorsWriter, StreamedTensorsWriteTheSameBytesAsHeldOnes) {
+  TempDir dir;
+  const SafetensorsWriter held = formula_tensors();
+  const SafetensorsFile reference = SafetensorsFile::from_bytes(held.serialize(), "held");
+  SafetensorsWriter streamed;
+  streamed.set_metadata("format", "pt");
+  for (const SafetensorsTensor& t : reference.tensors()) {
+    const std::vector<int64_t> shape(t.shape.begin(), t.shape.end());
+    if (t.name == "c.i8") {  // one held tensor among the streamed ones
+      streamed.add(std::string(t.name), t.dtype, shape, std::span<const std::byte>(t.data, t.nbytes));
+    } else {
+      streamed.add_streamed(std::string(t.name), t.dtype, shape);
+    }
+  }
+  EXPECT_EQ(streamed.header(), held.header());
+  EXPECT_THROW(streamed.serialize(), Error);
+  EXPECT_THROW(streamed.write(dir / "x.safetensors"), Error) << "streamed tensors need a producer";
+  std::vector<std::string> asked;
+  streamed.write(dir / "s.safetensors",
+                 [&](const std::string& name, const SafetensorsWriter::ByteSink& sink) {
+                   asked.push_back(name);
+                   const SafetensorsTensor t = reference.tensor(name);
+                   for (size_t at = 0; at < t.nbytes; at += 3)  // in 3-byte pieces
+                     sink(std::span<const std::byte>(t.data + at, std::min<size_t>(3, t.nbytes - at)));
+                 });
+  EXPECT_TRUE(testing::read_bytes(dir / "s.safetensors") == held.serialize());
+  std::vector<std::string> order = held.file_order();
+  order.erase(std::find(order.begin(), order.end(), "c.i8"));
+  EXPECT_EQ(asked, order) << "asked in file order, held tensors not asked";
+
+  for (const bool longer : {false, true}) {
+    auto short_or_long = [&](const std::string& name, const SafetensorsWriter::ByteSink& sink) {
+      const SafetensorsTensor t = reference.tensor(name);
+      std::vector<std::byte> bytes(t.data, t.data + t.nbytes);
+      if (name == "z.float") {
+        if (longer)
+          bytes.push_back(std::byte{0});
+        else
+          bytes.pop_back();
+      }
+      sink(bytes);
+    };
+    EXPECT_THROW(streamed.write(dir / "bad.safetensors", short_or_long), Error) << longer;
+  }
+  EXPECT_EQ(testing::file_names(dir.path()), std::vector<std::string>{"s.safetensors"})
+      << "nothing else left";
 }
 
 TEST(SafetensorsWriter, RejectsInvalidTensors) {

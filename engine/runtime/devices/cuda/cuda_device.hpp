@@ -34,6 +34,7 @@
 
 #include "engine/runtime/device.hpp"
 #include "engine/runtime/devices/cuda/cuda_allocator.hpp"
+#include "engine/runtime/dtype.hpp"
 
 struct CUstream_st;      // cudaStream_t
 struct CUevent_st;       // cudaEvent_t
