@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "engine/core/splitmix64.hpp"
+
 namespace engine::rt {
 
 class Rng {
