@@ -52,6 +52,8 @@ if [[ ! -f $cudnn_fe_dir/include/cudnn_frontend.h ]]; then
 fi
 
 build_dir=${ENGINE_BUILD_DIR:-build}
+# ccache keys on paths relative to the checkout, so a fresh clone elsewhere (CI) reuses this machine's cache.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
 # shellcheck disable=SC2086
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release ${ENGINE_CMAKE_ARGS:-}
 cmake --build "$build_dir"

@@ -53,6 +53,7 @@ const eng_host_api* host_api() {
       .state_key_at = h_state_key_at,
       .safetensors_write = h_safetensors_write,
       .safetensors_read = h_safetensors_read,
+      .device_properties = h_device_properties,
   };
   return &kHostApi;
 }

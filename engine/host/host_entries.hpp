@@ -34,6 +34,7 @@ int64_t h_tensor_dim(eng_tensor t, int32_t i);
 eng_dtype h_tensor_dtype(eng_tensor t);
 eng_status h_tensor_dlpack(eng_tensor t, DLTensor* out);
 eng_status h_device_alloc(const eng_ctx* ctx, size_t bytes, void** out);
+eng_status h_device_properties(const eng_ctx* ctx, eng_device_properties* out);
 void h_device_free(const eng_ctx* ctx, void* ptr);
 
 // op_table.cpp: custom-op registration (the op table itself is op_table() in host_api.hpp).

@@ -1,12 +1,20 @@
 // The host table's tensor entries: creation, host copies, reference counts, shape queries, the DLPack view,
 // and raw device memory for plugins.
+#include <algorithm>
 #include <cstddef>
+#include <cstdio>
+#include <cstring>
+#include <string>
 
 #include "engine/core/error.hpp"
 #include "engine/host/dlpack_view.hpp"
 #include "engine/host/entry_args.hpp"
 #include "engine/host/entry_guard.hpp"
 #include "engine/host/host_entries.hpp"
+#include "kernels/cpu/thread_pool.hpp"
+#if ENGINE_HAVE_CUDA
+#include "engine/runtime/devices/cuda/cuda_device.hpp"
+#endif
 
 namespace engine::host {
 
@@ -71,6 +79,35 @@ eng_status h_device_alloc(const eng_ctx* ctx, size_t bytes, void** out) {
     if (out == nullptr) fail("the output pointer is NULL");
     *out = nullptr;
     *out = session_of(ctx).device_alloc(bytes);
+  });
+}
+
+eng_status h_device_properties(const eng_ctx* ctx, eng_device_properties* out) {
+  return guarded(ctx, "device_properties", [&] {
+    if (out == nullptr) fail("the output pointer is NULL");
+    if (out->struct_size < offsetof(eng_device_properties, name) + 1)
+      fail("eng_device_properties.struct_size is {}: set it to sizeof(eng_device_properties)",
+           out->struct_size);
+    eng_device_properties p{};
+    p.struct_size = sizeof(p);
+    rt::Device& d = session_of(ctx).device();
+    p.device_type = static_cast<eng_device_type>(d.type());
+    p.device_index = d.index();
+    p.total_memory = d.total_memory();
+    std::string name = "cpu";
+#if ENGINE_HAVE_CUDA
+    if (d.type() == rt::DeviceType::CUDA) {
+      auto& c = static_cast<rt::CudaDevice&>(d);
+      p.sm_count = c.sm_count();
+      p.compute_capability = c.compute_capability();
+      name = c.name();
+    }
+#endif
+    if (d.type() == rt::DeviceType::CPU && d.thread_pool() != nullptr) p.sm_count = d.thread_pool()->size();
+    std::snprintf(p.name, sizeof(p.name), "%s", name.c_str());
+    const uint32_t n = std::min<uint32_t>(out->struct_size, sizeof(p));
+    std::memcpy(out, &p, n);
+    out->struct_size = n;
   });
 }
 

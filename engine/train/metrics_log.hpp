@@ -20,6 +20,7 @@ struct StepMetrics {
   int64_t tokens = 0;         // label tokens of the step
   double tokens_per_s = 0.0;  // input tokens (all positions) per second of the step
   int64_t mem_bytes = 0;      // allocator peak during the step
+  int64_t mem_reserved_bytes = 0;  // what the caching allocator holds from the device (peak; 0 without a cache)
   std::optional<double> mfu;  // model FLOPs utilisation, where the device's peak is known
   bool skipped = false;
 };

@@ -142,7 +142,10 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     m.tokens = pass.label_tokens;
     const double dt = now_s() - t0;
     m.tokens_per_s = dt > 0 ? static_cast<double>(pass.input_tokens) / dt : 0.0;
-    m.mem_bytes = device.memory_stats().peak_bytes;
+    const rt::MemoryStats mem = device.memory_stats();
+    m.mem_bytes = mem.peak_bytes;
+    m.mem_reserved_bytes = mem.peak_reserved_bytes;
+    result.peak_reserved_bytes = std::max(result.peak_reserved_bytes, mem.peak_reserved_bytes);
     m.skipped = verdict != StepVerdict::Apply;
     result.peak_mem_bytes = std::max(result.peak_mem_bytes, m.mem_bytes);
     result.losses.push_back(m.skipped ? std::numeric_limits<double>::quiet_NaN() : pass.loss);
@@ -212,6 +215,7 @@ std::string format_summary(const session::TrainingSession& session, const TrainR
     s += fmt::format(" | eval loss {:.4f} (perplexity {:.3f})", res.last_eval->loss,
                      res.last_eval->perplexity);
   s += fmt::format(" | peak memory {}", format_bytes(res.peak_mem_bytes));
+  if (res.peak_reserved_bytes > 0) s += fmt::format(" ({} reserved)", format_bytes(res.peak_reserved_bytes));
   if (res.nonfinite_skipped > 0) s += fmt::format(" | {} non-finite steps skipped", res.nonfinite_skipped);
   s += "\n";
   if (!res.last_checkpoint.empty()) {

@@ -36,6 +36,7 @@ struct TrainResult {
   std::filesystem::path last_checkpoint;
   double seconds = 0.0;
   int64_t peak_mem_bytes = 0;
+  int64_t peak_reserved_bytes = 0;
   int64_t nonfinite_skipped = 0;
   bool stopped_nonfinite = false;  // stopped after max_nonfinite_steps in a row
   bool interrupted = false;        // stop_requested

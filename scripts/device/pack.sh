@@ -4,6 +4,9 @@
 # the build tree, and every shared library they load that is neither glibc/libstdc++ nor CUDA's, into
 # .device/pack.tgz (git-ignored; the device tool's `carry` takes it). Run there with scripts/device/run.sh.
 #   scripts/device/pack.sh            # packs ./build
+#   ENGINE_PACK_TESTS="cuda_rope_test cuda_ops_test" scripts/device/pack.sh   # engine, plugins and these tests
+# The device tool carries at most 64 MiB: the whole suite (40 test binaries of ~10 MB, each with the CUDA
+# kernels' fatbins linked in) does not fit, so name the tests a call needs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${ENGINE_BUILD_DIR:-build}
@@ -12,7 +15,13 @@ rm -rf "$stage" .device/pack.tgz
 mkdir -p "$stage/lib"
 
 # Executables and plugins of the build tree, and the ctest files that name them.
-mapfile -t bins < <(find "$build/bin" "$build/lib" -type f \( -perm -u+x -o -name '*.so' \) 2>/dev/null)
+if [[ -n ${ENGINE_PACK_TESTS:-} ]]; then
+  bins=("$build/bin/engine")
+  for t in $ENGINE_PACK_TESTS; do bins+=("$build/bin/$t"); done
+  mapfile -t -O ${#bins[@]} bins < <(find "$build/lib" -type f -name '*.so')
+else
+  mapfile -t bins < <(find "$build/bin" "$build/lib" -type f \( -perm -u+x -o -name '*.so' \) 2>/dev/null)
+fi
 find "$build" -name CTestTestfile.cmake -o -name '*.json' -path '*/tests/*' | while read -r f; do
   mkdir -p "$stage/$(dirname "$f")" && cp "$f" "$stage/$f"
 done
@@ -28,6 +37,6 @@ for f in "${bins[@]}"; do ldd "$f" 2>/dev/null | awk '/=> \//{print $1, $3}'; do
   done
 # The tests read ../shared/fixtures (the real Qwen tokenizer); the device tool does not send ../shared.
 if [[ -d ../shared/fixtures ]]; then mkdir -p "$stage/shared" && cp -r ../shared/fixtures "$stage/shared/"; fi
-tar -C "$stage" -czf .device/pack.tgz .
+tar -C "$stage" -cf - . | xz -T2 -6 > .device/pack.tgz
 rm -rf "$stage"
-echo "pack: .device/pack.tgz $(du -h .device/pack.tgz | cut -f1) (binaries of $build and $(tar -tzf .device/pack.tgz | grep -c '^./lib/') libraries)"
+echo "pack: .device/pack.tgz $(du -h .device/pack.tgz | cut -f1) (binaries of $build and $(xz -dc .device/pack.tgz | tar -t | grep -c '^./lib/.') libraries)"

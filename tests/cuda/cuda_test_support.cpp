@@ -13,7 +13,8 @@ bool gpu_available(std::string* why) {
   if (err != cudaSuccess || count == 0) {
     if (why)
       *why = std::string("no CUDA GPU is present (") +
-             (err != cudaSuccess ? cudaGetErrorString(err) : "0 devices") + "): this test runs on a GPU machine";
+             (err != cudaSuccess ? cudaGetErrorString(err) : "0 devices") +
+             "): this test runs on a GPU machine";
     cudaGetLastError();  // clear the sticky-free error so later calls start clean
     return false;
   }

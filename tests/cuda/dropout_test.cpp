@@ -1,6 +1,6 @@
 // kernels/cuda/dropout.cu against kernels/cpu/dropout.hpp: the same keep decision for every element (the
 // mask is a pure function of (seed, index) on both devices), f32 outputs bitwise equal to the CPU's, bf16
-// outputs within bf16 tolerance with exactly the CPU's zeros; engine::splitmix64 is cpu::splitmix64.
+// outputs within bf16 tolerance with exactly the CPU's zeros; both use engine/core/splitmix64.hpp.
 #include "kernels/cuda/dropout.cuh"
 
 #include <gtest/gtest.h>
@@ -21,9 +21,8 @@ using engine::cuda_test::rel_error;
 using engine::cuda_test::round_to_bf16;
 using engine::cuda_test::to_bf16;
 
-TEST(CudaDropout, SplitmixIsTheCpuOne) {
-  for (uint64_t x : {0ull, 1ull, 42ull, 0xdeadbeefcafef00dull, ~0ull})
-    EXPECT_EQ(engine::splitmix64(x), engine::cpu::splitmix64(x));
+TEST(CudaDropout, SplitmixIsThePublishedOne) {
+  // engine/core/splitmix64.hpp is the one copy the CPU and CUDA kernels share; pin its output.
   static_assert(engine::splitmix64(0) == 0xe220a8397b1dcdafULL);  // the published first output for seed 0
 }
 

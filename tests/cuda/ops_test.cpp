@@ -1,13 +1,15 @@
 // Every built-in op node, forward and backward, on CUDA against the same node on the CPU: the kernel table
 // binding (engine/runtime/devices/cuda/cuda_kernel_table.cpp) and the kernels behind it, through the exact
 // code path training uses. Inputs are random and never zero; the CUDA allocator poisons every new block with
-// NaN bytes (ENGINE_CUDA_ALLOC_POISON=1, set below before the device exists), so an output a kernel fails to write
-// shows up as NaN.
+// NaN bytes (ENGINE_CUDA_ALLOC_POISON=1, set below before the device exists), so an output a kernel fails to
+// write shows up as NaN.
 //
 // f32 on CUDA is compared with f32 on the CPU: rel_error <= 1e-5 (cuda_test_support.hpp states the norm).
 // bf16 on CUDA (bf16 storage, fp32 statistics) is compared with the CPU computing in f32 on the same
 // bf16-rounded inputs: rel_error <= 2e-2 for outputs and gradients, the bf16 rounding of intermediate results
 // (one 8-bit mantissa rounding per stored activation) being the expected difference; scalar losses <= 1e-2.
+#include "engine/runtime/ops/ops.hpp"
+
 #include <cstdlib>
 #include <functional>
 #include <string>
@@ -15,7 +17,6 @@
 
 #include "engine/runtime/device_select.hpp"
 #include "engine/runtime/node.hpp"
-#include "engine/runtime/ops/ops.hpp"
 #include "engine/runtime/tensor.hpp"
 #include "tests/cuda/cuda_test_support.hpp"
 
@@ -39,7 +40,9 @@ Tensor random_f32(const Dims& shape, uint64_t seed, double scale = 1.0) {
   return Tensor::from_vector(shape, ENG_F32, cpu_device(), s);
 }
 
-Tensor ints(const Dims& shape, const std::vector<int32_t>& v) { return Tensor::from_vector(shape, ENG_I32, cpu_device(), v); }
+Tensor ints(const Dims& shape, const std::vector<int32_t>& v) {
+  return Tensor::from_vector(shape, ENG_I32, cpu_device(), v);
+}
 
 struct OpCase {
   std::string name;
@@ -95,24 +98,39 @@ void run_case(const OpCase& c, DType dt) {
 
 std::vector<OpCase> cases() {
   std::vector<OpCase> v;
-  v.push_back({"linear", [] { return ops::make_linear(); },
-               {random_f32({3, 37, 65}, 1), random_f32({129, 65}, 2), random_f32({129}, 3)}, {true, true, true}});
-  v.push_back({"linear no bias", [] { return ops::make_linear(); },
-               {random_f32({2, 16, 64}, 4), random_f32({96, 64}, 5), Tensor()}, {true, true, false}});
+  v.push_back({"linear",
+               [] { return ops::make_linear(); },
+               {random_f32({3, 37, 65}, 1), random_f32({129, 65}, 2), random_f32({129}, 3)},
+               {true, true, true}});
+  v.push_back({"linear no bias",
+               [] { return ops::make_linear(); },
+               {random_f32({2, 16, 64}, 4), random_f32({96, 64}, 5), Tensor()},
+               {true, true, false}});
   for (int ta = 0; ta < 2; ++ta)
     for (int tb = 0; tb < 2; ++tb) {
-      v.push_back({"matmul " + std::to_string(ta) + std::to_string(tb), [=] { return ops::make_matmul(ta, tb); },
-                   {random_f32({3, ta ? 17 : 9, ta ? 9 : 17}, 6), random_f32({3, tb ? 11 : 17, tb ? 17 : 11}, 7)},
-                   {true, true}});
-      v.push_back({"matmul broadcast " + std::to_string(ta) + std::to_string(tb),
-                   [=] { return ops::make_matmul(ta, tb); },
-                   {random_f32({4, ta ? 17 : 9, ta ? 9 : 17}, 8), random_f32({tb ? 11 : 17, tb ? 17 : 11}, 9)},
-                   {true, true}});
+      v.push_back(
+          {"matmul " + std::to_string(ta) + std::to_string(tb),
+           [=] { return ops::make_matmul(ta, tb); },
+           {random_f32({3, ta ? 17 : 9, ta ? 9 : 17}, 6), random_f32({3, tb ? 11 : 17, tb ? 17 : 11}, 7)},
+           {true, true}});
+      v.push_back(
+          {"matmul broadcast " + std::to_string(ta) + std::to_string(tb),
+           [=] { return ops::make_matmul(ta, tb); },
+           {random_f32({4, ta ? 17 : 9, ta ? 9 : 17}, 8), random_f32({tb ? 11 : 17, tb ? 17 : 11}, 9)},
+           {true, true}});
     }
-  v.push_back({"add", [] { return ops::make_add(); }, {random_f32({5, 7, 33}, 10), random_f32({33}, 11)}, {true, true}});
-  v.push_back({"mul", [] { return ops::make_mul(); }, {random_f32({5, 7, 33}, 12), random_f32({7, 33}, 13)}, {true, true}});
+  v.push_back({"add",
+               [] { return ops::make_add(); },
+               {random_f32({5, 7, 33}, 10), random_f32({33}, 11)},
+               {true, true}});
+  v.push_back({"mul",
+               [] { return ops::make_mul(); },
+               {random_f32({5, 7, 33}, 12), random_f32({7, 33}, 13)},
+               {true, true}});
   v.push_back({"scale", [] { return ops::make_scale(-1.75); }, {random_f32({1001}, 14)}, {true}});
-  v.push_back({"rms_norm", [] { return ops::make_rms_norm(1e-6); }, {random_f32({2, 9, 896}, 15), random_f32({896}, 16)},
+  v.push_back({"rms_norm",
+               [] { return ops::make_rms_norm(1e-6); },
+               {random_f32({2, 9, 896}, 15), random_f32({896}, 16)},
                {true, true}});
   for (uint32_t scaling : {ENG_ROPE_NONE, ENG_ROPE_LLAMA3}) {
     eng_rope_config cfg{};
@@ -126,43 +144,58 @@ std::vector<OpCase> cases() {
     cfg.original_max_position = 8192;
     std::vector<int32_t> pos(2 * 13);
     for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int32_t>((i * 37) % 5000);
-    v.push_back({"rope", [=] { return ops::make_rope(cfg); }, {random_f32({2, 13, 4, 64}, 17), ints({2, 13}, pos)},
+    v.push_back({"rope",
+                 [=] { return ops::make_rope(cfg); },
+                 {random_f32({2, 13, 4, 64}, 17), ints({2, 13}, pos)},
                  {true, false}});
   }
   {
     std::vector<int32_t> seg(2 * 45);
     for (size_t i = 0; i < seg.size(); ++i) seg[i] = i % 45 < 20 ? 1 : (i % 45 < 41 ? 2 : 0);
     for (int64_t D : {64, 128}) {
-      v.push_back({"attention D" + std::to_string(D), [] { return ops::make_attention(0.125); },
-                   {random_f32({2, 45, 8, D}, 18), random_f32({2, 45, 2, D}, 19), random_f32({2, 45, 2, D}, 20),
-                    ints({2, 45}, seg)},
+      v.push_back({"attention D" + std::to_string(D),
+                   [] { return ops::make_attention(0.125); },
+                   {random_f32({2, 45, 8, D}, 18), random_f32({2, 45, 2, D}, 19),
+                    random_f32({2, 45, 2, D}, 20), ints({2, 45}, seg)},
                    {true, true, true, false}});
     }
-    v.push_back({"attention no segments", [] { return ops::make_attention(0.088); },
-                 {random_f32({1, 70, 4, 64}, 21), random_f32({1, 70, 4, 64}, 22), random_f32({1, 70, 4, 64}, 23),
-                  Tensor()},
+    v.push_back({"attention no segments",
+                 [] { return ops::make_attention(0.088); },
+                 {random_f32({1, 70, 4, 64}, 21), random_f32({1, 70, 4, 64}, 22),
+                  random_f32({1, 70, 4, 64}, 23), Tensor()},
                  {true, true, true, false}});
   }
   v.push_back({"silu", [] { return ops::make_silu(); }, {random_f32({4, 1003}, 24, 4.0)}, {true}});
-  v.push_back({"swiglu", [] { return ops::make_swiglu(); }, {random_f32({3, 517}, 25, 4.0), random_f32({3, 517}, 26)},
+  v.push_back({"swiglu",
+               [] { return ops::make_swiglu(); },
+               {random_f32({3, 517}, 25, 4.0), random_f32({3, 517}, 26)},
                {true, true}});
   v.push_back({"softmax", [] { return ops::make_softmax(); }, {random_f32({6, 1537}, 27, 5.0)}, {true}});
   {
     std::vector<int32_t> labels(37);
-    for (size_t i = 0; i < labels.size(); ++i) labels[i] = i % 5 == 0 ? -100 : static_cast<int32_t>((i * 131) % 1001);
-    v.push_back({"cross_entropy", [] { return ops::make_cross_entropy(-100, 1.0 / 30); },
-                 {random_f32({37, 1001}, 28, 3.0), ints({37}, labels)}, {true, false}});
-    v.push_back({"linear_cross_entropy", [] { return ops::make_linear_cross_entropy(-100, 1.0 / 30); },
-                 {random_f32({37, 64}, 29), random_f32({1001, 64}, 30), ints({37}, labels)}, {true, true, false}});
+    for (size_t i = 0; i < labels.size(); ++i)
+      labels[i] = i % 5 == 0 ? -100 : static_cast<int32_t>((i * 131) % 1001);
+    v.push_back({"cross_entropy",
+                 [] { return ops::make_cross_entropy(-100, 1.0 / 30); },
+                 {random_f32({37, 1001}, 28, 3.0), ints({37}, labels)},
+                 {true, false}});
+    v.push_back({"linear_cross_entropy",
+                 [] { return ops::make_linear_cross_entropy(-100, 1.0 / 30); },
+                 {random_f32({37, 64}, 29), random_f32({1001, 64}, 30), ints({37}, labels)},
+                 {true, true, false}});
   }
   v.push_back({"dropout", [] { return ops::make_dropout(0.25, 1234); }, {random_f32({2049}, 31)}, {true}});
   v.push_back({"cast", [] { return ops::make_cast(ENG_F32); }, {random_f32({7, 9}, 32)}, {true}});
-  v.push_back({"concat", [] { return ops::make_concat(1); }, {random_f32({3, 5, 4}, 33), random_f32({3, 2, 4}, 34)},
+  v.push_back({"concat",
+               [] { return ops::make_concat(1); },
+               {random_f32({3, 5, 4}, 33), random_f32({3, 2, 4}, 34)},
                {true, true}});
   {
     std::vector<int32_t> ids(29);
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7) % 11);  // repeated ids
-    v.push_back({"embedding", [] { return ops::make_embedding(); }, {random_f32({50, 96}, 35), ints({29}, ids)},
+    v.push_back({"embedding",
+                 [] { return ops::make_embedding(); },
+                 {random_f32({50, 96}, 35), ints({29}, ids)},
                  {true, false}});
   }
   v.push_back({"sum", [] { return ops::make_sum(); }, {random_f32({3, 333}, 36)}, {true}});

@@ -1,8 +1,9 @@
 // One training step of the tiny Qwen2 fixture on CUDA against the same step on the CPU: the loss and the
 // gradient of every trainable parameter, through the real session (model plugin, linear seam, PEFT, tape).
 //   fp32 weights: every op computes in f32 on both devices; rel_error <= 1e-4 (errors of ~40 ops compound).
-//   bf16 weights (model.dtype = "bf16"): CUDA computes in bf16 with fp32 statistics, the CPU in fp32 on the same
-//   bf16 weights; loss within 1e-2 relative, gradients rel_error <= 5e-2 (bf16 activations, 8-bit mantissas).
+//   bf16 weights (model.dtype = "bf16"): CUDA computes in bf16 with fp32 statistics, the CPU in fp32 on the
+//   same bf16 weights; loss within 1e-2 relative, gradients rel_error <= 5e-2 (bf16 activations, 8-bit
+//   mantissas).
 // The norm is cuda_test_support.hpp's rel_error, per parameter.
 #include <map>
 #include <string>
@@ -25,7 +26,7 @@ data::Batch batch() {
     for (int t = 0; t < 16; ++t) {
       b.input_ids.push_back((r * 13 + t * 7 + 1) % 64);
       b.labels.push_back(t >= 4 ? (r * 5 + t * 3 + 2) % 64 : -100);
-      b.position_ids.push_back(t % 9);     // two packed samples per row: positions restart
+      b.position_ids.push_back(t % 9);  // two packed samples per row: positions restart
       b.segment_ids.push_back(t < 9 ? 1 : 2);
     }
   for (int32_t l : b.labels) b.label_tokens += l != -100;
@@ -83,10 +84,13 @@ TEST(CudaTrainStep, FullFineTuningBf16WithinBf16Tolerance) {
 
 TEST(CudaTrainStep, DeterministicAcrossRuns) {
   SKIP_WITHOUT_GPU();
-  const StepResult a = step_on(rt::device_from_spec("cuda"), {"model.dtype=bf16", "train.dtype=bf16", "data.packing=true"});
-  const StepResult b = step_on(rt::device_from_spec("cuda"), {"model.dtype=bf16", "train.dtype=bf16", "data.packing=true"});
+  const StepResult a =
+      step_on(rt::device_from_spec("cuda"), {"model.dtype=bf16", "train.dtype=bf16", "data.packing=true"});
+  const StepResult b =
+      step_on(rt::device_from_spec("cuda"), {"model.dtype=bf16", "train.dtype=bf16", "data.packing=true"});
   EXPECT_EQ(a.loss, b.loss);
-  EXPECT_EQ(a.grads, b.grads) << "two identical CUDA steps gave different gradients (a non-deterministic kernel)";
+  EXPECT_EQ(a.grads, b.grads)
+      << "two identical CUDA steps gave different gradients (a non-deterministic kernel)";
 }
 
 }  // namespace

@@ -77,6 +77,24 @@ TEST(HostApi, TablesDeclareTheirSizesAndVersion) {
   }
 }
 
+TEST(HostApi, DevicePropertiesDescribeTheSessionDevice) {
+  Fixture f;
+  eng_device_properties p{};
+  p.struct_size = sizeof(p);
+  ASSERT_EQ(f.host->device_properties(&f.ctx, &p), ENG_OK);
+  EXPECT_EQ(p.struct_size, sizeof(p));
+  EXPECT_EQ(p.device_type, ENG_DEVICE_CPU);
+  EXPECT_STREQ(p.name, "cpu");
+  EXPECT_GT(p.total_memory, 0u);
+  EXPECT_GE(p.sm_count, 1);  // the CPU's worker threads
+  // An older, shorter struct is filled only up to its size; a size without the name is refused.
+  eng_device_properties small{};
+  small.struct_size = 8;
+  EXPECT_NE(f.host->device_properties(&f.ctx, &small), ENG_OK);
+  EXPECT_NE(std::string(f.host->get_error(&f.ctx)).find("struct_size"), std::string::npos);
+  EXPECT_NE(f.host->device_properties(&f.ctx, nullptr), ENG_OK);
+}
+
 TEST(HostApi, TensorHandlesRoundTripAndCountReferences) {
   Fixture f;
   const std::vector<float> v = {1, 2, 3, 4, 5, 6};

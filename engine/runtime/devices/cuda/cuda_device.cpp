@@ -1,7 +1,5 @@
 #include "engine/runtime/devices/cuda/cuda_device.hpp"
 
-#include "kernels/cuda/attention_cudnn.hpp"
-
 #include <cuda_runtime.h>
 #include <spdlog/spdlog.h>
 
@@ -12,6 +10,7 @@
 
 #include "engine/core/error.hpp"
 #include "engine/runtime/devices/cuda/device_guard.hpp"
+#include "kernels/cuda/attention_cudnn.hpp"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/gemm.cuh"
 
@@ -225,8 +224,8 @@ cuda::CudnnAttention* CudaDevice::cudnn_attention() {
   std::call_once(cudnn_once_, [&] {
     std::string why;
     if (!cuda::attention_cudnn_available(&why)) {
-      spdlog::debug("{}: cuDNN fused attention is not used ({}); attention runs on the engine's own kernels", label_,
-                    why);
+      spdlog::debug("{}: cuDNN fused attention is not used ({}); attention runs on the engine's own kernels",
+                    label_, why);
       return;
     }
     CudaDeviceGuard guard(index_);

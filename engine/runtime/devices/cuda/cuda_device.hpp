@@ -43,7 +43,7 @@ struct cublasLtContext;  // cublasLtHandle_t
 namespace engine::cuda {
 class GemmRunner;
 class CudnnAttention;
-}
+}  // namespace engine::cuda
 
 namespace engine::rt {
 
@@ -84,8 +84,8 @@ class CudaDevice final : public Device {
   void synchronize() override;
 
   // The kernel table of the compute policy in force: bf16 (the default: bf16 storage and tensor-core GEMMs
-  // with fp32 accumulation, f32 when every input of an op is f32) or f32 (every op converts its inputs to f32:
-  // train.dtype = "fp32" over bf16 weights).
+  // with fp32 accumulation, f32 when every input of an op is f32) or f32 (every op converts its inputs to
+  // f32: train.dtype = "fp32" over bf16 weights).
   const KernelTable& kernels() const override;
   void set_compute_dtype(DType dtype);
   DType compute_dtype() const { return compute_dtype_; }

@@ -281,6 +281,18 @@ typedef struct eng_op_table {
 
 /* ---- the host service table ----------------------------------------------------------------------------
  * The plugin's only way into the engine (SQLite-style). Valid from negotiate until the process ends. */
+/* What a plugin may need to know of the device its kernels run on (device_properties; appended in 1.0). */
+typedef struct eng_device_properties {
+  uint32_t struct_size;
+  eng_device_type device_type;
+  int32_t device_index;
+  int32_t sm_count;           /* CUDA multiprocessors; the CPU's worker threads on the CPU  */
+  int32_t compute_capability; /* CUDA major * 10 + minor (90: H100/H200); 0 on the CPU      */
+  int32_t reserved0;
+  uint64_t total_memory;      /* bytes of device memory (host memory on the CPU)            */
+  char name[64];              /* "NVIDIA H200", "cpu"; NUL-terminated                       */
+} eng_device_properties;
+
 typedef struct eng_host_api {
   uint32_t struct_size;
   uint32_t abi_version; /* the version the host and this plugin agreed on */
@@ -368,6 +380,10 @@ typedef struct eng_host_api {
   /* reads and validates a .safetensors file into a new caller-owned state: tensors on ctx's device in their
    * stored dtype; errors name the file and the tensor */
   eng_status (*safetensors_read)(const eng_ctx* ctx, const char* path, eng_state* out);
+
+  /* the device of ctx (appended): fills *out up to out->struct_size, which the caller sets. Kernels a plugin
+   * carries run on ctx->stream (the engine's compute stream on CUDA) and allocate with device_alloc. */
+  eng_status (*device_properties)(const eng_ctx* ctx, eng_device_properties* out);
 } eng_host_api;
 
 /* ---- negotiation --------------------------------------------------------------------------------------- */

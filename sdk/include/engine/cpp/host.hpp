@@ -160,6 +160,13 @@ class Host {
     return p;
   }
   void device_free(void* p) const noexcept { api_->device_free(ctx_, p); }
+  // The device of this call: type, index, multiprocessors, compute capability, memory, name.
+  eng_device_properties device_properties() const {
+    eng_device_properties p{};
+    p.struct_size = sizeof(p);
+    check(api_->device_properties(ctx_, &p), "device_properties");
+    return p;
+  }
 
   // ---- ops (recorded on the autograd tape when grad_enabled()) -----------------------------------------
   // ids (B,T) i32 -> (B,T,C)

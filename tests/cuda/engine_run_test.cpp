@@ -1,6 +1,7 @@
-// The built `engine` on CUDA end to end: recipes/tiny_lora.toml with train.device = "cuda" halves its loss like
-// the CPU run does, and a run killed with SIGKILL and resumed with --resume auto gives bitwise the same losses,
-// adapter and optimizer state as a straight run (the CUDA kernels are deterministic: no float atomics).
+// The built `engine` on CUDA end to end: recipes/tiny_lora.toml with train.device = "cuda" halves its loss
+// like the CPU run does, and a run killed with SIGKILL and resumed with --resume auto gives bitwise the same
+// losses, adapter and optimizer state as a straight run (the CUDA kernels are deterministic: no float
+// atomics).
 #include <csignal>
 
 #include "tests/cuda/cuda_test_support.hpp"
@@ -32,11 +33,15 @@ TEST(CudaE2e, TinyLoraLossHalves) {
   const double first = lines.begin()->second["loss"].get<double>();
   double last10 = 0;
   int n = 0;
-  for (auto it = lines.rbegin(); it != lines.rend() && n < 10; ++it, ++n) last10 += it->second["loss"].get<double>();
+  for (auto it = lines.rbegin(); it != lines.rend() && n < 10; ++it, ++n)
+    last10 += it->second["loss"].get<double>();
   last10 /= n;
   std::cout << "tiny_lora on CUDA: loss " << first << " -> " << last10 << " (mean of the last 10)\n";
   EXPECT_LE(last10, 0.5 * first) << "the loss did not halve on CUDA";
-  for (const auto& [step, j] : lines) EXPECT_GT(j["mem_bytes"].get<double>(), 0) << step;
+  for (const auto& [step, j] : lines) {
+    EXPECT_GT(j["mem_bytes"].get<double>(), 0) << step;
+    EXPECT_GE(j["mem_reserved_bytes"].get<double>(), j["mem_bytes"].get<double>()) << step;
+  }
 }
 
 TEST(CudaE2e, KillNineThenResumeIsBitwiseIdentical) {
@@ -45,18 +50,22 @@ TEST(CudaE2e, KillNineThenResumeIsBitwiseIdentical) {
   const fs::path model = dir / "model", a = dir / "straight", b = dir / "killed";
   ASSERT_EQ(run_engine(cuda_args(model, a, "60"), dir / "a.log"), 0) << read_file(dir / "a.log");
   pid_t pid = spawn(cuda_args(model, b, "60"), dir / "b.log");
-  const bool reached = wait_until([&] { return train_lines(b).size() >= 13 && fs::exists(b / "checkpoint-10"); }, 120);
+  const bool reached =
+      wait_until([&] { return train_lines(b).size() >= 13 && fs::exists(b / "checkpoint-10"); }, 120);
   kill(pid, SIGKILL);
   EXPECT_EQ(wait_exit(pid), 128 + SIGKILL);
   ASSERT_TRUE(reached) << read_file(dir / "b.log");
   ASSERT_FALSE(fs::exists(b / "checkpoint-60")) << "the run finished before it could be killed";
   ASSERT_EQ(run_engine(cuda_args(model, b, "60"), dir / "b.log"), 0) << read_file(dir / "b.log");
-  EXPECT_TRUE(same_bytes(a / "checkpoint-60/adapter_model.safetensors", b / "checkpoint-60/adapter_model.safetensors"));
-  EXPECT_TRUE(same_bytes(a / "checkpoint-60/optimizer.safetensors", b / "checkpoint-60/optimizer.safetensors"));
+  EXPECT_TRUE(same_bytes(a / "checkpoint-60/adapter_model.safetensors",
+                         b / "checkpoint-60/adapter_model.safetensors"));
+  EXPECT_TRUE(
+      same_bytes(a / "checkpoint-60/optimizer.safetensors", b / "checkpoint-60/optimizer.safetensors"));
   auto la = train_lines(a), lb = train_lines(b);
   ASSERT_EQ(la.size(), 60u);
   ASSERT_EQ(lb.size(), 60u);
-  for (int64_t s = 1; s <= 60; ++s) EXPECT_EQ(la[s]["loss"].get<double>(), lb[s]["loss"].get<double>()) << "step " << s;
+  for (int64_t s = 1; s <= 60; ++s)
+    EXPECT_EQ(la[s]["loss"].get<double>(), lb[s]["loss"].get<double>()) << "step " << s;
 }
 
 }  // namespace
