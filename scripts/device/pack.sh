@@ -18,9 +18,10 @@ mkdir -p "$stage/lib"
 if [[ -n ${ENGINE_PACK_TESTS:-} ]]; then
   bins=("$build/bin/engine")
   for t in $ENGINE_PACK_TESTS; do bins+=("$build/bin/$t"); done
-  mapfile -t -O ${#bins[@]} bins < <(find "$build/lib" -type f -name '*.so')
+  mapfile -t -O ${#bins[@]} bins < <(find "$build/lib" "$build/tests" -type f -name '*.so')
 else
-  mapfile -t bins < <(find "$build/bin" "$build/lib" -type f \( -perm -u+x -o -name '*.so' \) 2>/dev/null)
+  mapfile -t bins < <(find "$build/bin" "$build/lib" -type f \( -perm -u+x -o -name '*.so' \) 2>/dev/null;
+    find "$build/tests" -type f -name '*.so')
 fi
 find "$build" -name CTestTestfile.cmake -o -name '*.json' -path '*/tests/*' | while read -r f; do
   mkdir -p "$stage/$(dirname "$f")" && cp "$f" "$stage/$f"
