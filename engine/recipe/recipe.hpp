@@ -63,7 +63,12 @@ struct TrainSection {
   double grad_clip = 0.0;  // 0: no clipping
   int64_t seed = 0;
   std::string device;  // cpu | cuda | auto
-  bool activation_checkpointing = false;
+  // train.activation_checkpointing: true (every block), false, N (the first N blocks) or "auto" (the fewest
+  // blocks whose recompute lets the memory plan fit train.max_memory, decided when the run starts).
+  bool activation_checkpointing = false;  // some block may be recomputed (checkpoint_blocks != 0 or auto)
+  int64_t checkpoint_blocks = 0;          // blocks recomputed in backward, counted from the first; -1: all
+  bool checkpoint_auto = false;
+  double max_memory_gib = 0.0;  // train.max_memory: GiB the run may use on the device (0: all of it)
   std::string dtype;       // fp32 | bf16 (compute)
   int64_t eval_every = 0;  // 0: never
   int64_t max_nonfinite_steps = 0;

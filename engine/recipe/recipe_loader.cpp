@@ -392,7 +392,29 @@ void RecipeReader::build(Recipe& r) {
   r.train.grad_clip = get("train", "grad_clip", 1.0).get<double>();
   r.train.seed = get("train", "seed", 42).get<int64_t>();
   r.train.device = get("train", "device", "auto").get<std::string>();
-  r.train.activation_checkpointing = get("train", "activation_checkpointing", false).get<bool>();
+  {
+    const json ac = resolved.contains("train") && resolved["train"].contains("activation_checkpointing")
+                        ? resolved["train"]["activation_checkpointing"]
+                        : json(false);
+    if (ac.is_boolean()) {
+      r.train.checkpoint_blocks = ac.get<bool>() ? -1 : 0;
+    } else if (ac.is_number_integer() && ac.get<int64_t>() >= 0) {
+      r.train.checkpoint_blocks = ac.get<int64_t>();
+    } else if (ac.is_string() && ac.get<std::string>() == "auto") {
+      r.train.checkpoint_auto = true;
+    } else {
+      auto sec = sections_.find("train");
+      std::string loc = root_.string();
+      if (sec != sections_.end()) {
+        auto e = sec->second.entries.find("activation_checkpointing");
+        loc = e != sec->second.entries.end() ? e->second.location : sec->second.location;
+      }
+      error(loc, "train.activation_checkpointing must be true, false, a number of blocks (0 or more) or "
+                 "\"auto\", got " + ac.dump());
+    }
+    r.train.activation_checkpointing = r.train.checkpoint_blocks != 0 || r.train.checkpoint_auto;
+  }
+  r.train.max_memory_gib = get("train", "max_memory", 0.0).get<double>();
   r.train.dtype = get("train", "dtype", "fp32").get<std::string>();
   r.train.eval_every = get("train", "eval_every", 0).get<int64_t>();
   r.train.max_nonfinite_steps = get("train", "max_nonfinite_steps", 10).get<int64_t>();

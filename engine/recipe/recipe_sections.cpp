@@ -90,7 +90,13 @@ std::vector<SectionSpec> build() {
         field("grad_clip", N, 1.0, "clip the global gradient norm to this (0: no clipping)", {}, 0.0),
         field("seed", I, 42, "seed of every random generator", {}, 0.0),
         field("device", S, "auto", "where to train", {"cpu", "cuda", "auto"}),
-        field("activation_checkpointing", B, false, "recompute each block's activations in backward"),
+        field("activation_checkpointing", FieldType::kAny, false,
+              "recompute blocks' activations in backward: true (every block), false, a number N (the first N "
+              "blocks) or \"auto\" (the fewest blocks that let the memory plan fit train.max_memory)"),
+        field("max_memory", N, 0.0,
+              "GiB of device memory the run may use (0: the device's); activation_checkpointing = \"auto\" "
+              "plans against it",
+              {}, 0.0),
         field("dtype", S, "fp32", "compute dtype", {"fp32", "bf16"}),
         field("eval_every", I, 0, "evaluate on data.eval every N steps (0: never)", {}, 0.0),
         field("max_nonfinite_steps", I, 10, "stop after this many non-finite steps in a row", {}, 1.0)},

@@ -149,7 +149,7 @@ void Tape::block_begin(int block) {
   open_block_ = block;
   Segment seg;
   seg.block = block;
-  seg.checkpointed = checkpointing_;
+  seg.checkpointed = checkpoints_block(block);
   seg.first = seg.last = entries_.size();
   segments_.push_back(seg);
   open_segment_ = static_cast<int>(segments_.size()) - 1;

@@ -13,6 +13,9 @@
 #include "engine/train/grad_norm.hpp"
 #include "engine/train/lr_schedule.hpp"
 #include "engine/train/memory_plan.hpp"
+#include "engine/train/model_flops.hpp"
+#include "engine/train/plan_inputs.hpp"
+#include "engine/io/hf_config.hpp"
 #include "engine/train/nonfinite_guard.hpp"
 #include "engine/train/progress.hpp"
 #include "engine/train/trainer_state.hpp"
@@ -56,6 +59,32 @@ EvalMetrics run_eval(session::TrainingSession& session, DataPipeline& data, int6
   return m;
 }
 
+// train.activation_checkpointing = "auto": the memory plan of this run (the model's config.json, the
+// plugins' byte counts, the device's memory capped by train.max_memory) decides how many blocks recompute.
+void resolve_auto_checkpointing(session::TrainingSession& session) {
+  const recipe::Recipe& r = session.recipe();
+  rt::Device& device = session.host().device();
+  const nlohmann::json config = io::read_hf_config(r.model.path).json;
+  double quant_bytes = 0.0;
+  if (host::PluginQuantizer* q = session.quantizer(); q != nullptr && q->vtable().bytes_per_element != nullptr)
+    quant_bytes = q->vtable().bytes_per_element(q->self());
+  const PlanInputs in =
+      plan_inputs_for(r, config, session.optimizer().state_bytes_per_element(), quant_bytes,
+                      device.type() == rt::DeviceType::CUDA, static_cast<int64_t>(device.total_memory()));
+  const int64_t n = in.checkpoint_blocks;
+  session.host().tape().set_checkpoint_blocks(n);
+  const MemoryPlan plan = make_memory_plan(in);
+  const int32_t layers = in.model.n_layers;
+  if (n < 0 && !plan.fits())
+    spdlog::warn("activation checkpointing auto: even with every block recomputed the plan needs {} of {}; "
+                 "lower train.micro_batch_size or data.max_seq_len",
+                 format_bytes(plan.total_bytes), format_bytes(in.device_memory));
+  else
+    spdlog::info("activation checkpointing auto: {} of {} blocks recompute (plan {} of {}{})",
+                 n < 0 ? layers : n, layers, format_bytes(plan.total_bytes), format_bytes(in.device_memory),
+                 r.train.max_memory_gib > 0 ? ", train.max_memory" : "");
+}
+
 }  // namespace
 
 int64_t total_steps(const recipe::Recipe& r, uint64_t rows_per_epoch) {
@@ -72,6 +101,8 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
   const int64_t total = total_steps(r, data.rows_per_epoch());
   const LrSchedule schedule(schedule_of(r, total));
   NonfiniteGuard guard(r.train.max_nonfinite_steps);
+
+  if (r.train.checkpoint_auto) resolve_auto_checkpointing(session);
 
   TrainResult result;
   result.total_steps = total;
@@ -102,6 +133,9 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
   Progress progress(options.progress_out, options.live_progress, total, r.log.every);
   progress.start(state.step);
   const double t_start = now_s();
+  // MFU's denominator, measured on this device before the first step (CUDA); 0 leaves mfu out.
+  const double ceiling = device.gemm_ceiling_flops();
+  if (ceiling > 0) spdlog::info("GEMM ceiling of the device: {:.0f} TFLOP/s (bf16 8192^3, cuBLASLt)", ceiling / 1e12);
 
   auto checkpoint = [&]() {
     state.sampler = data.cursor();
@@ -142,6 +176,10 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     m.tokens = pass.label_tokens;
     const double dt = now_s() - t0;
     m.tokens_per_s = dt > 0 ? static_cast<double>(pass.input_tokens) / dt : 0.0;
+    if (ceiling > 0 && dt > 0) {
+      m.model_tflops = step_model_flops(session.model().info(), session.full_finetune(), micro) / dt / 1e12;
+      m.mfu = *m.model_tflops * 1e12 / ceiling;
+    }
     const rt::MemoryStats mem = device.memory_stats();
     m.mem_bytes = mem.peak_bytes;
     m.mem_reserved_bytes = mem.peak_reserved_bytes;

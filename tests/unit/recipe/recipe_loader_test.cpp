@@ -184,6 +184,27 @@ TEST_F(RecipeLoader, SetOverridesWithTypeChecking) {
   EXPECT_TRUE(any(ds, "unknown section [trian]; did you mean 'train'?")) << all(ds);
 }
 
+TEST_F(RecipeLoader, ActivationCheckpointingTakesABoolABlockCountOrAuto) {
+  auto blocks = [&](const std::string& v) {
+    Recipe r = load_recipe(test_data_dir("recipe/base.toml"), {"train.activation_checkpointing=" + v}, registry_);
+    return std::make_tuple(r.train.activation_checkpointing, r.train.checkpoint_blocks, r.train.checkpoint_auto);
+  };
+  EXPECT_EQ(blocks("true"), std::make_tuple(true, int64_t(-1), false));
+  EXPECT_EQ(blocks("false"), std::make_tuple(false, int64_t(0), false));
+  EXPECT_EQ(blocks("12"), std::make_tuple(true, int64_t(12), false));
+  EXPECT_EQ(blocks("0"), std::make_tuple(false, int64_t(0), false));
+  EXPECT_EQ(blocks("auto"), std::make_tuple(true, int64_t(0), true));
+  Recipe r = load_recipe(test_data_dir("recipe/base.toml"), {"train.max_memory=19.5"}, registry_);
+  EXPECT_EQ(r.train.max_memory_gib, 19.5);
+  for (const char* bad : {"-3", "sometimes", "1.5"}) {
+    auto ds = errors("base.toml", {std::string("train.activation_checkpointing=") + bad});
+    EXPECT_TRUE(any(ds, "train.activation_checkpointing must be true, false, a number of blocks (0 or more) or "
+                        "\"auto\""))
+        << bad << ": " << all(ds);
+  }
+  EXPECT_TRUE(any(errors("base.toml", {"train.max_memory=-1"}), "train.max_memory")) ;
+}
+
 TEST_F(RecipeLoader, MissingDataFilesSayWhatRelativePathsAreRelativeTo) {
   // A --set path is relative to the current directory, not to the recipe: the message must not send the user
   // to the recipe's folder only.
