@@ -14,6 +14,7 @@
 #include "engine/train/lr_schedule.hpp"
 #include "engine/train/memory_plan.hpp"
 #include "engine/train/model_flops.hpp"
+#include "engine/runtime/op_profile.hpp"
 #include "engine/train/plan_inputs.hpp"
 #include "engine/io/hf_config.hpp"
 #include "engine/train/nonfinite_guard.hpp"
@@ -145,6 +146,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     result.last_checkpoint = save_checkpoint(session, state);
   };
 
+  rt::OpProfile& profile = rt::OpProfile::instance();
   bool saved_at_last_step = false;
   while (state.step < total) {
     if (options.stop_requested != nullptr && options.stop_requested->load()) {
@@ -158,13 +160,23 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     std::vector<data::Batch> micro;
     for (int64_t i = 0; i < r.train.grad_accum; ++i)
       micro.push_back(data.next(static_cast<int32_t>(r.train.micro_batch_size)));
+    if (profile.enabled() && step == result.first_step + 2) profile.reset();  // the first step warms up
     PassResult pass = forward_backward(session, micro);
-    const double norm = global_grad_norm(hs.params());
+    double norm = 0;
+    {
+      rt::OpTimer timer(profile.enabled() ? &device : nullptr, "grad_norm", "step");
+      norm = global_grad_norm(hs.params());
+    }
     const double lr = schedule.lr_at(step);
     const StepVerdict verdict = guard.check(pass.loss, norm);
-    if (verdict == StepVerdict::Apply)
+    if (verdict == StepVerdict::Apply) {
+      rt::OpTimer timer(profile.enabled() ? &device : nullptr, "optimizer", "step");
       session.optimizer().step(step, lr, clip_coefficient(norm, r.train.grad_clip));
-    hs.params().zero_grads();
+    }
+    {
+      rt::OpTimer timer(profile.enabled() ? &device : nullptr, "zero_grads", "step");
+      hs.params().zero_grads();
+    }
     state.step = step;
     saved_at_last_step = false;
 
@@ -227,6 +239,8 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     progress.eval(*result.last_eval);
   }
   progress.finish();
+  if (profile.enabled() && state.step > result.first_step + 1)
+    spdlog::info("{}", profile.report(state.step - result.first_step - 1));
   result.last_step = state.step;
   result.seconds = now_s() - t_start;
   result.nonfinite_skipped = guard.total_skipped();
