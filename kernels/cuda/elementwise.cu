@@ -21,6 +21,7 @@
 
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/vec16.cuh"
 
 namespace engine::cuda {
 
@@ -136,18 +137,11 @@ __global__ void broadcast_kernel(const T* __restrict__ a, const T* __restrict__ 
 // index computation per vector): the same fp32 math per element, so the same bits. Used when every pointer
 // is 16-byte aligned and the broadcast row is a whole number of vectors.
 template <typename T>
-constexpr int kVec = 16 / sizeof(T);
+constexpr int kVec = detail::kVec16<T>;
 
 template <typename T>
 bool vectorizable(int64_t inner, std::initializer_list<const void*> ptrs) {
-  if constexpr (!std::is_same_v<T, float> && !std::is_same_v<T, __nv_bfloat16>) {
-    return false;
-  } else {
-    if (inner % kVec<T> != 0) return false;
-    for (const void* p : ptrs)
-      if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
-    return true;
-  }
+  return inner % kVec<T> == 0 && detail::aligned16<T>(ptrs);
 }
 
 template <typename T, bool Mul>
