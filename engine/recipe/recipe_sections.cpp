@@ -68,7 +68,7 @@ std::vector<SectionSpec> build() {
        true,
        {field("train", S, std::nullopt, "training set: JSON or JSONL file"),
         field("eval", S, "", "evaluation set (empty: none)"),
-        field("format", S, "auto", "sample format", {"auto", "alpaca", "messages", "text"}),
+        field("format", S, "auto", "sample format", {"auto", "alpaca", "messages", "text", "tokens"}),
         field("max_seq_len", I, 2048, "tokens per row", {}, 1.0),
         field("packing", B, false, "pack several samples per row (attention never crosses samples)"),
         field("chat_template", S, "auto", "chat template (auto: from tokenizer_config.json)",
