@@ -23,7 +23,8 @@ struct PluginChoice {
 };
 
 struct ModelSection : PluginChoice {
-  std::filesystem::path path;  // Hugging Face model folder
+  std::filesystem::path path;  // Hugging Face model folder (a Hub id's snapshot once resolve_hub_sources ran)
+  std::string hub_id;          // model.path as written when it is a Hub id (org/name[@rev]) and no local path
   std::string dtype;           // storage dtype of frozen weights: bf16 | fp32 | fp16
   std::string init_preset;     // "" | tiny | small: `engine run` creates a random model at `path` if absent
   double init_std = 0.0;       // with init_preset: the created model's initializer_range (0: the preset's)
@@ -44,6 +45,8 @@ struct SchedulerSection {
 struct DataSection {
   std::filesystem::path train;
   std::filesystem::path eval;  // empty: no evaluation set
+  std::string train_hub_id;    // data.train / data.eval as written when a Hub dataset id (org/name[@rev]);
+  std::string eval_hub_id;     //   train / eval are then the chosen data file once resolve_hub_sources ran
   std::string format;          // auto | alpaca | messages | text
   int64_t max_seq_len = 0;
   bool packing = false;

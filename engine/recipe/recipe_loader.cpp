@@ -7,6 +7,7 @@
 #include <set>
 #include <tuple>
 
+#include "engine/hub/hub_id.hpp"
 #include "engine/plugins/plugin_kind.hpp"
 #include "engine/plugins/spelling.hpp"
 #include "engine/recipe/recipe_sections.hpp"
@@ -333,7 +334,11 @@ void RecipeReader::build(Recipe& r) {
         bool is_path = std::find(spec.path_keys.begin(), spec.path_keys.end(), key) != spec.path_keys.end();
         if (is_path && v.is_string() && !v.get<std::string>().empty() &&
             fs::path(v.get<std::string>()).is_relative()) {
-          v = fs::absolute(entry.base_dir / v.get<std::string>()).lexically_normal().string();
+          // A local path wins; a value that names nothing there and reads as org/name[@rev] is a Hub id.
+          const std::string text = v.get<std::string>();
+          const fs::path local = fs::absolute(entry.base_dir / text).lexically_normal();
+          std::error_code ec;
+          if (fs::exists(local, ec) || !hub::parse_hub_id(text)) v = local.string();
         }
         obj[key] = v;
       }
@@ -361,6 +366,7 @@ void RecipeReader::build(Recipe& r) {
   };
   choice("model", r.model);
   r.model.path = get("model", "path", "").get<std::string>();
+  if (r.model.path.is_relative() && hub::parse_hub_id(r.model.path.string())) r.model.hub_id = r.model.path.string();
   r.model.dtype = get("model", "dtype", "bf16").get<std::string>();
   r.model.init_preset = get("model", "init_preset", "").get<std::string>();
   r.model.init_std = get("model", "init_std", 0.0).get<double>();
@@ -376,6 +382,8 @@ void RecipeReader::build(Recipe& r) {
   r.scheduler.min_lr = get("scheduler", "min_lr", 0.0).get<double>();
   r.data.train = get("data", "train", "").get<std::string>();
   r.data.eval = get("data", "eval", "").get<std::string>();
+  if (r.data.train.is_relative() && hub::parse_hub_id(r.data.train.string())) r.data.train_hub_id = r.data.train.string();
+  if (r.data.eval.is_relative() && hub::parse_hub_id(r.data.eval.string())) r.data.eval_hub_id = r.data.eval.string();
   r.data.format = get("data", "format", "auto").get<std::string>();
   r.data.max_seq_len = get("data", "max_seq_len", 2048).get<int64_t>();
   r.data.packing = get("data", "packing", false).get<bool>();
@@ -533,17 +541,18 @@ void RecipeReader::check_paths(const Recipe& r) {
     return it != s.entries.end() ? it->second.location : s.location;
   };
   std::error_code ec;
-  if (!r.model.path.empty() && !fs::is_directory(r.model.path, ec) && r.model.init_preset.empty()) {
+  if (!r.model.path.empty() && r.model.hub_id.empty() && !fs::is_directory(r.model.path, ec) &&
+      r.model.init_preset.empty()) {
     error(entry_location("model", "path"), "model.path " + r.model.path.string() +
                                                " is not a folder; it must be a Hugging Face model folder "
-                                               "(config.json, *.safetensors); " +
+                                               "(config.json, *.safetensors) or a Hub id org/name[@revision]; " +
                                                kRelativePaths);
   }
-  if (!r.data.train.empty() && !fs::is_regular_file(r.data.train, ec)) {
+  if (!r.data.train.empty() && r.data.train_hub_id.empty() && !fs::is_regular_file(r.data.train, ec)) {
     error(entry_location("data", "train"),
           "data.train " + r.data.train.string() + " does not exist; " + kRelativePaths);
   }
-  if (!r.data.eval.empty() && !fs::is_regular_file(r.data.eval, ec)) {
+  if (!r.data.eval.empty() && r.data.eval_hub_id.empty() && !fs::is_regular_file(r.data.eval, ec)) {
     error(entry_location("data", "eval"),
           "data.eval " + r.data.eval.string() + " does not exist; " + kRelativePaths);
   }
