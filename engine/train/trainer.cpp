@@ -27,6 +27,24 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// A word for a POSIX shell: as is when it has only safe characters, else in single quotes.
+std::string shell_word(const std::string& w) {
+  if (!w.empty() && w.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:@+,") ==
+                        std::string::npos)
+    return w;
+  std::string q = "'";
+  for (char c : w) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// The engine executable as this process was started from (scripts/setup.sh does not put it on PATH), so the
+// "try it" line runs as printed.
+std::string engine_executable() {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec || exe.filename() != "engine" ? std::string("engine") : shell_word(exe.string());
+}
+
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -275,12 +293,12 @@ std::string format_summary(const session::TrainingSession& session, const TrainR
     s += fmt::format("{} saved in {}\n", full ? "model" : "adapter", res.last_checkpoint.string());
     s += fmt::format("metrics in {}\n", (r.train.output_dir / "metrics.jsonl").string());
     if (full) {
-      s += fmt::format("try it: engine generate --model {} --chat --prompt \"What color is a banana?\"\n",
-                       res.last_checkpoint.string());
+      s += fmt::format("try it: {} generate --model {} --chat --prompt \"What color is a banana?\"\n",
+                       engine_executable(), shell_word(res.last_checkpoint.string()));
     } else {
       s += fmt::format(
-          "try it: engine generate --model {} --adapter {} --chat --prompt \"What color is a banana?\"\n",
-          r.model.path.string(), res.last_checkpoint.string());
+          "try it: {} generate --model {} --adapter {} --chat --prompt \"What color is a banana?\"\n",
+          engine_executable(), shell_word(r.model.path.string()), shell_word(res.last_checkpoint.string()));
     }
     if (res.interrupted) {
       s += fmt::format(

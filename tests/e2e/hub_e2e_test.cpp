@@ -57,6 +57,17 @@ TEST(HubE2E, RunDownloadsByHubIdThenRunsOffline) {
     EXPECT_NE(log.find("downloaded tiny-org/tiny-data train.jsonl"), std::string::npos) << log;
     EXPECT_NE(log.find("eval at step 3"), std::string::npos) << log;
     EXPECT_EQ(train_lines(dir / "out1").size(), 3u);
+    // The "try it" line runs as printed (the engine by its full path; the model is the cache's snapshot).
+    const size_t at = log.find("try it: ");
+    ASSERT_NE(at, std::string::npos) << log;
+    const std::string try_it = log.substr(at + 8, log.find('\n', at) - at - 8);
+    EXPECT_EQ(try_it.rfind(engine_binary().string() + " generate --model " +
+                               (dir / "cache" / "models--tiny-org--tiny-model" / "snapshots").string(),
+                           0),
+              0u)
+        << try_it;
+    EXPECT_EQ(std::system((try_it + " --max-new-tokens 2 > " + (dir / "try.log").string() + " 2>&1").c_str()), 0)
+        << read_file(dir / "try.log");
 
     // engine download: the snapshot folder on stdout, nothing fetched twice.
     ASSERT_EQ(run_engine({"download", "tiny-org/tiny-model", "--include", "*.json"}, dir / "download.log"), 0);
