@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "engine/core/error.hpp"
+#include "engine/data/data_sources.hpp"
 #include "engine/hub/hub_cache.hpp"
 #include "engine/hub/hub_download.hpp"
 
@@ -16,12 +17,22 @@ namespace {
 
 // What a run takes of a model repo and of a dataset repo (huggingface_hub's allow_patterns).
 const std::vector<std::string> kModelFiles = {"*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"};
-const std::vector<std::string> kDatasetFiles = {"*.json", "*.jsonl", "*.parquet"};
+const std::vector<std::string> kDatasetFiles = {"*.json", "*.jsonl", "*.csv"};
 
-std::string lower_ext(const fs::path& p) {
-  std::string e = p.extension().string();
-  std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return e;
+// A dataset repo with Parquet files and no JSON / JSONL / CSV: refused before downloading anything.
+void refuse_parquet_only(const std::string& key, const hub::HubId& id, const std::vector<std::string>& files) {
+  bool data = false;
+  std::string parquet;
+  for (const std::string& f : files) {
+    if (data::is_data_file(f)) data = true;
+    if (f.size() > 8 && f.substr(f.size() - 8) == ".parquet" && parquet.empty()) parquet = f;
+  }
+  if (data || parquet.empty()) return;
+  fail("{} {} has only Parquet files (e.g. {}), which the engine does not read; convert them to JSONL, e.g. "
+       "python3 -c \"from datasets import load_dataset; load_dataset('{}', split='train').to_json('train.jsonl', "
+       "force_ascii=False)\" (or pandas.read_parquet(...).to_json(..., orient='records', lines=True)), and set "
+       "{} to the .jsonl file",
+       key, id.str(), parquet, id.repo, key);
 }
 
 fs::path resolve_one(const std::string& key, const std::string& text, hub::RepoType type,
@@ -34,6 +45,7 @@ fs::path resolve_one(const std::string& key, const std::string& text, hub::RepoT
     hub::DownloadOptions d;
     d.include = type == hub::RepoType::kDataset ? kDatasetFiles : kModelFiles;
     try {
+      if (type == hub::RepoType::kDataset) refuse_parquet_only(key, id, hub::list_repo_files(id).files);
       hub::DownloadResult r = hub::download_snapshot(id, d);
       if (r.fetched > 0) spdlog::info("{} {}: {} files fetched into {}", key, id.str(), r.fetched, r.snapshot.string());
       return r.snapshot;
@@ -66,48 +78,15 @@ fs::path resolve_one(const std::string& key, const std::string& text, hub::RepoT
 
 }  // namespace
 
-fs::path dataset_file_in(const fs::path& folder, const std::string& role, const std::string& what) {
-  std::vector<fs::path> data, parquet;
-  for (const auto& e : fs::recursive_directory_iterator(folder, fs::directory_options::follow_directory_symlink)) {
-    if (!fs::is_regular_file(e.path())) continue;  // follows the cache's symlinks
-    const std::string rel = e.path().lexically_relative(folder).string();
-    if (rel.rfind('.', 0) == 0) continue;  // .gitattributes, .cache/
-    const std::string ext = lower_ext(e.path());
-    const std::string name = e.path().filename().string();
-    if (ext == ".parquet") parquet.push_back(e.path());
-    if ((ext == ".json" || ext == ".jsonl") && name != "dataset_info.json" && name != "dataset_infos.json" &&
-        name != "state.json")
-      data.push_back(e.path());
-  }
-  std::sort(data.begin(), data.end());
-  if (data.empty() && !parquet.empty()) {
-    fail("{}: {} holds only Parquet files ({}), which the engine does not read; convert them to JSONL, e.g. "
-         "python3 -c \"import pandas as pd; pd.read_parquet('{}').to_json('train.jsonl', orient='records', "
-         "lines=True, force_ascii=False)\" and set the .jsonl file as the data path",
-         what, folder.string(), parquet.front().lexically_relative(folder).string(), parquet.front().string());
-  }
-  if (data.empty()) fail("{}: {} holds no JSON or JSONL data file", what, folder.string());
-  if (data.size() == 1) return data.front();
-  std::vector<fs::path> named;
-  for (const fs::path& p : data) {
-    if (p.filename().string().find(role) != std::string::npos) named.push_back(p);
-  }
-  if (named.size() == 1) return named.front();
-  std::string list;
-  for (const fs::path& p : data) list += (list.empty() ? "" : ", ") + p.lexically_relative(folder).string();
-  fail("{}: {} holds several data files ({}); set the path of the one to use (the snapshot folder is {})", what,
-       folder.string(), list, folder.string());
-}
-
 void resolve_hub_sources(recipe::Recipe& r, const HubSourceOptions& options) {
   if (!r.model.hub_id.empty()) r.model.path = resolve_one("model.path", r.model.hub_id, hub::RepoType::kModel, options);
-  if (!r.data.train_hub_id.empty()) {
-    fs::path dir = resolve_one("data.train", r.data.train_hub_id, hub::RepoType::kDataset, options);
-    r.data.train = dataset_file_in(dir, "train", "data.train " + r.data.train_hub_id);
-  }
-  if (!r.data.eval_hub_id.empty()) {
-    fs::path dir = resolve_one("data.eval", r.data.eval_hub_id, hub::RepoType::kDataset, options);
-    r.data.eval = dataset_file_in(dir, "eval", "data.eval " + r.data.eval_hub_id);
+  for (const char* key : {"train", "eval"}) {
+    for (recipe::DataSourceSpec& s : std::string(key) == "train" ? r.data.train : r.data.eval) {
+      const std::string what = std::string("data.") + key + " " + s.text;
+      if (!s.hub_id.empty()) s.path = resolve_one(std::string("data.") + key, s.hub_id, hub::RepoType::kDataset, options);
+      std::error_code ec;
+      if (fs::is_directory(s.path, ec)) s.path = data::dataset_file_in(s.path, key, what);
+    }
   }
 }
 

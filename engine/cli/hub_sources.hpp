@@ -12,13 +12,8 @@ struct HubSourceOptions {
   bool offline = false;  // --offline or HF_HUB_OFFLINE: the cache only, and say so when something is missing
 };
 
-// Sets recipe.model.path to the model's snapshot and data.train / data.eval to the data file of their
-// dataset snapshots. Throws engine::Error naming what is missing and the command that fetches it.
+// Sets recipe.model.path to the model's snapshot and each Hub source of data.train / data.eval to the data
+// file of its snapshot (data::dataset_file_in; a local folder source likewise). Throws engine::Error naming what is missing and the command that fetches it.
 void resolve_hub_sources(recipe::Recipe& recipe, const HubSourceOptions& options);
-
-// The data file of a dataset folder: its one JSON / JSONL file (or the one whose name says train / eval, as
-// `role` asks). A folder with only Parquet files is refused with how to convert them.
-std::filesystem::path dataset_file_in(const std::filesystem::path& folder, const std::string& role,
-                                      const std::string& what);
 
 }  // namespace engine::cli

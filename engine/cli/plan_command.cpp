@@ -26,8 +26,8 @@ int plan_command(const std::vector<std::string>& args) {
   std::optional<recipe::Recipe> loaded = load_recipe_or_report(a, *registry);
   if (!loaded) return kExitUsage;
   recipe::Recipe& r = *loaded;
-  r.data.train_hub_id.clear();  // the plan reads only the model's config.json, from the cache
-  r.data.eval_hub_id.clear();
+  r.data.train.clear();  // the plan reads only the model's config.json, from the cache
+  r.data.eval.clear();
   HubSourceOptions hub_options;
   hub_options.download = false;
   resolve_hub_sources(r, hub_options);

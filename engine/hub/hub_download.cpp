@@ -358,13 +358,11 @@ std::string download_command(const HubId& id) {
   return cmd;
 }
 
-DownloadResult download_snapshot(const HubId& id, const DownloadOptions& options) {
-  const std::string endpoint = options.endpoint.empty() ? hub_endpoint() : options.endpoint;
+RepoListing list_repo_files(const HubId& id, const std::string& endpoint_in) {
+  const std::string endpoint = endpoint_in.empty() ? hub_endpoint() : endpoint_in;
   const std::string token = read_token();
-  const std::string plural = repo_type_plural(id.type);
-
-  // 1. The commit and the file list.
-  Request info(endpoint + "/api/" + plural + "/" + id.repo + "/revision/" + escape_path(id.revision), token);
+  Request info(endpoint + "/api/" + repo_type_plural(id.type) + "/" + id.repo + "/revision/" + escape_path(id.revision),
+               token);
   std::string body;
   curl_easy_setopt(info.handle(), CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(info.handle(), CURLOPT_WRITEDATA, &body);
@@ -379,14 +377,26 @@ DownloadResult download_snapshot(const HubId& id, const DownloadOptions& options
     fail_with(ENG_ERR_IO, "the Hub's answer about {} has no \"sha\" and \"siblings\" (is HF_ENDPOINT={} a Hub?)",
               id.str(), endpoint);
   }
-  DownloadResult out;
+  RepoListing out;
   out.commit = j["sha"].get<std::string>();
   if (!is_commit_hash(out.commit)) fail_with(ENG_ERR_IO, "the Hub gave {} as the commit of {}", out.commit, id.str());
   for (const json& s : j["siblings"]) {
-    if (s.is_object() && s.contains("rfilename") && s["rfilename"].is_string()) {
-      std::string f = s["rfilename"].get<std::string>();
-      if (matches_any(f, options.include)) out.files.push_back(f);
-    }
+    if (s.is_object() && s.contains("rfilename") && s["rfilename"].is_string())
+      out.files.push_back(s["rfilename"].get<std::string>());
+  }
+  return out;
+}
+
+DownloadResult download_snapshot(const HubId& id, const DownloadOptions& options) {
+  const std::string endpoint = options.endpoint.empty() ? hub_endpoint() : options.endpoint;
+  const std::string token = read_token();
+
+  // 1. The commit and the file list.
+  RepoListing listing = list_repo_files(id, endpoint);
+  DownloadResult out;
+  out.commit = listing.commit;
+  for (const std::string& f : listing.files) {
+    if (matches_any(f, options.include)) out.files.push_back(f);
   }
   const fs::path repo = repo_folder(hf_hub_cache(), id);
   out.snapshot = repo / "snapshots" / out.commit;
@@ -405,7 +415,7 @@ DownloadResult download_snapshot(const HubId& id, const DownloadOptions& options
     std::string head_body;
     curl_easy_setopt(head.handle(), CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(head.handle(), CURLOPT_WRITEDATA, &head_body);
-    rc = head.perform();
+    CURLcode rc = head.perform();
     if (rc != CURLE_OK) fail_with(ENG_ERR_IO, "asking the Hub about {} of {}: {}", file, id.str(), curl_easy_strerror(rc));
     Response& h = head.response();
     std::string location;

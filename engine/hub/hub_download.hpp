@@ -43,6 +43,13 @@ struct DownloadResult {
 
 DownloadResult download_snapshot(const HubId& id, const DownloadOptions& options);
 
+// The commit `id` names on the Hub and every file of the repo at that commit (one API call).
+struct RepoListing {
+  std::string commit;
+  std::vector<std::string> files;
+};
+RepoListing list_repo_files(const HubId& id, const std::string& endpoint = "");
+
 // HF_HUB_OFFLINE (or HF_DATASETS_OFFLINE / TRANSFORMERS_OFFLINE) is 1, true, yes or on.
 bool hub_offline_from_env();
 

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "engine/plugins/plugin_registry.hpp"
 
@@ -42,11 +43,19 @@ struct SchedulerSection {
   double min_lr = 0.0;
 };
 
+// One entry of data.train / data.eval: "path", "path#N", "org/name[@rev][#N]", or a table
+// {source = "...", count = N} / {source = "...", weight = w} (engine/data/data_sources.hpp says how).
+struct DataSourceSpec {
+  std::string text;            // as written, for messages
+  std::filesystem::path path;  // a local file or folder (absolute); a Hub dataset's file once resolved
+  std::string hub_id;          // org/name[@rev] when the source is a Hub dataset id (and no local path)
+  int64_t count = -1;          // samples to take (-1: all)
+  double weight = 0.0;         // > 0: round(weight * size) samples
+};
+
 struct DataSection {
-  std::filesystem::path train;
-  std::filesystem::path eval;  // empty: no evaluation set
-  std::string train_hub_id;    // data.train / data.eval as written when a Hub dataset id (org/name[@rev]);
-  std::string eval_hub_id;     //   train / eval are then the chosen data file once resolve_hub_sources ran
+  std::vector<DataSourceSpec> train;
+  std::vector<DataSourceSpec> eval;  // empty: no evaluation set
   std::string format;          // auto | alpaca | messages | text
   int64_t max_seq_len = 0;
   bool packing = false;

@@ -66,8 +66,10 @@ std::vector<SectionSpec> build() {
       {"data",
        std::nullopt,
        true,
-       {field("train", S, std::nullopt, "training set: JSON or JSONL file, or a Hub dataset id org/name[@revision]"),
-        field("eval", S, "", "evaluation set: a file or Hub dataset id (empty: none)"),
+       {field("train", FieldType::kAny, std::nullopt,
+              "training set: a JSON, JSONL or CSV file or folder, or a Hub dataset id org/name[@revision]; "
+              "name#N takes N samples; or a list of them, entries also {source, count} or {source, weight}"),
+        field("eval", FieldType::kAny, "", "evaluation set, as data.train (empty: none)"),
         field("format", S, "auto", "sample format", {"auto", "alpaca", "messages", "text"}),
         field("max_seq_len", I, 2048, "tokens per row", {}, 1.0),
         field("packing", B, false, "pack several samples per row (attention never crosses samples)"),
