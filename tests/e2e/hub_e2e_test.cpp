@@ -48,8 +48,11 @@ TEST(HubE2E, RunDownloadsByHubIdThenRunsOffline) {
   EXPECT_NE(log.find("`engine download tiny-org/tiny-model`"), std::string::npos) << log;
 
   {
+    fs::create_directories(dir / "repo_parquet" / "data");
+    std::ofstream(dir / "repo_parquet" / "data" / "train-00000-of-00001.parquet") << "PAR1";
     engine::testing::FakeHub hub(dir, {"--repo", "model:tiny-org/tiny-model=" + (dir / "repo_model").string(),
-                                       "--repo", "dataset:tiny-org/tiny-data=" + (dir / "repo_data").string()});
+                                       "--repo", "dataset:tiny-org/tiny-data=" + (dir / "repo_data").string(),
+                                       "--repo", "dataset:tiny-org/parquet-only=" + (dir / "repo_parquet").string()});
     setenv("HF_ENDPOINT", hub.endpoint().c_str(), 1);
     ASSERT_EQ(run_engine(run_args(dir / "out1"), dir / "online.log"), 0) << read_file(dir / "online.log");
     log = read_file(dir / "online.log");
@@ -68,6 +71,21 @@ TEST(HubE2E, RunDownloadsByHubIdThenRunsOffline) {
         << try_it;
     EXPECT_EQ(std::system((try_it + " --max-new-tokens 2 > " + (dir / "try.log").string() + " 2>&1").c_str()), 0)
         << read_file(dir / "try.log");
+
+    // name#N from a Hub dataset; a Parquet-only dataset is refused before anything is downloaded.
+    ASSERT_EQ(run_engine(run_args(dir / "out_n", {"--set", "data.train=tiny-org/tiny-data#8", "--set", "data.eval=", "--set",
+                                                          "train.eval_every=0"}),
+                         dir / "count.log"),
+              0)
+        << read_file(dir / "count.log");
+    EXPECT_NE(read_file(dir / "count.log").find("data: tiny-org/tiny-data#8 (8 of 384 records) -> "), std::string::npos)
+        << read_file(dir / "count.log");
+    EXPECT_EQ(run_engine(run_args(dir / "out_pq", {"--set", "data.train=tiny-org/parquet-only"}), dir / "pq.log"), 1);
+    EXPECT_NE(read_file(dir / "pq.log").find("data.train tiny-org/parquet-only has only Parquet files (e.g. "
+                                            "data/train-00000-of-00001.parquet), which the engine does not read"),
+              std::string::npos)
+        << read_file(dir / "pq.log");
+    EXPECT_EQ(hub.log().find("/datasets/tiny-org/parquet-only/resolve"), std::string::npos);
 
     // engine download: the snapshot folder on stdout, nothing fetched twice.
     ASSERT_EQ(run_engine({"download", "tiny-org/tiny-model", "--include", "*.json"}, dir / "download.log"), 0);
