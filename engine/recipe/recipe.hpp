@@ -93,6 +93,7 @@ struct CheckpointSection {
 
 struct LogSection {
   int64_t every = 0;
+  bool tensorboard = false;  // event files under <output_dir>/runs/ (engine/train/tensorboard_writer.hpp)
 };
 
 struct Recipe {

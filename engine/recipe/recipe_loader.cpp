@@ -515,6 +515,7 @@ void RecipeReader::build(Recipe& r) {
   r.checkpoint.save_every = get("checkpoint", "save_every", 0).get<int64_t>();
   r.checkpoint.keep_last = get("checkpoint", "keep_last", 0).get<int64_t>();
   r.log.every = get("log", "every", 1).get<int64_t>();
+  r.log.tensorboard = get("log", "tensorboard", false).get<bool>();
 }
 
 void RecipeReader::check_combination(const Recipe& r) {

@@ -109,7 +109,13 @@ std::vector<SectionSpec> build() {
        {field("save_every", I, 0, "save every N steps (0: only at the end)", {}, 0.0),
         field("keep_last", I, 0, "keep the newest N checkpoints (0: all)", {}, 0.0)},
        {}},
-      {"log", std::nullopt, false, {field("every", I, 1, "log metrics every N steps", {}, 1.0)}, {}},
+      {"log",
+       std::nullopt,
+       false,
+       {field("every", I, 1, "log metrics every N steps", {}, 1.0),
+        field("tensorboard", B, false,
+              "also write the metrics as TensorBoard event files under <output_dir>/runs/ (tensorboard --logdir)")},
+       {}},
   };
 }
 

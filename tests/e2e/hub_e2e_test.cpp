@@ -54,7 +54,16 @@ TEST(HubE2E, RunDownloadsByHubIdThenRunsOffline) {
                                        "--repo", "dataset:tiny-org/tiny-data=" + (dir / "repo_data").string(),
                                        "--repo", "dataset:tiny-org/parquet-only=" + (dir / "repo_parquet").string()});
     setenv("HF_ENDPOINT", hub.endpoint().c_str(), 1);
-    ASSERT_EQ(run_engine(run_args(dir / "out1"), dir / "online.log"), 0) << read_file(dir / "online.log");
+    ASSERT_EQ(run_engine(run_args(dir / "out1", {"--set", "log.tensorboard=true"}), dir / "online.log"), 0)
+        << read_file(dir / "online.log");
+    // log.tensorboard: an event file under <output_dir>/runs/ with the training and evaluation curves (its
+    // format is checked against TensorBoard's reader by tensorboard_writer_test).
+    std::string events;
+    for (const auto& e : fs::directory_iterator(dir / "out1" / "runs"))
+      if (e.path().filename().string().rfind("events.out.tfevents.", 0) == 0) events += read_file(e.path());
+    for (const char* tag : {"brain.Event:2", "train/loss", "train/learning_rate", "train/grad_norm",
+                            "train/tokens_per_s", "train/memory_gib", "eval/loss"})
+      EXPECT_NE(events.find(tag), std::string::npos) << tag;
     log = read_file(dir / "online.log");
     EXPECT_NE(log.find("downloaded tiny-org/tiny-model model.safetensors"), std::string::npos) << log;
     EXPECT_NE(log.find("downloaded tiny-org/tiny-data train.jsonl"), std::string::npos) << log;
