@@ -1,7 +1,9 @@
 #include "engine/hub/hub_download.hpp"
 
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <fnmatch.h>
+#include <sys/file.h>
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -232,6 +234,30 @@ std::string sha256_of(const fs::path& file) {
   return hex;
 }
 
+// The lock huggingface_hub takes around a blob (filelock's flock on <cache>/.locks/<repo folder>/<etag>.lock),
+// so that an engine and a Python process (or two engines) never write the same blob at once.
+class BlobLock {
+ public:
+  BlobLock(const fs::path& cache, const fs::path& repo, const std::string& etag) {
+    const fs::path dir = cache / ".locks" / repo.filename();
+    fs::create_directories(dir);
+    fd_ = ::open((dir / (etag + ".lock")).c_str(), O_RDWR | O_CREAT, 0644);
+    if (fd_ < 0 || ::flock(fd_, LOCK_EX) != 0)
+      fail_with(ENG_ERR_IO, "cannot lock {}", (dir / (etag + ".lock")).string());
+  }
+  ~BlobLock() {
+    if (fd_ >= 0) {
+      ::flock(fd_, LOCK_UN);
+      ::close(fd_);
+    }
+  }
+  BlobLock(const BlobLock&) = delete;
+  BlobLock& operator=(const BlobLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 bool is_sha256(const std::string& s) {
   return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
@@ -443,6 +469,7 @@ DownloadResult download_snapshot(const HubId& id, const DownloadOptions& options
     if (!elsewhere) location = url;
     const std::string blob_token = location.rfind(endpoint + "/", 0) == 0 ? token : std::string();
     const fs::path blob = repo / "blobs" / etag;
+    BlobLock lock(hf_hub_cache(), repo, etag);
     if (!fs::exists(blob, ec)) {
       const fs::path part = blob.string() + ".incomplete";
       const std::string label = fmt::format("{} {}", id.repo, file);
