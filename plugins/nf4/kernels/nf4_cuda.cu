@@ -1,0 +1,98 @@
+// NF4 dequantization on the GPU, the twin of nf4::dequantize / dequantize_absmax (plugins/nf4/nf4_format.hpp):
+// one thread per packed byte (two elements), the 16 codes and the 256 nested codes in the kernel arguments,
+// absmax per block recomputed from the double-quantized codes in fp32 (__fmul_rn, __fadd_rn: no FMA, so the
+// values equal the CPU's), the product code * absmax rounded once to f32 or bf16 (round to nearest even).
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "nf4_cuda.cuh"
+
+namespace nf4::cuda {
+namespace {
+
+struct Args {
+  float code[16];
+  float nested_code[256];
+  const uint8_t* packed;
+  const float* absmax;
+  const uint8_t* absmax_codes;
+  const float* nested_absmax;
+  void* out;
+  int64_t n;
+  int64_t blocksize;
+  float offset;
+  int32_t out_bf16;
+};
+
+constexpr float kCode[16] = {-1.0f,
+                             -0.6961928009986877f,
+                             -0.5250730514526367f,
+                             -0.39491748809814453f,
+                             -0.28444138169288635f,
+                             -0.18477343022823334f,
+                             -0.09105003625154495f,
+                             0.0f,
+                             0.07958029955625534f,
+                             0.16093020141124725f,
+                             0.24611230194568634f,
+                             0.33791524171829224f,
+                             0.44070982933044434f,
+                             0.5626170039176941f,
+                             0.7229568362236023f,
+                             1.0f};
+
+__device__ __forceinline__ float block_absmax(const Args& a, int64_t block) {
+  if (a.absmax != nullptr) return a.absmax[block];
+  return __fadd_rn(__fmul_rn(a.nested_code[a.absmax_codes[block]], a.nested_absmax[block / 256]), a.offset);
+}
+
+__device__ __forceinline__ void store(const Args& a, int64_t k, float v) {
+  if (a.out_bf16) {
+    static_cast<__nv_bfloat16*>(a.out)[k] = __float2bfloat16_rn(v);
+  } else {
+    static_cast<float*>(a.out)[k] = v;
+  }
+}
+
+__global__ void dequant_kernel(const __grid_constant__ Args a) {
+  const int64_t bytes = (a.n + 1) / 2;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < bytes;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const uint8_t byte = a.packed[i];
+    const int64_t k0 = 2 * i, k1 = 2 * i + 1;
+    store(a, k0, __fmul_rn(a.code[byte >> 4], block_absmax(a, k0 / a.blocksize)));
+    if (k1 < a.n) store(a, k1, __fmul_rn(a.code[byte & 0xF], block_absmax(a, k1 / a.blocksize)));
+  }
+}
+
+}  // namespace
+
+cudaError_t dequantize(cudaStream_t stream, const Weight& w, void* out, bool out_bf16) {
+  if (w.n < 0 || w.blocksize <= 0 || (w.n > 0 && (w.packed == nullptr || out == nullptr))) return cudaErrorInvalidValue;
+  const bool dq = w.absmax == nullptr;
+  if (w.n > 0 && dq && (w.absmax_codes == nullptr || w.nested_absmax == nullptr || w.nested_code == nullptr))
+    return cudaErrorInvalidValue;
+  if (w.n == 0) return cudaSuccess;
+  Args a{};
+  for (int i = 0; i < 16; ++i) a.code[i] = kCode[i];
+  if (dq)
+    for (int i = 0; i < 256; ++i) a.nested_code[i] = w.nested_code[i];
+  a.packed = w.packed;
+  a.absmax = w.absmax;
+  a.absmax_codes = w.absmax_codes;
+  a.nested_absmax = w.nested_absmax;
+  a.out = out;
+  a.n = w.n;
+  a.blocksize = w.blocksize;
+  a.offset = w.offset;
+  a.out_bf16 = out_bf16 ? 1 : 0;
+  constexpr int kThreads = 256;
+  const int64_t bytes = (w.n + 1) / 2;
+  const int64_t want = (bytes + kThreads - 1) / kThreads;
+  const unsigned blocks = static_cast<unsigned>(want < 65535 * 8 ? want : 65535 * 8);
+  dequant_kernel<<<blocks, kThreads, 0, stream>>>(a);
+  return cudaGetLastError();
+}
+
+}  // namespace nf4::cuda
