@@ -206,6 +206,7 @@ class Nf4 : public engine::sdk::Quantizer {
     w->blocksize = blocksize_;
     w->double_quant = double_quant_;
     w->dtype = value.dtype();
+    if (!on_cpu(value)) return quantize_on_gpu(host, std::move(w), value);
     const std::vector<float> x = host.to_vector<float>(value.dtype() == ENG_F32 ? value : host.cast(value, ENG_F32));
     std::vector<uint8_t> packed(static_cast<size_t>((w->n + 1) / 2));
     std::vector<float> absmax(static_cast<size_t>(w->blocks()));
@@ -336,6 +337,39 @@ class Nf4 : public engine::sdk::Quantizer {
     std::string out = "(";
     for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
     return out + ")";
+  }
+
+  // The weight is on the GPU (a 7B model is never in full on the host): codes and absmax by the plugin's
+  // kernel, bitwise the CPU's; the double quantization of the (64 times fewer) absmax values on the host.
+  std::unique_ptr<State> quantize_on_gpu(Host& host, std::unique_ptr<Nf4Weight> w, const Tensor& value) const {
+#if defined(NF4_WITH_CUDA)
+    Tensor in = value;
+    if (in.dtype() != ENG_F32 && in.dtype() != ENG_BF16) in = host.cast(in, ENG_F32);
+    if (!in.is_contiguous()) in = host.contiguous(in);
+    w->packed = host.empty(ENG_U8, {(w->n + 1) / 2});
+    Tensor absmax = host.empty(ENG_F32, {w->blocks()});
+    const cudaError_t err = cuda::quantize(static_cast<cudaStream_t>(host.stream()), data_of<char>(in),
+                                           in.dtype() == ENG_BF16, w->n, w->blocksize, data_of<uint8_t>(w->packed),
+                                           data_of<float>(absmax));
+    if (err != cudaSuccess) {
+      throw Error(std::string("nf4: the CUDA quantize kernel failed: ") + cudaGetErrorName(err) + " (" +
+                      cudaGetErrorString(err) + ")",
+                  ENG_ERR_INTERNAL);
+    }
+    if (w->double_quant) {
+      store_absmax(host, *w, host.to_vector<float>(absmax));
+    } else {
+      w->absmax = absmax;
+    }
+    return w;
+#else
+    (void)host;
+    (void)w;
+    (void)value;
+    throw Error("nf4: the weight lives on a GPU, but this nf4 plugin was built without the CUDA backend; rebuild "
+                "with CUDA or run on the CPU",
+                ENG_ERR_UNSUPPORTED);
+#endif
   }
 
   void store_absmax(Host& host, Nf4Weight& w, const std::vector<float>& absmax) const {

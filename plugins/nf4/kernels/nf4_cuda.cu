@@ -66,7 +66,72 @@ __global__ void dequant_kernel(const __grid_constant__ Args a) {
   }
 }
 
+struct QuantArgs {
+  float bounds[15];
+  const void* in;
+  uint8_t* packed;
+  float* absmax;
+  int64_t n;
+  int64_t blocksize;
+  int32_t in_bf16;
+};
+
+__device__ __forceinline__ float load_in(const QuantArgs& a, int64_t k) {
+  if (a.in_bf16) return __uint_as_float(static_cast<uint32_t>(static_cast<const uint16_t*>(a.in)[k]) << 16);
+  return static_cast<const float*>(a.in)[k];
+}
+
+// One thread per quantization block; blocks start at even elements (blocksize is even), so each byte belongs to
+// one thread, except for an odd n, whose last byte only this block's thread writes.
+__global__ void quant_kernel(const __grid_constant__ QuantArgs a) {
+  const int64_t blocks = (a.n + a.blocksize - 1) / a.blocksize;
+  const int64_t full = a.n - a.n % a.blocksize;
+  for (int64_t b = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; b < blocks; b += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t begin = b * a.blocksize;
+    const int64_t end = begin + a.blocksize < a.n ? begin + a.blocksize : a.n;
+    float am = 0.0f;
+    for (int64_t k = begin; k < end; ++k) am = fmaxf(am, fabsf(load_in(a, k)));
+    const float safe = fmaxf(am, 1e-38f);
+    a.absmax[b] = begin < full ? am : safe;
+    const float inv = __fdiv_rn(1.0f, safe);
+    uint8_t pending = 0;
+    for (int64_t k = begin; k < end; ++k) {
+      const float x = load_in(a, k);
+      const float s = fminf(1.0f, fmaxf(-1.0f, begin < full ? __fmul_rn(x, inv) : __fdiv_rn(x, safe)));
+      int q = 0;
+#pragma unroll
+      for (int i = 0; i < 15; ++i) q += a.bounds[i] < s ? 1 : 0;
+      if (k % 2 == 0) {
+        pending = static_cast<uint8_t>(q << 4);
+        if (k + 1 == a.n) a.packed[k / 2] = pending;
+      } else {
+        a.packed[k / 2] = static_cast<uint8_t>(pending | q);
+      }
+    }
+  }
+}
+
 }  // namespace
+
+cudaError_t quantize(cudaStream_t stream, const void* in, bool in_bf16, int64_t n, int64_t blocksize,
+                     uint8_t* packed, float* absmax) {
+  if (n < 0 || blocksize <= 0 || blocksize % 2 != 0 || (n > 0 && (in == nullptr || packed == nullptr || absmax == nullptr)))
+    return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  QuantArgs a{};
+  for (int i = 0; i < 15; ++i) a.bounds[i] = (kCode[i] + kCode[i + 1]) / 2.0f;  // host IEEE fp32, as nf4_bounds()
+  a.in = in;
+  a.packed = packed;
+  a.absmax = absmax;
+  a.n = n;
+  a.blocksize = blocksize;
+  a.in_bf16 = in_bf16 ? 1 : 0;
+  constexpr int kThreads = 128;
+  const int64_t blocks = (n + blocksize - 1) / blocksize;
+  const int64_t want = (blocks + kThreads - 1) / kThreads;
+  quant_kernel<<<static_cast<unsigned>(want < 65535 * 8 ? want : 65535 * 8), kThreads, 0, stream>>>(a);
+  return cudaGetLastError();
+}
 
 cudaError_t dequantize(cudaStream_t stream, const Weight& w, void* out, bool out_bf16) {
   if (w.n < 0 || w.blocksize <= 0 || (w.n > 0 && (w.packed == nullptr || out == nullptr))) return cudaErrorInvalidValue;

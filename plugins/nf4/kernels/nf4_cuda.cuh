@@ -26,4 +26,9 @@ struct Weight {
 // out: n f32 values (out_bf16 == false) or n bf16 values (true), code[q] * absmax rounded once to the output.
 cudaError_t dequantize(cudaStream_t stream, const Weight& w, void* out, bool out_bf16);
 
+// Quantizes n values (f32, or bf16 when in_bf16) on the GPU exactly as nf4::quantize does on the CPU: packed
+// (ceil(n / 2)) bytes and absmax (ceil(n / blocksize)) f32, both device arrays. One thread per block.
+cudaError_t quantize(cudaStream_t stream, const void* in, bool in_bf16, int64_t n, int64_t blocksize,
+                     uint8_t* packed, float* absmax);
+
 }  // namespace nf4::cuda
