@@ -1,6 +1,6 @@
 // recipes/tiny_qlora.toml end to end (nf4 base, LoRA, adamw8bit, CPU): it trains, its eval loss after the 200
-// steps lands within 10% of recipes/tiny_lora.toml's after the same steps, `engine plan` accounts for the nf4
-// bytes and the 8-bit state, and a kill -9 + --resume auto run ends with the same adapter and optimizer bytes.
+// steps lands within 10% of recipes/tiny_lora.toml's after the same steps, the merged export dequantizes the
+// nf4 base to bf16 and says so, `engine plan` accounts for the nf4 bytes and the 8-bit state, and a kill -9 + --resume auto run ends with the same adapter and optimizer bytes.
 #include "tests/e2e/e2e_support.hpp"
 
 namespace engine::e2e {
@@ -31,6 +31,16 @@ TEST(TinyQlora, EvalLossWithinTenPercentOfTinyLora) {
   const std::string log = read_file(dir / "qlora.log");
   EXPECT_NE(log.find("optimizer adamw8bit"), std::string::npos) << log;
   EXPECT_TRUE(fs::exists(dir / "qlora/checkpoint-200/adapter_model.safetensors"));
+
+  // the merged export goes through the nf4 base dequantized to bf16, says so, and verifies
+  ASSERT_EQ(run_engine({"export", "--checkpoint", (dir / "qlora/checkpoint-200").string(), "--merged", "--out",
+                        (dir / "merged").string(), "--verify"},
+                       dir / "export.log"),
+            0)
+      << read_file(dir / "export.log");
+  EXPECT_NE(read_file(dir / "export.log").find("the base was quantized with nf4 in training: dequantized 14 weights to bf16"),
+            std::string::npos)
+      << read_file(dir / "export.log");
 
   ASSERT_EQ(run_engine({"plan", (source_dir() / "recipes/tiny_qlora.toml").string(), "--set",
                         "model.path=" + (dir / "model_qlora").string()},
