@@ -260,6 +260,17 @@ class Nf4 : public engine::sdk::Quantizer {
                    host.from_vector<uint8_t>({static_cast<int64_t>(blob.size())}, std::vector<uint8_t>(blob.begin(), blob.end())));
   }
 
+  // The tensors bitsandbytes stores beside a 4-bit weight "<name>" (QuantState.as_dict(packed=True)); an fp4
+  // quant state is owned too, so that load_state refuses it by name.
+  bool owns(const ParamInfo& param, const std::string& stored) override {
+    static const char* const kSuffixes[] = {".absmax",           ".quant_map",
+                                            ".nested_absmax",    ".nested_quant_map",
+                                            ".quant_state.bitsandbytes__nf4", ".quant_state.bitsandbytes__fp4"};
+    for (const char* suffix : kSuffixes)
+      if (stored == param.name + suffix) return true;
+    return false;
+  }
+
   std::unique_ptr<State> load_state(Host& host, Param param, eng_state st, const std::string& prefix) override {
     const ParamInfo info = host.info(param);
     const std::string what = "nf4: the pre-quantized weight " + prefix;

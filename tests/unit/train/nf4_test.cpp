@@ -169,3 +169,88 @@ TEST(Nf4, BytesPerWeightFromTheAllocator) {
 }
 
 }  // namespace
+
+#include "engine/host/host_api.hpp"
+#include "engine/host/plugin_quantizer.hpp"
+#include "engine/io/safetensors_checkpoint.hpp"
+#include "engine/session/model_loader.hpp"
+
+namespace {
+
+using namespace engine;
+
+// A model loaded from tests/data/quant/bnb4bit_tiny (a bitsandbytes-4bit checkpoint) through the nf4 quantizer.
+struct Prequantized {
+  std::unique_ptr<plugins::PluginRegistry> reg = train::testing::registry();
+  rt::CpuDevice device{1};
+  host::HostSession hs{device, 0};
+  std::unique_ptr<host::PluginQuantizer> quantizer;
+  std::unique_ptr<session::ModelInstance> model;
+  explicit Prequantized(bool with_quantizer) {
+    session::ModelLoadOptions mo;
+    mo.options_json = R"({"dtype": "float32"})";
+    if (with_quantizer) {
+      mo.before_weights = [&](session::ModelInstance&) {
+        const plugins::PluginRecord& rec = reg->require(ENG_KIND_QUANTIZER, "nf4");
+        quantizer = std::make_unique<host::PluginQuantizer>(hs, host::host_api(), rec.table<eng_quantizer_vtable>(),
+                                                            rec.name, "{}");
+        for (size_t i = 0; i < hs.params().size(); ++i)
+          if (!hs.params().at(i).tied()) hs.params().set_trainable(hs.params().at(i), false);
+        hs.params().assign_quantizer(*quantizer);
+        hs.set_quantizer(quantizer.get());
+      };
+    }
+    model = session::load_model(hs, *reg, train::testing::test_data("quant/bnb4bit_tiny"), mo);
+    hs.params().materialize_all();
+  }
+  ~Prequantized() {
+    model.reset();
+    hs.set_quantizer(nullptr);
+    quantizer.reset();
+  }
+};
+
+TEST(Nf4, LoadsABitsandbytes4bitCheckpointToBitsandbytesValues) {
+  Prequantized m(true);
+  const io::SafetensorsCheckpoint expected =
+      io::SafetensorsCheckpoint::open(train::testing::test_data("quant/bnb4bit_tiny_expected.safetensors"));
+  ASSERT_EQ(expected.names().size(), 2u);
+  for (const std::string& name : expected.names()) {
+    rt::Param& p = m.hs.params().get(name);
+    ASSERT_TRUE(p.quantized()) << name;
+    const rt::Tensor w = m.quantizer->dequantize(p.quant_state, ENG_F32);
+    const io::SafetensorsTensor& want = expected.tensor(name);
+    ASSERT_EQ(static_cast<size_t>(w.numel()) * 4, want.nbytes) << name;
+    EXPECT_EQ(std::memcmp(w.raw_data(), want.data, want.nbytes), 0) << name << " differs from bitsandbytes' dequantize";
+  }
+  // the other weights loaded dense; every projection came pre-quantized
+  int quantized = 0;
+  for (size_t i = 0; i < m.hs.params().size(); ++i) quantized += m.hs.params().at(i).quantized() ? 1 : 0;
+  EXPECT_EQ(quantized, 14);
+}
+
+TEST(Nf4, SavedStateLoadsBackInBitsandbytesNames) {
+  Prequantized m(true);
+  rt::Param& p = m.hs.params().get("model.layers.1.mlp.down_proj.weight");
+  rt::StateDict st;
+  m.quantizer->save_state(p.quant_state, st, p.name());
+  for (const char* suffix : {"", ".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map",
+                             ".quant_state.bitsandbytes__nf4"})
+    EXPECT_TRUE(st.contains(p.name() + suffix)) << suffix;
+  EXPECT_EQ(st.get(p.name()).dtype(), ENG_U8);
+  void* back = m.quantizer->load_state(p, st, p.name());
+  const rt::Tensor a = m.quantizer->dequantize(p.quant_state, ENG_F32), b = m.quantizer->dequantize(back, ENG_F32);
+  EXPECT_EQ(std::memcmp(a.raw_data(), b.raw_data(), static_cast<size_t>(a.numel()) * 4), 0);
+  m.quantizer->free_state(back);
+}
+
+TEST(Nf4, APrequantizedCheckpointWithoutAQuantizerSaysWhatToAdd) {
+  try {
+    Prequantized m(false);
+    FAIL() << "a bitsandbytes-4bit checkpoint loaded without a quantizer";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("[quantizer] plugin = \"nf4\""), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
