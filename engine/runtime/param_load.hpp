@@ -18,7 +18,7 @@ struct LoadOptions {
   // quantized parameter whose quantizer owns source names ("<param>.absmax", ...) gets them, and the tensor of
   // its own name, through Quantizer::load_state instead of a dense read and quantize. Unset: no source is
   // treated as pre-quantized (the owned names are then reported as unexpected).
-  std::function<Tensor(const std::string& name)> read_stored;
+  std::function<Tensor(const std::string& name)> read_stored = nullptr;
 };
 
 struct LoadReport {
