@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "nf4_cuda.cuh"
+#include "plugins/nf4/nf4_format.hpp"
 
 namespace nf4::cuda {
 namespace {
@@ -25,22 +26,7 @@ struct Args {
   int32_t out_bf16;
 };
 
-constexpr float kCode[16] = {-1.0f,
-                             -0.6961928009986877f,
-                             -0.5250730514526367f,
-                             -0.39491748809814453f,
-                             -0.28444138169288635f,
-                             -0.18477343022823334f,
-                             -0.09105003625154495f,
-                             0.0f,
-                             0.07958029955625534f,
-                             0.16093020141124725f,
-                             0.24611230194568634f,
-                             0.33791524171829224f,
-                             0.44070982933044434f,
-                             0.5626170039176941f,
-                             0.7229568362236023f,
-                             1.0f};
+using nf4::kCode;  // the code book of nf4_format.hpp, copied into the launch arguments on the host
 
 __device__ __forceinline__ float block_absmax(const Args& a, int64_t block) {
   if (a.absmax != nullptr) return a.absmax[block];
