@@ -5,7 +5,10 @@
 // adapter_config.json's base_model_name_or_path.
 // --verify: on a sample batch, the written model's logits (read back from --out) must equal the base model +
 // adapter's logits within the tolerance of the written dtype (bf16: 2e-2 relative to the largest logit; fp32:
-// 1e-4); the numbers are printed and a mismatch exits 1.
+// 1e-4; a quantized base: bf16's); the numbers are printed and a mismatch exits 1.
+// A QLoRA checkpoint (its recipe.json has a [quantizer]) loads the base through that quantizer, as in training,
+// and merges into the quantized weights dequantized to bf16 (as PEFT's merge_and_unload on a bnb-4bit model
+// does), saying so; the weights the quantizer did not take are the base's own.
 // --logits FILE: also write the sample batch and the engine's base + adapter logits as JSON
 // ({"input_ids": [[...]], "logits": [...]}), for scripts/check_peft_adapter.py --engine-logits FILE.
 #include <spdlog/spdlog.h>
@@ -19,7 +22,9 @@
 #include "engine/cli/command.hpp"
 #include "engine/cli/option_args.hpp"
 #include "engine/core/error.hpp"
+#include "engine/host/host_api.hpp"
 #include "engine/host/host_session.hpp"
+#include "engine/host/plugin_quantizer.hpp"
 #include "engine/io/hf_config.hpp"
 #include "engine/session/adapter_loader.hpp"
 #include "engine/session/model_loader.hpp"
@@ -103,7 +108,32 @@ int export_command(const std::vector<std::string>& args) {
   host::HostSession hs(dev, 0);
   session::ModelLoadOptions mo;
   mo.options_json = R"({"dtype": "float32"})";
+  // A QLoRA checkpoint (its recipe has a [quantizer]): the adapter was trained on the quantized base, so the
+  // base loads through the same quantizer and the merge goes into its dequantization rounded to bf16.
+  std::unique_ptr<host::PluginQuantizer> quantizer;
+  const fs::path recipe_json = ckpt / "recipe.json";
+  nlohmann::json quant_section;
+  if (fs::exists(recipe_json)) {
+    const nlohmann::json rj = nlohmann::json::parse(std::ifstream(recipe_json), nullptr, false);
+    if (rj.is_object() && rj.contains("quantizer") && rj["quantizer"].is_object()) quant_section = rj["quantizer"];
+  }
+  if (!quant_section.empty()) {
+    const std::string qname = quant_section.value("plugin", std::string());
+    nlohmann::json qopts = quant_section;
+    qopts.erase("plugin");
+    mo.before_weights = [&, qname, qopts](session::ModelInstance&) {
+      const plugins::PluginRecord& rec = registry->require(ENG_KIND_QUANTIZER, qname);
+      quantizer = std::make_unique<host::PluginQuantizer>(hs, host::host_api(), rec.table<eng_quantizer_vtable>(),
+                                                          rec.name, qopts.dump());
+      rt::ParamStore& params = hs.params();  // export trains nothing: every base weight is frozen
+      for (size_t i = 0; i < params.size(); ++i)
+        if (!params.at(i).tied()) params.set_trainable(params.at(i), false);
+      params.assign_quantizer(*quantizer);
+      hs.set_quantizer(quantizer.get());
+    };
+  }
   std::unique_ptr<session::ModelInstance> model = session::load_model(hs, *registry, base, mo);
+  hs.params().materialize_all();
   std::unique_ptr<host::PluginPeft> peft = session::load_adapter(hs, *registry, ckpt);
   std::vector<float> reference;
   if (o.has("--verify") || o.has("--logits")) reference = sample_logits(*model);
@@ -120,16 +150,32 @@ int export_command(const std::vector<std::string>& args) {
   }
 
   // W <- merge(W) for every parameter the adapter is attached to, then take the adapter out of the seam.
-  int64_t merged = 0;
+  int64_t merged = 0, dequantized = 0;
   rt::ParamStore& store = hs.params();
   for (size_t i = 0; i < store.size(); ++i) {
     rt::Param& p = store.at(i);
     if (p.peft_cookie == nullptr) continue;
-    rt::Tensor& w = store.value(p);
-    rt::Tensor m = peft->merge(p.peft_cookie, w.to(ENG_F32));
-    w.copy_from(m);
+    if (p.quantized()) {
+      rt::Param& root = *p.root;
+      rt::Tensor dense = root.quantizer->dequantize(root.quant_state, ENG_BF16).to(ENG_F32);
+      rt::Tensor m = peft->merge(p.peft_cookie, dense);
+      root.quantizer->free_state(root.quant_state);
+      root.quant_state = nullptr;
+      root.quantizer = nullptr;
+      root.value = rt::Tensor::empty(p.shape(), store.storage_dtype(root), store.device());
+      root.value.copy_from(m);
+      ++dequantized;
+    } else {
+      rt::Tensor& w = store.value(p);
+      rt::Tensor m = peft->merge(p.peft_cookie, w.to(ENG_F32));
+      w.copy_from(m);
+    }
     p.peft_cookie = nullptr;
     ++merged;
+  }
+  if (dequantized > 0) {
+    std::cout << "the base was quantized with " << quantizer->name() << " in training: dequantized " << dequantized
+              << " weights to bf16 and merged the adapter into them (the other weights are the base's own)\n";
   }
   hs.set_peft(nullptr);
   fs::create_directories(out);
@@ -146,6 +192,7 @@ int export_command(const std::vector<std::string>& args) {
 
   if (o.has("--verify")) {
     host::HostSession hs2(dev, 0);
+    mo.before_weights = nullptr;  // the written model is dense
     std::unique_ptr<session::ModelInstance> written = session::load_model(hs2, *registry, out, mo);
     std::vector<float> got = sample_logits(*written);
     double max_ref = 0.0, max_diff = 0.0;
@@ -153,7 +200,9 @@ int export_command(const std::vector<std::string>& args) {
       max_ref = std::max(max_ref, std::abs(static_cast<double>(reference[i])));
       max_diff = std::max(max_diff, std::abs(static_cast<double>(got[i]) - reference[i]));
     }
-    const double tol = dtype == ENG_BF16 ? 2e-2 * std::max(1.0, max_ref) : 1e-4 * std::max(1.0, max_ref);
+    // a quantized base merged through its bf16 dequantization is held to bf16's tolerance whatever --dtype
+    const bool bf16_merge = dtype == ENG_BF16 || dequantized > 0;
+    const double tol = bf16_merge ? 2e-2 * std::max(1.0, max_ref) : 1e-4 * std::max(1.0, max_ref);
     std::cout << "verify: max |merged - (base + adapter)| logit difference " << max_diff << " (largest logit "
               << max_ref << ", tolerance " << tol << "): " << (max_diff <= tol ? "ok" : "MISMATCH") << "\n";
     if (!(max_diff <= tol)) return kExitRuntime;

@@ -61,4 +61,34 @@ void PluginQuantizer::free_state(void* state) noexcept {
   if (vt_->free_state != nullptr) vt_->free_state(self_, state);
 }
 
+bool PluginQuantizer::owns(const rt::Param& param, const std::string& stored_name) {
+  // a 1.0 plugin's table ends before `owns`
+  if (vt_->struct_size < offsetof(eng_quantizer_vtable, owns) + sizeof(vt_->owns) || vt_->owns == nullptr)
+    return false;
+  eng_param_info info = param_info(param);
+  return vt_->owns(self_, &info, stored_name.c_str()) != 0;
+}
+
+void* PluginQuantizer::load_state(rt::Param& param, rt::StateDict& st, const std::string& prefix) {
+  if (vt_->load_state == nullptr)
+    fail_with(ENG_ERR_UNSUPPORTED, "quantizer plugin {} cannot load a pre-quantized weight ({}): it has no load_state",
+              name_, param.name());
+  void* state = nullptr;
+  eng_ctx ctx = session_->context(false);
+  session_->clear_error();
+  check_call(*session_, vt_->load_state(self_, &ctx, param_handle(param), state_handle(st), prefix.c_str(), &state),
+             name_, ("load_state " + param.name()).c_str());
+  return state;
+}
+
+void PluginQuantizer::save_state(void* state, rt::StateDict& st, const std::string& prefix) {
+  if (vt_->save_state == nullptr)
+    fail_with(ENG_ERR_UNSUPPORTED, "quantizer plugin {} cannot save its quantized weights ({}): it has no save_state",
+              name_, prefix);
+  eng_ctx ctx = session_->context(false);
+  session_->clear_error();
+  check_call(*session_, vt_->save_state(self_, &ctx, state, state_handle(st), prefix.c_str()), name_,
+             ("save_state " + prefix).c_str());
+}
+
 }  // namespace engine::host

@@ -26,6 +26,9 @@ class PluginQuantizer final : public rt::Quantizer {
   rt::Tensor linear(void* state, const rt::Tensor& x) override;
   rt::Tensor dequantize(void* state, rt::DType dtype) override;
   void free_state(void* state) noexcept override;
+  bool owns(const rt::Param& param, const std::string& stored_name) override;
+  void* load_state(rt::Param& param, rt::StateDict& st, const std::string& prefix) override;
+  void save_state(void* state, rt::StateDict& st, const std::string& prefix) override;
 
   const eng_quantizer_vtable& vtable() const { return *vt_; }
   void* self() const { return self_; }

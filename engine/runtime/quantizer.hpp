@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "engine/runtime/state_dict.hpp"
 #include "engine/runtime/tensor.hpp"
 
 namespace engine::rt {
@@ -26,6 +27,15 @@ class Quantizer {
   // The weight back as a dense tensor of `dtype` (merge, export, a plugin asking for the raw value).
   virtual Tensor dequantize(void* state, DType dtype) = 0;
   virtual void free_state(void* state) noexcept = 0;
+  // Pre-quantized checkpoints: whether `stored_name` belongs to the quantized storage of `param`, and the
+  // state read from those tensors (st: the parameter's own name and every owned name, prefix: its name).
+  virtual bool owns(const Param& param, const std::string& stored_name) {
+    (void)param, (void)stored_name;
+    return false;
+  }
+  virtual void* load_state(Param& param, StateDict& st, const std::string& prefix);
+  // The quantized storage of one parameter into st under prefix (bitsandbytes' names for nf4).
+  virtual void save_state(void* state, StateDict& st, const std::string& prefix);
 };
 
 }  // namespace engine::rt

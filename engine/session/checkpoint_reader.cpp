@@ -136,13 +136,20 @@ rt::LoadReport load_checkpoint(rt::ParamStore& store, const io::SafetensorsCheck
     names.push_back(name);
   }
   const std::string where = checkpoint.dir().string();
+  rt::LoadOptions lo = options.store;
+  lo.read_stored = [&](const std::string& name) {
+    const io::SafetensorsTensor& src = checkpoint.tensor(name);
+    if (!src.engine_dtype) fail("{}: tensor '{}' has dtype {}, which the engine cannot load", where, name, src.dtype_name);
+    return rt::Tensor::from_host(rt::Dims::from(std::vector<int64_t>(src.shape.begin(), src.shape.end())),
+                                 *src.engine_dtype, store.device(), src.data, src.nbytes);
+  };
   return rt::load_params(
       store, names,
       [&](const std::string& name, rt::Tensor& dst) {
         read_tensor_into(checkpoint.tensor(name), dst, where);
         return true;
       },
-      options.store);
+      lo);
 }
 
 }  // namespace engine::session

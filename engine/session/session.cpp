@@ -95,6 +95,9 @@ TrainingSession::~TrainingSession() {
     host_->set_peft(nullptr);
     host_->set_quantizer(nullptr);
   }
+  // The quantizer releases its states from the parameter store, so it goes while the store is still there
+  // (declared before host_, it would otherwise be destroyed after it).
+  quantizer_.reset();
   host_.reset();
 }
 

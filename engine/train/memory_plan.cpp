@@ -131,10 +131,15 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
   plan.components.push_back(
       {"base weights", base_bytes,
        full ? "none frozen (every weight is a trainable fp32 master)"
-            : fmt::format("{} frozen elements, {} B each{}", plan.base_elements, wbytes,
-                          in.quant_bytes_per_element > 0 ? " (projections quantized)" : "")});
+       : in.quant_bytes_per_element > 0
+           ? fmt::format("{} quantized projection elements at {} B (scales included), {} others at {} B",
+                         linear_elems, in.quant_bytes_per_element, other_elems, wbytes)
+           : fmt::format("{} frozen elements, {} B each", plan.base_elements, wbytes)});
   plan.components.push_back(
-      {"quant scales", scale_bytes, in.quant_bytes_per_element > 0 ? "per-block scales" : "none"});
+      {"quant scales", scale_bytes,
+       in.quant_bytes_per_element > 0
+           ? (scale_bytes > 0 ? "per-block scales" : "in base weights (the quantizer's bytes include them)")
+           : "none"});
 
   plan.trainable_elements = full ? plan.base_elements : adapter_elems;
   plan.components.push_back({"adapters", adapter_elems * 4,

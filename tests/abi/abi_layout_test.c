@@ -225,7 +225,7 @@ _Static_assert(offsetof(eng_peft_vtable, linear) == 32, "eng_peft_vtable.linear"
 _Static_assert(offsetof(eng_peft_vtable, merge) == 40, "eng_peft_vtable.merge");
 _Static_assert(offsetof(eng_peft_vtable, save) == 48, "eng_peft_vtable.save");
 _Static_assert(offsetof(eng_peft_vtable, load) == 56, "eng_peft_vtable.load");
-_Static_assert(sizeof(eng_quantizer_vtable) == 88, "eng_quantizer_vtable size");
+_Static_assert(sizeof(eng_quantizer_vtable) == 96, "eng_quantizer_vtable size");
 _Static_assert(offsetof(eng_quantizer_vtable, struct_size) == 0, "eng_quantizer_vtable.struct_size");
 _Static_assert(offsetof(eng_quantizer_vtable, create) == 8, "eng_quantizer_vtable.create");
 _Static_assert(offsetof(eng_quantizer_vtable, destroy) == 16, "eng_quantizer_vtable.destroy");
@@ -237,5 +237,6 @@ _Static_assert(offsetof(eng_quantizer_vtable, free_state) == 56, "eng_quantizer_
 _Static_assert(offsetof(eng_quantizer_vtable, bytes_per_element) == 64, "eng_quantizer_vtable.bytes_per_element");
 _Static_assert(offsetof(eng_quantizer_vtable, save_state) == 72, "eng_quantizer_vtable.save_state");
 _Static_assert(offsetof(eng_quantizer_vtable, load_state) == 80, "eng_quantizer_vtable.load_state");
+_Static_assert(offsetof(eng_quantizer_vtable, owns) == 88, "eng_quantizer_vtable.owns");
 
 int main(void) { return 0; }

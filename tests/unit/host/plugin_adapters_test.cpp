@@ -66,6 +66,7 @@ const eng_quantizer_vtable kQuant = {sizeof(eng_quantizer_vtable),
                                      q_free_state,
                                      q_bytes,
                                      nullptr,
+                                     nullptr,
                                      nullptr};
 
 // ---- a PEFT method adding x A^T with one full-size adapter per linear -------------------------------------

@@ -38,6 +38,12 @@ typedef struct eng_quantizer_vtable {
   eng_status (*save_state)(void* self, const eng_ctx* ctx, void* state, eng_state st, const char* prefix);
   eng_status (*load_state)(void* self, const eng_ctx* ctx, eng_param param, eng_state st, const char* prefix,
                            void** state);
+  /* ---- ABI 1.1 (appended) ---- */
+  /* (optional) 1 if `stored_name`, a tensor of the checkpoint being loaded, is part of this parameter's
+   * pre-quantized storage (e.g. "<param>.absmax" of a bitsandbytes-4bit checkpoint). The loader then reads the
+   * parameter's name and every name owned for it into one state and calls load_state(prefix = the parameter's
+   * name) instead of quantize. NULL (or a 1.0 plugin): the quantizer owns no stored names. */
+  int32_t (*owns)(void* self, const eng_param_info* param, const char* stored_name);
 } eng_quantizer_vtable;
 
 #ifdef __cplusplus

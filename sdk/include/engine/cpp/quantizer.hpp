@@ -39,7 +39,14 @@ class Quantizer {
     (void)host, (void)state, (void)st, (void)prefix;
     throw Error("this quantizer cannot save its state", ENG_ERR_UNSUPPORTED);
   }
-  // (optional) Load what save_state wrote.
+  // (optional, ABI 1.1) Whether `stored_name`, a tensor of the checkpoint being loaded, belongs to this
+  // parameter's pre-quantized storage; the loader then calls load_state with everything it owns (and the
+  // parameter's own name) instead of quantize.
+  virtual bool owns(const ParamInfo& param, const std::string& stored_name) {
+    (void)param, (void)stored_name;
+    return false;
+  }
+  // (optional) Load what save_state wrote (or a pre-quantized checkpoint's tensors, see owns).
   virtual std::unique_ptr<State> load_state(Host& host, Param param, eng_state st,
                                             const std::string& prefix) {
     (void)host, (void)param, (void)st, (void)prefix;
@@ -59,6 +66,8 @@ struct QuantizerAdapter {
   static constexpr bool kSaves = ENGINE_SDK_OVERRIDES(T, Quantizer, save_state);
   static constexpr bool kLoads = ENGINE_SDK_OVERRIDES(T, Quantizer, load_state);
   static_assert(kSaves == kLoads, "a quantizer overrides save_state and load_state together, or neither");
+  static constexpr bool kOwns = ENGINE_SDK_OVERRIDES(T, Quantizer, owns);
+  static_assert(!kOwns || kLoads, "a quantizer that owns stored names must override load_state to read them");
 
   static Quantizer::State& state_of(void* state) {
     if (state == nullptr) throw Error("the engine passed a NULL quantizer state", ENG_ERR_INTERNAL);
@@ -113,6 +122,13 @@ struct QuantizerAdapter {
     guard(api_of<T>(self), nullptr, [&] { out = self_of<T>(self).obj.bytes_per_element(); });
     return out;
   }
+  static int32_t owns(void* self, const eng_param_info* param, const char* stored_name) noexcept {
+    int32_t out = 0;
+    guard(api_of<T>(self), nullptr, [&] {
+      out = self_of<T>(self).obj.owns(ParamInfo::from_abi(read_struct(param)), str(stored_name)) ? 1 : 0;
+    });
+    return out;
+  }
   static eng_status save_state(void* self, const eng_ctx* ctx, void* state, eng_state st,
                                const char* prefix) noexcept {
     return guard(api_of<T>(self), ctx, [&] {
@@ -146,6 +162,7 @@ struct QuantizerAdapter {
     v.bytes_per_element = &bytes_per_element;
     v.save_state = kSaves ? &save_state : nullptr;
     v.load_state = kLoads ? &load_state : nullptr;
+    v.owns = kOwns ? &owns : nullptr;
     return v;
   }
 };
