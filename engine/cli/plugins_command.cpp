@@ -107,7 +107,8 @@ int plugins_command(const std::vector<std::string>& args) {
                      {"version", r->version},
                      {"abi", plugins::abi_string(r->abi_version)},
                      {"path", r->path.string()},
-                     {"description", r->description}});
+                     {"description", r->description},
+                     {"warnings", r->warnings}});
     }
     std::cout << out.dump(2) << "\n";
   } else {
@@ -117,6 +118,7 @@ int plugins_command(const std::vector<std::string>& args) {
       std::printf("%-10s %-18s %-8s ABI %-5s %s\n    %s\n", plugins::kind_name(r->kind), r->name.c_str(),
                   r->version.c_str(), plugins::abi_string(r->abi_version).c_str(), r->path.string().c_str(),
                   r->description.c_str());
+      for (const std::string& w : r->warnings) std::printf("    warning: %s\n", w.c_str());
     }
   }
   // Refused files are logged as warnings (stderr) while loading; the text listing repeats them.

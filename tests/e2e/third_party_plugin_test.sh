@@ -18,6 +18,15 @@ cmake -S "$src/examples/third_party_plugin" -B "$tmp/example" -G Ninja -DCMAKE_P
   "${launcher[@]}" >/dev/null
 cmake --build "$tmp/example" >/dev/null
 so="$tmp/example/plugins/libsgd_momentum.so"
+# Without DLPack (or nlohmann_json) on the machine, find_package(EngineSDK) says which Debian package to install.
+for dep in dlpack:libdlpack-dev nlohmann_json:nlohmann-json3-dev; do
+  if cmake -S "$src/examples/third_party_plugin" -B "$tmp/nodep" -G Ninja -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+    -DCMAKE_DISABLE_FIND_PACKAGE_${dep%%:*}=ON >"$tmp/nodep.log" 2>&1; then
+    echo "configured without ${dep%%:*}"; exit 1
+  fi
+  grep -q "${dep#*:}" "$tmp/nodep.log" || { echo "no hint at ${dep#*:}:"; cat "$tmp/nodep.log"; exit 1; }
+  rm -rf "$tmp/nodep"
+done
 test -f "$so"
 exports=$(nm -D --defined-only "$so" | awk '{print $NF}' | grep -vE '^(_init|_fini|_edata|_end|__bss_start)$')
 [[ "$exports" == "engine_plugin_negotiate" ]] || { echo "unexpected exports: $exports"; exit 1; }
