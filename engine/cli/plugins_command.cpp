@@ -58,7 +58,9 @@ int describe(const plugins::PluginRegistry& registry, const std::string& name) {
     std::cout << r->name << " " << r->version << " — " << plugins::kind_name(r->kind) << " plugin, ABI "
               << plugins::abi_string(r->abi_version) << "\n  " << r->description
               << "\n  file: " << r->path.string() << "\n  capabilities: " << capabilities_text(*r)
-              << "\n  options ([" << plugins::kind_name(r->kind) << "] section of a recipe):\n";
+              << "\n";
+    for (const std::string& w : r->warnings) std::cout << "  warning: " << w << "\n";
+    std::cout << "  options ([" << plugins::kind_name(r->kind) << "] section of a recipe):\n";
     std::vector<recipe::FieldSpec> fields = recipe::parse_schema(r->options_schema_json, r->name);
     if (fields.empty()) std::cout << "    (none)\n";
     for (const recipe::FieldSpec& f : fields) {
