@@ -98,10 +98,10 @@ TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::Pl
 TrainingSession::~TrainingSession() {
   optimizer_.reset();
   model_.reset();
-  if (host_) {
-    host_->set_peft(nullptr);
-    host_->set_quantizer(nullptr);
-  }
+  // The quantizer and PEFT wrappers detach from the HostSession in their destructors (the quantizer frees
+  // its states out of the parameter store), so they go while it is alive.
+  quantizer_.reset();
+  peft_.reset();
   host_.reset();
 }
 

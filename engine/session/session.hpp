@@ -7,7 +7,8 @@
 //   every base parameter and the PEFT plugin attaches (declares its trainable adapters) -> quantizer takes the frozen projections -> weights stream in -> everything
 //   not loaded is initialised -> optimizer gets the trainable parameters (weight decay 0 for
 //   ENG_PARAM_NO_DECAY ones).
-// The plugin objects are members declared before the HostSession so that they outlive it.
+// The plugin objects are members declared before the HostSession; the destructor destroys them before it
+// (they detach from it), and the HostSession before their libraries are unloaded.
 #pragma once
 
 #include <filesystem>
