@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "engine/plugins/plugin_registry.hpp"
 
@@ -23,7 +24,8 @@ struct PluginChoice {
 };
 
 struct ModelSection : PluginChoice {
-  std::filesystem::path path;  // Hugging Face model folder
+  std::filesystem::path path;  // Hugging Face model folder (a Hub id's snapshot once resolve_hub_sources ran)
+  std::string hub_id;          // model.path as written when it is a Hub id (org/name[@rev]) and no local path
   std::string dtype;           // storage dtype of frozen weights: bf16 | fp32 | fp16
   std::string init_preset;     // "" | tiny | small: `engine run` creates a random model at `path` if absent
   double init_std = 0.0;       // with init_preset: the created model's initializer_range (0: the preset's)
@@ -41,9 +43,19 @@ struct SchedulerSection {
   double min_lr = 0.0;
 };
 
+// One entry of data.train / data.eval: "path", "path#N", "org/name[@rev][#N]", or a table
+// {source = "...", count = N} / {source = "...", weight = w} (engine/data/data_sources.hpp says how).
+struct DataSourceSpec {
+  std::string text;            // as written, for messages
+  std::filesystem::path path;  // a local file or folder (absolute); a Hub dataset's file once resolved
+  std::string hub_id;          // org/name[@rev] when the source is a Hub dataset id (and no local path)
+  int64_t count = -1;          // samples to take (-1: all)
+  double weight = 0.0;         // > 0: round(weight * size) samples
+};
+
 struct DataSection {
-  std::filesystem::path train;
-  std::filesystem::path eval;  // empty: no evaluation set
+  std::vector<DataSourceSpec> train;
+  std::vector<DataSourceSpec> eval;  // empty: no evaluation set
   std::string format;          // auto | alpaca | messages | text
   int64_t max_seq_len = 0;
   bool packing = false;
@@ -63,7 +75,12 @@ struct TrainSection {
   double grad_clip = 0.0;  // 0: no clipping
   int64_t seed = 0;
   std::string device;  // cpu | cuda | auto
-  bool activation_checkpointing = false;
+  // train.activation_checkpointing: true (every block), false, N (the first N blocks) or "auto" (the fewest
+  // blocks whose recompute lets the memory plan fit train.max_memory, decided when the run starts).
+  bool activation_checkpointing = false;  // some block may be recomputed (checkpoint_blocks != 0 or auto)
+  int64_t checkpoint_blocks = 0;          // blocks recomputed in backward, counted from the first; -1: all
+  bool checkpoint_auto = false;
+  double max_memory_gib = 0.0;  // train.max_memory: GiB the run may use on the device (0: all of it)
   std::string dtype;       // fp32 | bf16 (compute)
   int64_t eval_every = 0;  // 0: never
   int64_t max_nonfinite_steps = 0;
@@ -76,6 +93,7 @@ struct CheckpointSection {
 
 struct LogSection {
   int64_t every = 0;
+  bool tensorboard = false;  // event files under <output_dir>/runs/ (engine/train/tensorboard_writer.hpp)
 };
 
 struct Recipe {

@@ -37,7 +37,7 @@ std::vector<SectionSpec> build() {
        true,
        {plugin_field("model"),
         field("path", S, std::nullopt,
-              "Hugging Face model folder (config.json, *.safetensors, tokenizer.json)"),
+              "Hugging Face model folder (config.json, *.safetensors, tokenizer.json), or a Hub id org/name[@revision]"),
         field("dtype", S, "bf16", "storage dtype of the frozen base weights", {"bf16", "fp32", "fp16"}),
         field("init_preset", S, "",
               "create a randomly initialised model of the plugin's preset at model.path when it does not exist",
@@ -66,9 +66,11 @@ std::vector<SectionSpec> build() {
       {"data",
        std::nullopt,
        true,
-       {field("train", S, std::nullopt, "training set: JSON or JSONL file"),
-        field("eval", S, "", "evaluation set (empty: none)"),
-        field("format", S, "auto", "sample format", {"auto", "alpaca", "messages", "text"}),
+       {field("train", FieldType::kAny, std::nullopt,
+              "training set: a JSON, JSONL or CSV file or folder, or a Hub dataset id org/name[@revision]; "
+              "name#N takes N samples; or a list of them, entries also {source, count} or {source, weight}"),
+        field("eval", FieldType::kAny, "", "evaluation set, as data.train (empty: none)"),
+        field("format", S, "auto", "sample format", {"auto", "alpaca", "messages", "text", "tokens"}),
         field("max_seq_len", I, 2048, "tokens per row", {}, 1.0),
         field("packing", B, false, "pack several samples per row (attention never crosses samples)"),
         field("chat_template", S, "auto", "chat template (auto: from tokenizer_config.json)",
@@ -90,7 +92,13 @@ std::vector<SectionSpec> build() {
         field("grad_clip", N, 1.0, "clip the global gradient norm to this (0: no clipping)", {}, 0.0),
         field("seed", I, 42, "seed of every random generator", {}, 0.0),
         field("device", S, "auto", "where to train", {"cpu", "cuda", "auto"}),
-        field("activation_checkpointing", B, false, "recompute each block's activations in backward"),
+        field("activation_checkpointing", FieldType::kAny, false,
+              "recompute blocks' activations in backward: true (every block), false, a number N (the first N "
+              "blocks) or \"auto\" (the fewest blocks that let the memory plan fit train.max_memory)"),
+        field("max_memory", N, 0.0,
+              "GiB of device memory the run may use (0: the device's); activation_checkpointing = \"auto\" "
+              "plans against it",
+              {}, 0.0),
         field("dtype", S, "fp32", "compute dtype", {"fp32", "bf16"}),
         field("eval_every", I, 0, "evaluate on data.eval every N steps (0: never)", {}, 0.0),
         field("max_nonfinite_steps", I, 10, "stop after this many non-finite steps in a row", {}, 1.0)},
@@ -101,7 +109,13 @@ std::vector<SectionSpec> build() {
        {field("save_every", I, 0, "save every N steps (0: only at the end)", {}, 0.0),
         field("keep_last", I, 0, "keep the newest N checkpoints (0: all)", {}, 0.0)},
        {}},
-      {"log", std::nullopt, false, {field("every", I, 1, "log metrics every N steps", {}, 1.0)}, {}},
+      {"log",
+       std::nullopt,
+       false,
+       {field("every", I, 1, "log metrics every N steps", {}, 1.0),
+        field("tensorboard", B, false,
+              "also write the metrics as TensorBoard event files under <output_dir>/runs/ (tensorboard --logdir)")},
+       {}},
   };
 }
 

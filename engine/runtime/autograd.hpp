@@ -133,9 +133,14 @@ class Tape {
   bool grad_enabled() const { return grad_enabled_; }
   void set_grad_enabled(bool on) { grad_enabled_ = on; }
 
-  // Activation checkpointing of blocks opened from now on.
-  bool checkpointing() const { return checkpointing_; }
-  void set_checkpointing(bool on) { checkpointing_ = on; }
+  // Activation checkpointing of blocks opened from now on: every block (on), none (off), or only the blocks
+  // with index < n (selective checkpointing: n of the model's blocks recompute, the others keep their
+  // activations; n < 0 means every block).
+  bool checkpointing() const { return checkpoint_limit_ != 0; }
+  void set_checkpointing(bool on) { checkpoint_limit_ = on ? -1 : 0; }
+  void set_checkpoint_blocks(int64_t n) { checkpoint_limit_ = n; }
+  int64_t checkpoint_blocks() const { return checkpoint_limit_; }
+  bool checkpoints_block(int block) const { return checkpoint_limit_ < 0 || block < checkpoint_limit_; }
 
   // Bracket a block. Blocks do not nest; block_end must name the open block.
   void block_begin(int block);
@@ -171,7 +176,7 @@ class Tape {
   void replay(const Segment& seg);
 
   bool grad_enabled_ = true;
-  bool checkpointing_ = false;
+  int64_t checkpoint_limit_ = 0;  // blocks with index < this are checkpointed; < 0: all
   bool in_backward_ = false;
   uint64_t last_id_ = 0;
   std::vector<Entry> entries_;

@@ -81,6 +81,11 @@ class Device {
   virtual void copy_from_host_async(void* dst, const void* src, size_t bytes) {
     copy_from_host(dst, src, bytes);
   }
+
+  // The dense GEMM rate of this device in its compute dtype, FLOP/s: the denominator of MFU. Measured once,
+  // on the first call (CUDA: bf16 8192^3 through the device's cuBLASLt runner, about 0.1 s, outside the
+  // allocator's accounting); 0 where the engine does not measure it (the CPU).
+  virtual double gemm_ceiling_flops() { return 0.0; }
 };
 
 // Tracks current and peak bytes; shared by device implementations.

@@ -46,7 +46,8 @@ TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::Pl
         "train.dtype = \"bf16\": the CPU backend computes in fp32 (bf16 compute needs the CUDA backend)");
   }
   host_ = std::make_unique<host::HostSession>(device, static_cast<uint64_t>(recipe.train.seed));
-  host_->tape().set_checkpointing(recipe.train.activation_checkpointing);
+  // "auto" is resolved by the trainer from the memory plan before the first step; until then nothing recomputes.
+  host_->tape().set_checkpoint_blocks(recipe.train.checkpoint_auto ? 0 : recipe.train.checkpoint_blocks);
 
   ModelLoadOptions mo;
   mo.plugin = recipe.model.plugin;

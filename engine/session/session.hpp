@@ -46,6 +46,7 @@ class TrainingSession {
   host::HostSession& host() { return *host_; }
   ModelInstance& model() { return *model_; }
   host::PluginPeft* peft() { return peft_.get(); }
+  host::PluginQuantizer* quantizer() { return quantizer_.get(); }
   OptimizerInstance& optimizer() { return *optimizer_; }
   bool full_finetune() const { return peft_ == nullptr; }
   // Trainable root parameters in declaration order.

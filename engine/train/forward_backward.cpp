@@ -39,7 +39,8 @@ rt::Tensor batch_loss(session::TrainingSession& session, const data::Batch& b, d
   rt::Tensor ids = rt::Tensor::from_vector(bt, ENG_I32, dev, b.input_ids);
   rt::Tensor pos = rt::Tensor::from_vector(bt, ENG_I32, dev, b.position_ids);
   rt::Tensor seg;
-  if (session.recipe().data.packing) seg = rt::Tensor::from_vector(bt, ENG_I32, dev, b.segment_ids);
+  if (session.recipe().data.packing && !single_sample_rows(b))
+    seg = rt::Tensor::from_vector(bt, ENG_I32, dev, b.segment_ids);
   rt::Tensor labels = rt::Tensor::from_vector(rt::Dims{int64_t(b.rows) * b.seq_len}, ENG_I32, dev, b.labels);
 
   rt::Tensor hidden = session.model().forward(ids, pos, seg, nullptr, grad);  // (B,T,C)
@@ -56,6 +57,17 @@ rt::Tensor batch_loss(session::TrainingSession& session, const data::Batch& b, d
 }
 
 }  // namespace
+
+bool single_sample_rows(const data::Batch& b) {
+  for (int64_t r = 0; r < b.rows; ++r) {
+    const int32_t* s = b.segment_ids.data() + r * b.seq_len;
+    int64_t t = 0;
+    while (t < b.seq_len && s[t] == 1) ++t;
+    while (t < b.seq_len && s[t] == 0) ++t;
+    if (t != b.seq_len) return false;
+  }
+  return true;
+}
 
 PassResult forward_backward(session::TrainingSession& session, std::span<const data::Batch> micro_batches) {
   PassResult r;

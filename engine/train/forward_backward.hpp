@@ -25,6 +25,11 @@ struct PassResult {
 // Accumulates gradients into the parameters (does not zero them first; does not step).
 PassResult forward_backward(session::TrainingSession& session, std::span<const data::Batch> micro_batches);
 
+// True when every row of the batch holds one sample, possibly followed by padding (segment ids 1..1 0..0):
+// its attention then needs no segment mask (causal attention gives the same values at every labelled
+// position), so the dense attention kernels serve it (cuDNN's fused forward and backward on CUDA).
+bool single_sample_rows(const data::Batch& b);
+
 // The summed (unscaled) loss and label count of batches, without gradients (evaluation).
 PassResult evaluate_loss(session::TrainingSession& session, std::span<const data::Batch> batches);
 

@@ -75,7 +75,8 @@ int64_t activation_elements_per_token(const PlanInputs& in) {
 // Per token, every output of one block's ops (elements). Activation checkpointing replays a block before its
 // backward and holds all of them until the replay is done (engine/runtime/autograd.cpp, Tape::replay):
 //   norms 2C, q/k/v projections q + 2kv, rope q + kv, attention q, o_proj and residual 2C, mlp gate/up/swiglu
-//   3I, down and residual 2C; LoRA per target: x A^T (r), its B product, the scaled copy and the sum (3 out)
+//   3I, down and residual 2C; LoRA per target: x A^T (r) and its scaled copy (r; none at scaling 1), its B
+//   product and the sum (2 out)
 int64_t block_output_elements_per_token(const PlanInputs& in) {
   const PlanModelShape& m = in.model;
   const int64_t c = m.hidden_size;
@@ -84,7 +85,7 @@ int64_t block_output_elements_per_token(const PlanInputs& in) {
   int64_t e = 2 * c + (q + 2 * kv) + (q + kv) + q + 2 * c + 3 * m.intermediate_size + 2 * c;
   if (in.lora_rank > 0) {
     for (const auto& l : block_linears(m)) {
-      if (targeted(in, l.name)) e += in.lora_rank + 3 * l.out;
+      if (targeted(in, l.name)) e += 2 * in.lora_rank + 2 * l.out;
     }
   }
   return e;
@@ -154,11 +155,20 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
   const int64_t per_block = activation_elements_per_token(in) * tokens;
   int64_t act_elems = 0;
   std::string act_detail;
-  if (in.activation_checkpointing) {
+  const int64_t ckpt = in.checkpoint_blocks < 0 ? m.n_layers : std::min<int64_t>(in.checkpoint_blocks, m.n_layers);
+  if (in.activation_checkpointing && ckpt == m.n_layers) {
     // each block keeps its input; in backward one block at a time is replayed, holding all its outputs
     act_elems = int64_t(m.n_layers) * m.hidden_size * tokens + block_output_elements_per_token(in) * tokens;
     act_detail = fmt::format("checkpointed: block inputs of {} blocks + one block replayed, {} tokens",
                              m.n_layers, tokens);
+  } else if (in.activation_checkpointing && ckpt > 0) {
+    // The last L-N blocks keep their saved tensors until backward reaches them; by the time it replays the
+    // checkpointed first N, those are freed.
+    const int64_t kept = (int64_t(m.n_layers) - ckpt) * per_block;
+    act_elems = ckpt * m.hidden_size * tokens + std::max(kept, block_output_elements_per_token(in) * tokens);
+    act_detail = fmt::format("{} of {} blocks checkpointed (the first), {} elements/token/block kept by the "
+                             "others, {} tokens",
+                             ckpt, m.n_layers, activation_elements_per_token(in), tokens);
   } else {
     act_elems = int64_t(m.n_layers) * per_block;
     act_detail = fmt::format("{} elements/token/block x {} tokens x {} blocks",
@@ -177,6 +187,15 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
 
   for (const auto& c : plan.components) plan.total_bytes += c.bytes;
   return plan;
+}
+
+int64_t fewest_checkpoint_blocks(PlanInputs in, int64_t budget) {
+  in.activation_checkpointing = true;
+  for (int64_t n = 0; n <= in.model.n_layers; ++n) {
+    in.checkpoint_blocks = n;
+    if (make_memory_plan(in).total_bytes <= budget) return n;
+  }
+  return -1;
 }
 
 std::string format_bytes(int64_t bytes) {

@@ -14,7 +14,9 @@
 //   activations     what the autograd tape keeps for backward: per token and block, the tensors each op saves
 //                   (see activation_elements_per_token), times B*T and the number of blocks; with
 //                   activation checkpointing each block's input, plus every output of the one block being
-//                   replayed (block_output_elements_per_token)
+//                   replayed (block_output_elements_per_token); with N of L blocks checkpointed (the first
+//                   N), the larger of the end of forward (N inputs + L-N blocks' saved tensors) and the
+//                   replay of block N-1 (N inputs + one block's outputs)
 //   inputs          ids, labels and positions of a micro-batch
 //   workspace       gradients alive at once in backward (+ the cuBLASLt workspace on CUDA)
 #pragma once
@@ -55,6 +57,7 @@ struct PlanInputs {
   int64_t micro_batch_size = 1;
   int64_t seq_len = 512;
   bool activation_checkpointing = false;
+  int64_t checkpoint_blocks = -1;  // with activation_checkpointing: the first N blocks recompute; < 0: all
   bool cuda = false;
   int64_t device_memory = 0;  // bytes; 0 = unknown
 };
@@ -84,6 +87,10 @@ int64_t activation_elements_per_token(const PlanInputs& in);
 int64_t block_output_elements_per_token(const PlanInputs& in);
 
 MemoryPlan make_memory_plan(const PlanInputs& in);
+
+// Selective checkpointing (train.activation_checkpointing = "auto"): the fewest blocks (counted from the
+// first) whose recompute makes the plan's total fit `budget` bytes, or -1 when even every block does not fit.
+int64_t fewest_checkpoint_blocks(PlanInputs in, int64_t budget);
 
 // "1.25 GiB", "512 KiB", "37 B"
 std::string format_bytes(int64_t bytes);

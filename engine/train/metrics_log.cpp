@@ -44,6 +44,7 @@ void MetricsLog::write(const StepMetrics& m) {
   j["tokens_per_s"] = number(m.tokens_per_s);
   j["mem_bytes"] = m.mem_bytes;
   if (m.mem_reserved_bytes > 0) j["mem_reserved_bytes"] = m.mem_reserved_bytes;
+  if (m.model_tflops) j["model_tflops"] = number(*m.model_tflops);
   if (m.mfu) j["mfu"] = number(*m.mfu);
   if (m.skipped) j["skipped"] = true;
   out_ << j.dump() << '\n';

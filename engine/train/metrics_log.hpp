@@ -1,6 +1,6 @@
 // MetricsLog: <output_dir>/metrics.jsonl, one JSON object per logged step, flushed line by line so that a
 // killed run keeps what it logged. Training lines:
-//   {"step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "mem_bytes", "mfu" (when known),
+//   {"step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "mem_bytes", "model_tflops" and "mfu" (CUDA),
 //    "skipped" (true for a step dropped as non-finite)}
 // evaluation lines: {"step", "eval_loss", "eval_perplexity", "eval_tokens"}.
 #pragma once
@@ -21,7 +21,8 @@ struct StepMetrics {
   double tokens_per_s = 0.0;  // input tokens (all positions) per second of the step
   int64_t mem_bytes = 0;      // allocator peak during the step
   int64_t mem_reserved_bytes = 0;  // what the caching allocator holds from the device (peak; 0 without a cache)
-  std::optional<double> mfu;  // model FLOPs utilisation, where the device's peak is known
+  std::optional<double> model_tflops;  // model FLOPs (model_flops.hpp) per second / 1e12, with mfu
+  std::optional<double> mfu;           // model_tflops / the device's measured GEMM ceiling (CUDA)
   bool skipped = false;
 };
 

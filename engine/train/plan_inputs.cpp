@@ -1,5 +1,7 @@
 #include "engine/train/plan_inputs.hpp"
 
+#include <algorithm>
+
 #include "engine/core/error.hpp"
 
 namespace engine::train {
@@ -33,6 +35,14 @@ PlanModelShape plan_shape_from_config(const nlohmann::json& c) {
   return m;
 }
 
+int64_t auto_checkpoint_blocks(const PlanInputs& in) {
+  // Headroom for what the plan does not see: the caching allocator's rounding and fragmentation, the CUDA
+  // context and library workspaces.
+  const int64_t budget = static_cast<int64_t>(0.92 * double(in.device_memory));
+  const int64_t n = fewest_checkpoint_blocks(in, budget);
+  return n < 0 ? -1 : n;
+}
+
 PlanInputs plan_inputs_for(const recipe::Recipe& r, const nlohmann::json& config, double optimizer_bytes,
                            double quant_bytes, bool cuda, int64_t device_memory) {
   PlanInputs in;
@@ -60,6 +70,15 @@ PlanInputs plan_inputs_for(const recipe::Recipe& r, const nlohmann::json& config
   in.micro_batch_size = r.train.micro_batch_size;
   in.seq_len = r.data.max_seq_len;
   in.activation_checkpointing = r.train.activation_checkpointing;
+  in.checkpoint_blocks = r.train.checkpoint_blocks;
+  if (r.train.max_memory_gib > 0) {
+    const auto cap = static_cast<int64_t>(r.train.max_memory_gib * double(int64_t(1) << 30));
+    device_memory = device_memory > 0 ? std::min(device_memory, cap) : cap;
+  }
+  if (r.train.checkpoint_auto && device_memory > 0) {
+    in.device_memory = device_memory;
+    in.checkpoint_blocks = auto_checkpoint_blocks(in);
+  }
   in.cuda = cuda;
   in.device_memory = device_memory;
   return in;

@@ -13,7 +13,14 @@ namespace engine::train {
 // config.json (Hugging Face llama/qwen2 layout) -> sizes; engine::Error naming a missing key.
 PlanModelShape plan_shape_from_config(const nlohmann::json& config);
 
+// train.activation_checkpointing = "auto": the fewest blocks to recompute for the plan to fit 92% of
+// in.device_memory (the rest is headroom for allocator rounding, the CUDA context and library workspaces);
+// -1 (every block) when nothing fits.
+int64_t auto_checkpoint_blocks(const PlanInputs& in);
+
 // quant_bytes_per_element: the quantizer's bytes per weight element, scales included (0: none).
+// device_memory: the device's bytes, capped by train.max_memory; with activation_checkpointing = "auto" the
+// result's checkpoint_blocks is resolved against it.
 PlanInputs plan_inputs_for(const recipe::Recipe& recipe, const nlohmann::json& config,
                            double optimizer_bytes_per_element, double quant_bytes_per_element, bool cuda,
                            int64_t device_memory);

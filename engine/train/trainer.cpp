@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "engine/core/error.hpp"
 #include "engine/train/checkpoint_dir.hpp"
@@ -13,8 +14,13 @@
 #include "engine/train/grad_norm.hpp"
 #include "engine/train/lr_schedule.hpp"
 #include "engine/train/memory_plan.hpp"
+#include "engine/train/model_flops.hpp"
+#include "engine/runtime/op_profile.hpp"
+#include "engine/train/plan_inputs.hpp"
+#include "engine/io/hf_config.hpp"
 #include "engine/train/nonfinite_guard.hpp"
 #include "engine/train/progress.hpp"
+#include "engine/train/tensorboard_writer.hpp"
 #include "engine/train/trainer_state.hpp"
 
 namespace engine::train {
@@ -22,6 +28,24 @@ namespace engine::train {
 namespace fs = std::filesystem;
 
 namespace {
+
+// A word for a POSIX shell: as is when it has only safe characters, else in single quotes.
+std::string shell_word(const std::string& w) {
+  if (!w.empty() && w.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:@+,") ==
+                        std::string::npos)
+    return w;
+  std::string q = "'";
+  for (char c : w) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// The engine executable as this process was started from (scripts/setup.sh does not put it on PATH), so the
+// "try it" line runs as printed.
+std::string engine_executable() {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec || exe.filename() != "engine" ? std::string("engine") : shell_word(exe.string());
+}
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -56,6 +80,32 @@ EvalMetrics run_eval(session::TrainingSession& session, DataPipeline& data, int6
   return m;
 }
 
+// train.activation_checkpointing = "auto": the memory plan of this run (the model's config.json, the
+// plugins' byte counts, the device's memory capped by train.max_memory) decides how many blocks recompute.
+void resolve_auto_checkpointing(session::TrainingSession& session) {
+  const recipe::Recipe& r = session.recipe();
+  rt::Device& device = session.host().device();
+  const nlohmann::json config = io::read_hf_config(r.model.path).json;
+  double quant_bytes = 0.0;
+  if (host::PluginQuantizer* q = session.quantizer(); q != nullptr && q->vtable().bytes_per_element != nullptr)
+    quant_bytes = q->vtable().bytes_per_element(q->self());
+  const PlanInputs in =
+      plan_inputs_for(r, config, session.optimizer().state_bytes_per_element(), quant_bytes,
+                      device.type() == rt::DeviceType::CUDA, static_cast<int64_t>(device.total_memory()));
+  const int64_t n = in.checkpoint_blocks;
+  session.host().tape().set_checkpoint_blocks(n);
+  const MemoryPlan plan = make_memory_plan(in);
+  const int32_t layers = in.model.n_layers;
+  if (n < 0 && !plan.fits())
+    spdlog::warn("activation checkpointing auto: even with every block recomputed the plan needs {} of {}; "
+                 "lower train.micro_batch_size or data.max_seq_len",
+                 format_bytes(plan.total_bytes), format_bytes(in.device_memory));
+  else
+    spdlog::info("activation checkpointing auto: {} of {} blocks recompute (plan {} of {}{})",
+                 n < 0 ? layers : n, layers, format_bytes(plan.total_bytes), format_bytes(in.device_memory),
+                 r.train.max_memory_gib > 0 ? ", train.max_memory" : "");
+}
+
 }  // namespace
 
 int64_t total_steps(const recipe::Recipe& r, uint64_t rows_per_epoch) {
@@ -72,6 +122,8 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
   const int64_t total = total_steps(r, data.rows_per_epoch());
   const LrSchedule schedule(schedule_of(r, total));
   NonfiniteGuard guard(r.train.max_nonfinite_steps);
+
+  if (r.train.checkpoint_auto) resolve_auto_checkpointing(session);
 
   TrainResult result;
   result.total_steps = total;
@@ -99,9 +151,22 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
   result.first_step = state.step;
   fs::create_directories(r.train.output_dir);
   MetricsLog metrics(r.train.output_dir / "metrics.jsonl", state.step);
+  std::optional<TensorBoardWriter> tensorboard;
+  if (r.log.tensorboard) {
+    tensorboard.emplace(r.train.output_dir / "runs");
+    spdlog::info("TensorBoard events in {} (tensorboard --logdir {})", tensorboard->path().string(),
+                 (r.train.output_dir / "runs").string());
+  }
+  auto log_eval = [&](const EvalMetrics& e) {
+    metrics.write(e);
+    if (tensorboard) tensorboard->scalars(e.step, {{"eval/loss", e.loss}, {"eval/perplexity", e.perplexity}});
+  };
   Progress progress(options.progress_out, options.live_progress, total, r.log.every);
   progress.start(state.step);
   const double t_start = now_s();
+  // MFU's denominator, measured on this device before the first step (CUDA); 0 leaves mfu out.
+  const double ceiling = device.gemm_ceiling_flops();
+  if (ceiling > 0) spdlog::info("GEMM ceiling of the device: {:.0f} TFLOP/s (bf16 8192^3, cuBLASLt)", ceiling / 1e12);
 
   auto checkpoint = [&]() {
     state.sampler = data.cursor();
@@ -111,6 +176,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     result.last_checkpoint = save_checkpoint(session, state);
   };
 
+  rt::OpProfile& profile = rt::OpProfile::instance();
   bool saved_at_last_step = false;
   while (state.step < total) {
     if (options.stop_requested != nullptr && options.stop_requested->load()) {
@@ -124,13 +190,23 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     std::vector<data::Batch> micro;
     for (int64_t i = 0; i < r.train.grad_accum; ++i)
       micro.push_back(data.next(static_cast<int32_t>(r.train.micro_batch_size)));
+    if (profile.enabled() && step == result.first_step + 2) profile.reset();  // the first step warms up
     PassResult pass = forward_backward(session, micro);
-    const double norm = global_grad_norm(hs.params());
+    double norm = 0;
+    {
+      rt::OpTimer timer(profile.enabled() ? &device : nullptr, "grad_norm", "step");
+      norm = global_grad_norm(hs.params());
+    }
     const double lr = schedule.lr_at(step);
     const StepVerdict verdict = guard.check(pass.loss, norm);
-    if (verdict == StepVerdict::Apply)
+    if (verdict == StepVerdict::Apply) {
+      rt::OpTimer timer(profile.enabled() ? &device : nullptr, "optimizer", "step");
       session.optimizer().step(step, lr, clip_coefficient(norm, r.train.grad_clip));
-    hs.params().zero_grads();
+    }
+    {
+      rt::OpTimer timer(profile.enabled() ? &device : nullptr, "zero_grads", "step");
+      hs.params().zero_grads();
+    }
     state.step = step;
     saved_at_last_step = false;
 
@@ -142,6 +218,10 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     m.tokens = pass.label_tokens;
     const double dt = now_s() - t0;
     m.tokens_per_s = dt > 0 ? static_cast<double>(pass.input_tokens) / dt : 0.0;
+    if (ceiling > 0 && dt > 0) {
+      m.model_tflops = step_model_flops(session.model().info(), session.full_finetune(), micro) / dt / 1e12;
+      m.mfu = *m.model_tflops * 1e12 / ceiling;
+    }
     const rt::MemoryStats mem = device.memory_stats();
     m.mem_bytes = mem.peak_bytes;
     m.mem_reserved_bytes = mem.peak_reserved_bytes;
@@ -153,7 +233,16 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
       state.tokens_seen += pass.label_tokens;
       state.last_loss = pass.loss;
     }
-    if (step % r.log.every == 0 || step == total || m.skipped) metrics.write(m);
+    if (step % r.log.every == 0 || step == total || m.skipped) {
+      metrics.write(m);
+      if (tensorboard && !m.skipped) {
+        tensorboard->scalars(step, {{"train/loss", m.loss},
+                                    {"train/learning_rate", m.lr},
+                                    {"train/grad_norm", m.grad_norm},
+                                    {"train/tokens_per_s", m.tokens_per_s},
+                                    {"train/memory_gib", static_cast<double>(m.mem_bytes) / (1 << 30)}});
+      }
+    }
     progress.step(m);
 
     if (verdict == StepVerdict::Stop) {
@@ -170,7 +259,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
                                    step, guard.in_a_row()));
     if (r.train.eval_every > 0 && data.has_eval() && step % r.train.eval_every == 0) {
       result.last_eval = run_eval(session, data, step);
-      metrics.write(*result.last_eval);
+      log_eval(*result.last_eval);
       progress.eval(*result.last_eval);
     }
     if (r.checkpoint.save_every > 0 && step % r.checkpoint.save_every == 0 && step < total) {
@@ -185,10 +274,12 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
   if (data.has_eval() && !result.stopped_nonfinite && !result.interrupted && state.step > result.first_step &&
       (!result.last_eval || result.last_eval->step != state.step)) {
     result.last_eval = run_eval(session, data, state.step);
-    metrics.write(*result.last_eval);
+    log_eval(*result.last_eval);
     progress.eval(*result.last_eval);
   }
   progress.finish();
+  if (profile.enabled() && state.step > result.first_step + 1)
+    spdlog::info("{}", profile.report(state.step - result.first_step - 1));
   result.last_step = state.step;
   result.seconds = now_s() - t_start;
   result.nonfinite_skipped = guard.total_skipped();
@@ -223,12 +314,12 @@ std::string format_summary(const session::TrainingSession& session, const TrainR
     s += fmt::format("{} saved in {}\n", full ? "model" : "adapter", res.last_checkpoint.string());
     s += fmt::format("metrics in {}\n", (r.train.output_dir / "metrics.jsonl").string());
     if (full) {
-      s += fmt::format("try it: engine generate --model {} --chat --prompt \"What color is a banana?\"\n",
-                       res.last_checkpoint.string());
+      s += fmt::format("try it: {} generate --model {} --chat --prompt \"What color is a banana?\"\n",
+                       engine_executable(), shell_word(res.last_checkpoint.string()));
     } else {
       s += fmt::format(
-          "try it: engine generate --model {} --adapter {} --chat --prompt \"What color is a banana?\"\n",
-          r.model.path.string(), res.last_checkpoint.string());
+          "try it: {} generate --model {} --adapter {} --chat --prompt \"What color is a banana?\"\n",
+          engine_executable(), shell_word(r.model.path.string()), shell_word(res.last_checkpoint.string()));
     }
     if (res.interrupted) {
       s += fmt::format(

@@ -184,6 +184,27 @@ TEST_F(RecipeLoader, SetOverridesWithTypeChecking) {
   EXPECT_TRUE(any(ds, "unknown section [trian]; did you mean 'train'?")) << all(ds);
 }
 
+TEST_F(RecipeLoader, ActivationCheckpointingTakesABoolABlockCountOrAuto) {
+  auto blocks = [&](const std::string& v) {
+    Recipe r = load_recipe(test_data_dir("recipe/base.toml"), {"train.activation_checkpointing=" + v}, registry_);
+    return std::make_tuple(r.train.activation_checkpointing, r.train.checkpoint_blocks, r.train.checkpoint_auto);
+  };
+  EXPECT_EQ(blocks("true"), std::make_tuple(true, int64_t(-1), false));
+  EXPECT_EQ(blocks("false"), std::make_tuple(false, int64_t(0), false));
+  EXPECT_EQ(blocks("12"), std::make_tuple(true, int64_t(12), false));
+  EXPECT_EQ(blocks("0"), std::make_tuple(false, int64_t(0), false));
+  EXPECT_EQ(blocks("auto"), std::make_tuple(true, int64_t(0), true));
+  Recipe r = load_recipe(test_data_dir("recipe/base.toml"), {"train.max_memory=19.5"}, registry_);
+  EXPECT_EQ(r.train.max_memory_gib, 19.5);
+  for (const char* bad : {"-3", "sometimes", "1.5"}) {
+    auto ds = errors("base.toml", {std::string("train.activation_checkpointing=") + bad});
+    EXPECT_TRUE(any(ds, "train.activation_checkpointing must be true, false, a number of blocks (0 or more) or "
+                        "\"auto\""))
+        << bad << ": " << all(ds);
+  }
+  EXPECT_TRUE(any(errors("base.toml", {"train.max_memory=-1"}), "train.max_memory")) ;
+}
+
 TEST_F(RecipeLoader, MissingDataFilesSayWhatRelativePathsAreRelativeTo) {
   // A --set path is relative to the current directory, not to the recipe: the message must not send the user
   // to the recipe's folder only.
@@ -193,6 +214,43 @@ TEST_F(RecipeLoader, MissingDataFilesSayWhatRelativePathsAreRelativeTo) {
                   "sets them (--set: to the current directory)"))
       << all(ds);
   EXPECT_TRUE(any(ds, "no_such_eval.jsonl does not exist; relative paths are relative")) << all(ds);
+}
+
+TEST_F(RecipeLoader, HubIdsAndSourceListsWithCountsAndWeights) {
+  // A path that exists wins over a Hub id; org/name that names nothing locally is a Hub id, with @revision
+  // and #N; a list mixes files and tables.
+  const std::string file = fs::absolute(test_data_dir("recipe/train.jsonl")).lexically_normal().string();
+  Recipe r = load_recipe(test_data_dir("recipe/base.toml"),
+                         {"model.path=Qwen/Qwen2.5-0.5B@v1",
+                          "data.train=[\"" + file + "#3\", \"org/data@main#20\", {\"source\": \"" + file +
+                              "\", \"weight\": 0.5}, {\"source\": \"org/other\", \"count\": 7}]",
+                          "data.eval=org/evalset"},
+                         registry_);
+  EXPECT_EQ(r.model.hub_id, "Qwen/Qwen2.5-0.5B@v1");
+  ASSERT_EQ(r.data.train.size(), 4u);
+  EXPECT_EQ(r.data.train[0].path, fs::path(file));
+  EXPECT_EQ(r.data.train[0].count, 3);
+  EXPECT_EQ(r.data.train[1].hub_id, "org/data@main");
+  EXPECT_EQ(r.data.train[1].count, 20);
+  EXPECT_EQ(r.data.train[2].weight, 0.5);
+  EXPECT_EQ(r.data.train[3].hub_id, "org/other");
+  EXPECT_EQ(r.data.train[3].count, 7);
+  ASSERT_EQ(r.data.eval.size(), 1u);
+  EXPECT_EQ(r.data.eval[0].hub_id, "org/evalset");
+  // The recipe's own train.jsonl (it exists next to base.toml) is a path, not a Hub id.
+  Recipe local = load_recipe(test_data_dir("recipe/base.toml"), {}, registry_);
+  ASSERT_EQ(local.data.train.size(), 1u);
+  EXPECT_TRUE(local.data.train[0].hub_id.empty());
+  EXPECT_EQ(local.data.train[0].path, fs::absolute(test_data_dir("recipe/train.jsonl")).lexically_normal());
+
+  auto ds = errors("base.toml", {R"(data.train=[{"source": "org/a", "count": 2, "weight": 1.0}])"});
+  EXPECT_TRUE(any(ds, "give a source either count or weight, not both")) << all(ds);
+  ds = errors("base.toml", {R"(data.train=[{"source": "org/a", "wieght": 1.0}])"});
+  EXPECT_TRUE(any(ds, "unknown key 'wieght' in a source table (known: source, count, weight)")) << all(ds);
+  ds = errors("base.toml", {"data.train=[]"});
+  EXPECT_TRUE(any(ds, "data.train is an empty list")) << all(ds);
+  ds = errors("base.toml", {"data.train=5"});
+  EXPECT_TRUE(any(ds, "data.train must be a path or Hub id, or a list of them (got 5)")) << all(ds);
 }
 
 TEST_F(RecipeLoader, MissingSectionsAndKeysAndSyntaxErrors) {

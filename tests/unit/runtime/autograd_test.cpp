@@ -292,6 +292,32 @@ TEST(Tape, CheckpointingGivesBitwiseIdenticalGradientsAndLowerPeakMemory) {
   EXPECT_LT(peak_ckpt, peak_plain);
 }
 
+TEST(Tape, SelectiveCheckpointingReplaysOnlyTheFirstNBlocksWithIdenticalGradients) {
+  const int blocks = 6;
+  const int per_block = 7;
+  const int64_t n = 1 << 12;
+  BlockModel plain(blocks, n), part(blocks, n);
+  Tape warm;
+  plain.step(warm, nullptr);
+  part.step(warm, nullptr);
+  Tape t_plain, t_part;
+  t_part.set_checkpoint_blocks(2);
+  EXPECT_TRUE(t_part.checkpoints_block(1));
+  EXPECT_FALSE(t_part.checkpoints_block(2));
+  NodeCounters c_plain, c_part;
+  const int64_t peak_plain = plain.step(t_plain, &c_plain);
+  const int64_t peak_part = part.step(t_part, &c_part);
+  for (int i = 0; i < blocks; ++i) {
+    const Tensor& a = plain.sw[static_cast<size_t>(i)]->grad();
+    const Tensor& b = part.sw[static_cast<size_t>(i)]->grad();
+    EXPECT_EQ(std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()), 0) << "w" << i;
+  }
+  EXPECT_EQ(t_part.last_backward_stats().blocks_replayed, 2);
+  EXPECT_EQ(t_part.last_backward_stats().nodes_replayed, per_block * 2);
+  EXPECT_EQ(c_part.forwards, per_block * blocks + per_block * 2 + 1);
+  EXPECT_LT(peak_part, peak_plain);
+}
+
 struct RecordingHooks final : BlockHooks {
   std::vector<std::string> events;
   void before_block(int block, BlockPhase phase) override {

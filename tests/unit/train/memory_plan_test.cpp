@@ -69,6 +69,49 @@ TEST(MemoryPlan, CheckpointingShrinksActivations) {
   EXPECT_GT(without, 5 * with);
 }
 
+TEST(MemoryPlan, SelectiveCheckpointingLiesBetweenNoneAndAllAndAutoPicksTheFewestThatFit) {
+  PlanInputs in = qwen7b();
+  in.lora_rank = 16;
+  in.lora_targets = {"all-linear"};
+  auto act = [&](bool on, int64_t blocks) {
+    in.activation_checkpointing = on;
+    in.checkpoint_blocks = blocks;
+    return component(make_memory_plan(in), "activations");
+  };
+  const int64_t all = act(true, -1), none = act(false, -1);
+  EXPECT_EQ(act(true, 28), all);
+  EXPECT_EQ(act(true, 0), none);
+  int64_t previous = none;
+  for (int64_t n : {4, 10, 20}) {
+    const int64_t a = act(true, n);
+    EXPECT_LT(a, previous) << n;
+    EXPECT_GT(a, all) << n;
+    previous = a;
+  }
+  // Recomputing the last block saves nothing: it would hold its input and, replayed at once, all its outputs,
+  // more than the tensors it saves when it is not checkpointed.
+  EXPECT_LT(act(true, 27), all);
+  // auto: the fewest blocks whose plan fits the budget, every block when only that fits, -1 when nothing does.
+  in.activation_checkpointing = true;
+  in.checkpoint_blocks = 12;
+  const int64_t budget = make_memory_plan(in).total_bytes;
+  const int64_t n = fewest_checkpoint_blocks(in, budget);
+  EXPECT_LE(n, 12);
+  in.checkpoint_blocks = n;
+  EXPECT_LE(make_memory_plan(in).total_bytes, budget);
+  if (n > 0) {
+    in.checkpoint_blocks = n - 1;
+    EXPECT_GT(make_memory_plan(in).total_bytes, budget);
+  }
+  in.checkpoint_blocks = -1;
+  const int64_t tight = make_memory_plan(in).total_bytes;  // every block recomputed just fits
+  const int64_t m = fewest_checkpoint_blocks(in, tight);
+  ASSERT_GT(m, 20);
+  in.checkpoint_blocks = m;
+  EXPECT_LE(make_memory_plan(in).total_bytes, tight);
+  EXPECT_EQ(fewest_checkpoint_blocks(in, 1 << 20), -1);
+}
+
 TEST(MemoryPlan, AnUnknownDtypeIsAnErrorNotAGuess) {
   PlanInputs in = qwen7b();
   in.lora_rank = 16;  // frozen base weights, counted in their storage dtype

@@ -192,6 +192,46 @@ const void* CudaDevice::constant_buffer(const void* host, size_t bytes) {
   return p;
 }
 
+double CudaDevice::gemm_ceiling_flops() {
+  std::call_once(ceiling_once_, [&] {
+    CudaDeviceGuard guard(index_);
+    // bf16 in, bf16 out, fp32 accumulation: the type pair of the training step's GEMMs. Raw cudaMalloc so
+    // that the measurement never shows in the allocator's peak.
+    constexpr int64_t n = 8192;
+    const size_t bytes = size_t(n) * n * 2;
+    void* buf[3] = {};
+    cudaEvent_t start = nullptr, stop = nullptr;
+    try {
+      for (void*& b : buf) CUDA_CHECK(cudaMalloc(&b, bytes));
+      CUDA_CHECK(cudaMemsetAsync(buf[0], 0, bytes, compute_));
+      CUDA_CHECK(cudaMemsetAsync(buf[1], 0, bytes, compute_));
+      CUDA_CHECK(cudaEventCreate(&start));
+      CUDA_CHECK(cudaEventCreate(&stop));
+      cuda::GemmDesc d;
+      d.M = d.N = d.K = n;
+      d.lda = d.ldb = d.ldc = n;
+      d.ab_type = d.c_type = cuda::GemmType::BF16;
+      for (int i = 0; i < 3; ++i) gemm_->run(compute_, d, buf[0], buf[1], buf[2]);  // warm-up, algorithm choice
+      constexpr int kTimed = 10;
+      CUDA_CHECK(cudaEventRecord(start, compute_));
+      for (int i = 0; i < kTimed; ++i) gemm_->run(compute_, d, buf[0], buf[1], buf[2]);
+      CUDA_CHECK(cudaEventRecord(stop, compute_));
+      CUDA_CHECK(cudaEventSynchronize(stop));
+      float ms = 0;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+      gemm_ceiling_ = ms > 0 ? 2.0 * double(n) * n * n * kTimed / (double(ms) * 1e-3) : 0.0;
+    } catch (const std::exception& e) {
+      spdlog::warn("{}: could not measure the GEMM ceiling ({}); MFU is not reported", label_, e.what());
+      gemm_ceiling_ = 0.0;
+    }
+    if (start) cudaEventDestroy(start);
+    if (stop) cudaEventDestroy(stop);
+    for (void* b : buf)
+      if (b) cudaFree(b);
+  });
+  return gemm_ceiling_;
+}
+
 cublasLtContext* CudaDevice::cublaslt_handle() const { return gemm_->handle(); }
 void* CudaDevice::cublaslt_workspace() const { return gemm_->workspace(); }
 size_t CudaDevice::cublaslt_workspace_bytes() const { return gemm_->workspace_bytes(); }

@@ -93,6 +93,7 @@ class CudaDevice final : public Device {
   void* compute_stream() override { return compute_; }
   void* copy_stream() override { return copy_; }
   void copy_from_host_async(void* dst, const void* src, size_t bytes) override;
+  double gemm_ceiling_flops() override;
 
   // Properties (what the host API gives plugins).
   const CudaDeviceProperties& properties() const { return props_; }
@@ -142,6 +143,8 @@ class CudaDevice final : public Device {
   std::unique_ptr<CudaCachingAllocator> allocator_;
   std::unique_ptr<cuda::GemmRunner> gemm_;
   DType compute_dtype_ = ENG_BF16;
+  std::once_flag ceiling_once_;
+  double gemm_ceiling_ = 0.0;
   std::once_flag cudnn_once_;
   std::unique_ptr<cuda::CudnnAttention> cudnn_;
   std::mutex constants_mu_;
