@@ -58,7 +58,9 @@ int describe(const plugins::PluginRegistry& registry, const std::string& name) {
     std::cout << r->name << " " << r->version << " — " << plugins::kind_name(r->kind) << " plugin, ABI "
               << plugins::abi_string(r->abi_version) << "\n  " << r->description
               << "\n  file: " << r->path.string() << "\n  capabilities: " << capabilities_text(*r)
-              << "\n  options ([" << plugins::kind_name(r->kind) << "] section of a recipe):\n";
+              << "\n";
+    for (const std::string& w : r->warnings) std::cout << "  warning: " << w << "\n";
+    std::cout << "  options ([" << plugins::kind_name(r->kind) << "] section of a recipe):\n";
     std::vector<recipe::FieldSpec> fields = recipe::parse_schema(r->options_schema_json, r->name);
     if (fields.empty()) std::cout << "    (none)\n";
     for (const recipe::FieldSpec& f : fields) {
@@ -107,7 +109,8 @@ int plugins_command(const std::vector<std::string>& args) {
                      {"version", r->version},
                      {"abi", plugins::abi_string(r->abi_version)},
                      {"path", r->path.string()},
-                     {"description", r->description}});
+                     {"description", r->description},
+                     {"warnings", r->warnings}});
     }
     std::cout << out.dump(2) << "\n";
   } else {
@@ -117,6 +120,7 @@ int plugins_command(const std::vector<std::string>& args) {
       std::printf("%-10s %-18s %-8s ABI %-5s %s\n    %s\n", plugins::kind_name(r->kind), r->name.c_str(),
                   r->version.c_str(), plugins::abi_string(r->abi_version).c_str(), r->path.string().c_str(),
                   r->description.c_str());
+      for (const std::string& w : r->warnings) std::printf("    warning: %s\n", w.c_str());
     }
   }
   // Refused files are logged as warnings (stderr) while loading; the text listing repeats them.

@@ -54,6 +54,8 @@ const eng_host_api* host_api() {
       .safetensors_write = h_safetensors_write,
       .safetensors_read = h_safetensors_read,
       .device_properties = h_device_properties,
+      .target_match = h_target_match,
+      .file_write = h_file_write,
   };
   return &kHostApi;
 }

@@ -49,6 +49,8 @@ eng_status h_param_info(eng_param p, eng_param_info* out);
 eng_status h_param_value(const eng_ctx* ctx, eng_param p, eng_tensor* out);
 eng_status h_param_grad(const eng_ctx* ctx, eng_param p, eng_tensor* out);
 eng_status h_param_set_trainable(const eng_ctx* ctx, eng_param p, int32_t trainable);
+eng_status h_file_write(const eng_ctx* ctx, const char* path, const void* data, size_t bytes);
+eng_status h_target_match(const eng_ctx* ctx, const char* spec_json, const char* name, int32_t* out);
 eng_status h_peft_attach(const eng_ctx* ctx, eng_param base, void* cookie);
 
 // state_entries.cpp: state dictionaries.

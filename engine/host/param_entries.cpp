@@ -9,6 +9,7 @@
 #include "engine/host/host_api.hpp"
 #include "engine/host/host_entries.hpp"
 #include "engine/host/param_info.hpp"
+#include "engine/host/target_matcher.hpp"
 
 namespace engine::host {
 
@@ -95,6 +96,23 @@ eng_status h_peft_attach(const eng_ctx* ctx, eng_param base, void* cookie) {
       fail("parameter '{}' is not a linear weight (role {}): adapters attach to linears only", p.name(),
            p.decl.role);
     p.peft_cookie = cookie;
+  });
+}
+
+eng_status h_target_match(const eng_ctx* ctx, const char* spec_json, const char* name, int32_t* out) {
+  return guarded(ctx, "target_match", [&] {
+    if (spec_json == nullptr || name == nullptr || out == nullptr) fail("spec_json, name and out must not be NULL");
+    *out = 0;
+    const TargetMatcher m = TargetMatcher::parse(spec_json);
+    const std::string module = TargetMatcher::module_of(name);
+    bool block_linear = false;
+    if (m.all_linear()) {
+      const rt::Param* w = session_of(ctx).params().find(module + ".weight");
+      const size_t dot = module.rfind('.');
+      const std::string last = dot == std::string::npos ? module : module.substr(dot + 1);
+      block_linear = w != nullptr && w->decl.role == ENG_ROLE_LINEAR && w->block >= 0 && last != "lm_head";
+    }
+    *out = m.matches(module, block_linear) ? 1 : 0;
   });
 }
 

@@ -10,6 +10,7 @@
 
 #include "engine/core/error.hpp"
 #include "engine/plugins/plugin_kind.hpp"
+#include "engine/plugins/plugin_warnings.hpp"
 #include "engine/plugins/spelling.hpp"
 
 namespace engine::plugins {
@@ -207,6 +208,8 @@ const PluginRecord* PluginRegistry::load_file(const fs::path& path) {
     return nullptr;
   }
   libraries_.push_back(std::move(library));
+  rec.warnings = plugin_warnings(path, rec.options_schema_json);
+  for (const std::string& w : rec.warnings) spdlog::warn("plugin {} ({}): {}", rec.name, path.string(), w);
   spdlog::debug("loaded {} plugin '{}' {} (ABI {}) from {}", kind_name(rec.kind), rec.name, rec.version,
                 abi_string(rec.abi_version), path.string());
   return &plugins_.emplace(key, std::move(rec)).first->second;

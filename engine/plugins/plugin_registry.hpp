@@ -26,6 +26,7 @@ struct PluginRecord {
   uint64_t capabilities = 0;
   const void* vtable = nullptr;  // the kind's table (eng_model_vtable, ...)
   std::filesystem::path path;
+  std::vector<std::string> warnings;  // loaded, but not built as the SDK says (plugin_warnings.hpp)
 
   bool has(uint64_t capability) const noexcept { return (capabilities & capability) == capability; }
   template <typename Table>

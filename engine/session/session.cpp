@@ -13,6 +13,7 @@
 #include "engine/io/safetensors_checkpoint.hpp"
 #include "engine/session/checkpoint_reader.hpp"
 #include "engine/session/model_writer.hpp"
+#include "engine/session/trainable_coverage.hpp"
 
 namespace engine::session {
 
@@ -53,6 +54,13 @@ TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::Pl
   mo.options_json = model_options_json(recipe);
   mo.before_weights = [&](ModelInstance&) {
     if (recipe.peft.present()) {
+      // The engine freezes the whole base before the PEFT plugin attaches: the plugin marks trainable only
+      // what it declares, and explicitly any base module it wants trained (modules_to_save), which it must
+      // then save (checked by save_weights and on resume).
+      rt::ParamStore& store = host_->params();
+      for (size_t i = 0; i < store.size(); ++i) {
+        if (store.at(i).trainable()) store.set_trainable(store.at(i), false);
+      }
       const plugins::PluginRecord& rec = registry.require(ENG_KIND_PEFT, recipe.peft.plugin);
       peft_ = std::make_unique<host::PluginPeft>(*host_, host::host_api(), rec.table<eng_peft_vtable>(),
                                                  rec.name, recipe.peft.options_json);
@@ -91,13 +99,10 @@ TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::Pl
 TrainingSession::~TrainingSession() {
   optimizer_.reset();
   model_.reset();
-  if (host_) {
-    host_->set_peft(nullptr);
-    host_->set_quantizer(nullptr);
-  }
-  // The quantizer releases its states from the parameter store, so it goes while the store is still there
-  // (declared before host_, it would otherwise be destroyed after it).
+  // The quantizer and PEFT wrappers detach from the HostSession in their destructors (the quantizer frees
+  // its states out of the parameter store), so they go while it is alive.
   quantizer_.reset();
+  peft_.reset();
   host_.reset();
 }
 
@@ -111,6 +116,8 @@ void TrainingSession::save_weights(const fs::path& dir) {
       host_->clear_error();
       throw Error(fmt::format("saving the {} adapter into {} failed: {}", peft_->name(), dir.string(), m), s);
     }
+    check_weights_cover(trainable_names(), saved_weight_keys(dir),
+                        fmt::format("the {} plugin's save into {}", peft_->name(), dir.string()));
     return;
   }
   write_model_safetensors(host_->params(), dir / "model.safetensors", ENG_F32);
@@ -120,8 +127,16 @@ void TrainingSession::save_weights(const fs::path& dir) {
   }
 }
 
+std::vector<std::string> TrainingSession::trainable_names() const {
+  std::vector<std::string> names;
+  for (const rt::Param* p : trainable_) names.push_back(p->name());
+  return names;
+}
+
 void TrainingSession::load_weights(const fs::path& dir) {
   if (peft_) {
+    check_weights_cover(trainable_names(), saved_weight_keys(dir),
+                        fmt::format("the {} adapter in {}", peft_->name(), dir.string()));
     eng_ctx ctx = host_->context(false);
     eng_status s = peft_->vtable().load(peft_->self(), &ctx, dir.c_str());
     if (s != ENG_OK) {

@@ -3,11 +3,12 @@
 // trainable parameter added to it. Full fine-tuning when the recipe has no [peft] section.
 //
 // Order of construction (each step needs the previous ones):
-//   HostSession(device, train.seed) -> model plugin declares its parameters -> PEFT attaches (declares
-//   adapters, freezes the base) -> quantizer takes the frozen projections -> weights stream in -> everything
+//   HostSession(device, train.seed) -> model plugin declares its parameters -> with [peft] the engine freezes
+//   every base parameter and the PEFT plugin attaches (declares its trainable adapters) -> quantizer takes the frozen projections -> weights stream in -> everything
 //   not loaded is initialised -> optimizer gets the trainable parameters (weight decay 0 for
 //   ENG_PARAM_NO_DECAY ones).
-// The plugin objects are members declared before the HostSession so that they outlive it.
+// The plugin objects are members declared before the HostSession; the destructor destroys them before it
+// (they detach from it), and the HostSession before their libraries are unloaded.
 #pragma once
 
 #include <filesystem>
@@ -50,11 +51,13 @@ class TrainingSession {
   bool full_finetune() const { return peft_ == nullptr; }
   // Trainable root parameters in declaration order.
   const std::vector<rt::Param*>& trainable() const { return trainable_; }
+  std::vector<std::string> trainable_names() const;
 
   // The trained weights into `dir`: the adapter in PEFT's format (adapter_config.json,
   // adapter_model.safetensors), or for full fine-tuning the whole model in Hugging Face layout (fp32
   // model.safetensors, config.json and the tokenizer files copied from the base model).
   void save_weights(const std::filesystem::path& dir);
+  // With [peft], both refuse (naming the parameters) files that do not hold exactly the trainable parameters.
   // Reads what save_weights wrote back into the parameters.
   void load_weights(const std::filesystem::path& dir);
 

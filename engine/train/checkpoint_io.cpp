@@ -9,6 +9,7 @@
 #include "engine/io/safetensors_writer.hpp"
 #include "engine/runtime/state_dict.hpp"
 #include "engine/session/checkpoint_reader.hpp"
+#include "engine/session/trainable_coverage.hpp"
 #include "engine/train/checkpoint_dir.hpp"
 
 namespace engine::train {
@@ -20,6 +21,9 @@ namespace {
 void write_optimizer_state(session::TrainingSession& session, const fs::path& file) {
   rt::StateDict state;
   session.optimizer().save_state(state);
+  session::check_optimizer_state_covers(
+      session.trainable_names(), state.keys(),
+      "the state the " + session.optimizer().name() + " optimizer saves into " + file.string());
   io::SafetensorsWriter w;
   for (const auto& [key, t] : state.entries()) {
     rt::Tensor c = t.contiguous();
@@ -44,6 +48,8 @@ void read_optimizer_state(session::TrainingSession& session, const fs::path& fil
       state.put(std::string(t.name), dst);
     }
   }
+  session::check_optimizer_state_covers(session.trainable_names(), state.keys(),
+                                        "the optimizer state " + file.string());
   session.optimizer().load_state(state);
 }
 

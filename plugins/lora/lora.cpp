@@ -57,13 +57,6 @@ std::string read_text_file(const std::string& path) {
   return ss.str();
 }
 
-void write_text_file(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) throw Error("cannot write " + path, ENG_ERR_IO);
-  f << text;
-  if (!f.flush()) throw Error("cannot write " + path + " (disk full?)", ENG_ERR_IO);
-}
-
 std::string fmt_number(double v) {
   std::ostringstream ss;
   ss.precision(17);
@@ -91,8 +84,7 @@ class Lora : public engine::sdk::Peft {
       }
       const std::string module = info.name.substr(0, info.name.size() - suffix.size());
       linear_names.insert(short_name(module));
-      const bool in_block = info.block >= 0 && short_name(module) != "lm_head";
-      if (!opt_.targets(module, in_block)) continue;
+      if (!host.target_match(opt_.target_spec, module)) continue;
       if (info.shape.size() != 2) {
         throw Error("lora: target " + info.name + " is not a 2-d projection weight",
                     ENG_ERR_INVALID_ARGUMENT);
@@ -111,10 +103,7 @@ class Lora : public engine::sdk::Peft {
           "lora: target_modules matched no linear layer of the model; its linear layers are: " + names,
           ENG_ERR_INVALID_ARGUMENT);
     }
-    // Only the adapters train (PEFT's mark_only_lora_as_trainable).
-    for (Param p : all) {
-      if (host.info(p).trainable()) host.set_trainable(p, false);
-    }
+    // Only the adapters train (PEFT's mark_only_lora_as_trainable): the engine froze the base before attach.
     for (auto& t : targets_) {
       t->a = host.declare({t->a_key(),
                            {opt_.r, t->in},
@@ -169,7 +158,6 @@ class Lora : public engine::sdk::Peft {
   // adapter_model.safetensors through the engine's writer (F32, keys sorted, {"format": "pt"}: the bytes
   // PEFT's save_pretrained writes) and adapter_config.json.
   void save(Host& host, const std::string& dir, const std::string& base_model_path) override {
-    std::filesystem::create_directories(dir);
     State st = host.state_create();
     std::vector<std::string> modules;
     for (const auto& t : targets_) {
@@ -178,7 +166,7 @@ class Lora : public engine::sdk::Peft {
       modules.push_back(t->module);
     }
     host.write_safetensors(dir + "/adapter_model.safetensors", st, {{"format", "pt"}});
-    write_text_file(dir + "/adapter_config.json", config_json(base_model_path, modules).dump(2) + "\n");
+    host.write_json(dir + "/adapter_config.json", config_json(base_model_path, modules));
   }
 
   // Reads through the engine's validated reader; any float dtype PEFT writes (F32, BF16, F16, F64) is

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <regex>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "engine/cpp/error.hpp"
@@ -24,19 +24,6 @@ const char kLoraSchema[] = R"json({"type": "object", "properties": {
 
 double LoraOptions::scaling() const {
   return use_rslora ? lora_alpha / std::sqrt(static_cast<double>(r)) : lora_alpha / static_cast<double>(r);
-}
-
-bool LoraOptions::targets(const std::string& module, bool in_block) const {
-  if (all_linear) return in_block;
-  if (!target_regex.empty()) return std::regex_match(module, std::regex(target_regex));
-  for (const std::string& t : target_names) {
-    if (module == t) return true;
-    if (module.size() > t.size() && module.compare(module.size() - t.size(), t.size(), t) == 0 &&
-        module[module.size() - t.size() - 1] == '.') {
-      return true;
-    }
-  }
-  return false;
 }
 
 std::vector<std::string> LoraOptions::saved_target_modules(const std::vector<std::string>& targeted) const {
@@ -75,37 +62,16 @@ LoraOptions parse_lora_options(const std::string& options_json) {
   if (!(opt.lora_dropout >= 0.0 && opt.lora_dropout < 1.0)) {
     throw Error("lora: lora_dropout must lie in [0, 1), got " + std::to_string(opt.lora_dropout));
   }
-  if (!o.contains("target_modules") || o["target_modules"].is_null()) {
-    opt.all_linear = true;
-  } else if (o["target_modules"].is_string()) {
-    const std::string& t = o["target_modules"].as_string();
-    if (t == "all-linear") {
-      opt.all_linear = true;
-    } else {
-      try {
-        std::regex check(t);
-      } catch (const std::regex_error& e) {
-        throw Error("lora: target_modules '" + t + "' is not a valid regular expression (" + e.what() +
-                    "); give \"all-linear\", a list of names, or a regular expression");
-      }
-      opt.target_regex = t;
+  // Which modules the list names is the engine's matcher's business (host target_match, one rule for
+  // every plugin); kept here: the list as JSON for it, and the names for adapter_config.json.
+  const nlohmann::json all = nlohmann::json::parse(options_json.empty() ? "{}" : options_json);
+  const nlohmann::json spec =
+      all.contains("target_modules") && !all["target_modules"].is_null() ? all["target_modules"] : nlohmann::json("all-linear");
+  opt.target_spec = spec.dump();
+  if (spec.is_array()) {
+    for (const nlohmann::json& t : spec) {
+      if (t.is_string() && t.get<std::string>() != "all-linear") opt.target_names.push_back(t.get<std::string>());
     }
-  } else if (o["target_modules"].is_array()) {
-    for (const Json& t : o["target_modules"].items()) {
-      if (!t.is_string()) throw Error("lora: target_modules must list module names as strings");
-      if (t.as_string() == "all-linear") {
-        opt.all_linear = true;
-      } else {
-        opt.target_names.push_back(t.as_string());
-      }
-    }
-    if (opt.all_linear && !opt.target_names.empty()) {
-      throw Error("lora: target_modules mixes \"all-linear\" with names; give one or the other");
-    }
-    if (!opt.all_linear && opt.target_names.empty()) throw Error("lora: target_modules is an empty list");
-  } else {
-    throw Error(
-        "lora: target_modules must be \"all-linear\", a list of module names or a regular expression");
   }
   return opt;
 }

@@ -4,9 +4,10 @@
 //   lora_dropout = 0.05        dropout on the adapter's input (training only)
 //   use_rslora = false         rank-stabilised scaling alpha / sqrt(r)
 //   target_modules = "all-linear" | ["q_proj", "v_proj", ...] | a regular expression (full match)
-// Target matching follows PEFT: a name in the list matches a module whose name equals it or ends with
-// "." + it; a string other than "all-linear" is a regular expression matched against the whole module name;
-// "all-linear" takes every projection inside the decoder blocks (never the output layer lm_head).
+// Target matching is the engine's (host target_match, docs/PLUGINS.md "Targets"), which follows PEFT: a name
+// in the list matches a module whose name equals it or ends with "." + it; a string other than "all-linear"
+// is a regular expression matched against the whole module name; "all-linear" takes every projection inside
+// the decoder blocks (never the output layer lm_head).
 #pragma once
 
 #include <cstdint>
@@ -20,13 +21,10 @@ struct LoraOptions {
   double lora_alpha = 16.0;
   double lora_dropout = 0.0;
   bool use_rslora = false;
-  bool all_linear = false;
-  std::string target_regex;               // non-empty: a regular expression
-  std::vector<std::string> target_names;  // otherwise: module name suffixes
+  std::string target_spec;                // target_modules as JSON, for the engine's matcher
+  std::vector<std::string> target_names;  // the names of a list (what adapter_config.json records)
 
   double scaling() const;
-  // Does the module (the weight's name without ".weight") match? `in_block`: declared inside a decoder block.
-  bool targets(const std::string& module, bool in_block) const;
   // What adapter_config.json records as target_modules for the modules actually targeted.
   std::vector<std::string> saved_target_modules(const std::vector<std::string>& targeted_modules) const;
 };

@@ -14,10 +14,25 @@ test -f "$tmp/prefix/lib/cmake/EngineSDK/EngineSDKConfig.cmake"
 test -f "$tmp/prefix/include/engine/cpp/sdk.hpp"
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-cmake -S "$src/examples/third_party_plugin" -B "$tmp/example" -G Ninja -DCMAKE_PREFIX_PATH="$tmp/prefix" \
-  "${launcher[@]}" >/dev/null
-cmake --build "$tmp/example" >/dev/null
+# build_example EXAMPLE DIR: examples/EXAMPLE configured and built against the installed prefix only, into DIR
+build_example() {
+  cmake -S "$src/examples/$1" -B "$2" -G Ninja -DCMAKE_PREFIX_PATH="$tmp/prefix" "${launcher[@]}" >/dev/null
+  cmake --build "$2" >/dev/null
+}
+# first_loss / last_loss OUTPUT_DIR: the training loss of the first and the last line of metrics.jsonl
+first_loss() { grep -v eval_loss "$1/metrics.jsonl" | head -n 1 | sed 's/.*"loss":\([0-9.]*\).*/\1/'; }
+last_loss() { grep -v eval_loss "$1/metrics.jsonl" | tail -n 1 | sed 's/.*"loss":\([0-9.]*\).*/\1/'; }
+build_example third_party_plugin "$tmp/example"
 so="$tmp/example/plugins/libsgd_momentum.so"
+# Without DLPack (or nlohmann_json) on the machine, find_package(EngineSDK) says which Debian package to install.
+for dep in dlpack:libdlpack-dev nlohmann_json:nlohmann-json3-dev; do
+  if cmake -S "$src/examples/third_party_plugin" -B "$tmp/nodep" -G Ninja -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+    -DCMAKE_DISABLE_FIND_PACKAGE_${dep%%:*}=ON >"$tmp/nodep.log" 2>&1; then
+    echo "configured without ${dep%%:*}"; exit 1
+  fi
+  grep -q "${dep#*:}" "$tmp/nodep.log" || { echo "no hint at ${dep#*:}:"; cat "$tmp/nodep.log"; exit 1; }
+  rm -rf "$tmp/nodep"
+done
 test -f "$so"
 exports=$(nm -D --defined-only "$so" | awk '{print $NF}' | grep -vE '^(_init|_fini|_edata|_end|__bss_start)$')
 [[ "$exports" == "engine_plugin_negotiate" ]] || { echo "unexpected exports: $exports"; exit 1; }
@@ -51,10 +66,57 @@ every = 1
 EOF
 "$engine" run "$tmp/run.toml" >"$tmp/run.log" 2>&1 || { rc=$?; cat "$tmp/run.log"; echo "engine run failed with exit code $rc"; exit 1; }
 grep -q 'sgd_momentum' "$tmp/run/checkpoint-12/recipe.toml" || { echo "the checkpoint's recipe lacks sgd_momentum"; exit 1; }
-first=$(head -n 1 "$tmp/run/metrics.jsonl" | sed 's/.*"loss":\([0-9.]*\).*/\1/')
-last=$(grep -v eval_loss "$tmp/run/metrics.jsonl" | tail -n 1 | sed 's/.*"loss":\([0-9.]*\).*/\1/')
+first=$(first_loss "$tmp/run")
+last=$(last_loss "$tmp/run")
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.5) }' ||
   { echo "loss did not fall with sgd_momentum: $first -> $last"; cat "$tmp/run.log"; exit 1; }
+# The out-of-tree PEFT example (examples/ia3_peft), built against the same installed SDK, trains with the unchanged
+# engine: only its vectors train (the engine froze the base), its checkpoint covers them, and the loss falls.
+build_example ia3_peft "$tmp/ia3"
+[[ $(nm -D --defined-only "$tmp/ia3/plugins/libia3.so" | awk '{print $NF}' | grep -c -vE '^(_init|_fini|_edata|_end|__bss_start)$') -eq 1 ]]
+awk '/^\[peft\]/ { skip = 1; print "[peft]\nplugin = \"ia3\"\ntarget_modules = \"all-linear\"\n"; next }
+     /^\[/ { skip = 0 } !skip' "$src/recipes/tiny_lora.toml" | sed "s|\"\.\./|\"$src/|g" >"$tmp/ia3.toml"
+ENGINE_PLUGIN_PATH="$tmp/ia3/plugins" "$engine" run "$tmp/ia3.toml" --set model.path="$tmp/model" \
+  --set train.output_dir="$tmp/ia3run" --set train.max_steps=12 --set train.eval_every=0 --set log.every=1 \
+  --set checkpoint.save_every=6 --set optimizer.lr=0.05 >"$tmp/ia3.log" 2>&1 ||
+  { cat "$tmp/ia3.log"; echo "engine run with ia3 failed"; exit 1; }
+grep -q "ia3: scaling 14 linear layers" "$tmp/ia3.log" || { cat "$tmp/ia3.log"; exit 1; }
+grep -q '"peft_type": "IA3"' "$tmp/ia3run/checkpoint-12/adapter_config.json"
+trainable=$(sed -n 's/.* \([0-9]*\) trainable, ia3 adapters.*/\1/p' "$tmp/ia3.log")
+[[ -n "$trainable" && "$trainable" -lt 5000 ]] || { echo "ia3 trains $trainable weights"; cat "$tmp/ia3.log"; exit 1; }
+ifirst=$(first_loss "$tmp/ia3run")
+ilast=$(last_loss "$tmp/ia3run")
+awk -v a="$ifirst" -v b="$ilast" 'BEGIN { exit !(b < a) }' || { echo "loss did not fall with ia3: $ifirst -> $ilast"; exit 1; }
+
+# The out-of-tree quantizer example (examples/int8_quantizer: int8 absmax with its own CPU kernel as a custom op)
+# under the in-tree LoRA: the frozen projections are stored as int8, the adapters train, the loss falls.
+build_example int8_quantizer "$tmp/int8"
+cat >"$tmp/int8.toml" <<EOF
+include = "$src/recipes/tiny_lora.toml"
+[model]
+path = "$tmp/model"
+[quantizer]
+plugin = "int8_absmax"
+[train]
+output_dir = "$tmp/int8run"
+max_steps = 12
+eval_every = 0
+[log]
+every = 1
+EOF
+ENGINE_PLUGIN_PATH="$tmp/int8/plugins" "$engine" run "$tmp/int8.toml" >"$tmp/int8.log" 2>&1 ||
+  { cat "$tmp/int8.log"; echo "engine run with int8_absmax failed"; exit 1; }
+qfirst=$(first_loss "$tmp/int8run")
+qlast=$(last_loss "$tmp/int8run")
+awk -v a="$qfirst" -v b="$qlast" 'BEGIN { exit !(b < a) }' ||
+  { echo "loss did not fall with int8_absmax: $qfirst -> $qlast"; cat "$tmp/int8.log"; exit 1; }
+
+# The out-of-tree parallel example (examples/logging_parallel) builds and loads: the session does not call a
+# strategy yet, so it is load-checked only.
+build_example logging_parallel "$tmp/par"
+ENGINE_PLUGIN_PATH="$tmp/par/plugins" "$engine" plugins describe logging_parallel | grep -q 'log_every_hook (boolean'
+[[ $(ENGINE_PLUGIN_PATH="$tmp/par/plugins:$tmp/ia3/plugins:$tmp/int8/plugins" "$engine" plugins 2>&1 | grep -c warning) -eq 0 ]]
+
 # The installed engine finds nothing in the current directory and the example only through the path.
 installed=$(cd "$tmp/example/plugins" && ENGINE_PLUGIN_PATH= "$tmp/prefix/bin/engine" plugins --json)
 [[ "$installed" == "[]" || "$installed" != *sgd_momentum* ]] || { echo "found in the current directory"; exit 1; }
@@ -62,4 +124,4 @@ installed=$(cd "$tmp/example/plugins" && ENGINE_PLUGIN_PATH= "$tmp/prefix/bin/en
 
 after=$(sha256sum "$engine" | cut -d' ' -f1)
 [[ "$before" == "$after" ]] || { echo "the engine binary changed"; exit 1; }
-echo "ok: sgd_momentum built out of tree, listed, validated and trained with by the unchanged engine ($after); loss $first -> $last"
+echo "ok: sgd_momentum and ia3 built out of tree, listed, validated and trained with by the unchanged engine ($after); loss $first -> $last (sgd_momentum), $ifirst -> $ilast (ia3, $trainable weights), $qfirst -> $qlast (lora on int8_absmax)"

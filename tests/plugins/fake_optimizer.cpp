@@ -14,6 +14,10 @@ using engine::sdk::Json;
 using engine::sdk::Param;
 using engine::sdk::Tensor;
 
+#ifdef FAKE_BROKEN_SCHEMA
+// a schema with a missing comma, as a hand-written one easily has (the loader warns about it)
+constexpr char kSchema[] = R"({"type": "object" "properties": {}})";
+#else
 constexpr char kSchema[] = R"({
   "type": "object",
   "properties": {
@@ -25,6 +29,7 @@ constexpr char kSchema[] = R"({
     "buckets": {"type": "integer", "default": 4, "minimum": 1, "maximum": 64, "description": "update buckets"}
   }
 })";
+#endif
 
 class FakeSgd : public engine::sdk::Optimizer {
  public:

@@ -51,12 +51,13 @@ TEST(EngineCli, PluginsJsonHasExactlyTheDocumentedKeys) {
     std::vector<std::string> keys;
     for (const auto& [k, v] : p.items()) keys.push_back(k);
     std::sort(keys.begin(), keys.end());
-    EXPECT_EQ(keys, (std::vector<std::string>{"abi", "description", "kind", "name", "path", "version"}));
+    EXPECT_EQ(keys, (std::vector<std::string>{"abi", "description", "kind", "name", "path", "version", "warnings"}));
+    EXPECT_TRUE(p["warnings"].empty()) << p["name"] << " is built with the SDK and has no warning";
   }
   auto lora = std::find_if(list.begin(), list.end(), [](const auto& p) { return p["name"] == "fake_lora"; });
   ASSERT_NE(lora, list.end());
   EXPECT_EQ((*lora)["kind"], "peft");
-  EXPECT_EQ((*lora)["abi"], "1.0");
+  EXPECT_EQ((*lora)["abi"], "1.1");
 }
 
 TEST(EngineCli, PluginsDescribeShowsOptionsWithTypesDefaultsAndHelp) {

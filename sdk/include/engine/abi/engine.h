@@ -27,7 +27,7 @@ extern "C" {
 /* ---- versions ------------------------------------------------------------------------------------------ */
 
 #define ENG_ABI_VERSION_MAJOR 1
-#define ENG_ABI_VERSION_MINOR 0
+#define ENG_ABI_VERSION_MINOR 1
 #define ENG_ABI_MAKE_VERSION(major, minor) ((((uint32_t)(major)) << 16) | ((uint32_t)(minor) & 0xFFFFu))
 #define ENG_ABI_VERSION ENG_ABI_MAKE_VERSION(ENG_ABI_VERSION_MAJOR, ENG_ABI_VERSION_MINOR)
 #define ENG_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
@@ -338,9 +338,15 @@ typedef struct eng_host_api {
   eng_param (*param_at)(const eng_ctx* ctx, int64_t index);
   eng_param (*param_find)(const eng_ctx* ctx, const char* name); /* NULL if absent */
   eng_status (*param_info)(eng_param p, eng_param_info* out);
-  /* the stored value (fp32 master for trainable ones); in place updates are allowed for optimizers */
+  /* the stored value itself (not a copy), contiguous, row-major, of the declared shape, on ctx's device:
+   * an ENG_F32 master while the parameter is trainable (whatever dtype it was declared with), its declared
+   * storage dtype (e.g. ENG_BF16) while frozen. A tied parameter gives its root's value. A parameter held by a
+   * quantizer has none (ENG_ERR_UNSUPPORTED). In-place updates (optimizers, PEFT load) change the parameter;
+   * the tensor stays valid while the reference is held, but set_trainable replaces it (fetch it again). */
   eng_status (*param_value)(const eng_ctx* ctx, eng_param p, eng_tensor* out);
-  /* the accumulated gradient, or *out = NULL when it has none yet */
+  /* the gradient accumulated over the step's micro-batches: ENG_F32, contiguous, the parameter's shape, on
+   * ctx's device; *out = NULL (and ENG_OK) when no backward reached it yet. Not yet scaled by the clipping
+   * factor: the optimizer multiplies by eng_optim_step.grad_scale. */
   eng_status (*param_grad)(const eng_ctx* ctx, eng_param p, eng_tensor* out);
   eng_status (*param_set_trainable)(const eng_ctx* ctx, eng_param p, int32_t trainable);
   /* PEFT: route linear(x, base) through the run's PEFT plugin with this cookie */
@@ -384,6 +390,19 @@ typedef struct eng_host_api {
   /* the device of ctx (appended): fills *out up to out->struct_size, which the caller sets. Kernels a plugin
    * carries run on ctx->stream (the engine's compute stream on CUDA) and allocate with device_alloc. */
   eng_status (*device_properties)(const eng_ctx* ctx, eng_device_properties* out);
+
+  /* ---- appended in ABI 1.1 (check struct_size before calling; docs/ABI.md "1.1") ---- */
+  /* The engine's one target matcher, for PEFT target_modules and quantizer skip lists: *out = 1 when the
+   * module `name` ("model.layers.0.self_attn.q_proj"; a parameter name's trailing ".weight"/".bias" is
+   * dropped) matches spec_json, else 0. spec_json is the recipe's value as JSON:
+   *   "all-linear"  every ENG_ROLE_LINEAR weight declared inside a decoder block, never lm_head;
+   *   any other string: an ECMAScript regular expression matched against the whole module name;
+   *   a list of strings: a module equal to an entry or ending with "." + entry (last component or suffix).
+   * A malformed spec is ENG_ERR_INVALID_ARGUMENT with a message saying what is wrong. */
+  eng_status (*target_match)(const eng_ctx* ctx, const char* spec_json, const char* name, int32_t* out);
+  /* writes `bytes` of `data` (text, JSON, anything) to `path` atomically: a temporary file in the same folder,
+   * fsynced, renamed over `path`, the folder fsynced. The folder must exist. A failure names the file. */
+  eng_status (*file_write)(const eng_ctx* ctx, const char* path, const void* data, size_t bytes);
 } eng_host_api;
 
 /* ---- negotiation --------------------------------------------------------------------------------------- */

@@ -412,6 +412,25 @@ class Host {
     return result;
   }
 
+  // ---- appended in ABI 1.1 ------------------------------------------------------------------------------
+  // The engine's one target matcher (docs/PLUGINS.md, "Targets"): does module or parameter `name` match the
+  // target list `spec_json` ("all-linear", a regular expression string, or a list of names, as JSON)?
+  bool target_match(const std::string& spec_json, const std::string& name) const {
+    const auto match = service(
+        offsetof(eng_host_api, target_match), [&] { return api_->target_match; }, "target_match");
+    int32_t out = 0;
+    check(match(ctx_, spec_json.c_str(), name.c_str(), &out), "target_match");
+    return out != 0;
+  }
+  // Writes `text` to `path` atomically (temporary file, fsync, rename); the folder must exist.
+  void write_file(const std::string& path, const std::string& text) const {
+    const auto write = service(
+        offsetof(eng_host_api, file_write), [&] { return api_->file_write; }, "file_write");
+    check(write(ctx_, path.c_str(), text.data(), text.size()), "file_write");
+  }
+  // A JSON document (adapter_config.json, ...), indented by 2 and ending in a newline, written atomically.
+  void write_json(const std::string& path, const nlohmann::json& doc) const { write_file(path, doc.dump(2) + "\n"); }
+
  private:
   friend class NoGrad;
 
