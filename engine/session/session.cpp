@@ -35,6 +35,12 @@ std::string model_options_json(const recipe::Recipe& recipe) {
 TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::PluginRegistry& registry,
                                  rt::Device& device)
     : recipe_(&recipe), registry_(&registry) {
+  if (recipe.parallel.present()) {
+    fail("[parallel] plugin = \"{}\": this engine does not honour parallel strategies yet (the session is "
+         "built as rank 0 of 1 and no strategy hook would be called), so the recipe is refused rather than "
+         "run on one process as if it were distributed. Remove the [parallel] section",
+         recipe.parallel.plugin);
+  }
 #if ENGINE_HAVE_CUDA
   // train.dtype is the CUDA device's compute policy: bf16 (bf16 activations, fp32 accumulation) or fp32.
   if (device.type() == rt::DeviceType::CUDA)
