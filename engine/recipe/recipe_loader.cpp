@@ -246,6 +246,13 @@ void RecipeReader::resolve_plugins() {
     }
     std::string name = p->second.value.get<std::string>();
     std::string why = registry_.why_missing(*spec.plugin_kind, name);
+    if (!why.empty() && *spec.plugin_kind == ENG_KIND_PARALLEL &&
+        (name == "fsdp" || name == "zero3" || name == "zero2" || name == "tp" || name == "pp")) {
+      why = "parallel strategy '" + name +
+            "' is not available yet: only ddp (replicated parameters, gradients summed over ranks) is "
+            "implemented; parameter, gradient and optimizer-state sharding are not. Use plugin = \"ddp\" "
+            "(the model, its gradients and optimizer state must then fit on one device)";
+    }
     if (!why.empty()) {
       error(p->second.location, why);
       continue;
@@ -370,6 +377,7 @@ void RecipeReader::build(Recipe& r) {
   r.optimizer.lr = get("optimizer", "lr", 0.0).get<double>();
   r.optimizer.weight_decay = get("optimizer", "weight_decay", 0.0).get<double>();
   choice("parallel", r.parallel);
+  r.parallel.timeout_s = get("parallel", "timeout_s", 600.0).get<double>();
   r.scheduler.kind = get("scheduler", "kind", "constant").get<std::string>();
   r.scheduler.warmup_steps = get("scheduler", "warmup_steps", 0).get<int64_t>();
   r.scheduler.warmup_ratio = get("scheduler", "warmup_ratio", 0.0).get<double>();

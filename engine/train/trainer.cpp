@@ -97,6 +97,9 @@ int64_t total_steps(const recipe::Recipe& r, uint64_t rows_per_epoch) {
 TrainResult train(session::TrainingSession& session, DataPipeline& data, const TrainOptions& options) {
   const recipe::Recipe& r = session.recipe();
   host::HostSession& hs = session.host();
+  rt::Communicator& comm = hs.communicator();
+  const bool lead = session.rank() == 0;  // only rank 0 writes shared files, metrics and progress
+  const int world = session.world_size();
   rt::Device& device = hs.device();
   const int64_t total = total_steps(r, data.rows_per_epoch());
   const LrSchedule schedule(schedule_of(r, total));
@@ -120,7 +123,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
           "same recipe, or start over with --resume none (and another train.output_dir)",
           dir->string(), saved.schedule, state.schedule);
     }
-    data.restore(saved.sampler);
+    data.restore(saved.sampler);  // another world size: the global position is re-divided (sampler.hpp)
     hs.rng().set_state(saved.rng_state);
     guard.restore(saved.nonfinite_in_a_row, saved.nonfinite_total);
     state = saved;
@@ -128,10 +131,16 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     spdlog::info("resumed from {} at step {}/{}", dir->string(), state.step, total);
   }
   result.first_step = state.step;
-  fs::create_directories(r.train.output_dir);
-  MetricsLog metrics(r.train.output_dir / "metrics.jsonl", state.step);
-  Progress progress(options.progress_out, options.live_progress, total, r.log.every);
+  if (lead) fs::create_directories(r.train.output_dir);
+  std::optional<MetricsLog> metrics;
+  if (lead) metrics.emplace(r.train.output_dir / "metrics.jsonl", state.step);
+  std::FILE* quiet = lead ? nullptr : std::fopen("/dev/null", "w");
+  Progress progress(lead ? options.progress_out : quiet, lead && options.live_progress, total, r.log.every);
   progress.start(state.step);
+  if (lead && world > 1)
+    spdlog::info("{} ranks x micro_batch_size {} x grad_accum {} = effective batch of {} rows per step", world,
+                 r.train.micro_batch_size, r.train.grad_accum,
+                 int64_t(world) * r.train.micro_batch_size * r.train.grad_accum);
   const double t_start = now_s();
   // MFU's denominator, measured on this device before the first step (CUDA); 0 leaves mfu out.
   const double ceiling = device.gemm_ceiling_flops();
@@ -142,28 +151,52 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     state.rng_state = hs.rng().state();
     state.nonfinite_in_a_row = guard.in_a_row();
     state.nonfinite_total = guard.total_skipped();
-    result.last_checkpoint = save_checkpoint(session, state);
+    // Parameters and optimizer state are replicated (ddp): rank 0 writes them, with the data cursor that
+    // every rank shares (each is at the same position of its shard); the others wait until it is published.
+    if (lead) result.last_checkpoint = save_checkpoint(session, state);
+    if (world > 1) {
+      comm.barrier();
+      if (!lead) result.last_checkpoint = resolve_resume(r.train.output_dir, "auto").value_or(fs::path());
+    }
   };
+  bool stop_agreed = false;  // every rank stops at the same step
 
   bool saved_at_last_step = false;
   while (state.step < total) {
-    if (options.stop_requested != nullptr && options.stop_requested->load()) {
+    if (world == 1 ? options.stop_requested != nullptr && options.stop_requested->load() : stop_agreed) {
       progress.message(fmt::format("interrupted: saving a checkpoint at step {} and stopping", state.step));
       result.interrupted = true;
       break;
     }
     const int64_t step = state.step + 1;
+    comm.set_step(step);
     device.reset_peak_memory();
     const double t0 = now_s();
     std::vector<data::Batch> micro;
     for (int64_t i = 0; i < r.train.grad_accum; ++i)
       micro.push_back(data.next(static_cast<int32_t>(r.train.micro_batch_size)));
     PassResult pass = forward_backward(session, micro);
+    if (session.parallel() != nullptr) session.parallel()->before_step();  // ddp: gradients summed here
     const double norm = global_grad_norm(hs.params());
     const double lr = schedule.lr_at(step);
-    const StepVerdict verdict = guard.check(pass.loss, norm);
+    double loss_for_verdict = pass.loss;
+    if (world > 1) {
+      // One verdict for all ranks: any rank's non-finite loss or norm skips the step everywhere, and a stop
+      // signal to any rank stops every rank after this step.
+      const bool stop_here = options.stop_requested != nullptr && options.stop_requested->load();
+      rt::Tensor flags = rt::Tensor::from_vector(
+          rt::Dims{2}, ENG_F64, rt::cpu_device(),
+          std::vector<double>{std::isfinite(pass.loss) && std::isfinite(norm) ? 0.0 : 1.0, stop_here ? 1.0 : 0.0});
+      comm.all_reduce_sum(flags);
+      double f[2];
+      flags.copy_to_host(f, sizeof f);
+      if (f[0] > 0) loss_for_verdict = std::numeric_limits<double>::quiet_NaN();
+      stop_agreed = f[1] > 0;
+    }
+    const StepVerdict verdict = guard.check(loss_for_verdict, norm);
     if (verdict == StepVerdict::Apply)
       session.optimizer().step(step, lr, clip_coefficient(norm, r.train.grad_clip));
+    if (session.parallel() != nullptr) session.parallel()->after_step();
     hs.params().zero_grads();
     state.step = step;
     saved_at_last_step = false;
@@ -191,7 +224,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
       state.tokens_seen += pass.label_tokens;
       state.last_loss = pass.loss;
     }
-    if (step % r.log.every == 0 || step == total || m.skipped) metrics.write(m);
+    if (metrics && (step % r.log.every == 0 || step == total || m.skipped)) metrics->write(m);
     progress.step(m);
 
     if (verdict == StepVerdict::Stop) {
@@ -206,9 +239,9 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     if (m.skipped)
       progress.message(fmt::format("step {}: non-finite loss or gradient norm, step skipped ({} in a row)",
                                    step, guard.in_a_row()));
-    if (r.train.eval_every > 0 && data.has_eval() && step % r.train.eval_every == 0) {
-      result.last_eval = run_eval(session, data, step);
-      metrics.write(*result.last_eval);
+    if (lead && r.train.eval_every > 0 && data.has_eval() && step % r.train.eval_every == 0) {
+      result.last_eval = run_eval(session, data, step);  // rank 0 alone: the replicas are equal
+      metrics->write(*result.last_eval);
       progress.eval(*result.last_eval);
     }
     if (r.checkpoint.save_every > 0 && step % r.checkpoint.save_every == 0 && step < total) {
@@ -220,13 +253,14 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
       (state.step > result.first_step || result.interrupted || result.last_checkpoint.empty())) {
     checkpoint();
   }
-  if (data.has_eval() && !result.stopped_nonfinite && !result.interrupted && state.step > result.first_step &&
+  if (lead && data.has_eval() && !result.stopped_nonfinite && !result.interrupted && state.step > result.first_step &&
       (!result.last_eval || result.last_eval->step != state.step)) {
     result.last_eval = run_eval(session, data, state.step);
-    metrics.write(*result.last_eval);
+    metrics->write(*result.last_eval);
     progress.eval(*result.last_eval);
   }
   progress.finish();
+  if (quiet != nullptr) std::fclose(quiet);
   result.last_step = state.step;
   result.seconds = now_s() - t_start;
   result.nonfinite_skipped = guard.total_skipped();
