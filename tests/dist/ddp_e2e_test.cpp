@@ -292,5 +292,24 @@ TEST(Ddp, AStoppedWorkerEndsTheRunWithinTheTimeoutNamingTheOperation) {
   EXPECT_NE(e.log.find("launcher: the run failed: worker rank 0 exited with status 1"), std::string::npos) << e.log;
 }
 
+TEST(Ddp, StrategiesThatAreNotImplementedAreRefusedByName) {
+  const fs::path dir = fresh_dir("ddp_refused");
+  for (const std::string name : {"fsdp", "zero3"}) {
+    const fs::path log = dir / (name + ".log");
+    EXPECT_EQ(run_engine({"validate", (source_dir() / "recipes/tiny_lora.toml").string(), "--set",
+                          "parallel.plugin=" + name},
+                         log),
+              2);
+    EXPECT_NE(read_file(log).find("parallel strategy '" + name + "' is not available yet"), std::string::npos)
+        << read_file(log);
+  }
+  const fs::path log = dir / "nnodes.log";
+  EXPECT_EQ(run_engine({"run", (source_dir() / "recipes/tiny_lora.toml").string(), "--nproc-per-node", "2",
+                        "--nnodes", "2"},
+                       log),
+            2);
+  EXPECT_NE(read_file(log).find("--nnodes 2 needs --master-addr"), std::string::npos) << read_file(log);
+}
+
 }  // namespace
 }  // namespace engine::e2e
