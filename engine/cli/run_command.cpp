@@ -154,7 +154,7 @@ int run_command(const std::vector<std::string>& in_args) {
     device_spec = "cuda:" + std::to_string(env.local_rank);
   rt::Device& device = session::device_for(device_spec);
   std::unique_ptr<dist::ProcessGroup> group;
-  if (env.distributed()) {
+  if (env.launched()) {
     dist::ProcessGroupOptions po;
     po.timeout = std::chrono::milliseconds(static_cast<int64_t>(r.parallel.timeout_s * 1000.0));
     group = std::make_unique<dist::ProcessGroup>(env, device, po);

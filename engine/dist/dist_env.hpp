@@ -25,6 +25,9 @@ struct DistEnv {
   std::string source = "single process";  // "torchrun-style environment", "Slurm environment"
 
   bool distributed() const { return world_size > 1; }
+  // Started by a launcher (torchrun-style or Slurm variables), even at world size 1: the run then builds its
+  // communicator (Gloo, NCCL) as it would for several ranks.
+  bool launched() const { return source != "single process"; }
 };
 
 using EnvLookup = std::function<std::optional<std::string>(const char*)>;

@@ -51,7 +51,6 @@ class Ddp : public engine::sdk::Parallel {
   }
 
   void before_step(Host& host) override {
-    if (host.world_size() == 1) return;
     std::vector<Tensor> bucket;
     int64_t bytes = 0;
     eng_dtype dtype = ENG_F32;
