@@ -247,11 +247,11 @@ void RecipeReader::resolve_plugins() {
     std::string name = p->second.value.get<std::string>();
     std::string why = registry_.why_missing(*spec.plugin_kind, name);
     if (!why.empty() && *spec.plugin_kind == ENG_KIND_PARALLEL &&
-        (name == "fsdp" || name == "zero3" || name == "zero2" || name == "tp" || name == "pp")) {
+        (name == "fsdp" || name == "zero3" || name == "tp" || name == "pp")) {
       why = "parallel strategy '" + name +
-            "' is not available yet: only ddp (replicated parameters, gradients summed over ranks) is "
-            "implemented; parameter, gradient and optimizer-state sharding are not. Use plugin = \"ddp\" "
-            "(the model, its gradients and optimizer state must then fit on one device)";
+            "' is not available yet: parameter sharding (fsdp, zero3) and model parallelism (tp, pp) are not "
+            "implemented. Use plugin = \"ddp\" (everything replicated) or \"zero2\" (optimizer state and "
+            "gradients sharded over ranks, parameters replicated); the parameters must then fit on one device";
     }
     if (!why.empty()) {
       error(p->second.location, why);

@@ -109,8 +109,14 @@ TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::Pl
     if (p.tied() || !p.trainable()) continue;
     const bool no_decay = (p.decl.flags & ENG_PARAM_NO_DECAY) != 0 || p.decl.role == ENG_ROLE_BIAS ||
                           p.decl.role == ENG_ROLE_NORM;
-    optimizer_->add_param(p, no_decay ? 0.0 : recipe.optimizer.weight_decay);
     trainable_.push_back(&p);
+    // A strategy that shards the optimizer (zero2) names each parameter's owner: only it steps the parameter.
+    const int owner = parallel_ ? parallel_->param_owner(p) : -1;
+    if (owner >= 0 && owner != rank_) {
+      not_owned_.push_back(&p);
+      continue;
+    }
+    optimizer_->add_param(p, no_decay ? 0.0 : recipe.optimizer.weight_decay);
   }
   if (trainable_.empty()) fail("the run has no trainable parameter: check [peft] target_modules");
   spdlog::info("model {} ({} parameters, {} trainable{}), optimizer {}", recipe.model.path.string(),

@@ -56,6 +56,11 @@ class TrainingSession {
   // The parallel strategy (nullptr for a single process without [parallel]).
   host::PluginParallel* parallel() { return parallel_.get(); }
   int rank() const { return rank_; }
+  // The strategy shards the optimizer (ABI 1.1 param_owner): this rank's optimizer steps only its own
+  // parameters, and the trainable parameters of the other ranks are listed here (their gradients are freed
+  // once reduced).
+  bool shards_optimizer() const { return parallel_ && parallel_->shards_optimizer(); }
+  const std::vector<rt::Param*>& not_owned() const { return not_owned_; }
   int world_size() const { return world_size_; }
   bool full_finetune() const { return peft_ == nullptr; }
   // Trainable root parameters in declaration order.
@@ -78,6 +83,7 @@ class TrainingSession {
   std::unique_ptr<ModelInstance> model_;
   std::unique_ptr<OptimizerInstance> optimizer_;
   std::vector<rt::Param*> trainable_;
+  std::vector<rt::Param*> not_owned_;
   int rank_ = 0;
   int world_size_ = 1;
 };

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "engine/core/error.hpp"
+#include "engine/runtime/state_dict.hpp"
 #include "engine/train/checkpoint_dir.hpp"
 #include "engine/train/checkpoint_io.hpp"
 #include "engine/train/forward_backward.hpp"
@@ -153,7 +154,14 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     state.nonfinite_total = guard.total_skipped();
     // Parameters and optimizer state are replicated (ddp): rank 0 writes them, with the data cursor that
     // every rank shares (each is at the same position of its shard); the others wait until it is published.
-    if (lead) result.last_checkpoint = save_checkpoint(session, state);
+    fs::path shards;
+    if (session.shards_optimizer() && world > 1) {
+      // zero2: every rank writes its share of the optimizer state; rank 0 publishes once all are durable.
+      shards = r.train.output_dir / ".optimizer-shards" / ("step-" + std::to_string(state.step));
+      write_optimizer_shard(session, shards);
+      comm.barrier();
+    }
+    if (lead) result.last_checkpoint = save_checkpoint(session, state, shards, world);
     if (world > 1) {
       comm.barrier();
       if (!lead) result.last_checkpoint = resolve_resume(r.train.output_dir, "auto").value_or(fs::path());
@@ -177,7 +185,19 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
       micro.push_back(data.next(static_cast<int32_t>(r.train.micro_batch_size)));
     PassResult pass = forward_backward(session, micro);
     if (session.parallel() != nullptr) session.parallel()->before_step();  // ddp: gradients summed here
-    const double norm = global_grad_norm(hs.params());
+    double norm = 0.0;
+    if (session.shards_optimizer()) {
+      // zero2: each rank keeps the reduced gradients of its own parameters only; the norm is summed.
+      for (rt::Param* p : session.not_owned()) hs.params().grad_sink(*p).clear();
+      rt::Tensor sq = rt::Tensor::from_vector(rt::Dims{1}, ENG_F64, rt::cpu_device(),
+                                              std::vector<double>{grad_sum_squares(hs.params())});
+      comm.all_reduce_sum(sq);
+      double s = 0;
+      sq.copy_to_host(&s, sizeof s);
+      norm = std::sqrt(s);
+    } else {
+      norm = global_grad_norm(hs.params());
+    }
     const double lr = schedule.lr_at(step);
     double loss_for_verdict = pass.loss;
     if (world > 1) {
@@ -248,6 +268,20 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
       checkpoint();
       saved_at_last_step = true;
     }
+  }
+  if (world > 1 && state.step > result.first_step) {
+    // What each rank holds once a step is done (ddp: everything; zero2: its share of gradients and state).
+    int64_t grad_bytes = 0, state_bytes = 0;
+    for (rt::Param* p : session.trainable()) {
+      rt::Tensor g = hs.params().grad(*p);
+      if (g.defined()) grad_bytes += static_cast<int64_t>(g.nbytes());
+    }
+    rt::StateDict st;
+    session.optimizer().save_state(st);
+    for (const auto& [key, t] : st.entries()) state_bytes += static_cast<int64_t>(t.nbytes());
+    spdlog::info("rank {}: after the last step the allocator holds {} bytes; gradients {} bytes, optimizer state "
+                 "{} bytes",
+                 session.rank(), device.memory_stats().current_bytes, grad_bytes, state_bytes);
   }
   if (!saved_at_last_step &&
       (state.step > result.first_step || result.interrupted || result.last_checkpoint.empty())) {

@@ -12,19 +12,16 @@
 // accumulation into a gradient, and the host table does not say which micro-batch is the step's last, so a
 // bucket cannot be known final earlier without a new ABI entry.
 #include <string>
-#include <vector>
 
 #include "engine/cpp/json.hpp"
 #include "engine/cpp/parallel.hpp"
+#include "plugins/common/grad_buckets.hpp"
 
 namespace {
 
 using engine::sdk::Error;
 using engine::sdk::Host;
 using engine::sdk::Json;
-using engine::sdk::Param;
-using engine::sdk::ParamInfo;
-using engine::sdk::Tensor;
 
 constexpr char kSchema[] = R"json({"type": "object", "properties": {
   "bucket_mb": {"type": "number", "default": 25, "minimum": 0, "description": "gradients are all-reduced in buckets of at most this many MiB (0: one all-reduce per gradient)"}
@@ -50,48 +47,9 @@ class Ddp : public engine::sdk::Parallel {
                 std::to_string(bucket_bytes_ / (1024 * 1024)) + " MiB after backward");
   }
 
-  void before_step(Host& host) override {
-    std::vector<Tensor> bucket;
-    int64_t bytes = 0;
-    eng_dtype dtype = ENG_F32;
-    for (Param p : host.params()) {
-      const ParamInfo info = host.info(p);
-      if (!info.trainable() || (info.flags & ENG_PARAM_TIED) != 0) continue;
-      Tensor g = host.grad(p);
-      if (!g) continue;
-      const int64_t nbytes = g.numel() * static_cast<int64_t>(engine::sdk::dtype_size(g.dtype()));
-      if (!bucket.empty() && (g.dtype() != dtype || bytes + nbytes > bucket_bytes_)) {
-        reduce(host, bucket);
-        bucket.clear();
-        bytes = 0;
-      }
-      dtype = g.dtype();
-      bucket.push_back(std::move(g));
-      bytes += nbytes;
-    }
-    if (!bucket.empty()) reduce(host, bucket);
-  }
+  void before_step(Host& host) override { engine::plugins_common::sum_grads_over_ranks(host, bucket_bytes_); }
 
  private:
-  // Sums the gradients of one bucket over ranks: in place for a single tensor, else through one flat copy.
-  static void reduce(Host& host, const std::vector<Tensor>& grads) {
-    if (grads.size() == 1) {
-      host.all_reduce_sum(grads[0]);
-      return;
-    }
-    std::vector<Tensor> flat;
-    flat.reserve(grads.size());
-    for (const Tensor& g : grads) flat.push_back(host.reshape(g, {g.numel()}));
-    Tensor packed = host.concat(flat, 0);
-    host.all_reduce_sum(packed);
-    int64_t offset = 0;
-    for (size_t i = 0; i < grads.size(); ++i) {
-      const int64_t n = flat[i].numel();
-      host.copy_(grads[i], host.reshape(host.slice(packed, 0, offset, offset + n), grads[i].shape()));
-      offset += n;
-    }
-  }
-
   int64_t bucket_bytes_ = 0;
 };
 

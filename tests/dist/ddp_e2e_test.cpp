@@ -1,9 +1,12 @@
-// ddp with several processes on the CPU (Gloo), through the `engine` binary:
+// ddp and zero2 with several processes on the CPU (Gloo), through the `engine` binary:
 //   - tiny_lora and tiny_full at 2 and 3 ranks give the per-step losses of 1 rank with the same global batch
 //     (6 rows: 1 x 6, 2 x 3, 3 x 2; relative difference below 1e-5 over 20 steps) and the same final weights;
+//   - zero2: each rank's gradients + optimizer state after a step are 1/world of ddp's (balanced within 10%),
+//     and the allocator's live bytes fall by that much;
 //   - the same 2-rank job started by hand with torchrun's and with Slurm's variables rendezvouses the same
 //     way and gives the same losses as our launcher;
-//   - a checkpoint written by 2 ranks resumes on 1 and on 3 ranks and ends with the uninterrupted weights;
+//   - a checkpoint written by 2 ranks (ddp, zero2 with its sharded optimizer state) resumes on 1 and on 3
+//     ranks and ends with the uninterrupted weights;
 //   - a worker killed with SIGKILL: the launcher stops the other and exits non-zero naming the rank;
 //   - a worker stopped with SIGSTOP: the run ends within parallel.timeout_s naming the operation and rank.
 #include <dirent.h>
@@ -162,6 +165,21 @@ int free_port() {
   return ntohs(a.sin_port);
 }
 
+// The "rank R: after the last step the allocator holds X bytes; gradients G bytes, optimizer state O bytes"
+// lines of a log, by rank: {X, G + O}.
+std::map<int, std::pair<double, double>> held_bytes(const std::string& log) {
+  std::map<int, std::pair<double, double>> out;
+  const std::string key = "after the last step the allocator holds ";
+  for (size_t p = log.find(key); p != std::string::npos; p = log.find(key, p + 1)) {
+    const size_t r = log.rfind("rank ", p - 3);
+    const int rank = std::atoi(log.c_str() + r + 5);
+    double x = 0, g = 0, o = 0;
+    std::sscanf(log.c_str() + p + key.size(), "%lf bytes; gradients %lf bytes, optimizer state %lf", &x, &g, &o);
+    out[rank] = {x, g + o};
+  }
+  return out;
+}
+
 void equivalence(const Job& job) {
   const fs::path dir = fresh_dir("ddp_" + job.recipe);
   const fs::path model = dir / "model";
@@ -170,24 +188,44 @@ void equivalence(const Job& job) {
   const std::vector<double> ref = losses(one);
   ASSERT_EQ(ref.size(), size_t(kSteps));
   for (int world : {2, 3}) {
-    const fs::path out = dir / ("w" + std::to_string(world));
-    const fs::path log = dir / ("w" + std::to_string(world) + ".log");
-    ASSERT_EQ(run_engine(launched(run_args(job, model, out, world), world), log), 0) << read_file(log);
+   std::map<std::string, std::map<int, std::pair<double, double>>> held;
+   for (const std::string strategy : {"ddp", "zero2"}) {
+    const std::string name = strategy + "_w" + std::to_string(world);
+    const fs::path out = dir / name;
+    const fs::path log = dir / (name + ".log");
+    ASSERT_EQ(run_engine(launched(run_args(job, model, out, world, {"--set", "parallel.plugin=" + strategy}), world),
+                         log),
+              0)
+        << read_file(log);
     const std::string text = read_file(log);
     EXPECT_NE(text.find(std::to_string(world) + " ranks x micro_batch_size " + std::to_string(kGlobalRows / world) +
                         " x grad_accum 1 = effective batch of 6 rows per step"),
               std::string::npos)
         << text;
     EXPECT_NE(text.find("[rank 1] "), std::string::npos) << "log lines are prefixed with the rank";
-    expect_close_losses(ref, losses(out), job.recipe + " at " + std::to_string(world) + " ranks");
+    expect_close_losses(ref, losses(out), job.recipe + " " + name);
     expect_close_weights(one / "checkpoint-20" / job.weights, out / "checkpoint-20" / job.weights,
-                         job.recipe + " at " + std::to_string(world) + " ranks");
+                         job.recipe + " " + name);
+    held[strategy] = held_bytes(text);
+    ASSERT_EQ(held[strategy].size(), size_t(world)) << text;
+   }
+   // zero2 holds 1/world of ddp's gradients + optimizer state on every rank, and the allocator shows it.
+   const double full = held["ddp"][0].second;
+   for (int r = 0; r < world; ++r) {
+     const double share = held["zero2"][r].second;
+     std::cout << job.recipe << " zero2 at " << world << " ranks: rank " << r << " holds " << share << " of " << full
+               << " bytes of gradients and optimizer state; allocator " << held["zero2"][r].first << " vs ddp "
+               << held["ddp"][r].first << "\n";
+     EXPECT_LT(share, 1.1 * full / world) << "rank " << r;
+     EXPECT_GT(share, 0.9 * full / world) << "rank " << r;
+     EXPECT_LT(held["zero2"][r].first, held["ddp"][r].first - 0.9 * (full - share)) << "rank " << r;
+   }
   }
 }
 
-TEST(Ddp, TinyLoraOnTwoAndThreeRanksMatchesOneRank) { equivalence(kLora); }
+TEST(Ddp, TinyLoraDdpAndZero2OnTwoAndThreeRanksMatchOneRank) { equivalence(kLora); }
 
-TEST(Ddp, TinyFullOnTwoAndThreeRanksMatchesOneRank) { equivalence(kFull); }
+TEST(Ddp, TinyFullDdpAndZero2OnTwoAndThreeRanksMatchOneRank) { equivalence(kFull); }
 
 TEST(Ddp, TorchrunAndSlurmEnvironmentsRendezvousLikeTheLauncher) {
   const fs::path dir = fresh_dir("ddp_env");
@@ -221,23 +259,33 @@ TEST(Ddp, TorchrunAndSlurmEnvironmentsRendezvousLikeTheLauncher) {
 TEST(Ddp, ATwoRankCheckpointResumesOnOneAndThreeRanks) {
   const fs::path dir = fresh_dir("ddp_resume");
   const fs::path model = dir / "model";
-  const fs::path straight = dir / "straight", two = dir / "two";
+  const fs::path straight = dir / "straight";
   ASSERT_EQ(run_engine(run_args(kLora, model, straight, 1), dir / "straight.log"), 0) << read_file(dir / "straight.log");
-  ASSERT_EQ(run_engine(launched(run_args(kLora, model, two, 2), 2), dir / "two.log"), 0) << read_file(dir / "two.log");
-  ASSERT_TRUE(fs::exists(two / "checkpoint-10" / "trainer_state.json"));
   const std::vector<double> ref = losses(straight);
+  for (const std::string strategy : {"ddp", "zero2"}) {
+  const fs::path two = dir / (strategy + "_two");
+  const std::vector<std::string> par = {"--set", "parallel.plugin=" + strategy};
+  ASSERT_EQ(run_engine(launched(run_args(kLora, model, two, 2, par), 2), dir / "two.log"), 0) << read_file(dir / "two.log");
+  ASSERT_TRUE(fs::exists(two / "checkpoint-10" / "trainer_state.json"));
+  if (strategy == "zero2") {
+    EXPECT_TRUE(fs::exists(two / "checkpoint-10" / "optimizer-rank00000-of-00002.safetensors"));
+    EXPECT_TRUE(fs::exists(two / "checkpoint-10" / "optimizer-rank00001-of-00002.safetensors"));
+    EXPECT_FALSE(fs::exists(two / ".optimizer-shards" / "step-10")) << "the shares were moved into the checkpoint";
+  }
   for (int world : {1, 3}) {
-    const fs::path out = dir / ("resumed" + std::to_string(world));
-    const fs::path log = dir / ("resumed" + std::to_string(world) + ".log");
-    std::vector<std::string> args =
-        run_args(kLora, model, out, world, {"--resume", (two / "checkpoint-10").string()});
+    const std::string name = strategy + "_resumed" + std::to_string(world);
+    const fs::path out = dir / name;
+    const fs::path log = dir / (name + ".log");
+    std::vector<std::string> args = run_args(kLora, model, out, world, {"--resume", (two / "checkpoint-10").string()});
+    if (world > 1) args.insert(args.end(), par.begin(), par.end());
     ASSERT_EQ(run_engine(world == 1 ? args : launched(args, world), log), 0) << read_file(log);
     EXPECT_NE(read_file(log).find("resumed from"), std::string::npos);
     const std::vector<double> tail = losses(out);  // steps 11..20
     expect_close_losses(std::vector<double>(ref.begin() + 10, ref.end()), tail,
-                        "2-rank checkpoint resumed on " + std::to_string(world));
+                        "2-rank " + strategy + " checkpoint resumed on " + std::to_string(world));
     expect_close_weights(straight / "checkpoint-20" / kLora.weights, out / "checkpoint-20" / kLora.weights,
-                         "2-rank checkpoint resumed on " + std::to_string(world));
+                         "2-rank " + strategy + " checkpoint resumed on " + std::to_string(world));
+  }
   }
 }
 
@@ -294,7 +342,7 @@ TEST(Ddp, AStoppedWorkerEndsTheRunWithinTheTimeoutNamingTheOperation) {
 
 TEST(Ddp, StrategiesThatAreNotImplementedAreRefusedByName) {
   const fs::path dir = fresh_dir("ddp_refused");
-  for (const std::string name : {"fsdp", "zero3"}) {
+  for (const std::string name : {"fsdp", "zero3"}) {  // zero2 and ddp exist
     const fs::path log = dir / (name + ".log");
     EXPECT_EQ(run_engine({"validate", (source_dir() / "recipes/tiny_lora.toml").string(), "--set",
                           "parallel.plugin=" + name},
