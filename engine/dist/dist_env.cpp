@@ -63,6 +63,12 @@ DistEnv read_dist_env(const EnvLookup& env) {
     d.world_size = parse_int(env, "WORLD_SIZE", 1, 1);
     d.local_rank = parse_int(env, "LOCAL_RANK", d.rank, 0);
     d.local_world_size = parse_int(env, "LOCAL_WORLD_SIZE", d.world_size, 1);
+    // Under torchrun the elastic agent's own store already listens on MASTER_PORT (its workers are told so
+    // by TORCHELASTIC_USE_AGENT_STORE): ours takes the next port.
+    if (env("TORCHELASTIC_USE_AGENT_STORE").value_or("") == "True") {
+      if (d.master_port == 65535) fail("MASTER_PORT=65535 under torchrun: the engine's store needs MASTER_PORT + 1");
+      d.master_port = static_cast<uint16_t>(d.master_port + 1);
+    }
   } else if (env("SLURM_PROCID") && env("SLURM_NTASKS")) {
     d.source = "Slurm environment";
     d.rank = parse_int(env, "SLURM_PROCID", 0, 0);

@@ -1,6 +1,8 @@
 // DistEnv: where this process sits in a distributed job, read from the environment. Three spellings are
 // accepted, first match wins:
 //   our launcher and torchrun: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT
+//                              (under torchrun, TORCHELASTIC_USE_AGENT_STORE=True: torchrun's agent holds
+//                              MASTER_PORT, so the engine's store listens on MASTER_PORT + 1)
 //   Slurm (srun):              SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NTASKS_PER_NODE, and the
 //                              first host of SLURM_JOB_NODELIST as the master (MASTER_ADDR/MASTER_PORT still
 //                              win when set; the port defaults to 29500 as torchrun's)

@@ -36,6 +36,11 @@ TEST(DistEnv, TorchrunVariables) {
   EXPECT_EQ(d.master_addr, "10.0.0.1");
   EXPECT_EQ(d.master_port, 29501);
   EXPECT_EQ(d.source, "torchrun-style environment");
+  // torchrun's agent store holds MASTER_PORT: ours takes the next one
+  EXPECT_EQ(read_dist_env(env_of({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "29500"},
+                                  {"TORCHELASTIC_USE_AGENT_STORE", "True"}}))
+                .master_port,
+            29501);
 }
 
 TEST(DistEnv, SlurmVariablesTakeTheFirstNodeAsMaster) {
