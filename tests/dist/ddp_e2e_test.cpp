@@ -10,13 +10,12 @@
 //   - a worker killed with SIGKILL: the launcher stops the other and exits non-zero naming the rank;
 //   - a worker stopped with SIGSTOP: the run ends within parallel.timeout_s naming the operation and rank.
 #include <dirent.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <cmath>
 #include <cstring>
 
 #include "engine/io/safetensors.hpp"
+#include "tests/dist/free_port.hpp"
 #include "tests/e2e/e2e_support.hpp"
 
 namespace engine::e2e {
@@ -131,39 +130,6 @@ std::map<int, pid_t> workers_of(pid_t launcher) {
   return out;
 }
 
-// `engine args` with extra environment variables (a rank started by hand, as torchrun or srun would).
-pid_t spawn_with_env(const std::vector<std::string>& args, const std::vector<std::string>& env, const fs::path& log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    for (const std::string& kv : env) putenv(const_cast<char*>(kv.c_str()));
-    FILE* f = std::fopen(log.c_str(), "a");
-    if (f != nullptr) {
-      dup2(fileno(f), 1);
-      dup2(fileno(f), 2);
-    }
-    std::vector<char*> argv;
-    std::string bin = engine_binary().string();
-    argv.push_back(bin.data());
-    std::vector<std::string> copy = args;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(bin.c_str(), argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 // The "rank R: after the last step the allocator holds X bytes; gradients G bytes, optimizer state O bytes"
 // lines of a log, by rank: {X, G + O}.
@@ -236,7 +202,7 @@ TEST(Ddp, TorchrunAndSlurmEnvironmentsRendezvousLikeTheLauncher) {
   const std::vector<double> ref = losses(ours);
   for (const std::string style : {"torchrun", "slurm"}) {
     const fs::path out = dir / style;
-    const std::string port = std::to_string(free_port());
+    const std::string port = std::to_string(testing::free_port());
     std::vector<pid_t> pids;
     for (int r = 0; r < 2; ++r) {
       std::vector<std::string> env;
@@ -246,7 +212,7 @@ TEST(Ddp, TorchrunAndSlurmEnvironmentsRendezvousLikeTheLauncher) {
       else
         env = {"SLURM_PROCID=" + std::to_string(r), "SLURM_NTASKS=2", "SLURM_LOCALID=" + std::to_string(r),
                "SLURM_JOB_NODELIST=localhost", "MASTER_PORT=" + port};
-      pids.push_back(spawn_with_env(run_args(kLora, model, out, 2), env, dir / (style + ".log")));
+      pids.push_back(spawn(run_args(kLora, model, out, 2), dir / (style + ".log"), {}, env));
     }
     for (pid_t p : pids) EXPECT_EQ(wait_exit(p), 0) << read_file(dir / (style + ".log"));
     const std::string text = read_file(dir / (style + ".log"));

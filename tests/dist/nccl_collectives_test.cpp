@@ -3,10 +3,9 @@
 // written by a kernel on the compute stream just before, the result read by the next one), and the ddp code
 // path of `engine run --nproc-per-node 1` on CUDA tensors against the plain single-GPU run. Labels cuda and
 // dist; skips without a GPU.
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include "engine/dist/process_group.hpp"
+#include "tests/dist/free_port.hpp"
 #include "engine/runtime/device_select.hpp"
 #include "engine/runtime/kernel_table.hpp"
 #include "tests/cuda/cuda_test_support.hpp"
@@ -17,17 +16,6 @@ namespace {
 
 using rt::Tensor;
 
-uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 std::vector<float> host_of(const Tensor& t) {
   Tensor f = t;
@@ -45,7 +33,7 @@ TEST(NcclWorld1, EveryCollectiveOnCudaTensorsOrderedWithTheComputeStream) {
   rt::Device& gpu = rt::device_from_spec("cuda");
   DistEnv env;
   env.source = "test";
-  env.master_port = free_port();
+  env.master_port = testing::free_port();
   ProcessGroup g(env, gpu, ProcessGroupOptions{});
   const std::vector<float> v = cuda_test::random_values(4096, 7);
   for (eng_dtype dt : {ENG_F32, ENG_BF16}) {

@@ -2,10 +2,9 @@
 // rendezvous client (rank 0 hosts the store): every collective, the async forms, and a timeout that names
 // the operation, the step and the rank that did not arrive.
 #include "engine/dist/process_group.hpp"
+#include "tests/dist/free_port.hpp"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <thread>
@@ -17,17 +16,6 @@ namespace {
 
 using rt::Tensor;
 
-uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 DistEnv env_of(int rank, int world, uint16_t port) {
   DistEnv e;
@@ -52,7 +40,7 @@ std::vector<float> values(const Tensor& t) {
 // Runs body(group) on `world` threads; a failure inside a thread is recorded and reported.
 template <typename Body>
 void on_ranks(int world, Body body, std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
-  const uint16_t port = free_port();
+  const uint16_t port = testing::free_port();
   std::vector<std::thread> ts;
   std::vector<std::string> errors(static_cast<size_t>(world));
   for (int r = 0; r < world; ++r) {
@@ -151,7 +139,7 @@ TEST(ProcessGroupTimeout, ACollectiveARankNeverJoinsFailsNamingTheOperationStepA
 }
 
 TEST(ProcessGroupRendezvous, AnotherWorldSizeOnTheSamePortIsRefused) {
-  const uint16_t port = free_port();
+  const uint16_t port = testing::free_port();
   std::string message;
   std::thread r0([&] {
     try {
