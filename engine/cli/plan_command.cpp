@@ -7,6 +7,7 @@
 
 #include "engine/abi/optimizer.h"
 #include "engine/cli/command.hpp"
+#include "engine/cli/hub_sources.hpp"
 #include "engine/core/error.hpp"
 #include "engine/host/host_api.hpp"
 #include "engine/host/plugin_quantizer.hpp"
@@ -25,6 +26,11 @@ int plan_command(const std::vector<std::string>& args) {
   std::optional<recipe::Recipe> loaded = load_recipe_or_report(a, *registry);
   if (!loaded) return kExitUsage;
   recipe::Recipe& r = *loaded;
+  r.data.train.clear();  // the plan reads only the model's config.json, from the cache
+  r.data.eval.clear();
+  HubSourceOptions hub_options;
+  hub_options.download = false;
+  resolve_hub_sources(r, hub_options);
   nlohmann::json config;
   if (std::filesystem::exists(r.model.path / "config.json")) {
     config = io::read_hf_config(r.model.path).json;

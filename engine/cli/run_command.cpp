@@ -1,6 +1,8 @@
-// engine run [RECIPE] [--set section.key=value]... [--resume auto|none|DIR]
+// engine run [RECIPE] [--set section.key=value]... [--resume auto|none|DIR] [--offline]
 // Without RECIPE: the embedded default, recipes/tiny_lora.toml (default_recipe.hpp).
 // Validates the recipe exactly as `engine validate` does, then trains (engine/train/trainer.hpp):
+//   - Hub ids in model.path / data.train / data.eval: fetched into the Hugging Face cache when missing
+//     (hub_sources.hpp), unless --offline or HF_HUB_OFFLINE=1, which use the cache only
 //   - model.init_preset set and model.path absent: the preset model is created there first (init-model)
 //   - --resume auto (default): continue from the newest complete checkpoint in train.output_dir, if any;
 //     none: start over; DIR: continue from that checkpoint
@@ -13,6 +15,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <filesystem>
@@ -22,8 +25,10 @@
 
 #include "engine/cli/command.hpp"
 #include "engine/cli/default_recipe.hpp"
+#include "engine/cli/hub_sources.hpp"
 #include "engine/cli/launcher.hpp"
 #include "engine/dist/process_group.hpp"
+#include "engine/hub/hub_download.hpp"
 #include "engine/cli/preset_tokenizers.hpp"
 #include "engine/host/host_session.hpp"
 #include "engine/io/atomic_file.hpp"
@@ -111,11 +116,18 @@ int run_command(const std::vector<std::string>& in_args) {
     // Validate once here, so that a bad recipe is one message instead of N.
     std::vector<std::string> check = args;
     (void)take_resume(check);
+    std::erase(check, std::string("--offline"));
     RecipeArgs ca = parse_recipe_args(check);
     if (!ca.rest.empty() && ca.rest[0].rfind("--", 0) == 0) throw UsageError("unknown option '" + ca.rest[0] + "'");
     return launch_workers(launch, args);
   }
   const std::string resume = take_resume(args);
+  HubSourceOptions hub_options;
+  hub_options.offline = hub::hub_offline_from_env();
+  if (auto it = std::find(args.begin(), args.end(), "--offline"); it != args.end()) {
+    hub_options.offline = true;
+    args.erase(it);
+  }
   // Checked here too, so that a mistyped value fails at once (exit 2) instead of after loading the model.
   if (!resume.empty() && resume != "auto" && resume != "none" && !fs::is_directory(resume))
     throw UsageError("--resume " + resume +
@@ -141,6 +153,7 @@ int run_command(const std::vector<std::string>& in_args) {
   recipe::Recipe& r = *loaded;
   spdlog::info("recipe {} is valid", r.source.string());
   spdlog::debug("wiring:\n{}", recipe::describe_wiring(r));
+  resolve_hub_sources(r, hub_options);  // every rank (the Hub cache locks each blob it downloads)
   const dist::DistEnv env = dist::read_dist_env();
   if (env.rank == 0) ensure_preset_model(r);
 

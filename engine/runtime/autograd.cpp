@@ -4,6 +4,7 @@
 
 #include "engine/core/error.hpp"
 #include "engine/runtime/kernel_table.hpp"
+#include "engine/runtime/op_profile.hpp"
 
 namespace engine::rt {
 
@@ -85,6 +86,16 @@ Tensor Tape::leaf(const Tensor& value, std::shared_ptr<GradSink> sink, std::func
   return Tensor(std::move(impl));
 }
 
+namespace {
+// The device of the first defined tensor, when op profiling is on (OpTimer does nothing for null).
+Device* profile_device(const std::vector<Tensor>& ts) {
+  if (!OpProfile::instance().enabled()) return nullptr;
+  for (const Tensor& t : ts)
+    if (t.defined()) return &t.device();
+  return nullptr;
+}
+}  // namespace
+
 std::vector<Tensor> Tape::apply(std::unique_ptr<Node> node, const std::vector<Tensor>& inputs) {
   if (!node) fail("autograd: apply() got no node");
   bool record = grad_enabled_ && !in_backward_ &&
@@ -92,7 +103,11 @@ std::vector<Tensor> Tape::apply(std::unique_ptr<Node> node, const std::vector<Te
   const bool checkpointed =
       record && open_segment_ >= 0 && segments_[static_cast<size_t>(open_segment_)].checkpointed;
   // Checkpointed nodes save nothing now; backward replays them with save = true.
-  std::vector<Tensor> outputs = node->forward(inputs, record && !checkpointed);
+  std::vector<Tensor> outputs;
+  {
+    OpTimer timer(profile_device(inputs), node->name(), "forward");
+    outputs = node->forward(inputs, record && !checkpointed);
+  }
   if (!record) return outputs;
 
   Entry e;
@@ -198,7 +213,11 @@ void Tape::replay(const Segment& seg) {
         inputs[i] = it->second;
       }
     }
-    std::vector<Tensor> outs = e.node->forward(inputs, /*save=*/true);
+    std::vector<Tensor> outs;
+    {
+      OpTimer timer(profile_device(inputs), e.node->name(), "replay");
+      outs = e.node->forward(inputs, /*save=*/true);
+    }
     ++stats_.nodes_replayed;
     if (outs.size() != e.output_ids.size())
       fail("checkpoint replay of node {} returned {} outputs, the recorded forward {}", e.node->name(),
@@ -273,7 +292,11 @@ void Tape::backward(const Tensor& loss, const Tensor& grad) {
       e.rebinds.clear();
       continue;
     }
-    std::vector<Tensor> grad_inputs = e.node->backward(grad_outputs, e.input_needs_grad);
+    std::vector<Tensor> grad_inputs;
+    {
+      OpTimer timer(profile_device(grad_outputs), e.node->name(), "backward");
+      grad_inputs = e.node->backward(grad_outputs, e.input_needs_grad);
+    }
     ++stats_.nodes_run;
     grad_outputs.clear();
     if (grad_inputs.size() != e.input_ids.size())
@@ -287,7 +310,11 @@ void Tape::backward(const Tensor& loss, const Tensor& grad) {
     for (size_t i = 0; i < grad_inputs.size(); ++i) {
       if (!e.input_needs_grad[i] || !grad_inputs[i].defined()) continue;
       if (e.input_sinks[i]) {
+      {
+        OpTimer timer(OpProfile::instance().enabled() ? &grad_inputs[i].device() : nullptr, "grad_sink",
+                      "accumulate");
         e.input_sinks[i]->accumulate(grad_inputs[i]);
+      }
       } else {
         Tensor& slot = grads[e.input_ids[i]];
         if (slot.defined() && slot.shape() != grad_inputs[i].shape())

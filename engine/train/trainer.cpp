@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "engine/core/error.hpp"
 #include "engine/runtime/state_dict.hpp"
@@ -15,10 +16,12 @@
 #include "engine/train/lr_schedule.hpp"
 #include "engine/train/memory_plan.hpp"
 #include "engine/train/model_flops.hpp"
+#include "engine/runtime/op_profile.hpp"
 #include "engine/train/plan_inputs.hpp"
 #include "engine/io/hf_config.hpp"
 #include "engine/train/nonfinite_guard.hpp"
 #include "engine/train/progress.hpp"
+#include "engine/train/tensorboard_writer.hpp"
 #include "engine/train/trainer_state.hpp"
 
 namespace engine::train {
@@ -26,6 +29,24 @@ namespace engine::train {
 namespace fs = std::filesystem;
 
 namespace {
+
+// A word for a POSIX shell: as is when it has only safe characters, else in single quotes.
+std::string shell_word(const std::string& w) {
+  if (!w.empty() && w.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:@+,") ==
+                        std::string::npos)
+    return w;
+  std::string q = "'";
+  for (char c : w) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// The engine executable as this process was started from (scripts/setup.sh does not put it on PATH), so the
+// "try it" line runs as printed.
+std::string engine_executable() {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec || exe.filename() != "engine" ? std::string("engine") : shell_word(exe.string());
+}
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -135,6 +156,16 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
   if (lead) fs::create_directories(r.train.output_dir);
   std::optional<MetricsLog> metrics;
   if (lead) metrics.emplace(r.train.output_dir / "metrics.jsonl", state.step);
+  std::optional<TensorBoardWriter> tensorboard;
+  if (lead && r.log.tensorboard) {
+    tensorboard.emplace(r.train.output_dir / "runs");
+    spdlog::info("TensorBoard events in {} (tensorboard --logdir {})", tensorboard->path().string(),
+                 (r.train.output_dir / "runs").string());
+  }
+  auto log_eval = [&](const EvalMetrics& e) {
+    if (metrics) metrics->write(e);
+    if (tensorboard) tensorboard->scalars(e.step, {{"eval/loss", e.loss}, {"eval/perplexity", e.perplexity}});
+  };
   std::FILE* quiet = lead ? nullptr : std::fopen("/dev/null", "w");
   Progress progress(lead ? options.progress_out : quiet, lead && options.live_progress, total, r.log.every);
   progress.start(state.step);
@@ -169,6 +200,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
   };
   bool stop_agreed = false;  // every rank stops at the same step
 
+  rt::OpProfile& profile = rt::OpProfile::instance();
   bool saved_at_last_step = false;
   while (state.step < total) {
     if (world == 1 ? options.stop_requested != nullptr && options.stop_requested->load() : stop_agreed) {
@@ -183,20 +215,24 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     std::vector<data::Batch> micro;
     for (int64_t i = 0; i < r.train.grad_accum; ++i)
       micro.push_back(data.next(static_cast<int32_t>(r.train.micro_batch_size)));
+    if (profile.enabled() && step == result.first_step + 2) profile.reset();  // the first step warms up
     PassResult pass = forward_backward(session, micro);
     if (session.parallel() != nullptr) session.parallel()->before_step();  // ddp: gradients summed here
     double norm = 0.0;
-    if (session.shards_optimizer()) {
-      // zero2: each rank keeps the reduced gradients of its own parameters only; the norm is summed.
-      for (rt::Param* p : session.not_owned()) hs.params().grad_sink(*p).clear();
-      rt::Tensor sq = rt::Tensor::from_vector(rt::Dims{1}, ENG_F64, rt::cpu_device(),
-                                              std::vector<double>{grad_sum_squares(hs.params())});
-      comm.all_reduce_sum(sq);
-      double s = 0;
-      sq.copy_to_host(&s, sizeof s);
-      norm = std::sqrt(s);
-    } else {
-      norm = global_grad_norm(hs.params());
+    {
+      rt::OpTimer timer(profile.enabled() ? &device : nullptr, "grad_norm", "step");
+      if (session.shards_optimizer()) {
+        // zero2: each rank keeps the reduced gradients of its own parameters only; the norm is summed.
+        for (rt::Param* p : session.not_owned()) hs.params().grad_sink(*p).clear();
+        rt::Tensor sq = rt::Tensor::from_vector(rt::Dims{1}, ENG_F64, rt::cpu_device(),
+                                                std::vector<double>{grad_sum_squares(hs.params())});
+        comm.all_reduce_sum(sq);
+        double s = 0;
+        sq.copy_to_host(&s, sizeof s);
+        norm = std::sqrt(s);
+      } else {
+        norm = global_grad_norm(hs.params());
+      }
     }
     const double lr = schedule.lr_at(step);
     double loss_for_verdict = pass.loss;
@@ -214,10 +250,15 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
       stop_agreed = f[1] > 0;
     }
     const StepVerdict verdict = guard.check(loss_for_verdict, norm);
-    if (verdict == StepVerdict::Apply)
+    if (verdict == StepVerdict::Apply) {
+      rt::OpTimer timer(profile.enabled() ? &device : nullptr, "optimizer", "step");
       session.optimizer().step(step, lr, clip_coefficient(norm, r.train.grad_clip));
+    }
     if (session.parallel() != nullptr) session.parallel()->after_step();
-    hs.params().zero_grads();
+    {
+      rt::OpTimer timer(profile.enabled() ? &device : nullptr, "zero_grads", "step");
+      hs.params().zero_grads();
+    }
     state.step = step;
     saved_at_last_step = false;
 
@@ -244,7 +285,16 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
       state.tokens_seen += pass.label_tokens;
       state.last_loss = pass.loss;
     }
-    if (metrics && (step % r.log.every == 0 || step == total || m.skipped)) metrics->write(m);
+    if (metrics && (step % r.log.every == 0 || step == total || m.skipped)) {
+      metrics->write(m);
+      if (tensorboard && !m.skipped) {
+        tensorboard->scalars(step, {{"train/loss", m.loss},
+                                    {"train/learning_rate", m.lr},
+                                    {"train/grad_norm", m.grad_norm},
+                                    {"train/tokens_per_s", m.tokens_per_s},
+                                    {"train/memory_gib", static_cast<double>(m.mem_bytes) / (1 << 30)}});
+      }
+    }
     progress.step(m);
 
     if (verdict == StepVerdict::Stop) {
@@ -261,7 +311,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
                                    step, guard.in_a_row()));
     if (lead && r.train.eval_every > 0 && data.has_eval() && step % r.train.eval_every == 0) {
       result.last_eval = run_eval(session, data, step);  // rank 0 alone: the replicas are equal
-      metrics->write(*result.last_eval);
+      log_eval(*result.last_eval);
       progress.eval(*result.last_eval);
     }
     if (r.checkpoint.save_every > 0 && step % r.checkpoint.save_every == 0 && step < total) {
@@ -290,11 +340,13 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
   if (lead && data.has_eval() && !result.stopped_nonfinite && !result.interrupted && state.step > result.first_step &&
       (!result.last_eval || result.last_eval->step != state.step)) {
     result.last_eval = run_eval(session, data, state.step);
-    metrics->write(*result.last_eval);
+    log_eval(*result.last_eval);
     progress.eval(*result.last_eval);
   }
   progress.finish();
   if (quiet != nullptr) std::fclose(quiet);
+  if (profile.enabled() && state.step > result.first_step + 1)
+    spdlog::info("{}", profile.report(state.step - result.first_step - 1));
   result.last_step = state.step;
   result.seconds = now_s() - t_start;
   result.nonfinite_skipped = guard.total_skipped();
@@ -329,12 +381,12 @@ std::string format_summary(const session::TrainingSession& session, const TrainR
     s += fmt::format("{} saved in {}\n", full ? "model" : "adapter", res.last_checkpoint.string());
     s += fmt::format("metrics in {}\n", (r.train.output_dir / "metrics.jsonl").string());
     if (full) {
-      s += fmt::format("try it: engine generate --model {} --chat --prompt \"What color is a banana?\"\n",
-                       res.last_checkpoint.string());
+      s += fmt::format("try it: {} generate --model {} --chat --prompt \"What color is a banana?\"\n",
+                       engine_executable(), shell_word(res.last_checkpoint.string()));
     } else {
       s += fmt::format(
-          "try it: engine generate --model {} --adapter {} --chat --prompt \"What color is a banana?\"\n",
-          r.model.path.string(), res.last_checkpoint.string());
+          "try it: {} generate --model {} --adapter {} --chat --prompt \"What color is a banana?\"\n",
+          engine_executable(), shell_word(r.model.path.string()), shell_word(res.last_checkpoint.string()));
     }
     if (res.interrupted) {
       s += fmt::format(

@@ -147,8 +147,11 @@ class Lora : public engine::sdk::Peft {
       b = host.cast(b, x.dtype());
     }
     Tensor h = host.matmul(xin, a, false, true);  // (..., r)
-    Tensor d = host.matmul(h, b, false, true);    // (..., out)
-    d = host.scale(d, opt_.scaling());
+    // The scaling multiplies the rank-r intermediate, not the (..., out) product: the same math for an
+    // r-th of the memory traffic (a power-of-two scaling, such as alpha = 2r, even gives the same bits), and
+    // none at all when it is 1 (alpha = r).
+    if (opt_.scaling() != 1.0) h = host.scale(h, opt_.scaling());
+    Tensor d = host.matmul(h, b, false, true);  // (..., out)
     if (d.dtype() != base_out.dtype()) d = host.cast(d, base_out.dtype());
     return host.add(base_out, d);
   }

@@ -1,0 +1,58 @@
+// OpProfile: where a training step's time goes, op by op, on any device (ENGINE_PROFILE_OPS=1).
+//
+// When enabled, the tape synchronizes the device before and after every node's forward, replay (activation
+// checkpointing) and backward, and adds the wall time to (node name, phase); the trainer adds its own
+// phases (gradient accumulation into the parameters is part of "backward"; the optimizer step, the gradient
+// norm, zeroing the gradients). The synchronizations cost time themselves (a few microseconds each), so a
+// profiled step is slower than a normal one: use it for the split, never for the rate. The report is a
+// table per step sorted by time. Off (the default) it costs one branch per node.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+
+namespace engine::rt {
+
+class Device;
+
+class OpProfile {
+ public:
+  // The process-wide profile; enabled() reads ENGINE_PROFILE_OPS once.
+  static OpProfile& instance();
+  bool enabled() const { return enabled_; }
+
+  void add(const std::string& name, const char* phase, double seconds);
+  void reset();
+  // "op/phase  ms per step  calls per step  share" sorted by time; `steps` divides the totals.
+  std::string report(int64_t steps) const;
+
+ private:
+  OpProfile();
+  struct Cell {
+    double seconds = 0;
+    int64_t calls = 0;
+  };
+  bool enabled_ = false;
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, std::string>, Cell> cells_;
+};
+
+// Times one region when profiling is on: synchronizes `device` at construction and destruction.
+class OpTimer {
+ public:
+  OpTimer(Device* device, const char* name, const char* phase);
+  ~OpTimer();
+  OpTimer(const OpTimer&) = delete;
+  OpTimer& operator=(const OpTimer&) = delete;
+
+ private:
+  Device* device_ = nullptr;  // null: profiling off
+  const char* name_;
+  const char* phase_;
+  double t0_ = 0;
+};
+
+}  // namespace engine::rt
