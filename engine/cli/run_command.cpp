@@ -7,6 +7,10 @@
 //   - --resume auto (default): continue from the newest complete checkpoint in train.output_dir, if any;
 //     none: start over; DIR: continue from that checkpoint
 //   - SIGINT/SIGTERM: the current step finishes, a checkpoint is saved, exit 0 (a second signal kills)
+//   - --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P --max-restarts K]: this
+//     process becomes the launcher of N workers (launcher.hpp); a process started with RANK/WORLD_SIZE
+//     (our launcher, torchrun) or SLURM_PROCID/SLURM_NTASKS (srun) is one rank of a distributed run
+//     (engine/dist/dist_env.hpp) and joins the others before loading the model
 // Exit codes: 0 done (or interrupted and saved), 1 a runtime failure or a stop on non-finite steps, 2 usage.
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -22,12 +26,15 @@
 #include "engine/cli/command.hpp"
 #include "engine/cli/default_recipe.hpp"
 #include "engine/cli/hub_sources.hpp"
+#include "engine/cli/launcher.hpp"
+#include "engine/dist/process_group.hpp"
 #include "engine/hub/hub_download.hpp"
 #include "engine/cli/preset_tokenizers.hpp"
 #include "engine/host/host_session.hpp"
 #include "engine/io/atomic_file.hpp"
 #include "engine/recipe/recipe_loader.hpp"
 #include "engine/recipe/recipe_wiring.hpp"
+#include "engine/runtime/device_select.hpp"
 #include "engine/session/model_writer.hpp"
 #include "engine/session/session.hpp"
 #include "engine/train/data_pipeline.hpp"
@@ -102,6 +109,18 @@ void ensure_preset_model(const recipe::Recipe& r) {
 
 int run_command(const std::vector<std::string>& in_args) {
   std::vector<std::string> args = in_args;
+  const LaunchOptions launch = take_launch_options(args);
+  if (launch.nproc_per_node > 0) {
+    if (std::getenv("RANK") != nullptr)
+      throw UsageError("--nproc-per-node inside a worker (RANK is set): run the launcher once, outside torchrun");
+    // Validate once here, so that a bad recipe is one message instead of N.
+    std::vector<std::string> check = args;
+    (void)take_resume(check);
+    std::erase(check, std::string("--offline"));
+    RecipeArgs ca = parse_recipe_args(check);
+    if (!ca.rest.empty() && ca.rest[0].rfind("--", 0) == 0) throw UsageError("unknown option '" + ca.rest[0] + "'");
+    return launch_workers(launch, args);
+  }
   const std::string resume = take_resume(args);
   HubSourceOptions hub_options;
   hub_options.offline = hub::hub_offline_from_env();
@@ -134,15 +153,29 @@ int run_command(const std::vector<std::string>& in_args) {
   recipe::Recipe& r = *loaded;
   spdlog::info("recipe {} is valid", r.source.string());
   spdlog::debug("wiring:\n{}", recipe::describe_wiring(r));
-  resolve_hub_sources(r, hub_options);
-  ensure_preset_model(r);
+  resolve_hub_sources(r, hub_options);  // every rank (the Hub cache locks each blob it downloads)
+  const dist::DistEnv env = dist::read_dist_env();
+  if (env.rank == 0) ensure_preset_model(r);
 
   g_stop_requested.store(false);
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
 
-  session::TrainingSession session(r, *registry, session::device_for(r.train.device));
-  train::DataPipeline data(r);
+  // One GPU per local rank: "cuda" means cuda:LOCAL_RANK in a job with several local ranks.
+  std::string device_spec = r.train.device;
+  if (env.local_world_size > 1 && (device_spec == "cuda" || (device_spec == "auto" && rt::usable_cuda_devices() > 0)))
+    device_spec = "cuda:" + std::to_string(env.local_rank);
+  rt::Device& device = session::device_for(device_spec);
+  std::unique_ptr<dist::ProcessGroup> group;
+  if (env.launched()) {
+    dist::ProcessGroupOptions po;
+    po.timeout = std::chrono::milliseconds(static_cast<int64_t>(r.parallel.timeout_s * 1000.0));
+    group = std::make_unique<dist::ProcessGroup>(env, device, po);
+    // Rank 0 may have just created the preset model: the others wait for it before reading model.path.
+    group->barrier();
+  }
+  session::TrainingSession session(r, *registry, device, group.get(), env.local_rank);
+  train::DataPipeline data(r, env.rank, env.world_size);
   train::TrainOptions options;
   options.resume = resume;
   options.live_progress = train::stderr_is_terminal();
@@ -150,7 +183,7 @@ int run_command(const std::vector<std::string>& in_args) {
   train::TrainResult result = train::train(session, data, options);
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
-  std::cout << train::format_summary(session, result) << std::flush;
+  if (env.rank == 0) std::cout << train::format_summary(session, result) << std::flush;
   return result.stopped_nonfinite ? kExitRuntime : kExitOk;
 }
 

@@ -86,14 +86,25 @@ void ShardedSampler::restore_json(const nlohmann::json& saved) {
     const auto seed = saved.at("seed").get<uint64_t>();
     const auto items = saved.at("num_items").get<uint64_t>();
     const auto world = saved.at("world_size").get<int32_t>();
-    if (seed != options_.seed || items != options_.num_items || world != options_.world_size) {
+    if (seed != options_.seed || items != options_.num_items || world < 1) {
       fail(
-          "cannot resume the data order: the checkpoint's sampler had seed {}, {} rows, world size {}; this "
-          "run has "
-          "seed {}, {} rows, world size {} (same data, seed and process count are needed to resume exactly)",
-          seed, items, world, options_.seed, options_.num_items, options_.world_size);
+          "cannot resume the data order: the checkpoint's sampler had seed {}, {} rows; this run has seed {}, "
+          "{} rows (the same data and seed are needed to resume exactly)",
+          seed, items, options_.seed, options_.num_items);
     }
-    set_state({saved.at("epoch").get<uint64_t>(), saved.at("position").get<uint64_t>()});
+    const auto epoch = saved.at("epoch").get<uint64_t>();
+    auto position = saved.at("position").get<uint64_t>();
+    if (world != options_.world_size) {
+      // Every rank of the saved run was at `position` of its shard: positions 0 .. position*world of the
+      // epoch's permutation were consumed. The new ranks continue from there.
+      const uint64_t consumed = position * static_cast<uint64_t>(world);
+      if (consumed % static_cast<uint64_t>(options_.world_size) != 0)
+        fail("cannot resume on {} ranks: the checkpoint (written by {} ranks) has consumed {} rows of epoch {}, "
+             "which {} ranks cannot split evenly; resume on a world size that divides {}",
+             options_.world_size, world, consumed, epoch, options_.world_size, consumed);
+      position = consumed / static_cast<uint64_t>(options_.world_size);
+    }
+    set_state({epoch, position});
   } catch (const nlohmann::json::exception& e) {
     fail("sampler state in the checkpoint is malformed: {}", e.what());
   }

@@ -42,8 +42,11 @@ class ShardedSampler {
 
   // {"epoch", "position", "seed", "num_items", "world_size", "rank"}
   nlohmann::json state_json() const;
-  // Resumes from state_json's output; refuses (engine::Error) a state saved with another seed, dataset size
-  // or world size, since the order would then differ.
+  // Resumes from state_json's output; refuses (engine::Error) a state saved with another seed or dataset
+  // size, since the order would then differ. A state saved with another world size W continues after the
+  // position * W rows of the epoch's permutation that the W ranks consumed (refused when this world size
+  // does not divide that count); the rest of that epoch is then exactly the rows not yet seen, except that
+  // the num_items % world rows an epoch leaves out depend on the world size.
   void restore_json(const nlohmann::json& saved);
 
   // The whole permutation of epoch `epoch` (identity without shuffle).

@@ -1,5 +1,7 @@
 #include "engine/host/plugin_parallel.hpp"
 
+#include <cstddef>
+
 #include "engine/core/error.hpp"
 #include "engine/host/host_api.hpp"
 
@@ -17,7 +19,7 @@ PluginParallel::PluginParallel(HostSession& session, const eng_host_api* host,
                                const eng_parallel_vtable* vtable, std::string name,
                                const std::string& options_json)
     : session_(&session), vt_(vtable), name_(std::move(name)) {
-  if (vt_ == nullptr || vt_->struct_size < sizeof(eng_parallel_vtable) || vt_->create == nullptr ||
+  if (vt_ == nullptr || vt_->struct_size < ENG_PARALLEL_VTABLE_SIZE_1_0 || vt_->create == nullptr ||
       vt_->setup == nullptr)
     fail("parallel plugin {}: its function table is missing, older than ABI v1, or lacks create/setup",
          name_);
@@ -56,6 +58,23 @@ void PluginParallel::setup() {
       check(vt_->grad_ready(self_, &c, param_handle(p)), "grad_ready");
     };
   }
+}
+
+bool PluginParallel::shards_optimizer() const {
+  return vt_->struct_size >= offsetof(eng_parallel_vtable, param_owner) + sizeof(void*) && vt_->param_owner != nullptr;
+}
+
+int PluginParallel::param_owner(rt::Param& p) {
+  if (!shards_optimizer()) return -1;
+  eng_ctx ctx = session_->context(false);
+  session_->clear_error();
+  const int32_t owner = vt_->param_owner(self_, &ctx, param_handle(p));
+  const std::string err = session_->error();
+  if (!err.empty()) throw Error(fmt::format("parallel plugin {}: param_owner failed: {}", name_, err));
+  if (owner < -1 || owner >= ctx.world_size)
+    fail("parallel plugin {}: param_owner gave rank {} for {} (ranks are 0..{}, or -1 for all)", name_, owner,
+         p.name(), ctx.world_size - 1);
+  return owner;
 }
 
 void PluginParallel::before_block(int block, rt::BlockPhase phase) {

@@ -29,6 +29,10 @@ class PluginParallel final : public rt::BlockHooks {
   void after_block(int block, rt::BlockPhase phase) override;
   void before_step();
   void after_step();
+  // ABI 1.1: whether the strategy shards the optimizer (it has param_owner), and the owner of a trainable
+  // parameter (-1: every rank).
+  bool shards_optimizer() const;
+  int param_owner(rt::Param& p);
 
   const eng_parallel_vtable& vtable() const { return *vt_; }
   void* self() const { return self_; }

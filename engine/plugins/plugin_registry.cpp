@@ -33,7 +33,7 @@ size_t min_vtable_size(eng_plugin_kind kind) {
     case ENG_KIND_PEFT:
       return sizeof(eng_peft_vtable);
     case ENG_KIND_PARALLEL:
-      return sizeof(eng_parallel_vtable);
+      return ENG_PARALLEL_VTABLE_SIZE_1_0;  // param_owner was appended in 1.1
     case ENG_KIND_OPTIMIZER:
       return sizeof(eng_optimizer_vtable);
     default:

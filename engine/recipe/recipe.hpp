@@ -36,6 +36,10 @@ struct OptimizerSection : PluginChoice {
   double weight_decay = 0.0;
 };
 
+struct ParallelSection : PluginChoice {
+  double timeout_s = 600.0;  // collective timeout (also without a [parallel] section, for world size > 1)
+};
+
 struct SchedulerSection {
   std::string kind;  // constant | linear | cosine
   int64_t warmup_steps = 0;
@@ -103,7 +107,7 @@ struct Recipe {
   PluginChoice peft;
   OptimizerSection optimizer;
   SchedulerSection scheduler;
-  PluginChoice parallel;
+  ParallelSection parallel;
   DataSection data;
   TrainSection train;
   CheckpointSection checkpoint;

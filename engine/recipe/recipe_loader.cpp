@@ -280,6 +280,13 @@ void RecipeReader::resolve_plugins() {
     }
     std::string name = p->second.value.get<std::string>();
     std::string why = registry_.why_missing(*spec.plugin_kind, name);
+    if (!why.empty() && *spec.plugin_kind == ENG_KIND_PARALLEL &&
+        (name == "fsdp" || name == "zero3" || name == "tp" || name == "pp")) {
+      why = "parallel strategy '" + name +
+            "' is not available yet: parameter sharding (fsdp, zero3) and model parallelism (tp, pp) are not "
+            "implemented. Use plugin = \"ddp\" (everything replicated) or \"zero2\" (optimizer state and "
+            "gradients sharded over ranks, parameters replicated); the parameters must then fit on one device";
+    }
     if (!why.empty()) {
       error(p->second.location, why);
       continue;
@@ -464,6 +471,7 @@ void RecipeReader::build(Recipe& r) {
   r.optimizer.lr = get("optimizer", "lr", 0.0).get<double>();
   r.optimizer.weight_decay = get("optimizer", "weight_decay", 0.0).get<double>();
   choice("parallel", r.parallel);
+  r.parallel.timeout_s = get("parallel", "timeout_s", 600.0).get<double>();
   r.scheduler.kind = get("scheduler", "kind", "constant").get<std::string>();
   r.scheduler.warmup_steps = get("scheduler", "warmup_steps", 0).get<int64_t>();
   r.scheduler.warmup_ratio = get("scheduler", "warmup_ratio", 0.0).get<double>();

@@ -21,7 +21,28 @@ void copy_flat(const Tensor& src, Tensor& dst, const char* op) {
   dst.copy_from(src.contiguous().view(dst.shape()));
 }
 
+struct DoneWork final : CommWork {
+  void wait() override {}
+};
+
 }  // namespace
+
+std::unique_ptr<CommWork> Communicator::all_reduce_sum_async(Tensor& t) {
+  all_reduce_sum(t);
+  return std::make_unique<DoneWork>();
+}
+std::unique_ptr<CommWork> Communicator::all_gather_async(const Tensor& shard, Tensor& full) {
+  all_gather(shard, full);
+  return std::make_unique<DoneWork>();
+}
+std::unique_ptr<CommWork> Communicator::reduce_scatter_sum_async(const Tensor& full, Tensor& shard) {
+  reduce_scatter_sum(full, shard);
+  return std::make_unique<DoneWork>();
+}
+std::unique_ptr<CommWork> Communicator::broadcast_async(Tensor& t, int root) {
+  broadcast(t, root);
+  return std::make_unique<DoneWork>();
+}
 
 void LocalCommunicator::all_reduce_sum(Tensor& t) { check_defined(t, "all_reduce_sum"); }
 

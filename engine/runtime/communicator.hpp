@@ -3,13 +3,32 @@
 // implementations for world_size > 1; LocalCommunicator is the single-process one. All operate in place.
 #pragma once
 
+#include <memory>
+
 #include "engine/runtime/tensor.hpp"
 
 namespace engine::rt {
 
+// A collective in flight. wait() returns once its result may be used by the caller's next work: on the CPU
+// when the buffers hold the result, on CUDA when the compute stream is ordered after it (the host does not
+// block). wait() rethrows the collective's failure (a timeout names the operation and the missing rank).
+class CommWork {
+ public:
+  virtual ~CommWork() = default;
+  virtual void wait() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
+  // Asynchronous forms (the tensors must stay alive and untouched until wait()). Collectives of one
+  // communicator run in the order they were started. The defaults run the collective at once.
+  virtual std::unique_ptr<CommWork> all_reduce_sum_async(Tensor& t);
+  virtual std::unique_ptr<CommWork> all_gather_async(const Tensor& shard, Tensor& full);
+  virtual std::unique_ptr<CommWork> reduce_scatter_sum_async(const Tensor& full, Tensor& shard);
+  virtual std::unique_ptr<CommWork> broadcast_async(Tensor& t, int root);
+  // What the run is doing (the optimizer step), named by a timeout's message.
+  virtual void set_step(int64_t step) { (void)step; }
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
   // t = sum over ranks of t

@@ -34,8 +34,12 @@ std::string model_options_json(const recipe::Recipe& recipe) {
 }
 
 TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::PluginRegistry& registry,
-                                 rt::Device& device)
+                                 rt::Device& device, rt::Communicator* comm, int local_rank)
     : recipe_(&recipe), registry_(&registry) {
+  if (comm != nullptr) {
+    rank_ = comm->rank();
+    world_size_ = comm->world_size();
+  }
 #if ENGINE_HAVE_CUDA
   // train.dtype is the CUDA device's compute policy: bf16 (bf16 activations, fp32 accumulation) or fp32.
   if (device.type() == rt::DeviceType::CUDA)
@@ -45,7 +49,12 @@ TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::Pl
     spdlog::warn(
         "train.dtype = \"bf16\": the CPU backend computes in fp32 (bf16 compute needs the CUDA backend)");
   }
-  host_ = std::make_unique<host::HostSession>(device, static_cast<uint64_t>(recipe.train.seed));
+  host_ = std::make_unique<host::HostSession>(device, static_cast<uint64_t>(recipe.train.seed), rank_,
+                                              world_size_, local_rank);
+  if (comm != nullptr) host_->set_communicator(comm);
+  const std::string strategy = recipe.parallel.present() ? recipe.parallel.plugin
+                               : world_size_ > 1         ? std::string("ddp")
+                                                         : std::string();
   // "auto" is resolved by the trainer from the memory plan before the first step; until then nothing recomputes.
   host_->tape().set_checkpoint_blocks(recipe.train.checkpoint_auto ? 0 : recipe.train.checkpoint_blocks);
 
@@ -75,9 +84,30 @@ TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::Pl
       host_->params().assign_quantizer(*quantizer_);
       host_->set_quantizer(quantizer_.get());
     }
+    if (!strategy.empty()) {
+      const plugins::PluginRecord& rec = registry.require(ENG_KIND_PARALLEL, strategy);
+      parallel_ = std::make_unique<host::PluginParallel>(
+          *host_, host::host_api(), rec.table<eng_parallel_vtable>(), rec.name,
+          recipe.parallel.present() ? recipe.parallel.options_json : std::string("{}"));
+      const eng_parallel_vtable& vt = parallel_->vtable();
+      if (vt.save_state != nullptr || vt.load_state != nullptr)
+        fail("parallel plugin '{}' keeps state of its own (save_state/load_state), which this engine does not "
+             "checkpoint yet; it is refused rather than resumed without that state",
+             rec.name);
+      parallel_->setup();
+    }
   };
   model_ = load_model(*host_, registry, recipe.model.path, mo);
   host_->params().materialize_all();
+  if (parallel_ && world_size_ > 1 && !registry.require(ENG_KIND_PARALLEL, strategy).has(ENG_PAR_CAP_SHARDS_PARAMS)) {
+    // Replicas start from rank 0's trainable values (they agree already when every rank loads the same
+    // files with the same seed; this makes it so whatever the initialisation).
+    rt::ParamStore& ps = host_->params();
+    for (size_t i = 0; i < ps.size(); ++i) {
+      rt::Param& p = ps.at(i);
+      if (p.root == &p && p.trainable()) comm->broadcast(ps.value(p), 0);
+    }
+  }
 
   const plugins::PluginRecord& opt = registry.require(ENG_KIND_OPTIMIZER, recipe.optimizer.plugin);
   optimizer_ = std::make_unique<OptimizerInstance>(*host_, opt, recipe.optimizer.options_json);
@@ -87,8 +117,14 @@ TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::Pl
     if (p.tied() || !p.trainable()) continue;
     const bool no_decay = (p.decl.flags & ENG_PARAM_NO_DECAY) != 0 || p.decl.role == ENG_ROLE_BIAS ||
                           p.decl.role == ENG_ROLE_NORM;
-    optimizer_->add_param(p, no_decay ? 0.0 : recipe.optimizer.weight_decay);
     trainable_.push_back(&p);
+    // A strategy that shards the optimizer (zero2) names each parameter's owner: only it steps the parameter.
+    const int owner = parallel_ ? parallel_->param_owner(p) : -1;
+    if (owner >= 0 && owner != rank_) {
+      not_owned_.push_back(&p);
+      continue;
+    }
+    optimizer_->add_param(p, no_decay ? 0.0 : recipe.optimizer.weight_decay);
   }
   if (trainable_.empty()) fail("the run has no trainable parameter: check [peft] target_modules");
   spdlog::info("model {} ({} parameters, {} trainable{}), optimizer {}", recipe.model.path.string(),
@@ -98,6 +134,7 @@ TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::Pl
 
 TrainingSession::~TrainingSession() {
   optimizer_.reset();
+  parallel_.reset();
   model_.reset();
   // The quantizer and PEFT wrappers detach from the HostSession in their destructors (the quantizer frees
   // its states out of the parameter store), so they go while it is alive.

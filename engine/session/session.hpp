@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "engine/host/host_session.hpp"
+#include "engine/host/plugin_parallel.hpp"
 #include "engine/host/plugin_peft.hpp"
 #include "engine/host/plugin_quantizer.hpp"
 #include "engine/plugins/plugin_registry.hpp"
@@ -37,7 +38,12 @@ std::string model_options_json(const recipe::Recipe& recipe);
 
 class TrainingSession {
  public:
-  TrainingSession(const recipe::Recipe& recipe, const plugins::PluginRegistry& registry, rt::Device& device);
+  // `comm`: the run's communicator (nullptr: a single process). With a world size above 1 and no [parallel]
+  // section the strategy is ddp. The parallel strategy is set up after PEFT and the quantizer attach, before
+  // the weights load; after they load, rank 0's trainable values are broadcast unless the strategy shards
+  // parameters (ENG_PAR_CAP_SHARDS_PARAMS), so every replica starts equal.
+  TrainingSession(const recipe::Recipe& recipe, const plugins::PluginRegistry& registry, rt::Device& device,
+                  rt::Communicator* comm = nullptr, int local_rank = 0);
   ~TrainingSession();
   TrainingSession(const TrainingSession&) = delete;
   TrainingSession& operator=(const TrainingSession&) = delete;
@@ -48,6 +54,15 @@ class TrainingSession {
   host::PluginPeft* peft() { return peft_.get(); }
   host::PluginQuantizer* quantizer() { return quantizer_.get(); }
   OptimizerInstance& optimizer() { return *optimizer_; }
+  // The parallel strategy (nullptr for a single process without [parallel]).
+  host::PluginParallel* parallel() { return parallel_.get(); }
+  int rank() const { return rank_; }
+  // The strategy shards the optimizer (ABI 1.1 param_owner): this rank's optimizer steps only its own
+  // parameters, and the trainable parameters of the other ranks are listed here (their gradients are freed
+  // once reduced).
+  bool shards_optimizer() const { return parallel_ && parallel_->shards_optimizer(); }
+  const std::vector<rt::Param*>& not_owned() const { return not_owned_; }
+  int world_size() const { return world_size_; }
   bool full_finetune() const { return peft_ == nullptr; }
   // Trainable root parameters in declaration order.
   const std::vector<rt::Param*>& trainable() const { return trainable_; }
@@ -67,9 +82,13 @@ class TrainingSession {
   std::unique_ptr<host::PluginQuantizer> quantizer_;
   std::unique_ptr<host::PluginPeft> peft_;
   std::unique_ptr<host::HostSession> host_;
+  std::unique_ptr<host::PluginParallel> parallel_;  // reset before host_ (it unplugs its hooks from it)
   std::unique_ptr<ModelInstance> model_;
   std::unique_ptr<OptimizerInstance> optimizer_;
   std::vector<rt::Param*> trainable_;
+  std::vector<rt::Param*> not_owned_;
+  int rank_ = 0;
+  int world_size_ = 1;
 };
 
 }  // namespace engine::session

@@ -1,5 +1,6 @@
 #include "engine/train/checkpoint_io.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <fstream>
 #include <vector>
@@ -18,6 +19,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
+std::string shard_name(int rank, int world) {
+  return fmt::format("optimizer-rank{:05d}-of-{:05d}.safetensors", rank, world);
+}
+
 void write_optimizer_state(session::TrainingSession& session, const fs::path& file) {
   rt::StateDict state;
   session.optimizer().save_state(state);
@@ -35,16 +40,24 @@ void write_optimizer_state(session::TrainingSession& session, const fs::path& fi
   w.write(file);
 }
 
+// Reads optimizer.safetensors, or every optimizer-rank*.safetensors share of a sharded optimizer merged.
 void read_optimizer_state(session::TrainingSession& session, const fs::path& file) {
   rt::StateDict state;
-  if (fs::exists(file)) {
-    io::SafetensorsFile f = io::SafetensorsFile::open(file);
+  std::vector<fs::path> files;
+  if (fs::exists(file)) files.push_back(file);
+  for (const auto& e : fs::directory_iterator(file.parent_path())) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("optimizer-rank", 0) == 0 && n.ends_with(".safetensors")) files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  for (const fs::path& one : files) {
+    io::SafetensorsFile f = io::SafetensorsFile::open(one);
     for (const io::SafetensorsTensor& t : f.tensors()) {
       if (!t.engine_dtype)
         fail("{}: tensor {} has dtype {} the engine does not use", file.string(), t.name, t.dtype_name);
       rt::Tensor dst = rt::Tensor::empty(rt::Dims::from(t.shape.data(), static_cast<int>(t.shape.size())),
                                          *t.engine_dtype, session.host().device());
-      session::read_tensor_into(t, dst, file.string());
+      session::read_tensor_into(t, dst, one.string());
       state.put(std::string(t.name), dst);
     }
   }
@@ -55,11 +68,29 @@ void read_optimizer_state(session::TrainingSession& session, const fs::path& fil
 
 }  // namespace
 
-fs::path save_checkpoint(session::TrainingSession& session, const TrainerState& state) {
+void write_optimizer_shard(session::TrainingSession& session, const fs::path& folder) {
+  fs::create_directories(folder);
+  write_optimizer_state(session, folder / shard_name(session.rank(), session.world_size()));
+}
+
+fs::path save_checkpoint(session::TrainingSession& session, const TrainerState& state,
+                         const fs::path& optimizer_shards, int world) {
   const recipe::Recipe& r = session.recipe();
-  return publish_checkpoint(r.train.output_dir, state.step, r.checkpoint.keep_last, [&](const fs::path& dir) {
+  if (!optimizer_shards.empty()) {
+    for (int rank = 0; rank < world; ++rank)
+      if (!fs::exists(optimizer_shards / shard_name(rank, world)))
+        fail("checkpoint at step {}: the optimizer share of rank {} is missing from {}; not publishing a checkpoint "
+             "that would lose optimizer state",
+             state.step, rank, optimizer_shards.string());
+  }
+  const fs::path published = publish_checkpoint(r.train.output_dir, state.step, r.checkpoint.keep_last, [&](const fs::path& dir) {
     session.save_weights(dir);
-    write_optimizer_state(session, dir / "optimizer.safetensors");
+    if (optimizer_shards.empty()) {
+      write_optimizer_state(session, dir / "optimizer.safetensors");
+    } else {
+      for (int rank = 0; rank < world; ++rank)
+        fs::rename(optimizer_shards / shard_name(rank, world), dir / shard_name(rank, world));
+    }
     if (fs::exists(r.source))
       fs::copy_file(r.source, dir / "recipe.toml", fs::copy_options::overwrite_existing);
     {
@@ -69,6 +100,8 @@ fs::path save_checkpoint(session::TrainingSession& session, const TrainerState& 
     }
     state.write(dir / "trainer_state.json");  // last: its presence marks a complete checkpoint
   });
+  if (!optimizer_shards.empty()) fs::remove_all(optimizer_shards);
+  return published;
 }
 
 TrainerState load_checkpoint(session::TrainingSession& session, const fs::path& dir) {

@@ -69,12 +69,29 @@ bool single_sample_rows(const data::Batch& b) {
   return true;
 }
 
+namespace {
+
+// Sums host values over the ranks (a CPU tensor through the communicator; exact for counts below 2^53).
+void sum_over_ranks(session::TrainingSession& session, std::span<double> values) {
+  if (session.world_size() == 1) return;
+  rt::Tensor t = rt::Tensor::from_vector(rt::Dims{static_cast<int64_t>(values.size())}, ENG_F64, rt::cpu_device(),
+                                         std::vector<double>(values.begin(), values.end()));
+  session.host().communicator().all_reduce_sum(t);
+  t.copy_to_host(values.data(), values.size() * sizeof(double));
+}
+
+}  // namespace
+
 PassResult forward_backward(session::TrainingSession& session, std::span<const data::Batch> micro_batches) {
   PassResult r;
   for (const data::Batch& b : micro_batches) {
     r.label_tokens += b.label_tokens;
     for (int32_t s : b.segment_ids) r.input_tokens += s != 0;
   }
+  double counts[2] = {static_cast<double>(r.label_tokens), static_cast<double>(r.input_tokens)};
+  sum_over_ranks(session, counts);
+  r.label_tokens = static_cast<int64_t>(counts[0]);
+  r.input_tokens = static_cast<int64_t>(counts[1]);
   if (r.label_tokens == 0)
     fail("an optimizer step got no label tokens (every sample's response was cut off?)");
   const double scale = 1.0 / static_cast<double>(r.label_tokens);
@@ -90,7 +107,9 @@ PassResult forward_backward(session::TrainingSession& session, std::span<const d
     loss.device().kernels().axpby(loss_sum, 1.0, loss.detached(), 1.0);
     session.host().tape().backward(loss);
   }
-  r.loss = loss_sum.item();
+  double loss = loss_sum.item();
+  sum_over_ranks(session, std::span<double>(&loss, 1));
+  r.loss = loss;
   return r;
 }
 

@@ -22,7 +22,10 @@ struct PassResult {
   int64_t input_tokens = 0;  // non-padding positions fed
 };
 
-// Accumulates gradients into the parameters (does not zero them first; does not step).
+// Accumulates gradients into the parameters (does not zero them first; does not step). With a world size
+// above 1, N and the input-token count are summed over ranks before any forward pass (each rank's
+// micro-batches scale by 1 / N of the GLOBAL batch, so the sum of the ranks' gradients is the global
+// batch's), and the returned loss is the global one (the ranks' scaled sums added up).
 PassResult forward_backward(session::TrainingSession& session, std::span<const data::Batch> micro_batches);
 
 // True when every row of the batch holds one sample, possibly followed by padding (segment ids 1..1 0..0):

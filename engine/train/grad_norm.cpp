@@ -7,7 +7,9 @@
 
 namespace engine::train {
 
-double global_grad_norm(const rt::ParamStore& params) {
+double global_grad_norm(const rt::ParamStore& params) { return std::sqrt(grad_sum_squares(params)); }
+
+double grad_sum_squares(const rt::ParamStore& params) {
   // One running sum of squares on the gradients' device (f64, in parameter order), read once.
   rt::Tensor sum;
   for (size_t i = 0; i < params.size(); ++i) {
@@ -21,7 +23,7 @@ double global_grad_norm(const rt::ParamStore& params) {
     }
     g.device().kernels().sum_squares(g.contiguous(), sum, true);
   }
-  return sum.defined() ? std::sqrt(sum.item()) : 0.0;
+  return sum.defined() ? sum.item() : 0.0;
 }
 
 double clip_coefficient(double norm, double max_norm) {

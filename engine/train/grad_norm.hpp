@@ -9,6 +9,8 @@ namespace engine::train {
 
 // NaN or Inf when a gradient holds one. Tied parameters count once (their root).
 double global_grad_norm(const rt::ParamStore& params);
+// The sum of squares behind it (a sharded strategy sums it over ranks first).
+double grad_sum_squares(const rt::ParamStore& params);
 
 // The factor gradients are multiplied by: 1 without clipping (max_norm <= 0) or when norm <= max_norm.
 double clip_coefficient(double norm, double max_norm);

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "engine/core/error.hpp"
+#include "engine/runtime/state_dict.hpp"
 #include "engine/train/checkpoint_dir.hpp"
 #include "engine/train/checkpoint_io.hpp"
 #include "engine/train/forward_backward.hpp"
@@ -118,6 +119,9 @@ int64_t total_steps(const recipe::Recipe& r, uint64_t rows_per_epoch) {
 TrainResult train(session::TrainingSession& session, DataPipeline& data, const TrainOptions& options) {
   const recipe::Recipe& r = session.recipe();
   host::HostSession& hs = session.host();
+  rt::Communicator& comm = hs.communicator();
+  const bool lead = session.rank() == 0;  // only rank 0 writes shared files, metrics and progress
+  const int world = session.world_size();
   rt::Device& device = hs.device();
   const int64_t total = total_steps(r, data.rows_per_epoch());
   const LrSchedule schedule(schedule_of(r, total));
@@ -141,7 +145,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
           "same recipe, or start over with --resume none (and another train.output_dir)",
           dir->string(), saved.schedule, state.schedule);
     }
-    data.restore(saved.sampler);
+    data.restore(saved.sampler);  // another world size: the global position is re-divided (sampler.hpp)
     hs.rng().set_state(saved.rng_state);
     guard.restore(saved.nonfinite_in_a_row, saved.nonfinite_total);
     state = saved;
@@ -149,20 +153,26 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     spdlog::info("resumed from {} at step {}/{}", dir->string(), state.step, total);
   }
   result.first_step = state.step;
-  fs::create_directories(r.train.output_dir);
-  MetricsLog metrics(r.train.output_dir / "metrics.jsonl", state.step);
+  if (lead) fs::create_directories(r.train.output_dir);
+  std::optional<MetricsLog> metrics;
+  if (lead) metrics.emplace(r.train.output_dir / "metrics.jsonl", state.step);
   std::optional<TensorBoardWriter> tensorboard;
-  if (r.log.tensorboard) {
+  if (lead && r.log.tensorboard) {
     tensorboard.emplace(r.train.output_dir / "runs");
     spdlog::info("TensorBoard events in {} (tensorboard --logdir {})", tensorboard->path().string(),
                  (r.train.output_dir / "runs").string());
   }
   auto log_eval = [&](const EvalMetrics& e) {
-    metrics.write(e);
+    if (metrics) metrics->write(e);
     if (tensorboard) tensorboard->scalars(e.step, {{"eval/loss", e.loss}, {"eval/perplexity", e.perplexity}});
   };
-  Progress progress(options.progress_out, options.live_progress, total, r.log.every);
+  std::FILE* quiet = lead ? nullptr : std::fopen("/dev/null", "w");
+  Progress progress(lead ? options.progress_out : quiet, lead && options.live_progress, total, r.log.every);
   progress.start(state.step);
+  if (lead && world > 1)
+    spdlog::info("{} ranks x micro_batch_size {} x grad_accum {} = effective batch of {} rows per step", world,
+                 r.train.micro_batch_size, r.train.grad_accum,
+                 int64_t(world) * r.train.micro_batch_size * r.train.grad_accum);
   const double t_start = now_s();
   // MFU's denominator, measured on this device before the first step (CUDA); 0 leaves mfu out.
   const double ceiling = device.gemm_ceiling_flops();
@@ -173,18 +183,33 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     state.rng_state = hs.rng().state();
     state.nonfinite_in_a_row = guard.in_a_row();
     state.nonfinite_total = guard.total_skipped();
-    result.last_checkpoint = save_checkpoint(session, state);
+    // Parameters and optimizer state are replicated (ddp): rank 0 writes them, with the data cursor that
+    // every rank shares (each is at the same position of its shard); the others wait until it is published.
+    fs::path shards;
+    if (session.shards_optimizer() && world > 1) {
+      // zero2: every rank writes its share of the optimizer state; rank 0 publishes once all are durable.
+      shards = r.train.output_dir / ".optimizer-shards" / ("step-" + std::to_string(state.step));
+      write_optimizer_shard(session, shards);
+      comm.barrier();
+    }
+    if (lead) result.last_checkpoint = save_checkpoint(session, state, shards, world);
+    if (world > 1) {
+      comm.barrier();
+      if (!lead) result.last_checkpoint = resolve_resume(r.train.output_dir, "auto").value_or(fs::path());
+    }
   };
+  bool stop_agreed = false;  // every rank stops at the same step
 
   rt::OpProfile& profile = rt::OpProfile::instance();
   bool saved_at_last_step = false;
   while (state.step < total) {
-    if (options.stop_requested != nullptr && options.stop_requested->load()) {
+    if (world == 1 ? options.stop_requested != nullptr && options.stop_requested->load() : stop_agreed) {
       progress.message(fmt::format("interrupted: saving a checkpoint at step {} and stopping", state.step));
       result.interrupted = true;
       break;
     }
     const int64_t step = state.step + 1;
+    comm.set_step(step);
     device.reset_peak_memory();
     const double t0 = now_s();
     std::vector<data::Batch> micro;
@@ -192,17 +217,44 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
       micro.push_back(data.next(static_cast<int32_t>(r.train.micro_batch_size)));
     if (profile.enabled() && step == result.first_step + 2) profile.reset();  // the first step warms up
     PassResult pass = forward_backward(session, micro);
-    double norm = 0;
+    if (session.parallel() != nullptr) session.parallel()->before_step();  // ddp: gradients summed here
+    double norm = 0.0;
     {
       rt::OpTimer timer(profile.enabled() ? &device : nullptr, "grad_norm", "step");
-      norm = global_grad_norm(hs.params());
+      if (session.shards_optimizer()) {
+        // zero2: each rank keeps the reduced gradients of its own parameters only; the norm is summed.
+        for (rt::Param* p : session.not_owned()) hs.params().grad_sink(*p).clear();
+        rt::Tensor sq = rt::Tensor::from_vector(rt::Dims{1}, ENG_F64, rt::cpu_device(),
+                                                std::vector<double>{grad_sum_squares(hs.params())});
+        comm.all_reduce_sum(sq);
+        double s = 0;
+        sq.copy_to_host(&s, sizeof s);
+        norm = std::sqrt(s);
+      } else {
+        norm = global_grad_norm(hs.params());
+      }
     }
     const double lr = schedule.lr_at(step);
-    const StepVerdict verdict = guard.check(pass.loss, norm);
+    double loss_for_verdict = pass.loss;
+    if (world > 1) {
+      // One verdict for all ranks: any rank's non-finite loss or norm skips the step everywhere, and a stop
+      // signal to any rank stops every rank after this step.
+      const bool stop_here = options.stop_requested != nullptr && options.stop_requested->load();
+      rt::Tensor flags = rt::Tensor::from_vector(
+          rt::Dims{2}, ENG_F64, rt::cpu_device(),
+          std::vector<double>{std::isfinite(pass.loss) && std::isfinite(norm) ? 0.0 : 1.0, stop_here ? 1.0 : 0.0});
+      comm.all_reduce_sum(flags);
+      double f[2];
+      flags.copy_to_host(f, sizeof f);
+      if (f[0] > 0) loss_for_verdict = std::numeric_limits<double>::quiet_NaN();
+      stop_agreed = f[1] > 0;
+    }
+    const StepVerdict verdict = guard.check(loss_for_verdict, norm);
     if (verdict == StepVerdict::Apply) {
       rt::OpTimer timer(profile.enabled() ? &device : nullptr, "optimizer", "step");
       session.optimizer().step(step, lr, clip_coefficient(norm, r.train.grad_clip));
     }
+    if (session.parallel() != nullptr) session.parallel()->after_step();
     {
       rt::OpTimer timer(profile.enabled() ? &device : nullptr, "zero_grads", "step");
       hs.params().zero_grads();
@@ -233,8 +285,8 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
       state.tokens_seen += pass.label_tokens;
       state.last_loss = pass.loss;
     }
-    if (step % r.log.every == 0 || step == total || m.skipped) {
-      metrics.write(m);
+    if (metrics && (step % r.log.every == 0 || step == total || m.skipped)) {
+      metrics->write(m);
       if (tensorboard && !m.skipped) {
         tensorboard->scalars(step, {{"train/loss", m.loss},
                                     {"train/learning_rate", m.lr},
@@ -257,8 +309,8 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     if (m.skipped)
       progress.message(fmt::format("step {}: non-finite loss or gradient norm, step skipped ({} in a row)",
                                    step, guard.in_a_row()));
-    if (r.train.eval_every > 0 && data.has_eval() && step % r.train.eval_every == 0) {
-      result.last_eval = run_eval(session, data, step);
+    if (lead && r.train.eval_every > 0 && data.has_eval() && step % r.train.eval_every == 0) {
+      result.last_eval = run_eval(session, data, step);  // rank 0 alone: the replicas are equal
       log_eval(*result.last_eval);
       progress.eval(*result.last_eval);
     }
@@ -267,17 +319,32 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
       saved_at_last_step = true;
     }
   }
+  if (world > 1 && state.step > result.first_step) {
+    // What each rank holds once a step is done (ddp: everything; zero2: its share of gradients and state).
+    int64_t grad_bytes = 0, state_bytes = 0;
+    for (rt::Param* p : session.trainable()) {
+      rt::Tensor g = hs.params().grad(*p);
+      if (g.defined()) grad_bytes += static_cast<int64_t>(g.nbytes());
+    }
+    rt::StateDict st;
+    session.optimizer().save_state(st);
+    for (const auto& [key, t] : st.entries()) state_bytes += static_cast<int64_t>(t.nbytes());
+    spdlog::info("rank {}: after the last step the allocator holds {} bytes; gradients {} bytes, optimizer state "
+                 "{} bytes",
+                 session.rank(), device.memory_stats().current_bytes, grad_bytes, state_bytes);
+  }
   if (!saved_at_last_step &&
       (state.step > result.first_step || result.interrupted || result.last_checkpoint.empty())) {
     checkpoint();
   }
-  if (data.has_eval() && !result.stopped_nonfinite && !result.interrupted && state.step > result.first_step &&
+  if (lead && data.has_eval() && !result.stopped_nonfinite && !result.interrupted && state.step > result.first_step &&
       (!result.last_eval || result.last_eval->step != state.step)) {
     result.last_eval = run_eval(session, data, state.step);
     log_eval(*result.last_eval);
     progress.eval(*result.last_eval);
   }
   progress.finish();
+  if (quiet != nullptr) std::fclose(quiet);
   if (profile.enabled() && state.step > result.first_step + 1)
     spdlog::info("{}", profile.report(state.step - result.first_step - 1));
   result.last_step = state.step;

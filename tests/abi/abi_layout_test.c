@@ -206,7 +206,7 @@ _Static_assert(offsetof(eng_optimizer_vtable, step) == 32, "eng_optimizer_vtable
 _Static_assert(offsetof(eng_optimizer_vtable, save_state) == 40, "eng_optimizer_vtable.save_state");
 _Static_assert(offsetof(eng_optimizer_vtable, load_state) == 48, "eng_optimizer_vtable.load_state");
 _Static_assert(offsetof(eng_optimizer_vtable, state_bytes_per_element) == 56, "eng_optimizer_vtable.state_bytes_per_element");
-_Static_assert(sizeof(eng_parallel_vtable) == 88, "eng_parallel_vtable size");
+_Static_assert(sizeof(eng_parallel_vtable) == 96, "eng_parallel_vtable size");
 _Static_assert(offsetof(eng_parallel_vtable, struct_size) == 0, "eng_parallel_vtable.struct_size");
 _Static_assert(offsetof(eng_parallel_vtable, create) == 8, "eng_parallel_vtable.create");
 _Static_assert(offsetof(eng_parallel_vtable, destroy) == 16, "eng_parallel_vtable.destroy");
@@ -218,6 +218,7 @@ _Static_assert(offsetof(eng_parallel_vtable, before_step) == 56, "eng_parallel_v
 _Static_assert(offsetof(eng_parallel_vtable, after_step) == 64, "eng_parallel_vtable.after_step");
 _Static_assert(offsetof(eng_parallel_vtable, save_state) == 72, "eng_parallel_vtable.save_state");
 _Static_assert(offsetof(eng_parallel_vtable, load_state) == 80, "eng_parallel_vtable.load_state");
+_Static_assert(offsetof(eng_parallel_vtable, param_owner) == 88, "eng_parallel_vtable.param_owner");
 _Static_assert(sizeof(eng_peft_vtable) == 64, "eng_peft_vtable size");
 _Static_assert(offsetof(eng_peft_vtable, struct_size) == 0, "eng_peft_vtable.struct_size");
 _Static_assert(offsetof(eng_peft_vtable, create) == 8, "eng_peft_vtable.create");

@@ -33,9 +33,12 @@ inline fs::path fresh_dir(const std::string& name) {
 
 // Starts `engine args...` with stdout and stderr appended to `log` (in directory `cwd` when given); returns its
 // pid.
-inline pid_t spawn(const std::vector<std::string>& args, const fs::path& log, const fs::path& cwd = {}) {
+// `env`: extra NAME=value variables for the child.
+inline pid_t spawn(const std::vector<std::string>& args, const fs::path& log, const fs::path& cwd = {},
+                   const std::vector<std::string>& env = {}) {
   pid_t pid = fork();
   if (pid == 0) {
+    for (const std::string& kv : env) putenv(const_cast<char*>(kv.c_str()));
     if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(126);
     FILE* f = std::fopen(log.c_str(), "a");
     if (f != nullptr) {

@@ -57,9 +57,34 @@ TEST(Sampler, ResumeSeesExactlyTheSameItems) {
 
   ShardedSampler other_seed({.num_items = 17, .seed = 6, .rank = 1, .world_size = 2});
   EXPECT_THROW(other_seed.restore_json(saved), Error);
-  ShardedSampler other_world({.num_items = 17, .seed = 5, .rank = 0, .world_size = 1});
-  EXPECT_THROW(other_world.restore_json(saved), Error);
+  // 2 ranks consumed 2 x 5 rows of epoch 1: 3 ranks cannot split 10 rows evenly.
+  ShardedSampler three({.num_items = 17, .seed = 5, .rank = 0, .world_size = 3});
+  EXPECT_THROW(three.restore_json(saved), Error);
   EXPECT_THROW(resumed.set_state({0, 100}), Error);
+}
+
+TEST(Sampler, ResumeOnAnotherWorldSizeContinuesAfterTheRowsTheOldRanksConsumed) {
+  // 2 ranks take 3 rows each of epoch 0 (positions 0..5 of the permutation), then stop; 1 rank and 3 ranks
+  // resume and together see exactly positions 6.. of the same permutation.
+  const uint64_t n = 24;
+  nlohmann::json saved;
+  for (int32_t r = 0; r < 2; ++r) {
+    ShardedSampler s({.num_items = n, .seed = 9, .rank = r, .world_size = 2});
+    (void)s.next_batch(3);
+    saved = nlohmann::json::parse(s.state_json().dump());
+  }
+  const std::vector<uint64_t> order = ShardedSampler({.num_items = n, .seed = 9}).epoch_order(0);
+  const std::vector<uint64_t> rest(order.begin() + 6, order.end());
+  ShardedSampler one({.num_items = n, .seed = 9});
+  one.restore_json(saved);
+  EXPECT_EQ(one.next_batch(rest.size()), rest);
+  std::vector<uint64_t> seen(rest.size());
+  for (int32_t r = 0; r < 3; ++r) {
+    ShardedSampler s({.num_items = n, .seed = 9, .rank = r, .world_size = 3});
+    s.restore_json(saved);
+    for (size_t k = 0; k < rest.size() / 3; ++k) seen[k * 3 + static_cast<size_t>(r)] = s.next();
+  }
+  EXPECT_EQ(seen, rest);
 }
 
 }  // namespace

@@ -36,7 +36,17 @@ typedef struct eng_parallel_vtable {
   eng_status (*after_step)(void* self, const eng_ctx* ctx);
   eng_status (*save_state)(void* self, const eng_ctx* ctx, eng_state st);
   eng_status (*load_state)(void* self, const eng_ctx* ctx, eng_state st);
+  /* ---- ABI 1.1 (read only when struct_size covers it) ---- */
+  /* (optional) the rank whose optimizer steps this trainable parameter, or -1 for every rank (replicated
+   * optimizer state). Called once per trainable parameter after setup; with it the engine gives the
+   * optimizer only this rank's parameters, frees the gradients of the others after before_step (the strategy
+   * has reduced them by then), and sums the gradient norm over ranks. The strategy makes the replicas equal
+   * again in after_step (e.g. a broadcast from each owner). */
+  int32_t (*param_owner)(void* self, const eng_ctx* ctx, eng_param param);
 } eng_parallel_vtable;
+
+/* The size of the ABI 1.0 table (what a plugin built for 1.0 has). */
+#define ENG_PARALLEL_VTABLE_SIZE_1_0 88u
 
 #ifdef __cplusplus
 }

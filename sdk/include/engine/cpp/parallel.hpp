@@ -33,6 +33,10 @@ class Parallel {
   // (optional) Strategy state in checkpoints.
   virtual void save_state(Host& host, eng_state st) { (void)host, (void)st; }
   virtual void load_state(Host& host, eng_state st) { (void)host, (void)st; }
+  // (optional, ABI 1.1) The rank whose optimizer steps this trainable parameter (-1: every rank). Override
+  // it to shard the optimizer state: the engine then frees the others' gradients after before_step, and
+  // after_step must make the replicas equal again (broadcast each parameter from its owner).
+  virtual int32_t param_owner(Host& host, Param param) { return (void)host, (void)param, -1; }
 };
 
 namespace detail {
@@ -81,6 +85,11 @@ struct ParallelAdapter {
   static eng_status load_state(void* self, const eng_ctx* ctx, eng_state st) noexcept {
     return call(self, ctx, [&](T& o, Host& h) { o.load_state(h, st); });
   }
+  static int32_t param_owner(void* self, const eng_ctx* ctx, eng_param param) noexcept {
+    int32_t owner = -1;
+    const eng_status s = call(self, ctx, [&](T& o, Host& h) { owner = o.param_owner(h, Param(param)); });
+    return s == ENG_OK ? owner : -1;
+  }
   static eng_parallel_vtable vtable() noexcept {
     eng_parallel_vtable v{};
     v.struct_size = sizeof(v);
@@ -94,6 +103,7 @@ struct ParallelAdapter {
     v.after_step = ENGINE_SDK_OVERRIDES(T, Parallel, after_step) ? &after_step : nullptr;
     v.save_state = ENGINE_SDK_OVERRIDES(T, Parallel, save_state) ? &save_state : nullptr;
     v.load_state = ENGINE_SDK_OVERRIDES(T, Parallel, load_state) ? &load_state : nullptr;
+    v.param_owner = ENGINE_SDK_OVERRIDES(T, Parallel, param_owner) ? &param_owner : nullptr;
     return v;
   }
 };

@@ -1,0 +1,329 @@
+// ddp and zero2 with several processes on the CPU (Gloo), through the `engine` binary:
+//   - tiny_lora and tiny_full at 2 and 3 ranks give the per-step losses of 1 rank with the same global batch
+//     (6 rows: 1 x 6, 2 x 3, 3 x 2; relative difference below 1e-5 over 20 steps) and the same final weights;
+//   - zero2: each rank's gradients + optimizer state after a step are 1/world of ddp's (balanced within 10%),
+//     and the allocator's live bytes fall by that much;
+//   - the same 2-rank job started by hand with torchrun's and with Slurm's variables rendezvouses the same
+//     way and gives the same losses as our launcher;
+//   - a checkpoint written by 2 ranks (ddp, zero2 with its sharded optimizer state) resumes on 1 and on 3
+//     ranks and ends with the uninterrupted weights;
+//   - a worker killed with SIGKILL: the launcher stops the other and exits non-zero naming the rank;
+//   - a worker stopped with SIGSTOP: the run ends within parallel.timeout_s naming the operation and rank.
+#include <dirent.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "engine/io/safetensors.hpp"
+#include "tests/dist/free_port.hpp"
+#include "tests/e2e/e2e_support.hpp"
+
+namespace engine::e2e {
+namespace {
+
+constexpr int kSteps = 20;
+constexpr int kGlobalRows = 6;
+
+struct Job {
+  std::string recipe;    // tiny_lora or tiny_full
+  std::string weights;   // adapter_model.safetensors or model.safetensors
+};
+
+const Job kLora{"tiny_lora", "adapter_model.safetensors"};
+const Job kFull{"tiny_full", "model.safetensors"};
+
+std::vector<std::string> run_args(const Job& job, const fs::path& model, const fs::path& out, int world,
+                                  std::vector<std::string> extra = {}) {
+  std::vector<std::string> a = {"run",
+                                (source_dir() / "recipes" / (job.recipe + ".toml")).string(),
+                                "--set", "model.path=" + model.string(),
+                                "--set", "train.output_dir=" + out.string(),
+                                "--set", "train.max_steps=" + std::to_string(kSteps),
+                                "--set", "train.micro_batch_size=" + std::to_string(kGlobalRows / world),
+                                "--set", "train.grad_accum=1",
+                                "--set", "checkpoint.save_every=10",
+                                "--set", "checkpoint.keep_last=0",
+                                "--set", "train.eval_every=0",
+                                "--set", "data.eval=",
+                                "--set", "log.every=1"};
+  a.insert(a.end(), extra.begin(), extra.end());
+  return a;
+}
+
+std::vector<std::string> launched(std::vector<std::string> args, int world) {
+  args.insert(args.begin() + 1, {"--nproc-per-node", std::to_string(world)});
+  return args;
+}
+
+std::vector<double> losses(const fs::path& out) {
+  std::vector<double> v;
+  for (const auto& [step, j] : train_lines(out)) v.push_back(j["loss"].get<double>());
+  return v;
+}
+
+void expect_close_losses(const std::vector<double>& a, const std::vector<double>& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double rel = std::abs(a[i] - b[i]) / std::abs(a[i]);
+    worst = std::max(worst, rel);
+    EXPECT_LT(rel, 1e-5) << what << ": step " << i + 1 << " " << a[i] << " vs " << b[i];
+  }
+  std::cout << what << ": worst relative loss difference " << worst << "\n";
+}
+
+// Every tensor of two safetensors files: the same names and shapes, values within `tol` of each other
+// relative to the tensor's largest magnitude. k_proj.bias is held to the file's largest magnitude instead:
+// its gradient is zero in exact arithmetic (softmax ignores a constant added to every key of a query), so
+// its fp32 gradient is rounding noise that AdamW normalises into full-size steps, and two summation orders
+// give different noise.
+void expect_close_weights(const fs::path& a, const fs::path& b, const std::string& what, double tol = 1e-4) {
+  ASSERT_TRUE(fs::exists(a)) << a;
+  ASSERT_TRUE(fs::exists(b)) << b;
+  io::SafetensorsFile fa = io::SafetensorsFile::open(a), fb = io::SafetensorsFile::open(b);
+  ASSERT_EQ(fa.tensors().size(), fb.tensors().size()) << what;
+  double file_scale = 0;
+  for (const io::SafetensorsTensor& ta : fa.tensors()) {
+    std::vector<float> va(ta.nbytes / 4);
+    std::memcpy(va.data(), ta.data, ta.nbytes);
+    for (float x : va) file_scale = std::max(file_scale, double(std::abs(x)));
+  }
+  double worst = 0;
+  for (const io::SafetensorsTensor& ta : fa.tensors()) {
+    auto tb = fb.find(ta.name);
+    ASSERT_TRUE(tb.has_value()) << what << ": " << ta.name << " missing";
+    ASSERT_EQ(ta.dtype_name, "F32");
+    ASSERT_EQ(ta.nbytes, tb->nbytes) << ta.name;
+    const size_t n = ta.nbytes / 4;
+    std::vector<float> va(n), vb(n);
+    std::memcpy(va.data(), ta.data, ta.nbytes);
+    std::memcpy(vb.data(), tb->data, tb->nbytes);
+    const bool zero_gradient = std::string_view(ta.name).ends_with("k_proj.bias");
+    double scale = zero_gradient ? file_scale : 1e-12, diff = 0;
+    for (size_t i = 0; i < n; ++i) {
+      scale = std::max(scale, double(std::abs(va[i])));
+      diff = std::max(diff, double(std::abs(va[i] - vb[i])));
+    }
+    worst = std::max(worst, diff / scale);
+    EXPECT_LT(diff / scale, tol) << what << ": " << ta.name;
+  }
+  std::cout << what << ": worst relative weight difference " << worst << "\n";
+}
+
+// The pids of the launcher's children, by their RANK.
+std::map<int, pid_t> workers_of(pid_t launcher) {
+  std::map<int, pid_t> out;
+  DIR* d = opendir("/proc");
+  if (d == nullptr) return out;
+  while (dirent* e = readdir(d)) {
+    const pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (pid <= 0) continue;
+    const std::string status = read_file(fs::path("/proc") / e->d_name / "status");
+    const size_t p = status.find("PPid:");
+    if (p == std::string::npos || std::atoi(status.c_str() + p + 5) != launcher) continue;
+    const std::string env = read_file(fs::path("/proc") / e->d_name / "environ");
+    for (size_t i = 0; i < env.size(); i += std::strlen(env.c_str() + i) + 1) {
+      if (env.compare(i, 5, "RANK=") == 0) out[std::atoi(env.c_str() + i + 5)] = pid;
+    }
+  }
+  closedir(d);
+  return out;
+}
+
+
+// The "rank R: after the last step the allocator holds X bytes; gradients G bytes, optimizer state O bytes"
+// lines of a log, by rank: {X, G + O}.
+std::map<int, std::pair<double, double>> held_bytes(const std::string& log) {
+  std::map<int, std::pair<double, double>> out;
+  const std::string key = "after the last step the allocator holds ";
+  for (size_t p = log.find(key); p != std::string::npos; p = log.find(key, p + 1)) {
+    const size_t r = log.rfind("rank ", p - 3);
+    const int rank = std::atoi(log.c_str() + r + 5);
+    double x = 0, g = 0, o = 0;
+    std::sscanf(log.c_str() + p + key.size(), "%lf bytes; gradients %lf bytes, optimizer state %lf", &x, &g, &o);
+    out[rank] = {x, g + o};
+  }
+  return out;
+}
+
+void equivalence(const Job& job) {
+  const fs::path dir = fresh_dir("ddp_" + job.recipe);
+  const fs::path model = dir / "model";
+  const fs::path one = dir / "w1";
+  ASSERT_EQ(run_engine(run_args(job, model, one, 1), dir / "w1.log"), 0) << read_file(dir / "w1.log");
+  const std::vector<double> ref = losses(one);
+  ASSERT_EQ(ref.size(), size_t(kSteps));
+  for (int world : {2, 3}) {
+   std::map<std::string, std::map<int, std::pair<double, double>>> held;
+   for (const std::string strategy : {"ddp", "zero2"}) {
+    const std::string name = strategy + "_w" + std::to_string(world);
+    const fs::path out = dir / name;
+    const fs::path log = dir / (name + ".log");
+    ASSERT_EQ(run_engine(launched(run_args(job, model, out, world, {"--set", "parallel.plugin=" + strategy}), world),
+                         log),
+              0)
+        << read_file(log);
+    const std::string text = read_file(log);
+    EXPECT_NE(text.find(std::to_string(world) + " ranks x micro_batch_size " + std::to_string(kGlobalRows / world) +
+                        " x grad_accum 1 = effective batch of 6 rows per step"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("[rank 1] "), std::string::npos) << "log lines are prefixed with the rank";
+    expect_close_losses(ref, losses(out), job.recipe + " " + name);
+    expect_close_weights(one / "checkpoint-20" / job.weights, out / "checkpoint-20" / job.weights,
+                         job.recipe + " " + name);
+    held[strategy] = held_bytes(text);
+    ASSERT_EQ(held[strategy].size(), size_t(world)) << text;
+   }
+   // zero2 holds 1/world of ddp's gradients + optimizer state on every rank, and the allocator shows it.
+   const double full = held["ddp"][0].second;
+   for (int r = 0; r < world; ++r) {
+     const double share = held["zero2"][r].second;
+     std::cout << job.recipe << " zero2 at " << world << " ranks: rank " << r << " holds " << share << " of " << full
+               << " bytes of gradients and optimizer state; allocator " << held["zero2"][r].first << " vs ddp "
+               << held["ddp"][r].first << "\n";
+     EXPECT_LT(share, 1.1 * full / world) << "rank " << r;
+     EXPECT_GT(share, 0.9 * full / world) << "rank " << r;
+     EXPECT_LT(held["zero2"][r].first, held["ddp"][r].first - 0.9 * (full - share)) << "rank " << r;
+   }
+  }
+}
+
+TEST(Ddp, TinyLoraDdpAndZero2OnTwoAndThreeRanksMatchOneRank) { equivalence(kLora); }
+
+TEST(Ddp, TinyFullDdpAndZero2OnTwoAndThreeRanksMatchOneRank) { equivalence(kFull); }
+
+TEST(Ddp, TorchrunAndSlurmEnvironmentsRendezvousLikeTheLauncher) {
+  const fs::path dir = fresh_dir("ddp_env");
+  const fs::path model = dir / "model";
+  const fs::path ours = dir / "launcher";
+  ASSERT_EQ(run_engine(launched(run_args(kLora, model, ours, 2), 2), dir / "launcher.log"), 0)
+      << read_file(dir / "launcher.log");
+  const std::vector<double> ref = losses(ours);
+  for (const std::string style : {"torchrun", "slurm"}) {
+    const fs::path out = dir / style;
+    const std::string port = std::to_string(testing::free_port());
+    std::vector<pid_t> pids;
+    for (int r = 0; r < 2; ++r) {
+      std::vector<std::string> env;
+      if (style == "torchrun")
+        env = {"RANK=" + std::to_string(r), "WORLD_SIZE=2", "LOCAL_RANK=" + std::to_string(r), "LOCAL_WORLD_SIZE=2",
+               "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port};
+      else
+        env = {"SLURM_PROCID=" + std::to_string(r), "SLURM_NTASKS=2", "SLURM_LOCALID=" + std::to_string(r),
+               "SLURM_JOB_NODELIST=localhost", "MASTER_PORT=" + port};
+      pids.push_back(spawn(run_args(kLora, model, out, 2), dir / (style + ".log"), {}, env));
+    }
+    for (pid_t p : pids) EXPECT_EQ(wait_exit(p), 0) << read_file(dir / (style + ".log"));
+    const std::string text = read_file(dir / (style + ".log"));
+    EXPECT_NE(text.find(style == "torchrun" ? "torchrun-style environment" : "Slurm environment"), std::string::npos)
+        << text;
+    EXPECT_EQ(losses(out), ref) << style;  // the same ranks and batches: the same bits
+  }
+}
+
+TEST(Ddp, ATwoRankCheckpointResumesOnOneAndThreeRanks) {
+  const fs::path dir = fresh_dir("ddp_resume");
+  const fs::path model = dir / "model";
+  const fs::path straight = dir / "straight";
+  ASSERT_EQ(run_engine(run_args(kLora, model, straight, 1), dir / "straight.log"), 0) << read_file(dir / "straight.log");
+  const std::vector<double> ref = losses(straight);
+  for (const std::string strategy : {"ddp", "zero2"}) {
+  const fs::path two = dir / (strategy + "_two");
+  const std::vector<std::string> par = {"--set", "parallel.plugin=" + strategy};
+  ASSERT_EQ(run_engine(launched(run_args(kLora, model, two, 2, par), 2), dir / "two.log"), 0) << read_file(dir / "two.log");
+  ASSERT_TRUE(fs::exists(two / "checkpoint-10" / "trainer_state.json"));
+  if (strategy == "zero2") {
+    EXPECT_TRUE(fs::exists(two / "checkpoint-10" / "optimizer-rank00000-of-00002.safetensors"));
+    EXPECT_TRUE(fs::exists(two / "checkpoint-10" / "optimizer-rank00001-of-00002.safetensors"));
+    EXPECT_FALSE(fs::exists(two / ".optimizer-shards" / "step-10")) << "the shares were moved into the checkpoint";
+  }
+  for (int world : {1, 3}) {
+    const std::string name = strategy + "_resumed" + std::to_string(world);
+    const fs::path out = dir / name;
+    const fs::path log = dir / (name + ".log");
+    std::vector<std::string> args = run_args(kLora, model, out, world, {"--resume", (two / "checkpoint-10").string()});
+    if (world > 1) args.insert(args.end(), par.begin(), par.end());
+    ASSERT_EQ(run_engine(world == 1 ? args : launched(args, world), log), 0) << read_file(log);
+    EXPECT_NE(read_file(log).find("resumed from"), std::string::npos);
+    const std::vector<double> tail = losses(out);  // steps 11..20
+    expect_close_losses(std::vector<double>(ref.begin() + 10, ref.end()), tail,
+                        "2-rank " + strategy + " checkpoint resumed on " + std::to_string(world));
+    expect_close_weights(straight / "checkpoint-20" / kLora.weights, out / "checkpoint-20" / kLora.weights,
+                         "2-rank " + strategy + " checkpoint resumed on " + std::to_string(world));
+  }
+  }
+}
+
+// Starts a long 2-rank run, waits until it trains, does `act` to rank 1, and returns (exit code, seconds
+// from the act to the launcher's exit, log).
+struct Ended {
+  int code;
+  double seconds;
+  std::string log;
+};
+
+Ended disturb_rank1(const std::string& name, int sig, double timeout_s) {
+  const fs::path dir = fresh_dir("ddp_" + name);
+  std::vector<std::string> args = run_args(kLora, dir / "model", dir / "out", 2,
+                                           {"--set", "train.max_steps=100000", "--set", "checkpoint.save_every=0",
+                                            "--set", "parallel.plugin=ddp", "--set",
+                                            "parallel.timeout_s=" + std::to_string(timeout_s)});
+  const fs::path log = dir / "run.log";
+  const pid_t launcher = spawn(launched(args, 2), log);
+  const bool training = wait_until([&] { return train_lines(dir / "out").size() >= 3; }, 120);
+  std::map<int, pid_t> ws = workers_of(launcher);
+  if (!training || ws.count(1) == 0) {
+    kill(launcher, SIGKILL);
+    wait_exit(launcher);
+    ADD_FAILURE() << "the run did not start training: " << read_file(log);
+    return {-1, 0, read_file(log)};
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  kill(ws[1], sig);
+  const int code = wait_exit(launcher);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (auto [r, pid] : ws) kill(pid, SIGKILL);  // nothing should be left; make sure
+  return {code, s, read_file(log)};
+}
+
+TEST(Ddp, AKilledWorkerStopsTheRunNamingItsRank) {
+  const Ended e = disturb_rank1("sigkill", SIGKILL, 30);
+  EXPECT_EQ(e.code, 1) << e.log;
+  EXPECT_LT(e.seconds, 30.0) << e.log;
+  EXPECT_NE(e.log.find("launcher: the run failed: worker rank 1 was killed by signal 9"), std::string::npos) << e.log;
+}
+
+TEST(Ddp, AStoppedWorkerEndsTheRunWithinTheTimeoutNamingTheOperation) {
+  const double timeout = 4;
+  const Ended e = disturb_rank1("sigstop", SIGSTOP, timeout);
+  EXPECT_EQ(e.code, 1) << e.log;
+  // the collective's timeout, the diagnosis, and the launcher's stop (SIGTERM, SIGKILL after 5 s)
+  EXPECT_LT(e.seconds, timeout + 15.0) << e.log;
+  EXPECT_NE(e.log.find("[rank 0] "), std::string::npos);
+  EXPECT_NE(e.log.find("collective all_reduce_sum"), std::string::npos) << e.log;
+  EXPECT_NE(e.log.find("rank 1 is not answering"), std::string::npos) << e.log;
+  EXPECT_NE(e.log.find("launcher: the run failed: worker rank 0 exited with status 1"), std::string::npos) << e.log;
+}
+
+TEST(Ddp, StrategiesThatAreNotImplementedAreRefusedByName) {
+  const fs::path dir = fresh_dir("ddp_refused");
+  for (const std::string name : {"fsdp", "zero3"}) {  // zero2 and ddp exist
+    const fs::path log = dir / (name + ".log");
+    EXPECT_EQ(run_engine({"validate", (source_dir() / "recipes/tiny_lora.toml").string(), "--set",
+                          "parallel.plugin=" + name},
+                         log),
+              2);
+    EXPECT_NE(read_file(log).find("parallel strategy '" + name + "' is not available yet"), std::string::npos)
+        << read_file(log);
+  }
+  const fs::path log = dir / "nnodes.log";
+  EXPECT_EQ(run_engine({"run", (source_dir() / "recipes/tiny_lora.toml").string(), "--nproc-per-node", "2",
+                        "--nnodes", "2"},
+                       log),
+            2);
+  EXPECT_NE(read_file(log).find("--nnodes 2 needs --master-addr"), std::string::npos) << read_file(log);
+}
+
+}  // namespace
+}  // namespace engine::e2e
