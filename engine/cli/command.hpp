@@ -32,6 +32,9 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The environment variable that --allow-insecure-plugins sets (to "1") and discover_plugins() reads.
+inline constexpr const char* kAllowInsecurePluginsEnv = "ENGINE_ALLOW_INSECURE_PLUGINS";
+
 // Loads every plugin on the search path (ENGINE_PLUGIN_PATH, then the installed folder); refused files are
 // logged as warnings and kept in registry.problems().
 std::unique_ptr<plugins::PluginRegistry> discover_plugins();

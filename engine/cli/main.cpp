@@ -3,6 +3,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -16,13 +17,14 @@ namespace {
 
 void print_help() {
   std::cout << "engine " << ENGINE_VERSION << ": LLM fine-tuning with ABI-stable plugins\n\n"
-            << "usage: engine [--log-level trace|debug|info|warn|error] <command> [args]\n\ncommands:\n";
+            << "usage: engine [--log-level trace|debug|info|warn|error] [--allow-insecure-plugins] <command> [args]\n\ncommands:\n";
   for (const engine::cli::Command& c : engine::cli::commands()) {
     std::cout << "  " << c.usage << "\n      " << c.summary << "\n";
   }
   std::cout
       << "\n  --version    print the engine and plugin ABI versions\n"
-      << "plugins are found on ENGINE_PLUGIN_PATH (colon-separated) and in <prefix>/lib/engine/plugins\n";
+      << "plugins are found on ENGINE_PLUGIN_PATH (colon-separated) and in <prefix>/lib/engine/plugins\n"
+      << "  --allow-insecure-plugins    load plugin files that other users can write (refused by default)\n";
 }
 
 }  // namespace
@@ -56,6 +58,14 @@ int main(int argc, char** argv) {
       return engine::cli::kExitUsage;
     }
     spdlog::set_level(l);
+    --i;
+  }
+
+  // --allow-insecure-plugins may appear anywhere; the environment carries it to worker processes too.
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] != "--allow-insecure-plugins") continue;
+    ::setenv(engine::cli::kAllowInsecurePluginsEnv, "1", 1);
+    args.erase(args.begin() + static_cast<long>(i));
     --i;
   }
 

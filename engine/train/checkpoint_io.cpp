@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "engine/core/error.hpp"
+#include "engine/io/checkpoint_manifest.hpp"
 #include "engine/io/safetensors.hpp"
 #include "engine/io/safetensors_writer.hpp"
 #include "engine/runtime/state_dict.hpp"
@@ -31,6 +32,16 @@ void write_optimizer_state(session::TrainingSession& session, const fs::path& fi
   w.write(file);
 }
 
+void require_optimizer_state(const fs::path& file, bool allow_missing) {
+  if (!fs::exists(file) && !allow_missing) {
+    fail_with(ENG_ERR_IO,
+              "cannot resume from {}: {} is missing, so the optimizer would start from a fresh state (not the "
+              "run that was saved). Restore the file, resume from another checkpoint (--resume DIR), or pass "
+              "--allow-missing-optimizer-state to continue with a fresh optimizer state",
+              file.parent_path().string(), file.filename().string());
+  }
+}
+
 void read_optimizer_state(session::TrainingSession& session, const fs::path& file) {
   rt::StateDict state;
   if (fs::exists(file)) {
@@ -52,8 +63,11 @@ void read_optimizer_state(session::TrainingSession& session, const fs::path& fil
 fs::path save_checkpoint(session::TrainingSession& session, const TrainerState& state) {
   const recipe::Recipe& r = session.recipe();
   return publish_checkpoint(r.train.output_dir, state.step, r.checkpoint.keep_last, [&](const fs::path& dir) {
+    checkpoint_fault_point("weights");
     session.save_weights(dir);
+    checkpoint_fault_point("optimizer");
     write_optimizer_state(session, dir / "optimizer.safetensors");
+    checkpoint_fault_point("recipe");
     if (fs::exists(r.source))
       fs::copy_file(r.source, dir / "recipe.toml", fs::copy_options::overwrite_existing);
     {
@@ -61,11 +75,19 @@ fs::path save_checkpoint(session::TrainingSession& session, const TrainerState& 
       f << r.resolved.dump(2) << '\n';
       if (!f.flush()) fail_with(ENG_ERR_IO, "cannot write {}", (dir / "recipe.json").string());
     }
-    state.write(dir / "trainer_state.json");  // last: its presence marks a complete checkpoint
+    checkpoint_fault_point("trainer_state");
+    state.write(dir / "trainer_state.json");  // its presence marks a complete checkpoint
+    checkpoint_fault_point("manifest");
+    io::write_checkpoint_manifest(dir);  // last: the checksums of everything above
   });
 }
 
-TrainerState load_checkpoint(session::TrainingSession& session, const fs::path& dir) {
+TrainerState load_checkpoint(session::TrainingSession& session, const fs::path& dir,
+                             bool allow_missing_optimizer_state) {
+  io::ManifestCheck check;
+  if (allow_missing_optimizer_state) check.may_be_missing.insert("optimizer.safetensors");
+  require_optimizer_state(dir / "optimizer.safetensors", allow_missing_optimizer_state);
+  io::verify_checkpoint_manifest(dir, check);
   TrainerState state = TrainerState::read(dir / "trainer_state.json");
   const bool full = session.full_finetune();
   if (!state.weights.empty() && state.weights != (full ? "full" : "adapter")) {

@@ -113,7 +113,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
   state.weights = session.full_finetune() ? "full" : "adapter";
 
   if (auto dir = resolve_resume(r.train.output_dir, options.resume)) {
-    TrainerState saved = load_checkpoint(session, *dir);
+    TrainerState saved = load_checkpoint(session, *dir, options.allow_missing_optimizer_state);
     if (saved.schedule != state.schedule) {
       fail(
           "cannot resume from {}: it was trained with the schedule '{}', this recipe gives '{}'. Resume with "
@@ -143,7 +143,18 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     state.rng_state = hs.rng().state();
     state.nonfinite_in_a_row = guard.in_a_row();
     state.nonfinite_total = guard.total_skipped();
-    result.last_checkpoint = save_checkpoint(session, state);
+    try {
+      result.last_checkpoint = save_checkpoint(session, state);
+    } catch (const Error& e) {
+      // Nothing of the new checkpoint is visible (it is written aside and renamed only when complete), so the
+      // previous one is what a resume uses; say so, with the cause.
+      const std::string previous = result.last_checkpoint.empty()
+                                       ? std::string("there is no earlier checkpoint of this run")
+                                       : "the previous checkpoint " + result.last_checkpoint.string() +
+                                             " is intact: fix the cause and run the same command again to resume "
+                                             "from it";
+      fail_with(e.status(), "saving the checkpoint of step {} failed: {}; {}", state.step, e.what(), previous);
+    }
   };
 
   rt::OpProfile& profile = rt::OpProfile::instance();
