@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,11 @@ int main(int argc, char** argv) {
     } catch (const engine::cli::UsageError& e) {
       std::cerr << "engine " << c.name << ": " << e.what() << "\nusage: engine " << c.usage << "\n";
       return engine::cli::kExitUsage;
+    } catch (const std::bad_alloc&) {
+      std::cerr << "engine " << c.name
+                << ": out of memory (an allocation failed); lower train.micro_batch_size or data.max_seq_len "
+                   "(engine plan RECIPE shows what a run needs), or free memory on this machine\n";
+      return engine::cli::kExitRuntime;
     } catch (const std::exception& e) {
       std::cerr << "engine " << c.name << ": " << e.what() << "\n";
       return engine::cli::kExitRuntime;

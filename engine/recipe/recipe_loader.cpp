@@ -2,7 +2,11 @@
 
 #include <toml++/toml.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <map>
 #include <set>
 #include <tuple>
@@ -21,6 +25,42 @@ using plugins::join;
 namespace {
 
 constexpr int kMaxIncludeDepth = 16;
+
+// "" when `path` is a readable regular file, else what it is instead ("does not exist", "is a folder, expected
+// a file", ...).
+std::string why_not_a_file(const fs::path& path) {
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  if (!fs::exists(st)) return "does not exist";
+  if (fs::is_directory(st)) return "is a folder, expected a file";
+  if (!fs::is_regular_file(st)) return "is not a regular file";
+  if (::access(path.c_str(), R_OK) != 0) return "cannot be read (" + std::string(std::strerror(errno)) + ")";
+  return "";
+}
+
+// "" when `dir` is a folder this process can write into, or does not exist yet but can be created (its
+// nearest existing parent is a writable folder); else the problem and the fix, for train.output_dir.
+std::string why_not_writable_folder(const fs::path& dir) {
+  if (dir.empty()) return "is empty; set it to the folder where checkpoints and metrics.jsonl go";
+  std::error_code ec;
+  fs::path probe = dir;
+  while (!probe.empty() && !fs::exists(fs::status(probe, ec))) {
+    if (probe == probe.parent_path()) break;
+    probe = probe.parent_path();
+  }
+  if (probe.empty()) probe = ".";
+  const fs::file_status st = fs::status(probe, ec);
+  if (!fs::is_directory(st)) {
+    return dir.string() + (probe == dir ? std::string(" is a file, expected a folder")
+                                        : " cannot be created: " + probe.string() + " is a file") +
+           "; choose another folder";
+  }
+  if (::access(probe.c_str(), W_OK | X_OK) != 0) {
+    return dir.string() + (probe == dir ? std::string(" is not writable") : " cannot be created: " + probe.string() + " is not writable") +
+           " (" + std::strerror(errno) + "); choose a folder you can write, or fix its permissions";
+  }
+  return "";
+}
 
 // One key's value and where it was set.
 struct Entry {
@@ -111,9 +151,8 @@ std::optional<json> RecipeReader::to_json(const toml::node& node, const fs::path
 
 void RecipeReader::read_file(const fs::path& path, std::vector<fs::path>& stack) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) {
-    error(stack.empty() ? path.string() : stack.back().string(),
-          "recipe file " + path.string() + " does not exist");
+  if (std::string why = why_not_a_file(path); !why.empty()) {
+    error(stack.empty() ? path.string() : stack.back().string(), "recipe file " + path.string() + " " + why);
     return;
   }
   fs::path canonical = fs::weakly_canonical(path, ec);
@@ -512,7 +551,7 @@ void RecipeReader::check_combination(const Recipe& r) {
     error(sections_["scheduler"].location,
           "set either scheduler.warmup_steps or scheduler.warmup_ratio, not both");
   }
-  if (r.scheduler.min_lr > r.optimizer.lr && r.optimizer.lr > 0) {
+  if (r.scheduler.min_lr > r.optimizer.lr) {
     error(sections_["scheduler"].location, "scheduler.min_lr (" + json(r.scheduler.min_lr).dump() +
                                                ") is above optimizer.lr (" + json(r.optimizer.lr).dump() +
                                                ")");
@@ -539,14 +578,13 @@ void RecipeReader::check_paths(const Recipe& r) {
                                                "(config.json, *.safetensors); " +
                                                kRelativePaths);
   }
-  if (!r.data.train.empty() && !fs::is_regular_file(r.data.train, ec)) {
-    error(entry_location("data", "train"),
-          "data.train " + r.data.train.string() + " does not exist; " + kRelativePaths);
+  for (const auto& [key, path] : {std::pair{"train", &r.data.train}, std::pair{"eval", &r.data.eval}}) {
+    if (path->empty()) continue;
+    if (std::string why = why_not_a_file(*path); !why.empty())
+      error(entry_location("data", key), std::string("data.") + key + " " + path->string() + " " + why + "; " + kRelativePaths);
   }
-  if (!r.data.eval.empty() && !fs::is_regular_file(r.data.eval, ec)) {
-    error(entry_location("data", "eval"),
-          "data.eval " + r.data.eval.string() + " does not exist; " + kRelativePaths);
-  }
+  if (std::string why = why_not_writable_folder(r.train.output_dir); !why.empty())
+    error(entry_location("train", "output_dir"), "train.output_dir " + why);
 }
 
 // Orders diagnostics as a reader meets them: by file, then line, then column; --set arguments last, in order.
