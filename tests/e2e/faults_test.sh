@@ -4,7 +4,7 @@
 #     naming the point and the previous checkpoint, which still verifies and resumes;
 #  2. NaN in the loss and +Inf in a gradient (ENGINE_FAULT_NONFINITE): skipped and counted; a streak of
 #     train.max_nonfinite_steps ends the run (exit 1) with a checkpoint holding the last good weights;
-#  3. a plugin failing mid-run (tests/plugins/faulty_peft.cpp: an error status, a std::exception, a throw of
+#  3. a plugin failing mid-run (tests/plugins/fake_peft.cpp built as faulty_peft: an error status, a std::exception, a throw of
 #     an int): caught at the ABI edge, the run stops (exit 1) with the plugin's message and a checkpoint of the
 #     last completed step, from which it resumes.
 # Usage: faults_test.sh BUILD_DIR SOURCE_DIR
