@@ -12,8 +12,9 @@ targets=(safetensors_header tokenizer recipe dataset_line chat_template checkpoi
 target=${1:?usage: scripts/fuzz.sh TARGET [SECONDS] (TARGET: ${targets[*]} | all)}
 seconds=${2:-30}
 if [[ $target == all ]]; then
-  for t in "${targets[@]}"; do "$0" "$t" "$seconds"; done
-  exit 0
+  failed=0
+  for t in "${targets[@]}"; do "$0" "$t" "$seconds" || failed=1; done
+  exit $failed
 fi
 [[ " ${targets[*]} " == *" $target "* ]] || { echo "fuzz.sh: unknown target '$target' (${targets[*]})" >&2; exit 2; }
 build=${ENGINE_FUZZ_BUILD_DIR:-build-fuzz}
@@ -26,7 +27,8 @@ if [[ ! -f $build/build.ninja ]]; then
 fi
 extra=()
 [[ $target == recipe ]] && extra=(qwen2 engine_plugin_lora engine_plugin_adamw)
-cmake --build "$build" --target "fuzz_$target" "${extra[@]}" >/dev/null
+cmake --build "$build" --target "fuzz_$target" "${extra[@]}" >"$build/build-$target.log" 2>&1 ||
+  { tail -n 30 "$build/build-$target.log" >&2; echo "fuzz.sh: building fuzz_$target failed" >&2; exit 1; }
 corpus="$build/corpus/$target"
 mkdir -p "$corpus"
 cp -n fuzz/corpus/"$target"/* "$corpus"/ 2>/dev/null || true

@@ -13,6 +13,9 @@
 namespace engine::train {
 struct MemoryPlan;
 }  // namespace engine::train
+namespace engine::rt {
+class Device;
+}  // namespace engine::rt
 
 namespace engine::cli {
 
@@ -61,11 +64,11 @@ int run_command(const std::vector<std::string>& args);
 // Creates the preset model of a recipe at model.path when model.init_preset is set and it has none yet.
 void ensure_preset_model(const recipe::Recipe& recipe);
 int plan_command(const std::vector<std::string>& args);
-// The memory plan of a recipe from config.json (or the preset's config) alone, after creating its optimizer,
-// PEFT and quantizer instances (which check their options); engine::Error for what would stop `run` early.
-// device_name (optional) receives "cpu:0" / "cuda:0".
+// The memory plan of a recipe on `device` from config.json (or the preset's config) alone, after creating its
+// optimizer, PEFT and quantizer instances there (which check their options); engine::Error for what would
+// stop `run` early.
 train::MemoryPlan plan_before_loading(const recipe::Recipe& recipe, const plugins::PluginRegistry& registry,
-                                      std::string* device_name);
+                                      rt::Device& device);
 int export_command(const std::vector<std::string>& args);
 int plot_command(const std::vector<std::string>& args);
 int init_model_command(const std::vector<std::string>& args);

@@ -20,7 +20,7 @@
 namespace engine::cli {
 
 train::MemoryPlan plan_before_loading(const recipe::Recipe& r, const plugins::PluginRegistry& registry,
-                                      std::string* device_name) {
+                                      rt::Device& device) {
   nlohmann::json config;
   if (std::filesystem::exists(r.model.path / "config.json")) {
     config = io::read_hf_config(r.model.path).json;
@@ -31,7 +31,6 @@ train::MemoryPlan plan_before_loading(const recipe::Recipe& r, const plugins::Pl
     if (text == nullptr) fail("no config.json in {} and no preset to plan from", r.model.path.string());
     config = nlohmann::json::parse(text);
   }
-  rt::Device& device = session::device_for(r.train.device);
   host::HostSession hs(device, 0);
   // Creating the plugin instances runs their own option checks (a LoRA target_modules regex, ranges the
   // schema cannot say): what `run` would refuse at its start, refused here before any weight is read.
@@ -52,7 +51,6 @@ train::MemoryPlan plan_before_loading(const recipe::Recipe& r, const plugins::Pl
   const bool cuda = device.type() == rt::DeviceType::CUDA;
   train::PlanInputs in = train::plan_inputs_for(r, config, opt.state_bytes_per_element(), quant_bytes, cuda,
                                                 static_cast<int64_t>(device.total_memory()));
-  if (device_name != nullptr) *device_name = fmt::format("{}:{}", rt::device_type_name(device.type()), device.index());
   return train::make_memory_plan(in);
 }
 
@@ -62,9 +60,9 @@ int plan_command(const std::vector<std::string>& args) {
   auto registry = discover_plugins();
   std::optional<recipe::Recipe> loaded = load_recipe_or_report(a, *registry);
   if (!loaded) return kExitUsage;
-  std::string device_name;
-  train::MemoryPlan plan = plan_before_loading(*loaded, *registry, &device_name);
-  std::cout << train::format_memory_plan(plan, device_name);
+  rt::Device& device = session::device_for(loaded->train.device);
+  train::MemoryPlan plan = plan_before_loading(*loaded, *registry, device);
+  std::cout << train::format_memory_plan(plan, fmt::format("{}:{}", rt::device_type_name(device.type()), device.index()));
   return plan.fits() ? kExitOk : kExitRuntime;
 }
 

@@ -318,7 +318,8 @@ void RecipeReader::check_sections() {
     std::vector<std::string> known;
     for (const FieldSpec& f : fields) known.push_back(f.name);
     for (const auto& [key, entry] : section.entries) {
-      auto f = std::find_if(fields.begin(), fields.end(), [&](const FieldSpec& x) { return x.name == key; });
+      const std::string& name = key;  // clang 14 (the fuzz build) cannot capture a structured binding
+      auto f = std::find_if(fields.begin(), fields.end(), [&](const FieldSpec& x) { return x.name == name; });
       if (f == fields.end()) {
         if (!options_known) continue;  // the plugin error already explains; its options cannot be checked
         std::string owner = spec.plugin_kind ? std::string(" of the engine and of ") +
