@@ -1,8 +1,8 @@
 // libFuzzer target: the recipe parser with --set. The input is a TOML recipe, optionally followed by
 // "\n--set--\n" and one `section.key=value` override per line. The recipe is written to a scratch file (the
-// loader reads files: includes, relative paths) and loaded against the plugins installed next to this
-// binary (lib/engine/plugins, when fuzz.sh built them), so plugin options are parsed too. A RecipeError
-// listing diagnostics is the clean failure.
+// loader reads files: includes, relative paths) and loaded against the plugins on ENGINE_PLUGIN_PATH
+// (fuzz.sh points it at the regular build's plugins), so plugin options are parsed too. A RecipeError listing
+// diagnostics is the clean failure.
 #include <unistd.h>
 
 #include <fstream>
@@ -19,7 +19,7 @@ namespace {
 const engine::plugins::PluginRegistry& registry() {
   static const auto r = [] {
     auto reg = std::make_unique<engine::plugins::PluginRegistry>();
-    reg->load_search_path({engine::plugins::installed_plugin_dir()});
+    reg->load_search_path(engine::plugins::default_plugin_search_path());
     return reg;
   }();
   return *r;

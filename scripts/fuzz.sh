@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs one libFuzzer target for SECONDS (default 30): builds it with clang, ASan and UBSan into build-fuzz/
-# (the engine libraries it needs, plus the qwen2/lora/adamw plugins the recipe target loads), then fuzzes
+# (the engine libraries it needs; the recipe target loads the plugins of the regular build, ./build or
+# ./build-cpu, through ENGINE_PLUGIN_PATH when there is one, so their options are parsed too), then fuzzes
 # from a copy of its seed corpus fuzz/corpus/TARGET (new inputs stay in build-fuzz/corpus/TARGET; a crash
 # is written to build-fuzz/crash-TARGET-*, and the script fails).
 #   scripts/fuzz.sh TARGET [SECONDS]     TARGET: safetensors_header tokenizer recipe dataset_line
@@ -25,14 +26,17 @@ if [[ ! -f $build/build.ninja ]]; then
     -DENGINE_BUILD_TESTS=OFF -DENGINE_FUZZ=ON -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \
     -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" -DCMAKE_MODULE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
 fi
-extra=()
-[[ $target == recipe ]] && extra=(qwen2 engine_plugin_lora engine_plugin_adamw)
-cmake --build "$build" --target "fuzz_$target" "${extra[@]}" >"$build/build-$target.log" 2>&1 ||
+cmake --build "$build" --target "fuzz_$target" >"$build/build-$target.log" 2>&1 ||
   { tail -n 30 "$build/build-$target.log" >&2; echo "fuzz.sh: building fuzz_$target failed" >&2; exit 1; }
 corpus="$build/corpus/$target"
 mkdir -p "$corpus"
 cp -n fuzz/corpus/"$target"/* "$corpus"/ 2>/dev/null || true
 log="$build/fuzz-$target.log"
+if [[ -z ${ENGINE_PLUGIN_PATH:-} ]]; then
+  for d in build/lib/engine/plugins build-cpu/lib/engine/plugins; do
+    [[ -d $d ]] && { export ENGINE_PLUGIN_PATH=$PWD/$d; break; }
+  done
+fi
 # shellcheck disable=SC2086
 ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 "$build/bin/fuzz_$target" "$corpus" \
   -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
