@@ -20,6 +20,10 @@ packages=(
   libssl-dev             # SHA-256 (libcrypto) of the checkpoint manifest
   clang                  # libFuzzer targets (scripts/fuzz.sh) and the sanitizer build
   unzip                  # the cuDNN frontend headers out of their wheel
+  libcurl4-openssl-dev   # Hub downloads (engine download, Hub ids on engine run)
+  libssl-dev             # SHA-256 of downloaded LFS files (libcrypto)
+  libprotobuf-dev protobuf-compiler  # TensorBoard event files (log.tensorboard)
+  python3                # the fake Hub of tests/unit/hub (standard library only)
 )
 missing=()
 for p in "${packages[@]}"; do

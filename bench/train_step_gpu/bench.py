@@ -41,6 +41,9 @@ p.add_argument("--steps", type=int, default=10, help="timed steps")
 p.add_argument("--warmup", type=int, default=3)
 p.add_argument("--checkpointing", default="true", help="train.activation_checkpointing: true|false|N|auto")
 p.add_argument("--max-memory", type=float, default=0.0, help="train.max_memory GiB (with --checkpointing auto)")
+p.add_argument("--ids", help="a JSON file with the token ids of one batch, [[...], ...] (bs rows of seq): every "
+               "step trains on this batch, like peer_lora.py's fixed random batch (data.format = tokens); "
+               "default: rows of random words, a new batch each step")
 p.add_argument("--set", action="append", default=[], help="extra --set for engine run")
 p.add_argument("--label", default="", help="setting name in the result")
 p.add_argument("--work", default="/tmp/engine_bench")
@@ -56,20 +59,36 @@ if not os.path.exists(os.path.join(a.model_dir, "config.json")):
                    check=True)
     print(f"bench: init-model {a.model_dir} in {time.time() - t:.0f}s", flush=True)
 
-# Random words: about 2 tokens each with a BPE tokenizer, so 1.5 x seq words overfill every row.
 rows = (a.steps + a.warmup) * a.bs + a.bs
-rng = random.Random(0)
-letters = "abcdefghijklmnopqrstuvwxyz"
-data = os.path.join(a.work, f"random_text_{a.seq}_{rows}.jsonl")
-with open(data, "w") as f:
-    for _ in range(rows):
-        words = ("".join(rng.choice(letters) for _ in range(rng.randint(3, 8))) for _ in range(int(1.5 * a.seq)))
-        f.write(json.dumps({"text": " ".join(words)}) + "\n")
+data_format = "text"
+if a.ids:
+    # The same batch every step: each of its rows repeated, so that every micro-batch holds exactly these rows
+    # (in some order; the loss of a batch does not depend on the order of its rows).
+    batch = json.load(open(a.ids))
+    if len(batch) != a.bs or any(len(r) != a.seq for r in batch):
+        sys.exit(f"bench: --ids must hold {a.bs} rows of {a.seq} ids")
+    data_format = "tokens"
+    data = os.path.join(a.work, "fixed_batch.jsonl")
+    with open(data, "w") as f:
+        for _ in range(rows // a.bs + 1):
+            for r in batch:
+                f.write(json.dumps({"input_ids": r}) + "\n")
+    if a.bs > 1:
+        print("bench: --ids with --bs > 1 gives the same rows, not necessarily the same batches", flush=True)
+else:
+    # Random words: about 2 tokens each with a BPE tokenizer, so 1.5 x seq words overfill every row.
+    rng = random.Random(0)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    data = os.path.join(a.work, f"random_text_{a.seq}_{rows}.jsonl")
+    with open(data, "w") as f:
+        for _ in range(rows):
+            words = ("".join(rng.choice(letters) for _ in range(rng.randint(3, 8))) for _ in range(int(1.5 * a.seq)))
+            f.write(json.dumps({"text": " ".join(words)}) + "\n")
 
 out_dir = os.path.join(a.work, "run")
 subprocess.run(["rm", "-rf", out_dir])
 sets = {
-    "model.path": a.model_dir, "data.train": data, "data.format": "text", "data.packing": "true",
+    "model.path": a.model_dir, "data.train": data, "data.format": data_format, "data.packing": "true",
     "data.max_seq_len": str(a.seq), "data.chat_template": "none", "train.micro_batch_size": str(a.bs),
     "train.grad_accum": "1", "train.max_steps": str(a.steps + a.warmup), "train.epochs": "1000",
     "train.output_dir": out_dir, "train.eval_every": "0", "train.device": "cuda", "train.dtype": "bf16",

@@ -8,7 +8,9 @@
 #     scripts/device/run.sh bench/train_step_gpu/compare.sh          # micro-batch 1
 #     BS=4 ENGINE_SETTINGS="false:ckpt-none 14:ckpt-14" scripts/device/run.sh bench/train_step_gpu/compare.sh
 # ENGINE_SETTINGS: space-separated train.activation_checkpointing values, each value[:label]
-# PEERS: which peer_lora.py variants (default "hf unsloth"); QLORA=1 runs the QLoRA set instead.
+# RECIPE: the engine's recipe (default recipes/qwen7b_lora.toml; recipes/qwen7b_qlora.toml with
+# PEERS="hf_qlora unsloth_qlora" EXACT=0 for QLoRA). PEERS: which peer_lora.py variants (default "hf unsloth"). EXACT=1 (default) also trains two steps on the
+# peers' own fixed batch (same weights, same ids), whose first loss table.py sets next to theirs.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-$PWD/gpu_out}
@@ -32,9 +34,23 @@ for s in ${ENGINE_SETTINGS:-true:ckpt-all}; do
   echo "=== engine $label ($(date +%T))"
   timeout "${ENGINE_S:-200}" python3 bench/train_step_gpu/bench.py --engine build/bin/engine --model-dir "$model" \
     --bs "$bs" --seq "$seq" --steps "$steps" --checkpointing "$value" --label "$label" \
-    --max-memory "${MAX_MEMORY:-0}" --out "$res" --work /tmp/engine_bench_$label 2>&1 | tail -3 | cut -c1-600
+    --max-memory "${MAX_MEMORY:-0}" --recipe "${RECIPE:-recipes/qwen7b_lora.toml}" --out "$res" \
+    --work /tmp/engine_bench_$label 2>&1 | tail -3 | cut -c1-600
   tail -5 /tmp/engine_bench_$label/engine_run.log 2>/dev/null | cut -c1-300
 done
+if [[ ${EXACT:-1} == 1 ]]; then
+  # Step 1 on the peers' own batch (peer_lora.py: torch.randint on a CUDA generator seeded 0, labels = ids)
+  # and the same weights: with LoRA's B = 0 both losses are the base model's, to bf16 rounding.
+  echo "=== engine on the peers' batch ($(date +%T))"
+  python3 -c "
+import json, torch
+g = torch.Generator(device='cuda').manual_seed(0)
+ids = torch.randint(0, 152064, ($bs, $seq), device='cuda', generator=g)
+json.dump(ids.tolist(), open('/tmp/peer_ids.json', 'w'))"
+  timeout "${ENGINE_S:-200}" python3 bench/train_step_gpu/bench.py --engine build/bin/engine --model-dir "$model" \
+    --bs "$bs" --seq "$seq" --steps 2 --warmup 0 --checkpointing true --label exact-peer-batch \
+    --ids /tmp/peer_ids.json --out "$res" --work /tmp/engine_bench_exact 2>&1 | tail -2 | cut -c1-400
+fi
 for v in ${PEERS:-hf unsloth}; do
   echo "=== peer $v ($(date +%T))"
   peer "$v"

@@ -34,8 +34,16 @@ for r in rows:
     r["vs_unsloth"] = r["tokens_per_s"] / ref["tokens_per_s"] if ref else None
     f = floor.get(r["batch"])
     r["vs_floor"] = r["tokens_per_s"] / f["max_tokens_per_s"] if f else None
+# Exactness: step 1 of the engine on the peers' own batch and weights against transformers+PEFT's step 1.
+exact = next((l for l in lines if l.get("system") == "engine" and l.get("setting") == "exact-peer-batch"), None)
+hf = next((l for l in lines if l.get("variant") == "hf"), None)
+exactness = None
+if exact and hf:
+    exactness = dict(engine_loss_step1=exact["losses"][0], hf_loss_step1=hf["loss_first"],
+                     rel_diff=abs(exact["losses"][0] - hf["loss_first"]) / abs(hf["loss_first"]))
+rows = [r for r in rows if r["setting"] != "exact-peer-batch"]
 doc = dict(date=datetime.date.today().isoformat(), gpu=gpu, gemm_tflops=gemm, rows=rows,
-           floor={str(k): v["max_tokens_per_s"] for k, v in floor.items()})
+           floor={str(k): v["max_tokens_per_s"] for k, v in floor.items()}, exactness=exactness)
 if a.json:
     json.dump(doc, open(a.json, "w"), indent=1)
 fmt = lambda v, s: "-" if v is None else s.format(v)
@@ -49,3 +57,7 @@ for r in rows:
           f"{r['reserved_gib']:.2f} | {fmt(r['model_tflops'], '{:.0f}')} | {fmt(r['mfu'], '{:.1%}')} | "
           f"{fmt(r['vs_unsloth'], '{:.2f}x')} | {fmt(r['vs_floor'], '{:.1%}')} | "
           f"{r['loss_first']:.3f} / {r['loss_last']:.3f} |")
+if exactness:
+    print()
+    print(f"step 1 on the same weights and batch: engine loss {exactness['engine_loss_step1']:.5f}, "
+          f"transformers+PEFT {exactness['hf_loss_step1']:.5f} (relative difference {exactness['rel_diff']:.2e})")

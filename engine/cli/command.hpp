@@ -74,5 +74,6 @@ int plot_command(const std::vector<std::string>& args);
 int init_model_command(const std::vector<std::string>& args);
 int generate_command(const std::vector<std::string>& args);
 int tokenize_command(const std::vector<std::string>& args);
+int download_command(const std::vector<std::string>& args);
 
 }  // namespace engine::cli

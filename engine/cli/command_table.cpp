@@ -12,7 +12,7 @@ const std::vector<Command>& commands() {
        "list the plugins found (name, kind, version, ABI, file) or describe one's options", &plugins_command},
       {"validate", "validate RECIPE [--set section.key=value]...",
        "check a recipe and print how it wires the plugins (exit 2 with every error)", &validate_command},
-      {"run", "run [RECIPE] [--set section.key=value]... [--resume auto|none|DIR] [--allow-missing-optimizer-state]",
+      {"run", "run [RECIPE] [--set section.key=value]... [--resume auto|none|DIR] [--offline] [--allow-missing-optimizer-state]",
        "validate a recipe and train (resuming from the newest checkpoint by default; no RECIPE: the embedded "
        "tiny_lora)",
        &run_command},
@@ -32,6 +32,9 @@ const std::vector<Command>& commands() {
        "[--top-p P] [--seed S]",
        "generate text from a Hugging Face model directory with a KV cache, streaming it to stdout",
        &generate_command},
+      {"download", "download ID [--revision R] [--include GLOB]... [--repo-type model|dataset]",
+       "fetch a Hugging Face Hub repo into the Hugging Face cache (as huggingface_hub lays it out)",
+       &download_command},
       {"tokenize", "tokenize --tokenizer PATH [--add-special-tokens] [--jsonl] [--decode]",
        "print the token ids of UTF-8 text on stdin as a JSON array (or, with --decode, the text of ids)",
        &tokenize_command},

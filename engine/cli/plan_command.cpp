@@ -7,6 +7,7 @@
 
 #include "engine/abi/optimizer.h"
 #include "engine/cli/command.hpp"
+#include "engine/cli/hub_sources.hpp"
 #include "engine/core/error.hpp"
 #include "engine/host/host_api.hpp"
 #include "engine/host/plugin_peft.hpp"
@@ -60,8 +61,14 @@ int plan_command(const std::vector<std::string>& args) {
   auto registry = discover_plugins();
   std::optional<recipe::Recipe> loaded = load_recipe_or_report(a, *registry);
   if (!loaded) return kExitUsage;
-  rt::Device& device = session::device_for(loaded->train.device);
-  train::MemoryPlan plan = plan_before_loading(*loaded, *registry, device);
+  recipe::Recipe& r = *loaded;
+  r.data.train.clear();  // the plan reads only the model's config.json, from the cache
+  r.data.eval.clear();
+  HubSourceOptions hub_options;
+  hub_options.download = false;
+  resolve_hub_sources(r, hub_options);
+  rt::Device& device = session::device_for(r.train.device);
+  train::MemoryPlan plan = plan_before_loading(r, *registry, device);
   std::cout << train::format_memory_plan(plan, fmt::format("{}:{}", rt::device_type_name(device.type()), device.index()));
   return plan.fits() ? kExitOk : kExitRuntime;
 }

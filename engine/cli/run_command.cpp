@@ -1,6 +1,8 @@
-// engine run [RECIPE] [--set section.key=value]... [--resume auto|none|DIR]
+// engine run [RECIPE] [--set section.key=value]... [--resume auto|none|DIR] [--offline]
 // Without RECIPE: the embedded default, recipes/tiny_lora.toml (default_recipe.hpp).
 // Validates the recipe exactly as `engine validate` does, then trains (engine/train/trainer.hpp):
+//   - Hub ids in model.path / data.train / data.eval: fetched into the Hugging Face cache when missing
+//     (hub_sources.hpp), unless --offline or HF_HUB_OFFLINE=1, which use the cache only
 //   - model.init_preset set and model.path absent: the preset model is created there first (init-model)
 //   - --resume auto (default): continue from the newest complete checkpoint in train.output_dir, if any;
 //     none: start over; DIR: continue from that checkpoint
@@ -19,6 +21,8 @@
 
 #include "engine/cli/command.hpp"
 #include "engine/cli/default_recipe.hpp"
+#include "engine/cli/hub_sources.hpp"
+#include "engine/hub/hub_download.hpp"
 #include "engine/cli/preset_tokenizers.hpp"
 #include "engine/host/host_session.hpp"
 #include "engine/io/atomic_file.hpp"
@@ -132,6 +136,12 @@ int run_command(const std::vector<std::string>& in_args) {
   const auto fresh_optimizer = std::find(args.begin(), args.end(), "--allow-missing-optimizer-state");
   const bool allow_missing_optimizer_state = fresh_optimizer != args.end();
   if (allow_missing_optimizer_state) args.erase(fresh_optimizer);
+  HubSourceOptions hub_options;
+  hub_options.offline = hub::hub_offline_from_env();
+  if (auto it = std::find(args.begin(), args.end(), "--offline"); it != args.end()) {
+    hub_options.offline = true;
+    args.erase(it);
+  }
   // Checked here too, so that a mistyped value fails at once (exit 2) instead of after loading the model.
   if (!resume.empty() && resume != "auto" && resume != "none" && !fs::is_directory(resume))
     throw UsageError("--resume " + resume +
@@ -157,6 +167,7 @@ int run_command(const std::vector<std::string>& in_args) {
   recipe::Recipe& r = *loaded;
   spdlog::info("recipe {} is valid", r.source.string());
   spdlog::debug("wiring:\n{}", recipe::describe_wiring(r));
+  resolve_hub_sources(r, hub_options);
   ensure_preset_model(r);
 
   g_stop_requested.store(false);

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdint>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -130,7 +131,8 @@ DatasetFormat parse_dataset_format(const std::string& name) {
   if (name == "alpaca") return DatasetFormat::kAlpaca;
   if (name == "messages" || name == "sharegpt") return DatasetFormat::kMessages;
   if (name == "text") return DatasetFormat::kText;
-  fail("data.format = \"{}\" is unknown (known: auto, alpaca, messages, sharegpt, text)", name);
+  if (name == "tokens") return DatasetFormat::kTokens;
+  fail("data.format = \"{}\" is unknown (known: auto, alpaca, messages, sharegpt, text, tokens)", name);
 }
 
 OnError parse_on_error(const std::string& name) {
@@ -162,8 +164,28 @@ Example parse_record(const std::string& json_text, const DatasetOptions& options
       ex.text = string_field(record, f.text, where, "text", true);
       return ex;
     }
+    case DatasetFormat::kTokens: {
+      Example ex;
+      ex.is_tokens = true;
+      ex.where = where;
+      const auto it = record.find("input_ids");
+      if (it == record.end() || !it->is_array() || it->empty())
+        fail("{}: a tokens record needs \"input_ids\": a non-empty array of token ids", where);
+      ex.ids.reserve(it->size());
+      for (const auto& v : *it) {
+        if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX)
+          fail("{}: input_ids holds {}, not a token id (an integer from 0 to 2147483647)", where, v.dump());
+        ex.ids.push_back(static_cast<int32_t>(v.get<int64_t>()));
+      }
+      return ex;
+    }
     case DatasetFormat::kAuto:
       break;
+  }
+  if (record.contains("input_ids")) {
+    DatasetOptions tokens = options;
+    tokens.format = DatasetFormat::kTokens;
+    return parse_record(json_text, tokens, where);
   }
   if (record.contains(f.messages) || record.contains("conversations"))
     return parse_messages(record, f, where);
@@ -173,7 +195,7 @@ Example parse_record(const std::string& json_text, const DatasetOptions& options
     text.format = DatasetFormat::kText;
     return parse_record(json_text, text, where);
   }
-  fail("{}: record matches no known form (alpaca: instruction/output; messages; text)", where);
+  fail("{}: record matches no known form (alpaca: instruction/output; messages; text; tokens: input_ids)", where);
 }
 
 Dataset read_dataset(const std::filesystem::path& path, const DatasetOptions& options) {

@@ -5,6 +5,8 @@
 //   messages  {"messages": [{"role": "user", "content": ...}, ...]} with roles system/user/assistant, or
 //             ShareGPT's {"conversations": [{"from": "human", "value": ...}, ...]} with system/human/gpt
 //   text      {"text": ...}: plain text, every token trained (continued pre-training)
+//   tokens    {"input_ids": [...]}: token ids as they are (no tokenizer, no template), every token trained;
+//             for benchmarks and for data tokenized elsewhere (ids are checked against the model's vocabulary)
 // Field names are options (data.fields.*). With format = kAuto each record's form is recognised from its
 // fields.
 //
@@ -18,7 +20,7 @@
 //   <file>:<line>: "<messages field>" must be a non-empty array of messages
 //   <file>:<line>: message <k>: role "<role>" is not one of system, user, assistant (ShareGPT: human, gpt)
 //   <file>:<line>: no assistant message to train on
-//   <file>:<line>: record matches no known form (alpaca: instruction/output; messages; text)
+//   <file>:<line>: record matches no known form (alpaca: instruction/output; messages; text; tokens: input_ids)
 #pragma once
 
 #include <cstddef>
@@ -30,7 +32,7 @@
 
 namespace engine::data {
 
-enum class DatasetFormat { kAuto, kAlpaca, kMessages, kText };
+enum class DatasetFormat { kAuto, kAlpaca, kMessages, kText, kTokens };
 
 // What a failing malformed record's message ends with: the two ways out.
 inline constexpr char kOnErrorFailHint[] =
@@ -61,6 +63,8 @@ struct DatasetOptions {
 struct Example {
   bool is_text = false;
   std::string text;                   // is_text
+  bool is_tokens = false;
+  std::vector<int32_t> ids;           // is_tokens
   std::vector<ChatMessage> messages;  // otherwise
   std::string where;                  // "<file>:<line>"
 };

@@ -46,7 +46,7 @@ PreparedDataset prepare_dataset(const std::filesystem::path& data_file, const To
     Dataset dataset = read_dataset(data_file, options.dataset);
     const size_t n = dataset.examples.size();
     const bool has_chat = std::any_of(dataset.examples.begin(), dataset.examples.end(),
-                                      [](const Example& e) { return !e.is_text; });
+                                      [](const Example& e) { return !e.is_text && !e.is_tokens; });
     if (has_chat && !tokenizer.token_to_id(chat.end_of_turn())) {
       // Without it as one token the model could never learn to stop: the template does not fit the model.
       fail(

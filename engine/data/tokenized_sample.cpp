@@ -10,7 +10,10 @@ TokenizedSample tokenize_example(const Example& example, const Tokenizer& tokeni
                                  const SampleOptions& options) {
   TokenizedSample out;
   std::vector<bool> trained;  // per position: is this token a training target
-  if (example.is_text) {
+  if (example.is_tokens) {
+    out.ids = example.ids;
+    trained.assign(out.ids.size(), true);
+  } else if (example.is_text) {
     out.ids = tokenizer.encode(example.text, false);
     if (!options.text_eos_token.empty()) {
       const auto eos = tokenizer.token_to_id(options.text_eos_token);

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "engine/plugins/plugin_registry.hpp"
 
@@ -23,7 +24,8 @@ struct PluginChoice {
 };
 
 struct ModelSection : PluginChoice {
-  std::filesystem::path path;  // Hugging Face model folder
+  std::filesystem::path path;  // Hugging Face model folder (a Hub id's snapshot once resolve_hub_sources ran)
+  std::string hub_id;          // model.path as written when it is a Hub id (org/name[@rev]) and no local path
   std::string dtype;           // storage dtype of frozen weights: bf16 | fp32 | fp16
   std::string init_preset;     // "" | tiny | small: `engine run` creates a random model at `path` if absent
   double init_std = 0.0;       // with init_preset: the created model's initializer_range (0: the preset's)
@@ -41,9 +43,19 @@ struct SchedulerSection {
   double min_lr = 0.0;
 };
 
+// One entry of data.train / data.eval: "path", "path#N", "org/name[@rev][#N]", or a table
+// {source = "...", count = N} / {source = "...", weight = w} (engine/data/data_sources.hpp says how).
+struct DataSourceSpec {
+  std::string text;            // as written, for messages
+  std::filesystem::path path;  // a local file or folder (absolute); a Hub dataset's file once resolved
+  std::string hub_id;          // org/name[@rev] when the source is a Hub dataset id (and no local path)
+  int64_t count = -1;          // samples to take (-1: all)
+  double weight = 0.0;         // > 0: round(weight * size) samples
+};
+
 struct DataSection {
-  std::filesystem::path train;
-  std::filesystem::path eval;  // empty: no evaluation set
+  std::vector<DataSourceSpec> train;
+  std::vector<DataSourceSpec> eval;  // empty: no evaluation set
   std::string format;          // auto | alpaca | messages | text
   int64_t max_seq_len = 0;
   bool packing = false;
@@ -81,6 +93,7 @@ struct CheckpointSection {
 
 struct LogSection {
   int64_t every = 0;
+  bool tensorboard = false;  // event files under <output_dir>/runs/ (engine/train/tensorboard_writer.hpp)
 };
 
 struct Recipe {

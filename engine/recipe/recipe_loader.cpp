@@ -11,6 +11,7 @@
 #include <set>
 #include <tuple>
 
+#include "engine/hub/hub_id.hpp"
 #include "engine/plugins/plugin_kind.hpp"
 #include "engine/plugins/spelling.hpp"
 #include "engine/recipe/recipe_sections.hpp"
@@ -25,6 +26,39 @@ using plugins::join;
 namespace {
 
 constexpr int kMaxIncludeDepth = 16;
+
+// Splits a data source's "#N" sample count off ("a.jsonl#500" -> "a.jsonl", "#500").
+std::pair<std::string, std::string> split_count(const std::string& text) {
+  const size_t hash = text.rfind('#');
+  if (hash == std::string::npos || hash + 1 == text.size() ||
+      text.find_first_not_of("0123456789", hash + 1) != std::string::npos)
+    return {text, ""};
+  return {text.substr(0, hash), text.substr(hash)};
+}
+
+// A relative path made absolute against base_dir. A local path wins; a value that names nothing there and
+// reads as org/name[@rev] stays as written: a Hub id. In a list, each string and each table's "source".
+void resolve_paths(json& v, const fs::path& base_dir) {
+  if (v.is_array()) {
+    for (json& item : v) resolve_paths(item, base_dir);
+    return;
+  }
+  if (v.is_object()) {
+    if (v.contains("source")) resolve_paths(v["source"], base_dir);
+    return;
+  }
+  if (!v.is_string() || v.get<std::string>().empty() || !fs::path(v.get<std::string>()).is_relative()) return;
+  const std::string text = v.get<std::string>();
+  std::error_code ec;
+  const fs::path whole = fs::absolute(base_dir / text).lexically_normal();
+  if (fs::exists(whole, ec)) {
+    v = whole.string();
+    return;
+  }
+  auto [path, count] = split_count(text);
+  const fs::path local = fs::absolute(base_dir / path).lexically_normal();
+  if (fs::exists(local, ec) || !hub::parse_hub_id(path)) v = local.string() + count;
+}
 
 // "" when `path` is a readable regular file, else what it is instead ("does not exist", "is a folder, expected
 // a file", ...).
@@ -371,10 +405,7 @@ void RecipeReader::build(Recipe& r) {
       for (const auto& [key, entry] : it->second.entries) {
         json v = entry.value;
         bool is_path = std::find(spec.path_keys.begin(), spec.path_keys.end(), key) != spec.path_keys.end();
-        if (is_path && v.is_string() && !v.get<std::string>().empty() &&
-            fs::path(v.get<std::string>()).is_relative()) {
-          v = fs::absolute(entry.base_dir / v.get<std::string>()).lexically_normal().string();
-        }
+        if (is_path) resolve_paths(v, entry.base_dir);
         obj[key] = v;
       }
     }
@@ -390,6 +421,68 @@ void RecipeReader::build(Recipe& r) {
     if (fallback.is_boolean() && !v.is_boolean()) return fallback;
     return v;
   };
+  // data.train / data.eval: a string, or a list of strings and {source, count | weight} tables.
+  auto data_sources = [&](const char* key) {
+    std::vector<DataSourceSpec> out;
+    if (!resolved.contains("data") || !resolved["data"].contains(key)) return out;
+    const json& v = resolved["data"][key];
+    const std::string where = sections_["data"].entries.count(key) ? sections_["data"].entries[key].location
+                                                                   : sections_["data"].location;
+    const std::string name = std::string("data.") + key;
+    auto one = [&](const json& item) {
+      DataSourceSpec s;
+      json source = item;
+      if (item.is_object()) {
+        for (const auto& [k, _] : item.items()) {
+          if (k != "source" && k != "count" && k != "weight")
+            error(where, name + ": unknown key '" + k + "' in a source table (known: source, count, weight)");
+        }
+        source = item.value("source", json());
+        if (item.contains("count")) {
+          if (!item["count"].is_number_integer() || item["count"].get<int64_t>() <= 0)
+            error(where, name + ": count must be a positive integer");
+          else
+            s.count = item["count"].get<int64_t>();
+        }
+        if (item.contains("weight")) {
+          if (!item["weight"].is_number() || item["weight"].get<double>() <= 0)
+            error(where, name + ": weight must be a positive number");
+          else
+            s.weight = item["weight"].get<double>();
+        }
+        if (s.count > 0 && s.weight > 0) error(where, name + ": give a source either count or weight, not both");
+      }
+      if (!source.is_string() || source.get<std::string>().empty()) {
+        error(where, name + " entries are a path or Hub id (\"org/name#500\"), or a table {source = \"...\", "
+                            "count = N} or {source = \"...\", weight = w}");
+        return;
+      }
+      s.text = source.get<std::string>();
+      std::error_code ec;
+      std::string path = s.text;
+      if (!fs::exists(path, ec)) {
+        auto [p, count] = split_count(path);
+        if (!count.empty()) {
+          if (s.count > 0 || s.weight > 0) error(where, name + ": " + s.text + " has a #count and a table count/weight");
+          s.count = std::stoll(count.substr(1));
+          if (s.count <= 0) error(where, name + ": " + s.text + ": the #count must be positive");
+          path = p;
+        }
+      }
+      if (fs::path(path).is_relative() && hub::parse_hub_id(path)) s.hub_id = path;
+      else s.path = path;
+      out.push_back(s);
+    };
+    if (v.is_string()) {
+      if (!v.get<std::string>().empty()) one(v);
+    } else if (v.is_array()) {
+      if (v.empty()) error(where, name + " is an empty list; name at least one source");
+      for (const json& item : v) one(item);
+    } else {
+      error(where, name + " must be a path or Hub id, or a list of them (got " + v.dump() + ")");
+    }
+    return out;
+  };
   auto choice = [&](const char* section, PluginChoice& c) {
     if (!resolved.contains(section)) return;
     c.plugin = get(section, "plugin", "").get<std::string>();
@@ -401,6 +494,7 @@ void RecipeReader::build(Recipe& r) {
   };
   choice("model", r.model);
   r.model.path = get("model", "path", "").get<std::string>();
+  if (r.model.path.is_relative() && hub::parse_hub_id(r.model.path.string())) r.model.hub_id = r.model.path.string();
   r.model.dtype = get("model", "dtype", "bf16").get<std::string>();
   r.model.init_preset = get("model", "init_preset", "").get<std::string>();
   r.model.init_std = get("model", "init_std", 0.0).get<double>();
@@ -414,8 +508,8 @@ void RecipeReader::build(Recipe& r) {
   r.scheduler.warmup_steps = get("scheduler", "warmup_steps", 0).get<int64_t>();
   r.scheduler.warmup_ratio = get("scheduler", "warmup_ratio", 0.0).get<double>();
   r.scheduler.min_lr = get("scheduler", "min_lr", 0.0).get<double>();
-  r.data.train = get("data", "train", "").get<std::string>();
-  r.data.eval = get("data", "eval", "").get<std::string>();
+  r.data.train = data_sources("train");
+  r.data.eval = data_sources("eval");
   r.data.format = get("data", "format", "auto").get<std::string>();
   r.data.max_seq_len = get("data", "max_seq_len", 2048).get<int64_t>();
   r.data.packing = get("data", "packing", false).get<bool>();
@@ -461,6 +555,7 @@ void RecipeReader::build(Recipe& r) {
   r.checkpoint.save_every = get("checkpoint", "save_every", 0).get<int64_t>();
   r.checkpoint.keep_last = get("checkpoint", "keep_last", 0).get<int64_t>();
   r.log.every = get("log", "every", 1).get<int64_t>();
+  r.log.tensorboard = get("log", "tensorboard", false).get<bool>();
 }
 
 void RecipeReader::check_combination(const Recipe& r) {
@@ -573,16 +668,21 @@ void RecipeReader::check_paths(const Recipe& r) {
     return it != s.entries.end() ? it->second.location : s.location;
   };
   std::error_code ec;
-  if (!r.model.path.empty() && !fs::is_directory(r.model.path, ec) && r.model.init_preset.empty()) {
+  if (!r.model.path.empty() && r.model.hub_id.empty() && !fs::is_directory(r.model.path, ec) &&
+      r.model.init_preset.empty()) {
     error(entry_location("model", "path"), "model.path " + r.model.path.string() +
                                                " is not a folder; it must be a Hugging Face model folder "
-                                               "(config.json, *.safetensors); " +
+                                               "(config.json, *.safetensors) or a Hub id org/name[@revision]; " +
                                                kRelativePaths);
   }
-  for (const auto& [key, path] : {std::pair{"train", &r.data.train}, std::pair{"eval", &r.data.eval}}) {
-    if (path->empty()) continue;
-    if (std::string why = why_not_a_file(*path); !why.empty())
-      error(entry_location("data", key), std::string("data.") + key + " " + path->string() + " " + why + "; " + kRelativePaths);
+  for (const char* key : {"train", "eval"}) {
+    for (const DataSourceSpec& s : std::string(key) == "train" ? r.data.train : r.data.eval) {
+      if (s.hub_id.empty() && !fs::exists(s.path, ec)) {
+        error(entry_location("data", key), std::string("data.") + key + " " + s.path.string() +
+                                               " does not exist; " + kRelativePaths +
+                                               " (a Hub dataset is named org/name[@revision])");
+      }
+    }
   }
   if (std::string why = why_not_writable_folder(r.train.output_dir); !why.empty())
     error(entry_location("train", "output_dir"), "train.output_dir " + why);

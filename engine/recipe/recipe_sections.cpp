@@ -37,7 +37,7 @@ std::vector<SectionSpec> build() {
        true,
        {plugin_field("model"),
         field("path", S, std::nullopt,
-              "Hugging Face model folder (config.json, *.safetensors, tokenizer.json)"),
+              "Hugging Face model folder (config.json, *.safetensors, tokenizer.json), or a Hub id org/name[@revision]"),
         field("dtype", S, "bf16", "storage dtype of the frozen base weights", {"bf16", "fp32", "fp16"}),
         field("init_preset", S, "",
               "create a randomly initialised model of the plugin's preset at model.path when it does not exist",
@@ -66,9 +66,11 @@ std::vector<SectionSpec> build() {
       {"data",
        std::nullopt,
        true,
-       {field("train", S, std::nullopt, "training set: JSON or JSONL file"),
-        field("eval", S, "", "evaluation set (empty: none)"),
-        field("format", S, "auto", "sample format", {"auto", "alpaca", "messages", "text"}),
+       {field("train", FieldType::kAny, std::nullopt,
+              "training set: a JSON, JSONL or CSV file or folder, or a Hub dataset id org/name[@revision]; "
+              "name#N takes N samples; or a list of them, entries also {source, count} or {source, weight}"),
+        field("eval", FieldType::kAny, "", "evaluation set, as data.train (empty: none)"),
+        field("format", S, "auto", "sample format", {"auto", "alpaca", "messages", "text", "tokens"}),
         field("max_seq_len", I, 2048, "tokens per row (a label needs a next token: at least 2)", {}, 2.0,
               static_cast<double>(kMaxSeqLen)),
         field("packing", B, false, "pack several samples per row (attention never crosses samples)"),
@@ -108,7 +110,13 @@ std::vector<SectionSpec> build() {
        {field("save_every", I, 0, "save every N steps (0: only at the end)", {}, 0.0),
         field("keep_last", I, 0, "keep the newest N checkpoints (0: all)", {}, 0.0)},
        {}},
-      {"log", std::nullopt, false, {field("every", I, 1, "log metrics every N steps", {}, 1.0)}, {}},
+      {"log",
+       std::nullopt,
+       false,
+       {field("every", I, 1, "log metrics every N steps", {}, 1.0),
+        field("tensorboard", B, false,
+              "also write the metrics as TensorBoard event files under <output_dir>/runs/ (tensorboard --logdir)")},
+       {}},
   };
 }
 

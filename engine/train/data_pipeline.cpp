@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "engine/core/error.hpp"
+#include "engine/data/data_sources.hpp"
 
 namespace engine::train {
 
@@ -34,9 +35,19 @@ DataPipeline::DataPipeline(const recipe::Recipe& recipe, int32_t rank, int32_t w
   options_.tokenizer_file =
       fs::is_directory(recipe.model.path) ? recipe.model.path / "tokenizer.json" : recipe.model.path;
 
-  train_ = data::prepare_dataset(d.train, tokenizer_, *chat_, options_);
+  auto sources = [](const std::vector<recipe::DataSourceSpec>& specs) {
+    std::vector<data::DataSource> out;
+    for (const recipe::DataSourceSpec& s : specs) {
+      if (s.path.empty()) fail("data source {} is a Hub id that was not resolved to a file", s.text);
+      out.push_back({s.path, s.count, s.weight, s.text});
+    }
+    return out;
+  };
+  const uint64_t seed = static_cast<uint64_t>(recipe.train.seed);
+  const fs::path train_file = data::materialise_sources(sources(d.train), seed, options_.cache_dir);
+  train_ = data::prepare_dataset(train_file, tokenizer_, *chat_, options_);
   if (train_.plan.rows.empty()) {
-    fail("data.train {} gave no training rows ({}); check data.format and data.max_seq_len", d.train.string(),
+    fail("data.train {} gave no training rows ({}); check data.format and data.max_seq_len", train_file.string(),
          train_.plan.summary());
   }
   if (train_.from_cache)
@@ -44,7 +55,8 @@ DataPipeline::DataPipeline(const recipe::Recipe& recipe, int32_t rank, int32_t w
   if (!d.eval.empty()) {
     data::PrepareOptions eo = options_;
     eo.packing.packing = false;  // evaluation rows one sample each
-    eval_ = data::prepare_dataset(d.eval, tokenizer_, *chat_, eo);
+    eval_ = data::prepare_dataset(data::materialise_sources(sources(d.eval), seed, options_.cache_dir), tokenizer_,
+                                  *chat_, eo);
   }
   data::ShardedSampler::Options so;
   so.num_items = train_.plan.rows.size();

@@ -75,7 +75,8 @@ int64_t activation_elements_per_token(const PlanInputs& in) {
 // Per token, every output of one block's ops (elements). Activation checkpointing replays a block before its
 // backward and holds all of them until the replay is done (engine/runtime/autograd.cpp, Tape::replay):
 //   norms 2C, q/k/v projections q + 2kv, rope q + kv, attention q, o_proj and residual 2C, mlp gate/up/swiglu
-//   3I, down and residual 2C; LoRA per target: x A^T (r), its B product, the scaled copy and the sum (3 out)
+//   3I, down and residual 2C; LoRA per target: x A^T (r) and its scaled copy (r; none at scaling 1), its B
+//   product and the sum (2 out)
 int64_t block_output_elements_per_token(const PlanInputs& in) {
   const PlanModelShape& m = in.model;
   const int64_t c = m.hidden_size;
@@ -84,7 +85,7 @@ int64_t block_output_elements_per_token(const PlanInputs& in) {
   int64_t e = 2 * c + (q + 2 * kv) + (q + kv) + q + 2 * c + 3 * m.intermediate_size + 2 * c;
   if (in.lora_rank > 0) {
     for (const auto& l : block_linears(m)) {
-      if (targeted(in, l.name)) e += in.lora_rank + 3 * l.out;
+      if (targeted(in, l.name)) e += 2 * in.lora_rank + 2 * l.out;
     }
   }
   return e;

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "engine/core/error.hpp"
 #include "engine/runtime/kernel_table.hpp"
@@ -23,6 +24,7 @@
 #include "engine/io/hf_config.hpp"
 #include "engine/train/nonfinite_guard.hpp"
 #include "engine/train/progress.hpp"
+#include "engine/train/tensorboard_writer.hpp"
 #include "engine/train/trainer_state.hpp"
 
 namespace engine::train {
@@ -63,6 +65,24 @@ void inject_nonfinite_faults(rt::ParamStore& params, int64_t step, PassResult& p
     g.device().kernels().fill(g, std::numeric_limits<double>::infinity());
     return;
   }
+}
+
+// A word for a POSIX shell: as is when it has only safe characters, else in single quotes.
+std::string shell_word(const std::string& w) {
+  if (!w.empty() && w.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:@+,") ==
+                        std::string::npos)
+    return w;
+  std::string q = "'";
+  for (char c : w) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// The engine executable as this process was started from (scripts/setup.sh does not put it on PATH), so the
+// "try it" line runs as printed.
+std::string engine_executable() {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec || exe.filename() != "engine" ? std::string("engine") : shell_word(exe.string());
 }
 
 double now_s() {
@@ -169,6 +189,16 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
   result.first_step = state.step;
   fs::create_directories(r.train.output_dir);
   MetricsLog metrics(r.train.output_dir / "metrics.jsonl", state.step);
+  std::optional<TensorBoardWriter> tensorboard;
+  if (r.log.tensorboard) {
+    tensorboard.emplace(r.train.output_dir / "runs");
+    spdlog::info("TensorBoard events in {} (tensorboard --logdir {})", tensorboard->path().string(),
+                 (r.train.output_dir / "runs").string());
+  }
+  auto log_eval = [&](const EvalMetrics& e) {
+    metrics.write(e);
+    if (tensorboard) tensorboard->scalars(e.step, {{"eval/loss", e.loss}, {"eval/perplexity", e.perplexity}});
+  };
   Progress progress(options.progress_out, options.live_progress, total, r.log.every);
   progress.start(state.step);
   const double t_start = now_s();
@@ -281,7 +311,16 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
       state.tokens_seen += pass.label_tokens;
       state.last_loss = pass.loss;
     }
-    if (step % r.log.every == 0 || step == total || m.skipped) metrics.write(m);
+    if (step % r.log.every == 0 || step == total || m.skipped) {
+      metrics.write(m);
+      if (tensorboard && !m.skipped) {
+        tensorboard->scalars(step, {{"train/loss", m.loss},
+                                    {"train/learning_rate", m.lr},
+                                    {"train/grad_norm", m.grad_norm},
+                                    {"train/tokens_per_s", m.tokens_per_s},
+                                    {"train/memory_gib", static_cast<double>(m.mem_bytes) / (1 << 30)}});
+      }
+    }
     progress.step(m);
 
     if (verdict == StepVerdict::Stop) {
@@ -298,7 +337,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
                                    step, guard.in_a_row()));
     if (r.train.eval_every > 0 && data.has_eval() && step % r.train.eval_every == 0) {
       result.last_eval = run_eval(session, data, step);
-      metrics.write(*result.last_eval);
+      log_eval(*result.last_eval);
       progress.eval(*result.last_eval);
     }
     if (r.checkpoint.save_every > 0 && step % r.checkpoint.save_every == 0 && step < total) {
@@ -313,7 +352,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
   if (data.has_eval() && !result.stopped_nonfinite && !result.interrupted && state.step > result.first_step &&
       (!result.last_eval || result.last_eval->step != state.step)) {
     result.last_eval = run_eval(session, data, state.step);
-    metrics.write(*result.last_eval);
+    log_eval(*result.last_eval);
     progress.eval(*result.last_eval);
   }
   progress.finish();
@@ -353,12 +392,12 @@ std::string format_summary(const session::TrainingSession& session, const TrainR
     s += fmt::format("{} saved in {}\n", full ? "model" : "adapter", res.last_checkpoint.string());
     s += fmt::format("metrics in {}\n", (r.train.output_dir / "metrics.jsonl").string());
     if (full) {
-      s += fmt::format("try it: engine generate --model {} --chat --prompt \"What color is a banana?\"\n",
-                       res.last_checkpoint.string());
+      s += fmt::format("try it: {} generate --model {} --chat --prompt \"What color is a banana?\"\n",
+                       engine_executable(), shell_word(res.last_checkpoint.string()));
     } else {
       s += fmt::format(
-          "try it: engine generate --model {} --adapter {} --chat --prompt \"What color is a banana?\"\n",
-          r.model.path.string(), res.last_checkpoint.string());
+          "try it: {} generate --model {} --adapter {} --chat --prompt \"What color is a banana?\"\n",
+          engine_executable(), shell_word(r.model.path.string()), shell_word(res.last_checkpoint.string()));
     }
     if (res.interrupted) {
       s += fmt::format(

@@ -8,10 +8,12 @@
 // = 0 gives 1). The backward recomputes sigmoid from the saved inputs instead of saving it: activations
 // dominate memory and an exp is free in a memory-bound kernel.
 //
-// Shape: one element per thread, grid-stride, 64-bit indices. The backward is one kernel for both gradients;
+// Shape: one element per thread, grid-stride, 64-bit indices; or one 16-byte vector per thread when the
+// buffers allow (vec16.cuh). The backward is one kernel for both gradients;
 // a null output is a template flag, so the untaken store costs nothing.
 #include "kernels/cuda/activation.cuh"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/vec16.cuh"
 
 namespace engine::cuda {
 
@@ -66,6 +68,49 @@ __global__ void swiglu_backward_kernel(const T* __restrict__ dy, const T* __rest
   }
 }
 
+// The 16-byte forms of the two swiglu kernels (kernels/cuda/vec16.cuh): the same math per element, so the
+// same bits. Measured on an H200 the element-per-thread forward ran at ~32% of HBM bandwidth on the
+// (8192, 18944) bf16 gate/up of a micro-batch-4 step.
+template <typename T>
+__global__ void swiglu_forward_vec_kernel(const T* __restrict__ gate, const T* __restrict__ up, T* __restrict__ y,
+                                          int64_t nvec) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < nvec; i += stride) {
+    const detail::Vec16<T> g = detail::load16(gate, i), u = detail::load16(up, i);
+    detail::Vec16<T> o;
+#pragma unroll
+    for (int k = 0; k < detail::kVec16<T>; ++k) {
+      const float gf = detail::to_f32(g.v[k]);
+      o.v[k] = detail::from_f32<T>(gf * sigmoid(gf) * detail::to_f32(u.v[k]));
+    }
+    detail::store16(y, i, o);
+  }
+}
+
+template <typename T, bool WantGate, bool WantUp>
+__global__ void swiglu_backward_vec_kernel(const T* __restrict__ dy, const T* __restrict__ gate,
+                                           const T* __restrict__ up, T* __restrict__ grad_gate,
+                                           T* __restrict__ grad_up, int64_t nvec) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < nvec; i += stride) {
+    const detail::Vec16<T> g = detail::load16(gate, i), d = detail::load16(dy, i);
+    detail::Vec16<T> u;
+    if constexpr (WantGate) u = detail::load16(up, i);
+    detail::Vec16<T> og, ou;
+#pragma unroll
+    for (int k = 0; k < detail::kVec16<T>; ++k) {
+      const float gf = detail::to_f32(g.v[k]);
+      const float df = detail::to_f32(d.v[k]);
+      const float s = sigmoid(gf);
+      if constexpr (WantGate)
+        og.v[k] = detail::from_f32<T>(df * detail::to_f32(u.v[k]) * s * (1.0f + gf * (1.0f - s)));
+      if constexpr (WantUp) ou.v[k] = detail::from_f32<T>(df * gf * s);
+    }
+    if constexpr (WantGate) detail::store16(grad_gate, i, og);
+    if constexpr (WantUp) detail::store16(grad_up, i, ou);
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -88,7 +133,12 @@ template <typename T>
 void swiglu_forward(cudaStream_t stream, const T* gate, const T* up, T* y, int64_t n) {
   ENGINE_CUDA_REQUIRE(n >= 0, "swiglu_forward: negative element count");
   if (n == 0) return;
-  swiglu_forward_kernel<T><<<detail::grid_blocks(n, kThreads), kThreads, 0, stream>>>(gate, up, y, n);
+  if (n % detail::kVec16<T> == 0 && detail::aligned16<T>({gate, up, y})) {
+    const int64_t nvec = n / detail::kVec16<T>;
+    swiglu_forward_vec_kernel<T><<<detail::grid_blocks(nvec, kThreads), kThreads, 0, stream>>>(gate, up, y, nvec);
+  } else {
+    swiglu_forward_kernel<T><<<detail::grid_blocks(n, kThreads), kThreads, 0, stream>>>(gate, up, y, n);
+  }
   CUDA_CHECK_LAUNCH();
 }
 
@@ -97,6 +147,21 @@ void swiglu_backward(cudaStream_t stream, const T* dy, const T* gate, const T* u
                      int64_t n) {
   ENGINE_CUDA_REQUIRE(n >= 0, "swiglu_backward: negative element count");
   if (n == 0 || (!grad_gate && !grad_up)) return;
+  if (n % detail::kVec16<T> == 0 && detail::aligned16<T>({dy, gate, up, grad_gate, grad_up})) {
+    const int64_t nvec = n / detail::kVec16<T>;
+    const unsigned vblocks = detail::grid_blocks(nvec, kThreads);
+    if (grad_gate && grad_up)
+      swiglu_backward_vec_kernel<T, true, true>
+          <<<vblocks, kThreads, 0, stream>>>(dy, gate, up, grad_gate, grad_up, nvec);
+    else if (grad_gate)
+      swiglu_backward_vec_kernel<T, true, false>
+          <<<vblocks, kThreads, 0, stream>>>(dy, gate, up, grad_gate, grad_up, nvec);
+    else
+      swiglu_backward_vec_kernel<T, false, true>
+          <<<vblocks, kThreads, 0, stream>>>(dy, gate, up, grad_gate, grad_up, nvec);
+    CUDA_CHECK_LAUNCH();
+    return;
+  }
   const unsigned blocks = detail::grid_blocks(n, kThreads);
   if (grad_gate && grad_up)
     swiglu_backward_kernel<T, true, true>

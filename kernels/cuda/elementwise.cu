@@ -8,14 +8,20 @@
 // Layout: contiguous, row-major buffers. Broadcasting is the one form the ops need: a (outer, inner) with b
 // (inner) repeated over the rows (outer == 1 is the same-shape case).
 //
-// Shape: one element per thread in a grid-stride loop (memory bound, no reuse; coalesced loads and stores).
+// Shape: one element per thread in a grid-stride loop, or, for f32 and bf16 with 16-byte aligned pointers (and
+// a broadcast row of whole vectors), one 16-byte vector per thread (4 or 8 elements): measured on an H200,
+// the element-per-thread add ran at about 38% of HBM bandwidth on the (8192, 18944) bf16 tensors of a
+// micro-batch-4 LoRA step (memory bound, no reuse; coalesced loads and stores).
 // The broadcast kernels need j = i % inner per element; they use 32-bit indices when outer * inner fits, as
 // a 64-bit division costs several times a 32-bit one, and 64-bit indices otherwise. fill converts its value
 // once on the host and writes words of the element size (cudaMemsetAsync when all bytes are equal, e.g. 0).
+#include <cstdint>
+#include <initializer_list>
 #include <type_traits>
 
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/vec16.cuh"
 
 namespace engine::cuda {
 
@@ -127,11 +133,63 @@ __global__ void broadcast_kernel(const T* __restrict__ a, const T* __restrict__ 
   }
 }
 
+// The 16-byte form of the two kernels above for f32 and bf16 (4 or 8 elements per load and store, one
+// index computation per vector): the same fp32 math per element, so the same bits. Used when every pointer
+// is 16-byte aligned and the broadcast row is a whole number of vectors.
+template <typename T>
+constexpr int kVec = detail::kVec16<T>;
+
+template <typename T>
+bool vectorizable(int64_t inner, std::initializer_list<const void*> ptrs) {
+  return inner % kVec<T> == 0 && detail::aligned16<T>(ptrs);
+}
+
+template <typename T, bool Mul>
+__global__ void broadcast_vec_kernel(const uint4* __restrict__ a, const uint4* __restrict__ b,
+                                     uint4* __restrict__ out, int64_t nvec, int64_t inner_vec) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < nvec; i += stride) {
+    const uint4 va = a[i], vb = b[inner_vec == nvec ? i : i % inner_vec];
+    uint4 vo;
+    const T* pa = reinterpret_cast<const T*>(&va);
+    const T* pb = reinterpret_cast<const T*>(&vb);
+    T* po = reinterpret_cast<T*>(&vo);
+#pragma unroll
+    for (int k = 0; k < kVec<T>; ++k) {
+      const float x = detail::to_f32(pa[k]), y = detail::to_f32(pb[k]);
+      po[k] = detail::from_f32<T>(Mul ? x * y : x + y);
+    }
+    out[i] = vo;
+  }
+}
+
+template <typename T>
+__global__ void scale_vec_kernel(const uint4* __restrict__ x, float s, uint4* __restrict__ out, int64_t nvec) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < nvec; i += stride) {
+    const uint4 vx = x[i];
+    uint4 vo;
+    const T* px = reinterpret_cast<const T*>(&vx);
+    T* po = reinterpret_cast<T*>(&vo);
+#pragma unroll
+    for (int k = 0; k < kVec<T>; ++k) po[k] = detail::from_f32<T>(s * detail::to_f32(px[k]));
+    out[i] = vo;
+  }
+}
+
 template <typename T, bool Mul>
 void broadcast(cudaStream_t stream, const T* a, const T* b, T* out, int64_t outer, int64_t inner) {
   ENGINE_CUDA_REQUIRE(outer >= 0 && inner >= 0, "add_broadcast / mul_broadcast: negative extent");
   const int64_t n = outer * inner;
   if (n == 0) return;
+  if (vectorizable<T>(inner, {a, b, out})) {
+    const int64_t nvec = n / kVec<T>;
+    broadcast_vec_kernel<T, Mul><<<detail::grid_blocks(nvec, kThreads), kThreads, 0, stream>>>(
+        reinterpret_cast<const uint4*>(a), reinterpret_cast<const uint4*>(b), reinterpret_cast<uint4*>(out),
+        nvec, inner / kVec<T>);
+    CUDA_CHECK_LAUNCH();
+    return;
+  }
   const unsigned blocks = detail::grid_blocks(n, kThreads);
   // 32-bit indices when the grid-stride loop cannot overflow them either.
   if (n + static_cast<int64_t>(blocks) * kThreads <= int64_t{0xffffffff})
@@ -217,6 +275,16 @@ template <typename T>
 void scale(cudaStream_t stream, const T* x, float s, T* out, int64_t n) {
   ENGINE_CUDA_REQUIRE(n >= 0, "scale: negative element count");
   if (n == 0) return;
+  if (vectorizable<T>(kVec<T>, {x, out})) {  // aligned f32 or bf16: the vectors, then the tail
+    const int64_t nvec = n / kVec<T>, done = nvec * kVec<T>;
+    if (nvec > 0)
+      scale_vec_kernel<T><<<detail::grid_blocks(nvec, kThreads), kThreads, 0, stream>>>(
+          reinterpret_cast<const uint4*>(x), s, reinterpret_cast<uint4*>(out), nvec);
+    if (done < n)
+      scale_kernel<T><<<1, kThreads, 0, stream>>>(x + done, s, out + done, n - done);
+    CUDA_CHECK_LAUNCH();
+    return;
+  }
   scale_kernel<T><<<detail::grid_blocks(n, kThreads), kThreads, 0, stream>>>(x, s, out, n);
   CUDA_CHECK_LAUNCH();
 }

@@ -23,7 +23,8 @@ using engine::cuda_test::round_to_bf16;
 using engine::cuda_test::to_bf16;
 
 constexpr double kF32Tol = 1e-5, kBf16Tol = 1e-2;
-const int64_t kSizes[] = {1, 1023, 100003};
+// 4096 and 262144 are whole numbers of 16-byte vectors (the vectorised swiglu path); the others are not.
+const int64_t kSizes[] = {1, 1023, 4096, 100003, 262144};
 
 TEST(CudaActivation, SiluFloatAndBf16) {
   SKIP_WITHOUT_GPU();

@@ -169,7 +169,10 @@ void check_broadcast(int64_t outer, int64_t inner) {
 
 TEST(CudaElementwise, BroadcastAddMul) {
   SKIP_WITHOUT_GPU();
-  for (auto [outer, inner] : {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {257, 1000}, {1000, 1}, {1, 4097}}) {
+  // {257, 1000}, {64, 4096}, {3, 24} and {1, 8192} take the 16-byte vector path (rows of whole vectors of
+  // 4 f32 or 8 bf16), the others the element-per-thread one.
+  for (auto [outer, inner] : {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {257, 1000}, {1000, 1}, {1, 4097},
+                              {64, 4096}, {3, 24}, {1, 8192}}) {
     check_broadcast<false>(outer, inner);
     check_broadcast<true>(outer, inner);
   }

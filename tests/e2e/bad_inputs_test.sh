@@ -154,7 +154,6 @@ if [[ $(id -u) -ne 0 ]]; then  # root writes anywhere: a read-only folder is onl
   mkdir ro && chmod a-w ro
   row recipe_output_dir_readonly 2 'is not writable' "${v[@]}" --set train.output_dir=ro/out
 fi
-row recipe_data_train_folder 2 'is a folder, expected a file' "${v[@]}" --set data.train=model
 row recipe_data_train_missing 2 'does not exist' "${v[@]}" --set data.train=nothing.jsonl
 row recipe_is_folder 2 'is a folder, expected a file' "$engine" validate model
 printf 'include = "%s"\n' "$tmp/model" >inc_folder.toml

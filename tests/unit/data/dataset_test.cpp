@@ -35,7 +35,7 @@ TEST(Dataset, ReadsMessagesAndShareGptAndSkipsMalformedLinesWithMessages) {
       f + ":5: message 0: role \"narrator\" is not one of system, user, assistant (ShareGPT: human, gpt)",
       f + ":6: no assistant message to train on",
       f + ":7: expected a JSON object, got array",
-      f + ":8: record matches no known form (alpaca: instruction/output; messages; text)",
+      f + ":8: record matches no known form (alpaca: instruction/output; messages; text; tokens: input_ids)",
   };
   ASSERT_EQ(d.errors.size(), expected_prefixes.size());
   for (size_t i = 0; i < expected_prefixes.size(); ++i) {
@@ -91,6 +91,24 @@ TEST(Dataset, TextFormAndFieldMapping) {
     EXPECT_EQ(std::string(e.what()),
               "f:2: no \"prompt\" field (alpaca form; map other names with data.fields)");
   }
+}
+
+TEST(Dataset, TokensFormTakesIdsAsTheyAreAndNamesBadOnes) {
+  const Example ex = parse_record(R"({"input_ids": [5, 0, 151643]})", DatasetOptions{}, "f:1");  // auto
+  EXPECT_TRUE(ex.is_tokens);
+  EXPECT_EQ(ex.ids, (std::vector<int32_t>{5, 0, 151643}));
+  DatasetOptions tokens;
+  tokens.format = DatasetFormat::kTokens;
+  for (const char* bad : {R"({"input_ids": []})", R"({"text": "x"})", R"({"input_ids": [1, -2]})",
+                          R"({"input_ids": [1, 2.5]})", R"({"input_ids": [3000000000]})"}) {
+    try {
+      (void)parse_record(bad, tokens, "f:2");
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("f:2: "), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(parse_dataset_format("tokens"), DatasetFormat::kTokens);
 }
 
 TEST(Dataset, ByteOrderMarkAndCrLfAreAccepted) {

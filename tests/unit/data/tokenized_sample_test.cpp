@@ -91,6 +91,17 @@ TEST_F(TokenizedSampleTest, PlainTextTrainsAllAndAppendsEos) {
   EXPECT_THROW((void)tokenize_example(ex, tok, chat, options), Error);
 }
 
+TEST_F(TokenizedSampleTest, TokensAreKeptAndAllTrainedWithoutEos) {
+  Example ex;
+  ex.is_tokens = true;
+  ex.ids = {7, 3, 9, 1};
+  SampleOptions options;
+  options.text_eos_token = "<|endoftext|>";  // plain text only: token ids are used as they are
+  const TokenizedSample s = tokenize_example(ex, tok, chat, options);
+  EXPECT_EQ(s.ids, ex.ids);
+  EXPECT_EQ(s.labels, (std::vector<int32_t>{3, 9, 1, kIgnoreIndex}));
+}
+
 TEST_F(TokenizedSampleTest, Llama3TemplateTrainsEotId) {
   // The small tokenizer lacks <|eot_id|> as a special token, so it is spelled in pieces; the trained run
   // must still cover the reply and the whole end-of-turn marker.

@@ -216,6 +216,43 @@ TEST_F(RecipeLoader, MissingDataFilesSayWhatRelativePathsAreRelativeTo) {
   EXPECT_TRUE(any(ds, "no_such_eval.jsonl does not exist; relative paths are relative")) << all(ds);
 }
 
+TEST_F(RecipeLoader, HubIdsAndSourceListsWithCountsAndWeights) {
+  // A path that exists wins over a Hub id; org/name that names nothing locally is a Hub id, with @revision
+  // and #N; a list mixes files and tables.
+  const std::string file = fs::absolute(test_data_dir("recipe/train.jsonl")).lexically_normal().string();
+  Recipe r = load_recipe(test_data_dir("recipe/base.toml"),
+                         {"model.path=Qwen/Qwen2.5-0.5B@v1",
+                          "data.train=[\"" + file + "#3\", \"org/data@main#20\", {\"source\": \"" + file +
+                              "\", \"weight\": 0.5}, {\"source\": \"org/other\", \"count\": 7}]",
+                          "data.eval=org/evalset"},
+                         registry_);
+  EXPECT_EQ(r.model.hub_id, "Qwen/Qwen2.5-0.5B@v1");
+  ASSERT_EQ(r.data.train.size(), 4u);
+  EXPECT_EQ(r.data.train[0].path, fs::path(file));
+  EXPECT_EQ(r.data.train[0].count, 3);
+  EXPECT_EQ(r.data.train[1].hub_id, "org/data@main");
+  EXPECT_EQ(r.data.train[1].count, 20);
+  EXPECT_EQ(r.data.train[2].weight, 0.5);
+  EXPECT_EQ(r.data.train[3].hub_id, "org/other");
+  EXPECT_EQ(r.data.train[3].count, 7);
+  ASSERT_EQ(r.data.eval.size(), 1u);
+  EXPECT_EQ(r.data.eval[0].hub_id, "org/evalset");
+  // The recipe's own train.jsonl (it exists next to base.toml) is a path, not a Hub id.
+  Recipe local = load_recipe(test_data_dir("recipe/base.toml"), {}, registry_);
+  ASSERT_EQ(local.data.train.size(), 1u);
+  EXPECT_TRUE(local.data.train[0].hub_id.empty());
+  EXPECT_EQ(local.data.train[0].path, fs::absolute(test_data_dir("recipe/train.jsonl")).lexically_normal());
+
+  auto ds = errors("base.toml", {R"(data.train=[{"source": "org/a", "count": 2, "weight": 1.0}])"});
+  EXPECT_TRUE(any(ds, "give a source either count or weight, not both")) << all(ds);
+  ds = errors("base.toml", {R"(data.train=[{"source": "org/a", "wieght": 1.0}])"});
+  EXPECT_TRUE(any(ds, "unknown key 'wieght' in a source table (known: source, count, weight)")) << all(ds);
+  ds = errors("base.toml", {"data.train=[]"});
+  EXPECT_TRUE(any(ds, "data.train is an empty list")) << all(ds);
+  ds = errors("base.toml", {"data.train=5"});
+  EXPECT_TRUE(any(ds, "data.train must be a path or Hub id, or a list of them (got 5)")) << all(ds);
+}
+
 TEST_F(RecipeLoader, MissingSectionsAndKeysAndSyntaxErrors) {
   fs::path dir = fs::temp_directory_path() / ("engine_recipe_test_" + std::to_string(::getpid()));
   fs::create_directories(dir);
