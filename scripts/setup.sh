@@ -17,6 +17,8 @@ packages=(
   libicu-dev             # tokenizer Unicode normalization (NFC)
   libgloo-dev            # CPU collectives
   libdlpack-dev          # DLTensor, the raw tensor view of the plugin ABI
+  libssl-dev             # SHA-256 (libcrypto) of the checkpoint manifest
+  clang                  # libFuzzer targets (scripts/fuzz.sh) and the sanitizer build
   unzip                  # the cuDNN frontend headers out of their wheel
   libcurl4-openssl-dev   # Hub downloads (engine download, Hub ids on engine run)
   libssl-dev             # SHA-256 of downloaded LFS files (libcrypto)

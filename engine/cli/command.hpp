@@ -10,6 +10,13 @@
 #include "engine/plugins/plugin_registry.hpp"
 #include "engine/recipe/recipe.hpp"
 
+namespace engine::train {
+struct MemoryPlan;
+}  // namespace engine::train
+namespace engine::rt {
+class Device;
+}  // namespace engine::rt
+
 namespace engine::cli {
 
 // Exit codes of every subcommand.
@@ -31,6 +38,9 @@ const std::vector<Command>& commands();
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// The environment variable that --allow-insecure-plugins sets (to "1") and discover_plugins() reads.
+inline constexpr const char* kAllowInsecurePluginsEnv = "ENGINE_ALLOW_INSECURE_PLUGINS";
 
 // Loads every plugin on the search path (ENGINE_PLUGIN_PATH, then the installed folder); refused files are
 // logged as warnings and kept in registry.problems().
@@ -54,6 +64,11 @@ int run_command(const std::vector<std::string>& args);
 // Creates the preset model of a recipe at model.path when model.init_preset is set and it has none yet.
 void ensure_preset_model(const recipe::Recipe& recipe);
 int plan_command(const std::vector<std::string>& args);
+// The memory plan of a recipe on `device` from config.json (or the preset's config) alone, after creating its
+// optimizer, PEFT and quantizer instances there (which check their options); engine::Error for what would
+// stop `run` early.
+train::MemoryPlan plan_before_loading(const recipe::Recipe& recipe, const plugins::PluginRegistry& registry,
+                                      rt::Device& device);
 int export_command(const std::vector<std::string>& args);
 int plot_command(const std::vector<std::string>& args);
 int init_model_command(const std::vector<std::string>& args);

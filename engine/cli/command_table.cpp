@@ -12,7 +12,7 @@ const std::vector<Command>& commands() {
        "list the plugins found (name, kind, version, ABI, file) or describe one's options", &plugins_command},
       {"validate", "validate RECIPE [--set section.key=value]...",
        "check a recipe and print how it wires the plugins (exit 2 with every error)", &validate_command},
-      {"run", "run [RECIPE] [--set section.key=value]... [--resume auto|none|DIR] [--offline]",
+      {"run", "run [RECIPE] [--set section.key=value]... [--resume auto|none|DIR] [--offline] [--allow-missing-optimizer-state]",
        "validate a recipe and train (resuming from the newest checkpoint by default; no RECIPE: the embedded "
        "tiny_lora)",
        &run_command},

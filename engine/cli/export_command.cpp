@@ -23,6 +23,7 @@
 #include "engine/cli/option_args.hpp"
 #include "engine/core/error.hpp"
 #include "engine/host/host_api.hpp"
+#include "engine/io/checkpoint_manifest.hpp"
 #include "engine/host/host_session.hpp"
 #include "engine/host/plugin_quantizer.hpp"
 #include "engine/io/hf_config.hpp"
@@ -74,6 +75,14 @@ int export_command(const std::vector<std::string>& args) {
   if (!fs::is_directory(ckpt)) {
     fail("--checkpoint {}: no such directory; pass one of the checkpoint-<step> folders in train.output_dir",
          ckpt.string());
+  }
+  // A checkpoint of this engine carries manifest.json: nothing damaged is ever merged into a model. An adapter
+  // folder from elsewhere (PEFT) has none: said, and exported as it is.
+  if (fs::exists(ckpt / io::kCheckpointManifest)) {
+    io::verify_checkpoint_manifest(ckpt);
+  } else {
+    spdlog::info("{} has no {} (not a checkpoint written by this engine): its files are not verified",
+                 ckpt.string(), io::kCheckpointManifest);
   }
   if (!fs::exists(config_file)) {
     fail(

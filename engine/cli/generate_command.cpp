@@ -119,6 +119,7 @@ int generate_command(const std::vector<std::string>& args) {
   std::unique_ptr<host::PluginPeft> adapter;
   if (o.has("--adapter")) adapter = session::load_adapter(session, *registry, o.require("--adapter"));
   g.stop_tokens = stop_tokens(dir, *model, tokenizer, chat);
+  g.sampled_vocab = static_cast<int64_t>(tokenizer.vocab_size());
   spdlog::debug("prompt: {} tokens; stop tokens: {}", ids.size(), g.stop_tokens.size());
 
   session::TextStreamer streamer(tokenizer, [](std::string_view piece) { std::cout << piece << std::flush; });

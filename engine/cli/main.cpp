@@ -3,7 +3,9 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
 #include <iostream>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -16,13 +18,14 @@ namespace {
 
 void print_help() {
   std::cout << "engine " << ENGINE_VERSION << ": LLM fine-tuning with ABI-stable plugins\n\n"
-            << "usage: engine [--log-level trace|debug|info|warn|error] <command> [args]\n\ncommands:\n";
+            << "usage: engine [--log-level trace|debug|info|warn|error] [--allow-insecure-plugins] <command> [args]\n\ncommands:\n";
   for (const engine::cli::Command& c : engine::cli::commands()) {
     std::cout << "  " << c.usage << "\n      " << c.summary << "\n";
   }
   std::cout
       << "\n  --version    print the engine and plugin ABI versions\n"
-      << "plugins are found on ENGINE_PLUGIN_PATH (colon-separated) and in <prefix>/lib/engine/plugins\n";
+      << "plugins are found on ENGINE_PLUGIN_PATH (colon-separated) and in <prefix>/lib/engine/plugins\n"
+      << "  --allow-insecure-plugins    load plugin files that other users can write (refused by default)\n";
 }
 
 }  // namespace
@@ -59,6 +62,14 @@ int main(int argc, char** argv) {
     --i;
   }
 
+  // --allow-insecure-plugins may appear anywhere; the environment carries it to worker processes too.
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] != "--allow-insecure-plugins") continue;
+    ::setenv(engine::cli::kAllowInsecurePluginsEnv, "1", 1);
+    args.erase(args.begin() + static_cast<long>(i));
+    --i;
+  }
+
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     print_help();
     return args.empty() ? engine::cli::kExitUsage : engine::cli::kExitOk;
@@ -76,6 +87,11 @@ int main(int argc, char** argv) {
     } catch (const engine::cli::UsageError& e) {
       std::cerr << "engine " << c.name << ": " << e.what() << "\nusage: engine " << c.usage << "\n";
       return engine::cli::kExitUsage;
+    } catch (const std::bad_alloc&) {
+      std::cerr << "engine " << c.name
+                << ": out of memory (an allocation failed); lower train.micro_batch_size or data.max_seq_len "
+                   "(engine plan RECIPE shows what a run needs), or free memory on this machine\n";
+      return engine::cli::kExitRuntime;
     } catch (const std::exception& e) {
       std::cerr << "engine " << c.name << ": " << e.what() << "\n";
       return engine::cli::kExitRuntime;

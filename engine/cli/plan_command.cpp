@@ -10,6 +10,7 @@
 #include "engine/cli/hub_sources.hpp"
 #include "engine/core/error.hpp"
 #include "engine/host/host_api.hpp"
+#include "engine/host/plugin_peft.hpp"
 #include "engine/host/plugin_quantizer.hpp"
 #include "engine/io/hf_config.hpp"
 #include "engine/recipe/recipe_loader.hpp"
@@ -18,6 +19,41 @@
 #include "engine/train/plan_inputs.hpp"
 
 namespace engine::cli {
+
+train::MemoryPlan plan_before_loading(const recipe::Recipe& r, const plugins::PluginRegistry& registry,
+                                      rt::Device& device) {
+  nlohmann::json config;
+  if (std::filesystem::exists(r.model.path / "config.json")) {
+    config = io::read_hf_config(r.model.path).json;
+  } else {
+    const auto* vt = registry.require(ENG_KIND_MODEL, r.model.plugin).table<eng_model_vtable>();
+    const char* text =
+        vt->preset_config != nullptr ? vt->preset_config(r.model.init_preset.c_str()) : nullptr;
+    if (text == nullptr) fail("no config.json in {} and no preset to plan from", r.model.path.string());
+    config = nlohmann::json::parse(text);
+  }
+  host::HostSession hs(device, 0);
+  // Creating the plugin instances runs their own option checks (a LoRA target_modules regex, ranges the
+  // schema cannot say): what `run` would refuse at its start, refused here before any weight is read.
+  session::OptimizerInstance opt(hs, registry.require(ENG_KIND_OPTIMIZER, r.optimizer.plugin),
+                                 r.optimizer.options_json);
+  if (r.peft.present()) {
+    const plugins::PluginRecord& p = registry.require(ENG_KIND_PEFT, r.peft.plugin);
+    host::PluginPeft peft(hs, host::host_api(), p.table<eng_peft_vtable>(), p.name, r.peft.options_json);
+  }
+  double quant_bytes = 0.0;
+  if (r.quantizer.present()) {
+    const plugins::PluginRecord& q = registry.require(ENG_KIND_QUANTIZER, r.quantizer.plugin);
+    host::PluginQuantizer quant(hs, host::host_api(), q.table<eng_quantizer_vtable>(), q.name,
+                                r.quantizer.options_json);
+    if (quant.vtable().bytes_per_element != nullptr)
+      quant_bytes = quant.vtable().bytes_per_element(quant.self());
+  }
+  const bool cuda = device.type() == rt::DeviceType::CUDA;
+  train::PlanInputs in = train::plan_inputs_for(r, config, opt.state_bytes_per_element(), quant_bytes, cuda,
+                                                static_cast<int64_t>(device.total_memory()));
+  return train::make_memory_plan(in);
+}
 
 int plan_command(const std::vector<std::string>& args) {
   RecipeArgs a = parse_recipe_args(args);
@@ -31,34 +67,9 @@ int plan_command(const std::vector<std::string>& args) {
   HubSourceOptions hub_options;
   hub_options.download = false;
   resolve_hub_sources(r, hub_options);
-  nlohmann::json config;
-  if (std::filesystem::exists(r.model.path / "config.json")) {
-    config = io::read_hf_config(r.model.path).json;
-  } else {
-    const auto* vt = registry->require(ENG_KIND_MODEL, r.model.plugin).table<eng_model_vtable>();
-    const char* text =
-        vt->preset_config != nullptr ? vt->preset_config(r.model.init_preset.c_str()) : nullptr;
-    if (text == nullptr) fail("no config.json in {} and no preset to plan from", r.model.path.string());
-    config = nlohmann::json::parse(text);
-  }
   rt::Device& device = session::device_for(r.train.device);
-  host::HostSession hs(device, 0);
-  session::OptimizerInstance opt(hs, registry->require(ENG_KIND_OPTIMIZER, r.optimizer.plugin),
-                                 r.optimizer.options_json);
-  double quant_bytes = 0.0;
-  if (r.quantizer.present()) {
-    const plugins::PluginRecord& q = registry->require(ENG_KIND_QUANTIZER, r.quantizer.plugin);
-    host::PluginQuantizer quant(hs, host::host_api(), q.table<eng_quantizer_vtable>(), q.name,
-                                r.quantizer.options_json);
-    if (quant.vtable().bytes_per_element != nullptr)
-      quant_bytes = quant.vtable().bytes_per_element(quant.self());
-  }
-  const bool cuda = device.type() == rt::DeviceType::CUDA;
-  train::PlanInputs in = train::plan_inputs_for(r, config, opt.state_bytes_per_element(), quant_bytes, cuda,
-                                                static_cast<int64_t>(device.total_memory()));
-  train::MemoryPlan plan = train::make_memory_plan(in);
-  std::cout << train::format_memory_plan(
-      plan, fmt::format("{}:{}", rt::device_type_name(device.type()), device.index()));
+  train::MemoryPlan plan = plan_before_loading(r, *registry, device);
+  std::cout << train::format_memory_plan(plan, fmt::format("{}:{}", rt::device_type_name(device.type()), device.index()));
   return plan.fits() ? kExitOk : kExitRuntime;
 }
 

@@ -123,6 +123,10 @@ int plugins_command(const std::vector<std::string>& args) {
       for (const std::string& w : r->warnings) std::printf("    warning: %s\n", w.c_str());
     }
   }
+  if (!as_json && !registry->shadowed().empty()) {
+    std::cout << "\nshadowed:\n";
+    for (const plugins::LoadProblem& p : registry->shadowed()) std::cout << "  " << p.message << "\n";
+  }
   // Refused files are logged as warnings (stderr) while loading; the text listing repeats them.
   if (!as_json && !registry->problems().empty()) {
     std::cout << "\nrefused:\n";

@@ -32,6 +32,7 @@
 #include "engine/cli/preset_tokenizers.hpp"
 #include "engine/host/host_session.hpp"
 #include "engine/io/atomic_file.hpp"
+#include "engine/plugins/spelling.hpp"
 #include "engine/recipe/recipe_loader.hpp"
 #include "engine/recipe/recipe_wiring.hpp"
 #include "engine/runtime/device_select.hpp"
@@ -80,6 +81,30 @@ std::string take_resume(std::vector<std::string>& args) {
 // `engine init-model` does, with model.init_std as its initializer_range when set.
 void ensure_preset_model(const recipe::Recipe& r) {
   if (r.model.init_preset.empty() || fs::exists(r.model.path / "config.json")) return;
+  // A model is created only where nothing of the user's can be overwritten: the folder is new or empty. The
+  // model is written into a staging folder beside it and renamed at the end (as init-model does), so a folder
+  // without config.json that holds files is never one the engine created (a killed creation leaves only the
+  // staging folder) and is refused.
+  std::error_code ec;
+  const bool existed = fs::exists(fs::symlink_status(r.model.path, ec));
+  if (existed && !(fs::is_directory(r.model.path, ec) && fs::is_empty(r.model.path, ec))) {
+    std::vector<std::string> held;
+    if (fs::is_directory(r.model.path, ec)) {
+      for (const auto& e : fs::directory_iterator(r.model.path, ec)) {
+        if (held.size() == 4) {
+          held.push_back("...");
+          break;
+        }
+        held.push_back(e.path().filename().string());
+      }
+    }
+    fail(
+        "model.init_preset = \"{}\" would create a model at model.path {}, but it already {} and has no "
+        "config.json; the engine never writes over a user's files. Point model.path at a new or empty folder, "
+        "or add the model's config.json (and remove model.init_preset) to train the model that is there",
+        r.model.init_preset, r.model.path.string(),
+        held.empty() ? std::string("exists as a file") : "holds " + plugins::join(held));
+  }
   if (r.model.plugin.empty())
     fail("model.init_preset needs model.plugin (qwen2 or llama) to know what to create");
   auto registry = discover_plugins();
@@ -92,16 +117,21 @@ void ensure_preset_model(const recipe::Recipe& r) {
   nlohmann::json config = nlohmann::json::parse(text);
   if (r.model.init_std > 0) config["initializer_range"] = r.model.init_std;
   const std::string config_text = config.dump(2) + "\n";
-  fs::create_directories(r.model.path);
+  io::AtomicDirectory staging(r.model.path);
   host::HostSession hs(rt::cpu_device(), static_cast<uint64_t>(r.train.seed));
   {
     session::ModelInstance model(hs, plugin, config_text, R"({"dtype": "float32"})");
-    session::write_model_safetensors(hs.params(), r.model.path / "model.safetensors", ENG_F32);
+    session::write_model_safetensors(hs.params(), staging.path() / "model.safetensors", ENG_F32);
   }
-  io::write_file_atomic(r.model.path / "tokenizer.json", tokenizer->tokenizer_json);
-  io::write_file_atomic(r.model.path / "tokenizer_config.json", tokenizer->tokenizer_config_json);
-  io::write_file_atomic(r.model.path / "config.json",
-                        config_text);  // last: its presence marks the model complete
+  io::write_file_atomic(staging.path() / "tokenizer.json", tokenizer->tokenizer_json);
+  io::write_file_atomic(staging.path() / "tokenizer_config.json", tokenizer->tokenizer_config_json);
+  io::write_file_atomic(staging.path() / "config.json", config_text);
+  // The empty folder is replaced by the model: rmdir(2) fails if anything appeared in it meanwhile.
+  if (existed && !fs::remove(r.model.path, ec) && ec) {
+    fail("model.path {} is no longer an empty folder ({}); nothing was written there", r.model.path.string(),
+         ec.message());
+  }
+  staging.commit();
   spdlog::info("created the '{}' {} model ({} parameters, initializer_range {}) in {}", r.model.init_preset,
                r.model.plugin, hs.params().numel(), config.value("initializer_range", 0.02),
                r.model.path.string());
@@ -122,6 +152,9 @@ int run_command(const std::vector<std::string>& in_args) {
     return launch_workers(launch, args);
   }
   const std::string resume = take_resume(args);
+  const auto fresh_optimizer = std::find(args.begin(), args.end(), "--allow-missing-optimizer-state");
+  const bool allow_missing_optimizer_state = fresh_optimizer != args.end();
+  if (allow_missing_optimizer_state) args.erase(fresh_optimizer);
   HubSourceOptions hub_options;
   hub_options.offline = hub::hub_offline_from_env();
   if (auto it = std::find(args.begin(), args.end(), "--offline"); it != args.end()) {
@@ -178,6 +211,7 @@ int run_command(const std::vector<std::string>& in_args) {
   train::DataPipeline data(r, env.rank, env.world_size);
   train::TrainOptions options;
   options.resume = resume;
+  options.allow_missing_optimizer_state = allow_missing_optimizer_state;
   options.live_progress = train::stderr_is_terminal();
   options.stop_requested = &g_stop_requested;
   train::TrainResult result = train::train(session, data, options);

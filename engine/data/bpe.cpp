@@ -126,8 +126,7 @@ BpeModel BpeModel::from_json(const nlohmann::json& model, bool byte_level, const
   const auto& vocab = model.at("vocab");
   result.vocab_.reserve(vocab.size());
   for (const auto& [token, id_json] : vocab.items()) {
-    const auto id = id_json.get<int32_t>();
-    if (id < 0) fail("{}: vocabulary id {} of \"{}\" is negative", where, id, token);
+    const int32_t id = read_token_id(id_json, "vocabulary token \"" + token + "\"", where);
     result.vocab_.emplace(token, id);
     if (static_cast<size_t>(id) >= result.tokens_.size()) result.tokens_.resize(static_cast<size_t>(id) + 1);
     result.tokens_[static_cast<size_t>(id)] = token;
@@ -177,6 +176,16 @@ BpeModel BpeModel::from_json(const nlohmann::json& model, bool byte_level, const
   }
   result.cache_ = std::make_unique<WordCache>();
   return result;
+}
+
+int32_t read_token_id(const nlohmann::json& id, const std::string& what, const std::string& where) {
+  if (!id.is_number_integer()) fail("{}: the id of {} is {}, not an integer", where, what, id.dump());
+  const bool negative = id.is_number_integer() && !id.is_number_unsigned() && id.get<int64_t>() < 0;
+  if (negative || id.get<uint64_t>() > static_cast<uint64_t>(kMaxTokenId)) {
+    fail("{}: the id of {} is {}; token ids must be in 0..{} (fix or remove that entry)", where, what,
+         id.dump(), kMaxTokenId);
+  }
+  return static_cast<int32_t>(id.get<int64_t>());
 }
 
 std::optional<int32_t> BpeModel::token_to_id(std::string_view token) const {

@@ -16,6 +16,14 @@
 
 namespace engine::data {
 
+// The largest token id a tokenizer.json may use (vocabulary and added tokens): 2^24 - 1, far above any
+// published vocabulary (~262k) and small enough that the per-id tables stay a few hundred MB at most.
+inline constexpr int64_t kMaxTokenId = (int64_t{1} << 24) - 1;
+
+// The id of a token read from tokenizer.json: an integer in 0..kMaxTokenId, else engine::Error naming the
+// token (`what`) and the file (`where`).
+int32_t read_token_id(const nlohmann::json& id, const std::string& what, const std::string& where);
+
 class BpeModel {
  public:
   BpeModel();

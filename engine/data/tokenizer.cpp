@@ -39,7 +39,7 @@ void add_template_items(const nlohmann::json& spec, Template& out, const std::st
         if (!specials.contains(name))
           fail("{}: post_processor uses special token {} it does not define", where, name);
         for (const auto& id : specials[name].at("ids"))
-          (seen_sequence ? out.after : out.before).push_back(id.get<int32_t>());
+          (seen_sequence ? out.after : out.before).push_back(read_token_id(id, "special token " + name, where));
       }
     }
   } else {
@@ -122,8 +122,8 @@ Tokenizer Tokenizer::from_json_text(std::string_view text, const std::string& wh
     if (json.contains("added_tokens")) {
       for (const auto& t : json["added_tokens"]) {
         AddedToken token;
-        token.id = t.at("id").get<int32_t>();
         token.content = t.at("content").get<std::string>();
+        token.id = read_token_id(t.at("id"), "added token \"" + token.content + "\"", where);
         token.special = t.value("special", false);
         token.lstrip = t.value("lstrip", false);
         token.rstrip = t.value("rstrip", false);

@@ -10,10 +10,12 @@
 
 namespace engine::data {
 
-// Decodes the code point starting at text[pos] (text must be valid UTF-8); sets `length` to its byte count.
+// Decodes the code point starting at text[pos]; sets `length` to its byte count. A malformed or cut-off
+// sequence (or pos at the end) gives U+FFFD with length 1, never a read past the text.
 char32_t decode_utf8(std::string_view text, size_t pos, size_t& length) noexcept;
 
-// Decodes the code point that ends at text[end - 1] (valid UTF-8, end > 0); sets `length` to its byte count.
+// Decodes the code point that ends at text[end - 1]; sets `length` to its byte count (U+FFFD and 1 when the
+// bytes before `end` are not one whole sequence, or end is 0).
 char32_t decode_utf8_before(std::string_view text, size_t end, size_t& length) noexcept;
 
 // Appends the UTF-8 encoding of `cp` to `out`.

@@ -9,8 +9,10 @@
 #include <system_error>
 
 #include "engine/core/error.hpp"
+#include "engine/plugins/plugin_file_check.hpp"
 #include "engine/plugins/plugin_kind.hpp"
 #include "engine/plugins/plugin_warnings.hpp"
+#include "engine/plugins/plugin_search_path.hpp"
 #include "engine/plugins/spelling.hpp"
 
 namespace engine::plugins {
@@ -50,16 +52,6 @@ bool has_create_and_destroy(const void* vtable) {
   };
   const Head* h = static_cast<const Head*>(vtable);
   return h->create != nullptr && h->destroy != nullptr;
-}
-
-bool is_elf(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  char magic[4] = {};
-  in.read(magic, 4);
-  return in.gcount() == 4 && std::memcmp(magic,
-                                         "\x7f"
-                                         "ELF",
-                                         4) == 0;
 }
 
 std::string str(const char* s) { return s != nullptr ? s : ""; }
@@ -111,11 +103,7 @@ const PluginRecord* PluginRegistry::load_file(const fs::path& path) {
   if (std::find(loaded_files_.begin(), loaded_files_.end(), canonical) != loaded_files_.end()) return nullptr;
   loaded_files_.push_back(canonical);
 
-  if (!is_elf(path)) {
-    refuse(path,
-           "not a shared library (no ELF header); remove it from the plugin folder or ENGINE_PLUGIN_PATH");
-    return nullptr;
-  }
+  if (!precheck_file(path)) return nullptr;
   auto library = std::make_unique<Library>();
   try {
     library->lib.load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
@@ -200,6 +188,7 @@ const PluginRecord* PluginRegistry::load_file(const fs::path& path) {
   rec.path = fs::absolute(path).lexically_normal();
 
   auto key = std::make_pair(rec.kind, rec.name);
+  if (auto it = plugins_.find(key); it != plugins_.end() && note_shadowed(it->second, rec.path)) return nullptr;
   if (auto it = plugins_.find(key); it != plugins_.end()) {
     refuse(path, std::string("duplicate ") + kind_name(rec.kind) + " plugin name '" + rec.name +
                      "': already loaded from " + it->second.path.string() +
@@ -213,6 +202,33 @@ const PluginRecord* PluginRegistry::load_file(const fs::path& path) {
   spdlog::debug("loaded {} plugin '{}' {} (ABI {}) from {}", kind_name(rec.kind), rec.name, rec.version,
                 abi_string(rec.abi_version), path.string());
   return &plugins_.emplace(key, std::move(rec)).first->second;
+}
+
+// Before dlopen: the permission check (a file others can replace) and the ELF check (a truncated or foreign
+// file would fault inside dlopen, taking every other plugin down with it).
+bool PluginRegistry::precheck_file(const fs::path& path) {
+  std::string reason = check_plugin_permissions(path, allow_insecure_);
+  if (reason.empty()) reason = check_elf_file(path);
+  if (reason.empty()) return true;
+  refuse(path, std::move(reason));
+  return false;
+}
+
+// A plugin on ENGINE_PLUGIN_PATH that has the name of an installed one replaces it: that is how a user tries a
+// fixed build, so it is no error, but it is said at info level (and listed by `engine plugins`) so that it is
+// never silent. A duplicate anywhere else stays a refusal.
+bool PluginRegistry::note_shadowed(const PluginRecord& used, const fs::path& installed_path) {
+  std::error_code ec;
+  const fs::path installed = fs::weakly_canonical(installed_dir_.empty() ? installed_plugin_dir() : installed_dir_, ec);
+  if (fs::weakly_canonical(installed_path.parent_path(), ec) != installed ||
+      fs::weakly_canonical(used.path.parent_path(), ec) == installed)
+    return false;
+  std::string message = std::string(kind_name(used.kind)) + " plugin '" + used.name + "' from " +
+                        used.path.string() + " shadows the installed one at " + installed_path.string() +
+                        " (ENGINE_PLUGIN_PATH comes first); remove it from ENGINE_PLUGIN_PATH to use the installed one";
+  spdlog::info("{}", message);
+  shadowed_.push_back({installed_path, std::move(message)});
+  return true;
 }
 
 const PluginRecord* PluginRegistry::find(eng_plugin_kind kind, const std::string& name) const {

@@ -65,6 +65,13 @@ class PluginRegistry {
   // The plugins of any kind called `name`.
   std::vector<const PluginRecord*> find_any_kind(const std::string& name) const;
   const std::vector<LoadProblem>& problems() const noexcept { return problems_; }
+  // Installed plugins replaced by a same-named one found first on ENGINE_PLUGIN_PATH (logged at info).
+  const std::vector<LoadProblem>& shadowed() const noexcept { return shadowed_; }
+  // Load plugin files that others may write, or in folders others may write (--allow-insecure-plugins).
+  void set_allow_insecure(bool allow) noexcept { allow_insecure_ = allow; }
+  // The folder of installed plugins (default: installed_plugin_dir()); a same-named plugin found earlier on
+  // the search path shadows one there, reported at info level instead of refused as a duplicate.
+  void set_installed_dir(std::filesystem::path dir) { installed_dir_ = std::move(dir); }
 
   // The plugin for a recipe slot, or throws engine::Error explaining: a wrong kind ("'x' is a peft plugin,
   // the [optimizer] slot needs an optimizer plugin"), or an unknown name with suggestions and the list of
@@ -76,6 +83,8 @@ class PluginRegistry {
  private:
   struct Library;
   void refuse(const std::filesystem::path& path, std::string message);
+  bool precheck_file(const std::filesystem::path& path);
+  bool note_shadowed(const PluginRecord& used, const std::filesystem::path& installed_path);
 
   const eng_host_api* host_;
   uint32_t host_abi_min_;
@@ -84,6 +93,9 @@ class PluginRegistry {
   std::map<std::pair<eng_plugin_kind, std::string>, PluginRecord> plugins_;
   std::vector<std::filesystem::path> loaded_files_;  // canonical paths already tried
   std::vector<LoadProblem> problems_;
+  std::vector<LoadProblem> shadowed_;
+  bool allow_insecure_ = false;
+  std::filesystem::path installed_dir_;
 };
 
 }  // namespace engine::plugins

@@ -202,12 +202,14 @@ json parse_cli_value(const FieldSpec& spec, const std::string& text) {
       return v;
     }
     case FieldType::kNumber: {
+      // An integer as written stays one (exactly, also past 2^53); anything else is a finite double.
+      int64_t i = 0;
+      auto [iptr, iec] = std::from_chars(text.data(), text.data() + text.size(), i);
+      if (iec == std::errc() && iptr == text.data() + text.size()) return i;
       char* end = nullptr;
       double v = std::strtod(text.c_str(), &end);
       if (text.empty() || end != text.c_str() + text.size()) fail("'{}' is not a number", text);
-      if (text.find_first_of(".eE") == std::string::npos && text.find("inf") == std::string::npos) {
-        return static_cast<int64_t>(v);
-      }
+      if (!std::isfinite(v)) fail("'{}' is not a finite number", text);
       return v;
     }
     case FieldType::kArray:

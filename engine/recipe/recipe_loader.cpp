@@ -2,7 +2,11 @@
 
 #include <toml++/toml.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <map>
 #include <set>
 #include <tuple>
@@ -54,6 +58,42 @@ void resolve_paths(json& v, const fs::path& base_dir) {
   auto [path, count] = split_count(text);
   const fs::path local = fs::absolute(base_dir / path).lexically_normal();
   if (fs::exists(local, ec) || !hub::parse_hub_id(path)) v = local.string() + count;
+}
+
+// "" when `path` is a readable regular file, else what it is instead ("does not exist", "is a folder, expected
+// a file", ...).
+std::string why_not_a_file(const fs::path& path) {
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  if (!fs::exists(st)) return "does not exist";
+  if (fs::is_directory(st)) return "is a folder, expected a file";
+  if (!fs::is_regular_file(st)) return "is not a regular file";
+  if (::access(path.c_str(), R_OK) != 0) return "cannot be read (" + std::string(std::strerror(errno)) + ")";
+  return "";
+}
+
+// "" when `dir` is a folder this process can write into, or does not exist yet but can be created (its
+// nearest existing parent is a writable folder); else the problem and the fix, for train.output_dir.
+std::string why_not_writable_folder(const fs::path& dir) {
+  if (dir.empty()) return "is empty; set it to the folder where checkpoints and metrics.jsonl go";
+  std::error_code ec;
+  fs::path probe = dir;
+  while (!probe.empty() && !fs::exists(fs::status(probe, ec))) {
+    if (probe == probe.parent_path()) break;
+    probe = probe.parent_path();
+  }
+  if (probe.empty()) probe = ".";
+  const fs::file_status st = fs::status(probe, ec);
+  if (!fs::is_directory(st)) {
+    return dir.string() + (probe == dir ? std::string(" is a file, expected a folder")
+                                        : " cannot be created: " + probe.string() + " is a file") +
+           "; choose another folder";
+  }
+  if (::access(probe.c_str(), W_OK | X_OK) != 0) {
+    return dir.string() + (probe == dir ? std::string(" is not writable") : " cannot be created: " + probe.string() + " is not writable") +
+           " (" + std::strerror(errno) + "); choose a folder you can write, or fix its permissions";
+  }
+  return "";
 }
 
 // One key's value and where it was set.
@@ -145,9 +185,8 @@ std::optional<json> RecipeReader::to_json(const toml::node& node, const fs::path
 
 void RecipeReader::read_file(const fs::path& path, std::vector<fs::path>& stack) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) {
-    error(stack.empty() ? path.string() : stack.back().string(),
-          "recipe file " + path.string() + " does not exist");
+  if (std::string why = why_not_a_file(path); !why.empty()) {
+    error(stack.empty() ? path.string() : stack.back().string(), "recipe file " + path.string() + " " + why);
     return;
   }
   fs::path canonical = fs::weakly_canonical(path, ec);
@@ -320,7 +359,8 @@ void RecipeReader::check_sections() {
     std::vector<std::string> known;
     for (const FieldSpec& f : fields) known.push_back(f.name);
     for (const auto& [key, entry] : section.entries) {
-      auto f = std::find_if(fields.begin(), fields.end(), [&](const FieldSpec& x) { return x.name == key; });
+      const std::string& name = key;  // clang 14 (the fuzz build) cannot capture a structured binding
+      auto f = std::find_if(fields.begin(), fields.end(), [&](const FieldSpec& x) { return x.name == name; });
       if (f == fields.end()) {
         if (!options_known) continue;  // the plugin error already explains; its options cannot be checked
         std::string owner = spec.plugin_kind ? std::string(" of the engine and of ") +
@@ -615,7 +655,7 @@ void RecipeReader::check_combination(const Recipe& r) {
     error(sections_["scheduler"].location,
           "set either scheduler.warmup_steps or scheduler.warmup_ratio, not both");
   }
-  if (r.scheduler.min_lr > r.optimizer.lr && r.optimizer.lr > 0) {
+  if (r.scheduler.min_lr > r.optimizer.lr) {
     error(sections_["scheduler"].location, "scheduler.min_lr (" + json(r.scheduler.min_lr).dump() +
                                                ") is above optimizer.lr (" + json(r.optimizer.lr).dump() +
                                                ")");
@@ -652,6 +692,8 @@ void RecipeReader::check_paths(const Recipe& r) {
       }
     }
   }
+  if (std::string why = why_not_writable_folder(r.train.output_dir); !why.empty())
+    error(entry_location("train", "output_dir"), "train.output_dir " + why);
 }
 
 // Orders diagnostics as a reader meets them: by file, then line, then column; --set arguments last, in order.

@@ -2,6 +2,7 @@
 // line in recipe_sections.cpp plus reading it into Recipe in recipe_loader.cpp (and a line in README.md).
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +11,10 @@
 #include "engine/recipe/field_spec.hpp"
 
 namespace engine::recipe {
+
+// The largest data.max_seq_len: 2^20 tokens, beyond every published context length (the per-row buffers
+// are allocated up front, so a typo such as 1e9 must be refused, not attempted).
+inline constexpr int64_t kMaxSeqLen = int64_t{1} << 20;
 
 struct SectionSpec {
   std::string name;

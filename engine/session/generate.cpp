@@ -57,6 +57,8 @@ std::vector<int32_t> generate(ModelInstance& model, std::span<const int32_t> pro
     const int64_t t = hidden.dim(1);
     rt::Tensor last = hidden.sliced(1, t - 1, t).contiguous().view(rt::Dims{1, info.hidden_size});  // (1,C)
     std::vector<float> logits = model.logits(last).to_float_vector();                               // (V)
+    if (options.sampled_vocab > 0 && static_cast<size_t>(options.sampled_vocab) < logits.size())
+      logits.resize(static_cast<size_t>(options.sampled_vocab));  // padding rows of the embedding: no text
     const int32_t next = sampler.next(logits);
     out.push_back(next);
     if (on_token) on_token(next);

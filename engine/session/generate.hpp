@@ -23,6 +23,9 @@ struct GenerateOptions {
   int64_t max_new_tokens = 256;
   SamplingOptions sampling;
   std::vector<int32_t> stop_tokens;
+  // > 0: only ids below this are sampled. The tokenizer's id count: a model's embedding often has padding rows
+  // beyond it (Qwen2.5: 152,064 rows for 151,665 tokens) that have no text, so they are never generated.
+  int64_t sampled_vocab = 0;
 };
 
 // Returns the new tokens. engine::Error for an empty prompt, max_new_tokens < 1, or a model without the

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 
@@ -40,6 +41,12 @@ bool complete(const fs::path& dir) { return fs::is_regular_file(dir / kStateFile
 
 }  // namespace
 
+void checkpoint_fault_point(const char* point) {
+  const char* want = std::getenv("ENGINE_FAULT_CHECKPOINT");
+  if (want != nullptr && std::strcmp(want, point) == 0)
+    fail_with(ENG_ERR_IO, "injected fault at {} (ENGINE_FAULT_CHECKPOINT)", point);
+}
+
 std::string checkpoint_name(int64_t step) { return "checkpoint-" + std::to_string(step); }
 
 void fsync_path(const fs::path& path) {
@@ -64,12 +71,14 @@ fs::path publish_checkpoint(const fs::path& output_dir, int64_t step, int64_t ke
 
   fill(tmp);
 
+  checkpoint_fault_point("fsync");
   for (const auto& entry : fs::recursive_directory_iterator(tmp)) {
     if (entry.is_regular_file() || entry.is_directory()) fsync_path(entry.path());
   }
   fsync_path(tmp);
 
   const fs::path final_dir = output_dir / checkpoint_name(step);
+  checkpoint_fault_point("rename");
   if (fs::exists(final_dir)) {
     // Same step saved again (a resumed run that stops where it resumed): swap, then delete the old one.
     const fs::path old = output_dir / (".old-" + checkpoint_name(step));
@@ -87,6 +96,7 @@ fs::path publish_checkpoint(const fs::path& output_dir, int64_t step, int64_t ke
   }
   fsync_path(output_dir);
 
+  checkpoint_fault_point("latest");
   const fs::path latest_tmp = output_dir / "latest.tmp";
   write_synced(latest_tmp, checkpoint_name(step) + "\n");
   fs::rename(latest_tmp, output_dir / "latest", ec);
@@ -94,6 +104,7 @@ fs::path publish_checkpoint(const fs::path& output_dir, int64_t step, int64_t ke
   fsync_path(output_dir);
 
   if (keep_last > 0) {
+    checkpoint_fault_point("prune");
     auto all = list_checkpoints(output_dir);
     const int64_t excess = static_cast<int64_t>(all.size()) - keep_last;
     for (int64_t i = 0; i < excess; ++i) {
@@ -121,9 +132,8 @@ std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& outpu
 }
 
 std::optional<fs::path> latest_checkpoint(const fs::path& output_dir) {
-  std::ifstream f(output_dir / "latest");
-  std::string name;
-  if (f && std::getline(f, name) && step_of(name) && complete(output_dir / name)) return output_dir / name;
+  // The highest complete step, even when `latest` names an older one: a run killed after renaming a new
+  // checkpoint into place but before moving `latest` has that checkpoint complete on disk.
   auto all = list_checkpoints(output_dir);
   if (all.empty()) return std::nullopt;
   return all.back().second;

@@ -33,12 +33,18 @@ fs::path publish_checkpoint(const fs::path& output_dir, int64_t step, int64_t ke
 // Complete checkpoints (checkpoint-<step> directories with a trainer_state.json), oldest first.
 std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& output_dir);
 
-// The newest complete checkpoint: the one `latest` names if it is complete, else the highest step listed.
+// The newest complete checkpoint: the highest step listed (`latest` may lag one behind after a kill).
 std::optional<fs::path> latest_checkpoint(const fs::path& output_dir);
 
 // --resume: "none" -> nullopt; "auto" -> latest_checkpoint (nullopt when there is none); otherwise a
 // directory that must hold a complete checkpoint (throws engine::Error naming what is missing).
 std::optional<fs::path> resolve_resume(const fs::path& output_dir, const std::string& spec);
+
+// Fault injection for the tests: when the environment variable ENGINE_FAULT_CHECKPOINT equals `point`,
+// throws engine::Error (ENG_ERR_IO) "injected fault at <point>" as a failed write there would. Points:
+// weights, optimizer, recipe, trainer_state, manifest (inside the temporary directory), fsync, rename, latest,
+// prune (publishing).
+void checkpoint_fault_point(const char* point);
 
 // fsync a file or a directory; throws engine::Error (ENG_ERR_IO) naming the path.
 void fsync_path(const fs::path& path);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/core/error.hpp"
+#include "engine/io/checkpoint_manifest.hpp"
 #include "engine/io/safetensors.hpp"
 #include "engine/io/safetensors_writer.hpp"
 #include "engine/runtime/state_dict.hpp"
@@ -38,6 +39,20 @@ void write_optimizer_state(session::TrainingSession& session, const fs::path& fi
   }
   w.set_metadata("format", "pt");
   w.write(file);
+}
+
+void require_optimizer_state(const fs::path& file, bool allow_missing) {
+  bool shares = false;  // a sharded optimizer (zero2) saves optimizer-rank<R>-of-<W>.safetensors instead
+  if (fs::is_directory(file.parent_path()))
+    for (const auto& e : fs::directory_iterator(file.parent_path()))
+      shares = shares || e.path().filename().string().rfind("optimizer-rank", 0) == 0;
+  if (!fs::exists(file) && !shares && !allow_missing) {
+    fail_with(ENG_ERR_IO,
+              "cannot resume from {}: {} is missing, so the optimizer would start from a fresh state (not the "
+              "run that was saved). Restore the file, resume from another checkpoint (--resume DIR), or pass "
+              "--allow-missing-optimizer-state to continue with a fresh optimizer state",
+              file.parent_path().string(), file.filename().string());
+  }
 }
 
 // Reads optimizer.safetensors, or every optimizer-rank*.safetensors share of a sharded optimizer merged.
@@ -84,13 +99,16 @@ fs::path save_checkpoint(session::TrainingSession& session, const TrainerState& 
              state.step, rank, optimizer_shards.string());
   }
   const fs::path published = publish_checkpoint(r.train.output_dir, state.step, r.checkpoint.keep_last, [&](const fs::path& dir) {
+    checkpoint_fault_point("weights");
     session.save_weights(dir);
+    checkpoint_fault_point("optimizer");
     if (optimizer_shards.empty()) {
       write_optimizer_state(session, dir / "optimizer.safetensors");
     } else {
       for (int rank = 0; rank < world; ++rank)
         fs::rename(optimizer_shards / shard_name(rank, world), dir / shard_name(rank, world));
     }
+    checkpoint_fault_point("recipe");
     if (fs::exists(r.source))
       fs::copy_file(r.source, dir / "recipe.toml", fs::copy_options::overwrite_existing);
     {
@@ -98,13 +116,21 @@ fs::path save_checkpoint(session::TrainingSession& session, const TrainerState& 
       f << r.resolved.dump(2) << '\n';
       if (!f.flush()) fail_with(ENG_ERR_IO, "cannot write {}", (dir / "recipe.json").string());
     }
-    state.write(dir / "trainer_state.json");  // last: its presence marks a complete checkpoint
+    checkpoint_fault_point("trainer_state");
+    state.write(dir / "trainer_state.json");  // its presence marks a complete checkpoint
+    checkpoint_fault_point("manifest");
+    io::write_checkpoint_manifest(dir);  // last: the checksums of everything above
   });
   if (!optimizer_shards.empty()) fs::remove_all(optimizer_shards);
   return published;
 }
 
-TrainerState load_checkpoint(session::TrainingSession& session, const fs::path& dir) {
+TrainerState load_checkpoint(session::TrainingSession& session, const fs::path& dir,
+                             bool allow_missing_optimizer_state) {
+  io::ManifestCheck check;
+  if (allow_missing_optimizer_state) check.may_be_missing.insert("optimizer.safetensors");
+  require_optimizer_state(dir / "optimizer.safetensors", allow_missing_optimizer_state);
+  io::verify_checkpoint_manifest(dir, check);
   TrainerState state = TrainerState::read(dir / "trainer_state.json");
   const bool full = session.full_finetune();
   if (!state.weights.empty() && state.weights != (full ? "full" : "adapter")) {

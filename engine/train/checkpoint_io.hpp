@@ -8,6 +8,8 @@
 //   recipe.toml, recipe.json                         the recipe file as given and as resolved (--set applied)
 //   trainer_state.json                               step, data cursor, generator, counters
 //   (trainer_state.hpp)
+//   manifest.json                                    SHA-256 of every file above, written last
+//   (io/checkpoint_manifest.hpp), verified before anything is loaded on resume
 // Written through publish_checkpoint (checkpoint_dir.hpp): temporary directory, fsync, rename, `latest`.
 #pragma once
 
@@ -28,8 +30,10 @@ std::filesystem::path save_checkpoint(session::TrainingSession& session, const T
 // <folder>/optimizer-rank<R>-of-<W>.safetensors.
 void write_optimizer_shard(session::TrainingSession& session, const std::filesystem::path& folder);
 
-// Loads weights and optimizer state into the session and returns the trainer state (the caller restores the
-// data cursor and the generator from it).
-TrainerState load_checkpoint(session::TrainingSession& session, const std::filesystem::path& dir);
+// Verifies the manifest, loads weights and optimizer state into the session and returns the trainer state
+// (the caller restores the data cursor and the generator from it). A missing optimizer.safetensors is an
+// error unless allow_missing_optimizer_state (--allow-missing-optimizer-state): then the optimizer starts fresh.
+TrainerState load_checkpoint(session::TrainingSession& session, const std::filesystem::path& dir,
+                             bool allow_missing_optimizer_state = false);
 
 }  // namespace engine::train

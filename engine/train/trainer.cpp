@@ -2,13 +2,17 @@
 
 #include <spdlog/spdlog.h>
 
+#include <charconv>
 #include <chrono>
+#include <cstdlib>
+#include <string_view>
 #include <cmath>
 #include <limits>
 #include <optional>
 
 #include "engine/core/error.hpp"
 #include "engine/runtime/state_dict.hpp"
+#include "engine/runtime/kernel_table.hpp"
 #include "engine/train/checkpoint_dir.hpp"
 #include "engine/train/checkpoint_io.hpp"
 #include "engine/train/forward_backward.hpp"
@@ -29,6 +33,40 @@ namespace engine::train {
 namespace fs = std::filesystem;
 
 namespace {
+
+// Fault injection for the tests: ENGINE_FAULT_NONFINITE="loss:2,3" makes the loss of steps 2 and 3 NaN;
+// "grad:4" fills the gradient of the first trainable parameter with +Inf after step 4's backward pass (so the
+// global norm the guard sees is computed from a real non-finite gradient).
+bool fault_at(const char* kind, int64_t step) {
+  const char* spec = std::getenv("ENGINE_FAULT_NONFINITE");
+  if (spec == nullptr) return false;
+  std::string_view s(spec);
+  const std::string prefix = std::string(kind) + ":";
+  if (!s.starts_with(prefix)) return false;
+  s.remove_prefix(prefix.size());
+  while (!s.empty()) {
+    const size_t comma = s.find(',');
+    const std::string_view item = s.substr(0, comma);
+    int64_t v = 0;
+    if (std::from_chars(item.data(), item.data() + item.size(), v).ec == std::errc() && v == step) return true;
+    if (comma == std::string_view::npos) break;
+    s.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+void inject_nonfinite_faults(rt::ParamStore& params, int64_t step, PassResult& pass) {
+  if (fault_at("loss", step)) pass.loss = std::numeric_limits<double>::quiet_NaN();
+  if (!fault_at("grad", step)) return;
+  for (size_t i = 0; i < params.size(); ++i) {
+    rt::Param& p = params.at(i);
+    if (p.tied() || !p.trainable()) continue;
+    rt::Tensor g = params.grad(p);
+    if (!g.defined()) continue;
+    g.device().kernels().fill(g, std::numeric_limits<double>::infinity());
+    return;
+  }
+}
 
 // A word for a POSIX shell: as is when it has only safe characters, else in single quotes.
 std::string shell_word(const std::string& w) {
@@ -137,7 +175,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
   state.weights = session.full_finetune() ? "full" : "adapter";
 
   if (auto dir = resolve_resume(r.train.output_dir, options.resume)) {
-    TrainerState saved = load_checkpoint(session, *dir);
+    TrainerState saved = load_checkpoint(session, *dir, options.allow_missing_optimizer_state);
     if (saved.schedule != state.schedule) {
       fail(
           "cannot resume from {}: it was trained with the schedule '{}', this recipe gives '{}'. Resume with "
@@ -178,9 +216,11 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
   const double ceiling = device.gemm_ceiling_flops();
   if (ceiling > 0) spdlog::info("GEMM ceiling of the device: {:.0f} TFLOP/s (bf16 8192^3, cuBLASLt)", ceiling / 1e12);
 
-  auto checkpoint = [&]() {
-    state.sampler = data.cursor();
-    state.rng_state = hs.rng().state();
+  // Saves the state after state.step. The data cursor and generator default to where they are now; a step that
+  // failed passes the ones from before it, so that a resume runs that step again.
+  auto checkpoint = [&](const nlohmann::json* cursor = nullptr, const uint64_t* rng_state = nullptr) {
+    state.sampler = cursor != nullptr ? *cursor : data.cursor();
+    state.rng_state = rng_state != nullptr ? *rng_state : hs.rng().state();
     state.nonfinite_in_a_row = guard.in_a_row();
     state.nonfinite_total = guard.total_skipped();
     // Parameters and optimizer state are replicated (ddp): rank 0 writes them, with the data cursor that
@@ -192,7 +232,20 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
       write_optimizer_shard(session, shards);
       comm.barrier();
     }
-    if (lead) result.last_checkpoint = save_checkpoint(session, state, shards, world);
+    if (lead) {
+      try {
+        result.last_checkpoint = save_checkpoint(session, state, shards, world);
+      } catch (const Error& e) {
+        // Nothing of the new checkpoint is visible (it is written aside and renamed only when complete), so
+        // the previous one is what a resume uses; say so, with the cause.
+        const std::string previous = result.last_checkpoint.empty()
+                                         ? std::string("there is no earlier checkpoint of this run")
+                                         : "the previous checkpoint " + result.last_checkpoint.string() +
+                                               " is intact: fix the cause and run the same command again to "
+                                               "resume from it";
+        fail_with(e.status(), "saving the checkpoint of step {} failed: {}; {}", state.step, e.what(), previous);
+      }
+    }
     if (world > 1) {
       comm.barrier();
       if (!lead) result.last_checkpoint = resolve_resume(r.train.output_dir, "auto").value_or(fs::path());
@@ -212,13 +265,29 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     comm.set_step(step);
     device.reset_peak_memory();
     const double t0 = now_s();
+    const nlohmann::json cursor_before = data.cursor();
+    const uint64_t rng_before = hs.rng().state();
+    PassResult pass;
     std::vector<data::Batch> micro;
-    for (int64_t i = 0; i < r.train.grad_accum; ++i)
-      micro.push_back(data.next(static_cast<int32_t>(r.train.micro_batch_size)));
-    if (profile.enabled() && step == result.first_step + 2) profile.reset();  // the first step warms up
-    PassResult pass = forward_backward(session, micro);
+    try {
+      for (int64_t i = 0; i < r.train.grad_accum; ++i)
+        micro.push_back(data.next(static_cast<int32_t>(r.train.micro_batch_size)));
+      if (profile.enabled() && step == result.first_step + 2) profile.reset();  // the first step warms up
+      pass = forward_backward(session, micro);
+    } catch (const Error& e) {
+      // A plugin (or the data) failed before the optimizer ran: no weight changed, so the state after the last
+      // completed step is saved (unless it already is) and the run stops with the cause.
+      hs.params().zero_grads();
+      if (!saved_at_last_step && (state.step > result.first_step || result.last_checkpoint.empty()))
+        checkpoint(&cursor_before, &rng_before);
+      fail_with(e.status(),
+                "step {} failed: {}. The run stopped; {} holds the state after step {}: fix the cause and run "
+                "the same command again to resume from there",
+                step, e.what(), result.last_checkpoint.string(), state.step);
+    }
     if (session.parallel() != nullptr) session.parallel()->before_step();  // ddp: gradients summed here
-    double norm = 0.0;
+    inject_nonfinite_faults(hs.params(), step, pass);
+    double norm = 0;
     {
       rt::OpTimer timer(profile.enabled() ? &device : nullptr, "grad_norm", "step");
       if (session.shards_optimizer()) {
@@ -252,7 +321,18 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     const StepVerdict verdict = guard.check(loss_for_verdict, norm);
     if (verdict == StepVerdict::Apply) {
       rt::OpTimer timer(profile.enabled() ? &device : nullptr, "optimizer", "step");
-      session.optimizer().step(step, lr, clip_coefficient(norm, r.train.grad_clip));
+      try {
+        session.optimizer().step(step, lr, clip_coefficient(norm, r.train.grad_clip));
+      } catch (const Error& e) {
+        // The optimizer may have updated part of the weights or its state: nothing of this step is saved.
+        fail_with(e.status(),
+                  "step {} failed in the optimizer: {}. The run stopped without saving (the weights may be partly "
+                  "updated); {}",
+                  step, e.what(),
+                  result.last_checkpoint.empty()
+                      ? std::string("no checkpoint of this run exists yet")
+                      : "resume from " + result.last_checkpoint.string() + " with the same command");
+      }
     }
     if (session.parallel() != nullptr) session.parallel()->after_step();
     {

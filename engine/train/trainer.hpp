@@ -22,6 +22,7 @@ namespace engine::train {
 
 struct TrainOptions {
   std::string resume = "auto";  // auto | none | a checkpoint directory
+  bool allow_missing_optimizer_state = false;  // --allow-missing-optimizer-state: resume with a fresh optimizer
   std::FILE* progress_out = stderr;
   bool live_progress = false;                         // one rewritten line (stderr is a terminal)
   const std::atomic<bool>* stop_requested = nullptr;  // set by SIGINT/SIGTERM: finish the step, save, return

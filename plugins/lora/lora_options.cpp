@@ -15,7 +15,7 @@ using engine::sdk::Json;
 
 // target_modules has no "type": it is a string or an array of strings, checked here.
 const char kLoraSchema[] = R"json({"type": "object", "properties": {
-  "r": {"type": "integer", "default": 8, "minimum": 1, "description": "LoRA rank"},
+  "r": {"type": "integer", "default": 8, "minimum": 1, "maximum": 65536, "description": "LoRA rank"},
   "lora_alpha": {"type": "number", "default": 16, "minimum": 0, "description": "scaling numerator (scaling = lora_alpha / r)"},
   "lora_dropout": {"type": "number", "default": 0.0, "minimum": 0, "maximum": 0.999, "description": "dropout on the adapter input while training"},
   "use_rslora": {"type": "boolean", "default": false, "description": "rank-stabilised scaling lora_alpha / sqrt(r)"},

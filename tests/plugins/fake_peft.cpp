@@ -1,4 +1,10 @@
 // A test PEFT method: one trainable (out) bias-like vector added to each target linear's output.
+// Built with FAKE_FAULTS (faulty_peft, for tests/e2e/faults_test.sh) it fails on purpose mid-run: once its
+// linear hook has been called fail_at_call times it throws, as fail_mode says:
+//   "error"    engine::sdk::Error (the SDK returns ENG_ERR_UNSUPPORTED and the message)
+//   "std"      std::runtime_error (caught at the ABI edge: ENG_ERR_INTERNAL and the message)
+//   "unknown"  an int (caught at the ABI edge by catch (...))
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -12,11 +18,19 @@ using engine::sdk::Json;
 using engine::sdk::Param;
 using engine::sdk::Tensor;
 
+#ifdef FAKE_FAULTS
+constexpr char kSchema[] = R"({"type": "object", "properties": {
+  "target_modules": {"type": "array", "items": {"type": "string"}, "default": ["proj"], "description": "targets"},
+  "fail_at_call": {"type": "integer", "default": 1, "minimum": 1, "description": "fail on this call of the linear hook"},
+  "fail_mode": {"type": "string", "default": "error", "enum": ["error", "std", "unknown"], "description": "how to fail"}
+}})";
+#else
 constexpr char kSchema[] = R"({"type": "object", "properties": {
   "r": {"type": "integer", "default": 8, "minimum": 1, "description": "rank"},
   "alpha": {"type": "number", "default": 16, "description": "scaling numerator"},
   "target_modules": {"type": "array", "items": {"type": "string"}, "default": ["proj"], "description": "targets"}
 }})";
+#endif
 
 class FakePeft : public engine::sdk::Peft {
  public:
@@ -24,6 +38,10 @@ class FakePeft : public engine::sdk::Peft {
     const Json options = Json::parse(options_json);  // kept alive: items() refers into it
     for (const Json& t : options["target_modules"].items())
       targets_.push_back(t.as_string());
+#ifdef FAKE_FAULTS
+    fail_at_ = options.get("fail_at_call", int64_t{1});
+    mode_ = options.contains("fail_mode") ? options["fail_mode"].as_string() : "error";
+#endif
   }
   void attach(Host& host) override {
     std::vector<Param> bases;
@@ -38,6 +56,14 @@ class FakePeft : public engine::sdk::Peft {
     for (size_t i = 0; i < bases.size(); ++i) host.peft_attach(bases[i], &shifts_[i]);
   }
   Tensor linear(Host& host, void* cookie, const Tensor&, const Tensor& base_out) override {
+#ifdef FAKE_FAULTS
+    if (++calls_ == fail_at_) {
+      const std::string message = "faulty_peft: injected failure at call " + std::to_string(calls_);
+      if (mode_ == "std") throw std::runtime_error(message + " (std::runtime_error)");
+      if (mode_ == "unknown") throw 42;
+      throw engine::sdk::Error(message, ENG_ERR_UNSUPPORTED);
+    }
+#endif
     return host.add(base_out, host.param(*static_cast<Param*>(cookie)));
   }
   void save(Host&, const std::string&, const std::string&) override {}
@@ -46,6 +72,11 @@ class FakePeft : public engine::sdk::Peft {
  private:
   std::vector<std::string> targets_;
   std::vector<Param> shifts_;
+#ifdef FAKE_FAULTS
+  int64_t fail_at_ = 1;
+  int64_t calls_ = 0;
+  std::string mode_;
+#endif
 };
 
 }  // namespace

@@ -113,10 +113,11 @@ TEST(EngineCli, ValidateAppliesSetOverrides) {
 TEST(EngineCli, RunValidatesFirstThenLoadsTheModel) {
   auto bad = run_process(engine() + " run " + recipe("bad/weight_decy.toml"));
   EXPECT_EQ(bad.exit_code, 2);
-  // base.toml is valid but its model folder is a stub: the run gets past validation and fails loading it
+  // base.toml is valid but its model folder is a stub (a config.json without weights): the run gets past
+  // validation and fails loading it
   auto r = run_process(engine() + " run " + recipe("base.toml"));
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_NE(r.output.find("config.json"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("has no model.safetensors"), std::string::npos) << r.output;
 }
 
 TEST(EngineCli, ExportOfAMissingCheckpointSaysItDoesNotExist) {

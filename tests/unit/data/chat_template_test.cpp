@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/core/error.hpp"
+#include "engine/data/utf8_codec.hpp"
 #include "tests/unit/data/test_paths.hpp"
 
 namespace engine::data {
@@ -21,6 +22,28 @@ std::vector<ChatMessage> to_messages(const nlohmann::json& j) {
   for (const auto& m : j)
     out.push_back({m.at("role").get<std::string>(), m.at("content").get<std::string>()});
   return out;
+}
+
+// Regression (fuzz/chat_template_fuzz.cpp): a message ending in a cut-off UTF-8 sequence (a --prompt from the
+// command line is not validated) made trimming read past the string. It renders, bytes kept as they are.
+TEST(ChatTemplate, MalformedUtf8InAMessageIsNeverReadPastItsEnd) {
+  size_t n = 0;
+  EXPECT_EQ(decode_utf8("a\xf0", 1, n), 0xFFFDu);
+  EXPECT_EQ(n, 1u);
+  EXPECT_EQ(decode_utf8("\xe6\x97", 0, n), 0xFFFDu);
+  EXPECT_EQ(n, 1u);
+  EXPECT_EQ(decode_utf8("\xe6\x97\xa5", 0, n), 0x65E5u);
+  EXPECT_EQ(n, 3u);
+  EXPECT_EQ(decode_utf8_before("x\x97\xa5", 3, n), 0xFFFDu);  // continuation bytes without their lead
+  EXPECT_EQ(n, 1u);
+  EXPECT_EQ(decode_utf8_before("\xe6\x97\xa5", 3, n), 0x65E5u);
+  EXPECT_EQ(n, 3u);
+  for (const char* name : {"chatml", "llama3.1", "qwen3"}) {
+    const ChatTemplate t = ChatTemplate::by_name(name);
+    const std::vector<ChatMessage> messages{{"user", "\xff\xff hi \xf0"}, {"assistant", "\x97\x97 "}};
+    const RenderedChat r = t.render(messages, true);
+    EXPECT_NE(r.text.find("\xff\xff hi \xf0"), std::string::npos) << name;
+  }
 }
 
 TEST(ChatTemplate, MatchesTransformersOnCommittedExamples) {

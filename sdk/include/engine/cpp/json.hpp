@@ -58,6 +58,9 @@ class Json {
     expect(Type::kNumber, "a number");
     if (std::floor(number_) != number_)
       throw Error(where() + " must be an integer, got " + std::to_string(number_));
+    // Numbers are held as doubles: past +-2^63 the conversion would be undefined (it gave INT64_MIN).
+    if (!(number_ >= -9223372036854775808.0 && number_ < 9223372036854775808.0))
+      throw Error(where() + " is out of the range of a 64-bit integer, got " + std::to_string(number_));
     return static_cast<int64_t>(number_);
   }
   const std::string& as_string() const {
