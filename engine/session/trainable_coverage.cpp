@@ -34,7 +34,8 @@ std::vector<std::string> saved_weight_keys(const fs::path& dir) {
   std::vector<std::string> keys;
   std::vector<fs::path> files;
   for (const fs::directory_entry& e : fs::directory_iterator(dir)) {
-    if (e.path().extension() == ".safetensors" && e.path().filename() != "optimizer.safetensors")
+    if (e.path().extension() == ".safetensors" && e.path().filename() != "optimizer.safetensors" &&
+        e.path().filename().string().rfind("optimizer-rank", 0) != 0)  // zero2's optimizer shares
       files.push_back(e.path());
   }
   std::sort(files.begin(), files.end());

@@ -24,12 +24,15 @@ std::string shard_name(int rank, int world) {
   return fmt::format("optimizer-rank{:05d}-of-{:05d}.safetensors", rank, world);
 }
 
-void write_optimizer_state(session::TrainingSession& session, const fs::path& file) {
+// whole: the file holds the state of every trainable parameter (checked here); a sharded optimizer's share
+// (zero2) holds this rank's parameters only, and the shares together are checked when they are read back.
+void write_optimizer_state(session::TrainingSession& session, const fs::path& file, bool whole = true) {
   rt::StateDict state;
   session.optimizer().save_state(state);
-  session::check_optimizer_state_covers(
-      session.trainable_names(), state.keys(),
-      "the state the " + session.optimizer().name() + " optimizer saves into " + file.string());
+  if (whole)
+    session::check_optimizer_state_covers(
+        session.trainable_names(), state.keys(),
+        "the state the " + session.optimizer().name() + " optimizer saves into " + file.string());
   io::SafetensorsWriter w;
   for (const auto& [key, t] : state.entries()) {
     rt::Tensor c = t.contiguous();
@@ -85,7 +88,7 @@ void read_optimizer_state(session::TrainingSession& session, const fs::path& fil
 
 void write_optimizer_shard(session::TrainingSession& session, const fs::path& folder) {
   fs::create_directories(folder);
-  write_optimizer_state(session, folder / shard_name(session.rank(), session.world_size()));
+  write_optimizer_state(session, folder / shard_name(session.rank(), session.world_size()), false);
 }
 
 fs::path save_checkpoint(session::TrainingSession& session, const TrainerState& state,

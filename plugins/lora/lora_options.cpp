@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <set>
 
 #include "engine/cpp/error.hpp"
@@ -68,6 +69,16 @@ LoraOptions parse_lora_options(const std::string& options_json) {
   const nlohmann::json spec =
       all.contains("target_modules") && !all["target_modules"].is_null() ? all["target_modules"] : nlohmann::json("all-linear");
   opt.target_spec = spec.dump();
+  // A regular expression is checked when the options are read (so `engine validate` refuses it), with the
+  // same std::regex grammar the engine's matcher applies at attach.
+  if (spec.is_string() && spec.get<std::string>() != "all-linear") {
+    try {
+      std::regex check(spec.get<std::string>());
+    } catch (const std::regex_error& e) {
+      throw Error("lora: target_modules '" + spec.get<std::string>() + "' is not a valid regular expression (" +
+                  e.what() + "); give \"all-linear\", a list of module names or a valid regular expression");
+    }
+  }
   if (spec.is_array()) {
     for (const nlohmann::json& t : spec) {
       if (t.is_string() && t.get<std::string>() != "all-linear") opt.target_names.push_back(t.get<std::string>());

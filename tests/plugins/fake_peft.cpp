@@ -51,6 +51,7 @@ class FakePeft : public engine::sdk::Peft {
       bases.push_back(p);
       shifts_.push_back(host.declare(
           {info.name + ".shift", {info.shape[0]}, ENG_F32, ENG_ROLE_ADAPTER, ENG_PARAM_TRAINABLE}));
+      shift_names_.push_back(info.name + ".shift");
     }
     // the base linear routes through this plugin; the cookie is its shift (shifts_ no longer grows)
     for (size_t i = 0; i < bases.size(); ++i) host.peft_attach(bases[i], &shifts_[i]);
@@ -66,12 +67,23 @@ class FakePeft : public engine::sdk::Peft {
 #endif
     return host.add(base_out, host.param(*static_cast<Param*>(cookie)));
   }
-  void save(Host&, const std::string&, const std::string&) override {}
-  void load(Host&, const std::string&) override {}
+  // Saves what it trains under the parameters' own names (the engine checks that a save covers them).
+  void save(Host& host, const std::string& dir, const std::string&) override {
+    engine::sdk::State st = host.state_create();
+    for (size_t i = 0; i < shifts_.size(); ++i) host.state_put(st.get(), shift_names_[i], host.value(shifts_[i]));
+    host.write_safetensors(dir + "/adapter_model.safetensors", st, {{"format", "pt"}});
+  }
+  void load(Host& host, const std::string& dir) override {
+    engine::sdk::State st = host.read_safetensors(dir + "/adapter_model.safetensors");
+    engine::sdk::NoGrad no_grad(host);
+    for (size_t i = 0; i < shifts_.size(); ++i)
+      host.copy_(host.value(shifts_[i]), host.state_get(st.get(), shift_names_[i]));
+  }
 
  private:
   std::vector<std::string> targets_;
   std::vector<Param> shifts_;
+  std::vector<std::string> shift_names_;
 #ifdef FAKE_FAULTS
   int64_t fail_at_ = 1;
   int64_t calls_ = 0;
