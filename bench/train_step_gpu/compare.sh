@@ -7,7 +7,8 @@
 #   device (carry [".device", ".peers"]):
 #     scripts/device/run.sh bench/train_step_gpu/compare.sh          # micro-batch 1
 #     BS=4 ENGINE_SETTINGS="false:ckpt-none 14:ckpt-14" scripts/device/run.sh bench/train_step_gpu/compare.sh
-# ENGINE_SETTINGS: space-separated train.activation_checkpointing values, each value[:label]
+# ENGINE_SETTINGS: space-separated train.activation_checkpointing values, each value[:label[:key=v,key=v]]
+#   (the third part: extra --set pairs, e.g. true:ckpt-all-offload:train.offload_activations=true)
 # RECIPE: the engine's recipe (default recipes/qwen7b_lora.toml; recipes/qwen7b_qlora.toml with
 # PEERS="hf_qlora unsloth_qlora" EXACT=0 for QLoRA). PEERS: which peer_lora.py variants (default "hf unsloth"). EXACT=1 (default) also trains two steps on the
 # peers' own fixed batch (same weights, same ids), whose first loss table.py sets next to theirs.
@@ -30,10 +31,14 @@ echo "=== gemm ceiling, saving the random model ($(date +%T))"
 peer gemm
 peer save
 for s in ${ENGINE_SETTINGS:-true:ckpt-all}; do
-  value=${s%%:*}; label=${s#*:}
+  value=${s%%:*}; label=${s#*:}; extra=()
+  if [[ $label == *:* ]]; then
+    IFS=, read -ra pairs <<< "${label#*:}"; label=${label%%:*}
+    for kv in "${pairs[@]}"; do extra+=(--set "$kv"); done
+  fi
   echo "=== engine $label ($(date +%T))"
   timeout "${ENGINE_S:-200}" python3 bench/train_step_gpu/bench.py --engine build/bin/engine --model-dir "$model" \
-    --bs "$bs" --seq "$seq" --steps "$steps" --checkpointing "$value" --label "$label" \
+    --bs "$bs" --seq "$seq" --steps "$steps" --checkpointing "$value" --label "$label" "${extra[@]}" \
     --max-memory "${MAX_MEMORY:-0}" --recipe "${RECIPE:-recipes/qwen7b_lora.toml}" --out "$res" \
     --work /tmp/engine_bench_$label 2>&1 | tail -3 | cut -c1-600
   tail -5 /tmp/engine_bench_$label/engine_run.log 2>/dev/null | cut -c1-300

@@ -84,6 +84,8 @@ struct TrainSection {
   bool activation_checkpointing = false;  // some block may be recomputed (checkpoint_blocks != 0 or auto)
   int64_t checkpoint_blocks = 0;          // blocks recomputed in backward, counted from the first; -1: all
   bool checkpoint_auto = false;
+  // train.offload_activations: checkpointed blocks keep their inputs in pinned host memory (CUDA).
+  bool offload_activations = false;
   double max_memory_gib = 0.0;  // train.max_memory: GiB the run may use on the device (0: all of it)
   std::string dtype;       // fp32 | bf16 (compute)
   int64_t eval_every = 0;  // 0: never

@@ -556,6 +556,23 @@ void RecipeReader::build(Recipe& r) {
     }
     r.train.activation_checkpointing = r.train.checkpoint_blocks != 0 || r.train.checkpoint_auto;
   }
+  r.train.offload_activations = get("train", "offload_activations", false).get<bool>();
+  if (r.train.offload_activations) {
+    auto sec = sections_.find("train");
+    std::string loc = root_.string();
+    if (sec != sections_.end()) {
+      auto e = sec->second.entries.find("offload_activations");
+      loc = e != sec->second.entries.end() ? e->second.location : sec->second.location;
+    }
+    if (!r.train.activation_checkpointing)
+      error(loc, "train.offload_activations = true moves the inputs that checkpointed blocks keep to host "
+                 "memory, but train.activation_checkpointing = false checkpoints no block: set "
+                 "activation_checkpointing = true, a number of blocks or \"auto\", or offload_activations = false");
+    else if (r.train.device == "cpu")
+      error(loc, "train.offload_activations = true with train.device = \"cpu\": offload moves activations "
+                 "from GPU memory to host memory, and on the CPU both are the same memory; set "
+                 "offload_activations = false, or train on \"cuda\"");
+  }
   r.train.max_memory_gib = get("train", "max_memory", 0.0).get<double>();
   r.train.dtype = get("train", "dtype", "fp32").get<std::string>();
   r.train.eval_every = get("train", "eval_every", 0).get<int64_t>();

@@ -104,6 +104,9 @@ std::vector<SectionSpec> build() {
         field("activation_checkpointing", FieldType::kAny, false,
               "recompute blocks' activations in backward: true (every block), false, a number N (the first N "
               "blocks) or \"auto\" (the fewest blocks that let the memory plan fit train.max_memory)"),
+        field("offload_activations", B, false,
+              "keep the inputs of checkpointed blocks in pinned host memory instead of GPU memory, copied out "
+              "during the forward and back ahead of each replay (CUDA; needs activation_checkpointing)"),
         field("max_memory", N, 0.0,
               "GiB of device memory the run may use (0: the device's); activation_checkpointing = \"auto\" "
               "plans against it",

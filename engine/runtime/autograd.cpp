@@ -177,13 +177,60 @@ void Tape::block_end(int block) {
   }
   Segment& seg = segments_[static_cast<size_t>(open_segment_)];
   seg.last = entries_.size();
-  if (seg.first == seg.last) segments_.pop_back();  // nothing recorded (evaluation): forget the block
+  if (seg.first == seg.last)
+    segments_.pop_back();  // nothing recorded (evaluation): forget the block
+  else if (offload_ && seg.checkpointed)
+    stash_inputs(seg);
   open_block_ = -1;
   open_segment_ = -1;
   produced_in_block_.clear();
 }
 
+void Tape::set_activation_offload(bool on, size_t min_bytes) {
+  if (open_block_ >= 0) fail("set_activation_offload inside block {}", open_block_);
+  if (!on) {
+    if (!entries_.empty()) fail("set_activation_offload(false) with a recorded forward: run backward or clear first");
+    offload_.reset();
+  } else if (!offload_ || offload_->min_bytes() != min_bytes) {
+    if (!entries_.empty()) fail("set_activation_offload with a recorded forward: run backward or clear first");
+    offload_ = std::make_unique<ActivationOffload>(min_bytes);
+  }
+}
+
+void Tape::stash_inputs(Segment& seg) {
+  // The previous block's copies have had a whole block to finish: let their device memory go.
+  offload_->retire_in_flight();
+  std::unordered_map<const TensorImpl*, size_t> index;  // one copy per kept tensor, however many slots
+  for (size_t k = seg.first; k < seg.last; ++k) {
+    Entry& e = entries_[k];
+    for (size_t i = 0; i < e.kept_inputs.size(); ++i) {
+      Tensor& t = e.kept_inputs[i];
+      // Only values of the tape (activations made by earlier blocks): a tensor off the tape is a frozen
+      // weight or a constant that lives on regardless, and copying it out would only add a second copy back.
+      if (e.input_ids[i] == 0 || !offload_->wants(t)) continue;
+      auto [it, fresh] = index.emplace(t.impl(), seg.stashed.size());
+      if (fresh) seg.stashed.push_back({offload_->stash(t), {}});
+      seg.stashed[it->second].slots.emplace_back(k, i);
+    }
+  }
+  for (const Stashed& s : seg.stashed)
+    for (auto [k, i] : s.slots) entries_[k].kept_inputs[i] = Tensor();
+}
+
+void Tape::prefetch_inputs(const Segment& seg) {
+  for (const Stashed& s : seg.stashed) offload_->prefetch(s.ticket);
+}
+
+void Tape::restore_inputs(Segment& seg) {
+  for (const Stashed& s : seg.stashed) {
+    const Tensor t = offload_->take(s.ticket);
+    for (auto [k, i] : s.slots) entries_[k].kept_inputs[i] = t;
+  }
+  seg.stashed.clear();
+}
+
 void Tape::clear() {
+  if (offload_) offload_->reset();
   entries_.clear();
   segments_.clear();
   open_block_ = -1;
@@ -247,6 +294,10 @@ void Tape::backward(const Tensor& loss, const Tensor& grad) {
   } finish{*this};
   in_backward_ = true;
   stats_ = {};
+  if (offload_) {
+    offload_->retire_in_flight();
+    offloaded_last_ = offload_->stashed_bytes();
+  }
 
   Tensor seed = grad;
   if (seed.defined()) {
@@ -272,9 +323,20 @@ void Tape::backward(const Tensor& loss, const Tensor& grad) {
       leave();
       active = e.segment;
       if (active >= 0) {
-        const Segment& seg = segments_[static_cast<size_t>(active)];
+        Segment& seg = segments_[static_cast<size_t>(active)];
         if (hooks_ != nullptr) hooks_->before_block(seg.block, BlockPhase::Backward);
-        if (seg.checkpointed) replay(seg);
+        if (seg.checkpointed) {
+          if (offload_) {
+            restore_inputs(seg);
+            // The next block backward reaches that kept inputs in host memory: its copy overlaps this one.
+            for (int j = active - 1; j >= 0; --j)
+              if (!segments_[static_cast<size_t>(j)].stashed.empty()) {
+                prefetch_inputs(segments_[static_cast<size_t>(j)]);
+                break;
+              }
+          }
+          replay(seg);
+        }
       }
     }
     std::vector<Tensor> grad_outputs(e.output_ids.size());

@@ -34,6 +34,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "engine/runtime/activation_offload.hpp"
 #include "engine/runtime/node.hpp"
 #include "engine/runtime/tensor.hpp"
 
@@ -149,6 +150,13 @@ class Tape {
 
   void set_block_hooks(BlockHooks* hooks) { hooks_ = hooks; }
 
+  // Offload of checkpointed blocks' kept inputs to host memory (engine/runtime/activation_offload.hpp):
+  // blocks opened from now on, when they are checkpointed. The gradients are the same bits either way.
+  void set_activation_offload(bool on, size_t min_bytes = size_t(1) << 20);
+  bool activation_offload() const { return offload_ != nullptr; }
+  // Bytes the forward of the last backward moved to host memory (0 without offload).
+  int64_t offloaded_bytes() const { return offloaded_last_; }
+
   size_t size() const { return entries_.size(); }
   const BackwardStats& last_backward_stats() const { return stats_; }
 
@@ -166,14 +174,24 @@ class Tape {
     std::vector<uint64_t> output_ids;
     int segment = -1;  // index into segments_, -1 outside blocks
   };
+  // A kept input of a checkpointed block held in host memory: its ticket and the slots (entry, input) that
+  // get the tensor back before the replay.
+  struct Stashed {
+    int64_t ticket = -1;
+    std::vector<std::pair<size_t, size_t>> slots;
+  };
   struct Segment {
     int block = -1;
     bool checkpointed = false;
     size_t first = 0, last = 0;  // entries [first, last)
+    std::vector<Stashed> stashed;  // with activation offload
   };
 
   uint64_t next_id() { return ++last_id_; }
   void replay(const Segment& seg);
+  void stash_inputs(Segment& seg);    // block_end of a checkpointed block, with offload
+  void restore_inputs(Segment& seg);  // before its replay
+  void prefetch_inputs(const Segment& seg);
 
   bool grad_enabled_ = true;
   int64_t checkpoint_limit_ = 0;  // blocks with index < this are checkpointed; < 0: all
@@ -186,6 +204,8 @@ class Tape {
   std::unordered_set<uint64_t> produced_in_block_;  // value ids made by recorded nodes of the open block
   BlockHooks* hooks_ = nullptr;
   BackwardStats stats_;
+  std::unique_ptr<ActivationOffload> offload_;
+  int64_t offloaded_last_ = 0;
 };
 
 // Disables recording on a tape for its lifetime (restores the previous mode).

@@ -22,6 +22,29 @@ const char* device_type_name(DeviceType type) {
   return "unknown";
 }
 
+// The defaults of the offload entries: host-memory devices copy synchronously (their memory is host memory).
+void* Device::host_pinned_allocate(size_t bytes) {
+  void* p = ::operator new(bytes == 0 ? 1 : bytes, std::align_val_t{64}, std::nothrow);
+  if (p == nullptr)
+    fail_with(ENG_ERR_OUT_OF_MEMORY, "cannot allocate {} bytes of host memory for offloaded activations", bytes);
+  return p;
+}
+
+void Device::host_pinned_free(void* ptr, size_t bytes) {
+  (void)bytes;
+  if (ptr != nullptr) ::operator delete(ptr, std::align_val_t{64});
+}
+
+void* Device::copy_to_host_fenced(void* host_dst, const void* src, size_t bytes) {
+  copy_to_host(host_dst, src, bytes);
+  return nullptr;
+}
+
+void* Device::copy_from_host_fenced(void* dst, const void* host_src, size_t bytes) {
+  copy_from_host(dst, host_src, bytes);
+  return nullptr;
+}
+
 void MemoryCounter::on_allocate(size_t bytes) {
   const int64_t now = current_.fetch_add(static_cast<int64_t>(bytes)) + static_cast<int64_t>(bytes);
   int64_t peak = peak_.load();

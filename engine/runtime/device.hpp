@@ -86,6 +86,19 @@ class Device {
   // on the first call (CUDA: bf16 8192^3 through the device's cuBLASLt runner, about 0.1 s, outside the
   // allocator's accounting); 0 where the engine does not measure it (the CPU).
   virtual double gemm_ceiling_flops() { return 0.0; }
+
+  // Activation offload (appended; engine/runtime/activation_offload.hpp). Host memory the device can copy to
+  // and from without staging (CUDA: pinned; here, for devices whose memory is host memory: the heap), and
+  // copies that run behind the compute stream's work without blocking it: a fenced copy starts after every
+  // kernel enqueued on the compute stream so far and returns a fence; compute_wait(fence) makes the compute
+  // stream's later work wait for the copy, fence_release frees the fence (NULL accepted). The defaults copy
+  // synchronously and return NULL fences, which is exact for host-memory devices.
+  virtual void* host_pinned_allocate(size_t bytes);
+  virtual void host_pinned_free(void* ptr, size_t bytes);
+  virtual void* copy_to_host_fenced(void* host_dst, const void* src, size_t bytes);
+  virtual void* copy_from_host_fenced(void* dst, const void* host_src, size_t bytes);
+  virtual void compute_wait(void* fence) { (void)fence; }
+  virtual void fence_release(void* fence) { (void)fence; }
 };
 
 // Tracks current and peak bytes; shared by device implementations.

@@ -22,7 +22,13 @@ class OpProfile {
  public:
   // The process-wide profile; enabled() reads ENGINE_PROFILE_OPS once.
   static OpProfile& instance();
+  // ENGINE_PROFILE_OPS=1: every op synchronized and timed (OpTimer).
   bool enabled() const { return enabled_; }
+  // ENGINE_PROFILE_OPS=host: nothing synchronized; the trainer's phases timed on the host (HostTimer), to see
+  // whether the host or the device sets the pace of a step: a step whose host phases take as long as the
+  // step is host-bound.
+  bool host_phases() const { return host_; }
+  bool active() const { return enabled_ || host_; }
 
   void add(const std::string& name, const char* phase, double seconds);
   void reset();
@@ -36,8 +42,25 @@ class OpProfile {
     int64_t calls = 0;
   };
   bool enabled_ = false;
+  bool host_ = false;
   mutable std::mutex mu_;
   std::map<std::pair<std::string, std::string>, Cell> cells_;
+};
+
+// Times one region on the host clock, without synchronizing, when host_phases() is on. A phase named "wall"
+// is reported as the step's wall time, not as a row of the split.
+class HostTimer {
+ public:
+  HostTimer(const char* name, const char* phase);
+  ~HostTimer();
+  HostTimer(const HostTimer&) = delete;
+  HostTimer& operator=(const HostTimer&) = delete;
+
+ private:
+  bool on_ = false;
+  const char* name_;
+  const char* phase_;
+  double t0_ = 0;
 };
 
 // Times one region when profiling is on: synchronizes `device` at construction and destruction.

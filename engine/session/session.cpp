@@ -57,6 +57,15 @@ TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::Pl
                                                          : std::string();
   // "auto" is resolved by the trainer from the memory plan before the first step; until then nothing recomputes.
   host_->tape().set_checkpoint_blocks(recipe.train.checkpoint_auto ? 0 : recipe.train.checkpoint_blocks);
+  if (recipe.train.offload_activations) {
+    if (device.type() != rt::DeviceType::CUDA)
+      fail_with(ENG_ERR_INVALID_ARGUMENT,
+                "train.offload_activations = true, but this run trains on the CPU (train.device = \"{}\"), "
+                "where host memory is the device's memory: set offload_activations = false, or train on a GPU",
+                recipe.train.device);
+    host_->tape().set_activation_offload(true);
+    spdlog::info("train.offload_activations: checkpointed blocks keep their inputs in pinned host memory");
+  }
 
   ModelLoadOptions mo;
   mo.plugin = recipe.model.plugin;

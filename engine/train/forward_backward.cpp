@@ -1,5 +1,7 @@
 #include "engine/train/forward_backward.hpp"
 
+#include "engine/runtime/op_profile.hpp"
+
 #include "engine/core/error.hpp"
 #include "engine/host/host_api.hpp"
 #include "engine/host/tensor_handle.hpp"
@@ -99,15 +101,24 @@ PassResult forward_backward(session::TrainingSession& session, std::span<const d
   // backward.
   rt::Tensor loss_sum;
   for (const data::Batch& b : micro_batches) {
-    rt::Tensor loss = batch_loss(session, b, scale, true);
+    rt::Tensor loss;
+    {
+      rt::HostTimer timer("forward", "host");
+      loss = batch_loss(session, b, scale, true);
+    }
     if (!loss_sum.defined()) {
       loss_sum = rt::Tensor::empty(rt::Dims{}, ENG_F64, loss.device());
       loss.device().kernels().fill(loss_sum, 0.0);
     }
     loss.device().kernels().axpby(loss_sum, 1.0, loss.detached(), 1.0);
+    rt::HostTimer timer("backward", "host");
     session.host().tape().backward(loss);
   }
-  double loss = loss_sum.item();
+  double loss = 0;
+  {
+    rt::HostTimer timer("loss read", "waits for the device");
+    loss = loss_sum.item();
+  }
   sum_over_ranks(session, std::span<double>(&loss, 1));
   r.loss = loss;
   return r;

@@ -161,19 +161,25 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
   int64_t act_elems = 0;
   std::string act_detail;
   const int64_t ckpt = in.checkpoint_blocks < 0 ? m.n_layers : std::min<int64_t>(in.checkpoint_blocks, m.n_layers);
+  // With offload the checkpointed blocks' inputs live in host memory: at most two are on the device at once
+  // (one being copied out while the next block runs; in backward, one replayed and the next prefetched).
+  const int64_t inputs_on_device =
+      in.offload_activations ? std::min<int64_t>(ckpt, 2) : ckpt;
+  const std::string where = in.offload_activations ? " (offloaded to host memory, 2 on the device)" : "";
   if (in.activation_checkpointing && ckpt == m.n_layers) {
     // each block keeps its input; in backward one block at a time is replayed, holding all its outputs
-    act_elems = int64_t(m.n_layers) * m.hidden_size * tokens + block_output_elements_per_token(in) * tokens;
-    act_detail = fmt::format("checkpointed: block inputs of {} blocks + one block replayed, {} tokens",
-                             m.n_layers, tokens);
+    act_elems = inputs_on_device * m.hidden_size * tokens + block_output_elements_per_token(in) * tokens;
+    act_detail = fmt::format("checkpointed: block inputs of {} blocks{} + one block replayed, {} tokens",
+                             m.n_layers, where, tokens);
   } else if (in.activation_checkpointing && ckpt > 0) {
     // The last L-N blocks keep their saved tensors until backward reaches them; by the time it replays the
     // checkpointed first N, those are freed.
     const int64_t kept = (int64_t(m.n_layers) - ckpt) * per_block;
-    act_elems = ckpt * m.hidden_size * tokens + std::max(kept, block_output_elements_per_token(in) * tokens);
-    act_detail = fmt::format("{} of {} blocks checkpointed (the first), {} elements/token/block kept by the "
+    act_elems = inputs_on_device * m.hidden_size * tokens +
+                std::max(kept, block_output_elements_per_token(in) * tokens);
+    act_detail = fmt::format("{} of {} blocks checkpointed (the first){}, {} elements/token/block kept by the "
                              "others, {} tokens",
-                             ckpt, m.n_layers, activation_elements_per_token(in), tokens);
+                             ckpt, m.n_layers, where, activation_elements_per_token(in), tokens);
   } else {
     act_elems = int64_t(m.n_layers) * per_block;
     act_detail = fmt::format("{} elements/token/block x {} tokens x {} blocks",

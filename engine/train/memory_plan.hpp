@@ -58,6 +58,7 @@ struct PlanInputs {
   int64_t seq_len = 512;
   bool activation_checkpointing = false;
   int64_t checkpoint_blocks = -1;  // with activation_checkpointing: the first N blocks recompute; < 0: all
+  bool offload_activations = false;  // checkpointed blocks' inputs in host memory (two on the device at once)
   bool cuda = false;
   int64_t device_memory = 0;  // bytes; 0 = unknown
 };

@@ -270,9 +270,12 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     PassResult pass;
     std::vector<data::Batch> micro;
     try {
-      for (int64_t i = 0; i < r.train.grad_accum; ++i)
-        micro.push_back(data.next(static_cast<int32_t>(r.train.micro_batch_size)));
-      if (profile.enabled() && step == result.first_step + 2) profile.reset();  // the first step warms up
+      if (profile.active() && step == result.first_step + 2) profile.reset();  // the first step warms up
+      {
+        rt::HostTimer timer("data", "next");
+        for (int64_t i = 0; i < r.train.grad_accum; ++i)
+          micro.push_back(data.next(static_cast<int32_t>(r.train.micro_batch_size)));
+      }
       pass = forward_backward(session, micro);
     } catch (const Error& e) {
       // A plugin (or the data) failed before the optimizer ran: no weight changed, so the state after the last
@@ -290,6 +293,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     double norm = 0;
     {
       rt::OpTimer timer(profile.enabled() ? &device : nullptr, "grad_norm", "step");
+      rt::HostTimer host_timer("grad_norm", "waits for the device");
       if (session.shards_optimizer()) {
         // zero2: each rank keeps the reduced gradients of its own parameters only; the norm is summed.
         for (rt::Param* p : session.not_owned()) hs.params().grad_sink(*p).clear();
@@ -321,6 +325,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     const StepVerdict verdict = guard.check(loss_for_verdict, norm);
     if (verdict == StepVerdict::Apply) {
       rt::OpTimer timer(profile.enabled() ? &device : nullptr, "optimizer", "step");
+      rt::HostTimer host_timer("optimizer", "host");
       try {
         session.optimizer().step(step, lr, clip_coefficient(norm, r.train.grad_clip));
       } catch (const Error& e) {
@@ -349,6 +354,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     m.grad_norm = norm;
     m.tokens = pass.label_tokens;
     const double dt = now_s() - t0;
+    if (profile.host_phases() && step > result.first_step + 1) profile.add("step", "wall", dt);
     m.tokens_per_s = dt > 0 ? static_cast<double>(pass.input_tokens) / dt : 0.0;
     if (ceiling > 0 && dt > 0) {
       m.model_tflops = step_model_flops(session.model().info(), session.full_finetune(), micro) / dt / 1e12;
@@ -425,7 +431,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
   }
   progress.finish();
   if (quiet != nullptr) std::fclose(quiet);
-  if (profile.enabled() && state.step > result.first_step + 1)
+  if (profile.active() && state.step > result.first_step + 1)
     spdlog::info("{}", profile.report(state.step - result.first_step - 1));
   result.last_step = state.step;
   result.seconds = now_s() - t_start;

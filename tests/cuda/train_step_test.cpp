@@ -35,16 +35,20 @@ data::Batch batch() {
 
 struct StepResult {
   double loss = 0;
+  int64_t offloaded_bytes = 0;
   std::map<std::string, std::vector<float>> grads;
 };
 
-StepResult step_on(rt::Device& device, const std::vector<std::string>& sets) {
+StepResult step_on(rt::Device& device, const std::vector<std::string>& sets, size_t offload_min_bytes = 0) {
   auto reg = testing::registry();
   recipe::Recipe r = testing::load(*reg, "train/recipes/tiny_fixture.toml", sets);
   session::TrainingSession s(r, *reg, device);
+  // The fixture's block inputs are a few KB: offload them all (the default threshold is 1 MiB).
+  if (offload_min_bytes > 0) s.host().tape().set_activation_offload(true, offload_min_bytes);
   const std::vector<data::Batch> micro = {batch()};
   StepResult out;
   out.loss = forward_backward(s, micro).loss;
+  out.offloaded_bytes = s.host().tape().offloaded_bytes();
   for (rt::Param* p : s.trainable()) {
     rt::Tensor g = s.host().params().grad(*p);
     if (g.defined()) out.grads[p->name()] = g.to_float_vector();
@@ -91,6 +95,20 @@ TEST(CudaTrainStep, DeterministicAcrossRuns) {
   EXPECT_EQ(a.loss, b.loss);
   EXPECT_EQ(a.grads, b.grads)
       << "two identical CUDA steps gave different gradients (a non-deterministic kernel)";
+}
+
+TEST(CudaTrainStep, OffloadedCheckpointsGiveTheSameBitsAsCheckpointsOnTheDevice) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<std::string> sets = {"model.dtype=bf16", "train.dtype=bf16", "data.packing=true",
+                                         "peft.plugin=lora", "peft.r=4", "train.activation_checkpointing=true"};
+  std::vector<std::string> off = sets;
+  off.push_back("train.offload_activations=true");
+  const StepResult kept = step_on(rt::device_from_spec("cuda"), sets);
+  const StepResult moved = step_on(rt::device_from_spec("cuda"), off, /*offload_min_bytes=*/1);
+  EXPECT_EQ(kept.offloaded_bytes, 0);
+  EXPECT_GT(moved.offloaded_bytes, 0) << "nothing was offloaded";
+  EXPECT_EQ(kept.loss, moved.loss);
+  EXPECT_EQ(kept.grads, moved.grads) << "offloading the checkpointed blocks' inputs changed the gradients";
 }
 
 }  // namespace

@@ -205,6 +205,23 @@ TEST_F(RecipeLoader, ActivationCheckpointingTakesABoolABlockCountOrAuto) {
   EXPECT_TRUE(any(errors("base.toml", {"train.max_memory=-1"}), "train.max_memory")) ;
 }
 
+TEST_F(RecipeLoader, OffloadActivationsNeedsCheckpointedBlocksAndAGpu) {
+  Recipe r = load_recipe(test_data_dir("recipe/base.toml"),
+                         {"train.activation_checkpointing=true", "train.offload_activations=true",
+                          "train.device=cuda"},
+                         registry_);
+  EXPECT_TRUE(r.train.offload_activations);
+  EXPECT_FALSE(load_recipe(test_data_dir("recipe/base.toml"), {}, registry_).train.offload_activations);
+  auto ds = errors("base.toml", {"train.activation_checkpointing=false", "train.offload_activations=true"});
+  EXPECT_TRUE(any(ds, "train.offload_activations = true moves the inputs that checkpointed blocks keep")) << all(ds);
+  ds = errors("base.toml", {"train.activation_checkpointing=true", "train.offload_activations=true",
+                            "train.device=cpu"});
+  EXPECT_TRUE(any(ds, "train.offload_activations = true with train.device = \"cpu\"")) << all(ds);
+  ds = errors("base.toml", {"train.activation_checkpointing=true", "train.offload_activations=1",
+                            "train.device=cuda"});
+  EXPECT_TRUE(any(ds, "offload_activations")) << all(ds);
+}
+
 TEST_F(RecipeLoader, MissingDataFilesSayWhatRelativePathsAreRelativeTo) {
   // A --set path is relative to the current directory, not to the recipe: the message must not send the user
   // to the recipe's folder only.

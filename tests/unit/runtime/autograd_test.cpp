@@ -222,6 +222,7 @@ struct BlockModel {
   std::vector<Tensor> w, u;
   std::vector<std::shared_ptr<GradSink>> sw, su;
   Tensor x;
+  bool rebind_params = false;
   BlockModel(int blocks, int64_t n) {
     for (int i = 0; i < blocks; ++i) {
       w.push_back(random_f64({n}, 100 + i));
@@ -239,7 +240,14 @@ struct BlockModel {
     Tensor h = x;
     for (size_t i = 0; i < w.size(); ++i) {
       tape.block_begin(static_cast<int>(i));
-      Tensor wi = tape.leaf(w[i], sw[i]), ui = tape.leaf(u[i], su[i]);
+      Tensor wi, ui;
+      if (rebind_params) {  // as the engine's parameters: re-resolved at replay, never kept by the block
+        wi = tape.leaf(w[i], sw[i], [v = w[i]] { return v; });
+        ui = tape.leaf(u[i], su[i], [v = u[i]] { return v; });
+      } else {
+        wi = tape.leaf(w[i], sw[i]);
+        ui = tape.leaf(u[i], su[i]);
+      }
       Tensor t =
           run1(tape, std::make_unique<TanhNode>(c), {run1(tape, std::make_unique<MulNode>(c), {h, wi})});
       t = run1(tape, std::make_unique<TanhNode>(c), {run1(tape, std::make_unique<MulNode>(c), {t, ui})});
@@ -290,6 +298,63 @@ TEST(Tape, CheckpointingGivesBitwiseIdenticalGradientsAndLowerPeakMemory) {
   EXPECT_GE(peak_plain, 4 * blocks * bytes);
   EXPECT_LE(peak_ckpt, (blocks + 12) * bytes) << "plain " << peak_plain << " checkpointed " << peak_ckpt;
   EXPECT_LT(peak_ckpt, peak_plain);
+}
+
+TEST(Tape, ActivationOffloadGivesBitwiseIdenticalGradientsAndKeepsBlockInputsOffTheDevice) {
+  const int blocks = 8;
+  const int64_t n = 1 << 14;
+  const int64_t bytes = n * 8;
+  BlockModel ckpt(blocks, n), off(blocks, n);
+  ckpt.rebind_params = off.rebind_params = true;
+  Tape warm;
+  ckpt.step(warm, nullptr);
+  off.step(warm, nullptr);
+
+  Tape t_ckpt, t_off;
+  t_ckpt.set_checkpointing(true);
+  t_off.set_checkpointing(true);
+  t_off.set_activation_offload(true, /*min_bytes=*/1024);
+  EXPECT_TRUE(t_off.activation_offload());
+  for (auto& s : ckpt.sw) s->zero();
+  for (auto& s : ckpt.su) s->zero();
+  const int64_t peak_ckpt = ckpt.step(t_ckpt, nullptr);
+  int64_t peak_off = 0;
+  for (int step = 0; step < 2; ++step) {  // the second step reuses the first one's host buffers
+    for (auto& s : off.sw) s->zero();
+    for (auto& s : off.su) s->zero();
+    peak_off = off.step(t_off, nullptr);
+  }
+  for (int i = 0; i < blocks; ++i) {
+    const Tensor& a = ckpt.sw[static_cast<size_t>(i)]->grad();
+    const Tensor& b = off.sw[static_cast<size_t>(i)]->grad();
+    EXPECT_EQ(std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()), 0) << "w" << i;
+    const Tensor& c = ckpt.su[static_cast<size_t>(i)]->grad();
+    const Tensor& d = off.su[static_cast<size_t>(i)]->grad();
+    EXPECT_EQ(std::memcmp(c.raw_data(), d.raw_data(), c.nbytes()), 0) << "u" << i;
+  }
+  EXPECT_EQ(t_off.last_backward_stats().blocks_replayed, blocks);
+  // Each block's input h, once, but the first block's: x is not a value of the tape (as the output of a
+  // frozen embedding is not), and tensors off the tape (weights, constants) stay where they are.
+  EXPECT_EQ(t_off.offloaded_bytes(), (blocks - 1) * bytes);
+  EXPECT_EQ(t_ckpt.offloaded_bytes(), 0);
+  // The block inputs no longer stay in the allocator: only two are on the device at any time.
+  EXPECT_LT(peak_off, peak_ckpt - (blocks - 4) * bytes) << "checkpointed " << peak_ckpt << " offloaded " << peak_off;
+}
+
+TEST(Tape, ActivationOffloadCannotBeTurnedOffWithARecordedForward) {
+  BlockModel m(2, 256);
+  Tape tape;
+  tape.set_checkpointing(true);
+  tape.set_activation_offload(true, 64);
+  Tensor h = m.x;
+  tape.block_begin(0);
+  Tensor w0 = tape.leaf(m.w[0], m.sw[0]);
+  h = run1(tape, std::make_unique<MulNode>(nullptr), {h, w0});
+  tape.block_end(0);
+  EXPECT_THROW(tape.set_activation_offload(false), Error);
+  tape.clear();
+  tape.set_activation_offload(false);
+  EXPECT_FALSE(tape.activation_offload());
 }
 
 TEST(Tape, SelectiveCheckpointingReplaysOnlyTheFirstNBlocksWithIdenticalGradients) {

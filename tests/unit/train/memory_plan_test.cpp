@@ -112,6 +112,29 @@ TEST(MemoryPlan, SelectiveCheckpointingLiesBetweenNoneAndAllAndAutoPicksTheFewes
   EXPECT_EQ(fewest_checkpoint_blocks(in, 1 << 20), -1);
 }
 
+TEST(MemoryPlan, OffloadKeepsTwoCheckpointedBlockInputsOnTheDevice) {
+  PlanInputs in = qwen7b();
+  in.lora_rank = 16;
+  in.lora_targets = {"all-linear"};
+  in.activation_checkpointing = true;
+  in.checkpoint_blocks = -1;
+  const int64_t kept = component(make_memory_plan(in), "activations");
+  in.offload_activations = true;
+  const int64_t off = component(make_memory_plan(in), "activations");
+  const int64_t block_input = int64_t(in.model.hidden_size) * in.micro_batch_size * in.seq_len * 2;  // bf16
+  EXPECT_EQ(kept - off, (in.model.n_layers - 2) * block_input);
+  // Selective: only the checkpointed blocks' inputs move; auto needs no more blocks than without offload.
+  in.checkpoint_blocks = 10;
+  const int64_t sel_off = component(make_memory_plan(in), "activations");
+  in.offload_activations = false;
+  EXPECT_EQ(component(make_memory_plan(in), "activations") - sel_off, 8 * block_input);
+  in.checkpoint_blocks = 12;
+  const int64_t budget = make_memory_plan(in).total_bytes;
+  const int64_t n_kept = fewest_checkpoint_blocks(in, budget);
+  in.offload_activations = true;
+  EXPECT_LE(fewest_checkpoint_blocks(in, budget), n_kept);
+}
+
 TEST(MemoryPlan, AnUnknownDtypeIsAnErrorNotAGuess) {
   PlanInputs in = qwen7b();
   in.lora_rank = 16;  // frozen base weights, counted in their storage dtype

@@ -74,6 +74,13 @@ void CudaDevice::release() noexcept {
     if (e) cudaEventDestroy(e);
     e = nullptr;
   }
+  if (offload_) cudaStreamSynchronize(offload_);
+  for (CUevent_st* e : free_fences_) cudaEventDestroy(e);
+  free_fences_.clear();
+  if (offload_ready_) cudaEventDestroy(offload_ready_);
+  if (offload_) cudaStreamDestroy(offload_);
+  offload_ready_ = nullptr;
+  offload_ = nullptr;
   if (copy_done_) cudaEventDestroy(copy_done_);
   if (compute_ready_) cudaEventDestroy(compute_ready_);
   if (copy_) cudaStreamDestroy(copy_);
@@ -136,6 +143,8 @@ void CudaDevice::synchronize() {
   CudaDeviceGuard guard(index_);
   CUDA_CHECK(cudaStreamSynchronize(copy_));
   CUDA_CHECK(cudaStreamSynchronize(compute_));
+  std::lock_guard<std::mutex> lock(offload_mu_);
+  if (offload_) CUDA_CHECK(cudaStreamSynchronize(offload_));
 }
 
 void CudaDevice::ensure_staging() {
@@ -174,6 +183,72 @@ void CudaDevice::copy_from_host_async(void* dst, const void* src, size_t bytes) 
   // Every later kernel of this device runs after the upload.
   CUDA_CHECK(cudaEventRecord(copy_done_, copy_));
   CUDA_CHECK(cudaStreamWaitEvent(compute_, copy_done_, 0));
+}
+
+void* CudaDevice::host_pinned_allocate(size_t bytes) {
+  CudaDeviceGuard guard(index_);
+  void* p = nullptr;
+  const cudaError_t err = cudaHostAlloc(&p, bytes == 0 ? 1 : bytes, cudaHostAllocDefault);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    fail_with(ENG_ERR_OUT_OF_MEMORY,
+              "{}: cannot pin {} bytes of host memory for offloaded activations: {}; set "
+              "train.offload_activations = false or free host memory",
+              label_, bytes, cudaGetErrorString(err));
+  }
+  return p;
+}
+
+void CudaDevice::host_pinned_free(void* ptr, size_t bytes) {
+  (void)bytes;
+  if (ptr == nullptr) return;
+  CudaDeviceGuard guard(index_);
+  cudaFreeHost(ptr);
+  cudaGetLastError();
+}
+
+void* CudaDevice::fenced_copy(void* dst, const void* src, size_t bytes, int kind) {
+  CudaDeviceGuard guard(index_);
+  std::lock_guard<std::mutex> lock(offload_mu_);
+  if (offload_ == nullptr) {
+    CUDA_CHECK(cudaStreamCreateWithFlags(&offload_, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&offload_ready_, cudaEventDisableTiming));
+  }
+  cudaEvent_t fence = nullptr;
+  if (!free_fences_.empty()) {
+    fence = free_fences_.back();
+    free_fences_.pop_back();
+  } else {
+    CUDA_CHECK(cudaEventCreateWithFlags(&fence, cudaEventDisableTiming));
+  }
+  // After every kernel enqueued so far: the one writing `src` (to host) or the last reader of the block the
+  // allocator recycled as `dst` (to the device).
+  CUDA_CHECK(cudaEventRecord(offload_ready_, compute_));
+  CUDA_CHECK(cudaStreamWaitEvent(offload_, offload_ready_, 0));
+  if (bytes > 0)
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, static_cast<cudaMemcpyKind>(kind), offload_));
+  CUDA_CHECK(cudaEventRecord(fence, offload_));
+  return fence;
+}
+
+void* CudaDevice::copy_to_host_fenced(void* host_dst, const void* src, size_t bytes) {
+  return fenced_copy(host_dst, src, bytes, cudaMemcpyDeviceToHost);
+}
+
+void* CudaDevice::copy_from_host_fenced(void* dst, const void* host_src, size_t bytes) {
+  return fenced_copy(dst, host_src, bytes, cudaMemcpyHostToDevice);
+}
+
+void CudaDevice::compute_wait(void* fence) {
+  if (fence == nullptr) return;
+  CudaDeviceGuard guard(index_);
+  CUDA_CHECK(cudaStreamWaitEvent(compute_, static_cast<cudaEvent_t>(fence), 0));
+}
+
+void CudaDevice::fence_release(void* fence) {
+  if (fence == nullptr) return;
+  std::lock_guard<std::mutex> lock(offload_mu_);
+  free_fences_.push_back(static_cast<cudaEvent_t>(fence));
 }
 
 const void* CudaDevice::constant_buffer(const void* host, size_t bytes) {

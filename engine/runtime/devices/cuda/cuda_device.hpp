@@ -31,6 +31,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "engine/runtime/device.hpp"
 #include "engine/runtime/devices/cuda/cuda_allocator.hpp"
@@ -95,6 +96,15 @@ class CudaDevice final : public Device {
   void copy_from_host_async(void* dst, const void* src, size_t bytes) override;
   double gemm_ceiling_flops() override;
 
+  // Activation offload: pinned host memory (cudaHostAlloc) and copies on a stream of their own (made on first
+  // use, so that offload traffic never queues ahead of uploads on the copy stream); fences are events.
+  void* host_pinned_allocate(size_t bytes) override;
+  void host_pinned_free(void* ptr, size_t bytes) override;
+  void* copy_to_host_fenced(void* host_dst, const void* src, size_t bytes) override;
+  void* copy_from_host_fenced(void* dst, const void* host_src, size_t bytes) override;
+  void compute_wait(void* fence) override;
+  void fence_release(void* fence) override;
+
   // Properties (what the host API gives plugins).
   const CudaDeviceProperties& properties() const { return props_; }
   const std::string& name() const { return props_.name; }
@@ -128,6 +138,8 @@ class CudaDevice final : public Device {
 
  private:
   void ensure_staging();  // caller holds copy_mu_
+  // The fenced copy of `bytes` (direction `kind`, a cudaMemcpyKind) on offload_, after the compute stream's work.
+  void* fenced_copy(void* dst, const void* src, size_t bytes, int kind);
   void release() noexcept;
 
   int index_;
@@ -138,6 +150,10 @@ class CudaDevice final : public Device {
   CUevent_st* compute_ready_ = nullptr;  // recorded on compute_; copy_ waits before writing
   CUevent_st* copy_done_ = nullptr;      // recorded on copy_; compute_ waits before later kernels
   CUevent_st* staging_free_[2] = {};     // recorded on copy_ after the DMA out of staging_[i]
+  CUstream_st* offload_ = nullptr;       // activation offload copies (made on first use)
+  CUevent_st* offload_ready_ = nullptr;  // recorded on compute_; offload_ waits before each copy
+  std::mutex offload_mu_;                // offload_, offload_ready_ and free_fences_
+  std::vector<CUevent_st*> free_fences_;  // released fences, reused
   void* staging_[2] = {};                // pinned host buffers of kStagingBytes (lazily allocated)
   std::mutex copy_mu_;                   // the staging buffers and the copy events
   std::unique_ptr<CudaCachingAllocator> allocator_;

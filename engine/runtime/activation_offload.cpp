@@ -1,0 +1,104 @@
+#include "engine/runtime/activation_offload.hpp"
+
+#include "engine/core/error.hpp"
+#include "engine/runtime/device.hpp"
+
+namespace engine::rt {
+
+ActivationOffload::~ActivationOffload() {
+  try {
+    reset();
+  } catch (...) {
+  }
+  for (HostBuffer& b : pool_) b.device->host_pinned_free(b.ptr, b.bytes);
+}
+
+bool ActivationOffload::wants(const Tensor& t) const {
+  return t.defined() && t.is_contiguous() && t.nbytes() >= min_bytes_;
+}
+
+size_t ActivationOffload::acquire(Device& device, size_t bytes) {
+  // Block inputs all have one size, so an exact match is the common case; a larger free buffer serves too.
+  size_t best = pool_.size();
+  for (size_t i = 0; i < pool_.size(); ++i) {
+    const HostBuffer& b = pool_[i];
+    if (b.in_use || b.device != &device || b.bytes < bytes) continue;
+    if (best == pool_.size() || b.bytes < pool_[best].bytes) best = i;
+  }
+  if (best == pool_.size()) {
+    HostBuffer b;
+    b.ptr = device.host_pinned_allocate(bytes);
+    b.bytes = bytes;
+    b.device = &device;
+    pool_.push_back(b);
+    pinned_bytes_ += static_cast<int64_t>(bytes);
+  }
+  pool_[best].in_use = true;
+  return best;
+}
+
+int64_t ActivationOffload::stash(const Tensor& t) {
+  if (!wants(t)) fail("activation offload: {} is not a contiguous tensor of at least {} bytes", t.describe(), min_bytes_);
+  Device& device = t.device();
+  Ticket k;
+  k.shape = t.shape();
+  k.dtype = t.dtype();
+  k.device = &device;
+  k.bytes = t.nbytes();
+  k.host = acquire(device, k.bytes);
+  k.to_host = device.copy_to_host_fenced(pool_[k.host].ptr, t.raw_data(), k.bytes);
+  in_flight_.push_back({t, k.to_host});
+  stashed_bytes_ += static_cast<int64_t>(k.bytes);
+  tickets_.push_back(std::move(k));
+  return static_cast<int64_t>(tickets_.size()) - 1;
+}
+
+void ActivationOffload::retire_in_flight() {
+  for (InFlight& f : in_flight_) {
+    // Later kernels (and the allocator's next user of this memory) run after the copy has read it.
+    f.tensor.device().compute_wait(f.fence);
+    f.tensor = Tensor();
+  }
+  in_flight_.clear();
+}
+
+void ActivationOffload::prefetch(int64_t id) {
+  if (id < 0 || id >= static_cast<int64_t>(tickets_.size())) fail("activation offload: no ticket {}", id);
+  Ticket& k = tickets_[static_cast<size_t>(id)];
+  if (k.taken) fail("activation offload: ticket {} was already taken back", id);
+  if (k.back.defined()) return;
+  k.back = Tensor::empty(k.shape, k.dtype, *k.device);
+  k.to_device = k.device->copy_from_host_fenced(k.back.raw_data(), pool_[k.host].ptr, k.bytes);
+}
+
+Tensor ActivationOffload::take(int64_t id) {
+  prefetch(id);
+  Ticket& k = tickets_[static_cast<size_t>(id)];
+  k.device->compute_wait(k.to_device);
+  Tensor out = std::move(k.back);
+  release_ticket(k);
+  k.taken = true;
+  return out;
+}
+
+void ActivationOffload::release_ticket(Ticket& k) {
+  if (k.to_device) k.device->fence_release(k.to_device);
+  if (k.to_host) k.device->fence_release(k.to_host);
+  k.to_device = k.to_host = nullptr;
+  // The host buffer may be reused now: a later copy into it runs on the same copy stream, after this one.
+  pool_[k.host].in_use = false;
+  k.back = Tensor();
+}
+
+void ActivationOffload::reset() {
+  retire_in_flight();
+  for (Ticket& k : tickets_)
+    if (!k.taken) {
+      if (k.back.defined()) k.device->compute_wait(k.to_device);  // the buffer being filled is dropped next
+      release_ticket(k);
+    }
+  tickets_.clear();
+  stashed_bytes_ = 0;
+}
+
+}  // namespace engine::rt
