@@ -1,4 +1,5 @@
-// mistral_config.hpp: a Hugging Face MistralForCausalLM config.json (model_type "mistral"), parsed and checked.
+// mistral_config.hpp: a Hugging Face MistralForCausalLM config.json (model_type "mistral"), parsed and
+// checked.
 //
 // Mistral is the Llama decoder (pre-norm RMSNorm, grouped-query attention with RoPE, SwiGLU MLP, no biases,
 // untied lm_head by default) plus sliding-window attention: with `sliding_window = W` a token attends to
@@ -109,10 +110,11 @@ inline MistralConfig parse_mistral_config(const std::string& text) {
   c.n_layers = static_cast<int32_t>(detail::get_int(j, "num_hidden_layers", 0, true));
   c.n_heads = static_cast<int32_t>(detail::get_int(j, "num_attention_heads", 0, true));
   c.n_kv_heads = static_cast<int32_t>(detail::get_int(j, "num_key_value_heads", c.n_heads, false));
-  if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.intermediate_size <= 0 || c.n_layers <= 0 || c.n_heads <= 0 ||
-      c.n_kv_heads <= 0)
-    throw Error("mistral config.json: vocab_size, hidden_size, intermediate_size, num_hidden_layers, "
-                "num_attention_heads and num_key_value_heads must all be positive");
+  if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.intermediate_size <= 0 || c.n_layers <= 0 ||
+      c.n_heads <= 0 || c.n_kv_heads <= 0)
+    throw Error(
+        "mistral config.json: vocab_size, hidden_size, intermediate_size, num_hidden_layers, "
+        "num_attention_heads and num_key_value_heads must all be positive");
   if (c.n_heads % c.n_kv_heads != 0)
     throw Error(detail::where("num_key_value_heads") + " = " + std::to_string(c.n_kv_heads) +
                 " must divide num_attention_heads = " + std::to_string(c.n_heads));
@@ -145,8 +147,10 @@ inline MistralConfig parse_mistral_config(const std::string& text) {
     const char* key = params != nullptr ? "rope_parameters" : "rope_scaling";
     if (!scaling->is_object()) throw Error(detail::where(key) + " must be an object or null");
     std::string rope_type = "default";
-    if (const nlohmann::json* t = detail::find(*scaling, "rope_type")) rope_type = t->is_string() ? t->get<std::string>() : t->dump();
-    else if (const nlohmann::json* t2 = detail::find(*scaling, "type")) rope_type = t2->is_string() ? t2->get<std::string>() : t2->dump();
+    if (const nlohmann::json* t = detail::find(*scaling, "rope_type"))
+      rope_type = t->is_string() ? t->get<std::string>() : t->dump();
+    else if (const nlohmann::json* t2 = detail::find(*scaling, "type"))
+      rope_type = t2->is_string() ? t2->get<std::string>() : t2->dump();
     if (rope_type != "default")
       throw Error(detail::where(std::string(key) + ".rope_type") + " is '" + rope_type +
                   "'; this plugin implements the default RoPE only (as published Mistral checkpoints use)");
@@ -162,10 +166,14 @@ inline MistralConfig parse_mistral_config(const std::string& text) {
   const char* dtype_key = detail::find(j, "torch_dtype") != nullptr ? "torch_dtype" : "dtype";
   if (const nlohmann::json* d = detail::find(j, dtype_key)) {
     const std::string s = d->is_string() ? d->get<std::string>() : d->dump();
-    if (s == "bfloat16") c.checkpoint_dtype = ENG_BF16;
-    else if (s == "float16") c.checkpoint_dtype = ENG_F16;
-    else if (s == "float32") c.checkpoint_dtype = ENG_F32;
-    else throw Error(detail::where(dtype_key) + " is '" + s + "'; supported: bfloat16, float16, float32");
+    if (s == "bfloat16")
+      c.checkpoint_dtype = ENG_BF16;
+    else if (s == "float16")
+      c.checkpoint_dtype = ENG_F16;
+    else if (s == "float32")
+      c.checkpoint_dtype = ENG_F32;
+    else
+      throw Error(detail::where(dtype_key) + " is '" + s + "'; supported: bfloat16, float16, float32");
   }
   c.bos_token_id = detail::get_token_id(j, "bos_token_id");
   c.eos_token_id = detail::get_token_id(j, "eos_token_id");

@@ -1,5 +1,6 @@
-// sliding_window_attention.hpp: causal grouped-query attention restricted to a window of W tokens, as a custom
-// op with this plugin's own CPU kernel (host->op_register), for the batches where Mistral's window bites.
+// sliding_window_attention.hpp: causal grouped-query attention restricted to a window of W tokens, as a
+// custom op with this plugin's own CPU kernel (host->op_register), for the batches where Mistral's window
+// bites.
 //
 //   q (B,T,Hq,D), k and v (B,T,Hkv,D) f32 contiguous, seg (B,T) i32 -> o (B,T,Hq,D) f32
 //   query i of row b attends key j iff  j <= i,  i - j < W,  seg[b,i] == seg[b,j]
@@ -32,7 +33,8 @@ struct SlidingWindowAttrs {
 class SlidingWindowAttention : public engine::sdk::CustomOp {
  public:
   // inputs: q, k, v, seg
-  std::vector<engine::sdk::Tensor> forward(engine::sdk::Host& host, const std::vector<engine::sdk::Tensor>& in,
+  std::vector<engine::sdk::Tensor> forward(engine::sdk::Host& host,
+                                           const std::vector<engine::sdk::Tensor>& in,
                                            const void* attrs) override {
     const Shape s = shape_of(in);
     const auto& a = *static_cast<const SlidingWindowAttrs*>(attrs);
@@ -57,10 +59,11 @@ class SlidingWindowAttention : public engine::sdk::CustomOp {
     return {out};
   }
 
-  std::vector<engine::sdk::Tensor> backward(engine::sdk::Host& host, const std::vector<engine::sdk::Tensor>& in,
+  std::vector<engine::sdk::Tensor> backward(engine::sdk::Host& host,
+                                            const std::vector<engine::sdk::Tensor>& in,
                                             const std::vector<engine::sdk::Tensor>& out,
-                                            const std::vector<engine::sdk::Tensor>& grad_out, const void* attrs,
-                                            const std::vector<bool>& needs_grad) override {
+                                            const std::vector<engine::sdk::Tensor>& grad_out,
+                                            const void* attrs, const std::vector<bool>& needs_grad) override {
     const Shape s = shape_of(in);
     const auto& a = *static_cast<const SlidingWindowAttrs*>(attrs);
     const engine::sdk::Tensor dout = host.contiguous(grad_out[0]);
@@ -74,7 +77,8 @@ class SlidingWindowAttention : public engine::sdk::CustomOp {
         for (int64_t i = 0; i < s.T; ++i) {
           const int64_t j0 = first_key(a.window, i);
           probabilities(s, q, k, seg, a.scale, b, h, i, j0, p);
-          const float *qi = q + s.q_index(b, i, h), *gi = go + s.q_index(b, i, h), *oi = o + s.q_index(b, i, h);
+          const float *qi = q + s.q_index(b, i, h), *gi = go + s.q_index(b, i, h),
+                      *oi = o + s.q_index(b, i, h);
           double go_dot_o = 0.0;
           for (int64_t d = 0; d < s.D; ++d) go_dot_o += double(gi[d]) * oi[d];
           for (int64_t j = j0; j <= i; ++j) {
@@ -105,20 +109,24 @@ class SlidingWindowAttention : public engine::sdk::CustomOp {
   struct Shape {
     int64_t B, T, Hq, Hkv, D;
     int64_t q_index(int64_t b, int64_t t, int64_t h) const { return ((b * T + t) * Hq + h) * D; }
-    int64_t kv_index(int64_t b, int64_t t, int64_t h) const { return ((b * T + t) * Hkv + h / (Hq / Hkv)) * D; }
+    int64_t kv_index(int64_t b, int64_t t, int64_t h) const {
+      return ((b * T + t) * Hkv + h / (Hq / Hkv)) * D;
+    }
   };
 
   static Shape shape_of(const std::vector<engine::sdk::Tensor>& in) {
     for (size_t i = 0; i < 3; ++i)
       if (in[i].dtype() != ENG_F32 || !in[i].is_contiguous() || !in[i].is_cpu() || in[i].ndim() != 4)
-        throw engine::sdk::Error("mistral.sliding_window_attention: q, k and v must be contiguous 4-d f32 CPU tensors",
-                                 ENG_ERR_INVALID_ARGUMENT);
+        throw engine::sdk::Error(
+            "mistral.sliding_window_attention: q, k and v must be contiguous 4-d f32 CPU tensors",
+            ENG_ERR_INVALID_ARGUMENT);
     const Shape s{in[0].dim(0), in[0].dim(1), in[0].dim(2), in[1].dim(2), in[0].dim(3)};
     if (in[1].dim(0) != s.B || in[1].dim(1) != s.T || in[1].dim(3) != s.D || in[2].shape() != in[1].shape() ||
         s.Hq % s.Hkv != 0 || in[3].dtype() != ENG_I32 || in[3].numel() != s.B * s.T || !in[3].is_contiguous())
-      throw engine::sdk::Error("mistral.sliding_window_attention: q (B,T,Hq,D), k, v (B,T,Hkv,D) with Hq % Hkv == 0 "
-                               "and seg (B,T) i32 expected",
-                               ENG_ERR_INVALID_ARGUMENT);
+      throw engine::sdk::Error(
+          "mistral.sliding_window_attention: q (B,T,Hq,D), k, v (B,T,Hkv,D) with Hq % Hkv == 0 "
+          "and seg (B,T) i32 expected",
+          ENG_ERR_INVALID_ARGUMENT);
     return s;
   }
 

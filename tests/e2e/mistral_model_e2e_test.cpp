@@ -1,11 +1,12 @@
-// The out-of-tree model example (examples/mistral_model) against the installed SDK alone: the engine installed
-// to a temporary prefix, the example configured with only that prefix and built, then loaded by the unchanged
-// engine from ENGINE_PLUGIN_PATH. Against tests/data/models/mistral_tiny (scripts/fixtures/make_mistral_fixture.py:
-// a float64 re-implementation of transformers' MistralForCausalLM, sliding_window 4 so that the window bites):
-// logits at the real positions and the loss within 1e-4 (relative), the gradients of both layers' attention
-// inputs within 1e-3; the same logits when the rows are packed (segments through the plugin's windowed
-// kernel); with sliding_window null the built-in attention path and greedy generation with the KV cache; and
-// `engine run` with LoRA on the example trains (the loss falls) and resumes bitwise exactly.
+// The out-of-tree model example (examples/mistral_model) against the installed SDK alone: the engine
+// installed to a temporary prefix, the example configured with only that prefix and built, then loaded by the
+// unchanged engine from ENGINE_PLUGIN_PATH. Against tests/data/models/mistral_tiny
+// (scripts/fixtures/make_mistral_fixture.py: a float64 re-implementation of transformers' MistralForCausalLM,
+// sliding_window 4 so that the window bites): logits at the real positions and the loss within 1e-4
+// (relative), the gradients of both layers' attention inputs within 1e-3; the same logits when the rows are
+// packed (segments through the plugin's windowed kernel); with sliding_window null the built-in attention
+// path and greedy generation with the KV cache; and `engine run` with LoRA on the example trains (the loss
+// falls) and resumes bitwise exactly.
 #include <cstdlib>
 #include <cstring>
 
@@ -35,21 +36,23 @@ const fs::path& example_plugins() {
     const fs::path w = work_dir();
     fs::remove_all(w);
     fs::create_directories(w);
-    const std::string launcher = std::system("command -v ccache >/dev/null 2>&1") == 0
-                                     ? " -DCMAKE_CXX_COMPILER_LAUNCHER=ccache" : "";
+    const std::string launcher =
+        std::system("command -v ccache >/dev/null 2>&1") == 0 ? " -DCMAKE_CXX_COMPILER_LAUNCHER=ccache" : "";
     const std::string log = (w / "build.log").string();
-    const std::string cmd =
-        "cmake --install '" + std::string(std::getenv("ENGINE_BINARY_DIR")) + "' --prefix '" + (w / "prefix").string() +
-        "' >'" + log + "' 2>&1 && cmake -S '" + (source_dir() / "examples/mistral_model").string() + "' -B '" +
-        (w / "example").string() + "' -G Ninja -DCMAKE_PREFIX_PATH='" + (w / "prefix").string() + "'" + launcher +
-        " >>'" + log + "' 2>&1 && cmake --build '" + (w / "example").string() + "' >>'" + log + "' 2>&1";
+    const std::string cmd = "cmake --install '" + std::string(std::getenv("ENGINE_BINARY_DIR")) +
+                            "' --prefix '" + (w / "prefix").string() + "' >'" + log + "' 2>&1 && cmake -S '" +
+                            (source_dir() / "examples/mistral_model").string() + "' -B '" +
+                            (w / "example").string() + "' -G Ninja -DCMAKE_PREFIX_PATH='" +
+                            (w / "prefix").string() + "'" + launcher + " >>'" + log +
+                            "' 2>&1 && cmake --build '" + (w / "example").string() + "' >>'" + log + "' 2>&1";
     if (std::system(cmd.c_str()) != 0) {
       std::cerr << "building examples/mistral_model failed:\n" << read_file(log);
       return fs::path();
     }
     const fs::path plugins = w / "example" / "plugins";
     const char* old = std::getenv("ENGINE_PLUGIN_PATH");
-    const std::string path = plugins.string() + (old != nullptr && *old != '\0' ? ":" + std::string(old) : "");
+    const std::string path =
+        plugins.string() + (old != nullptr && *old != '\0' ? ":" + std::string(old) : "");
     setenv("ENGINE_PLUGIN_PATH", path.c_str(), 1);
     return plugins;
   }();
@@ -120,7 +123,8 @@ fs::path fixture_without_window() {
   return d;
 }
 
-// Logits at the real positions and the loss of expected.safetensors' padded batch; the gradients when `grads`.
+// Logits at the real positions and the loss of expected.safetensors' padded batch; the gradients when
+// `grads`.
 void expect_parity(Loaded& m, const fs::path& expected_file, bool grads) {
   auto expected = io::SafetensorsFile::open(expected_file);
   auto ids_t = expected.tensor("input_ids");
@@ -171,8 +175,9 @@ TEST(MistralExample, BuildsAgainstTheInstalledSdkAndExportsOnlyItsEntrySymbol) {
   ASSERT_FALSE(example_plugins().empty());
   const fs::path so = example_plugins() / "libmistral.so";
   ASSERT_TRUE(fs::exists(so));
-  const std::string exports = shell("nm -D --defined-only '" + so.string() +
-                                    "' | awk '{print $NF}' | grep -vE '^(_init|_fini|_edata|_end|__bss_start)$'");
+  const std::string exports =
+      shell("nm -D --defined-only '" + so.string() +
+            "' | awk '{print $NF}' | grep -vE '^(_init|_fini|_edata|_end|__bss_start)$'");
   EXPECT_EQ(exports, "engine_plugin_negotiate\n");
   const fs::path log = work_dir() / "describe.log";
   ASSERT_EQ(run_engine({"plugins", "describe", "mistral"}, log), 0) << read_file(log);
@@ -208,7 +213,8 @@ TEST(MistralExample, PackedRowsGiveThePaddedBatchLogits) {
       rows.push_back(b * T + t);
     }
   const int64_t L = static_cast<int64_t>(packed.size());
-  Tensor hidden = m.model->forward(m.i32({1, L}, packed), m.i32({1, L}, pos), m.i32({1, L}, seg), nullptr, false);
+  Tensor hidden =
+      m.model->forward(m.i32({1, L}, packed), m.i32({1, L}, pos), m.i32({1, L}, seg), nullptr, false);
   const std::vector<float> logits = m.model->logits(hidden.contiguous().view(Dims{L, C})).to_float_vector();
   const std::vector<float> ref_logits = floats(expected.tensor("logits"));
   std::vector<float> ref;
@@ -260,8 +266,9 @@ TEST(MistralExample, GenerationWithinTheWindowMatchesAndPastItIsRefused) {
   }
 }
 
-// `engine run` on the fixture with the in-tree LoRA and AdamW: max_seq_len 64 > sliding_window, so training runs
-// the plugin's windowed kernel (forward and backward); the loss falls; resuming from step 6 is bitwise exact.
+// `engine run` on the fixture with the in-tree LoRA and AdamW: max_seq_len 64 > sliding_window, so training
+// runs the plugin's windowed kernel (forward and backward); the loss falls; resuming from step 6 is bitwise
+// exact.
 TEST(MistralExample, TrainsWithLoraAndResumesExactly) {
   ASSERT_FALSE(example_plugins().empty());
   const fs::path dir = fresh_dir("mistral_model_run");
@@ -271,22 +278,26 @@ TEST(MistralExample, TrainsWithLoraAndResumesExactly) {
     std::string line;
     while (std::getline(in, line)) {
       const nlohmann::json j = nlohmann::json::parse(line);
-      out << nlohmann::json{{"text", j["instruction"].get<std::string>() + " " + j["output"].get<std::string>()}}.dump()
+      out << nlohmann::json{{"text",
+                             j["instruction"].get<std::string>() + " " + j["output"].get<std::string>()}}
+                 .dump()
           << "\n";
     }
   }
-  std::ofstream(dir / "run.toml") << "[model]\nplugin = \"mistral\"\npath = \"" << fixture().string()
-                                   << "\"\ndtype = \"fp32\"\n"
-                                      "[peft]\nplugin = \"lora\"\nr = 8\nlora_alpha = 16\nlora_dropout = 0.0\n"
-                                      "target_modules = \"all-linear\"\n"
-                                      "[optimizer]\nplugin = \"adamw\"\nlr = 2e-2\n"
-                                      "[data]\ntrain = \""
-                                   << (dir / "train.jsonl").string()
-                                   << "\"\nmax_seq_len = 64\npacking = true\n"
-                                      "[train]\nmicro_batch_size = 4\nmax_steps = 12\ndevice = \"cpu\"\nseed = 7\n"
-                                      "eval_every = 0\n[checkpoint]\nsave_every = 6\nkeep_last = 0\n[log]\nevery = 1\n";
+  std::ofstream(dir / "run.toml")
+      << "[model]\nplugin = \"mistral\"\npath = \"" << fixture().string()
+      << "\"\ndtype = \"fp32\"\n"
+         "[peft]\nplugin = \"lora\"\nr = 8\nlora_alpha = 16\nlora_dropout = 0.0\n"
+         "target_modules = \"all-linear\"\n"
+         "[optimizer]\nplugin = \"adamw\"\nlr = 2e-2\n"
+         "[data]\ntrain = \""
+      << (dir / "train.jsonl").string()
+      << "\"\nformat = \"text\"\nchat_template = \"none\"\nmax_seq_len = 64\npacking = true\n"
+         "[train]\nmicro_batch_size = 4\nmax_steps = 12\ndevice = \"cpu\"\nseed = 7\n"
+         "eval_every = 0\n[checkpoint]\nsave_every = 6\nkeep_last = 0\n[log]\nevery = 1\n";
   auto args = [&](const fs::path& out) {
-    return std::vector<std::string>{"run", (dir / "run.toml").string(), "--set", "train.output_dir=" + out.string()};
+    return std::vector<std::string>{"run", (dir / "run.toml").string(), "--set",
+                                    "train.output_dir=" + out.string()};
   };
   ASSERT_EQ(run_engine(args(dir / "a"), dir / "a.log"), 0) << read_file(dir / "a.log");
   const std::string log = read_file(dir / "a.log");
@@ -303,7 +314,8 @@ TEST(MistralExample, TrainsWithLoraAndResumesExactly) {
   ASSERT_EQ(run_engine(resumed, dir / "b.log"), 0) << read_file(dir / "b.log");
   EXPECT_TRUE(same_bytes(dir / "a/checkpoint-12/adapter_model.safetensors",
                          dir / "b/checkpoint-12/adapter_model.safetensors"));
-  EXPECT_TRUE(same_bytes(dir / "a/checkpoint-12/optimizer.safetensors", dir / "b/checkpoint-12/optimizer.safetensors"));
+  EXPECT_TRUE(same_bytes(dir / "a/checkpoint-12/optimizer.safetensors",
+                         dir / "b/checkpoint-12/optimizer.safetensors"));
   EXPECT_FALSE(same_bytes(dir / "a/checkpoint-6/adapter_model.safetensors",
                           dir / "a/checkpoint-12/adapter_model.safetensors"));
   auto lb = train_lines(dir / "b");
