@@ -183,6 +183,19 @@ TEST(MistralExample, BuildsAgainstTheInstalledSdkAndExportsOnlyItsEntrySymbol) {
   ASSERT_EQ(run_engine({"plugins", "describe", "mistral"}, log), 0) << read_file(log);
   EXPECT_NE(read_file(log).find("dtype"), std::string::npos) << read_file(log);
   EXPECT_NE(read_file(log).find("model"), std::string::npos) << read_file(log);
+  // listed as a model, without a loader warning (malformed schema, extra exports)
+  const fs::path list = work_dir() / "list.log";
+  ASSERT_EQ(run_engine({"plugins", "--json"}, list), 0) << read_file(list);
+  const nlohmann::json all = nlohmann::json::parse(read_file(list), nullptr, false);
+  ASSERT_TRUE(all.is_array()) << read_file(list);
+  bool found = false;
+  for (const auto& p : all) {
+    if (p.value("name", "") != "mistral") continue;
+    found = true;
+    EXPECT_EQ(p.value("kind", ""), "model") << p.dump();
+    EXPECT_TRUE(!p.contains("warnings") || p["warnings"].empty()) << p.dump();
+  }
+  EXPECT_TRUE(found) << read_file(list);
 }
 
 TEST(MistralExample, LogitsLossAndGradientsMatchTheReferenceWithTheSlidingWindow) {
