@@ -133,6 +133,11 @@ inline MistralConfig parse_mistral_config(const std::string& text) {
     c.tie_word_embeddings = t->get<bool>();
   }
   c.initializer_range = detail::get_double(j, "initializer_range", 0.02);
+  if (const double p = detail::get_double(j, "attention_dropout", 0.0); p != 0.0)
+    throw Error(
+        detail::where("attention_dropout") + " is " + std::to_string(p) +
+        "; attention dropout is not implemented (published Mistral checkpoints set 0.0): set it to 0.0, "
+        "or use [peft] lora_dropout for regularisation");
 
   // RoPE: rope_parameters (transformers 5) or rope_theta + rope_scaling; only the default rope type.
   const nlohmann::json* params = detail::find(j, "rope_parameters");

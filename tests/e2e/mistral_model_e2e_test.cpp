@@ -9,6 +9,7 @@
 // falls) and resumes bitwise exactly.
 #include <cstdlib>
 #include <cstring>
+#include <tuple>
 
 #include "engine/host/host_api.hpp"
 #include "engine/host/host_session.hpp"
@@ -110,18 +111,21 @@ struct Loaded {
   }
 };
 
-// The fixture with sliding_window null: the same weights, config.json rewritten.
-fs::path fixture_without_window() {
-  const fs::path d = work_dir() / "no_window";
+// The fixture's weights under a config.json with `key` set to `value`, in work_dir()/name.
+fs::path fixture_with(const std::string& name, const std::string& key, const nlohmann::json& value) {
+  const fs::path d = work_dir() / name;
   fs::remove_all(d);
   fs::create_directories(d);
   for (const char* f : {"model.safetensors", "tokenizer.json", "tokenizer_config.json"})
     fs::copy_file(fixture() / f, d / f);
   nlohmann::json c = nlohmann::json::parse(read_file(fixture() / "config.json"));
-  c["sliding_window"] = nullptr;
+  c[key] = value;
   std::ofstream(d / "config.json") << c.dump(2);
   return d;
 }
+
+// The fixture with sliding_window null: full causal attention.
+fs::path fixture_without_window() { return fixture_with("no_window", "sliding_window", nullptr); }
 
 // Logits at the real positions and the loss of expected.safetensors' padded batch; the gradients when
 // `grads`.
@@ -276,6 +280,25 @@ TEST(MistralExample, GenerationWithinTheWindowMatchesAndPastItIsRefused) {
     ADD_FAILURE() << "generation past sliding_window was not refused";
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("past sliding_window = 4"), std::string::npos) << e.what();
+  }
+}
+
+// A config.json value the plugin cannot honour is refused at load, naming the key, the value and the fix.
+TEST(MistralExample, RefusesConfigValuesItCannotHonour) {
+  ASSERT_FALSE(example_plugins().empty());
+  const std::vector<std::tuple<std::string, nlohmann::json, std::string>> cases = {
+      {"sliding_window", 0, "key 'sliding_window' is 0; it must be a positive integer"},
+      {"attention_dropout", 0.1, "attention dropout is not implemented"},
+      {"rope_scaling", {{"rope_type", "yarn"}, {"factor", 4.0}}, "rope_scaling.rope_type' is 'yarn'"},
+      {"hidden_act", "gelu", "only \"silu\" is supported"},
+      {"num_key_value_heads", 3, "must divide num_attention_heads = 4"}};
+  for (const auto& [key, value, message] : cases) {
+    try {
+      Loaded m(fixture_with("bad_" + key, key, value));
+      ADD_FAILURE() << key << " = " << value.dump() << " was accepted";
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << key << ": " << e.what();
+    }
   }
 }
 
