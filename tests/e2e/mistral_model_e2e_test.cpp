@@ -5,7 +5,8 @@
 // sliding_window 4 so that the window bites): logits at the real positions and the loss within 1e-4
 // (relative), the gradients of both layers' attention inputs within 1e-3; the same logits when the rows are
 // packed (segments through the plugin's windowed kernel); with sliding_window null the built-in attention
-// path and greedy generation with the KV cache; and `engine run` with LoRA on the example trains (the loss
+// path and greedy generation with the KV cache; config.json values it cannot honour refused by name; and
+// `engine run` with LoRA on the example trains (the loss
 // falls) and resumes bitwise exactly.
 #include <cstdlib>
 #include <cstring>
