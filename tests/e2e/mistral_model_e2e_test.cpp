@@ -6,8 +6,7 @@
 // (relative), the gradients of both layers' attention inputs within 1e-3; the same logits when the rows are
 // packed (segments through the plugin's windowed kernel); with sliding_window null the built-in attention
 // path and greedy generation with the KV cache; config.json values it cannot honour refused by name; and
-// `engine run` with LoRA on the example trains (the loss
-// falls) and resumes bitwise exactly.
+// `engine run` with LoRA on the example trains (the loss falls) and resumes bitwise exactly.
 #include <cstdlib>
 #include <cstring>
 #include <tuple>
