@@ -86,8 +86,8 @@ std::unique_ptr<Node> make_sum();
 void axpby_(Tensor& dst, double a, const Tensor& src, double b);  // dst = a*dst + b*src
 void copy_(Tensor& dst, const Tensor& src);                       // dst = src (converting dtype)
 void fill_(Tensor& dst, double value);
-// The multi-tensor form (ForeachArgs in kernel_table.hpp says what each op computes): dst[i] contiguous f32 or
-// f64 (the devices' accumulation types), x[i] / y[i] of dst[i]'s shape in any floating dtype and layout (y
+// The multi-tensor form (ForeachArgs in kernel_table.hpp says what each op computes): dst[i] contiguous, all of one
+// floating dtype the device updates in (f32 or f64 on the CPU, f32 or bf16 on CUDA), x[i] / y[i] of dst[i]'s shape in any floating dtype and layout (y
 // empty for Axpby, and optional for AddSign). Every list is checked before anything is updated; a
 // mismatched list length or shape is refused naming `op`, the index and both shapes.
 void foreach_update(const char* op, const ForeachArgs& args, const std::vector<Tensor>& dst,
