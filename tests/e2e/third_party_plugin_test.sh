@@ -79,7 +79,7 @@ lion_run() {  # OUTPUT_DIR LOG [extra args...]
   local out=$1 log=$2
   shift 2
   "$engine" run "$src/recipes/tiny_lora.toml" --set model.path="$tmp/model" --set optimizer.plugin=lion \
-    --set optimizer.lr=0.003 --set optimizer.weight_decay=0.01 --set train.output_dir="$out" \
+    --set optimizer.lr=0.01 --set optimizer.weight_decay=0.01 --set train.output_dir="$out" \
     --set train.max_steps=12 --set train.eval_every=0 --set log.every=1 --set checkpoint.save_every=6 \
     --set checkpoint.keep_last=0 "$@" >"$log" 2>&1 || { cat "$log"; echo "engine run with lion failed ($out)"; exit 1; }
 }
