@@ -230,6 +230,124 @@ eng_status op_fill_(const eng_ctx* ctx, eng_tensor dst, double value) {
   });
 }
 
+// ---- appended in ABI 1.1: elementwise math for device-independent optimizers ----------------------------
+
+eng_status op_unary(const eng_ctx* ctx, const char* what, rt::UnaryOp op, eng_tensor x, double p0, double p1,
+                    eng_tensor* out) {
+  return op1(ctx, what, out, [&](HostSession& s, bool g) {
+    return node1(s, g, rt::ops::make_unary(op, p0, p1), {tensor_of(x, "x")});
+  });
+}
+
+eng_status op_binary(const eng_ctx* ctx, const char* what, rt::BinaryOp op, eng_tensor a, eng_tensor b,
+                     eng_tensor* out) {
+  return op1(ctx, what, out, [&](HostSession& s, bool g) {
+    return node1(s, g, rt::ops::make_binary(op), {tensor_of(a, "a"), tensor_of(b, "b")});
+  });
+}
+
+eng_status op_sqrt(const eng_ctx* ctx, eng_tensor x, eng_tensor* out) {
+  return op_unary(ctx, "sqrt", rt::UnaryOp::Sqrt, x, 0, 0, out);
+}
+eng_status op_rsqrt(const eng_ctx* ctx, eng_tensor x, eng_tensor* out) {
+  return op_unary(ctx, "rsqrt", rt::UnaryOp::Rsqrt, x, 0, 0, out);
+}
+eng_status op_sign(const eng_ctx* ctx, eng_tensor x, eng_tensor* out) {
+  return op_unary(ctx, "sign", rt::UnaryOp::Sign, x, 0, 0, out);
+}
+eng_status op_abs(const eng_ctx* ctx, eng_tensor x, eng_tensor* out) {
+  return op_unary(ctx, "abs", rt::UnaryOp::Abs, x, 0, 0, out);
+}
+eng_status op_pow_scalar(const eng_ctx* ctx, eng_tensor x, double exponent, eng_tensor* out) {
+  return op_unary(ctx, "pow_scalar", rt::UnaryOp::PowScalar, x, exponent, 0, out);
+}
+eng_status op_clamp(const eng_ctx* ctx, eng_tensor x, double lo, double hi, eng_tensor* out) {
+  return op_unary(ctx, "clamp", rt::UnaryOp::Clamp, x, lo, hi, out);
+}
+eng_status op_div(const eng_ctx* ctx, eng_tensor a, eng_tensor b, eng_tensor* out) {
+  return op_binary(ctx, "div", rt::BinaryOp::Div, a, b, out);
+}
+eng_status op_maximum(const eng_ctx* ctx, eng_tensor a, eng_tensor b, eng_tensor* out) {
+  return op_binary(ctx, "maximum", rt::BinaryOp::Maximum, a, b, out);
+}
+eng_status op_minimum(const eng_ctx* ctx, eng_tensor a, eng_tensor b, eng_tensor* out) {
+  return op_binary(ctx, "minimum", rt::BinaryOp::Minimum, a, b, out);
+}
+
+eng_status op_where(const eng_ctx* ctx, eng_tensor cond, eng_tensor a, eng_tensor b, eng_tensor* out) {
+  return op1(ctx, "where", out, [&](HostSession& s, bool g) {
+    return node1(s, g, rt::ops::make_where(), {tensor_of(cond, "cond"), tensor_of(a, "a"), tensor_of(b, "b")});
+  });
+}
+
+// The n tensors of a foreach list; `what` names the list.
+std::vector<Tensor> tensor_list(int32_t n, const eng_tensor* handles, const char* what) {
+  if (n < 0) fail("the list length n = {} is negative", n);
+  if (n > 0 && handles == nullptr) fail("the list {} is NULL but n = {}", what, n);
+  std::vector<Tensor> out;
+  out.reserve(static_cast<size_t>(n));
+  for (int32_t i = 0; i < n; ++i) {
+    if (handles[i] == nullptr) fail("{}[{}] is NULL", what, i);
+    out.push_back(tensor_of(handles[i], what));
+  }
+  return out;
+}
+
+eng_status foreach_entry(const eng_ctx* ctx, const char* what, const rt::ForeachArgs& args, int32_t n,
+                         const eng_tensor* dst, const eng_tensor* x, const eng_tensor* y) {
+  return guarded(ctx, what, [&] {
+    session_of(ctx);
+    rt::ops::foreach_update(what, args, tensor_list(n, dst, "dst"), tensor_list(n, x, "x"),
+                            y != nullptr ? tensor_list(n, y, "y") : std::vector<Tensor>{});
+  });
+}
+
+eng_status op_foreach_axpby_(const eng_ctx* ctx, int32_t n, const eng_tensor* dst, double a,
+                             const eng_tensor* src, double b) {
+  rt::ForeachArgs f;
+  f.op = rt::ForeachOp::Axpby;
+  f.a = a;
+  f.b = b;
+  return foreach_entry(ctx, "foreach_axpby_", f, n, dst, src, nullptr);
+}
+
+eng_status op_foreach_addcmul_(const eng_ctx* ctx, int32_t n, const eng_tensor* dst, double a,
+                               const eng_tensor* x, const eng_tensor* y, double c) {
+  rt::ForeachArgs f;
+  f.op = rt::ForeachOp::Addcmul;
+  f.a = a;
+  f.c = c;
+  if (y == nullptr && n > 0)
+    return guarded(ctx, "foreach_addcmul_", [&] { fail("the list y is NULL but n = {}", n); });
+  return foreach_entry(ctx, "foreach_addcmul_", f, n, dst, x, y);
+}
+
+eng_status op_foreach_addcdiv_(const eng_ctx* ctx, int32_t n, const eng_tensor* dst, double a,
+                               const eng_tensor* x, const eng_tensor* y, double c, double y_scale, double eps,
+                               int32_t sqrt_y) {
+  rt::ForeachArgs f;
+  f.op = rt::ForeachOp::Addcdiv;
+  f.a = a;
+  f.c = c;
+  f.d = y_scale;
+  f.eps = eps;
+  f.sqrt_y = sqrt_y != 0;
+  if (y == nullptr && n > 0)
+    return guarded(ctx, "foreach_addcdiv_", [&] { fail("the list y is NULL but n = {}", n); });
+  return foreach_entry(ctx, "foreach_addcdiv_", f, n, dst, x, y);
+}
+
+eng_status op_foreach_add_sign_(const eng_ctx* ctx, int32_t n, const eng_tensor* dst, double a,
+                                const eng_tensor* x, double p, const eng_tensor* y, double q, double c) {
+  rt::ForeachArgs f;
+  f.op = rt::ForeachOp::AddSign;
+  f.a = a;
+  f.b = p;
+  f.d = q;
+  f.c = c;
+  return foreach_entry(ctx, "foreach_add_sign_", f, n, dst, x, y);
+}
+
 const eng_op_table kOpTable = {
     .struct_size = sizeof(eng_op_table),
     .embedding = op_embedding,
@@ -259,6 +377,20 @@ const eng_op_table kOpTable = {
     .axpby_ = op_axpby_,
     .copy_ = op_copy_,
     .fill_ = op_fill_,
+    .sqrt = op_sqrt,
+    .rsqrt = op_rsqrt,
+    .div = op_div,
+    .sign = op_sign,
+    .abs = op_abs,
+    .maximum = op_maximum,
+    .minimum = op_minimum,
+    .where = op_where,
+    .pow_scalar = op_pow_scalar,
+    .clamp = op_clamp,
+    .foreach_axpby_ = op_foreach_axpby_,
+    .foreach_addcmul_ = op_foreach_addcmul_,
+    .foreach_addcdiv_ = op_foreach_addcdiv_,
+    .foreach_add_sign_ = op_foreach_add_sign_,
 };
 
 }  // namespace

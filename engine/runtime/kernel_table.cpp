@@ -34,7 +34,13 @@ const char* kernel_name(Kernel k) {
                                            "linear_cross_entropy",
                                            "linear_cross_entropy_backward",
                                            "attention",
-                                           "attention_backward"};
+                                           "attention_backward",
+                                           "unary",
+                                           "unary_backward",
+                                           "binary",
+                                           "where",
+                                           "reduce_to",
+                                           "foreach_update"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Kernel::Count));
   return kNames[static_cast<size_t>(k)];
 }

@@ -22,6 +22,7 @@
 #include <cstdint>
 
 #include "engine/runtime/tensor.hpp"
+#include "kernels/cpu/pointwise_ops.hpp"
 
 namespace engine::rt {
 
@@ -59,8 +60,23 @@ enum class Kernel : uint32_t {
   LinearCrossEntropyBackward,
   Attention,
   AttentionBackward,
+  Unary,
+  UnaryBackward,
+  Binary,
+  Where,
+  ReduceTo,
+  ForeachUpdate,
   Count
 };
+
+// The pointwise functions, their broadcast layout and the foreach updates are defined with their kernels
+// (kernels/cpu/pointwise_ops.hpp, shared by kernels/cuda).
+using cpu::BinaryOp;
+using cpu::Broadcast;
+using cpu::ForeachArgs;
+using cpu::ForeachOp;
+using cpu::UnaryOp;
+static_assert(cpu::kBroadcastMaxDims == kMaxDims);
 
 const char* kernel_name(Kernel k);
 
@@ -199,6 +215,25 @@ struct KernelTable {
                              const Tensor& segments, double scale, const Tensor& out, const Tensor& lse,
                              const Tensor& grad_out, const Tensor& grad_q, const Tensor& grad_k,
                              const Tensor& grad_v);
+
+  // ---- elementwise math (the op table's ABI 1.1 entries: sqrt ... clamp, div, maximum, where, foreach_)
+  // y = f(x), x and y of one shape
+  void (*unary)(UnaryOp op, const Tensor& x, double p0, double p1, const Tensor& y);
+  // dx = dy * f'(x) (y = f(x) as forward returned it; Sign's dx is 0)
+  void (*unary_backward)(UnaryOp op, const Tensor& dy, const Tensor& x, const Tensor& y, double p0, double p1,
+                         const Tensor& dx);
+  // out (bc.shape) = a op b with a, b laid out by bc.stride[0], bc.stride[1]
+  void (*binary)(BinaryOp op, const Broadcast& bc, const Tensor& a, const Tensor& b, const Tensor& out);
+  // out (bc.shape) = cond != 0 ? a : b with cond, a, b laid out by bc.stride[0..2]
+  void (*where)(const Broadcast& bc, const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out);
+  // The backward of a broadcast: out = sum of x (contiguous, bc.shape) into out (contiguous), x's element at
+  // output index i adding to out's element at sum_d i_d * bc.stride[0][d] (0 along the dims summed over). Each
+  // out element sums in a fixed order (deterministic).
+  void (*reduce_to)(const Broadcast& bc, const Tensor& x, const Tensor& out);
+  // For each i < n: dst[i] updated in place by args (ForeachArgs); x[i] and y[i] (undefined when args.op
+  // does not read y) contiguous, of dst[i]'s dtype and numel.
+  void (*foreach_update)(const ForeachArgs& args, int64_t n, const Tensor* dst, const Tensor* x,
+                         const Tensor* y);
 };
 
 // f64 for f64 compute, f32 otherwise: the dtype of rstd, lse and loss scalars.

@@ -3,11 +3,12 @@
 //   m <- mu * m + grad_scale * g
 //   w <- (1 - lr * wd) * w - lr * m
 //
-// On the CPU with fp32 contiguous tensors the update runs as one fused loop over the raw DLPack views; on any
-// other device it goes through the host's in-place op axpby_ (two passes), so the plugin works wherever the
-// engine does. The momentum buffers are saved and resumed through the state dictionary under
-// "<parameter name>.momentum_buffer".
+// Written only with the op table (two multi-tensor foreach_axpby_ calls per step and weight-decay value, for
+// all parameters at once), so the same code runs wherever the engine does, CPU or CUDA. The momentum buffers
+// are saved and resumed through the state dictionary under "<parameter name>.momentum_buffer".
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/cpp/json.hpp"
@@ -42,16 +43,22 @@ class SgdMomentum : public engine::sdk::Optimizer {
   }
 
   void step(Host& host, const eng_optim_step& st) override {
-    for (Slot& s : slots_) {
-      Tensor g = host.grad(s.param);
-      if (!g) continue;
-      Tensor w = host.value(s.param);  // fp32 master, updated in place
-      if (fused_cpu(w, g, s.m)) {
-        update_cpu(w, g, s.m, st, s.weight_decay);
-      } else {
-        host.axpby_(s.m, momentum_, g, st.grad_scale);              // m = mu m + scale g
-        host.axpby_(w, 1.0 - st.lr * s.weight_decay, s.m, -st.lr);  // w = (1 - lr wd) w - lr m
+    // one pair of multi-tensor calls per distinct weight decay (usually one or two), over every parameter
+    // with a gradient this step
+    std::map<double, std::vector<const Slot*>> by_decay;
+    for (const Slot& s : slots_) by_decay[s.weight_decay].push_back(&s);
+    for (const auto& [wd, slots] : by_decay) {
+      std::vector<Tensor> w, g, m;
+      for (const Slot* s : slots) {
+        Tensor grad = host.grad(s->param);
+        if (!grad) continue;
+        w.push_back(host.value(s->param));  // fp32 master, updated in place
+        g.push_back(std::move(grad));
+        m.push_back(s->m);
       }
+      if (w.empty()) continue;
+      host.foreach_axpby_(m, momentum_, g, st.grad_scale);      // m = mu m + scale g
+      host.foreach_axpby_(w, 1.0 - st.lr * wd, m, -st.lr);     // w = (1 - lr wd) w - lr m
     }
   }
 
@@ -73,27 +80,6 @@ class SgdMomentum : public engine::sdk::Optimizer {
     double weight_decay;
     Tensor m;  // momentum buffer, fp32, shaped like the parameter
   };
-
-  static bool fused_cpu(const Tensor& w, const Tensor& g, const Tensor& m) {
-    for (const Tensor* t : {&w, &g, &m}) {
-      if (!t->is_cpu() || t->dtype() != ENG_F32 || !t->is_contiguous()) return false;
-    }
-    return true;
-  }
-
-  void update_cpu(const Tensor& w, const Tensor& g, const Tensor& m, const eng_optim_step& st,
-                  double wd) const {
-    float* wp = w.data<float>();
-    const float* gp = g.data<float>();
-    float* mp = m.data<float>();
-    const int64_t n = w.numel();
-    const float mu = static_cast<float>(momentum_), scale = static_cast<float>(st.grad_scale);
-    const float lr = static_cast<float>(st.lr), decay = static_cast<float>(1.0 - st.lr * wd);
-    for (int64_t i = 0; i < n; ++i) {
-      mp[i] = mu * mp[i] + scale * gp[i];
-      wp[i] = decay * wp[i] - lr * mp[i];
-    }
-  }
 
   double momentum_ = 0.9;
   std::vector<Slot> slots_;

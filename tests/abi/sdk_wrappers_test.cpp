@@ -2,6 +2,7 @@
 // exception edge, tensor reference counting, NoGrad, and optional table entries.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstddef>
 #include <map>
 #include <memory>
@@ -50,6 +51,18 @@ const eng_host_api* mock_host() {
     };
     o.axpby_ = [](const eng_ctx*, eng_tensor dst, double a, eng_tensor src, double b) -> eng_status {
       T(dst)->value = a * T(dst)->value + b * T(src)->value;
+      return ENG_OK;
+    };
+    o.sqrt = [](const eng_ctx*, eng_tensor x, eng_tensor* out) -> eng_status {
+      *out = make(std::sqrt(T(x)->value));
+      return ENG_OK;
+    };
+    o.foreach_addcdiv_ = [](const eng_ctx*, int32_t n, const eng_tensor* dst, double a, const eng_tensor* x,
+                            const eng_tensor* y, double c, double y_scale, double eps, int32_t sqrt_y) -> eng_status {
+      for (int32_t i = 0; i < n; ++i) {
+        const double d = y_scale * T(y[i])->value;
+        T(dst[i])->value = a * T(dst[i])->value + c * T(x[i])->value / ((sqrt_y ? std::sqrt(d) : d) + eps);
+      }
       return ENG_OK;
     };
     return o;
@@ -434,6 +447,49 @@ eng_host_api files_host() {
     return ENG_ERR_INVALID_ARGUMENT;
   };
   return h;
+}
+
+// The ABI 1.1 elementwise ops: forwarded with their lists; lists of different lengths throw before the host is
+// called; an engine whose op table ends before an entry is refused naming it.
+TEST(SdkWrappers, ElementwiseMathAndForeachListsAreCheckedAgainstTheTable) {
+  eng_ctx ctx = make_ctx();
+  Host host(mock_host(), &ctx);
+  {
+    Tensor four = host.adopt(make(4.0));
+    EXPECT_EQ(T(host.sqrt(four).get())->value, 2.0);
+    std::vector<Tensor> dst = {host.adopt(make(1.0)), host.adopt(make(2.0))};
+    std::vector<Tensor> x = {host.adopt(make(3.0)), host.adopt(make(4.0))};
+    std::vector<Tensor> y = {host.adopt(make(4.0)), host.adopt(make(16.0))};
+    host.foreach_addcdiv_(dst, 0.5, x, y, -1.0, 1.0, 0.0);  // dst = 0.5 dst - x / sqrt(y)
+    EXPECT_EQ(T(dst[0].get())->value, 0.5 - 1.5);
+    EXPECT_EQ(T(dst[1].get())->value, 1.0 - 1.0);
+    y.pop_back();
+    try {
+      host.foreach_addcdiv_(dst, 0.5, x, y, -1.0, 1.0, 0.0);
+      ADD_FAILURE() << "lists of different lengths were accepted";
+    } catch (const engine::sdk::Error& e) {
+      EXPECT_EQ(e.status(), ENG_ERR_INVALID_ARGUMENT);
+      EXPECT_NE(std::string(e.what()).find("foreach_addcdiv_: the lists differ in length: dst has 2 tensors, x has 2, y has 1"),
+                std::string::npos)
+          << e.what();
+    }
+    EXPECT_EQ(T(dst[0].get())->value, -1.0);  // unchanged by the refused call
+  }
+  EXPECT_EQ(g.live, 0);
+
+  eng_op_table old_ops = *mock_host()->ops;
+  old_ops.struct_size = static_cast<uint32_t>(offsetof(eng_op_table, sqrt));  // a 1.0 engine's table
+  eng_host_api old = *mock_host();
+  old.ops = &old_ops;
+  Host old_host(&old, &ctx);
+  Tensor one = old_host.adopt(make(1.0));
+  try {
+    old_host.sqrt(one);
+    ADD_FAILURE() << "sqrt on a 1.0 op table did not throw";
+  } catch (const engine::sdk::Error& e) {
+    EXPECT_EQ(e.status(), ENG_ERR_UNSUPPORTED);
+    EXPECT_NE(std::string(e.what()).find("'sqrt'"), std::string::npos) << e.what();
+  }
 }
 
 TEST(SdkWrappers, StatesAreDestroyedByTheirOwnerAndTensorFilesGoThroughTheHost) {

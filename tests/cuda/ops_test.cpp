@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <functional>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "engine/runtime/device_select.hpp"
@@ -128,6 +130,44 @@ std::vector<OpCase> cases() {
                {random_f32({5, 7, 33}, 12), random_f32({7, 33}, 13)},
                {true, true}});
   v.push_back({"scale", [] { return ops::make_scale(-1.75); }, {random_f32({1001}, 14)}, {true}});
+  // ABI 1.1 elementwise math: numpy broadcasting of both operands (the generic kernels and reduce_to), the
+  // same-shape and trailing fast paths, the unary functions (positive inputs where the function needs them)
+  for (auto [name, op] : {std::pair{"div", BinaryOp::Div}, std::pair{"maximum", BinaryOp::Maximum},
+                          std::pair{"minimum", BinaryOp::Minimum}, std::pair{"add", BinaryOp::Add},
+                          std::pair{"mul", BinaryOp::Mul}}) {
+    const BinaryOp o = op;
+    v.push_back({std::string(name) + " broadcast (9,1,70) x (13,1)", [o] { return ops::make_binary(o); },
+                 {random_f32({9, 1, 70}, 60), random_f32({13, 1}, 61)},
+                 {true, true}});
+    v.push_back({std::string(name) + " same shape", [o] { return ops::make_binary(o); },
+                 {random_f32({7, 129}, 62), random_f32({7, 129}, 63)},
+                 {true, true}});
+    v.push_back({std::string(name) + " scalar", [o] { return ops::make_binary(o); },
+                 {random_f32({3, 1000}, 64), random_f32({}, 65)},
+                 {true, true}});
+  }
+  for (auto [name, op, p0, p1, pos] :
+       {std::tuple{"sqrt", UnaryOp::Sqrt, 0.0, 0.0, true}, std::tuple{"rsqrt", UnaryOp::Rsqrt, 0.0, 0.0, true},
+        std::tuple{"abs", UnaryOp::Abs, 0.0, 0.0, false}, std::tuple{"sign", UnaryOp::Sign, 0.0, 0.0, false},
+        std::tuple{"pow 2.5", UnaryOp::PowScalar, 2.5, 0.0, true},
+        std::tuple{"pow 3", UnaryOp::PowScalar, 3.0, 0.0, false},
+        std::tuple{"clamp", UnaryOp::Clamp, -0.5, 0.5, false}}) {
+    const UnaryOp o = op;
+    const double a = p0, b = p1;
+    Tensor x = random_f32({5, 2049}, 66);
+    if (pos) x = ops::make_unary(UnaryOp::Abs)->forward({x}, false)[0];
+    v.push_back({name, [o, a, b] { return ops::make_unary(o, a, b); }, {x}, {true}});
+  }
+  {
+    std::vector<float> c(9 * 13);
+    for (size_t i = 0; i < c.size(); ++i) c[i] = (i * 7) % 3 == 0 ? 0.0f : 1.0f;
+    v.push_back({"where (9,13,1) ? (13,70) : (70)",
+                 [] { return ops::make_where(); },
+                 {Tensor::from_vector({9, 13, 1}, ENG_F32, cpu_device(), c), random_f32({13, 70}, 67),
+                  random_f32({70}, 68)},
+                 {false, true, true}});
+  }
+
   v.push_back({"rms_norm",
                [] { return ops::make_rms_norm(1e-6); },
                {random_f32({2, 9, 896}, 15), random_f32({896}, 16)},

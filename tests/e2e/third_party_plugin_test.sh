@@ -24,6 +24,7 @@ first_loss() { grep -v eval_loss "$1/metrics.jsonl" | head -n 1 | sed 's/.*"loss
 last_loss() { grep -v eval_loss "$1/metrics.jsonl" | tail -n 1 | sed 's/.*"loss":\([0-9.]*\).*/\1/'; }
 build_example third_party_plugin "$tmp/example"
 so="$tmp/example/plugins/libsgd_momentum.so"
+test -f "$tmp/example/plugins/liblion.so"
 # Without DLPack (or nlohmann_json) on the machine, find_package(EngineSDK) says which Debian package to install.
 for dep in dlpack:libdlpack-dev nlohmann_json:nlohmann-json3-dev; do
   if cmake -S "$src/examples/third_party_plugin" -B "$tmp/nodep" -G Ninja -DCMAKE_PREFIX_PATH="$tmp/prefix" \
@@ -70,6 +71,51 @@ first=$(first_loss "$tmp/run")
 last=$(last_loss "$tmp/run")
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.5) }' ||
   { echo "loss did not fall with sgd_momentum: $first -> $last"; cat "$tmp/run.log"; exit 1; }
+# lion (examples/third_party_plugin/lion.cpp, written with the op table's foreach_ entries only) trains the tiny
+# LoRA recipe, and a run resumed from its step-6 checkpoint ends bitwise identical to the straight run (adapters,
+# optimizer state, per-step losses): its momentum is saved and restored exactly.
+echo "$list" | grep -q '"name": "lion"' || { echo "lion not listed: $list"; exit 1; }
+lion_run() {  # OUTPUT_DIR LOG [extra args...]
+  local out=$1 log=$2
+  shift 2
+  "$engine" run "$src/recipes/tiny_lora.toml" --set model.path="$tmp/model" --set optimizer.plugin=lion \
+    --set optimizer.lr=0.01 --set optimizer.weight_decay=0.01 --set train.output_dir="$out" \
+    --set train.max_steps=12 --set train.eval_every=0 --set log.every=1 --set checkpoint.save_every=6 \
+    --set checkpoint.keep_last=0 "$@" >"$log" 2>&1 || { cat "$log"; echo "engine run with lion failed ($out)"; exit 1; }
+}
+lion_run "$tmp/lion" "$tmp/lion.log"
+lfirst=$(first_loss "$tmp/lion")
+llast=$(last_loss "$tmp/lion")
+awk -v a="$lfirst" -v b="$llast" 'BEGIN { exit !(b < a - 0.5) }' ||
+  { echo "loss did not fall with lion: $lfirst -> $llast"; cat "$tmp/lion.log"; exit 1; }
+lion_run "$tmp/lion_resumed" "$tmp/lion_resumed.log" --resume "$tmp/lion/checkpoint-6"
+grep -q "resumed from $tmp/lion/checkpoint-6" "$tmp/lion_resumed.log" || { cat "$tmp/lion_resumed.log"; exit 1; }
+for f in adapter_model.safetensors optimizer.safetensors; do
+  cmp -s "$tmp/lion/checkpoint-12/$f" "$tmp/lion_resumed/checkpoint-12/$f" ||
+    { echo "lion: $f differs between the straight and the resumed run"; exit 1; }
+done
+# the resumed run logs steps 7..12; each loss equals the straight run's
+diff <(grep -v eval_loss "$tmp/lion/metrics.jsonl" | tail -n 6 | sed 's/.*"loss":\([0-9.e-]*\).*/\1/') \
+  <(grep -v eval_loss "$tmp/lion_resumed/metrics.jsonl" | tail -n 6 | sed 's/.*"loss":\([0-9.e-]*\).*/\1/') ||
+  { echo "lion: the resumed run's losses differ"; exit 1; }
+# The same plugin binary on CUDA, where a GPU is present (the engine must have been built with CUDA).
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+  lion_run "$tmp/lion_cuda" "$tmp/lion_cuda.log" --set train.device=cuda
+  cfirst=$(first_loss "$tmp/lion_cuda")
+  clast=$(last_loss "$tmp/lion_cuda")
+  awk -v a="$cfirst" -v b="$clast" 'BEGIN { exit !(b < a - 0.5) }' ||
+    { echo "loss did not fall with lion on CUDA: $cfirst -> $clast"; cat "$tmp/lion_cuda.log"; exit 1; }
+  lion_run "$tmp/lion_cuda_resumed" "$tmp/lion_cuda_resumed.log" --set train.device=cuda --resume "$tmp/lion_cuda/checkpoint-6"
+  for f in adapter_model.safetensors optimizer.safetensors; do
+    cmp -s "$tmp/lion_cuda/checkpoint-12/$f" "$tmp/lion_cuda_resumed/checkpoint-12/$f" ||
+      { echo "lion on CUDA: $f differs between the straight and the resumed run"; exit 1; }
+  done
+  lion_cuda="lion on CUDA $cfirst -> $clast, resumed bitwise"
+else
+  echo "skip: no GPU (nvidia-smi lists none), so lion's CUDA run was not made"
+  lion_cuda="lion on CUDA skipped (no GPU)"
+fi
+
 # The out-of-tree PEFT example (examples/ia3_peft), built against the same installed SDK, trains with the unchanged
 # engine: only its vectors train (the engine froze the base), its checkpoint covers them, and the loss falls.
 build_example ia3_peft "$tmp/ia3"
@@ -124,4 +170,4 @@ installed=$(cd "$tmp/example/plugins" && ENGINE_PLUGIN_PATH= "$tmp/prefix/bin/en
 
 after=$(sha256sum "$engine" | cut -d' ' -f1)
 [[ "$before" == "$after" ]] || { echo "the engine binary changed"; exit 1; }
-echo "ok: sgd_momentum and ia3 built out of tree, listed, validated and trained with by the unchanged engine ($after); loss $first -> $last (sgd_momentum), $ifirst -> $ilast (ia3, $trainable weights), $qfirst -> $qlast (lora on int8_absmax)"
+echo "ok: sgd_momentum, lion and ia3 built out of tree, listed, validated and trained with by the unchanged engine ($after); loss $first -> $last (sgd_momentum), $lfirst -> $llast (lion, resumed bitwise; $lion_cuda), $ifirst -> $ilast (ia3, $trainable weights), $qfirst -> $qlast (lora on int8_absmax)"

@@ -1,5 +1,9 @@
-// Add, mul (with b broadcast over a's leading dims), scale, and the in-place updates optimizers use.
+// The binary ops with numpy broadcasting (add, mul, div, maximum, minimum), where, scale, and the in-place
+// updates optimizers use.
+#include <utility>
+
 #include "engine/core/error.hpp"
+#include "engine/runtime/ops/broadcast.hpp"
 #include "engine/runtime/ops/op_inputs.hpp"
 #include "engine/runtime/ops/ops.hpp"
 
@@ -7,42 +11,70 @@ namespace engine::rt::ops {
 
 namespace {
 
-// b's shape must equal a's trailing dims; returns (outer, inner) with inner = b.numel().
-std::pair<int64_t, int64_t> broadcast_split(const Tensor& a, const Tensor& b, const char* op) {
-  bool ok = b.ndim() <= a.ndim();
-  for (int i = 0; ok && i < b.ndim(); ++i) ok = b.dim(b.ndim() - 1 - i) == a.dim(a.ndim() - 1 - i);
-  if (!ok)
-    fail(
-        "{}: b {} must have the shape of a's trailing dimensions (a {}); broadcasting over a's leading "
-        "dimensions is "
-        "the supported form",
-        op, b.describe(), a.describe());
-  const int64_t inner = b.numel();
-  return {inner ? a.numel() / inner : 0, inner};
+const char* binary_name(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::Add: return "add";
+    case BinaryOp::Mul: return "mul";
+    case BinaryOp::Div: return "div";
+    case BinaryOp::Maximum: return "maximum";
+    case BinaryOp::Minimum: return "minimum";
+    case BinaryOp::MaxSelect: return "maximum (gradient share)";
+    case BinaryOp::MinSelect: return "minimum (gradient share)";
+  }
+  return "binary";
+}
+
+// b's shape equals a's trailing dims: the (outer, inner) form of the add_broadcast / mul_broadcast kernels.
+bool trailing_of(const Dims& a, const Dims& b) {
+  if (b.ndim > a.ndim) return false;
+  for (int i = 0; i < b.ndim; ++i)
+    if (b[b.ndim - 1 - i] != a[a.ndim - 1 - i]) return false;
+  return true;
+}
+
+// a op b (contiguous, compute dtype) broadcast to their common shape.
+Tensor apply_binary(const KernelTable& kt, BinaryOp op, const char* name, const Tensor& a, const Tensor& b) {
+  const Dims out = detail::broadcast_shape(name, a.shape(), b.shape());
+  Tensor y = Tensor::empty(out, a.dtype(), a.device());
+  if (y.numel() == 0) return y;
+  if ((op == BinaryOp::Add || op == BinaryOp::Mul) && out == a.shape() && trailing_of(a.shape(), b.shape())) {
+    (op == BinaryOp::Mul ? kt.mul_broadcast : kt.add_broadcast)(a, b, y);
+    return y;
+  }
+  if ((op == BinaryOp::Add || op == BinaryOp::Mul) && out == b.shape() && trailing_of(b.shape(), a.shape())) {
+    (op == BinaryOp::Mul ? kt.mul_broadcast : kt.add_broadcast)(b, a, y);  // commutes
+    return y;
+  }
+  kt.binary(op, detail::make_broadcast(out, {a.shape(), b.shape()}), a, b, y);
+  return y;
 }
 
 class BinaryNode final : public Node {
  public:
-  explicit BinaryNode(bool multiply) : mul_(multiply) {}
-  const char* name() const override { return mul_ ? "mul" : "add"; }
+  explicit BinaryNode(BinaryOp op) : op_(op) {
+    if (op == BinaryOp::MaxSelect || op == BinaryOp::MinSelect)
+      fail("{} is a kernel of maximum's / minimum's backward, not an op", binary_name(op));
+  }
+  const char* name() const override { return binary_name(op_); }
 
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
     if (inputs.size() != 2) fail("{}: expected inputs {{a, b}}, got {}", name(), inputs.size());
+    if (!inputs[0].defined() || !inputs[1].defined()) fail("{}: an input is missing", name());
     const KernelTable& kt = detail::kernels_of(name(), {inputs[0], inputs[1]});
     const DType ct = detail::compute_dtype(kt, name(), {inputs[0], inputs[1]});
-    detail::require(kt, mul_ ? Kernel::MulBroadcast : Kernel::AddBroadcast, ct, name());
+    detail::require(kt, Kernel::Binary, ct, name());
+    if (op_ == BinaryOp::Add || op_ == BinaryOp::Mul)
+      detail::require(kt, op_ == BinaryOp::Mul ? Kernel::MulBroadcast : Kernel::AddBroadcast, ct, name());
     Tensor a = detail::as_compute(inputs[0], ct);
     Tensor b = detail::as_compute(inputs[1], ct);
-    broadcast_split(a, b, name());
-    Tensor y = Tensor::empty(a.shape(), ct, a.device());
-    (mul_ ? kt.mul_broadcast : kt.add_broadcast)(a, b, y);
+    Tensor y = apply_binary(kt, op_, name(), a, b);
     if (save) {
       a_shape_ = a.shape();
       b_shape_ = b.shape();
       ct_ = ct;
-      if (mul_) {
-        a_ = a;
-        b_ = b;
+      if (op_ != BinaryOp::Add) {
+        a_ = detail::saved_input(inputs[0], a);
+        b_ = detail::saved_input(inputs[1], b);
       }
     }
     return {y};
@@ -53,28 +85,54 @@ class BinaryNode final : public Node {
     std::vector<Tensor> grads(2);
     if (!grad_outputs[0].defined()) return grads;
     const KernelTable& kt = grad_outputs[0].device().kernels();
-    Tensor dy = detail::as_compute(grad_outputs[0], ct_);  // a's shape
-    const int64_t inner = b_shape_.numel(), outer = inner ? a_shape_.numel() / inner : 0;
-    if (needs_grad[0]) {
-      if (!mul_) {
-        grads[0] = dy;
-      } else {  // da = dy * b
-        Tensor da = Tensor::empty(a_shape_, ct_, dy.device());
-        kt.mul_broadcast(dy, b_, da);
-        grads[0] = da;
-      }
+    Tensor dy = detail::as_compute(grad_outputs[0], ct_);  // the broadcast shape
+    Tensor a, b;
+    if (op_ != BinaryOp::Add) {
+      a = detail::as_compute(a_, ct_);
+      b = detail::as_compute(b_, ct_);
     }
-    if (needs_grad[1]) {
-      if (!mul_ && outer == 1) {
-        grads[1] = dy.view(b_shape_);
-      } else {  // db = sum over a's leading dims of dy (add) or dy * a (mul)
-        Tensor db = Tensor::empty(b_shape_, ct_, dy.device());
-        if (mul_)
-          kt.sum_rows_product(dy, a_, db);
-        else
-          kt.sum_rows(dy, db);
-        grads[1] = db;
+    switch (op_) {
+      case BinaryOp::Add:
+        if (needs_grad[0]) grads[0] = detail::sum_to_shape(dy, a_shape_);
+        if (needs_grad[1]) grads[1] = detail::sum_to_shape(dy, b_shape_);
+        break;
+      case BinaryOp::Mul:
+        if (needs_grad[0]) grads[0] = detail::sum_to_shape(apply_binary(kt, BinaryOp::Mul, name(), dy, b), a_shape_);
+        if (needs_grad[1]) {
+          if (dy.shape() == a_shape_ && trailing_of(a_shape_, b_shape_) && b_shape_ != a_shape_) {
+            Tensor db = Tensor::empty(b_shape_, ct_, dy.device());  // db = column sums of dy * a, fused
+            kt.sum_rows_product(dy, a, db);
+            grads[1] = db;
+          } else {
+            grads[1] = detail::sum_to_shape(apply_binary(kt, BinaryOp::Mul, name(), dy, a), b_shape_);
+          }
+        }
+        break;
+      case BinaryOp::Div: {  // da = dy / b; db = -dy a / b^2 = -(dy / b) * (a / b)
+        Tensor t = apply_binary(kt, BinaryOp::Div, name(), dy, b);
+        if (needs_grad[0]) grads[0] = detail::sum_to_shape(t, a_shape_);
+        if (needs_grad[1]) {
+          Tensor q = apply_binary(kt, BinaryOp::Div, name(), a, b);
+          Tensor db = detail::sum_to_shape(apply_binary(kt, BinaryOp::Mul, name(), t, q), b_shape_);
+          Tensor neg = Tensor::empty(b_shape_, ct_, dy.device());
+          kt.scale(db, -1.0, neg);
+          grads[1] = neg;
+        }
+        break;
       }
+      case BinaryOp::Maximum:
+      case BinaryOp::Minimum: {  // each input gets dy where it wins, half of it at a tie
+        const BinaryOp sel = op_ == BinaryOp::Maximum ? BinaryOp::MaxSelect : BinaryOp::MinSelect;
+        if (needs_grad[0])
+          grads[0] = detail::sum_to_shape(apply_binary(kt, BinaryOp::Mul, name(), dy, apply_binary(kt, sel, name(), a, b)),
+                                          a_shape_);
+        if (needs_grad[1])
+          grads[1] = detail::sum_to_shape(apply_binary(kt, BinaryOp::Mul, name(), dy, apply_binary(kt, sel, name(), b, a)),
+                                          b_shape_);
+        break;
+      }
+      default:
+        fail("{}: no backward", name());
     }
     return grads;
   }
@@ -85,10 +143,65 @@ class BinaryNode final : public Node {
   }
 
  private:
-  bool mul_;
+  BinaryOp op_;
   Dims a_shape_, b_shape_;
   DType ct_ = ENG_F32;
   Tensor a_, b_;
+};
+
+// cond != 0 ? a : b, the three broadcast together.
+class WhereNode final : public Node {
+ public:
+  const char* name() const override { return "where"; }
+
+  std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
+    if (inputs.size() != 3) fail("where: expected inputs {{cond, a, b}}, got {}", inputs.size());
+    for (const Tensor& t : inputs)
+      if (!t.defined()) fail("where: an input is missing");
+    const KernelTable& kt = detail::kernels_of("where", {inputs[0], inputs[1], inputs[2]});
+    const DType ct = detail::compute_dtype(kt, "where", {inputs[1], inputs[2]});
+    detail::require(kt, Kernel::Where, ct, "where");
+    const DType cd = inputs[0].dtype();
+    if (!dtype_is_float(cd) && cd != ENG_I32 && cd != ENG_I64 && cd != ENG_U8 && cd != ENG_I8 && cd != ENG_BOOL)
+      fail("where: cond {} must be a floating, integer or bool tensor", inputs[0].describe());
+    Tensor c = detail::convert(inputs[0], ct);  // nonzero is true
+    Tensor a = detail::as_compute(inputs[1], ct), b = detail::as_compute(inputs[2], ct);
+    const Dims out = detail::broadcast_shape("where", detail::broadcast_shape("where", c.shape(), a.shape()), b.shape());
+    Tensor y = Tensor::empty(out, ct, a.device());
+    if (y.numel() > 0) kt.where(detail::make_broadcast(out, {c.shape(), a.shape(), b.shape()}), c, a, b, y);
+    if (save) {
+      cond_ = c;
+      a_shape_ = a.shape();
+      b_shape_ = b.shape();
+      ct_ = ct;
+    }
+    return {y};
+  }
+
+  std::vector<Tensor> backward(const std::vector<Tensor>& grad_outputs,
+                               const std::vector<bool>& needs_grad) override {
+    std::vector<Tensor> grads(3);  // cond gets none
+    if (!grad_outputs[0].defined()) return grads;
+    const KernelTable& kt = grad_outputs[0].device().kernels();
+    Tensor dy = detail::as_compute(grad_outputs[0], ct_);
+    Tensor zero = Tensor::zeros(Dims{}, ct_, dy.device());
+    auto select = [&](const Tensor& x, const Tensor& y) {  // cond ? x : y in dy's shape
+      Tensor out = Tensor::empty(dy.shape(), ct_, dy.device());
+      if (out.numel() > 0)
+        kt.where(detail::make_broadcast(dy.shape(), {cond_.shape(), x.shape(), y.shape()}), cond_, x, y, out);
+      return out;
+    };
+    if (needs_grad[1]) grads[1] = detail::sum_to_shape(select(dy, zero), a_shape_);
+    if (needs_grad[2]) grads[2] = detail::sum_to_shape(select(zero, dy), b_shape_);
+    return grads;
+  }
+
+  void release_saved() override { cond_ = Tensor(); }
+
+ private:
+  Tensor cond_;
+  Dims a_shape_, b_shape_;
+  DType ct_ = ENG_F32;
 };
 
 class ScaleNode final : public Node {
@@ -132,8 +245,10 @@ void expect_inplace_dst(const Tensor& dst, const char* op) {
 
 }  // namespace
 
-std::unique_ptr<Node> make_add() { return std::make_unique<BinaryNode>(false); }
-std::unique_ptr<Node> make_mul() { return std::make_unique<BinaryNode>(true); }
+std::unique_ptr<Node> make_add() { return std::make_unique<BinaryNode>(BinaryOp::Add); }
+std::unique_ptr<Node> make_mul() { return std::make_unique<BinaryNode>(BinaryOp::Mul); }
+std::unique_ptr<Node> make_binary(BinaryOp op) { return std::make_unique<BinaryNode>(op); }
+std::unique_ptr<Node> make_where() { return std::make_unique<WhereNode>(); }
 std::unique_ptr<Node> make_scale(double s) { return std::make_unique<ScaleNode>(s); }
 
 void axpby_(Tensor& dst, double a, const Tensor& src, double b) {

@@ -14,7 +14,10 @@
 #include <cstdint>
 #include <memory>
 
+#include <vector>
+
 #include "engine/abi/engine.h"
+#include "engine/runtime/kernel_table.hpp"
 #include "engine/runtime/node.hpp"
 
 namespace engine::rt {
@@ -30,9 +33,17 @@ std::unique_ptr<Node> make_linear();
 // inputs {a (..., M, K) or (..., K, M) if trans_a, b (..., K, N) or (..., N, K) if trans_b} -> (..., M, N);
 // leading (batch) dims equal, or b without batch dims (broadcast)
 std::unique_ptr<Node> make_matmul(bool trans_a, bool trans_b);
-// inputs {a, b}: b's shape equal to a's trailing dims (broadcast over a's leading dims) -> a's shape
+// inputs {a, b} broadcast numpy-style (aligned at the last dim, each dim pair equal or one of them 1) -> the
+// broadcast shape. Until ABI 1.1 b had to equal a's trailing dims; those pairs give the same result.
 std::unique_ptr<Node> make_add();
 std::unique_ptr<Node> make_mul();
+// inputs {a, b} broadcast -> a / b, max(a, b), min(a, b) (a tie splits the gradient evenly); op one of Add,
+// Mul, Div, Maximum, Minimum
+std::unique_ptr<Node> make_binary(BinaryOp op);
+// inputs {cond, a, b} broadcast together -> cond != 0 ? a : b; cond floating or integer, gets no gradient
+std::unique_ptr<Node> make_where();
+// inputs {x} -> sqrt, rsqrt, abs, sign (gradient 0), x ^ p0 (PowScalar), min(max(x, p0), p1) (Clamp, p0 <= p1)
+std::unique_ptr<Node> make_unary(UnaryOp op, double p0 = 0.0, double p1 = 0.0);
 // inputs {x} -> s * x
 std::unique_ptr<Node> make_scale(double s);
 // inputs {x (..., C), weight (C)} -> x * rsqrt(mean(x^2) + eps) * weight
@@ -75,6 +86,12 @@ std::unique_ptr<Node> make_sum();
 void axpby_(Tensor& dst, double a, const Tensor& src, double b);  // dst = a*dst + b*src
 void copy_(Tensor& dst, const Tensor& src);                       // dst = src (converting dtype)
 void fill_(Tensor& dst, double value);
+// The multi-tensor form (ForeachArgs in kernel_table.hpp says what each op computes): dst[i] contiguous, all of one
+// floating dtype the device updates in (f32 or f64 on the CPU, f32 or bf16 on CUDA), x[i] / y[i] of dst[i]'s shape in any floating dtype and layout (y
+// empty for Axpby, and optional for AddSign). Every list is checked before anything is updated; a
+// mismatched list length or shape is refused naming `op`, the index and both shapes.
+void foreach_update(const char* op, const ForeachArgs& args, const std::vector<Tensor>& dst,
+                    const std::vector<Tensor>& x, const std::vector<Tensor>& y);
 
 }  // namespace ops
 }  // namespace engine::rt

@@ -205,6 +205,20 @@ TEST(HostApi, EveryOpRefusesNullArgumentsWithAMessage) {
       {"axpby_", o->axpby_(&f.ctx, nullptr, 1.0, nullptr, 1.0)},
       {"copy_", o->copy_(&f.ctx, nullptr, nullptr)},
       {"fill_", o->fill_(&f.ctx, nullptr, 0.0)},
+      {"sqrt", o->sqrt(&f.ctx, nullptr, &out)},
+      {"rsqrt", o->rsqrt(&f.ctx, nullptr, &out)},
+      {"div", o->div(&f.ctx, nullptr, nullptr, &out)},
+      {"sign", o->sign(&f.ctx, nullptr, &out)},
+      {"abs", o->abs(&f.ctx, nullptr, &out)},
+      {"maximum", o->maximum(&f.ctx, nullptr, nullptr, &out)},
+      {"minimum", o->minimum(&f.ctx, nullptr, nullptr, &out)},
+      {"where", o->where(&f.ctx, nullptr, nullptr, nullptr, &out)},
+      {"pow_scalar", o->pow_scalar(&f.ctx, nullptr, 2.0, &out)},
+      {"clamp", o->clamp(&f.ctx, nullptr, 0.0, 1.0, &out)},
+      {"foreach_axpby_", o->foreach_axpby_(&f.ctx, 1, nullptr, 1.0, nullptr, 1.0)},
+      {"foreach_addcmul_", o->foreach_addcmul_(&f.ctx, 1, nullptr, 1.0, nullptr, nullptr, 1.0)},
+      {"foreach_addcdiv_", o->foreach_addcdiv_(&f.ctx, 1, nullptr, 1.0, nullptr, nullptr, 1.0, 1.0, 0.0, 1)},
+      {"foreach_add_sign_", o->foreach_add_sign_(&f.ctx, -1, nullptr, 1.0, nullptr, 1.0, nullptr, 0.0, 1.0)},
       {"param_value", f.host->param_value(&f.ctx, nullptr, &out)},
       {"param_grad", f.host->param_grad(&f.ctx, nullptr, &out)},
       {"state_get", f.host->state_get(&f.ctx, nullptr, "k", &out)},
@@ -219,6 +233,67 @@ TEST(HostApi, EveryOpRefusesNullArgumentsWithAMessage) {
   EXPECT_EQ(std::string(f.host->get_error(&f.ctx)).rfind("tensor_to_host: ", 0), 0u)
       << f.host->get_error(&f.ctx);
   EXPECT_EQ(f.ops->sum(nullptr, nullptr, &out), ENG_ERR_INVALID_ARGUMENT);  // no context: a status, no crash
+}
+
+// The ABI 1.1 elementwise math through the table: broadcast ops recorded with gradients, refusals naming both
+// shapes, and the foreach updates (an Adam step over two tensors in three calls, against a scalar reference).
+TEST(HostApi, ElementwiseMathBroadcastsRecordsAndUpdatesLists) {
+  Fixture f;
+  const eng_op_table* o = f.ops;
+  eng_tensor a = from_floats(f, {2, 1, 3}, {1, 4, 9, 16, 25, 36});
+  eng_tensor b = from_floats(f, {2, 1}, {2, 4});
+  eng_tensor q = nullptr, s = nullptr, m = nullptr;
+  ASSERT_EQ(o->div(&f.ctx, a, b, &q), ENG_OK) << f.host->get_error(&f.ctx);
+  EXPECT_EQ(f.host->tensor_ndim(q), 3);
+  EXPECT_EQ(f.host->tensor_dim(q, 1), 2);
+  EXPECT_EQ(to_floats(f, q), (std::vector<float>{0.5f, 2, 4.5f, 0.25f, 1, 2.25f, 8, 12.5f, 18, 4, 6.25f, 9}));
+  ASSERT_EQ(o->sqrt(&f.ctx, a, &s), ENG_OK);
+  EXPECT_EQ(to_floats(f, s), (std::vector<float>{1, 2, 3, 4, 5, 6}));
+  ASSERT_EQ(o->maximum(&f.ctx, s, b, &m), ENG_OK);  // (2,1,3) with (2,1) -> (2,2,3)
+  EXPECT_EQ(f.host->tensor_dim(m, 0), 2);
+  eng_tensor bad = from_floats(f, {4}, {1, 2, 3, 4}), out = nullptr;
+  EXPECT_EQ(o->add(&f.ctx, a, bad, &out), ENG_ERR_INVALID_ARGUMENT);
+  const std::string msg = f.host->get_error(&f.ctx);
+  EXPECT_NE(msg.find("(2, 1, 3)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("(4,)"), std::string::npos) << msg;
+  EXPECT_EQ(out, nullptr);
+  for (eng_tensor t : {a, b, q, s, m, bad}) f.host->tensor_release(t);
+
+  // Adam over two tensors: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; w = w - lr/bc1 m / (sqrt(v/bc2) + eps)
+  const double b1 = 0.9, b2 = 0.999, lr = 0.1, eps = 1e-8, bc1 = 1 - b1, bc2 = 1 - b2;
+  std::vector<float> w0 = random_floats(5, 1), w1 = random_floats(3, 2), g0 = random_floats(5, 3),
+                     g1 = random_floats(3, 4);
+  eng_tensor w[2] = {from_floats(f, {5}, w0), from_floats(f, {3}, w1)};
+  eng_tensor g[2] = {from_floats(f, {5}, g0), from_floats(f, {3}, g1)};
+  eng_tensor mo[2] = {from_floats(f, {5}, std::vector<float>(5, 0.f)), from_floats(f, {3}, std::vector<float>(3, 0.f))};
+  eng_tensor ve[2] = {from_floats(f, {5}, std::vector<float>(5, 0.f)), from_floats(f, {3}, std::vector<float>(3, 0.f))};
+  ASSERT_EQ(o->foreach_axpby_(&f.ctx, 2, mo, b1, g, 1 - b1), ENG_OK) << f.host->get_error(&f.ctx);
+  ASSERT_EQ(o->foreach_addcmul_(&f.ctx, 2, ve, b2, g, g, 1 - b2), ENG_OK);
+  ASSERT_EQ(o->foreach_addcdiv_(&f.ctx, 2, w, 1.0, mo, ve, -lr / bc1, 1 / bc2, eps, 1), ENG_OK);
+  const std::vector<float>* ws[2] = {&w0, &w1};
+  const std::vector<float>* gs[2] = {&g0, &g1};
+  for (int t = 0; t < 2; ++t) {
+    const std::vector<float> got = to_floats(f, w[t]);
+    for (size_t i = 0; i < got.size(); ++i) {
+      const double gi = (*gs[t])[i], mi = (1 - b1) * gi, vi = (1 - b2) * gi * gi;
+      const double want = (*ws[t])[i] - lr / bc1 * mi / (std::sqrt(vi / bc2) + eps);  // |step| = lr
+      EXPECT_NEAR(got[i], want, 1e-5) << "tensor " << t << " element " << i;
+    }
+  }
+  // a NULL list, a negative length
+  EXPECT_EQ(o->foreach_axpby_(&f.ctx, 2, w, 1.0, nullptr, 1.0), ENG_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(f.host->get_error(&f.ctx)).find("the list x is NULL but n = 2"), std::string::npos)
+      << f.host->get_error(&f.ctx);
+  EXPECT_EQ(o->foreach_axpby_(&f.ctx, -1, w, 1.0, g, 1.0), ENG_ERR_INVALID_ARGUMENT);
+  // shapes differ between the lists: refused naming both, nothing updated
+  const std::vector<float> before = to_floats(f, w[0]);
+  eng_tensor swapped[2] = {g[1], g[0]};
+  EXPECT_EQ(o->foreach_axpby_(&f.ctx, 2, w, 1.0, swapped, 1.0), ENG_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(f.host->get_error(&f.ctx)).find("does not have the shape of dst[0]"), std::string::npos)
+      << f.host->get_error(&f.ctx);
+  EXPECT_EQ(to_floats(f, w[0]), before);
+  for (int t = 0; t < 2; ++t)
+    for (eng_tensor x : {w[t], g[t], mo[t], ve[t]}) f.host->tensor_release(x);
 }
 
 eng_param declare(Fixture& f, const char* name, std::vector<int64_t> shape, uint32_t flags,

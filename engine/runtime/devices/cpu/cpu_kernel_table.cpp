@@ -16,6 +16,7 @@
 #include "kernels/cpu/elementwise.hpp"
 #include "kernels/cpu/embedding.hpp"
 #include "kernels/cpu/gemm.hpp"
+#include "kernels/cpu/pointwise.hpp"
 #include "kernels/cpu/reduce.hpp"
 #include "kernels/cpu/rmsnorm.hpp"
 #include "kernels/cpu/rope.hpp"
@@ -465,6 +466,55 @@ void attention_backward(const AttentionShape& s, const Tensor& q, const Tensor& 
   });
 }
 
+// ---- elementwise math --------------------------------------------------------------------------------------
+
+void unary(UnaryOp op, const Tensor& x, double p0, double p1, const Tensor& y) {
+  dispatch(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    cpu::unary<T>(pool_of(x), op, x.data<T>(), static_cast<T>(p0), static_cast<T>(p1), y.data<T>(), x.numel());
+  });
+}
+
+void unary_backward(UnaryOp op, const Tensor& dy, const Tensor& x, const Tensor& y, double p0, double p1,
+                    const Tensor& dx) {
+  dispatch(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    cpu::unary_backward<T>(pool_of(x), op, dy.data<T>(), x.data<T>(), ptr<T>(y), static_cast<T>(p0),
+                           static_cast<T>(p1), dx.data<T>(), x.numel());
+  });
+}
+
+void binary(BinaryOp op, const Broadcast& bc, const Tensor& a, const Tensor& b, const Tensor& out) {
+  dispatch(out.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    cpu::binary<T>(pool_of(out), op, bc, a.data<T>(), b.data<T>(), out.data<T>());
+  });
+}
+
+void where(const Broadcast& bc, const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) {
+  dispatch(out.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    cpu::where<T>(pool_of(out), bc, cond.data<T>(), a.data<T>(), b.data<T>(), out.data<T>());
+  });
+}
+
+void reduce_to(const Broadcast& bc, const Tensor& x, const Tensor& out) {
+  dispatch(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    cpu::reduce_to<T>(pool_of(x), bc, x.data<T>(), out.data<T>(), out.numel());
+  });
+}
+
+void foreach_update(const ForeachArgs& args, int64_t n, const Tensor* dst, const Tensor* x, const Tensor* y) {
+  for (int64_t i = 0; i < n; ++i) {
+    dispatch(dst[i].dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      cpu::foreach_update<T>(pool_of(dst[i]), args, dst[i].data<T>(), x[i].data<T>(), ptr<T>(y[i]),
+                             dst[i].numel());
+    });
+  }
+}
+
 const char* unsupported(Kernel k, DType ct) {
   switch (k) {
     case Kernel::Copy:
@@ -529,6 +579,12 @@ constexpr KernelTable kCpuTable = {
     linear_cross_entropy_backward,
     attention,
     attention_backward,
+    unary,
+    unary_backward,
+    binary,
+    where,
+    reduce_to,
+    foreach_update,
 };
 
 }  // namespace

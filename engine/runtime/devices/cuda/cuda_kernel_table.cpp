@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "engine/core/error.hpp"
 #include "engine/runtime/devices/cuda/cuda_device.hpp"
@@ -21,6 +22,7 @@
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/embedding.cuh"
 #include "kernels/cuda/gemm.cuh"
+#include "kernels/cuda/pointwise.cuh"
 #include "kernels/cuda/reduce.cuh"
 #include "kernels/cuda/rmsnorm.cuh"
 #include "kernels/cuda/rope.cuh"
@@ -552,6 +554,65 @@ void attention_backward(const AttentionShape& s, const Tensor& q, const Tensor& 
 // ---- policy
 // --------------------------------------------------------------------------------------------------
 
+// ---- elementwise math
+// ----------------------------------------------------------------------------------------
+
+void unary(UnaryOp op, const Tensor& x, double p0, double p1, const Tensor& y) {
+  dispatch(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    cuda::unary<T>(stream_of(x), op, x.data<T>(), static_cast<float>(p0), static_cast<float>(p1), y.data<T>(),
+                   x.numel());
+  });
+}
+
+void unary_backward(UnaryOp op, const Tensor& dy, const Tensor& x, const Tensor& y, double p0, double p1,
+                    const Tensor& dx) {
+  dispatch(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    cuda::unary_backward<T>(stream_of(x), op, dy.data<T>(), x.data<T>(), ptr<T>(y), static_cast<float>(p0),
+                            static_cast<float>(p1), dx.data<T>(), x.numel());
+  });
+}
+
+void binary(BinaryOp op, const Broadcast& bc, const Tensor& a, const Tensor& b, const Tensor& out) {
+  dispatch(out.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    cuda::binary<T>(stream_of(out), op, bc, a.data<T>(), b.data<T>(), out.data<T>());
+  });
+}
+
+void where(const Broadcast& bc, const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) {
+  dispatch(out.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    cuda::where<T>(stream_of(out), bc, cond.data<T>(), a.data<T>(), b.data<T>(), out.data<T>());
+  });
+}
+
+void reduce_to(const Broadcast& bc, const Tensor& x, const Tensor& out) {
+  dispatch(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    cuda::reduce_to<T>(stream_of(x), bc, x.data<T>(), out.data<T>(), out.numel());
+  });
+}
+
+// The lists' device pointers gathered on the host; one launch per cuda::kForeachBatch tensors.
+void foreach_update(const ForeachArgs& args, int64_t n, const Tensor* dst, const Tensor* x, const Tensor* y) {
+  if (n == 0) return;
+  dispatch(dst[0].dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    std::vector<T*> d(static_cast<size_t>(n));
+    std::vector<const T*> xs(static_cast<size_t>(n)), ys(static_cast<size_t>(n));
+    std::vector<int64_t> numel(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      d[static_cast<size_t>(i)] = dst[i].data<T>();
+      xs[static_cast<size_t>(i)] = x[i].data<T>();
+      ys[static_cast<size_t>(i)] = ptr<T>(y[i]);
+      numel[static_cast<size_t>(i)] = dst[i].numel();
+    }
+    cuda::foreach_update<T>(stream_of(dst[0]), args, n, d.data(), xs.data(), ys.data(), numel.data());
+  });
+}
+
 const char* unsupported(Kernel k, DType ct) {
   switch (k) {
     case Kernel::Copy:
@@ -632,6 +693,12 @@ constexpr KernelTable make_table(DType (*policy)(const char*, const DType*, int)
       linear_cross_entropy_backward,
       attention,
       attention_backward,
+      unary,
+      unary_backward,
+      binary,
+      where,
+      reduce_to,
+      foreach_update,
   };
 }
 

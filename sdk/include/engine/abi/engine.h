@@ -277,6 +277,48 @@ typedef struct eng_op_table {
   /* dst = src (converting dtype) */
   eng_status (*copy_)(const eng_ctx* ctx, eng_tensor dst, eng_tensor src);
   eng_status (*fill_)(const eng_ctx* ctx, eng_tensor dst, double value);
+
+  /* ---- appended in ABI 1.1: elementwise math for device-independent optimizers (check struct_size before
+   * calling; docs/ABI.md "Elementwise math"). Recorded like the ops above; floating inputs (f32, bf16, f16;
+   * f64 on the CPU) combine to one compute dtype as for add. Binary ops and where broadcast numpy-style: shapes
+   * are aligned at their last dim and each dim pair is equal or has a 1 (the output takes the other); add and
+   * mul above broadcast the same way since 1.1 (every pair they accepted before gives the same result). */
+  eng_status (*sqrt)(const eng_ctx* ctx, eng_tensor x, eng_tensor* out);
+  /* 1 / sqrt(x) */
+  eng_status (*rsqrt)(const eng_ctx* ctx, eng_tensor x, eng_tensor* out);
+  /* a / b, broadcast */
+  eng_status (*div)(const eng_ctx* ctx, eng_tensor a, eng_tensor b, eng_tensor* out);
+  /* -1, 0 or +1; its gradient is 0 */
+  eng_status (*sign)(const eng_ctx* ctx, eng_tensor x, eng_tensor* out);
+  /* |x|; gradient sign(x) (0 at 0) */
+  eng_status (*abs)(const eng_ctx* ctx, eng_tensor x, eng_tensor* out);
+  /* max(a, b) / min(a, b), broadcast; at a tie each input gets half the gradient */
+  eng_status (*maximum)(const eng_ctx* ctx, eng_tensor a, eng_tensor b, eng_tensor* out);
+  eng_status (*minimum)(const eng_ctx* ctx, eng_tensor a, eng_tensor b, eng_tensor* out);
+  /* cond != 0 ? a : b, the three broadcast together; cond floating, int32 or u8 (bool too on the CPU), no
+   * gradient for cond */
+  eng_status (*where)(const eng_ctx* ctx, eng_tensor cond, eng_tensor a, eng_tensor b, eng_tensor* out);
+  /* x ^ exponent (NaN for negative x and a non-integer exponent, as std::pow) */
+  eng_status (*pow_scalar)(const eng_ctx* ctx, eng_tensor x, double exponent, eng_tensor* out);
+  /* min(max(x, lo), hi), lo <= hi; the gradient passes where lo <= x <= hi */
+  eng_status (*clamp)(const eng_ctx* ctx, eng_tensor x, double lo, double hi, eng_tensor* out);
+  /* Multi-tensor in-place updates, never recorded (one call updates n tensors, one kernel launch per few dozen
+   * on CUDA). For every i < n: dst[i] contiguous f32 (or f64 on the CPU; bf16 on CUDA); x[i] and y[i] of
+   * dst[i]'s shape, any floating dtype and layout. The arrays hold n handles each. */
+  /* dst[i] = a * dst[i] + b * src[i] */
+  eng_status (*foreach_axpby_)(const eng_ctx* ctx, int32_t n, const eng_tensor* dst, double a,
+                               const eng_tensor* src, double b);
+  /* dst[i] = a * dst[i] + c * x[i] * y[i]   (Adam's second moment with x = y = the gradient) */
+  eng_status (*foreach_addcmul_)(const eng_ctx* ctx, int32_t n, const eng_tensor* dst, double a,
+                                 const eng_tensor* x, const eng_tensor* y, double c);
+  /* dst[i] = a * dst[i] + c * x[i] / (sqrt(y_scale * y[i]) + eps) when sqrt_y != 0, else
+   * a * dst[i] + c * x[i] / (y_scale * y[i] + eps)   (Adam's step with bias corrections in c and y_scale) */
+  eng_status (*foreach_addcdiv_)(const eng_ctx* ctx, int32_t n, const eng_tensor* dst, double a,
+                                 const eng_tensor* x, const eng_tensor* y, double c, double y_scale, double eps,
+                                 int32_t sqrt_y);
+  /* dst[i] = a * dst[i] + c * sign(p * x[i] + q * y[i]); y may be NULL (sign(p * x[i]))   (Lion, signSGD) */
+  eng_status (*foreach_add_sign_)(const eng_ctx* ctx, int32_t n, const eng_tensor* dst, double a,
+                                  const eng_tensor* x, double p, const eng_tensor* y, double q, double c);
 } eng_op_table;
 
 /* ---- the host service table ----------------------------------------------------------------------------

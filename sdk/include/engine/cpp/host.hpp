@@ -9,6 +9,7 @@
 //   { NoGrad no_grad(host); host.axpby_(value, 1.0, grad, -lr); } // untaped update
 #pragma once
 
+#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -73,6 +74,9 @@ class State {
   const eng_host_api* api_ = nullptr;
   eng_state st_ = nullptr;
 };
+
+// An op table entry appended in ABI 1.1, read only when the engine's table is large enough (Host::new_op).
+#define ENGINE_SDK_OP_1_1(entry) new_op(offsetof(eng_op_table, entry), [&] { return ops()->entry; }, #entry)
 
 class Host {
  public:
@@ -266,6 +270,68 @@ class Host {
     check(require(ops()->fill_, "fill_")(ctx_, dst.get(), value), "fill_");
   }
 
+  // ---- appended in ABI 1.1: elementwise math for device-independent optimizers ---------------------------
+  // Each checks the op table's struct_size first and throws ENG_ERR_UNSUPPORTED on an older engine. Binary ops
+  // and where broadcast numpy-style (docs/ABI.md "Elementwise math"); recorded when grad_enabled().
+  Tensor sqrt(const Tensor& x) const { return op1(ENGINE_SDK_OP_1_1(sqrt), "sqrt", x.get()); }
+  Tensor rsqrt(const Tensor& x) const { return op1(ENGINE_SDK_OP_1_1(rsqrt), "rsqrt", x.get()); }
+  Tensor div(const Tensor& a, const Tensor& b) const { return op1(ENGINE_SDK_OP_1_1(div), "div", a.get(), b.get()); }
+  // -1, 0, +1 (gradient 0)
+  Tensor sign(const Tensor& x) const { return op1(ENGINE_SDK_OP_1_1(sign), "sign", x.get()); }
+  Tensor abs(const Tensor& x) const { return op1(ENGINE_SDK_OP_1_1(abs), "abs", x.get()); }
+  Tensor maximum(const Tensor& a, const Tensor& b) const {
+    return op1(ENGINE_SDK_OP_1_1(maximum), "maximum", a.get(), b.get());
+  }
+  Tensor minimum(const Tensor& a, const Tensor& b) const {
+    return op1(ENGINE_SDK_OP_1_1(minimum), "minimum", a.get(), b.get());
+  }
+  // cond != 0 ? a : b
+  Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) const {
+    return op1(ENGINE_SDK_OP_1_1(where), "where", cond.get(), a.get(), b.get());
+  }
+  Tensor pow_scalar(const Tensor& x, double exponent) const {
+    return op1(ENGINE_SDK_OP_1_1(pow_scalar), "pow_scalar", x.get(), exponent);
+  }
+  Tensor clamp(const Tensor& x, double lo, double hi) const {
+    return op1(ENGINE_SDK_OP_1_1(clamp), "clamp", x.get(), lo, hi);
+  }
+
+  // Multi-tensor in-place updates, never recorded: every list holds one tensor per dst (a length mismatch
+  // throws, naming the lengths). dst contiguous f32; sources any floating dtype of dst's shape.
+  // dst[i] = a * dst[i] + b * src[i]
+  void foreach_axpby_(const std::vector<Tensor>& dst, double a, const std::vector<Tensor>& src, double b) const {
+    same_lengths("foreach_axpby_", dst, src, nullptr);
+    const auto h = handles(dst), s = handles(src);
+    check(ENGINE_SDK_OP_1_1(foreach_axpby_)(ctx_, count(dst), h.data(), a, s.data(), b), "foreach_axpby_");
+  }
+  // dst[i] = a * dst[i] + c * x[i] * y[i]
+  void foreach_addcmul_(const std::vector<Tensor>& dst, double a, const std::vector<Tensor>& x,
+                        const std::vector<Tensor>& y, double c) const {
+    same_lengths("foreach_addcmul_", dst, x, &y);
+    const auto h = handles(dst), hx = handles(x), hy = handles(y);
+    check(ENGINE_SDK_OP_1_1(foreach_addcmul_)(ctx_, count(dst), h.data(), a, hx.data(), hy.data(), c),
+          "foreach_addcmul_");
+  }
+  // dst[i] = a * dst[i] + c * x[i] / (sqrt(y_scale * y[i]) + eps)   (sqrt_y false: / (y_scale * y[i] + eps))
+  void foreach_addcdiv_(const std::vector<Tensor>& dst, double a, const std::vector<Tensor>& x,
+                        const std::vector<Tensor>& y, double c, double y_scale, double eps,
+                        bool sqrt_y = true) const {
+    same_lengths("foreach_addcdiv_", dst, x, &y);
+    const auto h = handles(dst), hx = handles(x), hy = handles(y);
+    check(ENGINE_SDK_OP_1_1(foreach_addcdiv_)(ctx_, count(dst), h.data(), a, hx.data(), hy.data(), c, y_scale,
+                                              eps, sqrt_y ? 1 : 0),
+          "foreach_addcdiv_");
+  }
+  // dst[i] = a * dst[i] + c * sign(p * x[i] + q * y[i]); y empty: sign(p * x[i])
+  void foreach_add_sign_(const std::vector<Tensor>& dst, double a, const std::vector<Tensor>& x, double p,
+                         const std::vector<Tensor>& y, double q, double c) const {
+    same_lengths("foreach_add_sign_", dst, x, y.empty() ? nullptr : &y);
+    const auto h = handles(dst), hx = handles(x), hy = handles(y);
+    check(ENGINE_SDK_OP_1_1(foreach_add_sign_)(ctx_, count(dst), h.data(), a, hx.data(), p,
+                                               y.empty() ? nullptr : hy.data(), q, c),
+          "foreach_add_sign_");
+  }
+
   // ---- custom ops (see custom_op.hpp for a class-based way) --------------------------------------------
   eng_op_id op_register(const eng_custom_op& op) const {
     eng_op_id id = 0;
@@ -450,6 +516,36 @@ class Host {
     if (api_->ops == nullptr) throw Error("the engine provided no op table", ENG_ERR_INTERNAL);
     return api_->ops;
   }
+  // An op appended to the op table, checked against its struct_size (ENGINE_SDK_OP_1_1 below).
+  template <typename Read>
+  auto new_op(size_t offset, Read read, const char* name) const -> decltype(read()) {
+    const eng_op_table* t = ops();
+    decltype(read()) fn = offset + sizeof(void*) <= t->struct_size ? read() : nullptr;
+    if (fn == nullptr) {
+      throw Error(std::string("this engine does not provide the op '") + name +
+                      "' (ABI 1.1 elementwise math); it is older than the SDK the plugin was built with",
+                  ENG_ERR_UNSUPPORTED);
+    }
+    return fn;
+  }
+  static std::vector<eng_tensor> handles(const std::vector<Tensor>& ts) {
+    std::vector<eng_tensor> out;
+    out.reserve(ts.size());
+    for (const Tensor& t : ts) out.push_back(t.get());
+    return out;
+  }
+  static int32_t count(const std::vector<Tensor>& ts) {
+    if (ts.size() > static_cast<size_t>(INT32_MAX)) throw Error("a foreach list holds more than 2^31 tensors");
+    return static_cast<int32_t>(ts.size());
+  }
+  static void same_lengths(const char* op, const std::vector<Tensor>& dst, const std::vector<Tensor>& x,
+                           const std::vector<Tensor>* y) {
+    if (x.size() == dst.size() && (y == nullptr || y->size() == dst.size())) return;
+    std::string m = std::string(op) + ": the lists differ in length: dst has " + std::to_string(dst.size()) +
+                    " tensors, x has " + std::to_string(x.size());
+    if (y != nullptr) m += ", y has " + std::to_string(y->size());
+    throw Error(m + "; pass one tensor of each list per dst", ENG_ERR_INVALID_ARGUMENT);
+  }
   template <typename Fn>
   Fn require(Fn fn, const char* name) const {
     if (fn == nullptr)
@@ -473,6 +569,8 @@ class Host {
   const eng_host_api* api_;
   const eng_ctx* ctx_;
 };
+
+#undef ENGINE_SDK_OP_1_1
 
 // A scope in which the host's ops record nothing on the autograd tape: it points `host` at a copy of its
 // context with grad_enabled = 0 and restores the original when it ends.
