@@ -1,4 +1,6 @@
-// engine plan RECIPE [--set section.key=value]...
+// engine plan RECIPE [--set section.key=value]... [--nproc-per-node N]
+// With --nproc-per-node (default 1) the plan is per rank for the recipe's [parallel] strategy (ddp when it has
+// none and N > 1).
 // Prints, before any weight is loaded, the memory the run will need on its device, component by component
 // (engine/train/memory_plan.hpp), against the device's memory. Reads only config.json (or the preset's config
 // when model.init_preset will create the model) and asks the optimizer and quantizer plugins their bytes per
@@ -21,7 +23,7 @@
 namespace engine::cli {
 
 train::MemoryPlan plan_before_loading(const recipe::Recipe& r, const plugins::PluginRegistry& registry,
-                                      rt::Device& device) {
+                                      rt::Device& device, int64_t world_size) {
   nlohmann::json config;
   if (std::filesystem::exists(r.model.path / "config.json")) {
     config = io::read_hf_config(r.model.path).json;
@@ -52,12 +54,24 @@ train::MemoryPlan plan_before_loading(const recipe::Recipe& r, const plugins::Pl
   const bool cuda = device.type() == rt::DeviceType::CUDA;
   train::PlanInputs in = train::plan_inputs_for(r, config, opt.state_bytes_per_element(), quant_bytes, cuda,
                                                 static_cast<int64_t>(device.total_memory()));
+  in.world_size = world_size;
+  in.strategy = r.parallel.present() ? r.parallel.plugin : world_size > 1 ? "ddp" : "";
   return train::make_memory_plan(in);
 }
 
 int plan_command(const std::vector<std::string>& args) {
   RecipeArgs a = parse_recipe_args(args);
-  if (!a.rest.empty()) throw UsageError("unknown option '" + a.rest[0] + "'");
+  int64_t world = 1;
+  for (size_t i = 0; i < a.rest.size(); ++i) {
+    if (a.rest[i] != "--nproc-per-node") throw UsageError("unknown option '" + a.rest[i] + "'");
+    if (i + 1 >= a.rest.size()) throw UsageError("--nproc-per-node needs a number of ranks");
+    try {
+      world = std::stoll(a.rest[++i]);
+    } catch (const std::exception&) {
+      world = 0;
+    }
+    if (world < 1) throw UsageError("--nproc-per-node must be a whole number >= 1, got '" + a.rest[i] + "'");
+  }
   auto registry = discover_plugins();
   std::optional<recipe::Recipe> loaded = load_recipe_or_report(a, *registry);
   if (!loaded) return kExitUsage;
@@ -68,8 +82,11 @@ int plan_command(const std::vector<std::string>& args) {
   hub_options.download = false;
   resolve_hub_sources(r, hub_options);
   rt::Device& device = session::device_for(r.train.device);
-  train::MemoryPlan plan = plan_before_loading(r, *registry, device);
-  std::cout << train::format_memory_plan(plan, fmt::format("{}:{}", rt::device_type_name(device.type()), device.index()));
+  train::MemoryPlan plan = plan_before_loading(r, *registry, device, world);
+  std::string where = fmt::format("{}:{}", rt::device_type_name(device.type()), device.index());
+  if (world > 1 || r.parallel.present())
+    where += fmt::format(", per rank of {} ({})", world, r.parallel.present() ? r.parallel.plugin : "ddp");
+  std::cout << train::format_memory_plan(plan, where);
   return plan.fits() ? kExitOk : kExitRuntime;
 }
 

@@ -33,9 +33,9 @@ using engine::sdk::Param;
 using engine::sdk::Tensor;
 
 #if defined(ADAMW_WITH_CUDA)
-constexpr uint64_t kCapabilities = ENG_CAP_DEVICE_CPU | ENG_CAP_DEVICE_CUDA;
+constexpr uint64_t kCapabilities = ENG_CAP_DEVICE_CPU | ENG_CAP_DEVICE_CUDA | ENG_OPT_CAP_SHARDED;
 #else
-constexpr uint64_t kCapabilities = ENG_CAP_DEVICE_CPU;  // no CUDA kernel in this build
+constexpr uint64_t kCapabilities = ENG_CAP_DEVICE_CPU | ENG_OPT_CAP_SHARDED;  // no CUDA kernel in this build
 #endif
 
 constexpr char kSchema[] = R"json({"type": "object", "properties": {
@@ -83,7 +83,8 @@ class AdamW : public engine::sdk::Optimizer {
     s->param = param;
     s->name = info.name;
     s->group = group;
-    s->shape = info.shape;
+    // The parameter as this rank steps it: its local flat shard under zero3 (ENG_OPT_CAP_SHARDED), else whole.
+    s->shape = host.local(param).value.shape();
     slots_.push_back(std::move(s));
   }
 
@@ -93,9 +94,8 @@ class AdamW : public engine::sdk::Optimizer {
     engine::sdk::NoGrad no_grad(host);
     std::vector<CudaWork> on_cuda;
     for (auto& s : slots_) {
-      Tensor grad = host.grad(s->param);
+      auto [value, grad] = host.local(s->param);  // the local shard under zero3, else the whole parameter
       if (!grad) continue;
-      Tensor value = host.value(s->param);
       if (value.dtype() != ENG_F32) {
         throw Error("adamw: parameter " + s->name + " is stored as " +
                         engine::sdk::dtype_name(value.dtype()) +
