@@ -10,6 +10,8 @@
 // Recipe: [optimizer] plugin = "adamw", lr, weight_decay, betas = [0.9, 0.999], eps = 1e-8.
 // State in checkpoints: "<param>.exp_avg", "<param>.exp_avg_sq" (f32, the parameter's shape) and
 // "<param>.step" (i64, one element) for every parameter stepped at least once.
+// Sharded parameters (zero3, ENG_OPT_CAP_SHARDED): each parameter is stepped as host.local() gives it, this
+// rank's flat shard with its local gradient, and its state has the shard's shape (the engine reshards it).
 #include <cstdint>
 #include <memory>
 #include <string>
