@@ -60,18 +60,31 @@ train::MemoryPlan plan_before_loading(const recipe::Recipe& r, const plugins::Pl
 }
 
 int plan_command(const std::vector<std::string>& args) {
-  RecipeArgs a = parse_recipe_args(args);
+  // --nproc-per-node N (or =N) is plan's own; everything else is the recipe's.
   int64_t world = 1;
-  for (size_t i = 0; i < a.rest.size(); ++i) {
-    if (a.rest[i] != "--nproc-per-node") throw UsageError("unknown option '" + a.rest[i] + "'");
-    if (i + 1 >= a.rest.size()) throw UsageError("--nproc-per-node needs a number of ranks");
+  std::vector<std::string> rest;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string value;
+    if (args[i] == "--nproc-per-node") {
+      if (i + 1 >= args.size()) throw UsageError("--nproc-per-node needs a number of ranks");
+      value = args[++i];
+    } else if (args[i].rfind("--nproc-per-node=", 0) == 0) {
+      value = args[i].substr(17);
+    } else {
+      rest.push_back(args[i]);
+      continue;
+    }
     try {
-      world = std::stoll(a.rest[++i]);
+      size_t used = 0;
+      world = std::stoll(value, &used);
+      if (used != value.size()) world = 0;
     } catch (const std::exception&) {
       world = 0;
     }
-    if (world < 1) throw UsageError("--nproc-per-node must be a whole number >= 1, got '" + a.rest[i] + "'");
+    if (world < 1) throw UsageError("--nproc-per-node must be a whole number >= 1, got '" + value + "'");
   }
+  RecipeArgs a = parse_recipe_args(rest);
+  if (!a.rest.empty()) throw UsageError("unknown option '" + a.rest[0] + "'");
   auto registry = discover_plugins();
   std::optional<recipe::Recipe> loaded = load_recipe_or_report(a, *registry);
   if (!loaded) return kExitUsage;
