@@ -67,8 +67,9 @@ int plan_command(const std::vector<std::string>& args);
 // The memory plan of a recipe on `device` from config.json (or the preset's config) alone, after creating its
 // optimizer, PEFT and quantizer instances there (which check their options); engine::Error for what would
 // stop `run` early.
+// world_size: the plan is per rank of that many for the recipe's strategy (ddp when none and world_size > 1).
 train::MemoryPlan plan_before_loading(const recipe::Recipe& recipe, const plugins::PluginRegistry& registry,
-                                      rt::Device& device);
+                                      rt::Device& device, int64_t world_size = 1);
 int export_command(const std::vector<std::string>& args);
 int plot_command(const std::vector<std::string>& args);
 int init_model_command(const std::vector<std::string>& args);

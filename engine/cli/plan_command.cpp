@@ -1,4 +1,6 @@
-// engine plan RECIPE [--set section.key=value]...
+// engine plan RECIPE [--set section.key=value]... [--nproc-per-node N]
+// With --nproc-per-node (default 1) the plan is per rank for the recipe's [parallel] strategy (ddp when it has
+// none and N > 1).
 // Prints, before any weight is loaded, the memory the run will need on its device, component by component
 // (engine/train/memory_plan.hpp), against the device's memory. Reads only config.json (or the preset's config
 // when model.init_preset will create the model) and asks the optimizer and quantizer plugins their bytes per
@@ -21,7 +23,7 @@
 namespace engine::cli {
 
 train::MemoryPlan plan_before_loading(const recipe::Recipe& r, const plugins::PluginRegistry& registry,
-                                      rt::Device& device) {
+                                      rt::Device& device, int64_t world_size) {
   nlohmann::json config;
   if (std::filesystem::exists(r.model.path / "config.json")) {
     config = io::read_hf_config(r.model.path).json;
@@ -52,11 +54,36 @@ train::MemoryPlan plan_before_loading(const recipe::Recipe& r, const plugins::Pl
   const bool cuda = device.type() == rt::DeviceType::CUDA;
   train::PlanInputs in = train::plan_inputs_for(r, config, opt.state_bytes_per_element(), quant_bytes, cuda,
                                                 static_cast<int64_t>(device.total_memory()));
+  in.world_size = world_size;
+  in.strategy = r.parallel.present() ? r.parallel.plugin : world_size > 1 ? "ddp" : "";
   return train::make_memory_plan(in);
 }
 
 int plan_command(const std::vector<std::string>& args) {
-  RecipeArgs a = parse_recipe_args(args);
+  // --nproc-per-node N (or =N) is plan's own; everything else is the recipe's.
+  int64_t world = 1;
+  std::vector<std::string> rest;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string value;
+    if (args[i] == "--nproc-per-node") {
+      if (i + 1 >= args.size()) throw UsageError("--nproc-per-node needs a number of ranks");
+      value = args[++i];
+    } else if (args[i].rfind("--nproc-per-node=", 0) == 0) {
+      value = args[i].substr(17);
+    } else {
+      rest.push_back(args[i]);
+      continue;
+    }
+    try {
+      size_t used = 0;
+      world = std::stoll(value, &used);
+      if (used != value.size()) world = 0;
+    } catch (const std::exception&) {
+      world = 0;
+    }
+    if (world < 1) throw UsageError("--nproc-per-node must be a whole number >= 1, got '" + value + "'");
+  }
+  RecipeArgs a = parse_recipe_args(rest);
   if (!a.rest.empty()) throw UsageError("unknown option '" + a.rest[0] + "'");
   auto registry = discover_plugins();
   std::optional<recipe::Recipe> loaded = load_recipe_or_report(a, *registry);
@@ -68,8 +95,11 @@ int plan_command(const std::vector<std::string>& args) {
   hub_options.download = false;
   resolve_hub_sources(r, hub_options);
   rt::Device& device = session::device_for(r.train.device);
-  train::MemoryPlan plan = plan_before_loading(r, *registry, device);
-  std::cout << train::format_memory_plan(plan, fmt::format("{}:{}", rt::device_type_name(device.type()), device.index()));
+  train::MemoryPlan plan = plan_before_loading(r, *registry, device, world);
+  std::string where = fmt::format("{}:{}", rt::device_type_name(device.type()), device.index());
+  if (world > 1 || r.parallel.present())
+    where += fmt::format(", per rank of {} ({})", world, r.parallel.present() ? r.parallel.plugin : "ddp");
+  std::cout << train::format_memory_plan(plan, where);
   return plan.fits() ? kExitOk : kExitRuntime;
 }
 

@@ -56,6 +56,11 @@ const eng_host_api* host_api() {
       .device_properties = h_device_properties,
       .target_match = h_target_match,
       .file_write = h_file_write,
+      .param_set_local = h_param_set_local,
+      .param_gather = h_param_gather,
+      .param_release = h_param_release,
+      .param_reduce_grad = h_param_reduce_grad,
+      .param_local = h_param_local,
   };
   return &kHostApi;
 }

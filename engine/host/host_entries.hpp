@@ -51,6 +51,12 @@ eng_status h_param_grad(const eng_ctx* ctx, eng_param p, eng_tensor* out);
 eng_status h_param_set_trainable(const eng_ctx* ctx, eng_param p, int32_t trainable);
 eng_status h_file_write(const eng_ctx* ctx, const char* path, const void* data, size_t bytes);
 eng_status h_target_match(const eng_ctx* ctx, const char* spec_json, const char* name, int32_t* out);
+// appended in ABI 1.1: parameter placement (zero3/fsdp)
+eng_status h_param_set_local(const eng_ctx* ctx, eng_param p, int64_t shard);
+eng_status h_param_gather(const eng_ctx* ctx, eng_param p);
+eng_status h_param_release(const eng_ctx* ctx, eng_param p);
+eng_status h_param_reduce_grad(const eng_ctx* ctx, eng_param p);
+eng_status h_param_local(const eng_ctx* ctx, eng_param p, eng_tensor* value, eng_tensor* grad);
 eng_status h_peft_attach(const eng_ctx* ctx, eng_param base, void* cookie);
 
 // state_entries.cpp: state dictionaries.

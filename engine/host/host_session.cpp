@@ -13,7 +13,9 @@ HostSession::HostSession(rt::Device& device, uint64_t seed, int rank, int world_
       world_size_(world_size),
       local_rank_(local_rank),
       params_(std::make_unique<rt::ParamStore>(device, seed)),
-      rng_(rt::Rng::derive(seed, "host.rng")) {}
+      rng_(rt::Rng::derive(seed, "host.rng")) {
+  params_->set_communicator(comm_);
+}
 
 HostSession::~HostSession() {
   params_.reset();  // frees quantizer states while the quantizer is still alive
@@ -39,7 +41,10 @@ void HostSession::set_block_hooks(rt::BlockHooks* hooks) {
   tape_.set_block_hooks(hooks);
 }
 
-void HostSession::set_communicator(rt::Communicator* comm) { comm_ = comm != nullptr ? comm : &local_comm_; }
+void HostSession::set_communicator(rt::Communicator* comm) {
+  comm_ = comm != nullptr ? comm : &local_comm_;
+  params_->set_communicator(comm_);
+}
 
 void HostSession::set_declaring(bool on) {
   declaring_ = on;

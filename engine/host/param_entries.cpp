@@ -99,6 +99,37 @@ eng_status h_peft_attach(const eng_ctx* ctx, eng_param base, void* cookie) {
   });
 }
 
+// ---- appended in ABI 1.1: parameter placement (zero3/fsdp) ---------------------------------------------------
+
+eng_status h_param_set_local(const eng_ctx* ctx, eng_param p, int64_t shard) {
+  return guarded(ctx, "param_set_local",
+                 [&] { session_of(ctx).params().set_local(param_arg(p, "param_set_local"), shard); });
+}
+
+eng_status h_param_gather(const eng_ctx* ctx, eng_param p) {
+  return guarded(ctx, "param_gather", [&] { session_of(ctx).params().gather(param_arg(p, "param_gather")); });
+}
+
+eng_status h_param_release(const eng_ctx* ctx, eng_param p) {
+  return guarded(ctx, "param_release", [&] { session_of(ctx).params().release(param_arg(p, "param_release")); });
+}
+
+eng_status h_param_reduce_grad(const eng_ctx* ctx, eng_param p) {
+  return guarded(ctx, "param_reduce_grad",
+                 [&] { session_of(ctx).params().reduce_grad(param_arg(p, "param_reduce_grad")); });
+}
+
+eng_status h_param_local(const eng_ctx* ctx, eng_param p, eng_tensor* value, eng_tensor* grad) {
+  return guarded(ctx, "param_local", [&] {
+    if (value != nullptr) *value = nullptr;
+    if (grad != nullptr) *grad = nullptr;
+    rt::ParamStore& store = session_of(ctx).params();
+    rt::Param& param = param_arg(p, "param_local");
+    if (value != nullptr) *value = make_handle(store.local(param));
+    if (grad != nullptr) *grad = make_handle(store.local_grad(param));
+  });
+}
+
 eng_status h_target_match(const eng_ctx* ctx, const char* spec_json, const char* name, int32_t* out) {
   return guarded(ctx, "target_match", [&] {
     if (spec_json == nullptr || name == nullptr || out == nullptr) fail("spec_json, name and out must not be NULL");

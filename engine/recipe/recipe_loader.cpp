@@ -320,11 +320,12 @@ void RecipeReader::resolve_plugins() {
     std::string name = p->second.value.get<std::string>();
     std::string why = registry_.why_missing(*spec.plugin_kind, name);
     if (!why.empty() && *spec.plugin_kind == ENG_KIND_PARALLEL &&
-        (name == "fsdp" || name == "zero3" || name == "tp" || name == "pp")) {
+        (name == "fsdp" || name == "tp" || name == "pp")) {
       why = "parallel strategy '" + name +
-            "' is not available yet: parameter sharding (fsdp, zero3) and model parallelism (tp, pp) are not "
-            "implemented. Use plugin = \"ddp\" (everything replicated) or \"zero2\" (optimizer state and "
-            "gradients sharded over ranks, parameters replicated); the parameters must then fit on one device";
+            "' is not available yet: fsdp (per-block flat buffers) and model parallelism (tp, pp) are not "
+            "implemented. Use plugin = \"zero3\" (parameters, gradients and optimizer state sharded over ranks, "
+            "gathered per block), \"zero2\" (optimizer state and gradients sharded, parameters replicated) or "
+            "\"ddp\" (everything replicated)";
     }
     if (!why.empty()) {
       error(p->second.location, why);

@@ -5,6 +5,7 @@
 #include "engine/core/edit_distance.hpp"
 #include "engine/core/error.hpp"
 #include "engine/core/name_list.hpp"
+#include "engine/runtime/kernel_table.hpp"
 #include "engine/runtime/param_init.hpp"
 
 namespace engine::rt {
@@ -96,6 +97,10 @@ Tensor& ParamStore::value(Param& p) {
         ENG_ERR_UNSUPPORTED,
         "parameter '{}' is held quantized by the {} quantizer: it has no dense value (dequantize it instead)",
         p.name(), root.quantizer->name());
+  if (root.placement.applied) {
+    gather(root);  // on demand (the strategy's hooks gather ahead of use; this keeps any other use correct)
+    return root.value;
+  }
   materialize(root);
   return root.value;
 }
@@ -119,6 +124,11 @@ Tensor ParamStore::grad(const Param& p) const { return p.root->grad ? p.root->gr
 void ParamStore::set_trainable(Param& p, bool trainable) {
   Param& root = *p.root;
   if (trainable == ((root.flags & ENG_PARAM_TRAINABLE) != 0)) return;
+  if (root.placement.shard > 0)
+    fail(
+        "parameter '{}' is placed as a shard by the parallel strategy; its trainability cannot change after "
+        "placement (set it before the strategy's setup)",
+        p.name());
   if (trainable && root.quantizer != nullptr)
     fail(
         "parameter '{}' is quantized by {} and cannot be trained: quantized weights take no gradient "
@@ -137,13 +147,20 @@ void ParamStore::set_trainable(Param& p, bool trainable) {
 }
 
 void ParamStore::zero_grads() {
-  for (auto& p : params_)
-    if (p->root == p.get() && p->grad) p->grad->zero();
+  for (auto& p : params_) {
+    if (p->root != p.get()) continue;
+    if (p->grad) p->grad->zero();
+    if (p->placement.local_grad.defined()) p->placement.local_grad_zero_pending = true;
+  }
 }
 
 void ParamStore::clear_grads() {
-  for (auto& p : params_)
-    if (p->root == p.get() && p->grad) p->grad->clear();
+  for (auto& p : params_) {
+    if (p->root != p.get()) continue;
+    if (p->grad) p->grad->clear();
+    p->placement.local_grad = Tensor();
+    p->placement.local_grad_zero_pending = false;
+  }
 }
 
 void ParamStore::assign_quantizer(Quantizer& q) {
@@ -182,6 +199,143 @@ void ParamStore::release_quantizer(Quantizer& q) noexcept {
 void ParamStore::materialize_all() {
   for (auto& p : params_)
     if (p->root == p.get()) materialize(*p);
+}
+
+// ---- placement ------------------------------------------------------------------------------------------
+
+void ParamStore::set_local(Param& p, int64_t shard) {
+  Param& root = *p.root;
+  if (p.tied()) fail("parameter '{}' is tied to '{}': place its root instead", p.name(), root.name());
+  if (root.placement.applied)
+    fail("parameter '{}' is already placed; placement is decided once, at the strategy's setup", p.name());
+  if (shard < 0) fail("parameter '{}': a shard of {} elements is negative", p.name(), shard);
+  const int64_t n = root.shape().numel();
+  if (shard > 0 && shard * world() < n)
+    fail(
+        "parameter '{}': {} ranks x a shard of {} elements cannot hold its {} elements (the shard must be at "
+        "least ceil(numel / world) = {})",
+        p.name(), world(), shard, n, (n + world() - 1) / world());
+  if (shard > 0 && root.quantizer != nullptr)
+    fail_with(ENG_ERR_UNSUPPORTED,
+              "parameter '{}' is held quantized by {}: sharding quantized weights is not implemented (the "
+              "strategy lacks ENG_PAR_CAP_QUANTIZED); drop the quantizer or use ddp/zero2",
+              p.name(), root.quantizer->name());
+  root.placement.shard = shard;
+}
+
+void ParamStore::apply_placement() {
+  for (auto& up : params_) {
+    Param& root = *up;
+    Placement& pl = root.placement;
+    if (root.root != &root || pl.shard == 0 || pl.applied) continue;
+    if (root.quantizer != nullptr)
+      fail_with(ENG_ERR_UNSUPPORTED, "parameter '{}' was quantized after its placement as a shard", root.name());
+    materialize(root);
+    const int64_t n = root.shape().numel();
+    const DType dt = storage_dtype(root);
+    pl.full = Tensor::zeros(Dims{pl.shard * world()}, dt, *device_);
+    pl.full.sliced(0, 0, n).copy_from(root.value.contiguous().view(Dims{n}));
+    const int64_t first = pl.shard * rank();
+    pl.local = pl.full.sliced(0, first, first + pl.shard).clone();
+    root.value = pl.full.sliced(0, 0, n).view(root.shape());
+    pl.applied = true;
+    pl.gathered = true;
+    release(root);
+  }
+}
+
+bool ParamStore::any_sharded() const {
+  return std::any_of(params_.begin(), params_.end(), [](const auto& p) { return p->placement.shard > 0; });
+}
+
+void ParamStore::gather(Param& p) {
+  Placement& pl = p.root->placement;
+  if (!pl.applied || pl.gathered) return;
+  if (pinned_)
+    fail(
+        "parameter '{}' is not gathered while the store is pinned (rank 0 saving or evaluating alone): it "
+        "would need a collective the other ranks do not join (an engine bug: pin_weights missed it)",
+        p.name());
+  pl.full.impl()->storage->acquire_memory();
+  if (comm_ != nullptr)
+    comm_->all_gather(pl.local, pl.full);
+  else
+    pl.full.copy_from(pl.local);
+  pl.gathered = true;
+}
+
+void ParamStore::release(Param& p) {
+  Placement& pl = p.root->placement;
+  if (!pl.applied || !pl.gathered || pinned_) return;
+  pl.full.impl()->storage->release_memory();
+  pl.gathered = false;
+}
+
+void ParamStore::refresh_local(Param& p) {
+  Placement& pl = p.root->placement;
+  if (!pl.applied || !pl.gathered) return;
+  const int64_t first = pl.shard * rank();
+  pl.local.copy_from(pl.full.sliced(0, first, first + pl.shard));
+}
+
+void ParamStore::reduce_grad(Param& p) {
+  Param& root = *p.root;
+  Placement& pl = root.placement;
+  if (!pl.applied) fail("reduce_grad('{}'): the parameter is not placed as a shard", p.name());
+  if (!root.trainable()) fail("reduce_grad('{}'): the parameter is frozen (it has no gradient)", p.name());
+  const int64_t n = root.shape().numel();
+  Tensor g = grad(root);
+  Tensor padded;
+  if (g.defined() && pl.shard * world() == n) {
+    padded = g.contiguous().view(Dims{n});
+  } else {
+    padded = Tensor::zeros(Dims{pl.shard * world()}, ENG_F32, *device_);
+    if (g.defined()) padded.sliced(0, 0, n).copy_from(g.contiguous().view(Dims{n}));
+  }
+  Tensor mine = Tensor::empty(Dims{pl.shard}, ENG_F32, *device_);
+  if (comm_ != nullptr)
+    comm_->reduce_scatter_sum(padded, mine);
+  else
+    mine.copy_from(padded);
+  if (!pl.local_grad.defined()) {
+    pl.local_grad = std::move(mine);
+  } else if (pl.local_grad_zero_pending) {
+    pl.local_grad.copy_from(mine);
+  } else {
+    device_->kernels().axpby(pl.local_grad, 1.0, mine, 1.0);
+  }
+  pl.local_grad_zero_pending = false;
+  if (root.grad) root.grad->clear();
+}
+
+Tensor ParamStore::local(Param& p) {
+  Param& root = *p.root;
+  if (root.placement.applied) return root.placement.local;
+  return value(root);
+}
+
+Tensor ParamStore::local_grad(const Param& p) const {
+  const Param& root = *p.root;
+  if (!root.placement.applied) return grad(root);
+  const Placement& pl = root.placement;
+  if (!pl.local_grad.defined()) return Tensor();
+  if (pl.local_grad_zero_pending) {
+    device_->fill_zero(pl.local_grad.raw_data(), pl.local_grad.nbytes());
+    const_cast<Placement&>(pl).local_grad_zero_pending = false;
+  }
+  return pl.local_grad;
+}
+
+int64_t ParamStore::local_param_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& p : params_) {
+    if (p->root != p.get()) continue;
+    if (p->placement.applied)
+      bytes += static_cast<int64_t>(p->placement.local.nbytes());
+    else if (p->value.defined())
+      bytes += static_cast<int64_t>(p->value.nbytes());
+  }
+  return bytes;
 }
 
 int64_t ParamStore::numel(bool trainable_only) const {

@@ -14,6 +14,15 @@
 //    must outlive it).
 //  - a PEFT cookie: set by peft_attach; the linear seam routes linear(x, param) through the run's PEFT with
 //  it.
+//  - placement (the parallel strategy's, zero3): a root placed as a shard keeps only its `local` flat slice
+//    (rank r: elements [r*s, (r+1)*s) of the flattened value, zero past its end; s * world >= numel) and, for
+//    trainable ones, the local slice of the gradient summed over ranks. Its full value lives in one padded
+//    buffer (world * s elements) whose memory is released between uses: gather() all-gathers the shards
+//    into it (value() does so on demand), release() gives the memory back while every Tensor of it stays
+//    valid (the tape's saved references: the next gather refills the same storage, FSDP's trick), and
+//    reduce_grad() reduce-scatters the accumulated full gradient into the local gradient and frees it.
+//    Placement is requested (set_local) when the strategy is set up, before the weights load, and applied
+//    (apply_placement) after everything is loaded and initialised.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +33,7 @@
 
 #include "engine/abi/engine.h"
 #include "engine/runtime/autograd.hpp"
+#include "engine/runtime/communicator.hpp"
 #include "engine/runtime/quantizer.hpp"
 #include "engine/runtime/tensor.hpp"
 
@@ -40,6 +50,17 @@ struct ParamDecl {
   std::string tied_to;  // with ENG_PARAM_TIED: the root parameter's name
 };
 
+// Where a root parameter's storage lives (see the file comment).
+struct Placement {
+  int64_t shard = 0;    // elements per rank (0: whole on every rank)
+  bool applied = false;  // local holds the shard (apply_placement ran)
+  bool gathered = false;  // full's memory is held and filled
+  Tensor local;          // (shard) storage dtype: this rank's slice
+  Tensor local_grad;     // (shard) f32: this rank's slice of the gradient summed over ranks; undefined: none
+  bool local_grad_zero_pending = false;
+  Tensor full;           // (world * shard) flat storage dtype; value is a view of its first numel elements
+};
+
 struct Param {
   ParamDecl decl;
   int block = -1;      // the decoder block it was declared in (-1 outside blocks)
@@ -52,6 +73,9 @@ struct Param {
   Quantizer* quantizer = nullptr;  // non-null: quant_state holds the weight
   void* quant_state = nullptr;
   void* peft_cookie = nullptr;  // per parameter (not shared by ties)
+  Placement placement;          // roots only
+
+  bool sharded() const { return root->placement.shard > 0; }
 
   const std::string& name() const { return decl.name; }
   const Dims& shape() const { return decl.shape; }
@@ -100,6 +124,35 @@ class ParamStore {
   // Materialises (initialises, quantizes) every parameter that is not yet.
   void materialize_all();
 
+  // ---- placement (zero3) ----
+  // The communicator gathers and scatters use (the session's; nullptr: a single process).
+  void set_communicator(Communicator* comm) { comm_ = comm; }
+  // Requests that root `p` be kept as a shard of `shard` elements per rank (0: whole). Quantized parameters
+  // are refused. Takes effect at apply_placement().
+  void set_local(Param& p, int64_t shard);
+  // Every requested placement takes effect: the shard is cut out of the loaded/initialised value and the
+  // full buffer's memory is released.
+  void apply_placement();
+  bool any_sharded() const;
+  // Collective (every rank in the same order): the full value of a sharded root becomes valid.
+  void gather(Param& p);
+  // The full value's memory goes back to the device (views stay valid; the next gather refills them).
+  void release(Param& p);
+  // Collective: the accumulated full gradient, summed over ranks, is added into the local gradient; the full
+  // gradient is freed. Ranks without a gradient contribute zeros.
+  void reduce_grad(Param& p);
+  // While pinned, release() keeps gathered values (rank 0 alone evaluates or saves without collectives).
+  void set_pinned(bool pinned) { pinned_ = pinned; }
+  bool pinned() const { return pinned_; }
+  // After the full value was written (a checkpoint loaded into it): this rank's shard is cut out of it again.
+  void refresh_local(Param& p);
+  // The local shard (flat) and local gradient (undefined when none) of a sharded root; whole value/grad else.
+  Tensor local(Param& p);
+  Tensor local_grad(const Param& p) const;
+  // Bytes of parameter storage this rank holds at rest (local shards, whole values, quantized states
+  // excluded).
+  int64_t local_param_bytes() const;
+
   // Elements of all (or only trainable) root parameters.
   int64_t numel(bool trainable_only = false) const;
   uint64_t seed() const { return seed_; }
@@ -109,8 +162,12 @@ class ParamStore {
 
  private:
   void materialize(Param& root);
+  int world() const { return comm_ != nullptr ? comm_->world_size() : 1; }
+  int rank() const { return comm_ != nullptr ? comm_->rank() : 0; }
 
   Device* device_;
+  Communicator* comm_ = nullptr;
+  bool pinned_ = false;
   uint64_t seed_;
   std::vector<std::unique_ptr<Param>> params_;
   std::unordered_map<std::string, Param*> by_name_;

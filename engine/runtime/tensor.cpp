@@ -69,7 +69,30 @@ Storage::Storage(Device& device, void* data, size_t bytes, std::shared_ptr<void>
     : device_(&device), data_(data), bytes_(bytes), keep_alive_(std::move(keep_alive)) {}
 
 Storage::~Storage() {
-  if (!keep_alive_) device_->deallocate(data_, bytes_);
+  if (!keep_alive_ && !released_) device_->deallocate(data_, bytes_);
+}
+
+void* Storage::data() const {
+  if (released_)
+    fail(
+        "a tensor of {} bytes is used while its memory is released: it belongs to a sharded parameter that the "
+        "parallel strategy has not gathered (an engine or strategy bug: gather before the block that uses it)",
+        bytes_);
+  return data_;
+}
+
+void Storage::release_memory() {
+  if (keep_alive_) fail("Storage::release_memory: the memory is not owned by the engine (a mapped file)");
+  if (released_) return;
+  device_->deallocate(data_, bytes_);
+  data_ = nullptr;
+  released_ = true;
+}
+
+void Storage::acquire_memory() {
+  if (!released_) return;
+  data_ = device_->allocate(bytes_);
+  released_ = false;
 }
 
 // ---- element conversion for copies ---------------------------------------------------------------------

@@ -55,14 +55,24 @@ class Storage {
   Storage& operator=(const Storage&) = delete;
 
   Device& device() const { return *device_; }
-  void* data() const { return data_; }
+  // Throws while the memory is released (a tensor used outside its parameter's gather, see below).
+  void* data() const;
   size_t bytes() const { return bytes_; }
+
+  // The parallel strategy's parameter placement (FSDP's trick): the memory is given back to the device while
+  // every Tensor and view of this storage stays valid (the tape's saved references to a full parameter), and
+  // acquired again (contents undefined until refilled, e.g. by an all-gather) before it is used. Only for
+  // storage this object allocated.
+  void release_memory();
+  void acquire_memory();
+  bool released() const { return released_; }
 
  private:
   Device* device_;
   void* data_;
   size_t bytes_;
   std::shared_ptr<void> keep_alive_;  // non-null: memory not ours to free
+  bool released_ = false;
 };
 
 struct AutogradMeta;  // engine/runtime/autograd.hpp

@@ -108,6 +108,7 @@ TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::Pl
   };
   model_ = load_model(*host_, registry, recipe.model.path, mo);
   host_->params().materialize_all();
+  host_->params().apply_placement();  // zero3: every rank keeps its shards, the full values are released
   if (parallel_ && world_size_ > 1 && !registry.require(ENG_KIND_PARALLEL, strategy).has(ENG_PAR_CAP_SHARDS_PARAMS)) {
     // Replicas start from rank 0's trainable values (they agree already when every rank loads the same
     // files with the same seed; this makes it so whatever the initialisation).
@@ -167,6 +168,16 @@ void TrainingSession::save_weights(const fs::path& dir) {
     return;
   }
   write_model_safetensors(host_->params(), dir / "model.safetensors", ENG_F32);
+  // Saving never misses a weight (zero3 gathers every shard into what is written): the file must hold
+  // exactly the declared parameters that a model file carries.
+  std::vector<std::string> declared;
+  const rt::ParamStore& store = host_->params();
+  for (size_t i = 0; i < store.size(); ++i) {
+    const rt::Param& p = store.at(i);
+    if (!p.tied() && !(p.decl.flags & ENG_PARAM_NOT_SAVED) && p.decl.role != ENG_ROLE_ADAPTER)
+      declared.push_back(p.name());
+  }
+  check_weights_cover(declared, saved_weight_keys(dir), fmt::format("the model weights saved into {}", dir.string()));
   for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"}) {
     const fs::path src = recipe_->model.path / f;
     if (fs::exists(src)) fs::copy_file(src, dir / f, fs::copy_options::overwrite_existing);
@@ -180,6 +191,20 @@ std::vector<std::string> TrainingSession::trainable_names() const {
 }
 
 void TrainingSession::load_weights(const fs::path& dir) {
+  if (shards_params()) {
+    // Every rank reads the whole (consolidated) weights into the gathered values and cuts its shard out of
+    // them again: a checkpoint of any world size resumes on this one.
+    pin_weights();
+    load_weights_whole(dir);
+    rt::ParamStore& store = host_->params();
+    for (size_t i = 0; i < store.size(); ++i) store.refresh_local(store.at(i));
+    unpin_weights();
+    return;
+  }
+  load_weights_whole(dir);
+}
+
+void TrainingSession::load_weights_whole(const fs::path& dir) {
   if (peft_) {
     check_weights_cover(trainable_names(), saved_weight_keys(dir),
                         fmt::format("the {} adapter in {}", peft_->name(), dir.string()));
@@ -196,6 +221,22 @@ void TrainingSession::load_weights(const fs::path& dir) {
   CheckpointLoadOptions o;
   o.tied_lm_head = model_->info().tie_word_embeddings != 0;
   load_checkpoint(host_->params(), io::SafetensorsCheckpoint::open(dir / "model.safetensors"), o);
+}
+
+void TrainingSession::pin_weights(bool all) {
+  rt::ParamStore& store = host_->params();
+  for (size_t i = 0; i < store.size(); ++i) {
+    rt::Param& p = store.at(i);
+    if (p.root == &p && p.sharded() && (all || full_finetune() || p.trainable())) store.gather(p);
+  }
+  store.set_pinned(true);
+}
+
+void TrainingSession::unpin_weights() {
+  rt::ParamStore& store = host_->params();
+  store.set_pinned(false);
+  for (size_t i = 0; i < store.size(); ++i)
+    if (store.at(i).root == &store.at(i)) store.release(store.at(i));
 }
 
 }  // namespace engine::session

@@ -62,6 +62,14 @@ class TrainingSession {
   // once reduced).
   bool shards_optimizer() const { return parallel_ && parallel_->shards_optimizer(); }
   const std::vector<rt::Param*>& not_owned() const { return not_owned_; }
+  // The strategy keeps parameters as shards (zero3; ABI 1.1 param_set_local): values are gathered per block,
+  // gradients reduce-scattered into local shards, the optimizer steps local shards.
+  bool shards_params() const { return host_->params().any_sharded(); }
+  // Collective (every rank): the sharded parameters that the weights files hold (the trainable ones with
+  // [peft], every one for full fine-tuning; all = true: every one) are gathered and pinned, so that rank 0
+  // alone may save or evaluate without collectives; unpin_weights() releases them again.
+  void pin_weights(bool all = false);
+  void unpin_weights();
   int world_size() const { return world_size_; }
   bool full_finetune() const { return peft_ == nullptr; }
   // Trainable root parameters in declaration order.
@@ -77,6 +85,8 @@ class TrainingSession {
   void load_weights(const std::filesystem::path& dir);
 
  private:
+  void load_weights_whole(const std::filesystem::path& dir);
+
   const recipe::Recipe* recipe_;
   const plugins::PluginRegistry* registry_;
   std::unique_ptr<host::PluginQuantizer> quantizer_;

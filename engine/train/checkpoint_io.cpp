@@ -5,6 +5,10 @@
 #include <fstream>
 #include <vector>
 
+#include <map>
+
+#include <nlohmann/json.hpp>
+
 #include "engine/core/error.hpp"
 #include "engine/io/checkpoint_manifest.hpp"
 #include "engine/io/safetensors.hpp"
@@ -24,6 +28,26 @@ std::string shard_name(int rank, int world) {
   return fmt::format("optimizer-rank{:05d}-of-{:05d}.safetensors", rank, world);
 }
 
+// The layout of a zero3 optimizer share, kept in its "__metadata__" under kShardLayoutKey:
+//   {"rank": r, "world": W, "shards": {"<param>": elements per rank, ...}}
+// An entry "<param>.<field>" of a float dtype with exactly that many elements is rank r's flat slice
+// [r*shard, (r+1)*shard) of the field (zero past the parameter's end); anything else (a step count) is the same
+// on every rank.
+constexpr char kShardLayoutKey[] = "engine.shard_layout";
+
+std::string shard_layout(session::TrainingSession& session) {
+  nlohmann::json shards = nlohmann::json::object();
+  for (rt::Param* p : session.trainable())
+    if (p->sharded()) shards[p->name()] = p->placement.shard;
+  return nlohmann::json{{"rank", session.rank()}, {"world", session.world_size()}, {"shards", shards}}.dump();
+}
+
+// The parameter name of an optimizer entry "<param>.<field>" (fields have no dot).
+std::string param_of_key(const std::string& key) {
+  const size_t dot = key.rfind('.');
+  return dot == std::string::npos ? key : key.substr(0, dot);
+}
+
 // whole: the file holds the state of every trainable parameter (checked here); a sharded optimizer's share
 // (zero2) holds this rank's parameters only, and the shares together are checked when they are read back.
 void write_optimizer_state(session::TrainingSession& session, const fs::path& file, bool whole = true) {
@@ -34,6 +58,7 @@ void write_optimizer_state(session::TrainingSession& session, const fs::path& fi
         session.trainable_names(), state.keys(),
         "the state the " + session.optimizer().name() + " optimizer saves into " + file.string());
   io::SafetensorsWriter w;
+  if (!whole && session.shards_params()) w.set_metadata(kShardLayoutKey, shard_layout(session));
   for (const auto& [key, t] : state.entries()) {
     rt::Tensor c = t.contiguous();
     std::vector<std::byte> bytes(c.nbytes());
@@ -68,15 +93,76 @@ void read_optimizer_state(session::TrainingSession& session, const fs::path& fil
     if (n.rfind("optimizer-rank", 0) == 0 && n.ends_with(".safetensors")) files.push_back(e.path());
   }
   std::sort(files.begin(), files.end());
+  rt::ParamStore& store = session.host().params();
+  rt::Device& device = session.host().device();
+  // zero3 shares: each field is assembled whole (the parameter's shape) from every rank's flat slice.
+  struct Assembled {
+    rt::Tensor whole;  // flat, the parameter's numel
+    int64_t filled = 0;
+    rt::Param* param = nullptr;
+  };
+  std::map<std::string, Assembled> assembled;
+  int layout_world = 0, layout_files = 0;
   for (const fs::path& one : files) {
     io::SafetensorsFile f = io::SafetensorsFile::open(one);
+    nlohmann::json layout;
+    if (auto it = f.metadata().find(kShardLayoutKey); it != f.metadata().end()) {
+      layout = nlohmann::json::parse(it->second);
+      layout_world = layout.at("world").get<int>();
+      ++layout_files;
+    }
     for (const io::SafetensorsTensor& t : f.tensors()) {
       if (!t.engine_dtype)
         fail("{}: tensor {} has dtype {} the engine does not use", file.string(), t.name, t.dtype_name);
       rt::Tensor dst = rt::Tensor::empty(rt::Dims::from(t.shape.data(), static_cast<int>(t.shape.size())),
-                                         *t.engine_dtype, session.host().device());
+                                         *t.engine_dtype, device);
       session::read_tensor_into(t, dst, one.string());
-      state.put(std::string(t.name), dst);
+      const std::string key(t.name);
+      const std::string pname = param_of_key(key);
+      const bool sliced = !layout.is_null() && layout["shards"].contains(pname) && rt::dtype_is_float(dst.dtype()) &&
+                          dst.numel() == layout["shards"][pname].get<int64_t>();
+      if (!sliced) {
+        if (!state.contains(key)) state.put(key, dst);
+        continue;
+      }
+      rt::Param* p = store.find(pname);
+      if (p == nullptr)
+        fail("{}: optimizer entry {} belongs to no parameter of this run ('{}')", one.string(), key, pname);
+      const int64_t n = p->shape().numel(), shard = dst.numel(), first = layout.at("rank").get<int64_t>() * shard;
+      Assembled& a = assembled[key];
+      if (!a.whole.defined()) {
+        a.whole = rt::Tensor::zeros(rt::Dims{n}, dst.dtype(), device);
+        a.param = p;
+      }
+      const int64_t end = std::min(n, first + shard);
+      if (end > first) {
+        a.whole.sliced(0, first, end).copy_from(dst.view(rt::Dims{shard}).sliced(0, 0, end - first));
+        a.filled += end - first;
+      }
+    }
+  }
+  if (layout_files > 0 && layout_files != layout_world)
+    fail("the optimizer state next to {} was written by {} ranks but {} of their shares are there; restore the "
+         "missing optimizer-rank*-of-{:05d}.safetensors files",
+         file.string(), layout_world, layout_files, layout_world);
+  for (auto& [key, a] : assembled) {
+    if (a.filled != a.whole.numel())
+      fail("optimizer entry {}: the shares hold {} of its {} elements (a share is missing)", key, a.filled,
+           a.whole.numel());
+    state.put(key, a.whole.view(a.param->shape()));
+  }
+  // This run's placement: a sharded parameter's optimizer steps its local flat slice.
+  if (session.shards_params()) {
+    for (const std::string& key : state.keys()) {
+      rt::Param* p = store.find(param_of_key(key));
+      rt::Tensor t = state.get(key);
+      if (p == nullptr || !p->sharded() || !rt::dtype_is_float(t.dtype()) || t.numel() != p->shape().numel())
+        continue;
+      const int64_t shard = p->placement.shard, first = shard * session.rank();
+      const int64_t end = std::min(t.numel(), first + shard);
+      rt::Tensor local = rt::Tensor::zeros(rt::Dims{shard}, t.dtype(), device);
+      if (end > first) local.sliced(0, 0, end - first).copy_from(t.contiguous().view(rt::Dims{t.numel()}).sliced(0, first, end));
+      state.put(key, local);
     }
   }
   session::check_optimizer_state_covers(session.trainable_names(), state.keys(),

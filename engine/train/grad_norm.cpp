@@ -15,7 +15,7 @@ double grad_sum_squares(const rt::ParamStore& params) {
   for (size_t i = 0; i < params.size(); ++i) {
     rt::Param& p = params.at(i);
     if (p.tied() || !p.trainable()) continue;
-    rt::Tensor g = params.grad(p);
+    rt::Tensor g = params.local_grad(p);  // zero3: this rank's shard (padding is zero); else the whole
     if (!g.defined()) continue;
     if (!sum.defined()) {
       sum = rt::Tensor::empty(rt::Dims{}, ENG_F64, g.device());

@@ -155,6 +155,38 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
        static_cast<int64_t>(std::ceil(plan.trainable_elements * in.optimizer_state_bytes_per_element)),
        fmt::format("{} B per trainable element", in.optimizer_state_bytes_per_element)});
 
+  // Sharding strategies: what one rank keeps.
+  const int64_t world = std::max<int64_t>(1, in.world_size);
+  auto per_rank = [&](const char* name) {
+    for (auto& c : plan.components) {
+      if (c.name != name || c.bytes == 0) continue;
+      c.bytes = (c.bytes + world - 1) / world;
+      c.detail += fmt::format(", 1/{} per rank ({})", world, in.strategy);
+    }
+  };
+  if (in.strategy == "zero3") {
+    for (const char* name : {"base weights", "quant scales", "adapters", "master weights", "gradients",
+                             "optimizer state"})
+      per_rank(name);
+    // Gathered whole at once: the largest block (all blocks are alike) and everything outside blocks.
+    int64_t block_elems = per_block_other, block_adapters = 0;
+    for (const auto& l : block_linears(m)) {
+      block_elems += l.out * l.in;
+      if (!full && targeted(in, l.name)) block_adapters += in.lora_rank * (l.out + l.in);
+    }
+    const int64_t outside = other_elems - per_block_other * m.n_layers;
+    const int64_t value_bytes = full ? 4 : wbytes;  // fp32 masters when trained, else the storage dtype
+    const int64_t gathered = (block_elems + outside) * value_bytes + block_adapters * 4 +
+                             (full ? (block_elems + outside) * 4 : block_adapters * 4);  // + full gradients
+    plan.components.push_back(
+        {"gathered", gathered,
+         fmt::format("one block ({} elements) and the embedding, final norm, lm_head ({}) whole, with their "
+                     "full gradients",
+                     block_elems + block_adapters, outside)});
+  } else if (in.strategy == "zero2") {
+    per_rank("optimizer state");
+  }
+
   // Activations.
   const int64_t tokens = in.micro_batch_size * in.seq_len;
   const int64_t per_block = activation_elements_per_token(in) * tokens;

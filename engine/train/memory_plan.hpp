@@ -19,6 +19,9 @@
 //                   replay of block N-1 (N inputs + one block's outputs)
 //   inputs          ids, labels and positions of a micro-batch
 //   workspace       gradients alive at once in backward (+ the cuBLASLt workspace on CUDA)
+//   gathered        zero3 only: the full values (and full gradients of the trainable ones) of the largest
+//                   block and of the parameters outside blocks, which exist whole while they are used; the
+//                   weight components above are then 1/world per rank (rounded up per parameter)
 #pragma once
 
 #include <cstdint>
@@ -61,6 +64,11 @@ struct PlanInputs {
   bool offload_activations = false;  // checkpointed blocks' inputs in host memory (two on the device at once)
   bool cuda = false;
   int64_t device_memory = 0;  // bytes; 0 = unknown
+  // The parallel strategy and the number of ranks: the plan is per rank. zero3 keeps 1/world of the
+  // parameters, gradients and optimizer state at rest and one gathered block (plus the embedding, final norm
+  // and lm_head, gathered through the step) in full; zero2 keeps 1/world of the optimizer state; ddp all.
+  std::string strategy;
+  int64_t world_size = 1;
 };
 
 struct PlanComponent {

@@ -226,12 +226,22 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     // Parameters and optimizer state are replicated (ddp): rank 0 writes them, with the data cursor that
     // every rank shares (each is at the same position of its shard); the others wait until it is published.
     fs::path shards;
-    if (session.shards_optimizer() && world > 1) {
-      // zero2: every rank writes its share of the optimizer state; rank 0 publishes once all are durable.
+    if ((session.shards_optimizer() && world > 1) || session.shards_params()) {
+      // zero2, zero3: every rank writes its share of the optimizer state (zero3: with the layout of its flat
+      // shards); rank 0 publishes once all are durable.
       shards = r.train.output_dir / ".optimizer-shards" / ("step-" + std::to_string(state.step));
       write_optimizer_shard(session, shards);
       comm.barrier();
     }
+    // zero3: the weights are saved consolidated (every rank gathers what rank 0 writes), so `engine export`
+    // and a resume on any world size read them as a single process wrote them.
+    if (session.shards_params()) session.pin_weights();
+    struct Unpin {
+      session::TrainingSession& s;
+      ~Unpin() {
+        if (s.shards_params()) s.unpin_weights();
+      }
+    } unpin{session};
     if (lead) {
       try {
         result.last_checkpoint = save_checkpoint(session, state, shards, world);
@@ -294,8 +304,9 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     {
       rt::OpTimer timer(profile.enabled() ? &device : nullptr, "grad_norm", "step");
       rt::HostTimer host_timer("grad_norm", "waits for the device");
-      if (session.shards_optimizer()) {
-        // zero2: each rank keeps the reduced gradients of its own parameters only; the norm is summed.
+      if (session.shards_optimizer() || session.shards_params()) {
+        // zero2: each rank keeps the reduced gradients of its own parameters only; zero3: the local shards of
+        // every gradient. The norm is summed over ranks.
         for (rt::Param* p : session.not_owned()) hs.params().grad_sink(*p).clear();
         rt::Tensor sq = rt::Tensor::from_vector(rt::Dims{1}, ENG_F64, rt::cpu_device(),
                                                 std::vector<double>{grad_sum_squares(hs.params())});
@@ -395,39 +406,51 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     if (m.skipped)
       progress.message(fmt::format("step {}: non-finite loss or gradient norm, step skipped ({} in a row)",
                                    step, guard.in_a_row()));
-    if (lead && r.train.eval_every > 0 && data.has_eval() && step % r.train.eval_every == 0) {
-      result.last_eval = run_eval(session, data, step);  // rank 0 alone: the replicas are equal
-      log_eval(*result.last_eval);
-      progress.eval(*result.last_eval);
+    if (r.train.eval_every > 0 && data.has_eval() && step % r.train.eval_every == 0) {
+      // zero3: every rank gathers the whole model first, so that rank 0 evaluates alone without collectives.
+      if (session.shards_params()) session.pin_weights(true);
+      if (lead) {
+        result.last_eval = run_eval(session, data, step);  // rank 0 alone: the replicas are equal
+        log_eval(*result.last_eval);
+        progress.eval(*result.last_eval);
+      }
+      if (session.shards_params()) session.unpin_weights();
     }
     if (r.checkpoint.save_every > 0 && step % r.checkpoint.save_every == 0 && step < total) {
       checkpoint();
       saved_at_last_step = true;
     }
   }
-  if (world > 1 && state.step > result.first_step) {
-    // What each rank holds once a step is done (ddp: everything; zero2: its share of gradients and state).
+  if ((world > 1 || session.parallel() != nullptr) && state.step > result.first_step) {
+    // What each rank holds once a step is done (ddp: everything; zero2: its share of gradients and state;
+    // zero3: its shards of parameters, gradients and state).
     int64_t grad_bytes = 0, state_bytes = 0;
     for (rt::Param* p : session.trainable()) {
-      rt::Tensor g = hs.params().grad(*p);
+      rt::Tensor g = hs.params().local_grad(*p);
       if (g.defined()) grad_bytes += static_cast<int64_t>(g.nbytes());
     }
     rt::StateDict st;
     session.optimizer().save_state(st);
     for (const auto& [key, t] : st.entries()) state_bytes += static_cast<int64_t>(t.nbytes());
     spdlog::info("rank {}: after the last step the allocator holds {} bytes; gradients {} bytes, optimizer state "
-                 "{} bytes",
-                 session.rank(), device.memory_stats().current_bytes, grad_bytes, state_bytes);
+                 "{} bytes; parameters {} bytes",
+                 session.rank(), device.memory_stats().current_bytes, grad_bytes, state_bytes,
+                 hs.params().local_param_bytes());
   }
   if (!saved_at_last_step &&
       (state.step > result.first_step || result.interrupted || result.last_checkpoint.empty())) {
     checkpoint();
   }
-  if (lead && data.has_eval() && !result.stopped_nonfinite && !result.interrupted && state.step > result.first_step &&
-      (!result.last_eval || result.last_eval->step != state.step)) {
-    result.last_eval = run_eval(session, data, state.step);
-    log_eval(*result.last_eval);
-    progress.eval(*result.last_eval);
+  // (the same decision on every rank: the loop evaluated at state.step exactly when eval_every divides it)
+  if (data.has_eval() && !result.stopped_nonfinite && !result.interrupted && state.step > result.first_step &&
+      !(r.train.eval_every > 0 && state.step % r.train.eval_every == 0)) {
+    if (session.shards_params()) session.pin_weights(true);
+    if (lead) {
+      result.last_eval = run_eval(session, data, state.step);
+      log_eval(*result.last_eval);
+      progress.eval(*result.last_eval);
+    }
+    if (session.shards_params()) session.unpin_weights();
   }
   progress.finish();
   if (quiet != nullptr) std::fclose(quiet);

@@ -10,6 +10,8 @@
 // Recipe: [optimizer] plugin = "adamw", lr, weight_decay, betas = [0.9, 0.999], eps = 1e-8.
 // State in checkpoints: "<param>.exp_avg", "<param>.exp_avg_sq" (f32, the parameter's shape) and
 // "<param>.step" (i64, one element) for every parameter stepped at least once.
+// Sharded parameters (zero3, ENG_OPT_CAP_SHARDED): each parameter is stepped as host.local() gives it, this
+// rank's flat shard with its local gradient, and its state has the shard's shape (the engine reshards it).
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -33,9 +35,9 @@ using engine::sdk::Param;
 using engine::sdk::Tensor;
 
 #if defined(ADAMW_WITH_CUDA)
-constexpr uint64_t kCapabilities = ENG_CAP_DEVICE_CPU | ENG_CAP_DEVICE_CUDA;
+constexpr uint64_t kCapabilities = ENG_CAP_DEVICE_CPU | ENG_CAP_DEVICE_CUDA | ENG_OPT_CAP_SHARDED;
 #else
-constexpr uint64_t kCapabilities = ENG_CAP_DEVICE_CPU;  // no CUDA kernel in this build
+constexpr uint64_t kCapabilities = ENG_CAP_DEVICE_CPU | ENG_OPT_CAP_SHARDED;  // no CUDA kernel in this build
 #endif
 
 constexpr char kSchema[] = R"json({"type": "object", "properties": {
@@ -83,7 +85,8 @@ class AdamW : public engine::sdk::Optimizer {
     s->param = param;
     s->name = info.name;
     s->group = group;
-    s->shape = info.shape;
+    // The parameter as this rank steps it: its local flat shard under zero3 (ENG_OPT_CAP_SHARDED), else whole.
+    s->shape = host.local(param).value.shape();
     slots_.push_back(std::move(s));
   }
 
@@ -93,9 +96,8 @@ class AdamW : public engine::sdk::Optimizer {
     engine::sdk::NoGrad no_grad(host);
     std::vector<CudaWork> on_cuda;
     for (auto& s : slots_) {
-      Tensor grad = host.grad(s->param);
+      auto [value, grad] = host.local(s->param);  // the local shard under zero3, else the whole parameter
       if (!grad) continue;
-      Tensor value = host.value(s->param);
       if (value.dtype() != ENG_F32) {
         throw Error("adamw: parameter " + s->name + " is stored as " +
                         engine::sdk::dtype_name(value.dtype()) +

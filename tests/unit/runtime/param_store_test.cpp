@@ -263,3 +263,94 @@ TEST(ParamStore, QuantizerTakesFrozenLinearsAndRefusesTrainableOnes) {
 
 }  // namespace
 }  // namespace engine::rt
+
+namespace engine::rt {
+namespace {
+
+// Rank `rank` of 2: the other rank's shards come from `truth` (what every rank loaded) and its gradient equals
+// this rank's, so a reduce-scatter doubles this rank's slice.
+class TwoRanks final : public Communicator {
+ public:
+  TwoRanks(int rank, std::map<int64_t, Tensor> truth_by_numel) : rank_(rank), truth_(std::move(truth_by_numel)) {}
+  int rank() const override { return rank_; }
+  int world_size() const override { return 2; }
+  void all_reduce_sum(Tensor& t) override { t.copy_from(t.clone()); }
+  void broadcast(Tensor&, int) override {}
+  void all_gather(const Tensor& shard, Tensor& full) override {
+    ++gathers;
+    const int64_t s = shard.numel();
+    std::vector<double> out(static_cast<size_t>(2 * s), 0.0);
+    const std::vector<double> truth = truth_.at(2 * s).to_double_vector();
+    const std::vector<double> mine = shard.to_double_vector();
+    for (int64_t i = 0; i < 2 * s; ++i) out[size_t(i)] = i / s == rank_ ? mine[size_t(i % s)] : truth[size_t(i)];
+    full.copy_from(Tensor::from_vector(Dims{2 * s}, ENG_F64, cpu_device(), out));
+  }
+  void reduce_scatter_sum(const Tensor& full, Tensor& shard) override {
+    const int64_t s = shard.numel();
+    std::vector<double> f = full.to_double_vector(), out(static_cast<size_t>(s), 0.0);
+    for (int64_t i = 0; i < s; ++i) out[size_t(i)] = 2 * f[size_t(rank_ * s + i)];
+    shard.copy_from(Tensor::from_vector(Dims{s}, ENG_F64, cpu_device(), out));
+  }
+  void barrier() override {}
+  int gathers = 0;
+
+ private:
+  int rank_;
+  std::map<int64_t, Tensor> truth_;
+};
+
+TEST(ParamStorePlacement, ShardsGatherIntoTheSameStorageAndGradientsReduceIntoTheLocalShard) {
+  ParamStore store(cpu_device(), 9);
+  Param& w = store.declare(decl("w", {5}), 0);  // 5 elements over 2 ranks: shards of 3, rank 1 padded
+  const std::vector<double> original = store.value(w).to_double_vector();
+  Tensor truth = Tensor::zeros(Dims{6}, ENG_F32, cpu_device());
+  truth.sliced(0, 0, 5).copy_from(store.value(w));
+  TwoRanks comm(1, {{6, truth}});
+  store.set_communicator(&comm);
+  EXPECT_NE(error_of([&] { store.set_local(w, 2); }).find("cannot hold its 5 elements"), std::string::npos);
+  store.set_local(w, 3);
+  store.apply_placement();
+  EXPECT_TRUE(store.any_sharded());
+  EXPECT_EQ(store.local(w).to_double_vector(), (std::vector<double>{original[3], original[4], 0.0}));
+  EXPECT_EQ(store.local_param_bytes(), 3 * 4);
+  const std::shared_ptr<Storage> full = w.placement.full.impl()->storage;
+  EXPECT_TRUE(full->released()) << "at rest only the shard is held";
+  EXPECT_NE(error_of([&] { (void)full->data(); }).find("used while its memory is released"), std::string::npos);
+
+  // value() gathers on demand; a tape reference survives release and sees the weights after the next gather.
+  Tensor x = Tensor::from_vector(Dims{5}, ENG_F32, cpu_device(), std::vector<float>{1, 2, 3, 4, 5});
+  Tape tape;
+  Tensor y = tape.apply(std::make_unique<testing::MulNode>(nullptr), {store.use(w, tape), x}).at(0);
+  Tensor loss = tape.apply(std::make_unique<testing::SumNode>(nullptr), {y}).at(0);
+  EXPECT_EQ(comm.gathers, 1);
+  EXPECT_EQ(store.value(w).to_double_vector(), original);
+  store.release(w);
+  EXPECT_TRUE(full->released());
+  store.gather(w);
+  EXPECT_EQ(full.get(), w.placement.full.impl()->storage.get()) << "gathered into the same storage";
+  tape.backward(loss);
+  EXPECT_EQ(store.grad(w).to_double_vector(), (std::vector<double>{1, 2, 3, 4, 5}));
+
+  store.reduce_grad(w);
+  EXPECT_FALSE(store.grad(w).defined()) << "the full gradient is freed once reduced";
+  EXPECT_EQ(store.local_grad(w).to_double_vector(), (std::vector<double>{8, 10, 0}));  // 2 ranks x {4, 5}, pad
+  store.reduce_grad(w);  // a second micro-batch without a gradient adds zeros
+  EXPECT_EQ(store.local_grad(w).to_double_vector(), (std::vector<double>{8, 10, 0}));
+  store.zero_grads();
+  EXPECT_EQ(store.local_grad(w).to_double_vector(), (std::vector<double>{0, 0, 0}));
+
+  // A value written whole (a checkpoint loaded into the gathered value) is cut into the shard again.
+  store.value(w).copy_from(Tensor::from_vector(Dims{5}, ENG_F32, cpu_device(), std::vector<float>{5, 6, 7, 8, 9}));
+  store.refresh_local(w);
+  EXPECT_EQ(store.local(w).to_double_vector(), (std::vector<double>{8, 9, 0}));
+  store.set_pinned(true);
+  store.release(w);
+  EXPECT_FALSE(full->released()) << "pinned values stay gathered";
+  store.set_pinned(false);
+  store.release(w);
+  EXPECT_TRUE(full->released());
+  EXPECT_NE(error_of([&] { store.set_trainable(w, false); }).find("placed as a shard"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace engine::rt

@@ -149,3 +149,27 @@ TEST(MemoryPlan, AnUnknownDtypeIsAnErrorNotAGuess) {
   in.weight_dtype = ENG_I64;  // listed, 8 bytes (the plan used to guess 4 for anything it did not list)
   EXPECT_EQ(component(make_memory_plan(in), "base weights"), 7615616512 * 8);
 }
+
+TEST(MemoryPlan, Zero3KeepsOneWorldthPerRankPlusTheGatheredBlock) {
+  PlanInputs in = qwen7b();
+  const MemoryPlan one = make_memory_plan(in);
+  in.strategy = "zero3";
+  in.world_size = 8;
+  const MemoryPlan eight = make_memory_plan(in);
+  for (const char* name : {"master weights", "gradients", "optimizer state"})
+    EXPECT_EQ(component(eight, name), (component(one, name) + 7) / 8) << name;
+  // one block (7 linears, 2 norms, the q/k/v biases) and the embedding, final norm and lm_head whole, fp32,
+  // with their fp32 gradients
+  const int64_t block = 3584LL * 3584 * 2 + 512LL * 3584 * 2 + 18944LL * 3584 * 3 + 2 * 3584 + (3584 + 2 * 512);
+  const int64_t outside = 2 * 152064LL * 3584 + 3584;
+  EXPECT_EQ(component(eight, "gathered"), (block + outside) * 8);
+  EXPECT_TRUE(eight.fits()) << "7.6B full fine-tuning over 8 ranks: about 16 bytes x 7.6B / 8 + one block";
+  EXPECT_NE(format_memory_plan(eight, "cuda:0").find("1/8 per rank (zero3)"), std::string::npos);
+  // zero2 divides the optimizer state only; ddp nothing.
+  in.strategy = "zero2";
+  const MemoryPlan z2 = make_memory_plan(in);
+  EXPECT_EQ(component(z2, "optimizer state"), (component(one, "optimizer state") + 7) / 8);
+  EXPECT_EQ(component(z2, "gradients"), component(one, "gradients"));
+  in.strategy = "ddp";
+  EXPECT_EQ(make_memory_plan(in).total_bytes, one.total_bytes);
+}

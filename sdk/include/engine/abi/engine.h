@@ -445,6 +445,30 @@ typedef struct eng_host_api {
   /* writes `bytes` of `data` (text, JSON, anything) to `path` atomically: a temporary file in the same folder,
    * fsynced, renamed over `path`, the folder fsynced. The folder must exist. A failure names the file. */
   eng_status (*file_write)(const eng_ctx* ctx, const char* path, const void* data, size_t bytes);
+
+  /* ---- appended in ABI 1.1: parameter placement (zero3/fsdp) ----------------------------------------------
+   * A parallel strategy with ENG_PAR_CAP_SHARDS_PARAMS keeps parameters as flat shards (docs/distributed.md).
+   * Rank r of W holds elements [r*shard, (r+1)*shard) of the flattened (row-major) root parameter, zeros past
+   * its end (shard * W >= numel). The full value lives in one buffer of W*shard elements whose memory exists
+   * only between param_gather and param_release; param_value and the ops gather on demand, so any use is
+   * correct, and the strategy's block hooks gather ahead and release after. Tensors of a released value stay
+   * valid handles (the tape's saved references); touching their memory before the next gather is an error.
+   * The gather, release and reduce entries are collectives: every rank calls them in the same order. */
+  /* (setup only) place root p as shards of `shard` elements per rank (0: whole on every rank). Applied after
+   * the weights are loaded and initialised. Quantized parameters are refused (ENG_ERR_UNSUPPORTED). */
+  eng_status (*param_set_local)(const eng_ctx* ctx, eng_param p, int64_t shard);
+  /* collective: the full value becomes valid (an all-gather of the shards); no-op when whole or gathered */
+  eng_status (*param_gather)(const eng_ctx* ctx, eng_param p);
+  /* the full value's memory goes back to the device; no-op when whole or released */
+  eng_status (*param_release)(const eng_ctx* ctx, eng_param p);
+  /* collective, trainable sharded p: the gradient accumulated since the last call, summed over ranks, is
+   * added into the local gradient shard and the full gradient is freed (reduce-scatter). Call it when p's
+   * gradient is final for the micro-batch (after its block's backward). */
+  eng_status (*param_reduce_grad)(const eng_ctx* ctx, eng_param p);
+  /* what an ENG_OPT_CAP_SHARDED optimizer steps: the local shard (1-D, `shard` elements, the storage dtype)
+   * and its local gradient (f32, NULL when none yet) of a sharded p; the whole value and gradient (as
+   * param_value, param_grad) of any other. Either out may be NULL. */
+  eng_status (*param_local)(const eng_ctx* ctx, eng_param p, eng_tensor* value, eng_tensor* grad);
 } eng_host_api;
 
 /* ---- negotiation --------------------------------------------------------------------------------------- */

@@ -497,6 +497,46 @@ class Host {
   // A JSON document (adapter_config.json, ...), indented by 2 and ending in a newline, written atomically.
   void write_json(const std::string& path, const nlohmann::json& doc) const { write_file(path, doc.dump(2) + "\n"); }
 
+  // ---- appended in ABI 1.1: parameter placement (zero3/fsdp) ----------------------------------------------
+  // (a strategy's setup) keep root p as flat shards of `shard` elements per rank (0: whole); see engine.h.
+  void param_set_local(Param p, int64_t shard) const {
+    const auto f = service(
+        offsetof(eng_host_api, param_set_local), [&] { return api_->param_set_local; }, "param_set_local");
+    check(f(ctx_, p.get(), shard), "param_set_local");
+  }
+  // Collective: p's full value becomes valid (an all-gather of the shards).
+  void param_gather(Param p) const {
+    const auto f = service(offsetof(eng_host_api, param_gather), [&] { return api_->param_gather; }, "param_gather");
+    check(f(ctx_, p.get()), "param_gather");
+  }
+  // p's full value gives its memory back (its tensors stay valid handles until the next gather refills them).
+  void param_release(Param p) const {
+    const auto f =
+        service(offsetof(eng_host_api, param_release), [&] { return api_->param_release; }, "param_release");
+    check(f(ctx_, p.get()), "param_release");
+  }
+  // Collective: the accumulated gradient of p, summed over ranks, is added into its local shard (and freed).
+  void param_reduce_grad(Param p) const {
+    const auto f = service(
+        offsetof(eng_host_api, param_reduce_grad), [&] { return api_->param_reduce_grad; }, "param_reduce_grad");
+    check(f(ctx_, p.get()), "param_reduce_grad");
+  }
+  // What a sharding-capable optimizer steps: the local shard and its gradient (whole value and gradient of a
+  // parameter that is not sharded). On an engine older than the placement entries: value(p) and grad(p).
+  struct Local {
+    Tensor value;
+    Tensor grad;  // empty when no gradient arrived yet
+  };
+  Local local(Param p) const {
+    if (api_->struct_size < offsetof(eng_host_api, param_local) + sizeof(void*) || api_->param_local == nullptr)
+      return {value(p), grad(p)};
+    eng_tensor v = nullptr, g = nullptr;
+    const eng_status st = api_->param_local(ctx_, p.get(), &v, &g);
+    Local out{adopt(v), adopt(g)};
+    check(st, "param_local");
+    return out;
+  }
+
  private:
   friend class NoGrad;
 
