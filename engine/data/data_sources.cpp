@@ -86,12 +86,18 @@ bool is_data_file(const fs::path& file) {
 
 fs::path dataset_file_in(const fs::path& folder, const std::string& role, const std::string& what) {
   std::vector<fs::path> data, parquet;
-  for (const auto& e : fs::recursive_directory_iterator(folder, fs::directory_options::follow_directory_symlink)) {
-    if (!fs::is_regular_file(e.path())) continue;  // follows the cache's symlinks
-    const std::string rel = e.path().lexically_relative(folder).string();
-    if (rel.rfind('.', 0) == 0) continue;  // .gitattributes, .cache/
-    if (lower_ext(e.path()) == ".parquet") parquet.push_back(e.path());
-    if (is_data_file(e.path())) data.push_back(e.path());
+  try {  // a folder it may not read, or a symlink loop (followed: the Hub cache links its files)
+    for (const auto& e : fs::recursive_directory_iterator(folder, fs::directory_options::follow_directory_symlink)) {
+      std::error_code ec;
+      if (!fs::is_regular_file(e.path(), ec)) continue;  // follows the cache's symlinks
+      const std::string rel = e.path().lexically_relative(folder).string();
+      if (rel.rfind('.', 0) == 0) continue;  // .gitattributes, .cache/
+      if (lower_ext(e.path()) == ".parquet") parquet.push_back(e.path());
+      if (is_data_file(e.path())) data.push_back(e.path());
+    }
+  } catch (const fs::filesystem_error& e) {
+    fail("{}: cannot list the data folder {}: {} at {}; fix its permissions or links, or name the data file", what,
+         folder.string(), e.code().message(), e.path1().string());
   }
   std::sort(data.begin(), data.end());
   if (data.empty() && !parquet.empty()) check_readable_format(parquet.front(), what);

@@ -129,6 +129,20 @@ row resume_flipped_optimizer 1 'optimizer.safetensors does not match manifest.js
 two_step_copy run_nomanifest && rm run_nomanifest/checkpoint-2/manifest.json
 row resume_no_manifest 1 'manifest.json: no such file' "$engine" run "$recipe" --set model.path=model \
   --set train.output_dir=run_nomanifest  "${fast[@]}"
+# A trainer_state.json edited by hand (its manifest entry rewritten to match, as a careless tool would): each
+# numeric field that is not a number of its range is named with the file, never a raw std::stoull exception.
+restamp() {  # restamp CHECKPOINT FILE: rewrite FILE's manifest entry to its current size and SHA-256
+  python3 -c "import hashlib,json,sys; d,f=sys.argv[1:]; m=json.load(open(d+'/manifest.json')); b=open(d+'/'+f,'rb').read()
+m['files'][f]={'bytes':len(b),'sha256':hashlib.sha256(b).hexdigest()}; json.dump(m,open(d+'/manifest.json','w'))" "$1" "$2"
+}
+two_step_copy run_bad_rng && jedit run_bad_rng/checkpoint-2/trainer_state.json 'j["rng_state"]="12abc"' &&
+  restamp run_bad_rng/checkpoint-2 trainer_state.json
+row resume_bad_rng_state 1 'trainer_state.json is malformed: key "rng_state" is "12abc", expected a decimal integer' \
+  "$engine" run "$recipe" --set model.path=model --set train.output_dir=run_bad_rng "${fast[@]}"
+two_step_copy run_bad_step && jedit run_bad_step/checkpoint-2/trainer_state.json 'j["step"]="2"' &&
+  restamp run_bad_step/checkpoint-2 trainer_state.json
+row resume_bad_step 1 'trainer_state.json is malformed: key "step" is "2", expected a whole number' \
+  "$engine" run "$recipe" --set model.path=model --set train.output_dir=run_bad_step "${fast[@]}"
 two_step_copy run_stale_latest && echo checkpoint-1 >run_stale_latest/latest
 row resume_newest_complete 0 'resumed from' "$engine" run "$recipe" --set model.path=model \
   --set train.output_dir=run_stale_latest  "${fast[@]}"
