@@ -77,6 +77,14 @@ class TrainingSession {
   void load_weights(const std::filesystem::path& dir);
 
  private:
+  // The constructor's work; on a throw the constructor releases what was wired (below) before rethrowing.
+  void wire(const recipe::Recipe& recipe, const plugins::PluginRegistry& registry, rt::Device& device,
+            rt::Communicator* comm, int local_rank);
+  // Destroys the members in the order they depend on each other (also when wire() threw part-way: left to
+  // the implicit member order, the HostSession would go before the quantizer and PEFT wrappers that detach
+  // from it, a use after free).
+  void release() noexcept;
+
   const recipe::Recipe* recipe_;
   const plugins::PluginRegistry* registry_;
   std::unique_ptr<host::PluginQuantizer> quantizer_;
