@@ -6,7 +6,12 @@
 # is written to build-fuzz/crash-TARGET-*, and the script fails).
 #   scripts/fuzz.sh TARGET [SECONDS]     TARGET: safetensors_header tokenizer recipe dataset_line
 #                                                chat_template checkpoint_state plugin_elf | all
-# Prints the number of inputs tried. Extra libFuzzer flags: FUZZ_ARGS="-max_len=4096".
+#   scripts/fuzz.sh build                builds every target, runs none (ctest's fuzz_build)
+# Prints the number of inputs tried. Extra libFuzzer flags: FUZZ_ARGS="-max_len=4096". The build folder:
+# ENGINE_FUZZ_BUILD_DIR (ctest uses BUILD/fuzz); build jobs: ENGINE_FUZZ_JOBS (default: all cores);
+# ENGINE_FUZZ_NO_BUILD=1 runs what is built without building.
+# Without clang++ (Debian package clang, scripts/setup.sh installs it) it prints why and exits 77, the code
+# ctest reads as "skipped".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 targets=(safetensors_header tokenizer recipe dataset_line chat_template checkpoint_state plugin_elf)
@@ -17,8 +22,14 @@ if [[ $target == all ]]; then
   for t in "${targets[@]}"; do "$0" "$t" "$seconds" || failed=1; done
   exit $failed
 fi
-[[ " ${targets[*]} " == *" $target "* ]] || { echo "fuzz.sh: unknown target '$target' (${targets[*]})" >&2; exit 2; }
+[[ $target == build || " ${targets[*]} " == *" $target "* ]] ||
+  { echo "fuzz.sh: unknown target '$target' (${targets[*]} | all | build)" >&2; exit 2; }
+if ! command -v clang++ >/dev/null; then
+  echo "fuzz.sh: skipped: clang++ is not installed (the libFuzzer targets need clang; apt-get install clang)"
+  exit 77
+fi
 build=${ENGINE_FUZZ_BUILD_DIR:-build-fuzz}
+jobs=${ENGINE_FUZZ_JOBS:-$(nproc)}
 export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
 if [[ ! -f $build/build.ninja ]]; then
   flags="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
@@ -26,8 +37,17 @@ if [[ ! -f $build/build.ninja ]]; then
     -DENGINE_BUILD_TESTS=OFF -DENGINE_FUZZ=ON -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \
     -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" -DCMAKE_MODULE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
 fi
-cmake --build "$build" --target "fuzz_$target" >"$build/build-$target.log" 2>&1 ||
-  { tail -n 30 "$build/build-$target.log" >&2; echo "fuzz.sh: building fuzz_$target failed" >&2; exit 1; }
+if [[ $target == build ]]; then
+  start=$(date +%s)
+  cmake --build "$build" -j "$jobs" --target "${targets[@]/#/fuzz_}" >"$build/build-all.log" 2>&1 ||
+    { tail -n 30 "$build/build-all.log" >&2; echo "fuzz.sh: building the fuzz targets failed" >&2; exit 1; }
+  echo "fuzz.sh: built ${targets[*]/#/fuzz_} into $build in $(($(date +%s) - start)) s"
+  exit 0
+fi
+if [[ -z ${ENGINE_FUZZ_NO_BUILD:-} ]]; then  # ctest's fuzz_build built them (parallel ninjas would collide)
+  cmake --build "$build" -j "$jobs" --target "fuzz_$target" >"$build/build-$target.log" 2>&1 ||
+    { tail -n 30 "$build/build-$target.log" >&2; echo "fuzz.sh: building fuzz_$target failed" >&2; exit 1; }
+fi
 corpus="$build/corpus/$target"
 mkdir -p "$corpus"
 cp -n fuzz/corpus/"$target"/* "$corpus"/ 2>/dev/null || true

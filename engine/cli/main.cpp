@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <new>
 #include <string>
@@ -26,6 +27,18 @@ void print_help() {
       << "\n  --version    print the engine and plugin ABI versions\n"
       << "plugins are found on ENGINE_PLUGIN_PATH (colon-separated) and in <prefix>/lib/engine/plugins\n"
       << "  --allow-insecure-plugins    load plugin files that other users can write (refused by default)\n";
+}
+
+// "cannot create directories /x/y: Permission denied; check that path and its permissions" from libstdc++'s
+// "filesystem error: cannot create directories: Permission denied [/x/y]".
+std::string describe_filesystem_error(const std::filesystem::filesystem_error& e) {
+  std::string op = e.what();
+  if (op.rfind("filesystem error: ", 0) == 0) op = op.substr(18);
+  if (const size_t colon = op.find(':'); colon != std::string::npos) op = op.substr(0, colon);
+  std::string paths = e.path1().string();
+  if (!e.path2().empty()) paths += " -> " + e.path2().string();
+  return op + (paths.empty() ? "" : " " + paths) + ": " + e.code().message() +
+         "; check that path (does it exist, may you read it, and for outputs write to it, is the disk full?)";
 }
 
 }  // namespace
@@ -91,6 +104,11 @@ int main(int argc, char** argv) {
       std::cerr << "engine " << c.name
                 << ": out of memory (an allocation failed); lower train.micro_batch_size or data.max_seq_len "
                    "(engine plan RECIPE shows what a run needs), or free memory on this machine\n";
+      return engine::cli::kExitRuntime;
+    } catch (const std::filesystem::filesystem_error& e) {
+      // A file or folder the engine reads or writes that the system refused (permissions, a symlink loop, a
+      // full disk) where no caller named its key: the path and the reason, without the library's wording.
+      std::cerr << "engine " << c.name << ": " << describe_filesystem_error(e) << "\n";
       return engine::cli::kExitRuntime;
     } catch (const std::exception& e) {
       std::cerr << "engine " << c.name << ": " << e.what() << "\n";

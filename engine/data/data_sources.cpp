@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "engine/core/error.hpp"
@@ -86,12 +87,26 @@ bool is_data_file(const fs::path& file) {
 
 fs::path dataset_file_in(const fs::path& folder, const std::string& role, const std::string& what) {
   std::vector<fs::path> data, parquet;
-  for (const auto& e : fs::recursive_directory_iterator(folder, fs::directory_options::follow_directory_symlink)) {
-    if (!fs::is_regular_file(e.path())) continue;  // follows the cache's symlinks
-    const std::string rel = e.path().lexically_relative(folder).string();
-    if (rel.rfind('.', 0) == 0) continue;  // .gitattributes, .cache/
-    if (lower_ext(e.path()) == ".parquet") parquet.push_back(e.path());
-    if (is_data_file(e.path())) data.push_back(e.path());
+  try {  // a folder it may not read throws (links are followed: the Hub cache links its files)
+    std::set<fs::path> seen;  // a folder reached again through a link (a loop) is not listed again
+    std::error_code ec;
+    seen.insert(fs::canonical(folder, ec));
+    for (auto it = fs::recursive_directory_iterator(folder, fs::directory_options::follow_directory_symlink);
+         it != fs::recursive_directory_iterator(); ++it) {
+      const fs::directory_entry& e = *it;
+      if (e.is_directory(ec)) {
+        if (!seen.insert(fs::canonical(e.path(), ec)).second) it.disable_recursion_pending();
+        continue;
+      }
+      if (!fs::is_regular_file(e.path(), ec)) continue;  // follows the cache's symlinks
+      const std::string rel = e.path().lexically_relative(folder).string();
+      if (rel.rfind('.', 0) == 0) continue;  // .gitattributes, .cache/
+      if (lower_ext(e.path()) == ".parquet") parquet.push_back(e.path());
+      if (is_data_file(e.path())) data.push_back(e.path());
+    }
+  } catch (const fs::filesystem_error& e) {
+    fail("{}: cannot list the data folder {}: {} at {}; fix its permissions or links, or name the data file", what,
+         folder.string(), e.code().message(), e.path1().string());
   }
   std::sort(data.begin(), data.end());
   if (data.empty() && !parquet.empty()) check_readable_format(parquet.front(), what);
@@ -103,7 +118,9 @@ fs::path dataset_file_in(const fs::path& folder, const std::string& role, const 
   }
   if (named.size() == 1) return named.front();
   std::string list;
-  for (const fs::path& p : data) list += (list.empty() ? "" : ", ") + p.lexically_relative(folder).string();
+  for (size_t i = 0; i < data.size() && i < 10; ++i)
+    list += (list.empty() ? "" : ", ") + data[i].lexically_relative(folder).string();
+  if (data.size() > 10) list += fmt::format(" and {} more", data.size() - 10);
   fail("{}: {} holds several data files ({}); name the one to use by its path (or list several as sources)", what,
        folder.string(), list);
 }

@@ -145,7 +145,7 @@ Example parse_record(const std::string& json_text, const DatasetOptions& options
   nlohmann::json record;
   try {
     record = nlohmann::json::parse(json_text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (1e999)
     std::string what = e.what();
     if (const size_t p = what.find("parse error"); p != std::string::npos) what = what.substr(p);
     fail("{}: not valid JSON: {}", where, what);

@@ -34,7 +34,7 @@ std::map<std::string, std::string> metadata_arg(const char* metadata_json, const
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(metadata_json);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (1e999)
     fail(
         "the metadata for {} is not valid JSON ({}); "
         "pass an object of strings such as {{\"format\": \"pt\"}}",

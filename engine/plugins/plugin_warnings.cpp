@@ -29,7 +29,7 @@ std::vector<std::string> plugin_warnings(const std::filesystem::path& path, cons
     } else if (schema.contains("properties") && !schema["properties"].is_object()) {
       out.push_back("its options schema's \"properties\" is not an object; the engine checks no option of it");
     }
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (1e999)
     out.push_back(std::string("its options schema is not valid JSON (") + e.what() +
                   "); the engine cannot check its recipe options. Fix the schema string the plugin registers");
   }

@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <climits>
 #include <cstring>
 #include <map>
 #include <set>
@@ -453,8 +456,9 @@ void RecipeReader::build(Recipe& r) {
             s.count = item["count"].get<int64_t>();
         }
         if (item.contains("weight")) {
-          if (!item["weight"].is_number() || item["weight"].get<double>() <= 0)
-            error(where, name + ": weight must be a positive number");
+          if (!item["weight"].is_number() || !(item["weight"].get<double>() > 0) ||
+              !std::isfinite(item["weight"].get<double>()))  // nan and inf are TOML numbers too
+            error(where, name + ": weight must be a positive finite number");
           else
             s.weight = item["weight"].get<double>();
         }
@@ -472,8 +476,10 @@ void RecipeReader::build(Recipe& r) {
         auto [p, count] = split_count(path);
         if (!count.empty()) {
           if (s.count > 0 || s.weight > 0) error(where, name + ": " + s.text + " has a #count and a table count/weight");
-          s.count = std::stoll(count.substr(1));
-          if (s.count <= 0) error(where, name + ": " + s.text + ": the #count must be positive");
+          // split_count leaves only digits after '#'; more than 12 of them is past any dataset's rows.
+          s.count = count.size() > 13 ? -1 : std::stoll(count.substr(1));
+          if (s.count <= 0)
+            error(where, name + ": " + s.text + ": the #count must be a number of rows from 1 to 999999999999");
           path = p;
         }
       }
@@ -730,8 +736,12 @@ void sort_diagnostics(std::vector<Diagnostic>& ds) {
       return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
     };
     if (c1 != std::string::npos && digits(loc.substr(c1 + 1, c2 - c1 - 1)) && digits(loc.substr(c2 + 1))) {
-      return Key{false, loc.substr(0, c1), std::stol(loc.substr(c1 + 1, c2 - c1 - 1)),
-                 std::stol(loc.substr(c2 + 1))};
+      auto number = [](const std::string& s) {  // digits only; a huge one sorts last instead of throwing
+        long v = 0;
+        if (std::from_chars(s.data(), s.data() + s.size(), v).ec != std::errc()) v = LONG_MAX;
+        return v;
+      };
+      return Key{false, loc.substr(0, c1), number(loc.substr(c1 + 1, c2 - c1 - 1)), number(loc.substr(c2 + 1))};
     }
     return Key{false, loc, 0, 0};
   };

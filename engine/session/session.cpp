@@ -36,6 +36,16 @@ std::string model_options_json(const recipe::Recipe& recipe) {
 TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::PluginRegistry& registry,
                                  rt::Device& device, rt::Communicator* comm, int local_rank)
     : recipe_(&recipe), registry_(&registry) {
+  try {
+    wire(recipe, registry, device, comm, local_rank);
+  } catch (...) {
+    release();
+    throw;
+  }
+}
+
+void TrainingSession::wire(const recipe::Recipe& recipe, const plugins::PluginRegistry& registry,
+                           rt::Device& device, rt::Communicator* comm, int local_rank) {
   if (comm != nullptr) {
     rank_ = comm->rank();
     world_size_ = comm->world_size();
@@ -142,7 +152,9 @@ TrainingSession::TrainingSession(const recipe::Recipe& recipe, const plugins::Pl
                peft_ ? ", " + peft_->name() + " adapters" : ", full fine-tuning", optimizer_->name());
 }
 
-TrainingSession::~TrainingSession() {
+TrainingSession::~TrainingSession() { release(); }
+
+void TrainingSession::release() noexcept {
   optimizer_.reset();
   parallel_.reset();
   model_.reset();

@@ -86,6 +86,13 @@ class TrainingSession {
 
  private:
   void load_weights_whole(const std::filesystem::path& dir);
+  // The constructor's work; on a throw the constructor releases what was wired (below) before rethrowing.
+  void wire(const recipe::Recipe& recipe, const plugins::PluginRegistry& registry, rt::Device& device,
+            rt::Communicator* comm, int local_rank);
+  // Destroys the members in the order they depend on each other (also when wire() threw part-way: left to
+  // the implicit member order, the HostSession would go before the quantizer and PEFT wrappers that detach
+  // from it, a use after free).
+  void release() noexcept;
 
   const recipe::Recipe* recipe_;
   const plugins::PluginRegistry* registry_;

@@ -33,11 +33,13 @@ std::string some_names(const std::set<std::string>& names) {
 std::vector<std::string> saved_weight_keys(const fs::path& dir) {
   std::vector<std::string> keys;
   std::vector<fs::path> files;
-  for (const fs::directory_entry& e : fs::directory_iterator(dir)) {
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
     if (e.path().extension() == ".safetensors" && e.path().filename() != "optimizer.safetensors" &&
         e.path().filename().string().rfind("optimizer-rank", 0) != 0)  // zero2's optimizer shares
       files.push_back(e.path());
   }
+  if (ec) fail_with(ENG_ERR_IO, "cannot list the weights folder {}: {}", dir.string(), ec.message());
   std::sort(files.begin(), files.end());
   for (const fs::path& f : files) {
     io::SafetensorsFile file = io::SafetensorsFile::open(f);

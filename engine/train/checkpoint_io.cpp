@@ -71,10 +71,11 @@ void write_optimizer_state(session::TrainingSession& session, const fs::path& fi
 
 void require_optimizer_state(const fs::path& file, bool allow_missing) {
   bool shares = false;  // a sharded optimizer (zero2) saves optimizer-rank<R>-of-<W>.safetensors instead
-  if (fs::is_directory(file.parent_path()))
-    for (const auto& e : fs::directory_iterator(file.parent_path()))
-      shares = shares || e.path().filename().string().rfind("optimizer-rank", 0) == 0;
-  if (!fs::exists(file) && !shares && !allow_missing) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(file.parent_path(), ec))
+    shares = shares || e.path().filename().string().rfind("optimizer-rank", 0) == 0;
+  if (ec) fail_with(ENG_ERR_IO, "cannot resume from {}: cannot list it: {}", file.parent_path().string(), ec.message());
+  if (!fs::exists(file, ec) && !shares && !allow_missing) {
     fail_with(ENG_ERR_IO,
               "cannot resume from {}: {} is missing, so the optimizer would start from a fresh state (not the "
               "run that was saved). Restore the file, resume from another checkpoint (--resume DIR), or pass "
@@ -87,11 +88,13 @@ void require_optimizer_state(const fs::path& file, bool allow_missing) {
 void read_optimizer_state(session::TrainingSession& session, const fs::path& file) {
   rt::StateDict state;
   std::vector<fs::path> files;
-  if (fs::exists(file)) files.push_back(file);
-  for (const auto& e : fs::directory_iterator(file.parent_path())) {
+  std::error_code ec;
+  if (fs::exists(file, ec)) files.push_back(file);
+  for (const auto& e : fs::directory_iterator(file.parent_path(), ec)) {
     const std::string n = e.path().filename().string();
     if (n.rfind("optimizer-rank", 0) == 0 && n.ends_with(".safetensors")) files.push_back(e.path());
   }
+  if (ec) fail_with(ENG_ERR_IO, "cannot read the optimizer state in {}: {}", file.parent_path().string(), ec.message());
   std::sort(files.begin(), files.end());
   rt::ParamStore& store = session.host().params();
   rt::Device& device = session.host().device();

@@ -11,6 +11,7 @@
 // State in checkpoints, per parameter stepped at least once (bitsandbytes' state names): "<param>.state1",
 // "<param>.state2" (u8 codes, the parameter's element count; f32 for an fp32-state parameter),
 // "<param>.absmax1", "<param>.absmax2" (f32, one per block; 8-bit states only) and "<param>.step" (i64).
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -86,7 +87,8 @@ class AdamW8bit : public engine::sdk::Optimizer {
                   std::to_string(beta2_) + "]");
     }
     if (!(eps_ >= 0)) throw Error("adamw8bit: eps must be >= 0");
-    if (!(min_size >= 0) || min_size != static_cast<double>(static_cast<int64_t>(min_size))) {
+    // In range before the cast (a double past int64's range would make the cast undefined).
+    if (!(min_size >= 0 && min_size < 9.0e18) || min_size != std::floor(min_size)) {
       throw Error("adamw8bit: min_8bit_size must be a whole number >= 0, got " + std::to_string(min_size));
     }
     min_8bit_size_ = static_cast<int64_t>(min_size);

@@ -175,7 +175,7 @@ inline DecoderConfig parse_decoder_config(const std::string& text, Arch arch) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (1e999)
     throw sdk::Error(std::string(arch_name(arch)) + " config.json is not valid JSON: " + e.what());
   }
   if (!j.is_object()) throw sdk::Error(std::string(arch_name(arch)) + " config.json must hold a JSON object");

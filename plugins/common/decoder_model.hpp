@@ -50,7 +50,7 @@ class DecoderModel : public sdk::Model {
       nlohmann::json o;
       try {
         o = nlohmann::json::parse(options_json);
-      } catch (const nlohmann::json::parse_error& e) {
+      } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (1e999)
         throw sdk::Error(std::string(arch_name(arch)) +
                          " plugin: the [model] options are not valid JSON: " + e.what());
       }

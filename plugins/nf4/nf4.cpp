@@ -20,6 +20,7 @@
 // nested_blocksize, nested_offset), so load_state also reads bitsandbytes-4bit checkpoints.
 //
 // Recipe: [quantizer] plugin = "nf4", blocksize = 64, double_quant = true, skip_modules = ["lm_head"].
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -172,8 +173,10 @@ class Nf4 : public engine::sdk::Quantizer {
     const double bs = o.get("blocksize", 64.0);
     if (!(bs >= 2 && bs <= 4096) || bs != static_cast<double>(static_cast<int64_t>(bs)) ||
         static_cast<int64_t>(bs) % 2 != 0) {
+      // The value as written: 63, not 63.000000 (a whole number in range prints without a fraction).
+      const bool whole = bs == std::floor(bs) && std::fabs(bs) < 1e15;
       throw Error("nf4: blocksize must be an even whole number in [2, 4096] (bitsandbytes uses 64), got " +
-                  std::to_string(bs));
+                  (whole ? std::to_string(static_cast<long long>(bs)) : std::to_string(bs)));
     }
     blocksize_ = static_cast<int64_t>(bs);
     if (o.contains("double_quant")) double_quant_ = o["double_quant"].as_bool();

@@ -129,6 +129,20 @@ row resume_flipped_optimizer 1 'optimizer.safetensors does not match manifest.js
 two_step_copy run_nomanifest && rm run_nomanifest/checkpoint-2/manifest.json
 row resume_no_manifest 1 'manifest.json: no such file' "$engine" run "$recipe" --set model.path=model \
   --set train.output_dir=run_nomanifest  "${fast[@]}"
+# A trainer_state.json edited by hand (its manifest entry rewritten to match, as a careless tool would): each
+# numeric field that is not a number of its range is named with the file, never a raw std::stoull exception.
+restamp() {  # restamp CHECKPOINT FILE: rewrite FILE's manifest entry to its current size and SHA-256
+  python3 -c "import hashlib,json,sys; d,f=sys.argv[1:]; m=json.load(open(d+'/manifest.json')); b=open(d+'/'+f,'rb').read()
+m['files'][f]={'bytes':len(b),'sha256':hashlib.sha256(b).hexdigest()}; json.dump(m,open(d+'/manifest.json','w'))" "$1" "$2"
+}
+two_step_copy run_bad_rng && jedit run_bad_rng/checkpoint-2/trainer_state.json 'j["rng_state"]="12abc"' &&
+  restamp run_bad_rng/checkpoint-2 trainer_state.json
+row resume_bad_rng_state 1 'trainer_state.json is malformed: key "rng_state" is "12abc", expected a decimal integer' \
+  "$engine" run "$recipe" --set model.path=model --set train.output_dir=run_bad_rng "${fast[@]}"
+two_step_copy run_bad_step && jedit run_bad_step/checkpoint-2/trainer_state.json 'j["step"]="2"' &&
+  restamp run_bad_step/checkpoint-2 trainer_state.json
+row resume_bad_step 1 'trainer_state.json is malformed: key "step" is "2", expected a whole number' \
+  "$engine" run "$recipe" --set model.path=model --set train.output_dir=run_bad_step "${fast[@]}"
 two_step_copy run_stale_latest && echo checkpoint-1 >run_stale_latest/latest
 row resume_newest_complete 0 'resumed from' "$engine" run "$recipe" --set model.path=model \
   --set train.output_dir=run_stale_latest  "${fast[@]}"
@@ -169,6 +183,56 @@ row recipe_syntax 2 'syntax.toml:' "$engine" validate syntax.toml
 printf '{"text": "a fine line"}\n{"text": \n' >broken.jsonl
 row data_malformed_line 1 'broken.jsonl' "$engine" run "$recipe" --set model.path=model --set data.train=broken.jsonl \
   --set data.eval= --set data.format=text --set train.output_dir=run_broken "${fast[@]}"
+
+# --- QLoRA: nf4 and adamw8bit -------------------------------------------------------------------------------
+qlora="$src/recipes/tiny_qlora.toml"
+row nf4_blocksize_odd 2 'nf4: blocksize must be an even whole number in [2, 4096] (bitsandbytes uses 64), got 63' \
+  "$engine" validate "$qlora" --set quantizer.blocksize=63
+row nf4_unknown_option 2 "unknown key 'block_size' in [quantizer]; did you mean 'blocksize'?" "$engine" validate "$qlora" --set quantizer.block_size=64
+row adamw8bit_min_size_negative 2 'optimizer.min_8bit_size must be at least 0, got -1' "$engine" validate "$qlora" \
+  --set optimizer.min_8bit_size=-1
+# A bitsandbytes-4bit checkpoint whose quant_state says fp4 (it crashed with SIGSEGV: the session, torn down
+# part-way, freed the HostSession before the quantizer that detaches from it).
+cp -r "$src/tests/data/quant/bnb4bit_tiny" bnb_fp4 && cp model/tokenizer.json bnb_fp4/
+python3 -c "import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); i=b.find(b'\"nf4\"', 8+int.from_bytes(b[:8],'little'))
+assert i > 0; b[i:i+5]=b'\"fp4\"'; open(p,'wb').write(b)" bnb_fp4/model.safetensors
+row nf4_prequantized_fp4 1 "is quantized as 'fp4'" "$engine" run "$qlora" --set model.path=bnb_fp4 --set model.init_preset= \
+  --set train.output_dir=run_fp4 "${fast[@]}"
+head -c 100000 "$src/tests/data/quant/bnb4bit_tiny/model.safetensors" >bnb_fp4/model.safetensors  # cut short
+row nf4_prequantized_truncated 1 'model.safetensors' "$engine" run "$qlora" --set model.path=bnb_fp4 --set model.init_preset= \
+  --set train.output_dir=run_cut "${fast[@]}"
+# Resuming an adamw checkpoint with adamw8bit: the state names do not match; refused, never a fresh state.
+two_step_copy run_other_opt
+row resume_other_optimizer 1 "optimizer 'adamw8bit' load_state failed" "$engine" run "$recipe" --set model.path=model \
+  --set train.output_dir=run_other_opt "${fast[@]}" --set optimizer.plugin=adamw8bit
+
+# --- several processes: ddp and zero2 ------------------------------------------------------------------------
+row parallel_not_available 2 "parallel strategy 'fsdp' is not available yet" "${v[@]}" --set parallel.plugin=fsdp
+row parallel_bucket_negative 2 'parallel.bucket_mb must be at least 0, got -1' "${v[@]}" --set parallel.plugin=ddp \
+  --set parallel.bucket_mb=-1
+row nproc_zero 2 '--nproc-per-node 0: expected an integer >= 1' "$engine" run "$recipe" --nproc-per-node 0
+"$engine" run "$recipe" --nproc-per-node 2 --set parallel.plugin=zero2 --set model.path=model --set train.output_dir=run_z2 \
+  --set train.max_steps=2 --set checkpoint.save_every=1 --set train.eval_every=0 >/dev/null 2>&1 ||
+  echo "FAIL: the 2-rank zero2 run"
+cp -r run_z2 run_z2_share && rm -f run_z2_share/checkpoint-2/optimizer-rank00001-of-00002.safetensors
+row zero2_missing_share 1 'optimizer-rank00001-of-00002.safetensors is missing (manifest.json lists it)' "$engine" run \
+  "$recipe" --set model.path=model --set train.output_dir=run_z2_share "${fast[@]}" --allow-missing-optimizer-state
+
+# --- Hub ids and the Hugging Face cache ----------------------------------------------------------------------
+mkdir hubcache
+hub=(env HF_HUB_CACHE="$tmp/hubcache" MODELSCOPE_CACHE="$tmp/mscache" HF_TOKEN=)
+row hub_offline_not_cached 1 'model.path tiny-org/absent is not in the Hugging Face cache' "${hub[@]}" HF_HUB_OFFLINE=1 \
+  "$engine" run "$recipe" --set model.path=tiny-org/absent --set model.init_preset= --set train.output_dir=run_hub
+row hub_unreachable 1 'the Hub is unreachable: cannot reach http://127.0.0.1:9/api/models/tiny-org/absent' "${hub[@]}" \
+  HF_ENDPOINT=http://127.0.0.1:9 "$engine" run "$recipe" --set model.path=tiny-org/absent --set model.init_preset= \
+  --set train.output_dir=run_hub
+# a cache another tool left half-written: refs/main names a snapshot whose config.json links to a missing blob
+c=hubcache/models--tiny-org--broken h=0123456789abcdef0123456789abcdef01234567
+mkdir -p $c/refs $c/snapshots/$h $c/blobs && printf %s $h >$c/refs/main && ln -s ../../blobs/gone $c/snapshots/$h/config.json
+row hub_cache_broken_link 1 'in the Hugging Face cache has no config.json; fetch it with `engine download tiny-org/broken`' \
+  "${hub[@]}" HF_HUB_OFFLINE=1 "$engine" run "$recipe" --set model.path=tiny-org/broken --set model.init_preset= \
+  --set train.output_dir=run_hub
+row hub_id_traversal 2 "'tiny-org/x@../../..' is not a Hub id" "${hub[@]}" HF_HUB_OFFLINE=1 "$engine" download 'tiny-org/x@../../..'
 
 echo "$rows rows, $failed failed"
 [[ $failed -eq 0 ]]

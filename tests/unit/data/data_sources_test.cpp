@@ -160,5 +160,17 @@ TEST_F(DataSources, FindsTheDataFileOfAFolder) {
             std::string::npos);
 }
 
+// A link back into the folder (a loop) is followed once: the folder's one file is found, not 40 copies of it
+// down to the kernel's link limit; a folder it may not list is named instead of a raw filesystem_error.
+TEST_F(DataSources, ALinkLoopInADataFolderIsListedOnce) {
+  write("loop/train.jsonl", "{}\n");
+  fs::create_directory_symlink("..", dir_ / "loop/up");
+  fs::create_directory_symlink(".", dir_ / "loop/self");
+  EXPECT_EQ(dataset_file_in(dir_ / "loop", "train", "x"), dir_ / "loop/train.jsonl");
+  for (int i = 0; i < 12; ++i) write("twelve/f" + std::to_string(i) + ".jsonl", "{}\n");
+  const std::string m = message_of([&] { dataset_file_in(dir_ / "twelve", "train", "data.train t"); });
+  EXPECT_NE(m.find("and 2 more"), std::string::npos) << m;
+}
+
 }  // namespace
 }  // namespace engine::data

@@ -130,5 +130,19 @@ TEST(Dataset, OptionNamesAreParsedOrRefused) {
   EXPECT_THROW((void)read_dataset("/no/such/file.jsonl", DatasetOptions{}), Error);
 }
 
+// Found by fuzz_dataset_line (fuzz/corpus/dataset_line/crash-number-overflow): a number past a double's range
+// made nlohmann throw out_of_range, which only parse_error was caught for: an uncaught exception.
+TEST(Dataset, ANumberPastADoublesRangeIsNamedNotThrownThrough) {
+  for (const char* line : {"1e999", R"({"text": "a", "n": 1e999})", R"({"text": -1e400})"}) {
+    try {
+      (void)parse_record(line, DatasetOptions{}, "f:7");
+      ADD_FAILURE() << line << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("f:7: not valid JSON: "), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("number overflow"), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace engine::data

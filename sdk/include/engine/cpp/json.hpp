@@ -32,7 +32,7 @@ class Json {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (1e999)
       throw Error(std::string("invalid JSON: ") + e.what(), ENG_ERR_INVALID_ARGUMENT);
     }
     return from(j);
