@@ -5,7 +5,7 @@
 # through the host's file_write after every step) is checked here against the run's shape:
 #  - world size 1, 2 blocks x 2 micro-batches x 6 steps: the counts; the losses and the adapter are bitwise
 #    those of the same run without [parallel];
-#  - an evaluation forward between steps keeps the contract;
+#  - an evaluation forward between steps and activation checkpointing keep the contract;
 #  - a resume from checkpoint-4 calls setup again and steps 5 and 6 only, with the uninterrupted run's losses;
 #    the strategy's own save_state/load_state are never called: a build that overrides them is refused by the
 #    engine (it does not checkpoint a strategy's state yet), with that reason;
@@ -19,7 +19,7 @@
 set -euo pipefail
 build=$1 src=$2
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+trap '[[ -n "${KEEP_TMP:-}" ]] || rm -rf "$tmp"' EXIT
 engine="$build/bin/engine"
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 launcher=()
@@ -78,9 +78,11 @@ diff <(losses "$tmp/base") <(losses "$tmp/one") || fail "the losses differ from 
 cmp "$tmp/base/checkpoint-6/adapter_model.safetensors" "$tmp/one/checkpoint-6/adapter_model.safetensors" ||
   fail "the adapter differs from the run without [parallel]"
 
-# An evaluation (a forward pass without backward) after every step keeps the contract.
+# An evaluation (a forward pass without backward) after every step, and checkpointed blocks (recomputed inside
+# their BACKWARD hooks), keep the contract.
 "$engine" run "$src/recipes/tiny_lora.toml" --set model.path="$tmp/model" --set train.output_dir="$tmp/eval" \
   --set train.max_steps=3 --set train.eval_every=1 --set data.eval="$src/data/tiny/eval.jsonl#8" \
+  --set train.activation_checkpointing=true \
   $(with_plugin "$tmp/eval/hooks.json") >"$tmp/eval.log" 2>&1 || fail "the run with evaluations failed" "$tmp/eval.log"
 grep -q 'eval at step 2' "$tmp/eval.log" || fail "no evaluation ran" "$tmp/eval.log"
 evals=$(($(count "$tmp/eval/hooks.json" '["forward_passes"]') - $(count "$tmp/eval/hooks.json" '["backward_passes"]')))
