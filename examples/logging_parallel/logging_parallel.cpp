@@ -91,9 +91,10 @@ class LoggingParallel : public engine::sdk::Parallel {
     expect(!in_step_, hook, "between before_step and after_step");
     if (fwd) {
       if (block == 0) close_pass(hook);  // a new forward pass: the previous pass is over
-      expect(stage_ == Stage::Forward && block == next_,
-             hook, stage_ == Stage::Forward ? "expected block " + std::to_string(next_) + " next (ascending)"
-                                            : "a backward pass is under way (at block " + std::to_string(next_) + ")");
+      expect(stage_ == Stage::Forward && block == next_, hook,
+             stage_ == Stage::Forward    ? "expected block " + std::to_string(next_) + " next (ascending)"
+             : stage_ == Stage::Backward ? "the backward pass is at block " + std::to_string(next_)
+                                         : std::string("the last pass is complete; a forward pass starts at block 0"));
     } else {
       if (stage_ == Stage::ForwardDone) {  // the backward pass of the forward just completed
         stage_ = Stage::Backward;
