@@ -21,7 +21,9 @@
 // equal); it then trains like ddp.
 // It has no save_state/load_state: the engine refuses a strategy that keeps state of its own, since it does not
 // checkpoint one yet (built with -DLOGGING_PARALLEL_WITH_STATE=ON it overrides both, to show that refusal).
-// It has no param_owner (the optimizer is not sharded).
+// It has no param_owner (the optimizer is not sharded); built with -DLOGGING_PARALLEL_WITH_OWNER=ON it has one
+// that keeps every parameter on every rank (-1) and checks it is asked once per trainable parameter, after setup
+// and before training.
 //
 // After every step it logs what it saw at info level and, with option `report`, writes the counts as JSON
 // atomically through the host's file_write (the folder must exist; "{rank}" in the path is replaced by the
@@ -52,6 +54,7 @@ struct Tracked {
   int32_t block = -1;        // declared in this block, -1 outside blocks
   int64_t in_pass = 0;       // grad_ready calls in the current backward pass
   int64_t per_pass = -1;     // grad_ready calls per backward pass (learned in the first one)
+  bool owner_asked = false;  // param_owner was called for it
 };
 
 class LoggingParallel : public engine::sdk::Parallel {
@@ -160,6 +163,10 @@ class LoggingParallel : public engine::sdk::Parallel {
                  " in the first");
     micro_per_step_ = micro;
     backward_at_step_ = n_.backward_passes;
+#ifdef LOGGING_PARALLEL_WITH_OWNER
+    for (const Tracked& t : tracked_)
+      expect(t.owner_asked, "before_step", "param_owner was never called for trainable " + t.name);
+#endif
     for (const Tracked& t : tracked_) {
       const engine::sdk::Tensor g = host.grad(t.param);
       expect(static_cast<bool>(g), "before_step", t.name + " has no gradient");
@@ -177,6 +184,22 @@ class LoggingParallel : public engine::sdk::Parallel {
     write_report(host);
   }
 
+#ifdef LOGGING_PARALLEL_WITH_OWNER
+  // Every parameter stays with every rank (-1): the optimizer is replicated, but the engine takes the sharded
+  // path (it frees no gradient, as no parameter belongs to another rank, and counts these gradients once in the norm).
+  int32_t param_owner(Host& host, Param p) override {
+    ++n_.param_owner;
+    const auto it = index_.find(p.get());
+    const std::string hook = "param_owner(" + host.info(p).name + ")";
+    expect(n_.setup == 1, hook, "before setup");
+    expect(it != index_.end(), hook, "for a parameter that is not trainable");
+    expect(n_.before_fwd == 0, hook, "after training started");
+    expect(!tracked_[it->second].owner_asked, hook, "asked twice");
+    tracked_[it->second].owner_asked = true;
+    return -1;
+  }
+#endif
+
 #ifdef LOGGING_PARALLEL_WITH_STATE
   void save_state(Host&, eng_state) override { ++n_.save_state; }
   void load_state(Host&, eng_state) override { ++n_.load_state; }
@@ -187,7 +210,7 @@ class LoggingParallel : public engine::sdk::Parallel {
 
   struct Counts {
     int64_t setup = 0, before_fwd = 0, after_fwd = 0, before_bwd = 0, after_bwd = 0, grad_ready = 0;
-    int64_t before_step = 0, after_step = 0, save_state = 0, load_state = 0;
+    int64_t before_step = 0, after_step = 0, save_state = 0, load_state = 0, param_owner = 0;
     int64_t forward_passes = 0, backward_passes = 0;
   };
 
@@ -225,7 +248,8 @@ class LoggingParallel : public engine::sdk::Parallel {
             {"before_step", n_.before_step},
             {"after_step", n_.after_step},
             {"save_state", n_.save_state},
-            {"load_state", n_.load_state}};
+            {"load_state", n_.load_state},
+            {"param_owner", n_.param_owner}};
   }
 
   void write_report(Host& host) const {

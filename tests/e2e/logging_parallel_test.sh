@@ -14,7 +14,7 @@
 #  - 2 ranks (--nproc-per-node 2: the engine runs a third-party strategy at any world size; without
 #    ENG_PAR_CAP_SHARDS_PARAMS it broadcasts rank 0's trainable values once and leaves the gradients to the
 #    strategy, which sums them): each rank's counts, and the losses of ddp at 2 ranks and (1e-5 relative) of
-#    1 rank.
+#    1 rank; built with param_owner (-1 for every parameter), the norms and losses of ddp too.
 # Usage: logging_parallel_test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$1 src=$2
@@ -49,9 +49,12 @@ with_plugin() { echo --set parallel.plugin=logging_parallel --set "parallel.repo
 count() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))$2)" "$1"; }
 # losses OUT: the training losses of metrics.jsonl, one a line, as written (full precision).
 losses() { grep -v eval_loss "$1/metrics.jsonl" | sed 's/.*"loss":\([-0-9.e]*\).*/\1/'; }
-# expect_counts REPORT STEPS MICRO RANK WORLD: the counts of a run of STEPS steps of MICRO micro-batches.
+# grad_norms OUT: the gradient norms of metrics.jsonl, one a line.
+grad_norms() { grep -v eval_loss "$1/metrics.jsonl" | sed 's/.*"grad_norm":\([-0-9.e]*\).*/\1/'; }
+# expect_counts REPORT STEPS MICRO RANK WORLD [OWNER]: the counts of a run of STEPS steps of MICRO micro-batches
+# (OWNER: the number of param_owner calls, 0 unless given).
 expect_counts() {
-  local r=$1 steps=$2 micro=$3 rank=$4 world=$5
+  local r=$1 steps=$2 micro=$3 rank=$4 world=$5 owner=${6:-0}
   local blocks trainable passes=$(($2 * $3))
   blocks=$(count "$r" '["blocks"]')
   trainable=$(count "$r" '["trainable"]')
@@ -60,7 +63,7 @@ expect_counts() {
     forward_passes "$passes" backward_passes "$passes"
     'before_block"]["forward' $((passes * blocks)) 'after_block"]["forward' $((passes * blocks))
     'before_block"]["backward' $((passes * blocks)) 'after_block"]["backward' $((passes * blocks))
-    grad_ready $((passes * trainable)) before_step "$steps" after_step "$steps" save_state 0 load_state 0)
+    grad_ready $((passes * trainable)) before_step "$steps" after_step "$steps" save_state 0 load_state 0 param_owner "$owner")
   for ((i = 0; i < ${#want[@]}; i += 2)); do
     local got
     got=$(count "$r" "[\"${want[i]}\"]")
@@ -124,4 +127,17 @@ paste <(losses "$tmp/ddp2") <(losses "$tmp/two") <(losses "$tmp/base") | awk '
   { d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > 1e-6) { print "step " NR ": ddp " $1 ", logging_parallel " $2; bad = 1 }
     d = ($3 - $2) / $3; if (d < 0) d = -d; if (d > 1e-5) { print "step " NR ": 1 rank " $3 ", 2 ranks " $2; bad = 1 } }
   END { exit bad || NR != 6 }' || fail "the 2-rank losses differ"
+# With param_owner (ABI 1.1) giving every parameter to every rank (-1), the engine takes its sharded-optimizer
+# path (zero2's): such a gradient is whole on every rank and counts once in the norm, so norms and losses are
+# ddp's (an engine that summed it over ranks would report sqrt(2) times the norm and clip differently).
+cmake -S "$src/examples/logging_parallel" -B "$tmp/owner" -G Ninja -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+  -DLOGGING_PARALLEL_WITH_OWNER=ON "${launcher[@]}" >/dev/null
+cmake --build "$tmp/owner" >/dev/null
+ENGINE_PLUGIN_PATH="$tmp/owner/plugins" run2 "$tmp/owner2" "$tmp/owner2.log" $(with_plugin "$tmp/owner2/hooks-{rank}.json")
+for rank in 0 1; do expect_counts "$tmp/owner2/hooks-$rank.json" 6 2 "$rank" 2 28; done
+paste <(losses "$tmp/ddp2") <(losses "$tmp/owner2") <(grad_norms "$tmp/ddp2") <(grad_norms "$tmp/owner2") | awk '
+  { d = ($1 - $2) / $1; if (d < 0) d = -d; e = ($3 - $4) / $3; if (e < 0) e = -e
+    if (d > 1e-6 || e > 1e-6) { print "step " NR ": ddp loss " $1 " norm " $3 ", with param_owner " $2 " and " $4; bad = 1 } }
+  END { exit bad || NR != 6 }' || fail "with param_owner the 2-rank losses or norms differ from ddp's" "$tmp/owner2.log"
+
 echo "ok: logging_parallel built out of tree, its hook contract kept at 1 and 2 ranks, through a resume and an evaluation; losses $(losses "$tmp/base" | head -n 1) -> $(losses "$tmp/base" | tail -n 1) (1 rank, equal with and without it), $(losses "$tmp/two" | tail -n 1) at 2 ranks (ddp $(losses "$tmp/ddp2" | tail -n 1))"
