@@ -140,6 +140,7 @@ void TrainingSession::wire(const recipe::Recipe& recipe, const plugins::PluginRe
     trainable_.push_back(&p);
     // A strategy that shards the optimizer (zero2) names each parameter's owner: only it steps the parameter.
     const int owner = parallel_ ? parallel_->param_owner(p) : -1;
+    if (owner < 0 && parallel_ && parallel_->shards_optimizer()) replicated_.insert(&p);
     if (owner >= 0 && owner != rank_) {
       not_owned_.push_back(&p);
       continue;

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/host/host_session.hpp"
@@ -70,6 +71,9 @@ class TrainingSession {
   // alone may save or evaluate without collectives; unpin_weights() releases them again.
   void pin_weights(bool all = false);
   void unpin_weights();
+  // With a sharded optimizer: the strategy gave this parameter to every rank (param_owner -1), so its reduced
+  // gradient is on every rank and counts once, not once per rank, in the gradient norm.
+  bool replicated(const rt::Param& p) const { return replicated_.contains(&p); }
   int world_size() const { return world_size_; }
   bool full_finetune() const { return peft_ == nullptr; }
   // Trainable root parameters in declaration order.
@@ -104,6 +108,7 @@ class TrainingSession {
   std::unique_ptr<OptimizerInstance> optimizer_;
   std::vector<rt::Param*> trainable_;
   std::vector<rt::Param*> not_owned_;
+  std::unordered_set<const rt::Param*> replicated_;
   int rank_ = 0;
   int world_size_ = 1;
 };

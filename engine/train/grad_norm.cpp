@@ -10,11 +10,15 @@ namespace engine::train {
 double global_grad_norm(const rt::ParamStore& params) { return std::sqrt(grad_sum_squares(params)); }
 
 double grad_sum_squares(const rt::ParamStore& params) {
+  return grad_sum_squares(params, [](const rt::Param&) { return true; });
+}
+
+double grad_sum_squares(const rt::ParamStore& params, const std::function<bool(const rt::Param&)>& include) {
   // One running sum of squares on the gradients' device (f64, in parameter order), read once.
   rt::Tensor sum;
   for (size_t i = 0; i < params.size(); ++i) {
     rt::Param& p = params.at(i);
-    if (p.tied() || !p.trainable()) continue;
+    if (p.tied() || !p.trainable() || !include(p)) continue;
     rt::Tensor g = params.local_grad(p);  // zero3: this rank's shard (padding is zero); else the whole
     if (!g.defined()) continue;
     if (!sum.defined()) {

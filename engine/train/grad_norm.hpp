@@ -3,6 +3,8 @@
 // Parameters are visited in declaration order and squares summed in double, so the norm is reproducible.
 #pragma once
 
+#include <functional>
+
 #include "engine/runtime/param_store.hpp"
 
 namespace engine::train {
@@ -11,6 +13,8 @@ namespace engine::train {
 double global_grad_norm(const rt::ParamStore& params);
 // The sum of squares behind it (a sharded strategy sums it over ranks first).
 double grad_sum_squares(const rt::ParamStore& params);
+// The same over the trainable parameters for which `include` is true.
+double grad_sum_squares(const rt::ParamStore& params, const std::function<bool(const rt::Param&)>& include);
 
 // The factor gradients are multiplied by: 1 without clipping (max_norm <= 0) or when norm <= max_norm.
 double clip_coefficient(double norm, double max_norm);

@@ -306,14 +306,17 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
       rt::HostTimer host_timer("grad_norm", "waits for the device");
       if (session.shards_optimizer() || session.shards_params()) {
         // zero2: each rank keeps the reduced gradients of its own parameters only; zero3: the local shards of
-        // every gradient. The norm is summed over ranks.
+        // every gradient. The norm is summed over ranks. A parameter a zero2-like strategy left to every rank
+        // (param_owner -1) has its whole gradient on each: counted once.
         for (rt::Param* p : session.not_owned()) hs.params().grad_sink(*p).clear();
-        rt::Tensor sq = rt::Tensor::from_vector(rt::Dims{1}, ENG_F64, rt::cpu_device(),
-                                                std::vector<double>{grad_sum_squares(hs.params())});
+        const auto replicated = [&](const rt::Param& p) { return session.replicated(p); };
+        rt::Tensor sq = rt::Tensor::from_vector(
+            rt::Dims{1}, ENG_F64, rt::cpu_device(),
+            std::vector<double>{grad_sum_squares(hs.params(), [&](const rt::Param& p) { return !replicated(p); })});
         comm.all_reduce_sum(sq);
         double s = 0;
         sq.copy_to_host(&s, sizeof s);
-        norm = std::sqrt(s);
+        norm = std::sqrt(s + grad_sum_squares(hs.params(), replicated));
       } else {
         norm = global_grad_norm(hs.params());
       }
