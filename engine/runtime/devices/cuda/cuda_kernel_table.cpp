@@ -6,7 +6,10 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <mutex>
 #include <vector>
 
 #include "engine/core/error.hpp"
@@ -503,6 +506,13 @@ cuda::CudnnAttention* cudnn_for(const Tensor& q, const cuda::CudnnAttentionProbl
   return (backward ? c->backward_unsupported(pb) : c->forward_unsupported(pb)).empty() ? c : nullptr;
 }
 
+// cuDNN's deterministic SDPA backward can take a workspace of about 2 bytes per (query, key, head): 60 GB for a
+// 32k-token row with 28 heads (which it trains at 6,745 tokens/s on an H200), 225 GiB for 64k, more than the
+// card. The engine's own kernels are deterministic too and need none, but are far slower at such lengths (a
+// 32k step took over 30 s), so they take over only where cuDNN's workspace could never fit: more than half
+// of the device's memory.
+size_t max_cudnn_attention_workspace(const Tensor& q) { return cuda_of(q).total_memory() / 2; }
+
 cuda::CudnnAttentionProblem problem_of(const AttentionShape& s, double scale_by, const Tensor& segments,
                                        bool lse) {
   cuda::CudnnAttentionProblem pb;
@@ -517,7 +527,17 @@ cuda::CudnnAttentionProblem problem_of(const AttentionShape& s, double scale_by,
 void attention(const AttentionShape& s, const Tensor& q, const Tensor& k, const Tensor& v,
                const Tensor& segments, double scale_by, const Tensor& out, const Tensor& lse) {
   const cuda::CudnnAttentionProblem pb = problem_of(s, scale_by, segments, lse.defined());
-  if (cuda::CudnnAttention* c = cudnn_for(q, pb, false)) {
+  cuda::CudnnAttention* c = cudnn_for(q, pb, false);
+  if (c != nullptr && c->forward_workspace_bytes(pb) > max_cudnn_attention_workspace(q)) {
+    static std::once_flag logged;
+    std::call_once(logged, [&] {
+      spdlog::warn("attention forward: cuDNN would need a {:.1f} GiB workspace for {} tokens x {} heads, more "
+                   "than half the device; the engine's own kernel takes such problems (much slower)",
+                   double(c->forward_workspace_bytes(pb)) / double(size_t(1) << 30), s.Tq, s.Hq);
+    });
+    c = nullptr;
+  }
+  if (c != nullptr) {
     Tensor ws = workspace(q, c->forward_workspace_bytes(pb));
     c->forward(pb, q.data<bf16>(), k.data<bf16>(), v.data<bf16>(), ptr<int32_t>(segments), out.data<bf16>(),
                ptr<float>(lse), ws.raw_data(), ws.nbytes(), stream_of(q));
@@ -535,7 +555,17 @@ void attention_backward(const AttentionShape& s, const Tensor& q, const Tensor& 
                         const Tensor& grad_out, const Tensor& grad_q, const Tensor& grad_k,
                         const Tensor& grad_v) {
   const cuda::CudnnAttentionProblem pb = problem_of(s, scale_by, segments, true);
-  if (cuda::CudnnAttention* c = cudnn_for(q, pb, true)) {
+  cuda::CudnnAttention* c = cudnn_for(q, pb, true);
+  if (c != nullptr && c->backward_workspace_bytes(pb) > max_cudnn_attention_workspace(q)) {
+    static std::once_flag logged;
+    std::call_once(logged, [&] {
+      spdlog::warn("attention backward: cuDNN would need a {:.1f} GiB workspace for {} tokens x {} heads, more "
+                   "than half the device; the engine's own kernel (no workspace, much slower) takes such problems",
+                   double(c->backward_workspace_bytes(pb)) / double(size_t(1) << 30), s.Tq, s.Hq);
+    });
+    c = nullptr;
+  }
+  if (c != nullptr) {
     Tensor ws = workspace(q, c->backward_workspace_bytes(pb));
     c->backward(pb, q.data<bf16>(), k.data<bf16>(), v.data<bf16>(), ptr<int32_t>(segments), out.data<bf16>(),
                 lse.data<float>(), grad_out.data<bf16>(), grad_q.data<bf16>(), grad_k.data<bf16>(),
