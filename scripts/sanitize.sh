@@ -14,7 +14,9 @@ build=${ENGINE_SANITIZE_BUILD_DIR:-build-asan}
 jobs=${ENGINE_SANITIZE_JOBS:-2}
 test_jobs=${ENGINE_SANITIZE_TEST_JOBS:-$jobs}
 export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
-flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+# GCC 12 at -O1 with ASan warns maybe-uninitialized inside libstdc++'s <regex> (a false positive in a system
+# header); the project's warnings-as-errors would stop the build there, so that one warning stays a warning.
+flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -Wno-error=maybe-uninitialized"
 start=$(date +%s)
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
   -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" -DENGINE_CUDA=OFF -DENGINE_FUZZ_SECONDS=0 -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \
