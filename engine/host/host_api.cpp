@@ -61,6 +61,7 @@ const eng_host_api* host_api() {
       .param_release = h_param_release,
       .param_reduce_grad = h_param_reduce_grad,
       .param_local = h_param_local,
+      .param_set_local_flat = h_param_set_local_flat,
   };
   return &kHostApi;
 }

@@ -2,6 +2,7 @@
 // gradients, trainability, and attaching a PEFT adapter to a linear weight.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "engine/core/error.hpp"
 #include "engine/host/entry_args.hpp"
@@ -104,6 +105,17 @@ eng_status h_peft_attach(const eng_ctx* ctx, eng_param base, void* cookie) {
 eng_status h_param_set_local(const eng_ctx* ctx, eng_param p, int64_t shard) {
   return guarded(ctx, "param_set_local",
                  [&] { session_of(ctx).params().set_local(param_arg(p, "param_set_local"), shard); });
+}
+
+eng_status h_param_set_local_flat(const eng_ctx* ctx, const eng_param* params, int64_t count) {
+  return guarded(ctx, "param_set_local_flat", [&] {
+    if (count < 1) fail("param_set_local_flat: count is {}; pass at least one parameter", count);
+    if (params == nullptr) fail("param_set_local_flat: params is NULL");
+    std::vector<rt::Param*> members;
+    members.reserve(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) members.push_back(&param_arg(params[i], "param_set_local_flat"));
+    session_of(ctx).params().set_local_flat(members);
+  });
 }
 
 eng_status h_param_gather(const eng_ctx* ctx, eng_param p) {

@@ -323,11 +323,11 @@ void RecipeReader::resolve_plugins() {
     std::string name = p->second.value.get<std::string>();
     std::string why = registry_.why_missing(*spec.plugin_kind, name);
     if (!why.empty() && *spec.plugin_kind == ENG_KIND_PARALLEL &&
-        (name == "fsdp" || name == "tp" || name == "pp")) {
+        (name == "tp" || name == "pp")) {
       why = "parallel strategy '" + name +
-            "' is not available yet: fsdp (per-block flat buffers) and model parallelism (tp, pp) are not "
-            "implemented. Use plugin = \"zero3\" (parameters, gradients and optimizer state sharded over ranks, "
-            "gathered per block), \"zero2\" (optimizer state and gradients sharded, parameters replicated) or "
+            "' is not available yet: model parallelism (tp, pp) is not implemented. Use plugin = \"fsdp\" or "
+            "\"zero3\" (parameters, gradients and optimizer state sharded over ranks, gathered per block), "
+            "\"zero2\" (optimizer state and gradients sharded, parameters replicated) or "
             "\"ddp\" (everything replicated)";
     }
     if (!why.empty()) {

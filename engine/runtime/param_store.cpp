@@ -97,7 +97,7 @@ Tensor& ParamStore::value(Param& p) {
         ENG_ERR_UNSUPPORTED,
         "parameter '{}' is held quantized by the {} quantizer: it has no dense value (dequantize it instead)",
         p.name(), root.quantizer->name());
-  if (root.placement.applied) {
+  if (root.placement.applied()) {
     gather(root);  // on demand (the strategy's hooks gather ahead of use; this keeps any other use correct)
     return root.value;
   }
@@ -124,7 +124,7 @@ Tensor ParamStore::grad(const Param& p) const { return p.root->grad ? p.root->gr
 void ParamStore::set_trainable(Param& p, bool trainable) {
   Param& root = *p.root;
   if (trainable == ((root.flags & ENG_PARAM_TRAINABLE) != 0)) return;
-  if (root.placement.shard > 0)
+  if (root.sharded())
     fail(
         "parameter '{}' is placed as a shard by the parallel strategy; its trainability cannot change after "
         "placement (set it before the strategy's setup)",
@@ -150,7 +150,8 @@ void ParamStore::zero_grads() {
   for (auto& p : params_) {
     if (p->root != p.get()) continue;
     if (p->grad) p->grad->zero();
-    if (p->placement.local_grad.defined()) p->placement.local_grad_zero_pending = true;
+    FlatShards* f = p->placement.flat.get();
+    if (f != nullptr && f->local_grad.defined()) f->local_grad_zero_pending = true;
   }
 }
 
@@ -158,8 +159,10 @@ void ParamStore::clear_grads() {
   for (auto& p : params_) {
     if (p->root != p.get()) continue;
     if (p->grad) p->grad->clear();
-    p->placement.local_grad = Tensor();
-    p->placement.local_grad_zero_pending = false;
+    if (FlatShards* f = p->placement.flat.get()) {
+      f->local_grad = Tensor();
+      f->local_grad_zero_pending = false;
+    }
   }
 }
 
@@ -206,133 +209,216 @@ void ParamStore::materialize_all() {
 void ParamStore::set_local(Param& p, int64_t shard) {
   Param& root = *p.root;
   if (p.tied()) fail("parameter '{}' is tied to '{}': place its root instead", p.name(), root.name());
-  if (root.placement.applied)
+  if (root.sharded())
     fail("parameter '{}' is already placed; placement is decided once, at the strategy's setup", p.name());
   if (shard < 0) fail("parameter '{}': a shard of {} elements is negative", p.name(), shard);
+  if (shard == 0) return;  // whole on every rank
   const int64_t n = root.shape().numel();
-  if (shard > 0 && shard * world() < n)
+  if (shard * world() < n)
     fail(
         "parameter '{}': {} ranks x a shard of {} elements cannot hold its {} elements (the shard must be at "
         "least ceil(numel / world) = {})",
         p.name(), world(), shard, n, (n + world() - 1) / world());
-  if (shard > 0 && root.quantizer != nullptr)
+  if (root.quantizer != nullptr)
     fail_with(ENG_ERR_UNSUPPORTED,
               "parameter '{}' is held quantized by {}: sharding quantized weights is not implemented (the "
               "strategy lacks ENG_PAR_CAP_QUANTIZED); drop the quantizer or use ddp/zero2",
               p.name(), root.quantizer->name());
-  root.placement.shard = shard;
+  auto f = std::make_shared<FlatShards>();
+  f->members = {&root};
+  f->offsets = {0};
+  f->numel = n;
+  f->shard = shard;
+  f->dtype = storage_dtype(root);
+  root.placement.flat = std::move(f);
+  root.placement.member = 0;
+}
+
+void ParamStore::set_local_flat(const std::vector<Param*>& members) {
+  if (members.empty()) fail("set_local_flat: no parameters");
+  auto f = std::make_shared<FlatShards>();
+  const Param& first = *members.front();
+  f->dtype = storage_dtype(first);
+  for (Param* p : members) {
+    if (p->tied()) fail("parameter '{}' is tied to '{}': place its root instead", p->name(), p->root->name());
+    if (p->sharded())
+      fail("parameter '{}' is already placed; placement is decided once, at the strategy's setup", p->name());
+    if (std::find(f->members.begin(), f->members.end(), p) != f->members.end())
+      fail("parameter '{}' is listed twice for one flat buffer", p->name());
+    if (p->quantizer != nullptr)
+      fail_with(ENG_ERR_UNSUPPORTED,
+                "parameter '{}' is held quantized by {}: sharding quantized weights is not implemented (the "
+                "strategy lacks ENG_PAR_CAP_QUANTIZED); drop the quantizer or use ddp/zero2",
+                p->name(), p->quantizer->name());
+    if (storage_dtype(*p) != f->dtype || p->trainable() != first.trainable())
+      fail(
+          "parameters '{}' ({}, {}) and '{}' ({}, {}) cannot share one flat buffer: its members need one storage "
+          "dtype and the same trainability (group them by dtype and trainability)",
+          first.name(), dtype_name(f->dtype), first.trainable() ? "trainable" : "frozen", p->name(),
+          dtype_name(storage_dtype(*p)), p->trainable() ? "trainable" : "frozen");
+    f->members.push_back(p);
+    f->offsets.push_back(f->numel);
+    f->numel += p->shape().numel();
+  }
+  f->shard = std::max<int64_t>(1, (f->numel + world() - 1) / world());
+  for (size_t i = 0; i < f->members.size(); ++i) {
+    f->members[i]->placement.flat = f;
+    f->members[i]->placement.member = i;
+  }
+}
+
+std::pair<int64_t, int64_t> ParamStore::local_range(const Param& p) const {
+  const Placement& pl = p.root->placement;
+  if (!pl.flat) return {0, p.shape().numel()};
+  const FlatShards& f = *pl.flat;
+  const int64_t first = f.shard * rank();
+  if (f.members.size() == 1) return {first, first + f.shard};  // zero3: the shard, padding included
+  const int64_t off = f.offsets[pl.member], n = p.shape().numel();
+  const int64_t begin = std::clamp<int64_t>(first - off, 0, n);
+  const int64_t end = std::clamp<int64_t>(first + f.shard - off, 0, n);
+  if (end <= begin) return {0, 0};  // none of p lies in this rank's shard
+  return {begin, end};
 }
 
 void ParamStore::apply_placement() {
   for (auto& up : params_) {
     Param& root = *up;
-    Placement& pl = root.placement;
-    if (root.root != &root || pl.shard == 0 || pl.applied) continue;
-    if (root.quantizer != nullptr)
-      fail_with(ENG_ERR_UNSUPPORTED, "parameter '{}' was quantized after its placement as a shard", root.name());
-    materialize(root);
-    const int64_t n = root.shape().numel();
-    const DType dt = storage_dtype(root);
-    pl.full = Tensor::zeros(Dims{pl.shard * world()}, dt, *device_);
-    pl.full.sliced(0, 0, n).copy_from(root.value.contiguous().view(Dims{n}));
-    const int64_t first = pl.shard * rank();
-    pl.local = pl.full.sliced(0, first, first + pl.shard).clone();
-    root.value = pl.full.sliced(0, 0, n).view(root.shape());
-    pl.applied = true;
-    pl.gathered = true;
+    if (root.root != &root || !root.sharded() || root.placement.flat->applied) continue;
+    FlatShards& f = *root.placement.flat;
+    for (Param* m : f.members) {
+      if (m->quantizer != nullptr)
+        fail_with(ENG_ERR_UNSUPPORTED, "parameter '{}' was quantized after its placement as a shard", m->name());
+      materialize(*m);
+      if (m->value.dtype() != f.dtype)
+        fail("parameter '{}' changed its dtype to {} after its placement as a {} shard", m->name(),
+             dtype_name(m->value.dtype()), dtype_name(f.dtype));
+    }
+    f.full = Tensor::zeros(Dims{f.shard * world()}, f.dtype, *device_);
+    for (size_t i = 0; i < f.members.size(); ++i) {
+      Param& m = *f.members[i];
+      const int64_t n = m.shape().numel(), off = f.offsets[i];
+      f.full.sliced(0, off, off + n).copy_from(m.value.contiguous().view(Dims{n}));
+      m.value = f.full.sliced(0, off, off + n).view(m.shape());
+    }
+    const int64_t first = f.shard * rank();
+    f.local = f.full.sliced(0, first, first + f.shard).clone();
+    f.applied = true;
+    f.gathered = true;
     release(root);
   }
 }
 
 bool ParamStore::any_sharded() const {
-  return std::any_of(params_.begin(), params_.end(), [](const auto& p) { return p->placement.shard > 0; });
+  return std::any_of(params_.begin(), params_.end(), [](const auto& p) { return p->sharded(); });
 }
 
 void ParamStore::gather(Param& p) {
-  Placement& pl = p.root->placement;
-  if (!pl.applied || pl.gathered) return;
+  if (!p.root->placement.applied()) return;
+  FlatShards& f = *p.root->placement.flat;
+  if (f.gathered) return;
   if (pinned_)
     fail(
         "parameter '{}' is not gathered while the store is pinned (rank 0 saving or evaluating alone): it "
         "would need a collective the other ranks do not join (an engine bug: pin_weights missed it)",
         p.name());
-  pl.full.impl()->storage->acquire_memory();
+  f.full.impl()->storage->acquire_memory();
   if (comm_ != nullptr)
-    comm_->all_gather(pl.local, pl.full);
+    comm_->all_gather(f.local, f.full);
   else
-    pl.full.copy_from(pl.local);
-  pl.gathered = true;
+    f.full.copy_from(f.local);
+  f.gathered = true;
 }
 
 void ParamStore::release(Param& p) {
-  Placement& pl = p.root->placement;
-  if (!pl.applied || !pl.gathered || pinned_) return;
-  pl.full.impl()->storage->release_memory();
-  pl.gathered = false;
+  if (!p.root->placement.applied()) return;
+  FlatShards& f = *p.root->placement.flat;
+  if (!f.gathered || pinned_) return;
+  f.full.impl()->storage->release_memory();
+  f.gathered = false;
 }
 
 void ParamStore::refresh_local(Param& p) {
-  Placement& pl = p.root->placement;
-  if (!pl.applied || !pl.gathered) return;
-  const int64_t first = pl.shard * rank();
-  pl.local.copy_from(pl.full.sliced(0, first, first + pl.shard));
+  if (!p.root->placement.applied()) return;
+  FlatShards& f = *p.root->placement.flat;
+  if (!f.gathered) return;
+  const int64_t first = f.shard * rank();
+  f.local.copy_from(f.full.sliced(0, first, first + f.shard));
 }
 
 void ParamStore::reduce_grad(Param& p) {
   Param& root = *p.root;
-  Placement& pl = root.placement;
-  if (!pl.applied) fail("reduce_grad('{}'): the parameter is not placed as a shard", p.name());
+  if (!root.placement.applied()) fail("reduce_grad('{}'): the parameter is not placed as a shard", p.name());
   if (!root.trainable()) fail("reduce_grad('{}'): the parameter is frozen (it has no gradient)", p.name());
-  const int64_t n = root.shape().numel();
-  Tensor g = grad(root);
+  FlatShards& f = *root.placement.flat;
+  const int64_t total = f.shard * world();
   Tensor padded;
-  if (g.defined() && pl.shard * world() == n) {
-    padded = g.contiguous().view(Dims{n});
+  Tensor g0 = grad(*f.members.front());
+  if (f.members.size() == 1 && g0.defined() && total == f.numel) {
+    padded = g0.contiguous().view(Dims{total});
   } else {
-    padded = Tensor::zeros(Dims{pl.shard * world()}, ENG_F32, *device_);
-    if (g.defined()) padded.sliced(0, 0, n).copy_from(g.contiguous().view(Dims{n}));
+    padded = Tensor::zeros(Dims{total}, ENG_F32, *device_);
+    for (size_t i = 0; i < f.members.size(); ++i) {
+      Tensor g = grad(*f.members[i]);
+      const int64_t n = g.defined() ? g.numel() : 0, off = f.offsets[i];
+      if (n > 0) padded.sliced(0, off, off + n).copy_from(g.contiguous().view(Dims{n}));
+    }
   }
-  Tensor mine = Tensor::empty(Dims{pl.shard}, ENG_F32, *device_);
+  Tensor mine = Tensor::empty(Dims{f.shard}, ENG_F32, *device_);
   if (comm_ != nullptr)
     comm_->reduce_scatter_sum(padded, mine);
   else
     mine.copy_from(padded);
-  if (!pl.local_grad.defined()) {
-    pl.local_grad = std::move(mine);
-  } else if (pl.local_grad_zero_pending) {
-    pl.local_grad.copy_from(mine);
+  if (!f.local_grad.defined()) {
+    f.local_grad = std::move(mine);
+  } else if (f.local_grad_zero_pending) {
+    f.local_grad.copy_from(mine);
   } else {
-    device_->kernels().axpby(pl.local_grad, 1.0, mine, 1.0);
+    device_->kernels().axpby(f.local_grad, 1.0, mine, 1.0);
   }
-  pl.local_grad_zero_pending = false;
-  if (root.grad) root.grad->clear();
+  f.local_grad_zero_pending = false;
+  for (Param* m : f.members)
+    if (m->grad) m->grad->clear();
 }
+
+namespace {
+// Member `p`'s part of a flat buffer's local slice `t` (shard elements): its elements [begin, end) of
+// local_range, which lie at [off + begin - first, off + end - first) of the slice.
+Tensor member_part(const FlatShards& f, size_t member, std::pair<int64_t, int64_t> range, int64_t first,
+                   const Tensor& t) {
+  if (f.members.size() == 1) return t;
+  if (range.second == range.first) return t.sliced(0, 0, 0);  // none of this member lies in the shard
+  const int64_t at = f.offsets[member] + range.first - first;
+  return t.sliced(0, at, at + (range.second - range.first));
+}
+}  // namespace
 
 Tensor ParamStore::local(Param& p) {
   Param& root = *p.root;
-  if (root.placement.applied) return root.placement.local;
-  return value(root);
+  if (!root.placement.applied()) return value(root);
+  const FlatShards& f = *root.placement.flat;
+  return member_part(f, root.placement.member, local_range(root), f.shard * rank(), f.local);
 }
 
 Tensor ParamStore::local_grad(const Param& p) const {
   const Param& root = *p.root;
-  if (!root.placement.applied) return grad(root);
-  const Placement& pl = root.placement;
-  if (!pl.local_grad.defined()) return Tensor();
-  if (pl.local_grad_zero_pending) {
-    device_->fill_zero(pl.local_grad.raw_data(), pl.local_grad.nbytes());
-    const_cast<Placement&>(pl).local_grad_zero_pending = false;
+  if (!root.placement.applied()) return grad(root);
+  FlatShards& f = *root.placement.flat;
+  if (!f.local_grad.defined()) return Tensor();
+  if (f.local_grad_zero_pending) {
+    device_->fill_zero(f.local_grad.raw_data(), f.local_grad.nbytes());
+    f.local_grad_zero_pending = false;
   }
-  return pl.local_grad;
+  return member_part(f, root.placement.member, local_range(root), f.shard * rank(), f.local_grad);
 }
 
 int64_t ParamStore::local_param_bytes() const {
   int64_t bytes = 0;
   for (const auto& p : params_) {
     if (p->root != p.get()) continue;
-    if (p->placement.applied)
-      bytes += static_cast<int64_t>(p->placement.local.nbytes());
-    else if (p->value.defined())
+    const FlatShards* f = p->placement.flat.get();
+    if (f != nullptr && f->applied) {
+      if (f->members.front() == p.get()) bytes += static_cast<int64_t>(f->local.nbytes());  // once per buffer
+    } else if (p->value.defined())
       bytes += static_cast<int64_t>(p->value.nbytes());
   }
   return bytes;

@@ -29,6 +29,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "engine/abi/engine.h"
@@ -50,15 +51,30 @@ struct ParamDecl {
   std::string tied_to;  // with ENG_PARAM_TIED: the root parameter's name
 };
 
+struct Param;
+
+// One flat buffer sharded evenly over the ranks: zero3 places each parameter in one of its own, fsdp a block's
+// parameters of one dtype together (their flattened values back to back). Rank r keeps elements
+// [r*shard, (r+1)*shard) of the buffer, zero past its end (shard * world >= numel).
+struct FlatShards {
+  std::vector<Param*> members;   // roots, in buffer order
+  std::vector<int64_t> offsets;  // where each member starts
+  int64_t numel = 0;             // the members' elements together
+  int64_t shard = 0;             // elements per rank
+  DType dtype = ENG_F32;         // the storage dtype of every member
+  bool applied = false;          // local holds the shard (apply_placement ran)
+  bool gathered = false;         // full's memory is held and filled
+  Tensor local;                  // (shard) storage dtype: this rank's slice
+  Tensor local_grad;             // (shard) f32: this rank's slice of the gradient summed over ranks; undefined: none
+  bool local_grad_zero_pending = false;
+  Tensor full;  // (world * shard) flat storage dtype; every member's value is a view of its own elements
+};
+
 // Where a root parameter's storage lives (see the file comment).
 struct Placement {
-  int64_t shard = 0;    // elements per rank (0: whole on every rank)
-  bool applied = false;  // local holds the shard (apply_placement ran)
-  bool gathered = false;  // full's memory is held and filled
-  Tensor local;          // (shard) storage dtype: this rank's slice
-  Tensor local_grad;     // (shard) f32: this rank's slice of the gradient summed over ranks; undefined: none
-  bool local_grad_zero_pending = false;
-  Tensor full;           // (world * shard) flat storage dtype; value is a view of its first numel elements
+  std::shared_ptr<FlatShards> flat;  // null: whole on every rank
+  size_t member = 0;                 // this root's index in flat->members
+  bool applied() const { return flat != nullptr && flat->applied; }
 };
 
 struct Param {
@@ -75,7 +91,7 @@ struct Param {
   void* peft_cookie = nullptr;  // per parameter (not shared by ties)
   Placement placement;          // roots only
 
-  bool sharded() const { return root->placement.shard > 0; }
+  bool sharded() const { return root->placement.flat != nullptr; }
 
   const std::string& name() const { return decl.name; }
   const Dims& shape() const { return decl.shape; }
@@ -130,6 +146,13 @@ class ParamStore {
   // Requests that root `p` be kept as a shard of `shard` elements per rank (0: whole). Quantized parameters
   // are refused. Takes effect at apply_placement().
   void set_local(Param& p, int64_t shard);
+  // Requests that the roots `members` share one flat buffer sharded evenly over the ranks (fsdp): the same
+  // storage dtype and trainability, none tied, quantized or placed. gather/release/reduce_grad of any member
+  // then act on all of them.
+  void set_local_flat(const std::vector<Param*>& members);
+  // The elements [begin, end) of root p's flattened value that this rank's shard holds (zero3: the shard,
+  // possibly past numel into the padding; fsdp: the part of the member inside the shard, possibly empty).
+  std::pair<int64_t, int64_t> local_range(const Param& p) const;
   // Every requested placement takes effect: the shard is cut out of the loaded/initialised value and the
   // full buffer's memory is released.
   void apply_placement();

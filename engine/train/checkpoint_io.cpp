@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <fstream>
+#include <utility>
 #include <vector>
 
 #include <map>
@@ -28,18 +29,39 @@ std::string shard_name(int rank, int world) {
   return fmt::format("optimizer-rank{:05d}-of-{:05d}.safetensors", rank, world);
 }
 
-// The layout of a zero3 optimizer share, kept in its "__metadata__" under kShardLayoutKey:
-//   {"rank": r, "world": W, "shards": {"<param>": elements per rank, ...}}
-// An entry "<param>.<field>" of a float dtype with exactly that many elements is rank r's flat slice
-// [r*shard, (r+1)*shard) of the field (zero past the parameter's end); anything else (a step count) is the same
-// on every rank.
+// The layout of a zero3/fsdp optimizer share, kept in its "__metadata__" under kShardLayoutKey:
+//   {"rank": r, "world": W, "shards": {"<param>": S or [begin, end], ...}}
+// An entry "<param>.<field>" of a float dtype with exactly that many elements is rank r's flat slice of the
+// field: [r*S, (r+1)*S) for a number S (zero3: zero past the parameter's end), [begin, end) for a pair (fsdp:
+// the part of the parameter in rank r's shard of its block's flat buffer, possibly empty). Anything else (a
+// step count) is the same on every rank.
 constexpr char kShardLayoutKey[] = "engine.shard_layout";
 
 std::string shard_layout(session::TrainingSession& session) {
+  const rt::ParamStore& store = session.host().params();
   nlohmann::json shards = nlohmann::json::object();
-  for (rt::Param* p : session.trainable())
-    if (p->sharded()) shards[p->name()] = p->placement.shard;
+  for (rt::Param* p : session.trainable()) {
+    if (!p->sharded()) continue;
+    if (p->root->placement.flat->members.size() == 1) {
+      shards[p->name()] = p->root->placement.flat->shard;
+    } else {
+      const auto [begin, end] = store.local_range(*p);
+      shards[p->name()] = nlohmann::json::array({begin, end});
+    }
+  }
   return nlohmann::json{{"rank", session.rank()}, {"world", session.world_size()}, {"shards", shards}}.dump();
+}
+
+// The elements [first, first + count) of the flattened parameter that a share's slice entry holds, from the
+// share's layout value (a number S: rank r's [r*S, (r+1)*S); a pair: [begin, end)).
+std::pair<int64_t, int64_t> slice_of(const nlohmann::json& entry, int64_t rank) {
+  if (entry.is_array()) {
+    const int64_t begin = entry.at(0).get<int64_t>(), end = entry.at(1).get<int64_t>();
+    if (begin < 0 || end < begin) fail("a shard layout entry [{}, {}) is not a range", begin, end);
+    return {begin, end - begin};
+  }
+  const int64_t shard = entry.get<int64_t>();
+  return {rank * shard, shard};
 }
 
 // The parameter name of an optimizer entry "<param>.<field>" (fields have no dot).
@@ -122,8 +144,10 @@ void read_optimizer_state(session::TrainingSession& session, const fs::path& fil
       session::read_tensor_into(t, dst, one.string());
       const std::string key(t.name);
       const std::string pname = param_of_key(key);
-      const bool sliced = !layout.is_null() && layout["shards"].contains(pname) && rt::dtype_is_float(dst.dtype()) &&
-                          dst.numel() == layout["shards"][pname].get<int64_t>();
+      std::pair<int64_t, int64_t> slice{0, -1};
+      if (!layout.is_null() && layout["shards"].contains(pname))
+        slice = slice_of(layout["shards"][pname], layout.at("rank").get<int64_t>());
+      const bool sliced = rt::dtype_is_float(dst.dtype()) && dst.numel() == slice.second;
       if (!sliced) {
         if (!state.contains(key)) state.put(key, dst);
         continue;
@@ -131,15 +155,15 @@ void read_optimizer_state(session::TrainingSession& session, const fs::path& fil
       rt::Param* p = store.find(pname);
       if (p == nullptr)
         fail("{}: optimizer entry {} belongs to no parameter of this run ('{}')", one.string(), key, pname);
-      const int64_t n = p->shape().numel(), shard = dst.numel(), first = layout.at("rank").get<int64_t>() * shard;
+      const int64_t n = p->shape().numel(), first = slice.first;
       Assembled& a = assembled[key];
       if (!a.whole.defined()) {
         a.whole = rt::Tensor::zeros(rt::Dims{n}, dst.dtype(), device);
         a.param = p;
       }
-      const int64_t end = std::min(n, first + shard);
+      const int64_t end = std::min(n, first + slice.second);
       if (end > first) {
-        a.whole.sliced(0, first, end).copy_from(dst.view(rt::Dims{shard}).sliced(0, 0, end - first));
+        a.whole.sliced(0, first, end).copy_from(dst.view(rt::Dims{slice.second}).sliced(0, 0, end - first));
         a.filled += end - first;
       }
     }
@@ -161,9 +185,9 @@ void read_optimizer_state(session::TrainingSession& session, const fs::path& fil
       rt::Tensor t = state.get(key);
       if (p == nullptr || !p->sharded() || !rt::dtype_is_float(t.dtype()) || t.numel() != p->shape().numel())
         continue;
-      const int64_t shard = p->placement.shard, first = shard * session.rank();
-      const int64_t end = std::min(t.numel(), first + shard);
-      rt::Tensor local = rt::Tensor::zeros(rt::Dims{shard}, t.dtype(), device);
+      const auto [first, last] = store.local_range(*p);
+      const int64_t end = std::min(t.numel(), last);
+      rt::Tensor local = rt::Tensor::zeros(rt::Dims{last - first}, t.dtype(), device);
       if (end > first) local.sliced(0, 0, end - first).copy_from(t.contiguous().view(rt::Dims{t.numel()}).sliced(0, first, end));
       state.put(key, local);
     }

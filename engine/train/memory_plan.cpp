@@ -164,7 +164,7 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
       c.detail += fmt::format(", 1/{} per rank ({})", world, in.strategy);
     }
   };
-  if (in.strategy == "zero3") {
+  if (in.strategy == "zero3" || in.strategy == "fsdp") {  // the same memory; fsdp pads once per buffer
     for (const char* name : {"base weights", "quant scales", "adapters", "master weights", "gradients",
                              "optimizer state"})
       per_rank(name);

@@ -13,15 +13,13 @@
 // bucket cannot be known final earlier without a new ABI entry.
 #include <string>
 
-#include "engine/cpp/json.hpp"
 #include "engine/cpp/parallel.hpp"
 #include "plugins/common/grad_buckets.hpp"
+#include "plugins/common/strategy_options.hpp"
 
 namespace {
 
-using engine::sdk::Error;
 using engine::sdk::Host;
-using engine::sdk::Json;
 
 constexpr char kSchema[] = R"json({"type": "object", "properties": {
   "bucket_mb": {"type": "number", "default": 25, "minimum": 0, "description": "gradients are all-reduced in buckets of at most this many MiB (0: one all-reduce per gradient)"}
@@ -30,15 +28,8 @@ constexpr char kSchema[] = R"json({"type": "object", "properties": {
 class Ddp : public engine::sdk::Parallel {
  public:
   Ddp(Host&, const std::string& options_json) {
-    Json o = Json::parse(options_json.empty() ? "{}" : options_json);
-    for (const auto& [key, value] : o.members()) {
-      (void)value;
-      if (key != "bucket_mb" && key != "timeout_s")
-        throw Error("ddp: unknown option '" + key + "'; the options are bucket_mb, timeout_s");
-    }
-    const double mb = o.get("bucket_mb", 25.0);
-    if (!(mb >= 0)) throw Error("ddp: bucket_mb must be >= 0");
-    bucket_bytes_ = static_cast<int64_t>(mb * 1024.0 * 1024.0);
+    namespace common = engine::plugins_common;
+    bucket_bytes_ = common::bucket_bytes_option("ddp", common::parse_strategy_options("ddp", options_json, {"bucket_mb"}));
   }
 
   void setup(Host& host) override {

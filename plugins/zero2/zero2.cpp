@@ -16,15 +16,13 @@
 #include <string>
 #include <vector>
 
-#include "engine/cpp/json.hpp"
 #include "engine/cpp/parallel.hpp"
 #include "plugins/common/grad_buckets.hpp"
+#include "plugins/common/strategy_options.hpp"
 
 namespace {
 
-using engine::sdk::Error;
 using engine::sdk::Host;
-using engine::sdk::Json;
 using engine::sdk::Param;
 using engine::sdk::ParamInfo;
 
@@ -35,15 +33,8 @@ constexpr char kSchema[] = R"json({"type": "object", "properties": {
 class Zero2 : public engine::sdk::Parallel {
  public:
   Zero2(Host&, const std::string& options_json) {
-    Json o = Json::parse(options_json.empty() ? "{}" : options_json);
-    for (const auto& [key, value] : o.members()) {
-      (void)value;
-      if (key != "bucket_mb" && key != "timeout_s")
-        throw Error("zero2: unknown option '" + key + "'; the options are bucket_mb, timeout_s");
-    }
-    const double mb = o.get("bucket_mb", 25.0);
-    if (!(mb >= 0)) throw Error("zero2: bucket_mb must be >= 0");
-    bucket_bytes_ = static_cast<int64_t>(mb * 1024.0 * 1024.0);
+    namespace common = engine::plugins_common;
+    bucket_bytes_ = common::bucket_bytes_option("zero2", common::parse_strategy_options("zero2", options_json, {"bucket_mb"}));
   }
 
   void setup(Host& host) override {

@@ -4,111 +4,45 @@
 //
 // Placement (setup, ABI 1.1 param_set_local): every root parameter is cut into `world` flat shards of
 // ceil(numel / world) elements (the last padded with zeros); rank r keeps shard r. The engine applies it once
-// the weights are loaded, so each rank holds about 1/world of the parameters at rest.
+// the weights are loaded, so each rank holds about 1/world of the parameters at rest. The block hooks
+// (gather, release, reduce-scatter: plugins/common/sharded_strategy.hpp, docs/distributed.md) act per
+// parameter; fsdp is the same protocol with one flat buffer per block and dtype.
 //
-// Per micro-batch, at the block seam (docs/distributed.md has the timeline):
-//   before_block(b, forward)   gather block b's parameters (one all-gather each)
-//   after_block(b, forward)    release them (the memory goes back; the tape's references to them stay valid)
-//   before_block(b, backward)  gather them again (before the engine replays a checkpointed block)
-//   after_block(b, backward)   reduce-scatter each trainable gradient into its local shard, release
-//   before_step                the parameters outside blocks (embedding, final norm, lm_head: gathered on
-//                              first use in the forward and kept through the backward) get the same reduce
-//                              and release
-// The optimizer (ENG_OPT_CAP_SHARDED) steps the local shards with their local gradients; the engine sums
-// the squared gradient norm over ranks. Nothing is needed after the step: the next gather reads the updated
-// shards.
-//
-// Not done here: the collectives are one per parameter and synchronous (no bucketing of small parameters
-// into one all-gather, no prefetch of block b+1 while block b computes), and quantized base weights are
-// refused (no ENG_PAR_CAP_QUANTIZED).
-#include <map>
+// Not done here: the collectives are synchronous (no prefetch of block b+1 while block b computes), and
+// quantized base weights are refused (no ENG_PAR_CAP_QUANTIZED).
 #include <string>
-#include <vector>
 
-#include "engine/cpp/json.hpp"
-#include "engine/cpp/parallel.hpp"
+#include "plugins/common/sharded_strategy.hpp"
+#include "plugins/common/strategy_options.hpp"
 
 namespace {
 
-using engine::sdk::Error;
 using engine::sdk::Host;
-using engine::sdk::Json;
-using engine::sdk::Param;
-using engine::sdk::ParamInfo;
 
 constexpr char kSchema[] = R"json({"type": "object", "properties": {}})json";
 
-struct Group {
-  std::vector<Param> params;     // every root parameter declared in the block
-  std::vector<Param> trainable;  // those with a gradient
-};
-
-class Zero3 : public engine::sdk::Parallel {
+class Zero3 : public engine::plugins_common::ShardedStrategy {
  public:
   Zero3(Host&, const std::string& options_json) {
-    Json o = Json::parse(options_json.empty() ? "{}" : options_json);
-    for (const auto& [key, value] : o.members()) {
-      (void)value;
-      if (key != "timeout_s") throw Error("zero3: unknown option '" + key + "'; the options are timeout_s");
-    }
+    engine::plugins_common::parse_strategy_options("zero3", options_json, {});
   }
 
   void setup(Host& host) override {
     const int64_t world = host.world_size();
     int64_t total = 0, local = 0;
-    for (Param p : host.params()) {
-      const ParamInfo info = host.info(p);
-      if ((info.flags & ENG_PARAM_TIED) != 0) continue;  // shares its root's storage
-      if ((info.flags & ENG_PARAM_QUANTIZED) != 0)
-        throw Error("zero3: parameter " + info.name +
-                        " is quantized; sharding quantized base weights is not implemented (zero3 lacks "
-                        "ENG_PAR_CAP_QUANTIZED): drop [quantizer] or use ddp",
-                    ENG_ERR_UNSUPPORTED);
+    for (const auto& [p, info] : roots(host, "zero3")) {
       const int64_t shard = (info.numel() + world - 1) / world;
       host.param_set_local(p, shard);
-      Group& g = info.block >= 0 ? blocks_[info.block] : outside_;
-      g.params.push_back(p);
-      if (info.trainable()) g.trainable.push_back(p);
+      add_unit(info.block, Unit{{p}, info.trainable()});
       total += info.numel();
       local += shard;
     }
     if (host.rank() == 0)
       host.info("zero3: " + std::to_string(world) + " ranks; each keeps " + std::to_string(local) + " of " +
-                std::to_string(total) + " parameter elements (gathered per block: " +
-                std::to_string(blocks_.size()) + " blocks, " + std::to_string(outside_.params.size()) +
+                std::to_string(total) + " parameter elements (gathered per parameter, per block: " +
+                std::to_string(block_count()) + " blocks, " + std::to_string(outside_count()) +
                 " parameters outside blocks)");
   }
-
-  void before_block(Host& host, int32_t block, eng_phase) override {
-    for (Param p : group(block).params) host.param_gather(p);
-  }
-
-  void after_block(Host& host, int32_t block, eng_phase phase) override {
-    const Group& g = group(block);
-    if (phase == ENG_PHASE_BACKWARD)
-      for (Param p : g.trainable) host.param_reduce_grad(p);
-    for (Param p : g.params) host.param_release(p);
-  }
-
-  void before_step(Host& host) override {
-    for (Param p : outside_.trainable) host.param_reduce_grad(p);
-    // A block parameter that also took a gradient outside its block's backward (none in the models here)
-    // still reaches its shard. Every rank runs the same graph, so they agree on which.
-    for (auto& [block, g] : blocks_)
-      for (Param p : g.trainable)
-        if (host.grad(p)) host.param_reduce_grad(p);
-    for (Param p : outside_.params) host.param_release(p);
-  }
-
- private:
-  const Group& group(int32_t block) const {
-    auto it = blocks_.find(block);
-    return it == blocks_.end() ? empty_ : it->second;
-  }
-
-  std::map<int32_t, Group> blocks_;
-  Group outside_;
-  Group empty_;
 };
 
 }  // namespace

@@ -108,13 +108,15 @@ _Static_assert(offsetof(eng_op_table, foreach_axpby_) == 304, "eng_op_table.fore
 _Static_assert(offsetof(eng_op_table, foreach_addcmul_) == 312, "eng_op_table.foreach_addcmul_");
 _Static_assert(offsetof(eng_op_table, foreach_addcdiv_) == 320, "eng_op_table.foreach_addcdiv_");
 _Static_assert(offsetof(eng_op_table, foreach_add_sign_) == 328, "eng_op_table.foreach_add_sign_");
-_Static_assert(sizeof(eng_host_api) == 408, "eng_host_api size");
+_Static_assert(sizeof(eng_host_api) == 416, "eng_host_api size");
 /* appended in ABI 1.1: parameter placement (zero3/fsdp); the table was 368 bytes before */
 _Static_assert(offsetof(eng_host_api, param_set_local) == 368, "eng_host_api.param_set_local");
 _Static_assert(offsetof(eng_host_api, param_gather) == 376, "eng_host_api.param_gather");
 _Static_assert(offsetof(eng_host_api, param_release) == 384, "eng_host_api.param_release");
 _Static_assert(offsetof(eng_host_api, param_reduce_grad) == 392, "eng_host_api.param_reduce_grad");
 _Static_assert(offsetof(eng_host_api, param_local) == 400, "eng_host_api.param_local");
+/* appended in ABI 1.1: flat shards (fsdp); the table was 408 bytes before */
+_Static_assert(offsetof(eng_host_api, param_set_local_flat) == 408, "eng_host_api.param_set_local_flat");
 _Static_assert(offsetof(eng_host_api, device_properties) == 344, "eng_host_api.device_properties");
 _Static_assert(offsetof(eng_host_api, target_match) == 352, "eng_host_api.target_match");
 _Static_assert(offsetof(eng_host_api, file_write) == 360, "eng_host_api.file_write");

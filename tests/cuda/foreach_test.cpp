@@ -55,16 +55,19 @@ TEST(CudaForeach, EveryUpdateMatchesTheCpuOverManyTensors) {
         std::vector<Tensor> cd, cx, cy, gd, gx, gy;
         uint64_t seed = 1;
         for (int64_t n : sizes) {
-          // the CPU sees the values the GPU holds: rounded to bf16 where the GPU's copy is bf16
+          // The CPU sees the values the GPU computes with: rounded to bf16 where the GPU's copy is bf16, and the
+          // sources converted to the destination's dtype as foreach_update does (the CPU's destinations here are
+          // f32, so it would not round them itself; with a bf16 destination and f32 sources the GPU's b x + d y
+          // comes from bf16 x and y, and AddSign near 0 takes the sign of that).
           Tensor d = random_f32(n, seed++, false).to(dst_dt).to(ENG_F32);
-          Tensor x = random_f32(n, seed++, false).to(src_dt).to(ENG_F32);
-          Tensor y = random_f32(n, seed++, true).to(src_dt).to(ENG_F32);
+          Tensor x = random_f32(n, seed++, false).to(src_dt);
+          Tensor y = random_f32(n, seed++, true).to(src_dt);
           cd.push_back(d.clone());
-          cx.push_back(x);
-          cy.push_back(y);
+          cx.push_back(x.to(dst_dt).to(ENG_F32));
+          cy.push_back(y.to(dst_dt).to(ENG_F32));
           gd.push_back(d.to(dst_dt).to_device(gpu()));
-          gx.push_back(x.to(src_dt).to_device(gpu()));
-          gy.push_back(y.to(src_dt).to_device(gpu()));
+          gx.push_back(x.to_device(gpu()));
+          gy.push_back(y.to_device(gpu()));
         }
         const ForeachArgs f = args_of(op);
         ops::foreach_update("test", f, cd, cx, with_y ? cy : std::vector<Tensor>{});

@@ -1,4 +1,4 @@
-// What the distributed end-to-end tests share (ddp_e2e_test, zero3_e2e_test): the `engine run` arguments of a
+// What the distributed end-to-end tests share (ddp_e2e_test, sharded_e2e_test, sharded_cuda_test): the `engine run` arguments of a
 // tiny job with a global batch of 6 rows, its per-step losses, the loss and weight comparisons, and the
 // per-rank memory line the trainer prints after the last step.
 #pragma once
@@ -103,11 +103,6 @@ inline void expect_close_weights(const fs::path& a, const fs::path& b, const std
     EXPECT_LT(diff / scale, tol) << what << ": " << ta.name;
   }
   std::cout << what << ": worst relative weight difference " << worst << "\n";
-}
-
-inline std::vector<std::string> with_zero3(std::vector<std::string> a) {
-  a.insert(a.end(), {"--set", "parallel.plugin=zero3"});
-  return a;
 }
 
 // The "rank R: after the last step the allocator holds X bytes; gradients G bytes, optimizer state O bytes;

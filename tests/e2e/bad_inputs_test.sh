@@ -207,7 +207,7 @@ row resume_other_optimizer 1 "optimizer 'adamw8bit' load_state failed" "$engine"
   --set train.output_dir=run_other_opt "${fast[@]}" --set optimizer.plugin=adamw8bit
 
 # --- several processes: ddp and zero2 ------------------------------------------------------------------------
-row parallel_not_available 2 "parallel strategy 'fsdp' is not available yet" "${v[@]}" --set parallel.plugin=fsdp
+row parallel_not_available 2 "parallel strategy 'tp' is not available yet" "${v[@]}" --set parallel.plugin=tp
 row parallel_bucket_negative 2 'parallel.bucket_mb must be at least 0, got -1' "${v[@]}" --set parallel.plugin=ddp \
   --set parallel.bucket_mb=-1
 row nproc_zero 2 '--nproc-per-node 0: expected an integer >= 1' "$engine" run "$recipe" --nproc-per-node 0

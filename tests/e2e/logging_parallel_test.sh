@@ -30,7 +30,7 @@ so="$tmp/par/plugins/liblogging_parallel.so"
 exports=$(nm -D --defined-only "$so" | awk '{print $NF}' | grep -vE '^(_init|_fini|_edata|_end|__bss_start)$')
 [[ "$exports" == "engine_plugin_negotiate" ]] || { echo "unexpected exports: $exports"; exit 1; }
 export ENGINE_PLUGIN_PATH="$tmp/par/plugins"
-"$engine" plugins describe logging_parallel | grep -q 'expect_micro_batches (integer'
+grep -q 'expect_micro_batches (integer' <<<"$("$engine" plugins describe logging_parallel)"
 [[ $("$engine" plugins 2>&1 | grep -c warning) -eq 0 ]] || { "$engine" plugins; exit 1; }
 
 fail() { echo "$1"; [[ -f "${2:-}" ]] && cat "$2"; exit 1; }

@@ -40,9 +40,9 @@ exports=$(nm -D --defined-only "$so" | awk '{print $NF}' | grep -vE '^(_init|_fi
 
 export ENGINE_PLUGIN_PATH="$tmp/example/plugins:$build/tests/plugins/good"
 list=$("$engine" plugins --json)
-echo "$list" | grep -q '"name": "sgd_momentum"' || { echo "sgd_momentum not listed: $list"; exit 1; }
-echo "$list" | grep -q '"kind": "optimizer"'
-"$engine" plugins describe sgd_momentum | grep -q 'momentum (number, default 0.9'
+grep -q '"name": "sgd_momentum"' <<<"$list" || { echo "sgd_momentum not listed: $list"; exit 1; }
+grep -q '"kind": "optimizer"' <<<"$list"
+grep -q 'momentum (number, default 0.9' <<<"$("$engine" plugins describe sgd_momentum)"
 "$engine" validate "$src/tests/data/e2e/sgd_momentum.toml"
 # A misspelled option of the third-party plugin is caught with the plugin's own schema.
 if "$engine" validate "$src/tests/data/e2e/sgd_momentum.toml" --set optimizer.momentun=0.5 >"$tmp/out" 2>&1; then
@@ -74,7 +74,7 @@ awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.5) }' ||
 # lion (examples/third_party_plugin/lion.cpp, written with the op table's foreach_ entries only) trains the tiny
 # LoRA recipe, and a run resumed from its step-6 checkpoint ends bitwise identical to the straight run (adapters,
 # optimizer state, per-step losses): its momentum is saved and restored exactly.
-echo "$list" | grep -q '"name": "lion"' || { echo "lion not listed: $list"; exit 1; }
+grep -q '"name": "lion"' <<<"$list" || { echo "lion not listed: $list"; exit 1; }
 lion_run() {  # OUTPUT_DIR LOG [extra args...]
   local out=$1 log=$2
   shift 2
@@ -164,7 +164,7 @@ awk -v a="$qfirst" -v b="$qlast" 'BEGIN { exit !(b < a) }' ||
 # The installed engine finds nothing in the current directory and the example only through the path.
 installed=$(cd "$tmp/example/plugins" && ENGINE_PLUGIN_PATH= "$tmp/prefix/bin/engine" plugins --json)
 [[ "$installed" == "[]" || "$installed" != *sgd_momentum* ]] || { echo "found in the current directory"; exit 1; }
-"$tmp/prefix/bin/engine" --version | grep -q "plugin ABI"
+grep -q "plugin ABI" <<<"$("$tmp/prefix/bin/engine" --version)"
 
 after=$(sha256sum "$engine" | cut -d' ' -f1)
 [[ "$before" == "$after" ]] || { echo "the engine binary changed"; exit 1; }

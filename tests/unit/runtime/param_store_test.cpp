@@ -313,7 +313,7 @@ TEST(ParamStorePlacement, ShardsGatherIntoTheSameStorageAndGradientsReduceIntoTh
   EXPECT_TRUE(store.any_sharded());
   EXPECT_EQ(store.local(w).to_double_vector(), (std::vector<double>{original[3], original[4], 0.0}));
   EXPECT_EQ(store.local_param_bytes(), 3 * 4);
-  const std::shared_ptr<Storage> full = w.placement.full.impl()->storage;
+  const std::shared_ptr<Storage> full = w.placement.flat->full.impl()->storage;
   EXPECT_TRUE(full->released()) << "at rest only the shard is held";
   EXPECT_NE(error_of([&] { (void)full->data(); }).find("used while its memory is released"), std::string::npos);
 
@@ -327,7 +327,7 @@ TEST(ParamStorePlacement, ShardsGatherIntoTheSameStorageAndGradientsReduceIntoTh
   store.release(w);
   EXPECT_TRUE(full->released());
   store.gather(w);
-  EXPECT_EQ(full.get(), w.placement.full.impl()->storage.get()) << "gathered into the same storage";
+  EXPECT_EQ(full.get(), w.placement.flat->full.impl()->storage.get()) << "gathered into the same storage";
   tape.backward(loss);
   EXPECT_EQ(store.grad(w).to_double_vector(), (std::vector<double>{1, 2, 3, 4, 5}));
 
@@ -350,6 +350,60 @@ TEST(ParamStorePlacement, ShardsGatherIntoTheSameStorageAndGradientsReduceIntoTh
   store.release(w);
   EXPECT_TRUE(full->released());
   EXPECT_NE(error_of([&] { store.set_trainable(w, false); }).find("placed as a shard"), std::string::npos);
+}
+
+TEST(ParamStorePlacement, AFlatBufferShardsSeveralParametersAsOneAndGivesEachItsPartOfTheShard) {
+  ParamStore store(cpu_device(), 9);
+  Param& a = store.declare(decl("a", {2, 2}), 0);
+  Param& b = store.declare(decl("b", {3}), 0);
+  Param& frozen = store.declare(decl("frozen", {3}, 0, ENG_BF16), 0);
+  // 4 + 3 = 7 elements over 2 ranks: shards of 4; rank 1 holds flat [4, 8): none of a, all of b, one pad.
+  const std::vector<double> va = store.value(a).to_double_vector(), vb = store.value(b).to_double_vector();
+  (void)store.value(frozen);  // materialised: it counts in the bytes at rest
+  Tensor truth = Tensor::zeros(Dims{8}, ENG_F32, cpu_device());
+  truth.sliced(0, 0, 4).copy_from(store.value(a).view(Dims{4}));
+  truth.sliced(0, 4, 7).copy_from(store.value(b));
+  TwoRanks comm(1, {{8, truth}});
+  store.set_communicator(&comm);
+  EXPECT_NE(error_of([&] { store.set_local_flat({&a, &frozen}); }).find("cannot share one flat buffer"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { store.set_local_flat({&a, &a}); }).find("listed twice"), std::string::npos);
+  store.set_local_flat({&a, &b});
+  EXPECT_NE(error_of([&] { store.set_local(b, 4); }).find("already placed"), std::string::npos);
+  store.apply_placement();
+  EXPECT_EQ(store.local_range(a), (std::pair<int64_t, int64_t>{0, 0}));
+  EXPECT_EQ(store.local_range(b), (std::pair<int64_t, int64_t>{0, 3}));
+  EXPECT_EQ(store.local(a).numel(), 0) << "a lies wholly in rank 0's shard";
+  EXPECT_EQ(store.local(b).to_double_vector(), vb);
+  EXPECT_EQ(store.local_param_bytes(), 4 * 4 + 3 * 2) << "the shard once, and the frozen bf16 value whole";
+  const std::shared_ptr<Storage> full = a.placement.flat->full.impl()->storage;
+  EXPECT_EQ(full.get(), b.placement.flat->full.impl()->storage.get()) << "one buffer for both";
+  EXPECT_TRUE(full->released());
+
+  // Gathering one member gathers both in one collective; each value is a view of its own elements.
+  EXPECT_EQ(store.value(b).to_double_vector(), vb);
+  EXPECT_EQ(comm.gathers, 1);
+  EXPECT_EQ(store.value(a).to_double_vector(), va);
+  EXPECT_EQ(comm.gathers, 1);
+  Tape tape;
+  Tensor xa = Tensor::from_vector(Dims{2, 2}, ENG_F32, cpu_device(), std::vector<float>{1, 2, 3, 4});
+  Tensor xb = Tensor::from_vector(Dims{3}, ENG_F32, cpu_device(), std::vector<float>{5, 6, 7});
+  Tensor la = tape.apply(std::make_unique<testing::SumNode>(nullptr),
+                         {tape.apply(std::make_unique<testing::MulNode>(nullptr), {store.use(a, tape), xa}).at(0)})
+                  .at(0);
+  tape.backward(la);
+  Tape tape_b;
+  Tensor lb = tape_b.apply(std::make_unique<testing::SumNode>(nullptr),
+                           {tape_b.apply(std::make_unique<testing::MulNode>(nullptr), {store.use(b, tape_b), xb}).at(0)})
+                  .at(0);
+  tape_b.backward(lb);
+  store.reduce_grad(a);  // one reduce-scatter for the buffer: both gradients are consumed
+  EXPECT_FALSE(store.grad(a).defined());
+  EXPECT_FALSE(store.grad(b).defined());
+  EXPECT_EQ(store.local_grad(a).numel(), 0);
+  EXPECT_EQ(store.local_grad(b).to_double_vector(), (std::vector<double>{10, 12, 14}));  // 2 ranks x xb
+  store.release(b);
+  EXPECT_TRUE(full->released());
 }
 
 }  // namespace

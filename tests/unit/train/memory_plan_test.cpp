@@ -165,6 +165,11 @@ TEST(MemoryPlan, Zero3KeepsOneWorldthPerRankPlusTheGatheredBlock) {
   EXPECT_EQ(component(eight, "gathered"), (block + outside) * 8);
   EXPECT_TRUE(eight.fits()) << "7.6B full fine-tuning over 8 ranks: about 16 bytes x 7.6B / 8 + one block";
   EXPECT_NE(format_memory_plan(eight, "cuda:0").find("1/8 per rank (zero3)"), std::string::npos);
+  // fsdp keeps the same per rank (its flat buffers pad once per block instead of once per parameter).
+  in.strategy = "fsdp";
+  const MemoryPlan fsdp = make_memory_plan(in);
+  EXPECT_EQ(fsdp.total_bytes, eight.total_bytes);
+  EXPECT_NE(format_memory_plan(fsdp, "cuda:0").find("1/8 per rank (fsdp)"), std::string::npos);
   // zero2 divides the optimizer state only; ddp nothing.
   in.strategy = "zero2";
   const MemoryPlan z2 = make_memory_plan(in);

@@ -469,6 +469,17 @@ typedef struct eng_host_api {
    * and its local gradient (f32, NULL when none yet) of a sharded p; the whole value and gradient (as
    * param_value, param_grad) of any other. Either out may be NULL. */
   eng_status (*param_local)(const eng_ctx* ctx, eng_param p, eng_tensor* value, eng_tensor* grad);
+
+  /* ---- appended in ABI 1.1: flat shards (fsdp) ------------------------------------------------------------
+   * (setup only) place the `count` roots in `params` together as one flat buffer (their flattened values back
+   * to back, in this order) cut into `world` equal shards of ceil(total / world) elements, zeros past the end;
+   * rank r keeps shard r, so one parameter may span several ranks' shards and have no element in another's.
+   * All must share the storage dtype (fp32 while trainable, else the declared dtype) and the trainability;
+   * none may be tied, quantized or placed already. Afterwards param_gather, param_release and
+   * param_reduce_grad of any member act on the whole buffer (one collective for all members), and param_local
+   * gives a member's part of this rank's shard: the elements [begin, end) of its flattened value that lie in
+   * it, possibly none (a 1-D tensor of 0 elements), and the same part of the local gradient. */
+  eng_status (*param_set_local_flat)(const eng_ctx* ctx, const eng_param* params, int64_t count);
 } eng_host_api;
 
 /* ---- negotiation --------------------------------------------------------------------------------------- */

@@ -504,6 +504,17 @@ class Host {
         offsetof(eng_host_api, param_set_local), [&] { return api_->param_set_local; }, "param_set_local");
     check(f(ctx_, p.get(), shard), "param_set_local");
   }
+  // (a strategy's setup) keep the roots `ps` together as one flat buffer sharded evenly over the ranks (fsdp);
+  // gather, release and reduce_grad of any of them then act on all; see engine.h.
+  void param_set_local_flat(const std::vector<Param>& ps) const {
+    const auto f = service(
+        offsetof(eng_host_api, param_set_local_flat), [&] { return api_->param_set_local_flat; },
+        "param_set_local_flat");
+    std::vector<eng_param> raw;
+    raw.reserve(ps.size());
+    for (const Param& p : ps) raw.push_back(p.get());
+    check(f(ctx_, raw.data(), static_cast<int64_t>(raw.size())), "param_set_local_flat");
+  }
   // Collective: p's full value becomes valid (an all-gather of the shards).
   void param_gather(Param p) const {
     const auto f = service(offsetof(eng_host_api, param_gather), [&] { return api_->param_gather; }, "param_gather");
