@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <charconv>
+#include <csignal>
+#include <cstdio>
 #include <chrono>
 #include <cstdlib>
 #include <string_view>
@@ -66,6 +68,28 @@ void inject_nonfinite_faults(rt::ParamStore& params, int64_t step, PassResult& p
     g.device().kernels().fill(g, std::numeric_limits<double>::infinity());
     return;
   }
+}
+
+// Fault injection for the launcher's restart test: ENGINE_FAULT_KILL="<rank>:<step>:<marker file>" makes the
+// worker of that rank kill itself with SIGKILL (no clean-up, as a lost GPU or an OOM kill) when it reaches that
+// step, once: it creates the marker first, and a restarted worker that finds the marker trains on.
+void inject_kill_fault(int rank, int64_t step) {
+  const char* spec = std::getenv("ENGINE_FAULT_KILL");
+  if (spec == nullptr) return;
+  const std::string_view s(spec);
+  const size_t a = s.find(':'), b = a == std::string_view::npos ? a : s.find(':', a + 1);
+  if (b == std::string_view::npos) return;
+  int want_rank = -1;
+  int64_t want_step = -1;
+  std::from_chars(s.data(), s.data() + a, want_rank);
+  std::from_chars(s.data() + a + 1, s.data() + b, want_step);
+  const fs::path marker(std::string(s.substr(b + 1)));
+  std::error_code ec;
+  if (want_rank != rank || want_step != step || fs::exists(marker, ec)) return;
+  std::FILE* f = std::fopen(marker.c_str(), "w");
+  if (f != nullptr) std::fclose(f);
+  spdlog::warn("ENGINE_FAULT_KILL: rank {} kills itself at step {}", rank, step);
+  std::raise(SIGKILL);
 }
 
 // A word for a POSIX shell: as is when it has only safe characters, else in single quotes.
@@ -286,6 +310,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
         for (int64_t i = 0; i < r.train.grad_accum; ++i)
           micro.push_back(data.next(static_cast<int32_t>(r.train.micro_batch_size)));
       }
+      inject_kill_fault(session.rank(), step);
       pass = forward_backward(session, micro);
     } catch (const Error& e) {
       // A plugin (or the data) failed before the optimizer ran: no weight changed, so the state after the last

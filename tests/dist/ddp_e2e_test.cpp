@@ -7,7 +7,8 @@
 //     way and gives the same losses as our launcher;
 //   - a checkpoint written by 2 ranks (ddp, zero2 with its sharded optimizer state) resumes on 1 and on 3
 //     ranks and ends with the uninterrupted weights;
-//   - a worker killed with SIGKILL: the launcher stops the other and exits non-zero naming the rank;
+//   - a worker killed with SIGKILL: the launcher stops the other and exits non-zero naming the rank; with
+//     --max-restarts 1 it restarts both, which resume from the latest checkpoint and end as an uninterrupted run;
 //   - a worker stopped with SIGSTOP: the run ends within parallel.timeout_s naming the operation and rank.
 #include <regex>
 #include <dirent.h>
@@ -188,6 +189,42 @@ TEST(Ddp, AKilledWorkerStopsTheRunNamingItsRank) {
   EXPECT_EQ(e.code, 1) << e.log;
   EXPECT_LT(e.seconds, 30.0) << e.log;
   EXPECT_NE(e.log.find("launcher: the run failed: worker rank 1 was killed by signal 9"), std::string::npos) << e.log;
+}
+
+// --max-restarts: rank 1 dies by SIGKILL at step 13 (once: ENGINE_FAULT_KILL leaves a marker); the launcher
+// restarts both workers, which resume from the latest checkpoint (--resume auto) and end with the losses and
+// weights of an uninterrupted single-process run.
+TEST(Ddp, MaxRestartsRestartsEveryWorkerFromTheLatestCheckpoint) {
+  const fs::path dir = fresh_dir("ddp_restart");
+  const fs::path model = dir / "model";
+  const fs::path straight = dir / "straight";
+  ASSERT_EQ(run_engine(run_args(kLora, model, straight, 1), dir / "straight.log"), 0) << read_file(dir / "straight.log");
+  const fs::path out = dir / "out";
+  std::vector<std::string> args = launched(run_args(kLora, model, out, 2, {"--set", "parallel.plugin=ddp"}), 2);
+  args.insert(args.begin() + 1, {"--max-restarts", "1"});
+  const fs::path log = dir / "restart.log";
+  const std::string marker = "ENGINE_FAULT_KILL=1:13:" + (dir / "killed").string();
+  ASSERT_EQ(wait_exit(spawn(args, log, {}, {marker})), 0) << read_file(log);
+  const std::string text = read_file(log);
+  EXPECT_TRUE(fs::exists(dir / "killed")) << "the fault never fired: " << text;
+  EXPECT_NE(text.find("launcher: worker rank 1 was killed by signal 9 (Killed); restarting every worker (restart 1 of "
+                      "1) from the latest checkpoint"),
+            std::string::npos)
+      << text;
+  // From checkpoint-10, or from the one rank 0 saved after step 12 when its collective failed (ddp's replicas
+  // are whole, so rank 0 alone holds the complete state after the last completed step).
+  EXPECT_TRUE(std::regex_search(text, std::regex(R"(resumed from \S+/checkpoint-1[02] at step 1[02]/20)"))) << text;
+  expect_close_losses(losses(straight), losses(out), "2-rank ddp restarted after a SIGKILL at step 13");
+  expect_close_weights(straight / "checkpoint-20" / kLora.weights, out / "checkpoint-20" / kLora.weights,
+                       "2-rank ddp restarted after a SIGKILL at step 13");
+  // Without restarts left the same fault ends the run naming the rank.
+  const fs::path again = dir / "no_restart";
+  std::vector<std::string> once = launched(run_args(kLora, model, again, 2, {"--set", "parallel.plugin=ddp"}), 2);
+  const std::string marker2 = "ENGINE_FAULT_KILL=1:13:" + (dir / "killed2").string();
+  EXPECT_EQ(wait_exit(spawn(once, dir / "no_restart.log", {}, {marker2})), 1);
+  EXPECT_NE(read_file(dir / "no_restart.log").find("launcher: the run failed: worker rank 1 was killed by signal 9"),
+            std::string::npos)
+      << read_file(dir / "no_restart.log");
 }
 
 TEST(Ddp, AStoppedWorkerEndsTheRunWithinTheTimeoutNamingTheOperation) {
