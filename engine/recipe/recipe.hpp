@@ -86,6 +86,9 @@ struct TrainSection {
   bool checkpoint_auto = false;
   // train.offload_activations: checkpointed blocks keep their inputs in pinned host memory (CUDA).
   bool offload_activations = false;
+  // train.deterministic: false lets CUDA kernels with a faster non-deterministic variant use it (cuDNN's
+  // attention backward); refused on the CPU, whose kernels are all deterministic.
+  bool deterministic = true;
   double max_memory_gib = 0.0;  // train.max_memory: GiB the run may use on the device (0: all of it)
   std::string dtype;       // fp32 | bf16 (compute)
   int64_t eval_every = 0;  // 0: never

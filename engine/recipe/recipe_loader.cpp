@@ -580,6 +580,17 @@ void RecipeReader::build(Recipe& r) {
                  "from GPU memory to host memory, and on the CPU both are the same memory; set "
                  "offload_activations = false, or train on \"cuda\"");
   }
+  r.train.deterministic = get("train", "deterministic", true).get<bool>();
+  if (!r.train.deterministic && r.train.device == "cpu") {
+    auto sec = sections_.find("train");
+    std::string loc = root_.string();
+    if (sec != sections_.end()) {
+      auto e = sec->second.entries.find("deterministic");
+      loc = e != sec->second.entries.end() ? e->second.location : sec->second.location;
+    }
+    error(loc, "train.deterministic = false with train.device = \"cpu\": only CUDA kernels have a "
+               "non-deterministic variant (every CPU kernel is deterministic); remove the key, or train on \"cuda\"");
+  }
   r.train.max_memory_gib = get("train", "max_memory", 0.0).get<double>();
   r.train.dtype = get("train", "dtype", "fp32").get<std::string>();
   r.train.eval_every = get("train", "eval_every", 0).get<int64_t>();

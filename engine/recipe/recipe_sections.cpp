@@ -107,6 +107,10 @@ std::vector<SectionSpec> build() {
         field("offload_activations", B, false,
               "keep the inputs of checkpointed blocks in pinned host memory instead of GPU memory, copied out "
               "during the forward and back ahead of each replay (CUDA; needs activation_checkpointing)"),
+        field("deterministic", B, true,
+              "bitwise repeatable kernels (true); false lets CUDA attention's backward use cuDNN's faster "
+              "non-deterministic algorithm, whose workspace grows with the tokens instead of tokens squared x "
+              "heads (long context); losses then vary in the last bits and a resume is not bit-exact. CUDA only"),
         field("max_memory", N, 0.0,
               "GiB of device memory the run may use (0: the device's); activation_checkpointing = \"auto\" "
               "plans against it",

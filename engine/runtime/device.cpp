@@ -45,6 +45,14 @@ void* Device::copy_from_host_fenced(void* dst, const void* host_src, size_t byte
   return nullptr;
 }
 
+void Device::set_deterministic(bool deterministic) {
+  if (!deterministic)
+    fail_with(ENG_ERR_INVALID_ARGUMENT,
+              "train.deterministic = false, but the {} device has no non-deterministic kernels (every kernel "
+              "of it is deterministic): remove the key, or train on a GPU (train.device = \"cuda\")",
+              device_type_name(type()));
+}
+
 void MemoryCounter::on_allocate(size_t bytes) {
   const int64_t now = current_.fetch_add(static_cast<int64_t>(bytes)) + static_cast<int64_t>(bytes);
   int64_t peak = peak_.load();

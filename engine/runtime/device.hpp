@@ -99,6 +99,14 @@ class Device {
   virtual void* copy_from_host_fenced(void* dst, const void* host_src, size_t bytes);
   virtual void compute_wait(void* fence) { (void)fence; }
   virtual void fence_release(void* fence) { (void)fence; }
+
+  // train.deterministic (appended): whether kernels that have a faster non-deterministic variant keep the
+  // deterministic one (the default). CUDA: cuDNN's attention backward, whose non-deterministic algorithm
+  // accumulates dQ with atomics and needs a workspace of O(tokens) instead of O(tokens^2 x heads). A device
+  // without such a variant refuses false (every kernel of it is deterministic already), so the key is never
+  // accepted and ignored.
+  virtual void set_deterministic(bool deterministic);
+  virtual bool deterministic() const { return true; }
 };
 
 // Tracks current and peak bytes; shared by device implementations.

@@ -77,6 +77,12 @@ void TrainingSession::wire(const recipe::Recipe& recipe, const plugins::PluginRe
     spdlog::info("train.offload_activations: checkpointed blocks keep their inputs in pinned host memory");
   }
 
+  if (!recipe.train.deterministic) {
+    device.set_deterministic(false);  // refused with the reason where the device has no such kernels
+    spdlog::info("train.deterministic = false: CUDA attention's backward may use cuDNN's non-deterministic "
+                 "algorithm (losses vary in the last bits between runs; a resume is not bit-exact)");
+  }
+
   ModelLoadOptions mo;
   mo.plugin = recipe.model.plugin;
   mo.options_json = model_options_json(recipe);

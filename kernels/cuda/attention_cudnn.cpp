@@ -112,10 +112,10 @@ enum Uid : int64_t {
 struct Key {
   int64_t B, Tq, Tk, Hq, Hkv, D, q_offset, kv_batch_stride, nseq;
   uint32_t scale_bits;
-  bool segments, with_lse, backward;
+  bool segments, with_lse, backward, deterministic;
   auto tie() const {
     return std::tie(B, Tq, Tk, Hq, Hkv, D, q_offset, kv_batch_stride, nseq, scale_bits, segments, with_lse,
-                    backward);
+                    backward, deterministic);
   }
   bool operator<(const Key& o) const { return tie() < o.tie(); }
 };
@@ -164,7 +164,8 @@ struct CudnnAttention::Impl {
                bits,
                pb.segments,
                pb.with_lse || backward,
-               backward};
+               backward,
+               !backward || pb.deterministic};
   }
 
   // Dims and strides of the graph's tensors ([B, H, S, D] over our (B, S, H, D) memory).
@@ -274,7 +275,7 @@ struct CudnnAttention::Impl {
       auto opts = fe::graph::SDPA_backward_attributes()
                       .set_name("sdpa_backward")
                       .set_attn_scale(std::bit_cast<float>(k.scale_bits))
-                      .set_deterministic_algorithm(true);
+                      .set_deterministic_algorithm(k.deterministic);
       set_mask(opts, k);
       if (k.segments)
         opts.set_padding_mask(true)

@@ -42,6 +42,7 @@ struct CudnnAttentionProblem {
   bool segments = false;      // segments (B, T) are given (packed rows)
   int64_t max_sequences = 0;  // with segments: an upper bound on the segment runs of the batch (0: B * Tq)
   bool with_lse = true;       // the forward writes lse (training); false in generation
+  bool deterministic = true;  // backward: cuDNN's deterministic algorithm (false: atomics, O(T) workspace)
 };
 
 // One per device (it owns a cuDNN handle made on the device current at construction, and the graphs built
@@ -67,7 +68,8 @@ class CudnnAttention {
   void forward(const CudnnAttentionProblem& pb, const __nv_bfloat16* q, const __nv_bfloat16* k,
                const __nv_bfloat16* v, const int32_t* segments, __nv_bfloat16* out, float* lse,
                void* workspace, size_t workspace_bytes, cudaStream_t stream);
-  // Deterministic cuDNN algorithm (bitwise repeatable). grad_k, grad_v dense (B, Tk, Hkv, D).
+  // cuDNN's deterministic algorithm (bitwise repeatable) unless pb.deterministic is false. grad_k, grad_v dense
+  // (B, Tk, Hkv, D).
   void backward(const CudnnAttentionProblem& pb, const __nv_bfloat16* q, const __nv_bfloat16* k,
                 const __nv_bfloat16* v, const int32_t* segments, const __nv_bfloat16* out, const float* lse,
                 const __nv_bfloat16* grad_out, __nv_bfloat16* grad_q, __nv_bfloat16* grad_k,

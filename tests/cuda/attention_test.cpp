@@ -23,6 +23,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <iostream>
 #include <vector>
 
 #include "kernels/cpu/thread_pool.hpp"
@@ -376,9 +377,10 @@ cuda::CudnnAttentionProblem problem_of(const Case& c, bool with_lse) {
 
 // Runs cuDNN's forward (and backward); ADD_FAILURE with cuDNN's reason when it refuses the case.
 bool run_cudnn(cuda::CudnnAttention& att, const Case& c, const Inputs& in, bool backward, bool with_lse,
-               Result* r, int64_t max_sequences = 0) {
+               Result* r, int64_t max_sequences = 0, bool deterministic = true) {
   cuda::CudnnAttentionProblem pb = problem_of(c, with_lse);
   pb.max_sequences = max_sequences;
+  pb.deterministic = deterministic;
   if (const std::string why = att.forward_unsupported(pb); !why.empty()) {
     // The one documented forward refusal of these cases: packed rows of a single token.
     if (!(c.segments && c.Tq == 1))
@@ -484,6 +486,30 @@ TEST(CudaAttention, CudnnBackwardIsBitwiseRepeatable) {
     EXPECT_EQ(a.dk, b.dk) << c.name();
     EXPECT_EQ(a.dv, b.dv) << c.name();
   }
+}
+
+// train.deterministic = false: cuDNN's non-deterministic backward (dQ accumulated with atomics) gives the CPU's
+// gradients within the same bf16 tolerances, and its workspace does not grow with tokens^2 x heads.
+TEST(CudaAttention, CudnnNonDeterministicBackwardMatchesCpuWithASmallerWorkspace) {
+  SKIP_WITHOUT_CUDNN();
+  cuda::CudnnAttention att;
+  uint64_t seed = 900;
+  for (const Case& c : training_cases({17, 129, 300})) {
+    if (c.segments) continue;  // packed rows take the own backward either way
+    const Inputs in = make_inputs(c, seed++, true);
+    Result r;
+    if (!run_cudnn(att, c, in, true, true, &r, 0, false)) continue;
+    compare(c, r, cpu_reference(c, in, true), 1e-2, 1e-3, true);
+  }
+  const Case big{1, 8192, 8192, 28, 4, 128, 0, 0, false};
+  cuda::CudnnAttentionProblem det = problem_of(big, true), nondet = det;
+  nondet.deterministic = false;
+  ASSERT_EQ(att.backward_unsupported(det), "");
+  ASSERT_EQ(att.backward_unsupported(nondet), "");
+  const size_t wd = att.backward_workspace_bytes(det), wn = att.backward_workspace_bytes(nondet);
+  std::cout << "cuDNN backward workspace at 8192 tokens x 28 heads: deterministic " << wd << " bytes, "
+            << "non-deterministic " << wn << " bytes\n";
+  EXPECT_LE(wn, wd);
 }
 
 }  // namespace

@@ -206,6 +206,13 @@ two_step_copy run_other_opt
 row resume_other_optimizer 1 "optimizer 'adamw8bit' load_state failed" "$engine" run "$recipe" --set model.path=model \
   --set train.output_dir=run_other_opt "${fast[@]}" --set optimizer.plugin=adamw8bit
 
+# train.deterministic = false only has a meaning on CUDA: refused on the CPU, by validate and by a run on auto.
+row deterministic_false_on_cpu 2 'train.deterministic = false with train.device = "cpu"' "${v[@]}" \
+  --set train.device=cpu --set train.deterministic=false
+row deterministic_false_on_auto_cpu 1 'train.deterministic = false, but the cpu device has no non-deterministic kernels' \
+  "$engine" run "$recipe" --set model.path=model --set train.output_dir=run_det --set train.device=auto \
+  --set train.deterministic=false "${fast[@]}"
+
 # --- several processes: ddp and zero2 ------------------------------------------------------------------------
 row parallel_not_available 2 "parallel strategy 'tp' is not available yet" "${v[@]}" --set parallel.plugin=tp
 row parallel_bucket_negative 2 'parallel.bucket_mb must be at least 0, got -1' "${v[@]}" --set parallel.plugin=ddp \

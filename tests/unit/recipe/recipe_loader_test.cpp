@@ -222,6 +222,17 @@ TEST_F(RecipeLoader, OffloadActivationsNeedsCheckpointedBlocksAndAGpu) {
   EXPECT_TRUE(any(ds, "offload_activations")) << all(ds);
 }
 
+TEST_F(RecipeLoader, DeterministicIsTheDefaultAndFalseIsForCudaOnly) {
+  EXPECT_TRUE(load_recipe(test_data_dir("recipe/base.toml"), {}, registry_).train.deterministic);
+  EXPECT_FALSE(load_recipe(test_data_dir("recipe/base.toml"), {"train.deterministic=false", "train.device=cuda"},
+                           registry_)
+                   .train.deterministic);
+  auto ds = errors("base.toml", {"train.deterministic=false", "train.device=cpu"});
+  EXPECT_TRUE(any(ds, "train.deterministic = false with train.device = \"cpu\"")) << all(ds);
+  ds = errors("base.toml", {"train.deterministic=1"});
+  EXPECT_TRUE(any(ds, "deterministic")) << all(ds);
+}
+
 TEST_F(RecipeLoader, MissingDataFilesSayWhatRelativePathsAreRelativeTo) {
   // A --set path is relative to the current directory, not to the recipe: the message must not send the user
   // to the recipe's folder only.

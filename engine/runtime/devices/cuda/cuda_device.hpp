@@ -135,6 +135,9 @@ class CudaDevice final : public Device {
   // cuDNN's fused attention for this device (kernels/cuda/attention_cudnn.hpp), made on first use; nullptr
   // when this build or this machine cannot use it (the reason is logged once at debug level).
   cuda::CudnnAttention* cudnn_attention();
+  // train.deterministic: false lets cuDNN's attention backward take its non-deterministic algorithm.
+  void set_deterministic(bool deterministic) override { deterministic_ = deterministic; }
+  bool deterministic() const override { return deterministic_; }
 
  private:
   void ensure_staging();  // caller holds copy_mu_
@@ -142,6 +145,7 @@ class CudaDevice final : public Device {
   void* fenced_copy(void* dst, const void* src, size_t bytes, int kind);
   void release() noexcept;
 
+  bool deterministic_ = true;
   int index_;
   CudaDeviceProperties props_;
   std::string label_;

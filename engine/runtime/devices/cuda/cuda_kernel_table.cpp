@@ -508,7 +508,7 @@ cuda::CudnnAttention* cudnn_for(const Tensor& q, const cuda::CudnnAttentionProbl
 
 // cuDNN's deterministic SDPA backward can take a workspace of about 2 bytes per (query, key, head): 60 GB for a
 // 32k-token row with 28 heads (which it trains at 6,745 tokens/s on an H200), 225 GiB for 64k, more than the
-// card. The engine's own kernels are deterministic too and need none, but are far slower at such lengths (a
+// card (train.deterministic = false picks its non-deterministic algorithm instead, see Device). The engine's own kernels are deterministic too and need none, but are far slower at such lengths (a
 // 32k step took over 30 s), so they take over only where cuDNN's workspace could never fit: more than half
 // of the device's memory.
 size_t max_cudnn_attention_workspace(const Tensor& q) { return cuda_of(q).total_memory() / 2; }
@@ -554,13 +554,16 @@ void attention_backward(const AttentionShape& s, const Tensor& q, const Tensor& 
                         const Tensor& segments, double scale_by, const Tensor& out, const Tensor& lse,
                         const Tensor& grad_out, const Tensor& grad_q, const Tensor& grad_k,
                         const Tensor& grad_v) {
-  const cuda::CudnnAttentionProblem pb = problem_of(s, scale_by, segments, true);
+  cuda::CudnnAttentionProblem pb = problem_of(s, scale_by, segments, true);
+  pb.deterministic = cuda_of(q).deterministic();  // train.deterministic
   cuda::CudnnAttention* c = cudnn_for(q, pb, true);
   if (c != nullptr && c->backward_workspace_bytes(pb) > max_cudnn_attention_workspace(q)) {
     static std::once_flag logged;
     std::call_once(logged, [&] {
       spdlog::warn("attention backward: cuDNN would need a {:.1f} GiB workspace for {} tokens x {} heads, more "
-                   "than half the device; the engine's own kernel (no workspace, much slower) takes such problems",
+                   "than half the device; the engine's own kernel (no workspace, much slower) takes such problems "
+                   "(train.deterministic = false lets cuDNN use its non-deterministic algorithm, whose workspace "
+                   "grows with the tokens only)",
                    double(c->backward_workspace_bytes(pb)) / double(size_t(1) << 30), s.Tq, s.Hq);
     });
     c = nullptr;
