@@ -126,6 +126,13 @@ class RecipeReader {
   void error(std::string location, std::string message) {
     diags_.push_back({std::move(location), std::move(message)});
   }
+  // Where section.key was set (file:line:column or the --set), else where the section opened, else the recipe.
+  std::string key_location(const std::string& section, const std::string& key) const {
+    auto sec = sections_.find(section);
+    if (sec == sections_.end()) return root_.string();
+    auto e = sec->second.entries.find(key);
+    return e != sec->second.entries.end() ? e->second.location : sec->second.location;
+  }
   void read_file(const fs::path& path, std::vector<fs::path>& stack);
   std::optional<json> to_json(const toml::node& node, const fs::path& file);
   void apply_overrides(const std::vector<std::string>& sets, bool plugin_keys);
@@ -552,25 +559,14 @@ void RecipeReader::build(Recipe& r) {
     } else if (ac.is_string() && ac.get<std::string>() == "auto") {
       r.train.checkpoint_auto = true;
     } else {
-      auto sec = sections_.find("train");
-      std::string loc = root_.string();
-      if (sec != sections_.end()) {
-        auto e = sec->second.entries.find("activation_checkpointing");
-        loc = e != sec->second.entries.end() ? e->second.location : sec->second.location;
-      }
-      error(loc, "train.activation_checkpointing must be true, false, a number of blocks (0 or more) or "
+      error(key_location("train", "activation_checkpointing"), "train.activation_checkpointing must be true, false, a number of blocks (0 or more) or "
                  "\"auto\", got " + ac.dump());
     }
     r.train.activation_checkpointing = r.train.checkpoint_blocks != 0 || r.train.checkpoint_auto;
   }
   r.train.offload_activations = get("train", "offload_activations", false).get<bool>();
   if (r.train.offload_activations) {
-    auto sec = sections_.find("train");
-    std::string loc = root_.string();
-    if (sec != sections_.end()) {
-      auto e = sec->second.entries.find("offload_activations");
-      loc = e != sec->second.entries.end() ? e->second.location : sec->second.location;
-    }
+    const std::string loc = key_location("train", "offload_activations");
     if (!r.train.activation_checkpointing)
       error(loc, "train.offload_activations = true moves the inputs that checkpointed blocks keep to host "
                  "memory, but train.activation_checkpointing = false checkpoints no block: set "
@@ -581,16 +577,9 @@ void RecipeReader::build(Recipe& r) {
                  "offload_activations = false, or train on \"cuda\"");
   }
   r.train.deterministic = get("train", "deterministic", true).get<bool>();
-  if (!r.train.deterministic && r.train.device == "cpu") {
-    auto sec = sections_.find("train");
-    std::string loc = root_.string();
-    if (sec != sections_.end()) {
-      auto e = sec->second.entries.find("deterministic");
-      loc = e != sec->second.entries.end() ? e->second.location : sec->second.location;
-    }
-    error(loc, "train.deterministic = false with train.device = \"cpu\": only CUDA kernels have a "
+  if (!r.train.deterministic && r.train.device == "cpu")
+    error(key_location("train", "deterministic"), "train.deterministic = false with train.device = \"cpu\": only CUDA kernels have a "
                "non-deterministic variant (every CPU kernel is deterministic); remove the key, or train on \"cuda\"");
-  }
   r.train.max_memory_gib = get("train", "max_memory", 0.0).get<double>();
   r.train.dtype = get("train", "dtype", "fp32").get<std::string>();
   r.train.eval_every = get("train", "eval_every", 0).get<int64_t>();
@@ -705,15 +694,10 @@ void RecipeReader::check_combination(const Recipe& r) {
 void RecipeReader::check_paths(const Recipe& r) {
   static const std::string kRelativePaths =
       "relative paths are relative to the recipe file that sets them (--set: to the current directory)";
-  auto entry_location = [&](const char* section, const char* key) {
-    auto& s = sections_[section];
-    auto it = s.entries.find(key);
-    return it != s.entries.end() ? it->second.location : s.location;
-  };
   std::error_code ec;
   if (!r.model.path.empty() && r.model.hub_id.empty() && !fs::is_directory(r.model.path, ec) &&
       r.model.init_preset.empty()) {
-    error(entry_location("model", "path"), "model.path " + r.model.path.string() +
+    error(key_location("model", "path"), "model.path " + r.model.path.string() +
                                                " is not a folder; it must be a Hugging Face model folder "
                                                "(config.json, *.safetensors) or a Hub id org/name[@revision]; " +
                                                kRelativePaths);
@@ -721,14 +705,14 @@ void RecipeReader::check_paths(const Recipe& r) {
   for (const char* key : {"train", "eval"}) {
     for (const DataSourceSpec& s : std::string(key) == "train" ? r.data.train : r.data.eval) {
       if (s.hub_id.empty() && !fs::exists(s.path, ec)) {
-        error(entry_location("data", key), std::string("data.") + key + " " + s.path.string() +
+        error(key_location("data", key), std::string("data.") + key + " " + s.path.string() +
                                                " does not exist; " + kRelativePaths +
                                                " (a Hub dataset is named org/name[@revision])");
       }
     }
   }
   if (std::string why = why_not_writable_folder(r.train.output_dir); !why.empty())
-    error(entry_location("train", "output_dir"), "train.output_dir " + why);
+    error(key_location("train", "output_dir"), "train.output_dir " + why);
 }
 
 // Orders diagnostics as a reader meets them: by file, then line, then column; --set arguments last, in order.
