@@ -68,8 +68,10 @@ int plan_command(const std::vector<std::string>& args);
 // optimizer, PEFT and quantizer instances there (which check their options); engine::Error for what would
 // stop `run` early.
 // world_size: the plan is per rank of that many for the recipe's strategy (ddp when none and world_size > 1).
+// cuda_memory > 0: plan for a CUDA GPU of that many bytes instead of `device` (engine plan --device-memory;
+// the instances are still created on `device`, which may be the CPU).
 train::MemoryPlan plan_before_loading(const recipe::Recipe& recipe, const plugins::PluginRegistry& registry,
-                                      rt::Device& device, int64_t world_size = 1);
+                                      rt::Device& device, int64_t world_size = 1, int64_t cuda_memory = 0);
 int export_command(const std::vector<std::string>& args);
 int plot_command(const std::vector<std::string>& args);
 int init_model_command(const std::vector<std::string>& args);

@@ -16,7 +16,7 @@ const std::vector<Command>& commands() {
        "validate a recipe and train (resuming from the newest checkpoint by default; no RECIPE: the embedded "
        "tiny_lora)",
        &run_command},
-      {"plan", "plan RECIPE [--set section.key=value]...",
+      {"plan", "plan RECIPE [--set section.key=value]... [--nproc-per-node N] [--device-memory GIB]",
        "print the memory a run will need per component, before loading anything", &plan_command},
       {"export", "export --checkpoint DIR --merged --out DIR [--dtype bf16|fp32] [--verify] [--logits FILE]",
        "write a checkpoint's adapter merged into its base model as a Hugging Face model", &export_command},

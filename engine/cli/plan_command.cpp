@@ -1,6 +1,7 @@
-// engine plan RECIPE [--set section.key=value]... [--nproc-per-node N]
+// engine plan RECIPE [--set section.key=value]... [--nproc-per-node N] [--device-memory GIB]
 // With --nproc-per-node (default 1) the plan is per rank for the recipe's [parallel] strategy (ddp when it has
-// none and N > 1).
+// none and N > 1). With --device-memory the plan is for a CUDA GPU of that many GiB that need not be on this
+// machine (bf16 compute, as a run there would be); without it, for the recipe's train.device here.
 // Prints, before any weight is loaded, the memory the run will need on its device, component by component
 // (engine/train/memory_plan.hpp), against the device's memory. Reads only config.json (or the preset's config
 // when model.init_preset will create the model) and asks the optimizer and quantizer plugins their bytes per
@@ -23,7 +24,7 @@
 namespace engine::cli {
 
 train::MemoryPlan plan_before_loading(const recipe::Recipe& r, const plugins::PluginRegistry& registry,
-                                      rt::Device& device, int64_t world_size) {
+                                      rt::Device& device, int64_t world_size, int64_t cuda_memory) {
   nlohmann::json config;
   if (std::filesystem::exists(r.model.path / "config.json")) {
     config = io::read_hf_config(r.model.path).json;
@@ -51,20 +52,36 @@ train::MemoryPlan plan_before_loading(const recipe::Recipe& r, const plugins::Pl
     if (quant.vtable().bytes_per_element != nullptr)
       quant_bytes = quant.vtable().bytes_per_element(quant.self());
   }
-  const bool cuda = device.type() == rt::DeviceType::CUDA;
+  const bool cuda = cuda_memory > 0 || device.type() == rt::DeviceType::CUDA;
   train::PlanInputs in = train::plan_inputs_for(r, config, opt.state_bytes_per_element(), quant_bytes, cuda,
-                                                static_cast<int64_t>(device.total_memory()));
+                                                cuda_memory > 0 ? cuda_memory : static_cast<int64_t>(device.total_memory()));
   in.world_size = world_size;
   in.strategy = r.parallel.present() ? r.parallel.plugin : world_size > 1 ? "ddp" : "";
   return train::make_memory_plan(in);
 }
 
 int plan_command(const std::vector<std::string>& args) {
-  // --nproc-per-node N (or =N) is plan's own; everything else is the recipe's.
+  // --nproc-per-node N (or =N) and --device-memory GIB (or =GIB) are plan's own; everything else is the recipe's.
   int64_t world = 1;
+  double device_gib = 0.0;
   std::vector<std::string> rest;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string value;
+    if (args[i] == "--device-memory" || args[i].rfind("--device-memory=", 0) == 0) {
+      if (args[i] == "--device-memory" && i + 1 >= args.size())
+        throw UsageError("--device-memory needs the GPU's memory in GiB (for example 24 or 80)");
+      value = args[i] == "--device-memory" ? args[++i] : args[i].substr(16);
+      try {
+        size_t used = 0;
+        device_gib = std::stod(value, &used);
+        if (used != value.size()) device_gib = 0;
+      } catch (const std::exception&) {
+        device_gib = 0;
+      }
+      if (!(device_gib > 0 && device_gib <= 1e6))
+        throw UsageError("--device-memory must be a number of GiB above 0, got '" + value + "'");
+      continue;
+    }
     if (args[i] == "--nproc-per-node") {
       if (i + 1 >= args.size()) throw UsageError("--nproc-per-node needs a number of ranks");
       value = args[++i];
@@ -94,7 +111,27 @@ int plan_command(const std::vector<std::string>& args) {
   HubSourceOptions hub_options;
   hub_options.download = false;
   resolve_hub_sources(r, hub_options);
-  rt::Device& device = session::device_for(r.train.device);
+  if (device_gib > 0) {
+    // A GPU that is not here (a laptop planning for a 24 GB card): the plugins' options are checked on the CPU.
+    if (r.train.device == "cpu")
+      throw UsageError("--device-memory plans for a CUDA GPU, but the recipe trains on the CPU (train.device = "
+                       "\"cpu\"); set train.device = \"cuda\" or \"auto\", or leave --device-memory out");
+    const int64_t bytes = static_cast<int64_t>(device_gib * 1024.0 * 1024.0 * 1024.0);
+    train::MemoryPlan plan = plan_before_loading(r, *registry, rt::cpu_device(), world, bytes);
+    std::string where = fmt::format("a CUDA GPU of {:g} GiB (--device-memory)", device_gib);
+    if (world > 1 || r.parallel.present())
+      where += fmt::format(", per rank of {} ({})", world, r.parallel.present() ? r.parallel.plugin : "ddp");
+    std::cout << train::format_memory_plan(plan, where);
+    return plan.fits() ? kExitOk : kExitRuntime;
+  }
+  rt::Device* found = nullptr;
+  try {
+    found = &session::device_for(r.train.device);
+  } catch (const Error& e) {
+    fail_with(e.status(), "{}; to plan for a GPU that is not on this machine, pass --device-memory GIB (its "
+                          "memory, e.g. 24 or 80)", e.what());
+  }
+  rt::Device& device = *found;
   train::MemoryPlan plan = plan_before_loading(r, *registry, device, world);
   std::string where = fmt::format("{}:{}", rt::device_type_name(device.type()), device.index());
   if (world > 1 || r.parallel.present())

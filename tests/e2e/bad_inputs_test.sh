@@ -206,6 +206,11 @@ two_step_copy run_other_opt
 row resume_other_optimizer 1 "optimizer 'adamw8bit' load_state failed" "$engine" run "$recipe" --set model.path=model \
   --set train.output_dir=run_other_opt "${fast[@]}" --set optimizer.plugin=adamw8bit
 
+# engine plan --device-memory: a number of GiB above 0, and only for a recipe that may train on a GPU.
+row plan_device_memory_not_a_number 2 "--device-memory must be a number of GiB above 0, got 'x'" "$engine" plan "$recipe" \
+  --device-memory x
+row plan_device_memory_cpu_recipe 2 '--device-memory plans for a CUDA GPU, but the recipe trains on the CPU' \
+  "$engine" plan "$recipe" --set train.device=cpu --device-memory 24
 # train.deterministic = false only has a meaning on CUDA: refused on the CPU, by validate and by a run on auto.
 row deterministic_false_on_cpu 2 'train.deterministic = false with train.device = "cpu"' "${v[@]}" \
   --set train.device=cpu --set train.deterministic=false

@@ -69,6 +69,25 @@ TEST(TinyLora, LossHalvesWithinTwoMinutes) {
   }
 }
 
+// engine plan --device-memory: the plan for a GPU that is not on this machine (bf16 compute), from the 7B
+// config alone: 14.19 GiB of bf16 base weights fit a 24 GiB card (exit 0) and the run does not fit 16 GiB (exit 1).
+TEST(TinyLora, PlanForAGpuThatIsNotHere) {
+  const fs::path dir = fresh_dir("plan_device_memory");
+  const std::vector<std::string> base = {"plan", (source_dir() / "recipes/qwen7b_lora.toml").string(), "--set",
+                                         "model.path=" + (source_dir() / "tests/data/models/qwen2.5-7b-instruct").string(),
+                                         "--set", "train.device=cuda", "--device-memory"};
+  std::vector<std::string> fits = base, tight = base;
+  fits.push_back("24");
+  tight.push_back("16");
+  ASSERT_EQ(run_engine(fits, dir / "fits.log"), 0) << read_file(dir / "fits.log");
+  const std::string plan = read_file(dir / "fits.log");
+  EXPECT_NE(plan.find("memory plan for a CUDA GPU of 24 GiB (--device-memory)"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("14.19 GiB   7615616512 frozen elements, 2 B each"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("of 24.00 GiB"), std::string::npos) << plan;
+  EXPECT_EQ(run_engine(tight, dir / "tight.log"), 1) << read_file(dir / "tight.log");
+  EXPECT_NE(read_file(dir / "tight.log").find("of 16.00 GiB"), std::string::npos) << read_file(dir / "tight.log");
+}
+
 // `engine run` without a recipe, outside a checkout: the embedded tiny_lora recipe and dataset are written to
 // ./engine-tiny-lora/ and trained.
 TEST(TinyLora, EmbeddedDefaultRunsAnywhere) {
