@@ -56,7 +56,8 @@ RecipeArgs parse_recipe_args(const std::vector<std::string>& args);
 
 // Loads and validates a.recipe with a.sets; on errors prints every diagnostic and their count to stderr and
 // returns nothing (the caller exits kExitUsage).
-std::optional<recipe::Recipe> load_recipe_or_report(const RecipeArgs& a, const plugins::PluginRegistry& registry);
+std::optional<recipe::Recipe> load_recipe_or_report(const RecipeArgs& a, const plugins::PluginRegistry& registry,
+                                                    bool data_must_exist = true);
 
 int plugins_command(const std::vector<std::string>& args);
 int validate_command(const std::vector<std::string>& args);

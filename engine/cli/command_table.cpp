@@ -63,9 +63,10 @@ RecipeArgs parse_recipe_args(const std::vector<std::string>& args) {
   return out;
 }
 
-std::optional<recipe::Recipe> load_recipe_or_report(const RecipeArgs& a, const plugins::PluginRegistry& registry) {
+std::optional<recipe::Recipe> load_recipe_or_report(const RecipeArgs& a, const plugins::PluginRegistry& registry,
+                                                    bool data_must_exist) {
   try {
-    return recipe::load_recipe(a.recipe, a.sets, registry);
+    return recipe::load_recipe(a.recipe, a.sets, registry, data_must_exist);
   } catch (const recipe::RecipeError& e) {
     for (const recipe::Diagnostic& d : e.diagnostics()) std::cerr << "error: " << d.str() << "\n";
     std::cerr << e.diagnostics().size() << " error" << (e.diagnostics().size() == 1 ? "" : "s") << " in "

@@ -103,7 +103,8 @@ int plan_command(const std::vector<std::string>& args) {
   RecipeArgs a = parse_recipe_args(rest);
   if (!a.rest.empty()) throw UsageError("unknown option '" + a.rest[0] + "'");
   auto registry = discover_plugins();
-  std::optional<recipe::Recipe> loaded = load_recipe_or_report(a, *registry);
+  // The plan reads no data, so a recipe whose dataset is not on this machine is planned too.
+  std::optional<recipe::Recipe> loaded = load_recipe_or_report(a, *registry, /*data_must_exist=*/false);
   if (!loaded) return kExitUsage;
   recipe::Recipe& r = *loaded;
   r.data.train.clear();  // the plan reads only the model's config.json, from the cache

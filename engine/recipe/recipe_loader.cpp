@@ -118,7 +118,8 @@ std::string location_of(const toml::source_region& src, const fs::path& file) {
 
 class RecipeReader {
  public:
-  explicit RecipeReader(const plugins::PluginRegistry& registry) : registry_(registry) {}
+  RecipeReader(const plugins::PluginRegistry& registry, bool data_must_exist)
+      : registry_(registry), data_must_exist_(data_must_exist) {}
 
   Recipe load(const fs::path& path, const std::vector<std::string>& sets);
 
@@ -158,6 +159,7 @@ class RecipeReader {
 
   const plugins::PluginRegistry& registry_;
   fs::path root_;
+  bool data_must_exist_ = true;
   std::vector<Diagnostic> diags_;
   std::map<std::string, Section> sections_;
   std::map<std::string, const plugins::PluginRecord*> chosen_;
@@ -703,6 +705,7 @@ void RecipeReader::check_paths(const Recipe& r) {
                                                kRelativePaths);
   }
   for (const char* key : {"train", "eval"}) {
+    if (!data_must_exist_) break;
     for (const DataSourceSpec& s : std::string(key) == "train" ? r.data.train : r.data.eval) {
       if (s.hub_id.empty() && !fs::exists(s.path, ec)) {
         error(key_location("data", key), std::string("data.") + key + " " + s.path.string() +
@@ -768,8 +771,8 @@ Recipe RecipeReader::load(const fs::path& path, const std::vector<std::string>& 
 }  // namespace
 
 Recipe load_recipe(const fs::path& path, const std::vector<std::string>& sets,
-                   const plugins::PluginRegistry& registry) {
-  RecipeReader reader(registry);
+                   const plugins::PluginRegistry& registry, bool data_must_exist) {
+  RecipeReader reader(registry, data_must_exist);
   return reader.load(path, sets);
 }
 

@@ -15,7 +15,8 @@
 namespace engine::recipe {
 
 // sets: "section.key=value" strings as given to --set, applied in order after the file (and its includes).
+// data_must_exist = false leaves out the check that data.train/data.eval files exist (engine plan reads no data).
 Recipe load_recipe(const std::filesystem::path& path, const std::vector<std::string>& sets,
-                   const plugins::PluginRegistry& registry);
+                   const plugins::PluginRegistry& registry, bool data_must_exist = true);
 
 }  // namespace engine::recipe

@@ -70,7 +70,8 @@ TEST(TinyLora, LossHalvesWithinTwoMinutes) {
 }
 
 // engine plan --device-memory: the plan for a GPU that is not on this machine (bf16 compute), from the 7B
-// config alone: 14.19 GiB of bf16 base weights fit a 24 GiB card (exit 0) and the run does not fit 16 GiB (exit 1).
+// config alone: 14.19 GiB of bf16 base weights fit a 24 GiB card (exit 0) and the run does not fit 16 GiB (exit 1);
+// a recipe whose dataset is absent is planned too.
 TEST(TinyLora, PlanForAGpuThatIsNotHere) {
   const fs::path dir = fresh_dir("plan_device_memory");
   const std::vector<std::string> base = {"plan", (source_dir() / "recipes/qwen7b_lora.toml").string(), "--set",
@@ -86,6 +87,16 @@ TEST(TinyLora, PlanForAGpuThatIsNotHere) {
   EXPECT_NE(plan.find("of 24.00 GiB"), std::string::npos) << plan;
   EXPECT_EQ(run_engine(tight, dir / "tight.log"), 1) << read_file(dir / "tight.log");
   EXPECT_NE(read_file(dir / "tight.log").find("of 16.00 GiB"), std::string::npos) << read_file(dir / "tight.log");
+  // The QLoRA recipe's dataset is not in the checkout: the plan reads no data, so it plans anyway.
+  ASSERT_FALSE(fs::exists(source_dir() / "data/alpaca/alpaca_data_cleaned.json"));
+  ASSERT_EQ(run_engine({"plan", (source_dir() / "recipes/qwen7b_qlora.toml").string(), "--set",
+                        "model.path=" + (source_dir() / "tests/data/models/qwen2.5-7b-instruct").string(), "--set",
+                        "train.device=cuda", "--device-memory", "24"},
+                       dir / "qlora.log"),
+            0)
+      << read_file(dir / "qlora.log");
+  EXPECT_NE(read_file(dir / "qlora.log").find("quantized projection elements"), std::string::npos)
+      << read_file(dir / "qlora.log");
 }
 
 // `engine run` without a recipe, outside a checkout: the embedded tiny_lora recipe and dataset are written to
