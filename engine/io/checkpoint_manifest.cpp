@@ -104,7 +104,12 @@ void verify_checkpoint_manifest(const fs::path& dir, const ManifestCheck& check)
   std::stringstream text;
   text << in.rdbuf();
   nlohmann::json manifest = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-  if (!manifest.is_object() || manifest.value("format", "") != kFormat || manifest.value("algorithm", "") != "sha256" ||
+  // json::value() throws when the key holds another type ({"format": {...}}, found by the checkpoint_state
+  // fuzzer): a field of the wrong type is a malformed manifest like a missing one.
+  auto text_field = [&](const char* key) {
+    return manifest.contains(key) && manifest[key].is_string() ? manifest[key].get<std::string>() : std::string();
+  };
+  if (!manifest.is_object() || text_field("format") != kFormat || text_field("algorithm") != "sha256" ||
       !manifest.contains("files") || !manifest["files"].is_object()) {
     bad_manifest(file, "not a checkpoint manifest (format engine-checkpoint-manifest, algorithm sha256)");
   }

@@ -73,6 +73,12 @@ TEST_F(ManifestTest, MissingOrMalformedManifestIsRefused) {
   EXPECT_NE(error_of(dir_).find("malformed entry"), std::string::npos);
   write(dir_ / kCheckpointManifest, "not json");
   EXPECT_NE(error_of(dir_).find("not a checkpoint manifest"), std::string::npos);
+  // fields of the wrong type (found by the checkpoint_state fuzzer: json::value threw type_error 302)
+  for (const char* text : {R"({"format": {"adapter_model.safetensors": {"bytes": 10}}})",
+                           R"({"format": "engine-checkpoint-manifest", "algorithm": 7, "files": {}})"}) {
+    write(dir_ / kCheckpointManifest, text);
+    EXPECT_NE(error_of(dir_).find("not a checkpoint manifest"), std::string::npos) << text;
+  }
   fs::remove(dir_ / kCheckpointManifest);
   EXPECT_NE(error_of(dir_).find("manifest.json: no such file"), std::string::npos);
 }
