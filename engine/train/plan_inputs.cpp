@@ -14,6 +14,14 @@ int64_t need(const nlohmann::json& c, const char* key) {
   return c[key].get<int64_t>();
 }
 
+// An optional boolean of config.json: `fallback` when absent or null, an error naming the key when it holds
+// another type (json::value would throw a bare type_error).
+bool flag(const nlohmann::json& c, const char* key, bool fallback) {
+  if (!c.contains(key) || c[key].is_null()) return fallback;
+  if (!c[key].is_boolean()) fail("config.json: '{}' must be true or false, got {}", key, c[key].dump());
+  return c[key].get<bool>();
+}
+
 }  // namespace
 
 PlanModelShape plan_shape_from_config(const nlohmann::json& c) {
@@ -29,9 +37,10 @@ PlanModelShape plan_shape_from_config(const nlohmann::json& c) {
   m.head_dim = c.contains("head_dim") && c["head_dim"].is_number_integer()
                    ? c["head_dim"].get<int32_t>()
                    : static_cast<int32_t>(m.hidden_size / m.n_heads);
-  m.tie_word_embeddings = c.value("tie_word_embeddings", false);
-  const std::string type = c.value("model_type", std::string());
-  m.attention_bias = type == "qwen2" ? true : c.value("attention_bias", false);
+  m.tie_word_embeddings = flag(c, "tie_word_embeddings", false);
+  const std::string type = c.contains("model_type") && c["model_type"].is_string() ? c["model_type"].get<std::string>()
+                                                                                  : std::string();
+  m.attention_bias = type == "qwen2" ? true : flag(c, "attention_bias", false);
   return m;
 }
 

@@ -211,6 +211,11 @@ row plan_device_memory_not_a_number 2 "--device-memory must be a number of GiB a
   --device-memory x
 row plan_device_memory_cpu_recipe 2 '--device-memory plans for a CUDA GPU, but the recipe trains on the CPU' \
   "$engine" plan "$recipe" --set train.device=cpu --device-memory 24
+# A config.json field of the wrong type is named with its key (it was a bare json type_error).
+mkdir -p badtype_cfg && sed 's/"tie_word_embeddings": false/"tie_word_embeddings": "yes"/' \
+  "$src/tests/data/models/qwen2.5-7b-instruct/config.json" >badtype_cfg/config.json
+row plan_config_wrong_type 1 "config.json: 'tie_word_embeddings' must be true or false, got \"yes\"" "$engine" plan \
+  "$src/recipes/qwen7b_lora.toml" --set model.path=badtype_cfg --device-memory 24
 # train.deterministic = false only has a meaning on CUDA: refused on the CPU, by validate and by a run on auto.
 row deterministic_false_on_cpu 2 'train.deterministic = false with train.device = "cpu"' "${v[@]}" \
   --set train.device=cpu --set train.deterministic=false
