@@ -7,6 +7,9 @@
 // when model.init_preset will create the model) and asks the optimizer and quantizer plugins their bytes per
 // element.
 #include <iostream>
+#include <optional>
+#include <string>
+#include <type_traits>
 
 #include "engine/abi/optimizer.h"
 #include "engine/cli/command.hpp"
@@ -60,45 +63,54 @@ train::MemoryPlan plan_before_loading(const recipe::Recipe& r, const plugins::Pl
   return train::make_memory_plan(in);
 }
 
+namespace {
+
+// The value of plan's own option `flag` at args[i] ("--flag V" or "--flag=V"), advancing i past it; nullopt when
+// args[i] is not that option.
+std::optional<std::string> option_value(const std::vector<std::string>& args, size_t& i, const std::string& flag,
+                                        const char* needs) {
+  if (args[i] == flag) {
+    if (i + 1 >= args.size()) throw UsageError(flag + " needs " + needs);
+    return args[++i];
+  }
+  if (args[i].rfind(flag + "=", 0) == 0) return args[i].substr(flag.size() + 1);
+  return std::nullopt;
+}
+
+// The whole of `value` as a number (T: int64_t or double); nullopt when it is not one.
+template <typename T>
+std::optional<T> whole_number(const std::string& value) {
+  try {
+    size_t used = 0;
+    T v{};
+    if constexpr (std::is_integral_v<T>)
+      v = static_cast<T>(std::stoll(value, &used));
+    else
+      v = static_cast<T>(std::stod(value, &used));
+    if (used == value.size()) return v;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 int plan_command(const std::vector<std::string>& args) {
   // --nproc-per-node N (or =N) and --device-memory GIB (or =GIB) are plan's own; everything else is the recipe's.
   int64_t world = 1;
   double device_gib = 0.0;
   std::vector<std::string> rest;
   for (size_t i = 0; i < args.size(); ++i) {
-    std::string value;
-    if (args[i] == "--device-memory" || args[i].rfind("--device-memory=", 0) == 0) {
-      if (args[i] == "--device-memory" && i + 1 >= args.size())
-        throw UsageError("--device-memory needs the GPU's memory in GiB (for example 24 or 80)");
-      value = args[i] == "--device-memory" ? args[++i] : args[i].substr(16);
-      try {
-        size_t used = 0;
-        device_gib = std::stod(value, &used);
-        if (used != value.size()) device_gib = 0;
-      } catch (const std::exception&) {
-        device_gib = 0;
-      }
+    if (auto v = option_value(args, i, "--device-memory", "the GPU's memory in GiB (for example 24 or 80)")) {
+      device_gib = whole_number<double>(*v).value_or(0.0);
       if (!(device_gib > 0 && device_gib <= 1e6))
-        throw UsageError("--device-memory must be a number of GiB above 0, got '" + value + "'");
-      continue;
-    }
-    if (args[i] == "--nproc-per-node") {
-      if (i + 1 >= args.size()) throw UsageError("--nproc-per-node needs a number of ranks");
-      value = args[++i];
-    } else if (args[i].rfind("--nproc-per-node=", 0) == 0) {
-      value = args[i].substr(17);
+        throw UsageError("--device-memory must be a number of GiB above 0, got '" + *v + "'");
+    } else if (auto n = option_value(args, i, "--nproc-per-node", "a number of ranks")) {
+      world = whole_number<int64_t>(*n).value_or(0);
+      if (world < 1) throw UsageError("--nproc-per-node must be a whole number >= 1, got '" + *n + "'");
     } else {
       rest.push_back(args[i]);
-      continue;
     }
-    try {
-      size_t used = 0;
-      world = std::stoll(value, &used);
-      if (used != value.size()) world = 0;
-    } catch (const std::exception&) {
-      world = 0;
-    }
-    if (world < 1) throw UsageError("--nproc-per-node must be a whole number >= 1, got '" + value + "'");
   }
   RecipeArgs a = parse_recipe_args(rest);
   if (!a.rest.empty()) throw UsageError("unknown option '" + a.rest[0] + "'");
@@ -112,29 +124,27 @@ int plan_command(const std::vector<std::string>& args) {
   HubSourceOptions hub_options;
   hub_options.download = false;
   resolve_hub_sources(r, hub_options);
+  train::MemoryPlan plan;
+  std::string where;
   if (device_gib > 0) {
     // A GPU that is not here (a laptop planning for a 24 GB card): the plugins' options are checked on the CPU.
     if (r.train.device == "cpu")
       throw UsageError("--device-memory plans for a CUDA GPU, but the recipe trains on the CPU (train.device = "
                        "\"cpu\"); set train.device = \"cuda\" or \"auto\", or leave --device-memory out");
     const int64_t bytes = static_cast<int64_t>(device_gib * 1024.0 * 1024.0 * 1024.0);
-    train::MemoryPlan plan = plan_before_loading(r, *registry, rt::cpu_device(), world, bytes);
-    std::string where = fmt::format("a CUDA GPU of {:g} GiB (--device-memory)", device_gib);
-    if (world > 1 || r.parallel.present())
-      where += fmt::format(", per rank of {} ({})", world, r.parallel.present() ? r.parallel.plugin : "ddp");
-    std::cout << train::format_memory_plan(plan, where);
-    return plan.fits() ? kExitOk : kExitRuntime;
+    plan = plan_before_loading(r, *registry, rt::cpu_device(), world, bytes);
+    where = fmt::format("a CUDA GPU of {:g} GiB (--device-memory)", device_gib);
+  } else {
+    rt::Device* found = nullptr;
+    try {
+      found = &session::device_for(r.train.device);
+    } catch (const Error& e) {
+      fail_with(e.status(), "{}; to plan for a GPU that is not on this machine, pass --device-memory GIB (its "
+                            "memory, e.g. 24 or 80)", e.what());
+    }
+    plan = plan_before_loading(r, *registry, *found, world);
+    where = fmt::format("{}:{}", rt::device_type_name(found->type()), found->index());
   }
-  rt::Device* found = nullptr;
-  try {
-    found = &session::device_for(r.train.device);
-  } catch (const Error& e) {
-    fail_with(e.status(), "{}; to plan for a GPU that is not on this machine, pass --device-memory GIB (its "
-                          "memory, e.g. 24 or 80)", e.what());
-  }
-  rt::Device& device = *found;
-  train::MemoryPlan plan = plan_before_loading(r, *registry, device, world);
-  std::string where = fmt::format("{}:{}", rt::device_type_name(device.type()), device.index());
   if (world > 1 || r.parallel.present())
     where += fmt::format(", per rank of {} ({})", world, r.parallel.present() ? r.parallel.plugin : "ddp");
   std::cout << train::format_memory_plan(plan, where);
