@@ -208,7 +208,8 @@ int run_command(const std::vector<std::string>& in_args) {
     group->barrier();
   }
   session::TrainingSession session(r, *registry, device, group.get(), env.local_rank);
-  train::DataPipeline data(r, env.rank, env.world_size);
+  // Ranks of one data-parallel group (tensor parallelism) read the same rows.
+  train::DataPipeline data(r, session.dp_rank(), session.dp_size());
   train::TrainOptions options;
   options.resume = resume;
   options.allow_missing_optimizer_state = allow_missing_optimizer_state;

@@ -62,6 +62,7 @@ const eng_host_api* host_api() {
       .param_reduce_grad = h_param_reduce_grad,
       .param_local = h_param_local,
       .param_set_local_flat = h_param_set_local_flat,
+      .param_set_split = h_param_set_split,
   };
   return &kHostApi;
 }

@@ -3,6 +3,7 @@
 #include <optional>
 
 #include "engine/core/error.hpp"
+#include "engine/host/tensor_parallel.hpp"
 #include "engine/runtime/ops/ops.hpp"
 
 namespace engine::host {
@@ -13,31 +14,39 @@ rt::Tensor param_input(HostSession& session, bool grad_enabled, rt::Param& p) {
   return session.params().use(p, session.tape());
 }
 
-rt::Tensor linear(HostSession& session, bool grad_enabled, const rt::Tensor& x, rt::Param& weight,
+rt::Tensor linear(HostSession& session, bool grad_enabled, const rt::Tensor& x_in, rt::Param& weight,
                   rt::Param* bias) {
   rt::Tape& tape = session.tape();
   // The quantizer's and the PEFT plugin's own op calls see the tape's mode through their contexts.
   std::optional<rt::NoGradGuard> off;
   if (!grad_enabled) off.emplace(tape);
-  const rt::Dims& ws = weight.shape();
+  // Tensor parallelism (docs/distributed.md, "tp"): a weight split along its output features (dim 0) takes
+  // the replicated input through tp_copy (its gradient is summed over the ranks); one split along its input
+  // features (dim 1) gives a partial product that tp_reduce sums over the ranks before the bias is added.
+  const rt::Split& split = weight.root->placement.split;
+  const int split_dim = split.applied && !split.gathered ? split.dim : -1;
+  const rt::Tensor x = split_dim == 0 ? tp_copy(session, tape.grad_enabled(), x_in) : x_in;
+  const rt::Dims ws = weight.compute_shape();
   if (ws.ndim != 2) fail("linear: weight '{}' has shape {}, expected (out, in)", weight.name(), ws.str());
   if (x.dim(-1) != ws[1])
     fail("linear: input {} has {} features but weight '{}' {} expects {}", x.describe(), x.dim(-1),
          weight.name(), ws.str(), ws[1]);
   rt::Tensor b;
   if (bias != nullptr) {
-    if (bias->shape() != rt::Dims{ws[0]})
+    if (bias->compute_shape() != rt::Dims{ws[0]})
       fail("linear: bias '{}' has shape {}, expected ({},) for weight '{}'", bias->name(),
-           bias->shape().str(), ws[0], weight.name());
+           bias->compute_shape().str(), ws[0], weight.name());
     b = param_input(session, tape.grad_enabled(), *bias);
   }
+  // A row-split linear adds its bias once, after the sum over the ranks.
+  const rt::Tensor b_in = split_dim == 1 ? rt::Tensor() : b;
   rt::Tensor y;
   if (weight.quantized()) {
     y = weight.root->quantizer->linear(weight.root->quant_state, x);  // x (..., in) -> (..., out)
-    if (b.defined()) y = session.apply1(tape.grad_enabled(), rt::ops::make_add(), {y, b});
+    if (b_in.defined()) y = session.apply1(tape.grad_enabled(), rt::ops::make_add(), {y, b_in});
   } else {
     rt::Tensor w = param_input(session, tape.grad_enabled(), weight);  // (out, in)
-    y = session.apply1(tape.grad_enabled(), rt::ops::make_linear(), {x, w, b});
+    y = session.apply1(tape.grad_enabled(), rt::ops::make_linear(), {x, w, b_in});
   }
   if (weight.peft_cookie != nullptr) {
     rt::Peft* peft = session.peft();
@@ -45,6 +54,10 @@ rt::Tensor linear(HostSession& session, bool grad_enabled, const rt::Tensor& x, 
       fail("linear: parameter '{}' has a PEFT adapter attached but the run has no PEFT method",
            weight.name());
     y = peft->linear(weight.peft_cookie, x, y);
+  }
+  if (split_dim == 1) {
+    y = tp_reduce(session, tape.grad_enabled(), y);
+    if (b.defined()) y = session.apply1(tape.grad_enabled(), rt::ops::make_add(), {y, b});
   }
   return y;
 }

@@ -118,6 +118,11 @@ eng_status h_param_set_local_flat(const eng_ctx* ctx, const eng_param* params, i
   });
 }
 
+eng_status h_param_set_split(const eng_ctx* ctx, eng_param p, int32_t dim) {
+  return guarded(ctx, "param_set_split",
+                 [&] { session_of(ctx).params().set_split(param_arg(p, "param_set_split"), dim); });
+}
+
 eng_status h_param_gather(const eng_ctx* ctx, eng_param p) {
   return guarded(ctx, "param_gather", [&] { session_of(ctx).params().gather(param_arg(p, "param_gather")); });
 }

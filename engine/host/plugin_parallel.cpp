@@ -77,6 +77,21 @@ int PluginParallel::param_owner(rt::Param& p) {
   return owner;
 }
 
+void PluginParallel::data_parallel(int& dp_rank, int& dp_size) {
+  if (vt_->struct_size < offsetof(eng_parallel_vtable, data_parallel) + sizeof(void*) || vt_->data_parallel == nullptr)
+    return;
+  eng_ctx ctx = session_->context(false);
+  session_->clear_error();
+  int32_t r = dp_rank, n = dp_size;
+  check(vt_->data_parallel(self_, &ctx, &r, &n), "data_parallel");
+  if (n < 1 || r < 0 || r >= n || ctx.world_size % n != 0)
+    fail("parallel plugin {}: data_parallel gave group {} of {} for {} ranks (need 0 <= group < groups, and "
+         "groups dividing the world size)",
+         name_, r, n, ctx.world_size);
+  dp_rank = r;
+  dp_size = n;
+}
+
 void PluginParallel::before_block(int block, rt::BlockPhase phase) {
   if (vt_->before_block == nullptr) return;
   eng_ctx ctx = session_->context(false);

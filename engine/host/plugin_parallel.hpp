@@ -33,6 +33,9 @@ class PluginParallel final : public rt::BlockHooks {
   // parameter (-1: every rank).
   bool shards_optimizer() const;
   int param_owner(rt::Param& p);
+  // ABI 1.1 data_parallel: this rank's data-parallel group and the number of groups (left as they are, rank
+  // and world, when the strategy has no such entry). Checked: 0 <= dp_rank < dp_size, world % dp_size == 0.
+  void data_parallel(int& dp_rank, int& dp_size);
 
   const eng_parallel_vtable& vtable() const { return *vt_; }
   void* self() const { return self_; }

@@ -107,7 +107,7 @@ Tensor& ParamStore::value(Param& p) {
 
 GradSink& ParamStore::grad_sink(Param& p) {
   Param& root = *p.root;
-  if (!root.grad) root.grad = std::make_shared<GradSink>(root.shape(), ENG_F32, *device_);
+  if (!root.grad) root.grad = std::make_shared<GradSink>(root.compute_shape(), ENG_F32, *device_);
   return *root.grad;
 }
 
@@ -124,7 +124,7 @@ Tensor ParamStore::grad(const Param& p) const { return p.root->grad ? p.root->gr
 void ParamStore::set_trainable(Param& p, bool trainable) {
   Param& root = *p.root;
   if (trainable == ((root.flags & ENG_PARAM_TRAINABLE) != 0)) return;
-  if (root.sharded())
+  if (root.sharded() || root.split())
     fail(
         "parameter '{}' is placed as a shard by the parallel strategy; its trainability cannot change after "
         "placement (set it before the strategy's setup)",
@@ -267,6 +267,35 @@ void ParamStore::set_local_flat(const std::vector<Param*>& members) {
   }
 }
 
+void ParamStore::set_split(Param& p, int dim) {
+  Param& root = *p.root;
+  if (p.tied()) fail("parameter '{}' is tied to '{}': place its root instead", p.name(), root.name());
+  if (root.sharded() || root.split())
+    fail("parameter '{}' is already placed; placement is decided once, at the strategy's setup", p.name());
+  const Dims& shape = root.shape();
+  if (dim != 0 && dim != 1)
+    fail("parameter '{}': a split along dimension {} is not supported (0: output features, 1: input features)",
+         p.name(), dim);
+  if (dim >= shape.ndim || (dim == 1 && shape.ndim != 2))
+    fail("parameter '{}' of shape {} cannot be split along dimension {} (dim 1 splits need a 2-d weight)",
+         p.name(), shape.str(), dim);
+  if (shape[dim] % world() != 0)
+    fail_with(ENG_ERR_INVALID_ARGUMENT,
+              "parameter '{}' of shape {} cannot be split into {} equal slices along dimension {} ({} is not a "
+              "multiple of {}): choose a world size that divides it",
+              p.name(), shape.str(), world(), dim, shape[dim], world());
+  if (root.quantizer != nullptr)
+    fail_with(ENG_ERR_UNSUPPORTED,
+              "parameter '{}' is held quantized by {}: splitting quantized weights is not implemented (the "
+              "strategy lacks ENG_PAR_CAP_QUANTIZED); drop the quantizer or use ddp",
+              p.name(), root.quantizer->name());
+  root.placement.split.dim = dim;
+}
+
+bool ParamStore::any_split() const {
+  return std::any_of(params_.begin(), params_.end(), [](const auto& p) { return p->split(); });
+}
+
 std::pair<int64_t, int64_t> ParamStore::local_range(const Param& p) const {
   const Placement& pl = p.root->placement;
   if (!pl.flat) return {0, p.shape().numel()};
@@ -283,6 +312,16 @@ std::pair<int64_t, int64_t> ParamStore::local_range(const Param& p) const {
 void ParamStore::apply_placement() {
   for (auto& up : params_) {
     Param& root = *up;
+    Split& sp = root.placement.split;
+    if (root.root == &root && sp.dim >= 0 && !sp.applied) {
+      if (root.quantizer != nullptr)
+        fail_with(ENG_ERR_UNSUPPORTED, "parameter '{}' was quantized after its placement as a split", root.name());
+      materialize(root);
+      const int64_t n = root.shape()[sp.dim] / world();
+      root.value = root.value.sliced(sp.dim, n * rank(), n * (rank() + 1)).contiguous().clone();
+      sp.applied = true;
+      continue;
+    }
     if (root.root != &root || !root.sharded() || root.placement.flat->applied) continue;
     FlatShards& f = *root.placement.flat;
     for (Param* m : f.members) {
@@ -312,7 +351,33 @@ bool ParamStore::any_sharded() const {
   return std::any_of(params_.begin(), params_.end(), [](const auto& p) { return p->sharded(); });
 }
 
+// A split root's whole tensor: every rank's slice all-gathered (rank order) and laid out along the split dim.
+void ParamStore::gather_split(Param& root) {
+  Split& sp = root.placement.split;
+  if (!sp.applied || sp.gathered) return;
+  const Tensor local = root.value.contiguous();
+  const int64_t n = local.numel();
+  Tensor buf = Tensor::empty(Dims{n * world()}, local.dtype(), *device_);
+  if (comm_ != nullptr)
+    comm_->all_gather(local, buf);
+  else
+    buf.copy_from(local.view(Dims{n}));
+  Tensor full;
+  if (sp.dim == 0) {
+    full = buf.view(root.shape());
+  } else {
+    full = Tensor::empty(root.shape(), local.dtype(), *device_);
+    const int64_t rows = local.dim(0), cols = local.dim(1);
+    for (int r = 0; r < world(); ++r)
+      full.sliced(1, r * cols, (r + 1) * cols).copy_from(buf.sliced(0, r * n, (r + 1) * n).view(Dims{rows, cols}));
+  }
+  sp.local = root.value;
+  root.value = full;
+  sp.gathered = true;
+}
+
 void ParamStore::gather(Param& p) {
+  if (p.root->placement.split.dim >= 0) return gather_split(*p.root);
   if (!p.root->placement.applied()) return;
   FlatShards& f = *p.root->placement.flat;
   if (f.gathered) return;
@@ -330,6 +395,12 @@ void ParamStore::gather(Param& p) {
 }
 
 void ParamStore::release(Param& p) {
+  if (Split& sp = p.root->placement.split; sp.gathered && !pinned_) {
+    p.root->value = sp.local;
+    sp.local = Tensor();
+    sp.gathered = false;
+    return;
+  }
   if (!p.root->placement.applied()) return;
   FlatShards& f = *p.root->placement.flat;
   if (!f.gathered || pinned_) return;
@@ -338,6 +409,11 @@ void ParamStore::release(Param& p) {
 }
 
 void ParamStore::refresh_local(Param& p) {
+  if (Split& sp = p.root->placement.split; sp.gathered) {
+    const int64_t n = p.root->shape()[sp.dim] / world();
+    sp.local.copy_from(p.root->value.sliced(sp.dim, n * rank(), n * (rank() + 1)));
+    return;
+  }
   if (!p.root->placement.applied()) return;
   FlatShards& f = *p.root->placement.flat;
   if (!f.gathered) return;

@@ -70,10 +70,21 @@ struct FlatShards {
   Tensor full;  // (world * shard) flat storage dtype; every member's value is a view of its own elements
 };
 
+// A root kept as this rank's slice of `world` equal slices along dim 0 or 1 (tensor parallelism, tp). value
+// is the local slice (a plain tensor of the local shape) except while gathered, when it is the whole tensor
+// (a save, a resume: ParamStore::gather/release swap them).
+struct Split {
+  int dim = -1;          // -1: not split
+  bool applied = false;  // apply_placement cut the slice
+  bool gathered = false; // value holds the whole tensor; local the slice
+  Tensor local;          // the slice while gathered (undefined otherwise: value is the slice)
+};
+
 // Where a root parameter's storage lives (see the file comment).
 struct Placement {
   std::shared_ptr<FlatShards> flat;  // null: whole on every rank
   size_t member = 0;                 // this root's index in flat->members
+  Split split;                       // tensor parallelism (exclusive with flat)
   bool applied() const { return flat != nullptr && flat->applied; }
 };
 
@@ -92,6 +103,13 @@ struct Param {
   Placement placement;          // roots only
 
   bool sharded() const { return root->placement.flat != nullptr; }
+  // Split by tensor parallelism (requested: applies once apply_placement ran).
+  bool split() const { return root->placement.split.dim >= 0; }
+  // The shape ops see: the local slice's once a split is applied (and not gathered), else the declared one.
+  Dims compute_shape() const {
+    const Split& s = root->placement.split;
+    return s.applied && !s.gathered ? root->value.shape() : decl.shape;
+  }
 
   const std::string& name() const { return decl.name; }
   const Dims& shape() const { return decl.shape; }
@@ -150,6 +168,11 @@ class ParamStore {
   // storage dtype and trainability, none tied, quantized or placed. gather/release/reduce_grad of any member
   // then act on all of them.
   void set_local_flat(const std::vector<Param*>& members);
+  // Requests that root p be kept as this rank's slice of `world` equal slices along dim 0 or 1 (tp); shape[dim]
+  // must divide by the world size. Quantized, tied or placed parameters are refused. Takes effect at
+  // apply_placement(); gather() then makes value the whole tensor (an all-gather), release() the slice again.
+  void set_split(Param& p, int dim);
+  bool any_split() const;
   // The elements [begin, end) of root p's flattened value that this rank's shard holds (zero3: the shard,
   // possibly past numel into the padding; fsdp: the part of the member inside the shard, possibly empty).
   std::pair<int64_t, int64_t> local_range(const Param& p) const;
@@ -185,6 +208,7 @@ class ParamStore {
 
  private:
   void materialize(Param& root);
+  void gather_split(Param& root);
   int world() const { return comm_ != nullptr ? comm_->world_size() : 1; }
   int rank() const { return comm_ != nullptr ? comm_->rank() : 0; }
 

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <numeric>
+
 #include <nlohmann/json.hpp>
 
 #include "engine/core/error.hpp"
@@ -50,6 +52,8 @@ void TrainingSession::wire(const recipe::Recipe& recipe, const plugins::PluginRe
     rank_ = comm->rank();
     world_size_ = comm->world_size();
   }
+  dp_rank_ = rank_;
+  dp_size_ = world_size_;
 #if ENGINE_HAVE_CUDA
   // train.dtype is the CUDA device's compute policy: bf16 (bf16 activations, fp32 accumulation) or fp32.
   if (device.type() == rt::DeviceType::CUDA)
@@ -86,7 +90,7 @@ void TrainingSession::wire(const recipe::Recipe& recipe, const plugins::PluginRe
   ModelLoadOptions mo;
   mo.plugin = recipe.model.plugin;
   mo.options_json = model_options_json(recipe);
-  mo.before_weights = [&](ModelInstance&) {
+  mo.before_weights = [&](ModelInstance& instance) {
     if (recipe.peft.present()) {
       // The engine freezes the whole base before the PEFT plugin attaches: the plugin marks trainable only
       // what it declares, and explicitly any base module it wants trained (modules_to_save), which it must
@@ -120,6 +124,17 @@ void TrainingSession::wire(const recipe::Recipe& recipe, const plugins::PluginRe
              "checkpoint yet; it is refused rather than resumed without that state",
              rec.name);
       parallel_->setup();
+      parallel_->data_parallel(dp_rank_, dp_size_);
+      if (host_->params().any_split()) {
+        // Tensor parallelism: each rank computes whole heads of attention (q, k and v are split in heads).
+        const eng_model_info mi = instance.info();
+        if (mi.n_heads % world_size_ != 0 || mi.n_kv_heads % world_size_ != 0)
+          fail_with(ENG_ERR_INVALID_ARGUMENT,
+                    "parallel strategy '{}' splits attention over {} ranks, but the model has {} attention heads and "
+                    "{} key/value heads: each rank needs whole heads, so the world size must divide both "
+                    "(use --nproc-per-node {})",
+                    rec.name, world_size_, mi.n_heads, mi.n_kv_heads, std::gcd(mi.n_heads, mi.n_kv_heads));
+      }
     }
   };
   model_ = load_model(*host_, registry, recipe.model.path, mo);
@@ -131,7 +146,7 @@ void TrainingSession::wire(const recipe::Recipe& recipe, const plugins::PluginRe
     rt::ParamStore& ps = host_->params();
     for (size_t i = 0; i < ps.size(); ++i) {
       rt::Param& p = ps.at(i);
-      if (p.root == &p && p.trainable()) comm->broadcast(ps.value(p), 0);
+      if (p.root == &p && p.trainable() && !p.split()) comm->broadcast(ps.value(p), 0);  // slices differ per rank
     }
   }
 
@@ -210,7 +225,7 @@ std::vector<std::string> TrainingSession::trainable_names() const {
 }
 
 void TrainingSession::load_weights(const fs::path& dir) {
-  if (shards_params()) {
+  if (places_params()) {
     // Every rank reads the whole (consolidated) weights into the gathered values and cuts its shard out of
     // them again: a checkpoint of any world size resumes on this one.
     pin_weights();
@@ -246,7 +261,7 @@ void TrainingSession::pin_weights(bool all) {
   rt::ParamStore& store = host_->params();
   for (size_t i = 0; i < store.size(); ++i) {
     rt::Param& p = store.at(i);
-    if (p.root == &p && p.sharded() && (all || full_finetune() || p.trainable())) store.gather(p);
+    if (p.root == &p && (p.sharded() || p.split()) && (all || full_finetune() || p.trainable())) store.gather(p);
   }
   store.set_pinned(true);
 }

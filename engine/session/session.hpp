@@ -66,6 +66,17 @@ class TrainingSession {
   // The strategy keeps parameters as shards (zero3; ABI 1.1 param_set_local): values are gathered per block,
   // gradients reduce-scattered into local shards, the optimizer steps local shards.
   bool shards_params() const { return host_->params().any_sharded(); }
+  // The strategy splits parameters (tp; ABI 1.1 param_set_split): each rank holds slices, the linear seam
+  // sums over the ranks, checkpoints consolidate the slices.
+  bool splits_params() const { return host_->params().any_split(); }
+  // Either: checkpoints write one optimizer share per rank with its layout, weights are gathered to be saved.
+  bool places_params() const { return shards_params() || splits_params(); }
+  // Data parallelism (the strategy's data_parallel, ABI 1.1; default: every rank its own group): this rank's
+  // group, the number of groups, and the ranks per group (they train on the same rows, so a sum over the
+  // ranks of the batch's tokens or loss counts each group model_parallel_size() times).
+  int dp_rank() const { return dp_rank_; }
+  int dp_size() const { return dp_size_; }
+  int model_parallel_size() const { return world_size_ / dp_size_; }
   // Collective (every rank): the sharded parameters that the weights files hold (the trainable ones with
   // [peft], every one for full fine-tuning; all = true: every one) are gathered and pinned, so that rank 0
   // alone may save or evaluate without collectives; unpin_weights() releases them again.
@@ -73,7 +84,10 @@ class TrainingSession {
   void unpin_weights();
   // With a sharded optimizer: the strategy gave this parameter to every rank (param_owner -1), so its reduced
   // gradient is on every rank and counts once, not once per rank, in the gradient norm.
-  bool replicated(const rt::Param& p) const { return replicated_.contains(&p); }
+  // With split parameters (tp): the ones left whole have the same gradient on every rank, counted once too.
+  bool replicated(const rt::Param& p) const {
+    return replicated_.contains(&p) || (splits_params() && !p.split());
+  }
   int world_size() const { return world_size_; }
   bool full_finetune() const { return peft_ == nullptr; }
   // Trainable root parameters in declaration order.
@@ -111,6 +125,8 @@ class TrainingSession {
   std::unordered_set<const rt::Param*> replicated_;
   int rank_ = 0;
   int world_size_ = 1;
+  int dp_rank_ = 0;
+  int dp_size_ = 1;
 };
 
 }  // namespace engine::session

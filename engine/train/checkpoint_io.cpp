@@ -29,11 +29,12 @@ std::string shard_name(int rank, int world) {
   return fmt::format("optimizer-rank{:05d}-of-{:05d}.safetensors", rank, world);
 }
 
-// The layout of a zero3/fsdp optimizer share, kept in its "__metadata__" under kShardLayoutKey:
-//   {"rank": r, "world": W, "shards": {"<param>": S or [begin, end], ...}}
-// An entry "<param>.<field>" of a float dtype with exactly that many elements is rank r's flat slice of the
-// field: [r*S, (r+1)*S) for a number S (zero3: zero past the parameter's end), [begin, end) for a pair (fsdp:
-// the part of the parameter in rank r's shard of its block's flat buffer, possibly empty). Anything else (a
+// The layout of a zero3/fsdp/tp optimizer share, kept in its "__metadata__" under kShardLayoutKey:
+//   {"rank": r, "world": W, "shards": {"<param>": S or [begin, end] or {"dim": d, "parts": P, "index": i}, ...}}
+// An entry "<param>.<field>" of a float dtype with exactly that many elements is rank r's slice of the
+// field: the flat [r*S, (r+1)*S) for a number S (zero3: zero past the parameter's end), the flat [begin, end)
+// for a pair (fsdp: the part of the parameter in rank r's shard of its block's flat buffer, possibly empty),
+// slice i of P equal slices along dimension d of the parameter's shape for an object (tp). Anything else (a
 // step count) is the same on every rank.
 constexpr char kShardLayoutKey[] = "engine.shard_layout";
 
@@ -41,6 +42,11 @@ std::string shard_layout(session::TrainingSession& session) {
   const rt::ParamStore& store = session.host().params();
   nlohmann::json shards = nlohmann::json::object();
   for (rt::Param* p : session.trainable()) {
+    if (p->split()) {  // tp: slice `index` of `parts` along `dim`
+      shards[p->name()] = nlohmann::json{
+          {"dim", p->root->placement.split.dim}, {"parts", session.world_size()}, {"index", session.rank()}};
+      continue;
+    }
     if (!p->sharded()) continue;
     if (p->root->placement.flat->members.size() == 1) {
       shards[p->name()] = p->root->placement.flat->shard;
@@ -54,7 +60,13 @@ std::string shard_layout(session::TrainingSession& session) {
 
 // The elements [first, first + count) of the flattened parameter that a share's slice entry holds, from the
 // share's layout value (a number S: rank r's [r*S, (r+1)*S); a pair: [begin, end)).
-std::pair<int64_t, int64_t> slice_of(const nlohmann::json& entry, int64_t rank) {
+std::pair<int64_t, int64_t> slice_of(const nlohmann::json& entry, int64_t rank, const rt::Param* p) {
+  if (entry.is_object()) {  // tp: slice i of P along dim d; its size here, where it goes in assemble_split
+    const int64_t parts = entry.at("parts").get<int64_t>();
+    if (p == nullptr || parts < 1 || p->shape().numel() % parts != 0)
+      fail("a shard layout entry {} does not fit the parameter", entry.dump());
+    return {-1, p->shape().numel() / parts};
+  }
   if (entry.is_array()) {
     const int64_t begin = entry.at(0).get<int64_t>(), end = entry.at(1).get<int64_t>();
     if (begin < 0 || end < begin) fail("a shard layout entry [{}, {}) is not a range", begin, end);
@@ -80,7 +92,7 @@ void write_optimizer_state(session::TrainingSession& session, const fs::path& fi
         session.trainable_names(), state.keys(),
         "the state the " + session.optimizer().name() + " optimizer saves into " + file.string());
   io::SafetensorsWriter w;
-  if (!whole && session.shards_params()) w.set_metadata(kShardLayoutKey, shard_layout(session));
+  if (!whole && session.places_params()) w.set_metadata(kShardLayoutKey, shard_layout(session));
   for (const auto& [key, t] : state.entries()) {
     rt::Tensor c = t.contiguous();
     std::vector<std::byte> bytes(c.nbytes());
@@ -145,8 +157,11 @@ void read_optimizer_state(session::TrainingSession& session, const fs::path& fil
       const std::string key(t.name);
       const std::string pname = param_of_key(key);
       std::pair<int64_t, int64_t> slice{0, -1};
-      if (!layout.is_null() && layout["shards"].contains(pname))
-        slice = slice_of(layout["shards"][pname], layout.at("rank").get<int64_t>());
+      nlohmann::json entry;
+      if (!layout.is_null() && layout["shards"].contains(pname)) {
+        entry = layout["shards"][pname];
+        slice = slice_of(entry, layout.at("rank").get<int64_t>(), store.find(pname));
+      }
       const bool sliced = rt::dtype_is_float(dst.dtype()) && dst.numel() == slice.second;
       if (!sliced) {
         if (!state.contains(key)) state.put(key, dst);
@@ -160,6 +175,19 @@ void read_optimizer_state(session::TrainingSession& session, const fs::path& fil
       if (!a.whole.defined()) {
         a.whole = rt::Tensor::zeros(rt::Dims{n}, dst.dtype(), device);
         a.param = p;
+      }
+      if (entry.is_object()) {  // tp: slice `index` of `parts` along `dim` of the parameter's shape
+        const int dim = entry.at("dim").get<int>();
+        const int64_t parts = entry.at("parts").get<int64_t>(), index = entry.at("index").get<int64_t>();
+        const rt::Dims& full = p->shape();
+        if ((dim != 0 && dim != 1) || dim >= full.ndim || full[dim] % parts != 0 || index < 0 || index >= parts)
+          fail("{}: the shard layout entry {} of {} does not fit its shape {}", one.string(), entry.dump(), pname,
+               full.str());
+        const int64_t w = full[dim] / parts;
+        rt::Tensor target = a.whole.view(full).sliced(dim, index * w, (index + 1) * w);
+        target.copy_from(dst.view(target.shape()));
+        a.filled += dst.numel();
+        continue;
       }
       const int64_t end = std::min(n, first + slice.second);
       if (end > first) {
@@ -178,7 +206,19 @@ void read_optimizer_state(session::TrainingSession& session, const fs::path& fil
            a.whole.numel());
     state.put(key, a.whole.view(a.param->shape()));
   }
-  // This run's placement: a sharded parameter's optimizer steps its local flat slice.
+  // This run's placement: a split parameter's optimizer steps its slice (tp), a sharded one's its local flat
+  // slice (zero3, fsdp).
+  if (session.splits_params()) {
+    for (const std::string& key : state.keys()) {
+      rt::Param* p = store.find(param_of_key(key));
+      rt::Tensor t = state.get(key);
+      if (p == nullptr || !p->split() || !rt::dtype_is_float(t.dtype()) || t.numel() != p->shape().numel())
+        continue;
+      const int dim = p->root->placement.split.dim;
+      const int64_t w = p->shape()[dim] / session.world_size();
+      state.put(key, t.contiguous().view(p->shape()).sliced(dim, w * session.rank(), w * (session.rank() + 1)).contiguous().clone());
+    }
+  }
   if (session.shards_params()) {
     for (const std::string& key : state.keys()) {
       rt::Param* p = store.find(param_of_key(key));

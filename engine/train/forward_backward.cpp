@@ -73,13 +73,17 @@ bool single_sample_rows(const data::Batch& b) {
 
 namespace {
 
-// Sums host values over the ranks (a CPU tensor through the communicator; exact for counts below 2^53).
+// Sums host values over the data-parallel groups (a CPU tensor through the communicator; exact for counts below
+// 2^53). The ranks of one group (tensor parallelism) hold the same values: the sum over all ranks counts each
+// group model_parallel_size() times.
 void sum_over_ranks(session::TrainingSession& session, std::span<double> values) {
   if (session.world_size() == 1) return;
   rt::Tensor t = rt::Tensor::from_vector(rt::Dims{static_cast<int64_t>(values.size())}, ENG_F64, rt::cpu_device(),
                                          std::vector<double>(values.begin(), values.end()));
   session.host().communicator().all_reduce_sum(t);
   t.copy_to_host(values.data(), values.size() * sizeof(double));
+  if (const int k = session.model_parallel_size(); k > 1)
+    for (double& v : values) v /= k;
 }
 
 }  // namespace

@@ -231,10 +231,15 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
   std::FILE* quiet = lead ? nullptr : std::fopen("/dev/null", "w");
   Progress progress(lead ? options.progress_out : quiet, lead && options.live_progress, total, r.log.every);
   progress.start(state.step);
-  if (lead && world > 1)
+  if (lead && world > 1 && session.dp_size() == world)
     spdlog::info("{} ranks x micro_batch_size {} x grad_accum {} = effective batch of {} rows per step", world,
                  r.train.micro_batch_size, r.train.grad_accum,
                  int64_t(world) * r.train.micro_batch_size * r.train.grad_accum);
+  else if (lead && world > 1)
+    spdlog::info("{} ranks in {} data-parallel group(s) x micro_batch_size {} x grad_accum {} = effective batch of "
+                 "{} rows per step",
+                 world, session.dp_size(), r.train.micro_batch_size, r.train.grad_accum,
+                 int64_t(session.dp_size()) * r.train.micro_batch_size * r.train.grad_accum);
   const double t_start = now_s();
   // MFU's denominator, measured on this device before the first step (CUDA); 0 leaves mfu out.
   const double ceiling = device.gemm_ceiling_flops();
@@ -250,7 +255,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     // Parameters and optimizer state are replicated (ddp): rank 0 writes them, with the data cursor that
     // every rank shares (each is at the same position of its shard); the others wait until it is published.
     fs::path shards;
-    if ((session.shards_optimizer() && world > 1) || session.shards_params()) {
+    if ((session.shards_optimizer() && world > 1) || session.places_params()) {
       // zero2, zero3: every rank writes its share of the optimizer state (zero3: with the layout of its flat
       // shards); rank 0 publishes once all are durable.
       shards = r.train.output_dir / ".optimizer-shards" / ("step-" + std::to_string(state.step));
@@ -259,11 +264,11 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     }
     // zero3: the weights are saved consolidated (every rank gathers what rank 0 writes), so `engine export`
     // and a resume on any world size read them as a single process wrote them.
-    if (session.shards_params()) session.pin_weights();
+    if (session.places_params()) session.pin_weights();
     struct Unpin {
       session::TrainingSession& s;
       ~Unpin() {
-        if (s.shards_params()) s.unpin_weights();
+        if (s.places_params()) s.unpin_weights();
       }
     } unpin{session};
     if (lead) {
@@ -329,7 +334,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     {
       rt::OpTimer timer(profile.enabled() ? &device : nullptr, "grad_norm", "step");
       rt::HostTimer host_timer("grad_norm", "waits for the device");
-      if (session.shards_optimizer() || session.shards_params()) {
+      if (session.shards_optimizer() || session.places_params()) {
         // zero2: each rank keeps the reduced gradients of its own parameters only; zero3: the local shards of
         // every gradient. The norm is summed over ranks. A parameter a zero2-like strategy left to every rank
         // (param_owner -1) has its whole gradient on each: counted once.
@@ -436,8 +441,16 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
                                    step, guard.in_a_row()));
     if (r.train.eval_every > 0 && data.has_eval() && step % r.train.eval_every == 0) {
       // zero3: every rank gathers the whole model first, so that rank 0 evaluates alone without collectives.
+      // Split parameters (tp): every rank evaluates (the linear seam sums over the ranks); rank 0 logs.
       if (session.shards_params()) session.pin_weights(true);
-      if (lead) {
+      if (session.splits_params()) {
+        const EvalMetrics e = run_eval(session, data, step);
+        if (lead) {
+          result.last_eval = e;
+          log_eval(e);
+          progress.eval(e);
+        }
+      } else if (lead) {
         result.last_eval = run_eval(session, data, step);  // rank 0 alone: the replicas are equal
         log_eval(*result.last_eval);
         progress.eval(*result.last_eval);

@@ -125,7 +125,7 @@ class DecoderModel : public sdk::Model {
       throw sdk::Error("forward: input_ids must be a (B,T) tensor", ENG_ERR_INVALID_ARGUMENT);
     if (!batch.position_ids) throw sdk::Error("forward: position_ids are required", ENG_ERR_INVALID_ARGUMENT);
     const int64_t B = batch.input_ids.dim(0), T = batch.input_ids.dim(1);
-    const int64_t Hq = config_.n_heads, Hkv = config_.n_kv_heads, D = config_.head_dim;
+    const int64_t D = config_.head_dim;
     const double softmax_scale = 1.0 / std::sqrt(static_cast<double>(D));
 
     sdk::Tensor x = host.embedding(embed_tokens_, batch.input_ids);  // (B,T,C)
@@ -133,9 +133,14 @@ class DecoderModel : public sdk::Model {
       const Layer& L = layers_[static_cast<size_t>(i)];
       sdk::Block block(host, i);
       sdk::Tensor h = host.rms_norm(x, L.input_layernorm, config_.rms_norm_eps);         // (B,T,C)
-      sdk::Tensor q = host.reshape(host.linear(h, L.q_proj, L.q_bias), {B, T, Hq, D});   // (B,T,Hq,D)
-      sdk::Tensor k = host.reshape(host.linear(h, L.k_proj, L.k_bias), {B, T, Hkv, D});  // (B,T,Hkv,D)
-      sdk::Tensor v = host.reshape(host.linear(h, L.v_proj, L.v_bias), {B, T, Hkv, D});  // (B,T,Hkv,D)
+      // The heads this rank computes: all of them, or its share under tensor parallelism (the projections'
+      // outputs are split in whole heads), so the same code runs on 1 and N ranks.
+      sdk::Tensor q = host.linear(h, L.q_proj, L.q_bias), k = host.linear(h, L.k_proj, L.k_bias),
+                  v = host.linear(h, L.v_proj, L.v_bias);
+      const int64_t Hq = q.dim(-1) / D, Hkv = k.dim(-1) / D;
+      q = host.reshape(q, {B, T, Hq, D});   // (B,T,Hq,D)
+      k = host.reshape(k, {B, T, Hkv, D});  // (B,T,Hkv,D)
+      v = host.reshape(v, {B, T, Hkv, D});  // (B,T,Hkv,D)
       q = host.rope(q, batch.position_ids, config_.rope);
       k = host.rope(k, batch.position_ids, config_.rope);
       sdk::Tensor a =

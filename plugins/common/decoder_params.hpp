@@ -44,11 +44,15 @@ inline std::vector<ParamSpec> decoder_param_specs(const DecoderConfig& c) {
   const int64_t q_out = int64_t{c.n_heads} * c.head_dim, kv_out = int64_t{c.n_kv_heads} * c.head_dim;
   const double init_std = c.initializer_range;  // transformers' _init_weights: N(0, initializer_range^2)
   std::vector<ParamSpec> out;
-  auto linear = [&](const std::string& name, int64_t n_out, int64_t n_in, bool bias, int32_t block) {
+  // tp: how tensor parallelism may split the projection (ENG_PARAM_TP_COLUMN: q, k, v, gate, up, whole heads;
+  // ENG_PARAM_TP_ROW: o, down; 0: replicated). A column split takes its bias along; a row split's bias stays
+  // whole (added after the sum over the ranks).
+  auto linear = [&](const std::string& name, int64_t n_out, int64_t n_in, bool bias, int32_t block,
+                    uint32_t tp = 0) {
     out.push_back({name + ".weight",
                    {n_out, n_in},
                    ENG_ROLE_LINEAR,
-                   ENG_PARAM_TRAINABLE,
+                   ENG_PARAM_TRAINABLE | tp,
                    ENG_INIT_NORMAL,
                    init_std,
                    block});
@@ -56,7 +60,7 @@ inline std::vector<ParamSpec> decoder_param_specs(const DecoderConfig& c) {
       out.push_back({name + ".bias",
                      {n_out},
                      ENG_ROLE_BIAS,
-                     ENG_PARAM_TRAINABLE | ENG_PARAM_NO_DECAY,
+                     ENG_PARAM_TRAINABLE | ENG_PARAM_NO_DECAY | (tp & ENG_PARAM_TP_COLUMN),
                      ENG_INIT_ZEROS,
                      0.0,
                      block});
@@ -76,13 +80,13 @@ inline std::vector<ParamSpec> decoder_param_specs(const DecoderConfig& c) {
                  -1});
   for (int32_t i = 0; i < c.n_layers; ++i) {
     const std::string p = layer_prefix(i);
-    linear(p + "self_attn.q_proj", q_out, C, c.qkv_bias, i);
-    linear(p + "self_attn.k_proj", kv_out, C, c.qkv_bias, i);
-    linear(p + "self_attn.v_proj", kv_out, C, c.qkv_bias, i);
-    linear(p + "self_attn.o_proj", C, q_out, c.o_bias, i);
-    linear(p + "mlp.gate_proj", I, C, c.mlp_bias, i);
-    linear(p + "mlp.up_proj", I, C, c.mlp_bias, i);
-    linear(p + "mlp.down_proj", C, I, c.mlp_bias, i);
+    linear(p + "self_attn.q_proj", q_out, C, c.qkv_bias, i, ENG_PARAM_TP_COLUMN);
+    linear(p + "self_attn.k_proj", kv_out, C, c.qkv_bias, i, ENG_PARAM_TP_COLUMN);
+    linear(p + "self_attn.v_proj", kv_out, C, c.qkv_bias, i, ENG_PARAM_TP_COLUMN);
+    linear(p + "self_attn.o_proj", C, q_out, c.o_bias, i, ENG_PARAM_TP_ROW);
+    linear(p + "mlp.gate_proj", I, C, c.mlp_bias, i, ENG_PARAM_TP_COLUMN);
+    linear(p + "mlp.up_proj", I, C, c.mlp_bias, i, ENG_PARAM_TP_COLUMN);
+    linear(p + "mlp.down_proj", C, I, c.mlp_bias, i, ENG_PARAM_TP_ROW);
     norm(p + "input_layernorm.weight", i);
     norm(p + "post_attention_layernorm.weight", i);
   }

@@ -1,4 +1,4 @@
-// sum_grads_over_ranks: the gradient all-reduce that ddp and zero2 share. Trainable, untied gradients are
+// sum_grads_over_ranks: the gradient all-reduce that ddp, zero2 and tp share. Trainable, untied gradients are
 // packed in declaration order into buckets of at most `bucket_bytes` (one dtype per bucket); each bucket is
 // all-reduced as one flat tensor (a single gradient in place) and unpacked. Built against the SDK only.
 #pragma once
@@ -29,13 +29,16 @@ inline void sum_bucket(const sdk::Host& host, const std::vector<sdk::Tensor>& gr
   }
 }
 
-inline void sum_grads_over_ranks(const sdk::Host& host, int64_t bucket_bytes) {
+// keep: which trainable parameters take part (all of them by default; tp: the partial-gradient ones).
+template <typename Keep = bool (*)(const sdk::ParamInfo&)>
+inline void sum_grads_over_ranks(const sdk::Host& host, int64_t bucket_bytes,
+                                 Keep keep = [](const sdk::ParamInfo&) { return true; }) {
   std::vector<sdk::Tensor> bucket;
   int64_t bytes = 0;
   eng_dtype dtype = ENG_F32;
   for (sdk::Param p : host.params()) {
     const sdk::ParamInfo info = host.info(p);
-    if (!info.trainable() || (info.flags & ENG_PARAM_TIED) != 0) continue;
+    if (!info.trainable() || (info.flags & ENG_PARAM_TIED) != 0 || !keep(info)) continue;
     sdk::Tensor g = host.grad(p);
     if (!g) continue;
     const int64_t nbytes = g.numel() * static_cast<int64_t>(sdk::dtype_size(g.dtype()));

@@ -40,6 +40,7 @@ struct Target {
   Param b;  // (out, r)
   int64_t in = 0;
   int64_t out = 0;
+  uint32_t tp = 0;  // the base's ENG_PARAM_TP_COLUMN / ENG_PARAM_TP_ROW
   std::string a_key() const { return kKeyPrefix + module + ".lora_A.weight"; }
   std::string b_key() const { return kKeyPrefix + module + ".lora_B.weight"; }
 };
@@ -94,6 +95,7 @@ class Lora : public engine::sdk::Peft {
       t->base = p;
       t->out = info.shape[0];
       t->in = info.shape[1];
+      t->tp = info.flags & (ENG_PARAM_TP_COLUMN | ENG_PARAM_TP_ROW);
       targets_.push_back(std::move(t));
     }
     if (targets_.empty()) {
@@ -104,19 +106,24 @@ class Lora : public engine::sdk::Peft {
           ENG_ERR_INVALID_ARGUMENT);
     }
     // Only the adapters train (PEFT's mark_only_lora_as_trainable): the engine froze the base before attach.
+    // Tensor parallelism splits the adapters with their base: A (r, in) along its input like a row-split base,
+    // B (out, r) along its output like a column-split one; the other matrix stays whole, and its gradient is
+    // a partial sum on each rank (ENG_PARAM_TP_PARTIAL_GRAD).
     for (auto& t : targets_) {
+      const uint32_t a_tp = t->tp == ENG_PARAM_TP_ROW ? ENG_PARAM_TP_ROW : t->tp != 0 ? ENG_PARAM_TP_PARTIAL_GRAD : 0;
+      const uint32_t b_tp = t->tp == ENG_PARAM_TP_COLUMN ? ENG_PARAM_TP_COLUMN : t->tp != 0 ? ENG_PARAM_TP_PARTIAL_GRAD : 0;
       t->a = host.declare({t->a_key(),
                            {opt_.r, t->in},
                            ENG_F32,
                            ENG_ROLE_ADAPTER,
-                           ENG_PARAM_TRAINABLE,
+                           ENG_PARAM_TRAINABLE | a_tp,
                            ENG_INIT_KAIMING_UNIFORM,
                            5.0});
       t->b = host.declare({t->b_key(),
                            {t->out, opt_.r},
                            ENG_F32,
                            ENG_ROLE_ADAPTER,
-                           ENG_PARAM_TRAINABLE,
+                           ENG_PARAM_TRAINABLE | b_tp,
                            ENG_INIT_ZEROS,
                            0.0});
       host.peft_attach(t->base, t.get());

@@ -108,7 +108,7 @@ _Static_assert(offsetof(eng_op_table, foreach_axpby_) == 304, "eng_op_table.fore
 _Static_assert(offsetof(eng_op_table, foreach_addcmul_) == 312, "eng_op_table.foreach_addcmul_");
 _Static_assert(offsetof(eng_op_table, foreach_addcdiv_) == 320, "eng_op_table.foreach_addcdiv_");
 _Static_assert(offsetof(eng_op_table, foreach_add_sign_) == 328, "eng_op_table.foreach_add_sign_");
-_Static_assert(sizeof(eng_host_api) == 416, "eng_host_api size");
+_Static_assert(sizeof(eng_host_api) == 424, "eng_host_api size");
 /* appended in ABI 1.1: parameter placement (zero3/fsdp); the table was 368 bytes before */
 _Static_assert(offsetof(eng_host_api, param_set_local) == 368, "eng_host_api.param_set_local");
 _Static_assert(offsetof(eng_host_api, param_gather) == 376, "eng_host_api.param_gather");
@@ -117,6 +117,8 @@ _Static_assert(offsetof(eng_host_api, param_reduce_grad) == 392, "eng_host_api.p
 _Static_assert(offsetof(eng_host_api, param_local) == 400, "eng_host_api.param_local");
 /* appended in ABI 1.1: flat shards (fsdp); the table was 408 bytes before */
 _Static_assert(offsetof(eng_host_api, param_set_local_flat) == 408, "eng_host_api.param_set_local_flat");
+/* appended in ABI 1.1: split parameters (tp); the table was 416 bytes before */
+_Static_assert(offsetof(eng_host_api, param_set_split) == 416, "eng_host_api.param_set_split");
 _Static_assert(offsetof(eng_host_api, device_properties) == 344, "eng_host_api.device_properties");
 _Static_assert(offsetof(eng_host_api, target_match) == 352, "eng_host_api.target_match");
 _Static_assert(offsetof(eng_host_api, file_write) == 360, "eng_host_api.file_write");
@@ -228,7 +230,7 @@ _Static_assert(offsetof(eng_optimizer_vtable, step) == 32, "eng_optimizer_vtable
 _Static_assert(offsetof(eng_optimizer_vtable, save_state) == 40, "eng_optimizer_vtable.save_state");
 _Static_assert(offsetof(eng_optimizer_vtable, load_state) == 48, "eng_optimizer_vtable.load_state");
 _Static_assert(offsetof(eng_optimizer_vtable, state_bytes_per_element) == 56, "eng_optimizer_vtable.state_bytes_per_element");
-_Static_assert(sizeof(eng_parallel_vtable) == 96, "eng_parallel_vtable size");
+_Static_assert(sizeof(eng_parallel_vtable) == 104, "eng_parallel_vtable size");
 _Static_assert(offsetof(eng_parallel_vtable, struct_size) == 0, "eng_parallel_vtable.struct_size");
 _Static_assert(offsetof(eng_parallel_vtable, create) == 8, "eng_parallel_vtable.create");
 _Static_assert(offsetof(eng_parallel_vtable, destroy) == 16, "eng_parallel_vtable.destroy");
@@ -241,6 +243,7 @@ _Static_assert(offsetof(eng_parallel_vtable, after_step) == 64, "eng_parallel_vt
 _Static_assert(offsetof(eng_parallel_vtable, save_state) == 72, "eng_parallel_vtable.save_state");
 _Static_assert(offsetof(eng_parallel_vtable, load_state) == 80, "eng_parallel_vtable.load_state");
 _Static_assert(offsetof(eng_parallel_vtable, param_owner) == 88, "eng_parallel_vtable.param_owner");
+_Static_assert(offsetof(eng_parallel_vtable, data_parallel) == 96, "eng_parallel_vtable.data_parallel");
 _Static_assert(sizeof(eng_peft_vtable) == 64, "eng_peft_vtable size");
 _Static_assert(offsetof(eng_peft_vtable, struct_size) == 0, "eng_peft_vtable.struct_size");
 _Static_assert(offsetof(eng_peft_vtable, create) == 8, "eng_peft_vtable.create");

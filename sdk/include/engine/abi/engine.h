@@ -133,6 +133,17 @@ typedef uint32_t eng_param_role;
 #define ENG_PARAM_QUANTIZED (1u << 2) /* base storage is held by the quantizer (set by engine)   */
 #define ENG_PARAM_TIED (1u << 3)      /* shares storage with another parameter (tied embeddings) */
 #define ENG_PARAM_NOT_SAVED (1u << 4) /* not read from / written to checkpoints                   */
+/* How tensor parallelism may split a parameter (ABI 1.1). The model or PEFT plugin declares them; only a
+ * strategy that splits (tp, through param_set_split) acts on them.
+ *   TP_COLUMN: split along dim 0, the output features (whole heads); the linear's input is replicated and its
+ *              gradient summed over the group.
+ *   TP_ROW: split along dim 1, the input features; the linear's output is summed over the group, its
+ *           (replicated) bias added after the sum.
+ *   TP_PARTIAL_GRAD: replicated, but used on split activations, so each rank's gradient is a partial sum over
+ *                    the group (LoRA's A of a column-split base, B of a row-split one). */
+#define ENG_PARAM_TP_COLUMN (1u << 5)
+#define ENG_PARAM_TP_ROW (1u << 6)
+#define ENG_PARAM_TP_PARTIAL_GRAD (1u << 7)
 
 /* How a parameter is initialised when no checkpoint provides it. */
 typedef uint32_t eng_init_kind;
@@ -480,6 +491,16 @@ typedef struct eng_host_api {
    * gives a member's part of this rank's shard: the elements [begin, end) of its flattened value that lie in
    * it, possibly none (a 1-D tensor of 0 elements), and the same part of the local gradient. */
   eng_status (*param_set_local_flat)(const eng_ctx* ctx, const eng_param* params, int64_t count);
+
+  /* ---- appended in ABI 1.1: split parameters (tensor parallelism, tp) ------------------------------------
+   * (setup only) keep root p as slice `rank` of `world` equal slices along dim `dim` (0 or 1; shape[dim] must
+   * divide by the world size; the slice is a plain tensor of the local shape). Applied after the weights are
+   * loaded. param_value, param_local and the gradient are then the local slice; the linear seam adds the
+   * collectives the split implies (dim 0: the input's gradient summed over the ranks; dim 1: the output
+   * summed over the ranks, then the bias added), and attention runs on the heads the local q/k/v hold. The
+   * model's eng_model_info heads must divide by the world size (whole heads per rank). Quantized, tied or
+   * already placed parameters are refused. Checkpoints and saves consolidate the slices. */
+  eng_status (*param_set_split)(const eng_ctx* ctx, eng_param p, int32_t dim);
 } eng_host_api;
 
 /* ---- negotiation --------------------------------------------------------------------------------------- */

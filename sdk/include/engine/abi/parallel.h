@@ -43,6 +43,12 @@ typedef struct eng_parallel_vtable {
    * has reduced them by then), and sums the gradient norm over ranks. The strategy makes the replicas equal
    * again in after_step (e.g. a broadcast from each owner). */
   int32_t (*param_owner)(void* self, const eng_ctx* ctx, eng_param param);
+  /* (optional) this rank's place in data parallelism: ranks with the same *dp_rank train on the same rows
+   * (they hold parts of one model: tensor parallelism), *dp_size such groups share the global batch. The
+   * engine then shards the data over dp_size (not the world size) and counts each group's tokens and loss
+   * once. Absent: every rank is its own group (dp_rank = rank, dp_size = world). world must be a multiple of
+   * dp_size. */
+  eng_status (*data_parallel)(void* self, const eng_ctx* ctx, int32_t* dp_rank, int32_t* dp_size);
 } eng_parallel_vtable;
 
 /* The size of the ABI 1.0 table (what a plugin built for 1.0 has). */

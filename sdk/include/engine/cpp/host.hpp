@@ -515,6 +515,13 @@ class Host {
     for (const Param& p : ps) raw.push_back(p.get());
     check(f(ctx_, raw.data(), static_cast<int64_t>(raw.size())), "param_set_local_flat");
   }
+  // (a strategy's setup) keep root p as this rank's 1/world slice along dim 0 or 1 (tensor parallelism); the
+  // linear seam adds the collectives the split implies. See engine.h.
+  void param_set_split(Param p, int32_t dim) const {
+    const auto f =
+        service(offsetof(eng_host_api, param_set_split), [&] { return api_->param_set_split; }, "param_set_split");
+    check(f(ctx_, p.get(), dim), "param_set_split");
+  }
   // Collective: p's full value becomes valid (an all-gather of the shards).
   void param_gather(Param p) const {
     const auto f = service(offsetof(eng_host_api, param_gather), [&] { return api_->param_gather; }, "param_gather");

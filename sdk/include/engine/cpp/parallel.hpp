@@ -37,6 +37,11 @@ class Parallel {
   // it to shard the optimizer state: the engine then frees the others' gradients after before_step, and
   // after_step must make the replicas equal again (broadcast each parameter from its owner).
   virtual int32_t param_owner(Host& host, Param param) { return (void)host, (void)param, -1; }
+  // (optional, ABI 1.1) This rank's data-parallel group and the number of groups: ranks of one group train
+  // on the same rows (tensor parallelism). Not overridden: every rank is its own group.
+  virtual void data_parallel(Host& host, int32_t* dp_rank, int32_t* dp_size) {
+    (void)host, (void)dp_rank, (void)dp_size;
+  }
 };
 
 namespace detail {
@@ -90,6 +95,9 @@ struct ParallelAdapter {
     const eng_status s = call(self, ctx, [&](T& o, Host& h) { owner = o.param_owner(h, Param(param)); });
     return s == ENG_OK ? owner : -1;
   }
+  static eng_status data_parallel(void* self, const eng_ctx* ctx, int32_t* dp_rank, int32_t* dp_size) noexcept {
+    return call(self, ctx, [&](T& o, Host& h) { o.data_parallel(h, dp_rank, dp_size); });
+  }
   static eng_parallel_vtable vtable() noexcept {
     eng_parallel_vtable v{};
     v.struct_size = sizeof(v);
@@ -104,6 +112,7 @@ struct ParallelAdapter {
     v.save_state = ENGINE_SDK_OVERRIDES(T, Parallel, save_state) ? &save_state : nullptr;
     v.load_state = ENGINE_SDK_OVERRIDES(T, Parallel, load_state) ? &load_state : nullptr;
     v.param_owner = ENGINE_SDK_OVERRIDES(T, Parallel, param_owner) ? &param_owner : nullptr;
+    v.data_parallel = ENGINE_SDK_OVERRIDES(T, Parallel, data_parallel) ? &data_parallel : nullptr;
     return v;
   }
 };
