@@ -12,7 +12,9 @@
 #include "engine/host/entry_guard.hpp"
 #include "engine/host/host_api.hpp"
 #include "engine/host/host_entries.hpp"
+#include "engine/host/tensor_parallel.hpp"
 #include "engine/host/linear_seam.hpp"
+#include "engine/host/tensor_parallel.hpp"
 #include "engine/runtime/ops/ops.hpp"
 
 namespace engine::host {
@@ -28,7 +30,9 @@ Tensor node1(HostSession& s, bool grad, std::unique_ptr<rt::Node> node, std::vec
 
 eng_status op_embedding(const eng_ctx* ctx, eng_param table, eng_tensor ids, eng_tensor* out) {
   return op1(ctx, "embedding", out, [&](HostSession& s, bool g) {
-    Tensor w = param_input(s, g, param_arg(table, "embedding"));
+    rt::Param& t = param_arg(table, "embedding");
+    if (split_dim(t) == 0) return tp_embedding(s, g, t, tensor_of(ids, "ids"));  // vocabulary-parallel (tp)
+    Tensor w = param_input(s, g, t);
     return node1(s, g, rt::ops::make_embedding(), {w, tensor_of(ids, "ids")});
   });
 }
@@ -122,7 +126,19 @@ eng_status op_cross_entropy(const eng_ctx* ctx, eng_tensor logits, eng_tensor la
 eng_status op_linear_cross_entropy(const eng_ctx* ctx, eng_tensor hidden, eng_param weight, eng_tensor labels,
                                    int64_t ignore_index, double scale, eng_tensor* out) {
   return op1(ctx, "linear_cross_entropy", out, [&](HostSession& s, bool g) {
-    Tensor w = param_input(s, g, param_arg(weight, "linear_cross_entropy"));
+    rt::Param& head = param_arg(weight, "linear_cross_entropy");
+    if (split_dim(head) == 0) {  // vocabulary-parallel (tp): the labels are read on the host
+      const Tensor l = tensor_of(labels, "labels");
+      if (l.dtype() != ENG_I32) fail("linear_cross_entropy: labels must be int32, got {}", l.describe());
+      std::vector<int32_t> host_labels(static_cast<size_t>(l.numel()));
+      l.contiguous().copy_to_host(host_labels.data(), host_labels.size() * sizeof(int32_t));
+      for (size_t i = 0; i < host_labels.size(); ++i)
+        if (host_labels[i] != ignore_index && (host_labels[i] < 0 || host_labels[i] >= head.shape()[0]))
+          fail("linear_cross_entropy: label {} at row {} is outside the vocabulary of {} (and is not ignore_index {})",
+               host_labels[i], i, head.shape()[0], ignore_index);
+      return tp_linear_cross_entropy(s, g, tensor_of(hidden, "hidden"), head, host_labels, ignore_index, scale);
+    }
+    Tensor w = param_input(s, g, head);
     return node1(s, g, rt::ops::make_linear_cross_entropy(ignore_index, scale),
                  {tensor_of(hidden, "hidden"), w, tensor_of(labels, "labels")});
   });

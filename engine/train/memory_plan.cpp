@@ -54,15 +54,20 @@ const std::vector<std::string>& block_linear_names() {
 //   mlp                  gate and up (saved by swiglu) and swiglu's output (saved by down_proj): 3*I
 //   LoRA per target      x A^T (r), saved by the B matmul
 // Outside the blocks: the final norm's input and output (2C), the loss's log-sum-exp, ids/labels/positions.
+// Under tensor parallelism (tp) a rank holds its heads' and its MLP slice's activations: 1/world of q, k, v, the
+// attention output and the MLP intermediates; the residual stream and the norms are whole.
+static int64_t tp_parts(const PlanInputs& in) { return in.strategy == "tp" ? std::max<int64_t>(1, in.world_size) : 1; }
+
 int64_t activation_elements_per_token(const PlanInputs& in) {
   const PlanModelShape& m = in.model;
+  const int64_t tp = tp_parts(in);
   const int64_t c = m.hidden_size;
-  const int64_t q = int64_t(m.n_heads) * m.head_dim;
-  const int64_t kv = int64_t(m.n_kv_heads) * m.head_dim;
-  const int64_t i = m.intermediate_size;
+  const int64_t q = int64_t(m.n_heads) * m.head_dim / tp;
+  const int64_t kv = int64_t(m.n_kv_heads) * m.head_dim / tp;
+  const int64_t i = m.intermediate_size / tp;
   int64_t e = 2 * (2 * c + 1);  // two norms
   e += q + 2 * kv;              // roped q, k and v
-  e += q + m.n_heads;           // attention output and statistics
+  e += q + m.n_heads / tp;      // attention output and statistics
   e += 3 * i;                   // mlp
   if (in.lora_rank > 0) {
     for (const auto& l : block_linears(m)) {
@@ -79,10 +84,11 @@ int64_t activation_elements_per_token(const PlanInputs& in) {
 //   product and the sum (2 out)
 int64_t block_output_elements_per_token(const PlanInputs& in) {
   const PlanModelShape& m = in.model;
+  const int64_t tp = tp_parts(in);
   const int64_t c = m.hidden_size;
-  const int64_t q = int64_t(m.n_heads) * m.head_dim;
-  const int64_t kv = int64_t(m.n_kv_heads) * m.head_dim;
-  int64_t e = 2 * c + (q + 2 * kv) + (q + kv) + q + 2 * c + 3 * m.intermediate_size + 2 * c;
+  const int64_t q = int64_t(m.n_heads) * m.head_dim / tp;
+  const int64_t kv = int64_t(m.n_kv_heads) * m.head_dim / tp;
+  int64_t e = 2 * c + (q + 2 * kv) + (q + kv) + q + 2 * c + 3 * m.intermediate_size / tp + 2 * c;
   if (in.lora_rank > 0) {
     for (const auto& l : block_linears(m)) {
       if (targeted(in, l.name)) e += 2 * in.lora_rank + 2 * l.out;
@@ -113,6 +119,18 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
   }
   linear_elems *= m.n_layers;
   adapter_elems *= m.n_layers;
+  // Tensor parallelism: every block projection is split over the ranks (q, k, v, gate, up along their outputs,
+  // o and down along their inputs); a LoRA adapter splits the matrix on the split side and keeps the other.
+  const int64_t tp = tp_parts(in);
+  if (tp > 1) {
+    linear_elems /= tp;
+    adapter_elems = 0;
+    for (const auto& l : block_linears(m)) {
+      const bool row = l.name == "o_proj" || l.name == "down_proj";
+      if (!full && targeted(in, l.name)) adapter_elems += in.lora_rank * (row ? l.out + l.in / tp : l.out / tp + l.in);
+    }
+    adapter_elems *= m.n_layers;
+  }
   int64_t per_block_other = 2 * m.hidden_size;  // two norms
   if (m.attention_bias) per_block_other += int64_t(m.n_heads + 2 * m.n_kv_heads) * m.head_dim;
   other_elems = per_block_other * m.n_layers + m.hidden_size /* final norm */ + m.vocab_size * m.hidden_size;
@@ -134,7 +152,8 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
        : in.quant_bytes_per_element > 0
            ? fmt::format("{} quantized projection elements at {} B (scales included), {} others at {} B",
                          linear_elems, in.quant_bytes_per_element, other_elems, wbytes)
-           : fmt::format("{} frozen elements, {} B each", plan.base_elements, wbytes)});
+           : fmt::format("{} frozen elements, {} B each{}", plan.base_elements, wbytes,
+                         tp > 1 ? fmt::format(" (block projections 1/{} per rank, tp)", tp) : std::string())});
   plan.components.push_back(
       {"quant scales", scale_bytes,
        in.quant_bytes_per_element > 0

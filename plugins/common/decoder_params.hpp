@@ -71,10 +71,11 @@ inline std::vector<ParamSpec> decoder_param_specs(const DecoderConfig& c) {
         {name, {C}, ENG_ROLE_NORM, ENG_PARAM_TRAINABLE | ENG_PARAM_NO_DECAY, ENG_INIT_ONES, 0.0, block});
   };
 
+  // tp: the embedding and lm_head are split over the vocabulary (rows), like a column-split projection.
   out.push_back({"model.embed_tokens.weight",
                  {V, C},
                  ENG_ROLE_EMBEDDING,
-                 ENG_PARAM_TRAINABLE,
+                 ENG_PARAM_TRAINABLE | ENG_PARAM_TP_COLUMN,
                  ENG_INIT_NORMAL,
                  init_std,
                  -1});
@@ -91,7 +92,7 @@ inline std::vector<ParamSpec> decoder_param_specs(const DecoderConfig& c) {
     norm(p + "post_attention_layernorm.weight", i);
   }
   norm("model.norm.weight", -1);
-  if (!c.tie_word_embeddings) linear("lm_head", V, C, false, -1);
+  if (!c.tie_word_embeddings) linear("lm_head", V, C, false, -1, ENG_PARAM_TP_COLUMN);
   return out;
 }
 

@@ -1,11 +1,12 @@
-// A parameter-sharding strategy (zero3 or fsdp: ENGINE_SHARDED_STRATEGY, one binary each) on CUDA tensors at
+// A parameter-placing strategy (zero3, fsdp or tp: ENGINE_SHARDED_STRATEGY, one binary each) on CUDA tensors at
 // world size 1 (NCCL refuses two ranks on one GPU; several GPUs are the multi-GPU issue's): `engine run
 // --nproc-per-node 1 --set parallel.plugin=<strategy>` on tiny_lora and tiny_full against the plain single-GPU
 // run. At world 1 every shard is the whole buffer, but the code path is the strategy's: the
 // placement, the release of every full value after its block (the caching allocator gets the memory back and
 // the tape's references stay valid), the NCCL all-gather into the same storage before the block's forward and
 // backward, the reduce-scatter of the gradients into the local shards, the optimizer on the local shards, the
-// optimizer shard with its layout in the checkpoint. Labels cuda and dist; skips without a GPU.
+// optimizer shard with its layout in the checkpoint (tp: the split placement, tp_copy/tp_reduce through NCCL
+// around every projection, the slices consolidated on save). Labels cuda and dist; skips without a GPU.
 #include "tests/cuda/cuda_test_support.hpp"
 #include "tests/dist/dist_e2e_support.hpp"
 

@@ -1,14 +1,16 @@
 // Tensor parallelism (plugins/tp) with several processes on the CPU (Gloo), through the `engine` binary:
 //   - tiny_lora and tiny_full at tp = 2 give the per-step losses of the plain single-process run on the same
-//     batch (relative difference below 1e-5 over 20 steps; every rank of a tp group trains on the whole batch)
+//     batch (relative difference below 1e-5 over 20 steps; every rank of a tp group trains on the whole batch;
+//     the loss is the vocabulary-parallel cross-entropy, the embedding a vocabulary-parallel lookup)
 //     and, consolidated, its final weights; also with activation checkpointing (a replayed block repeats its
 //     collectives) and with gradient accumulation;
-//   - each rank keeps half of every split projection: its parameters + gradients + optimizer state are the
-//     replicated part plus half the split part of the 1-rank run;
+//   - each rank keeps half of every split parameter (block projections, the embedding and lm_head split over
+//     the vocabulary): its parameters + gradients + optimizer state are a little over half of the 1-rank
+//     run's (the norms and LoRA's matrix on the whole side stay whole);
 //   - a tp = 2 checkpoint (each rank's optimizer slice with its layout, consolidated weights) resumes on 1 rank
 //     without a strategy, on 2 ranks with ddp and on 2 with tp, each ending with the uninterrupted weights;
 //     `engine export --merged` of it equals the single-process export;
-//   - what cannot be split is refused by name: 3 ranks (q_proj's 64 features), 4 ranks of a model with 2
+//   - what cannot be split is refused by name: 3 ranks (the 512-token vocabulary), 4 ranks of a model with 2
 //     key/value heads, tp_size below the world size, a quantized (nf4) base.
 #include "tests/dist/dist_e2e_support.hpp"
 
@@ -58,8 +60,9 @@ void equivalence(const Job& job) {
     std::cout << job.recipe << " tp=2: rank " << rank << " keeps " << share << " of " << full
               << " bytes of parameters, gradients and optimizer state (allocator " << h.allocator << " vs "
               << one.at(0).allocator << ")\n";
-    EXPECT_LT(share, 0.8 * full) << "rank " << rank;
-    EXPECT_GT(share, 0.5 * full) << "rank " << rank << ": more than half cannot be split (embedding, norms)";
+    // Everything but the norms (and LoRA's matrices on the whole side) is split: a little over half.
+    EXPECT_LT(share, (job.recipe == "tiny_full" ? 0.51 : 0.65) * full) << "rank " << rank;
+    EXPECT_GT(share, 0.5 * full) << "rank " << rank << ": the norms stay whole";
     EXPECT_EQ(h.params, two.at(0).params) << "the ranks hold equal halves";
   }
 }
@@ -149,10 +152,11 @@ TEST(Tp, WhatCannotBeSplitIsRefusedByName) {
   const fs::path dir = fresh_dir("tp_refused");
   const fs::path model = dir / "model";
   run_ok(dir, "plain", with(run_args(kLora, model, dir / "plain", 1), {"--set", "train.max_steps=1"}));
-  {  // 3 ranks: q_proj's 64 output features do not split into 3 equal slices
+  {  // 3 ranks: the 512-token vocabulary (and q_proj's 64 features) do not split into 3 equal slices
     const fs::path log = dir / "three.log";
     EXPECT_NE(run_engine(tp_args(kLora, model, dir / "three", 3), log), 0);
-    EXPECT_NE(read_file(log).find("of shape (64, 64) cannot be split into 3 equal slices along dimension 0"),
+    EXPECT_NE(read_file(log).find("'model.embed_tokens.weight' of shape (512, 64) cannot be split into 3 equal "
+                                  "slices along dimension 0"),
               std::string::npos)
         << read_file(log);
   }
