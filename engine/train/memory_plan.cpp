@@ -135,6 +135,12 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
   if (m.attention_bias) per_block_other += int64_t(m.n_heads + 2 * m.n_kv_heads) * m.head_dim;
   other_elems = per_block_other * m.n_layers + m.hidden_size /* final norm */ + m.vocab_size * m.hidden_size;
   if (!m.tie_word_embeddings) other_elems += m.vocab_size * m.hidden_size;
+  if (tp > 1) {  // the embedding and lm_head are split over the vocabulary too, q/k/v biases with their weights
+    const int64_t vocab_elems = m.vocab_size * m.hidden_size * (m.tie_word_embeddings ? 1 : 2);
+    const int64_t bias_elems =
+        m.attention_bias ? int64_t(m.n_heads + 2 * m.n_kv_heads) * m.head_dim * m.n_layers : 0;
+    other_elems -= (vocab_elems - vocab_elems / tp) + (bias_elems - bias_elems / tp);
+  }
   plan.base_elements = linear_elems + other_elems;
 
   int64_t base_bytes = 0, scale_bytes = 0;
@@ -153,7 +159,7 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
            ? fmt::format("{} quantized projection elements at {} B (scales included), {} others at {} B",
                          linear_elems, in.quant_bytes_per_element, other_elems, wbytes)
            : fmt::format("{} frozen elements, {} B each{}", plan.base_elements, wbytes,
-                         tp > 1 ? fmt::format(" (block projections 1/{} per rank, tp)", tp) : std::string())});
+                         tp > 1 ? fmt::format(" (projections, embedding and lm_head 1/{} per rank, tp)", tp) : std::string())});
   plan.components.push_back(
       {"quant scales", scale_bytes,
        in.quant_bytes_per_element > 0

@@ -178,3 +178,26 @@ TEST(MemoryPlan, Zero3KeepsOneWorldthPerRankPlusTheGatheredBlock) {
   in.strategy = "ddp";
   EXPECT_EQ(make_memory_plan(in).total_bytes, one.total_bytes);
 }
+
+// tp: every block projection, the embedding and lm_head are 1/world per rank (the norms whole); a LoRA adapter
+// splits its matrix on the split side (A of o/down, B of q/k/v/gate/up); the heads' and the MLP's activations
+// are 1/world too.
+TEST(MemoryPlan, TensorParallelSplitsProjectionsVocabularyAndAdapters) {
+  PlanInputs in = qwen7b();
+  in.lora_rank = 16;
+  in.lora_targets = {"all-linear"};
+  const MemoryPlan one = make_memory_plan(in);
+  in.strategy = "tp";
+  in.world_size = 2;
+  const MemoryPlan two = make_memory_plan(in);
+  // Only the norms (28 * 2 * 3584 + 3584 elements) stay whole; the q/k/v biases split with their weights.
+  const int64_t whole = 28 * 2 * 3584 + 3584;
+  EXPECT_EQ(two.base_elements, (7615616512 - whole) / 2 + whole);
+  EXPECT_EQ(component(two, "base weights"), two.base_elements * 2);
+  // Per layer: q, k, v, gate, up keep r * (in + out/2); o, down r * (in/2 + out).
+  const int64_t per_layer = 16 * ((3584 + 3584 / 2) + 2 * (3584 + 512 / 2) + 2 * (3584 + 18944 / 2) +
+                                  (3584 / 2 + 3584) + (18944 / 2 + 3584));
+  EXPECT_EQ(two.trainable_elements, 28 * per_layer);
+  EXPECT_LT(component(two, "activations"), component(one, "activations"));
+  EXPECT_NE(format_memory_plan(two, "cuda:0").find("1/2 per rank, tp"), std::string::npos);
+}
