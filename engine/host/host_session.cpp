@@ -59,6 +59,7 @@ void HostSession::block_begin(int block) {
     declaration_block_ = block;
     return;
   }
+  tp_copy_memo_ = TpCopyMemo{};
   tape_.block_begin(block);  // validates the nesting first
   // The parallel strategy's forward hook (gather the block's parameters) runs before the block's ops.
   if (hooks_ != nullptr) {
@@ -79,6 +80,7 @@ void HostSession::block_end(int block) {
     declaration_block_ = -1;
     return;
   }
+  tp_copy_memo_ = TpCopyMemo{};
   tape_.block_end(block);
   if (hooks_ != nullptr) hooks_->after_block(block, rt::BlockPhase::Forward);
 }

@@ -89,6 +89,15 @@ class HostSession {
   void block_begin(int block);
   void block_end(int block);
 
+  // Tensor parallelism: the linear seam's last tp_copy (its input and output), so that projections sharing
+  // one input (q, k, v; gate, up) share one tp_copy and their gradients one all-reduce. Cleared at every block
+  // boundary.
+  struct TpCopyMemo {
+    rt::Tensor in, out;
+    bool grad = false;
+  };
+  TpCopyMemo& tp_copy_memo() { return tp_copy_memo_; }
+
   // Runs a node through the tape; with grad_enabled false nothing is recorded.
   std::vector<rt::Tensor> apply(bool grad_enabled, std::unique_ptr<rt::Node> node,
                                 std::vector<rt::Tensor> inputs);
@@ -109,6 +118,7 @@ class HostSession {
   void device_free(void* ptr);
 
  private:
+  TpCopyMemo tp_copy_memo_;
   rt::Device* device_;
   int rank_, world_size_, local_rank_;
   rt::Tape tape_;

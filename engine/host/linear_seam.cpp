@@ -25,7 +25,16 @@ rt::Tensor linear(HostSession& session, bool grad_enabled, const rt::Tensor& x_i
   // features (dim 1) gives a partial product that tp_reduce sums over the ranks before the bias is added.
   const rt::Split& split = weight.root->placement.split;
   const int split_dim = split.applied && !split.gathered ? split.dim : -1;
-  const rt::Tensor x = split_dim == 0 ? tp_copy(session, tape.grad_enabled(), x_in) : x_in;
+  rt::Tensor x = x_in;
+  if (split_dim == 0) {  // projections that share their input (q, k, v; gate, up) share one tp_copy
+    HostSession::TpCopyMemo& memo = session.tp_copy_memo();
+    if (memo.in.defined() && memo.in.impl() == x_in.impl() && memo.grad == tape.grad_enabled()) {
+      x = memo.out;
+    } else {
+      x = tp_copy(session, tape.grad_enabled(), x_in);
+      memo = HostSession::TpCopyMemo{x_in, x, tape.grad_enabled()};
+    }
+  }
   const rt::Dims ws = weight.compute_shape();
   if (ws.ndim != 2) fail("linear: weight '{}' has shape {}, expected (out, in)", weight.name(), ws.str());
   if (x.dim(-1) != ws[1])

@@ -99,6 +99,26 @@ TEST(Tp, CheckpointingAndGradientAccumulationKeepTheLosses) {
   }
 }
 
+// Evaluation under tp runs on every rank (the forward needs the collectives); rank 0 logs the same eval loss
+// as the plain run.
+TEST(Tp, EvaluationRunsOnEveryRankAndMatchesThePlainRun) {
+  const fs::path dir = fresh_dir("tp_eval");
+  const fs::path model = dir / "model";
+  const std::vector<std::string> eval = {"--set", "data.eval=" + (source_dir() / "data/tiny/eval.jsonl").string(),
+                                         "--set", "train.eval_every=10"};
+  run_ok(dir, "plain", run_args(kLora, model, dir / "plain", 1, eval));
+  run_ok(dir, "tp2", tp_args(kLora, model, dir / "tp2", 2, eval));
+  auto eval_losses = [](const fs::path& out) {
+    std::vector<double> v;
+    for (const auto& j : read_metrics(out))
+      if (j.contains("eval_loss")) v.push_back(j["eval_loss"].get<double>());
+    return v;
+  };
+  const std::vector<double> a = eval_losses(dir / "plain"), b = eval_losses(dir / "tp2");
+  ASSERT_EQ(a.size(), 2u);
+  expect_close_losses(a, b, "tiny_lora eval loss at tp=2");
+}
+
 TEST(Tp, ATwoRankCheckpointResumesOnOneRankOnDdpAndOnTpAndExportsAsOneProcess) {
   const fs::path dir = fresh_dir("tp_resume");
   const fs::path model = dir / "model";
