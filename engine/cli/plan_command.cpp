@@ -7,6 +7,7 @@
 // when model.init_preset will create the model) and asks the optimizer and quantizer plugins their bytes per
 // element.
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -60,6 +61,11 @@ train::MemoryPlan plan_before_loading(const recipe::Recipe& r, const plugins::Pl
                                                 cuda_memory > 0 ? cuda_memory : static_cast<int64_t>(device.total_memory()));
   in.world_size = world_size;
   in.strategy = r.parallel.present() ? r.parallel.plugin : world_size > 1 ? "ddp" : "";
+  if (in.strategy == "tp") {
+    const nlohmann::json o = nlohmann::json::parse(r.parallel.options_json, nullptr, false);
+    if (o.is_object() && o.contains("tp_size") && o["tp_size"].is_number_integer())
+      in.tp_size = o["tp_size"].get<int64_t>();
+  }
   return train::make_memory_plan(in);
 }
 

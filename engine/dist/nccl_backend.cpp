@@ -69,20 +69,20 @@ class NcclWork final : public rt::CommWork {
 
 }  // namespace
 
-NcclBackend::NcclBackend(ProcessGroup& group, TcpStoreClient& store, const DistEnv& env, rt::Device& device,
-                         std::chrono::milliseconds timeout)
+NcclBackend::NcclBackend(ProcessGroup& group, TcpStoreClient& store, const std::string& id_key, int rank, int size,
+                         rt::Device& device, std::chrono::milliseconds timeout)
     : group_(&group), device_(&device), timeout_(timeout) {
   compute_ = static_cast<CUstream_st*>(device.compute_stream());
   ENGINE_CUDA_CHECK_DIST(cudaSetDevice(device.index()));
   ncclUniqueId id;
-  if (env.rank == 0) {
+  if (rank == 0) {
     ENGINE_NCCL_CHECK(ncclGetUniqueId(&id));
-    store.set("nccl/id", std::string(reinterpret_cast<const char*>(&id), sizeof id));
+    store.set(id_key, std::string(reinterpret_cast<const char*>(&id), sizeof id));
   }
-  const std::string got = store.get("nccl/id", std::chrono::milliseconds(600000));
+  const std::string got = store.get(id_key, std::chrono::milliseconds(600000));
   if (got.size() != sizeof id) fail("rendezvous: the NCCL unique id in the store has {} bytes", got.size());
   std::memcpy(&id, got.data(), sizeof id);
-  ENGINE_NCCL_CHECK(ncclCommInitRank(&comm_, env.world_size, id, env.rank));
+  ENGINE_NCCL_CHECK(ncclCommInitRank(&comm_, size, id, rank));
   ENGINE_CUDA_CHECK_DIST(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking));
   ENGINE_CUDA_CHECK_DIST(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
   watchdog_ = std::thread([this] { watchdog_loop(); });

@@ -37,9 +37,10 @@ class ProcessGroup;
 
 class NcclBackend {
  public:
-  // Rank 0 creates the unique id and publishes it through the store ("nccl/id"); every rank then joins.
-  NcclBackend(ProcessGroup& group, TcpStoreClient& store, const DistEnv& env, rt::Device& device,
-              std::chrono::milliseconds timeout);
+  // Rank 0 of the `size` ranks creates the unique id and publishes it through the store under `id_key`
+  // ("nccl/id" for the world, one key per subgroup); every rank then joins as `rank`.
+  NcclBackend(ProcessGroup& group, TcpStoreClient& store, const std::string& id_key, int rank, int size,
+              rt::Device& device, std::chrono::milliseconds timeout);
   ~NcclBackend();
   NcclBackend(const NcclBackend&) = delete;
   NcclBackend& operator=(const NcclBackend&) = delete;

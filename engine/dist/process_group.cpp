@@ -12,6 +12,7 @@
 #include <gloo/transport/tcp/device.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include "engine/core/error.hpp"
@@ -91,7 +92,7 @@ std::string gloo_hostname(const DistEnv& env) {
 }  // namespace
 
 ProcessGroup::ProcessGroup(const DistEnv& env, rt::Device& device, ProcessGroupOptions options)
-    : env_(env), options_(options) {
+    : env_(env), options_(options), device_(&device) {
   if (env.rank == 0) server_ = std::make_unique<TcpStoreServer>(env.master_port);
   store_ = std::make_unique<TcpStoreClient>(env.master_addr, env.master_port, options.rendezvous_timeout);
   heartbeat_store_ = std::make_unique<TcpStoreClient>(env.master_addr, env.master_port, options.rendezvous_timeout,
@@ -117,21 +118,88 @@ ProcessGroup::ProcessGroup(const DistEnv& env, rt::Device& device, ProcessGroupO
          e.what());
   }
   ctx->setTimeout(options.timeout);
-  gloo_ = std::move(ctx);
+  world_.gloo = std::move(ctx);
+  world_.rank = env.rank;
+  world_.size = env.world_size;
   worker_ = std::thread([this] { worker_loop(); });
   heartbeat_ = std::thread([this] { heartbeat_loop(); });
 #if ENGINE_HAVE_CUDA
   if (device.type() == rt::DeviceType::CUDA)
-    nccl_ = std::make_shared<NcclBackend>(*this, *store_, env, device, options.timeout);
+    world_.nccl = std::make_shared<NcclBackend>(*this, *store_, "nccl/id", env.rank, env.world_size, device,
+                                                options.timeout);
 #else
   (void)device;
 #endif
   spdlog::info("rank {} of {} joined through {} ({}; Gloo{})", env.rank, env.world_size, store_->address(),
-               env.source, nccl_ ? " and NCCL" : "");
+               env.source, world_.nccl ? " and NCCL" : "");
+}
+
+// The communicator of a subgroup: the parent's collectives on the subgroup's own Gloo mesh / NCCL
+// communicator (ProcessGroup::subgroup).
+class SubGroup final : public rt::Communicator {
+ public:
+  SubGroup(ProcessGroup& parent, ProcessGroup::Comms comms) : parent_(&parent), c_(std::move(comms)) {}
+  int rank() const override { return c_.rank; }
+  int world_size() const override { return c_.size; }
+  void all_reduce_sum(rt::Tensor& t) override { all_reduce_sum_async(t)->wait(); }
+  void broadcast(rt::Tensor& t, int root) override { broadcast_async(t, root)->wait(); }
+  void all_gather(const rt::Tensor& shard, rt::Tensor& full) override { all_gather_async(shard, full)->wait(); }
+  void reduce_scatter_sum(const rt::Tensor& full, rt::Tensor& shard) override {
+    reduce_scatter_sum_async(full, shard)->wait();
+  }
+  void barrier() override { parent_->barrier_on(c_); }
+  std::unique_ptr<rt::CommWork> all_reduce_sum_async(rt::Tensor& t) override { return parent_->all_reduce_sum_on(c_, t); }
+  std::unique_ptr<rt::CommWork> all_gather_async(const rt::Tensor& shard, rt::Tensor& full) override {
+    return parent_->all_gather_on(c_, shard, full);
+  }
+  std::unique_ptr<rt::CommWork> reduce_scatter_sum_async(const rt::Tensor& full, rt::Tensor& shard) override {
+    return parent_->reduce_scatter_sum_on(c_, full, shard);
+  }
+  std::unique_ptr<rt::CommWork> broadcast_async(rt::Tensor& t, int root) override {
+    return parent_->broadcast_on(c_, t, root);
+  }
+
+ private:
+  ProcessGroup* parent_;
+  ProcessGroup::Comms c_;
+};
+
+std::unique_ptr<rt::Communicator> ProcessGroup::subgroup(const std::string& name, int color) {
+  // Every rank publishes its color; the ranks of this color, in rank order, are the group.
+  store_->set(fmt::format("group/{}/{}", name, env_.rank), std::to_string(color));
+  std::vector<int> members;
+  for (int r = 0; r < env_.world_size; ++r) {
+    const std::string c = store_->get(fmt::format("group/{}/{}", name, r), options_.rendezvous_timeout);
+    if (c == std::to_string(color)) members.push_back(r);
+  }
+  Comms c;
+  c.size = static_cast<int>(members.size());
+  c.rank = static_cast<int>(std::find(members.begin(), members.end(), env_.rank) - members.begin());
+  c.label = fmt::format("{} {}", name, color);
+  gloo::transport::tcp::attr attr;
+  attr.hostname = gloo_hostname(env_);
+  auto dev = gloo::transport::tcp::CreateDevice(attr);
+  auto ctx = std::make_shared<gloo::rendezvous::Context>(c.rank, c.size);
+  ctx->setTimeout(options_.rendezvous_timeout);
+  GlooStore gstore(*store_, options_.rendezvous_timeout);
+  gloo::rendezvous::PrefixStore prefixed(fmt::format("gloo/{}/{}", name, color), gstore);
+  try {
+    ctx->connectFullMesh(prefixed, dev);
+  } catch (const std::exception& e) {
+    fail("connecting the Gloo mesh of subgroup {} {} ({} ranks) failed: {}", name, color, c.size, e.what());
+  }
+  ctx->setTimeout(options_.timeout);
+  c.gloo = std::move(ctx);
+#if ENGINE_HAVE_CUDA
+  if (device_->type() == rt::DeviceType::CUDA)
+    c.nccl = std::make_shared<NcclBackend>(*this, *store_, fmt::format("nccl/id/{}/{}", name, color), c.rank, c.size,
+                                           *device_, options_.timeout);
+#endif
+  return std::make_unique<SubGroup>(*this, std::move(c));
 }
 
 ProcessGroup::~ProcessGroup() {
-  nccl_.reset();
+  world_.nccl.reset();
   {
     std::lock_guard<std::mutex> lock(queue_mu_);
     stopping_ = true;
@@ -144,7 +212,7 @@ ProcessGroup::~ProcessGroup() {
   }
   hb_cv_.notify_all();
   if (heartbeat_.joinable()) heartbeat_.join();
-  gloo_.reset();
+  world_.gloo.reset();
   heartbeat_store_.reset();
   store_.reset();
   server_.reset();
@@ -247,11 +315,12 @@ void ProcessGroup::worker_loop() {
   }
 }
 
-std::unique_ptr<rt::CommWork> ProcessGroup::enqueue(const char* op, std::function<void(uint32_t)> fn) {
-  std::packaged_task<void()> task([this, op, fn = std::move(fn)] {
+std::unique_ptr<rt::CommWork> ProcessGroup::enqueue(const char* op, Comms& c, std::function<void(uint32_t)> fn) {
+  const uint32_t tag = ++c.tag;  // the caller's order, the same on every rank of c
+  std::packaged_task<void()> task([this, op, tag, fn = std::move(fn)] {
     const Begun b = begin(op);
     try {
-      fn(static_cast<uint32_t>(b.seq));
+      fn(tag);
     } catch (const gloo::Exception& e) {
       end(b.seq);
       throw Error(describe_failure(op, b.seq, e.what()), ENG_ERR_IO);
@@ -267,18 +336,28 @@ std::unique_ptr<rt::CommWork> ProcessGroup::enqueue(const char* op, std::functio
   return std::make_unique<FutureWork>(std::move(f));
 }
 
-std::unique_ptr<rt::CommWork> ProcessGroup::all_reduce_sum_async(Tensor& t) {
+std::unique_ptr<rt::CommWork> ProcessGroup::all_reduce_sum_async(Tensor& t) { return all_reduce_sum_on(world_, t); }
+std::unique_ptr<rt::CommWork> ProcessGroup::broadcast_async(Tensor& t, int root) { return broadcast_on(world_, t, root); }
+std::unique_ptr<rt::CommWork> ProcessGroup::all_gather_async(const Tensor& shard, Tensor& full) {
+  return all_gather_on(world_, shard, full);
+}
+std::unique_ptr<rt::CommWork> ProcessGroup::reduce_scatter_sum_async(const Tensor& full, Tensor& shard) {
+  return reduce_scatter_sum_on(world_, full, shard);
+}
+void ProcessGroup::barrier() { barrier_on(world_); }
+
+std::unique_ptr<rt::CommWork> ProcessGroup::all_reduce_sum_on(Comms& c, Tensor& t) {
 #if ENGINE_HAVE_CUDA
   if (t.defined() && is_cuda(t)) {
-    if (!nccl_) fail("all_reduce_sum of the CUDA tensor {}: this run has no NCCL communicator", t.describe());
-    return nccl_->all_reduce_sum(t);
+    if (!c.nccl) fail("all_reduce_sum of the CUDA tensor {}: this run has no NCCL communicator", t.describe());
+    return c.nccl->all_reduce_sum(t);
   }
 #endif
   check_cpu(t, "all_reduce_sum");
-  return enqueue("all_reduce_sum", [this, t](uint32_t tag) {
+  return enqueue("all_reduce_sum", c, [g = c.gloo, t](uint32_t tag) {
     with_cpu_type(t, "all_reduce_sum", [&](auto zero) {
       using T = decltype(zero);
-      gloo::AllreduceOptions o(gloo_);
+      gloo::AllreduceOptions o(g);
       o.setOutput<T>(static_cast<T*>(t.raw_data()), static_cast<size_t>(t.numel()));
       o.setReduceFunction(static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<T>));
       o.setTag(tag);
@@ -287,18 +366,17 @@ std::unique_ptr<rt::CommWork> ProcessGroup::all_reduce_sum_async(Tensor& t) {
   });
 }
 
-std::unique_ptr<rt::CommWork> ProcessGroup::broadcast_async(Tensor& t, int root) {
-  if (root < 0 || root >= env_.world_size)
-    fail("broadcast from rank {}: ranks are 0..{}", root, env_.world_size - 1);
+std::unique_ptr<rt::CommWork> ProcessGroup::broadcast_on(Comms& c, Tensor& t, int root) {
+  if (root < 0 || root >= c.size) fail("broadcast from rank {}: ranks are 0..{}", root, c.size - 1);
 #if ENGINE_HAVE_CUDA
   if (t.defined() && is_cuda(t)) {
-    if (!nccl_) fail("broadcast of the CUDA tensor {}: this run has no NCCL communicator", t.describe());
-    return nccl_->broadcast(t, root);
+    if (!c.nccl) fail("broadcast of the CUDA tensor {}: this run has no NCCL communicator", t.describe());
+    return c.nccl->broadcast(t, root);
   }
 #endif
   check_cpu(t, "broadcast");
-  return enqueue("broadcast", [this, t, root](uint32_t tag) {
-    gloo::BroadcastOptions o(gloo_);
+  return enqueue("broadcast", c, [g = c.gloo, t, root](uint32_t tag) {
+    gloo::BroadcastOptions o(g);
     o.setOutput<uint8_t>(static_cast<uint8_t*>(t.raw_data()), t.nbytes());
     o.setRoot(root);
     o.setTag(tag);
@@ -306,22 +384,22 @@ std::unique_ptr<rt::CommWork> ProcessGroup::broadcast_async(Tensor& t, int root)
   });
 }
 
-std::unique_ptr<rt::CommWork> ProcessGroup::all_gather_async(const Tensor& shard, Tensor& full) {
-  if (full.defined() && shard.defined() && full.numel() != shard.numel() * env_.world_size)
-    fail("all_gather: the full tensor {} must hold world size {} x the shard {}", full.describe(), env_.world_size,
+std::unique_ptr<rt::CommWork> ProcessGroup::all_gather_on(Comms& c, const Tensor& shard, Tensor& full) {
+  if (full.defined() && shard.defined() && full.numel() != shard.numel() * c.size)
+    fail("all_gather: the full tensor {} must hold world size {} x the shard {}", full.describe(), c.size,
          shard.describe());
   if (shard.defined() && full.defined() && shard.dtype() != full.dtype())
     fail("all_gather: dtypes differ ({} vs {})", shard.describe(), full.describe());
 #if ENGINE_HAVE_CUDA
   if (shard.defined() && is_cuda(shard)) {
-    if (!nccl_) fail("all_gather of the CUDA tensor {}: this run has no NCCL communicator", shard.describe());
-    return nccl_->all_gather(shard, full);
+    if (!c.nccl) fail("all_gather of the CUDA tensor {}: this run has no NCCL communicator", shard.describe());
+    return c.nccl->all_gather(shard, full);
   }
 #endif
   check_cpu(shard, "all_gather");
   check_cpu(full, "all_gather");
-  return enqueue("all_gather", [this, shard, full](uint32_t tag) {
-    gloo::AllgatherOptions o(gloo_);
+  return enqueue("all_gather", c, [g = c.gloo, shard, full](uint32_t tag) {
+    gloo::AllgatherOptions o(g);
     o.setInput<uint8_t>(static_cast<uint8_t*>(shard.raw_data()), shard.nbytes());
     o.setOutput<uint8_t>(static_cast<uint8_t*>(full.raw_data()), full.nbytes());
     o.setTag(tag);
@@ -329,45 +407,45 @@ std::unique_ptr<rt::CommWork> ProcessGroup::all_gather_async(const Tensor& shard
   });
 }
 
-std::unique_ptr<rt::CommWork> ProcessGroup::reduce_scatter_sum_async(const Tensor& full, Tensor& shard) {
-  if (full.defined() && shard.defined() && full.numel() != shard.numel() * env_.world_size)
+std::unique_ptr<rt::CommWork> ProcessGroup::reduce_scatter_sum_on(Comms& c, const Tensor& full, Tensor& shard) {
+  if (full.defined() && shard.defined() && full.numel() != shard.numel() * c.size)
     fail("reduce_scatter_sum: the full tensor {} must hold world size {} x the shard {}", full.describe(),
-         env_.world_size, shard.describe());
+         c.size, shard.describe());
   if (shard.defined() && full.defined() && shard.dtype() != full.dtype())
     fail("reduce_scatter_sum: dtypes differ ({} vs {})", shard.describe(), full.describe());
 #if ENGINE_HAVE_CUDA
   if (full.defined() && is_cuda(full)) {
-    if (!nccl_)
+    if (!c.nccl)
       fail("reduce_scatter_sum of the CUDA tensor {}: this run has no NCCL communicator", full.describe());
-    return nccl_->reduce_scatter_sum(full, shard);
+    return c.nccl->reduce_scatter_sum(full, shard);
   }
 #endif
   check_cpu(full, "reduce_scatter_sum");
   check_cpu(shard, "reduce_scatter_sum");
   // Gloo has no reduce-scatter in its option API: an all-reduce of a copy, then this rank's slice.
-  return enqueue("reduce_scatter_sum", [this, full, shard](uint32_t tag) {
+  return enqueue("reduce_scatter_sum", c, [g = c.gloo, rank = c.rank, size = c.size, full, shard](uint32_t tag) {
     with_cpu_type(full, "reduce_scatter_sum", [&](auto zero) {
       using T = decltype(zero);
       const auto n = static_cast<size_t>(full.numel());
       std::vector<T> sum(static_cast<const T*>(full.raw_data()), static_cast<const T*>(full.raw_data()) + n);
-      gloo::AllreduceOptions o(gloo_);
+      gloo::AllreduceOptions o(g);
       o.setOutput<T>(sum.data(), n);
       o.setReduceFunction(static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<T>));
       o.setTag(tag);
       gloo::allreduce(o);
-      const size_t per = n / static_cast<size_t>(env_.world_size);
-      std::copy_n(sum.data() + per * static_cast<size_t>(env_.rank), per, static_cast<T*>(shard.raw_data()));
+      const size_t per = n / static_cast<size_t>(size);
+      std::copy_n(sum.data() + per * static_cast<size_t>(rank), per, static_cast<T*>(shard.raw_data()));
     });
   });
 }
 
-void ProcessGroup::barrier() {
+void ProcessGroup::barrier_on(Comms& c) {
 #if ENGINE_HAVE_CUDA
-  if (nccl_) nccl_->synchronize();
+  if (c.nccl) c.nccl->synchronize();
 #endif
-  enqueue("barrier",
-          [this](uint32_t tag) {
-            gloo::BarrierOptions o(gloo_);
+  enqueue("barrier", c,
+          [g = c.gloo](uint32_t tag) {
+            gloo::BarrierOptions o(g);
             o.setTag(tag);
             gloo::barrier(o);
           })

@@ -70,11 +70,31 @@ class ProcessGroup final : public rt::Communicator {
   void set_step(int64_t step) override;
 
   const DistEnv& env() const { return env_; }
+  // A subgroup: every rank of the job calls subgroup(name, color) once, in the same order; the ranks that pass
+  // the same color form one group (ordered by their rank). Its collectives run on this group's worker thread
+  // (CPU, Gloo: a mesh of its own) or on an NCCL communicator of its own (CUDA), with the same timeouts. This
+  // ProcessGroup must outlive it. Used for tensor x data parallel meshes.
+  std::unique_ptr<rt::Communicator> subgroup(const std::string& name, int color) override;
   // The message of a collective that failed or timed out: the operation, the step, and what the other
   // ranks' heartbeats say (which rank is missing). Used by the NCCL watchdog too.
   std::string describe_failure(const std::string& op, uint64_t seq, const std::string& cause);
 
  private:
+  friend class SubGroup;
+  // The communicators one set of ranks shares: the world, or a subgroup.
+  struct Comms {
+    std::shared_ptr<gloo::Context> gloo;
+    std::shared_ptr<NcclBackend> nccl;
+    int rank = 0;
+    int size = 1;
+    uint32_t tag = 0;  // Gloo tags, one per collective of these ranks (the order they are started)
+    std::string label;  // "" for the world, else the subgroup's name and color (in messages)
+  };
+  std::unique_ptr<rt::CommWork> all_reduce_sum_on(Comms& c, Tensor& t);
+  std::unique_ptr<rt::CommWork> all_gather_on(Comms& c, const Tensor& shard, Tensor& full);
+  std::unique_ptr<rt::CommWork> reduce_scatter_sum_on(Comms& c, const Tensor& full, Tensor& shard);
+  std::unique_ptr<rt::CommWork> broadcast_on(Comms& c, Tensor& t, int root);
+  void barrier_on(Comms& c);
   struct Begun {
     uint64_t seq;
     int64_t step;
@@ -82,7 +102,7 @@ class ProcessGroup final : public rt::Communicator {
   Begun begin(const char* op);
   void end(uint64_t seq);
   // Queues a Gloo collective on the worker thread.
-  std::unique_ptr<rt::CommWork> enqueue(const char* op, std::function<void(uint32_t tag)> fn);
+  std::unique_ptr<rt::CommWork> enqueue(const char* op, Comms& c, std::function<void(uint32_t tag)> fn);
   void worker_loop();
   void heartbeat_loop();
 
@@ -91,8 +111,8 @@ class ProcessGroup final : public rt::Communicator {
   std::unique_ptr<TcpStoreServer> server_;  // rank 0 only
   std::unique_ptr<TcpStoreClient> store_;
   std::unique_ptr<TcpStoreClient> heartbeat_store_;
-  std::shared_ptr<gloo::Context> gloo_;
-  std::shared_ptr<NcclBackend> nccl_;  // shared_ptr: a CPU-only build never names its destructor
+  Comms world_;  // gloo, nccl (shared_ptr: a CPU-only build never names NcclBackend's destructor)
+  rt::Device* device_ = nullptr;
 
   std::mutex state_mu_;
   uint64_t seq_ = 0;         // collectives started

@@ -16,6 +16,21 @@ eng_status h_all_reduce_sum(const eng_ctx* ctx, eng_tensor t) {
   });
 }
 
+eng_status h_group_all_reduce_sum(const eng_ctx* ctx, eng_tensor t, int32_t group) {
+  return guarded(ctx, "group_all_reduce_sum", [&] {
+    Tensor x = tensor_of(t, "t");
+    HostSession& s = session_of(ctx);
+    switch (group) {
+      case ENG_GROUP_WORLD: return s.communicator().all_reduce_sum(x);
+      case ENG_GROUP_MODEL: return s.model_communicator().all_reduce_sum(x);
+      case ENG_GROUP_DATA: return s.data_communicator().all_reduce_sum(x);
+      default:
+        fail("group_all_reduce_sum: group {} is not ENG_GROUP_WORLD (0), ENG_GROUP_MODEL (1) or ENG_GROUP_DATA (2)",
+             group);
+    }
+  });
+}
+
 eng_status h_broadcast(const eng_ctx* ctx, eng_tensor t, int32_t root) {
   return guarded(ctx, "broadcast", [&] {
     Tensor x = tensor_of(t, "t");

@@ -41,6 +41,12 @@ void HostSession::set_block_hooks(rt::BlockHooks* hooks) {
   tape_.set_block_hooks(hooks);
 }
 
+void HostSession::set_groups(rt::Communicator* model, rt::Communicator* data) {
+  model_comm_ = model;
+  data_comm_ = data;
+  params_->set_split_communicator(model);
+}
+
 void HostSession::set_communicator(rt::Communicator* comm) {
   comm_ = comm != nullptr ? comm : &local_comm_;
   params_->set_communicator(comm_);

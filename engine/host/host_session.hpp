@@ -79,6 +79,12 @@ class HostSession {
   rt::BlockHooks* block_hooks() const { return hooks_; }
   void set_communicator(rt::Communicator* comm);  // nullptr: back to the local (world_size 1) one
   rt::Communicator& communicator() { return *comm_; }
+  // A tensor x data parallel mesh (the strategy's data_parallel): the ranks of this rank's data-parallel group
+  // (they hold the parts of one model: the tensor-parallel collectives and splits) and the ranks that hold the
+  // same part in every group (the data-parallel gradient sum). Both are the whole communicator without a mesh.
+  void set_groups(rt::Communicator* model, rt::Communicator* data);
+  rt::Communicator& model_communicator() { return model_comm_ != nullptr ? *model_comm_ : *comm_; }
+  rt::Communicator& data_communicator() { return data_comm_ != nullptr ? *data_comm_ : *comm_; }
 
   // While declaring, block_begin/block_end only set the block recorded with declared parameters (no tape
   // segment, no hooks).
@@ -129,6 +135,8 @@ class HostSession {
   rt::BlockHooks* hooks_ = nullptr;
   rt::LocalCommunicator local_comm_;
   rt::Communicator* comm_ = &local_comm_;
+  rt::Communicator* model_comm_ = nullptr;
+  rt::Communicator* data_comm_ = nullptr;
   bool declaring_ = false;
   int declaration_block_ = -1;
   std::string error_;

@@ -191,7 +191,7 @@ int split_dim(const rt::Param& p) {
 
 rt::Tensor tp_embedding(HostSession& session, bool grad_enabled, rt::Param& table, const rt::Tensor& ids) {
   rt::Tensor w = param_input(session, grad_enabled, table);  // (V/world, C)
-  const int64_t rows = w.dim(0), first = rows * session.communicator().rank();
+  const int64_t rows = w.dim(0), first = rows * session.model_communicator().rank();
   if (ids.dtype() != ENG_I32) fail("embedding: ids must be int32, got {}", ids.describe());
   std::vector<int32_t> all(static_cast<size_t>(ids.numel()));
   ids.contiguous().copy_to_host(all.data(), all.size() * sizeof(int32_t));
@@ -222,17 +222,17 @@ rt::Tensor tp_linear_cross_entropy(HostSession& session, bool grad_enabled, cons
   const rt::Tensor h = tp_copy(session, grad_enabled, hidden);
   rt::Tensor w = param_input(session, grad_enabled, weight);
   return session.apply1(grad_enabled,
-                        std::make_unique<TpLinearCrossEntropyNode>(session.communicator(), labels, ignore_index,
-                                                                   scale, w.dim(0), session.communicator().rank()),
+                        std::make_unique<TpLinearCrossEntropyNode>(session.model_communicator(), labels, ignore_index,
+                                                                   scale, w.dim(0), session.model_communicator().rank()),
                         {h, w});
 }
 
 rt::Tensor tp_copy(HostSession& session, bool grad_enabled, const rt::Tensor& x) {
-  return session.apply1(grad_enabled, std::make_unique<TpCopyNode>(session.communicator()), {x});
+  return session.apply1(grad_enabled, std::make_unique<TpCopyNode>(session.model_communicator()), {x});
 }
 
 rt::Tensor tp_reduce(HostSession& session, bool grad_enabled, const rt::Tensor& y) {
-  return session.apply1(grad_enabled, std::make_unique<TpReduceNode>(session.communicator()), {y});
+  return session.apply1(grad_enabled, std::make_unique<TpReduceNode>(session.model_communicator()), {y});
 }
 
 }  // namespace engine::host

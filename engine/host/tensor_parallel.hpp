@@ -5,7 +5,8 @@
 //   tp_reduce(y)  forward: y summed over ranks;  backward: the gradient as it is
 //                 (the output of a row-split projection: each rank's product covers its input slice only)
 // Both are collectives: every rank records them in the same order, and a checkpointed block's replay repeats
-// tp_reduce on every rank. The group is the session's communicator (every rank of the job).
+// tp_reduce on every rank. The group is the session's model communicator (every rank of the job, or the
+// ranks of one data-parallel group in a tensor x data parallel mesh).
 #pragma once
 
 #include <cstdint>

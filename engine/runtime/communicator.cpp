@@ -64,3 +64,17 @@ void LocalCommunicator::reduce_scatter_sum(const Tensor& full, Tensor& shard) {
 }
 
 }  // namespace engine::rt
+
+namespace engine::rt {
+
+std::unique_ptr<Communicator> Communicator::subgroup(const std::string& name, int color) {
+  fail("this communicator cannot form subgroups (asked for {} {}): a tensor x data parallel mesh needs the "
+       "process group of a launched job",
+       name, color);
+}
+
+std::unique_ptr<Communicator> LocalCommunicator::subgroup(const std::string&, int) {
+  return std::make_unique<LocalCommunicator>();
+}
+
+}  // namespace engine::rt

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "engine/runtime/tensor.hpp"
 
@@ -40,6 +41,9 @@ class Communicator {
   // shard = this rank's slice of the sum over ranks of full (flattened, rank order)
   virtual void reduce_scatter_sum(const Tensor& full, Tensor& shard) = 0;
   virtual void barrier() = 0;
+  // A subgroup (every rank calls it once with the same name, in the same order; ranks passing the same color
+  // form one group, in rank order). The default refuses; LocalCommunicator gives another local one.
+  virtual std::unique_ptr<Communicator> subgroup(const std::string& name, int color);
 };
 
 // world_size 1: reductions and broadcasts are the identity, gathers and scatters are copies.
@@ -52,6 +56,7 @@ class LocalCommunicator final : public Communicator {
   void all_gather(const Tensor& shard, Tensor& full) override;
   void reduce_scatter_sum(const Tensor& full, Tensor& shard) override;
   void barrier() override {}
+  std::unique_ptr<Communicator> subgroup(const std::string& name, int color) override;
 };
 
 }  // namespace engine::rt

@@ -279,11 +279,12 @@ void ParamStore::set_split(Param& p, int dim) {
   if (dim >= shape.ndim || (dim == 1 && shape.ndim != 2))
     fail("parameter '{}' of shape {} cannot be split along dimension {} (dim 1 splits need a 2-d weight)",
          p.name(), shape.str(), dim);
-  if (shape[dim] % world() != 0)
+  // Divisibility by the split group is checked again when the placement applies (the group may be set later).
+  if (shape[dim] % split_world() != 0)
     fail_with(ENG_ERR_INVALID_ARGUMENT,
               "parameter '{}' of shape {} cannot be split into {} equal slices along dimension {} ({} is not a "
               "multiple of {}): choose a world size that divides it",
-              p.name(), shape.str(), world(), dim, shape[dim], world());
+              p.name(), shape.str(), split_world(), dim, shape[dim], split_world());
   if (root.quantizer != nullptr)
     fail_with(ENG_ERR_UNSUPPORTED,
               "parameter '{}' is held quantized by {}: splitting quantized weights is not implemented (the "
@@ -316,9 +317,14 @@ void ParamStore::apply_placement() {
     if (root.root == &root && sp.dim >= 0 && !sp.applied) {
       if (root.quantizer != nullptr)
         fail_with(ENG_ERR_UNSUPPORTED, "parameter '{}' was quantized after its placement as a split", root.name());
+      if (root.shape()[sp.dim] % split_world() != 0)
+        fail_with(ENG_ERR_INVALID_ARGUMENT,
+                  "parameter '{}' of shape {} cannot be split into {} equal slices along dimension {}: choose a "
+                  "tensor-parallel size that divides {}",
+                  root.name(), root.shape().str(), split_world(), sp.dim, root.shape()[sp.dim]);
       materialize(root);
-      const int64_t n = root.shape()[sp.dim] / world();
-      root.value = root.value.sliced(sp.dim, n * rank(), n * (rank() + 1)).contiguous().clone();
+      const int64_t n = root.shape()[sp.dim] / split_world();
+      root.value = root.value.sliced(sp.dim, n * split_rank(), n * (split_rank() + 1)).contiguous().clone();
       sp.applied = true;
       continue;
     }
@@ -357,9 +363,9 @@ void ParamStore::gather_split(Param& root) {
   if (!sp.applied || sp.gathered) return;
   const Tensor local = root.value.contiguous();
   const int64_t n = local.numel();
-  Tensor buf = Tensor::empty(Dims{n * world()}, local.dtype(), *device_);
-  if (comm_ != nullptr)
-    comm_->all_gather(local, buf);
+  Tensor buf = Tensor::empty(Dims{n * split_world()}, local.dtype(), *device_);
+  if (split_comm() != nullptr)
+    split_comm()->all_gather(local, buf);
   else
     buf.copy_from(local.view(Dims{n}));
   Tensor full;
@@ -368,7 +374,7 @@ void ParamStore::gather_split(Param& root) {
   } else {
     full = Tensor::empty(root.shape(), local.dtype(), *device_);
     const int64_t rows = local.dim(0), cols = local.dim(1);
-    for (int r = 0; r < world(); ++r)
+    for (int r = 0; r < split_world(); ++r)
       full.sliced(1, r * cols, (r + 1) * cols).copy_from(buf.sliced(0, r * n, (r + 1) * n).view(Dims{rows, cols}));
   }
   sp.local = root.value;
@@ -410,8 +416,8 @@ void ParamStore::release(Param& p) {
 
 void ParamStore::refresh_local(Param& p) {
   if (Split& sp = p.root->placement.split; sp.gathered) {
-    const int64_t n = p.root->shape()[sp.dim] / world();
-    sp.local.copy_from(p.root->value.sliced(sp.dim, n * rank(), n * (rank() + 1)));
+    const int64_t n = p.root->shape()[sp.dim] / split_world();
+    sp.local.copy_from(p.root->value.sliced(sp.dim, n * split_rank(), n * (split_rank() + 1)));
     return;
   }
   if (!p.root->placement.applied()) return;

@@ -161,6 +161,8 @@ class ParamStore {
   // ---- placement (zero3) ----
   // The communicator gathers and scatters use (the session's; nullptr: a single process).
   void set_communicator(Communicator* comm) { comm_ = comm; }
+  // The ranks a split is cut over (tensor parallelism in a mesh: the model group; nullptr: the communicator's).
+  void set_split_communicator(Communicator* comm) { split_comm_ = comm; }
   // Requests that root `p` be kept as a shard of `shard` elements per rank (0: whole). Quantized parameters
   // are refused. Takes effect at apply_placement().
   void set_local(Param& p, int64_t shard);
@@ -210,10 +212,14 @@ class ParamStore {
   void materialize(Param& root);
   void gather_split(Param& root);
   int world() const { return comm_ != nullptr ? comm_->world_size() : 1; }
+  Communicator* split_comm() const { return split_comm_ != nullptr ? split_comm_ : comm_; }
+  int split_world() const { return split_comm() != nullptr ? split_comm()->world_size() : 1; }
+  int split_rank() const { return split_comm() != nullptr ? split_comm()->rank() : 0; }
   int rank() const { return comm_ != nullptr ? comm_->rank() : 0; }
 
   Device* device_;
   Communicator* comm_ = nullptr;
+  Communicator* split_comm_ = nullptr;
   bool pinned_ = false;
   uint64_t seed_;
   std::vector<std::unique_ptr<Param>> params_;

@@ -123,17 +123,32 @@ void TrainingSession::wire(const recipe::Recipe& recipe, const plugins::PluginRe
         fail("parallel plugin '{}' keeps state of its own (save_state/load_state), which this engine does not "
              "checkpoint yet; it is refused rather than resumed without that state",
              rec.name);
-      parallel_->setup();
+      // The data-parallel groups come first: in a tensor x data parallel mesh the splits are cut over the
+      // model group (the ranks of one data-parallel group).
       parallel_->data_parallel(dp_rank_, dp_size_);
+      if (dp_size_ > 1 && dp_size_ < world_size_) {
+        const int per_group = world_size_ / dp_size_;
+        model_group_ = comm->subgroup("model", dp_rank_);
+        data_group_ = comm->subgroup("data", model_group_->rank());
+        if (model_group_->world_size() != per_group || data_group_->world_size() != dp_size_)
+          fail("parallel plugin '{}': its data-parallel groups are not {} groups of {} ranks (this rank's group has "
+               "{} ranks)",
+               rec.name, dp_size_, per_group, model_group_->world_size());
+        host_->set_groups(model_group_.get(), data_group_.get());
+        spdlog::info("rank {}: rank {} of model group {} ({} ranks), rank {} of data group {} ({} ranks)", rank_,
+                     model_group_->rank(), dp_rank_, per_group, data_group_->rank(), model_group_->rank(), dp_size_);
+      }
+      parallel_->setup();
       if (host_->params().any_split()) {
         // Tensor parallelism: each rank computes whole heads of attention (q, k and v are split in heads).
+        const int parts = model_parallel_size();
         const eng_model_info mi = instance.info();
-        if (mi.n_heads % world_size_ != 0 || mi.n_kv_heads % world_size_ != 0)
+        if (mi.n_heads % parts != 0 || mi.n_kv_heads % parts != 0)
           fail_with(ENG_ERR_INVALID_ARGUMENT,
                     "parallel strategy '{}' splits attention over {} ranks, but the model has {} attention heads and "
-                    "{} key/value heads: each rank needs whole heads, so the world size must divide both "
-                    "(use --nproc-per-node {})",
-                    rec.name, world_size_, mi.n_heads, mi.n_kv_heads, std::gcd(mi.n_heads, mi.n_kv_heads));
+                    "{} key/value heads: each rank needs whole heads, so the tensor-parallel size must divide both "
+                    "(use {} ranks per group)",
+                    rec.name, parts, mi.n_heads, mi.n_kv_heads, std::gcd(mi.n_heads, mi.n_kv_heads));
       }
     }
   };

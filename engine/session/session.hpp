@@ -71,7 +71,8 @@ class TrainingSession {
   bool splits_params() const { return host_->params().any_split(); }
   // Either: checkpoints write one optimizer share per rank with its layout, weights are gathered to be saved.
   bool places_params() const { return shards_params() || splits_params(); }
-  // Data parallelism (the strategy's data_parallel, ABI 1.1; default: every rank its own group): this rank's
+  // Data parallelism (the strategy's data_parallel, ABI 1.1, asked before its setup; default: every rank its
+  // own group; groups of several ranks but fewer than the world form a mesh with a model and a data group): this rank's
   // group, the number of groups, and the ranks per group (they train on the same rows, so a sum over the
   // ranks of the batch's tokens or loss counts each group model_parallel_size() times).
   int dp_rank() const { return dp_rank_; }
@@ -127,6 +128,7 @@ class TrainingSession {
   int world_size_ = 1;
   int dp_rank_ = 0;
   int dp_size_ = 1;
+  std::unique_ptr<rt::Communicator> model_group_, data_group_;  // a tensor x data parallel mesh only
 };
 
 }  // namespace engine::session

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <map>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -43,8 +44,9 @@ std::string shard_layout(session::TrainingSession& session) {
   nlohmann::json shards = nlohmann::json::object();
   for (rt::Param* p : session.trainable()) {
     if (p->split()) {  // tp: slice `index` of `parts` along `dim`
-      shards[p->name()] = nlohmann::json{
-          {"dim", p->root->placement.split.dim}, {"parts", session.world_size()}, {"index", session.rank()}};
+      shards[p->name()] = nlohmann::json{{"dim", p->root->placement.split.dim},
+                                         {"parts", session.model_parallel_size()},
+                                         {"index", session.host().model_communicator().rank()}};
       continue;
     }
     if (!p->sharded()) continue;
@@ -137,6 +139,7 @@ void read_optimizer_state(session::TrainingSession& session, const fs::path& fil
     rt::Tensor whole;  // flat, the parameter's numel
     int64_t filled = 0;
     rt::Param* param = nullptr;
+    std::set<int64_t> parts;  // tp: the slices read (every data-parallel replica of a mesh writes the same ones)
   };
   std::map<std::string, Assembled> assembled;
   int layout_world = 0, layout_files = 0;
@@ -184,6 +187,7 @@ void read_optimizer_state(session::TrainingSession& session, const fs::path& fil
           fail("{}: the shard layout entry {} of {} does not fit its shape {}", one.string(), entry.dump(), pname,
                full.str());
         const int64_t w = full[dim] / parts;
+        if (!a.parts.insert(index).second) continue;  // the same slice from another replica
         rt::Tensor target = a.whole.view(full).sliced(dim, index * w, (index + 1) * w);
         target.copy_from(dst.view(target.shape()));
         a.filled += dst.numel();
@@ -215,8 +219,9 @@ void read_optimizer_state(session::TrainingSession& session, const fs::path& fil
       if (p == nullptr || !p->split() || !rt::dtype_is_float(t.dtype()) || t.numel() != p->shape().numel())
         continue;
       const int dim = p->root->placement.split.dim;
-      const int64_t w = p->shape()[dim] / session.world_size();
-      state.put(key, t.contiguous().view(p->shape()).sliced(dim, w * session.rank(), w * (session.rank() + 1)).contiguous().clone());
+      const int parts = session.model_parallel_size(), index = session.host().model_communicator().rank();
+      const int64_t w = p->shape()[dim] / parts;
+      state.put(key, t.contiguous().view(p->shape()).sliced(dim, w * index, w * (index + 1)).contiguous().clone());
     }
   }
   if (session.shards_params()) {

@@ -56,7 +56,10 @@ const std::vector<std::string>& block_linear_names() {
 // Outside the blocks: the final norm's input and output (2C), the loss's log-sum-exp, ids/labels/positions.
 // Under tensor parallelism (tp) a rank holds its heads' and its MLP slice's activations: 1/world of q, k, v, the
 // attention output and the MLP intermediates; the residual stream and the norms are whole.
-static int64_t tp_parts(const PlanInputs& in) { return in.strategy == "tp" ? std::max<int64_t>(1, in.world_size) : 1; }
+static int64_t tp_parts(const PlanInputs& in) {
+  if (in.strategy != "tp") return 1;
+  return std::max<int64_t>(1, in.tp_size > 0 ? in.tp_size : in.world_size);
+}
 
 int64_t activation_elements_per_token(const PlanInputs& in) {
   const PlanModelShape& m = in.model;

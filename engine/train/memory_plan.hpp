@@ -69,6 +69,7 @@ struct PlanInputs {
   // and lm_head, gathered through the step) in full; zero2 keeps 1/world of the optimizer state; ddp all.
   std::string strategy;
   int64_t world_size = 1;
+  int64_t tp_size = 0;  // tp: ranks of one tensor-parallel group (parallel.tp_size; 0: the world)
 };
 
 struct PlanComponent {

@@ -346,6 +346,9 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
         comm.all_reduce_sum(sq);
         double s = 0;
         sq.copy_to_host(&s, sizeof s);
+        // A tensor x data parallel mesh: every data-parallel replica holds the same slices (summed over the
+        // data group already), so the sum over all ranks counts each slice dp_size times.
+        if (session.model_parallel_size() > 1) s /= session.dp_size();
         norm = std::sqrt(s + grad_sum_squares(hs.params(), replicated));
       } else {
         norm = global_grad_norm(hs.params());

@@ -11,16 +11,17 @@
 
 namespace engine::plugins_common {
 
-inline void sum_bucket(const sdk::Host& host, const std::vector<sdk::Tensor>& grads) {
+// group: ENG_GROUP_WORLD (ddp, zero2), or a group of a tensor x data parallel mesh (tp).
+inline void sum_bucket(const sdk::Host& host, const std::vector<sdk::Tensor>& grads, int32_t group = ENG_GROUP_WORLD) {
   if (grads.size() == 1) {
-    host.all_reduce_sum(grads[0]);
+    host.all_reduce_sum(grads[0], group);
     return;
   }
   std::vector<sdk::Tensor> flat;
   flat.reserve(grads.size());
   for (const sdk::Tensor& g : grads) flat.push_back(host.reshape(g, {g.numel()}));
   sdk::Tensor packed = host.concat(flat, 0);
-  host.all_reduce_sum(packed);
+  host.all_reduce_sum(packed, group);
   int64_t offset = 0;
   for (const sdk::Tensor& g : grads) {
     const int64_t n = g.numel();
@@ -32,7 +33,8 @@ inline void sum_bucket(const sdk::Host& host, const std::vector<sdk::Tensor>& gr
 // keep: which trainable parameters take part (all of them by default; tp: the partial-gradient ones).
 template <typename Keep = bool (*)(const sdk::ParamInfo&)>
 inline void sum_grads_over_ranks(const sdk::Host& host, int64_t bucket_bytes,
-                                 Keep keep = [](const sdk::ParamInfo&) { return true; }) {
+                                 Keep keep = [](const sdk::ParamInfo&) { return true; },
+                                 int32_t group = ENG_GROUP_WORLD) {
   std::vector<sdk::Tensor> bucket;
   int64_t bytes = 0;
   eng_dtype dtype = ENG_F32;
@@ -43,7 +45,7 @@ inline void sum_grads_over_ranks(const sdk::Host& host, int64_t bucket_bytes,
     if (!g) continue;
     const int64_t nbytes = g.numel() * static_cast<int64_t>(sdk::dtype_size(g.dtype()));
     if (!bucket.empty() && (g.dtype() != dtype || bytes + nbytes > bucket_bytes)) {
-      sum_bucket(host, bucket);
+      sum_bucket(host, bucket, group);
       bucket.clear();
       bytes = 0;
     }
@@ -51,7 +53,7 @@ inline void sum_grads_over_ranks(const sdk::Host& host, int64_t bucket_bytes,
     bucket.push_back(std::move(g));
     bytes += nbytes;
   }
-  if (!bucket.empty()) sum_bucket(host, bucket);
+  if (!bucket.empty()) sum_bucket(host, bucket, group);
 }
 
 }  // namespace engine::plugins_common

@@ -1,5 +1,6 @@
-// tp: tensor parallelism (Megatron-LM's) over the ranks of the job: every rank trains on the same batch and
-// keeps a 1/world slice of each projection the model declares splittable.
+// tp: tensor parallelism (Megatron-LM's) over groups of parallel.tp_size ranks (all of them by default): the
+// ranks of a group train on the same batch and each keeps a 1/tp_size slice of every parameter the model
+// declares splittable; several groups are data-parallel replicas (a tp x dp mesh).
 //
 // Placement (setup, ABI 1.1 param_set_split): a parameter the model (or the PEFT method) flags
 //   ENG_PARAM_TP_COLUMN  is cut along dim 0 (output features: q, k, v, gate, up and their biases, in whole
@@ -15,12 +16,14 @@
 // B of a row-split one), whose per-rank gradients are partial sums: before_step adds them up over the ranks.
 // The engine sums the squared gradient norm over ranks for the split parameters and counts replicated ones once.
 //
-// Data: every rank is one tensor-parallel group member (data_parallel gives dp_rank 0 of dp_size 1), so the
-// engine hands all ranks the same rows and counts the batch's tokens and loss once.
+// Data and the mesh: tp_size consecutive ranks form one tensor-parallel group (the whole job by default);
+// data_parallel tells the engine that world / tp_size such groups are data-parallel replicas, so it hands the
+// ranks of one group the same rows, counts each group's tokens and loss once, and forms the groups
+// (ENG_GROUP_MODEL for the splits and the seam's collectives, ENG_GROUP_DATA across the replicas). before_step
+// sums the partial gradients over the model group and, in a mesh, every gradient over the data group.
 //
-// Not done here (docs/distributed.md, "tp"): tp_size below the world size (a tp x dp mesh), the embedding and
-// lm_head split over the vocabulary with a vocabulary-parallel cross-entropy (both are replicated), sequence
-// parallelism, split quantized (nf4) bases.
+// Not done here (docs/distributed.md, "tp"): sequence parallelism, split quantized (nf4) bases, composing with
+// a sharding strategy across the data-parallel groups (the replicas are ddp-like: whole optimizer state).
 #include <string>
 
 #include "engine/cpp/parallel.hpp"
@@ -34,7 +37,7 @@ using engine::sdk::Param;
 using engine::sdk::ParamInfo;
 
 constexpr char kSchema[] = R"json({"type": "object", "properties": {
-  "tp_size": {"type": "integer", "default": 0, "minimum": 0, "description": "ranks of one tensor-parallel group; 0: every rank of the job (the only size implemented: a tp x dp mesh is not)"},
+  "tp_size": {"type": "integer", "default": 0, "minimum": 0, "description": "ranks of one tensor-parallel group (consecutive ranks); the job's world size must be a multiple: world / tp_size groups train as data-parallel replicas (a tp x dp mesh). 0: every rank of the job"},
   "bucket_mb": {"type": "number", "default": 25, "minimum": 0, "description": "the partial gradients of replicated adapters are summed over the ranks in buckets of at most this many MiB"}
 }})json";
 
@@ -51,15 +54,23 @@ class Tp : public engine::sdk::Parallel {
     bucket_bytes_ = common::bucket_bytes_option("tp", o);
   }
 
+  // The mesh: groups of tp consecutive ranks hold one model; world / tp such groups are data-parallel replicas.
+  // The engine asks before setup, and forms the model and data groups from the answer.
+  void data_parallel(Host& host, int32_t* dp_rank, int32_t* dp_size) override {
+    const int64_t world = host.world_size(), tp = tp_size_ == 0 ? world : tp_size_;
+    if (world % tp != 0)
+      throw engine::sdk::Error("tp: tp_size = " + std::to_string(tp_size_) + " does not divide the job's " +
+                                   std::to_string(world) + " ranks; use a tp_size that divides the world size "
+                                   "(world / tp_size data-parallel groups), or 0 for all of them",
+                               ENG_ERR_INVALID_ARGUMENT);
+    tp_ = tp;
+    *dp_rank = static_cast<int32_t>(host.rank() / tp);
+    *dp_size = static_cast<int32_t>(world / tp);
+  }
+
   void setup(Host& host) override {
     const int64_t world = host.world_size();
-    if (tp_size_ != 0 && tp_size_ != world)
-      throw engine::sdk::Error(
-          "tp: tp_size = " + std::to_string(tp_size_) + " but the job has " + std::to_string(world) +
-              " ranks; a tensor-parallel group smaller than the job (a tp x dp mesh) is not implemented: run "
-              "with --nproc-per-node " +
-              std::to_string(tp_size_) + ", or set tp_size = 0",
-          ENG_ERR_UNSUPPORTED);
+    if (tp_ == 0) tp_ = tp_size_ == 0 ? world : tp_size_;  // an engine that did not ask data_parallel
     int64_t split = 0, split_elems = 0, replicated_elems = 0;
     for (Param p : host.params()) {
       const ParamInfo info = host.info(p);
@@ -84,25 +95,28 @@ class Tp : public engine::sdk::Parallel {
       split_elems += info.numel();
     }
     if (host.rank() == 0)
-      host.info("tp: " + std::to_string(world) + " ranks; each keeps 1/" + std::to_string(world) + " of " +
-                std::to_string(split) + " split parameters (" + std::to_string(split_elems) + " elements), " +
-                std::to_string(replicated_elems) + " elements replicated");
+      host.info("tp: " + std::to_string(world) + " ranks" +
+                (tp_ < world ? " as " + std::to_string(world / tp_) + " data-parallel groups of " + std::to_string(tp_)
+                             : std::string()) +
+                "; each keeps 1/" + std::to_string(tp_) + " of " + std::to_string(split) + " split parameters (" +
+                std::to_string(split_elems) + " elements), " + std::to_string(replicated_elems) +
+                " elements replicated");
   }
 
-  // The replicated parameters used on split activations hold partial gradients on each rank: summed here.
+  // The replicated parameters used on split activations hold partial gradients on each rank: summed over the
+  // tensor-parallel group. In a mesh, every gradient is then summed over the data-parallel replicas (ddp).
   void before_step(Host& host) override {
-    engine::plugins_common::sum_grads_over_ranks(host, bucket_bytes_, [](const ParamInfo& info) {
-      return (info.flags & ENG_PARAM_TP_PARTIAL_GRAD) != 0;
-    });
-  }
-
-  void data_parallel(Host&, int32_t* dp_rank, int32_t* dp_size) override {
-    *dp_rank = 0;
-    *dp_size = 1;
+    namespace common = engine::plugins_common;
+    common::sum_grads_over_ranks(
+        host, bucket_bytes_, [](const ParamInfo& info) { return (info.flags & ENG_PARAM_TP_PARTIAL_GRAD) != 0; },
+        ENG_GROUP_MODEL);
+    if (tp_ < host.world_size())
+      common::sum_grads_over_ranks(host, bucket_bytes_, [](const ParamInfo&) { return true; }, ENG_GROUP_DATA);
   }
 
  private:
   int64_t tp_size_ = 0;
+  int64_t tp_ = 0;  // resolved: the ranks of one tensor-parallel group
   int64_t bucket_bytes_ = 0;
 };
 

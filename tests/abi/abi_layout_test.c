@@ -108,7 +108,7 @@ _Static_assert(offsetof(eng_op_table, foreach_axpby_) == 304, "eng_op_table.fore
 _Static_assert(offsetof(eng_op_table, foreach_addcmul_) == 312, "eng_op_table.foreach_addcmul_");
 _Static_assert(offsetof(eng_op_table, foreach_addcdiv_) == 320, "eng_op_table.foreach_addcdiv_");
 _Static_assert(offsetof(eng_op_table, foreach_add_sign_) == 328, "eng_op_table.foreach_add_sign_");
-_Static_assert(sizeof(eng_host_api) == 424, "eng_host_api size");
+_Static_assert(sizeof(eng_host_api) == 432, "eng_host_api size");
 /* appended in ABI 1.1: parameter placement (zero3/fsdp); the table was 368 bytes before */
 _Static_assert(offsetof(eng_host_api, param_set_local) == 368, "eng_host_api.param_set_local");
 _Static_assert(offsetof(eng_host_api, param_gather) == 376, "eng_host_api.param_gather");
@@ -119,6 +119,8 @@ _Static_assert(offsetof(eng_host_api, param_local) == 400, "eng_host_api.param_l
 _Static_assert(offsetof(eng_host_api, param_set_local_flat) == 408, "eng_host_api.param_set_local_flat");
 /* appended in ABI 1.1: split parameters (tp); the table was 416 bytes before */
 _Static_assert(offsetof(eng_host_api, param_set_split) == 416, "eng_host_api.param_set_split");
+/* appended in ABI 1.1: mesh groups; the table was 424 bytes before */
+_Static_assert(offsetof(eng_host_api, group_all_reduce_sum) == 424, "eng_host_api.group_all_reduce_sum");
 _Static_assert(offsetof(eng_host_api, device_properties) == 344, "eng_host_api.device_properties");
 _Static_assert(offsetof(eng_host_api, target_match) == 352, "eng_host_api.target_match");
 _Static_assert(offsetof(eng_host_api, file_write) == 360, "eng_host_api.file_write");

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <memory>
 #include <thread>
 
 #include "engine/core/error.hpp"
@@ -112,6 +113,41 @@ TEST_P(Collectives, EveryCollectiveGivesTheSameResultOnEveryRank) {
 }
 
 INSTANTIATE_TEST_SUITE_P(World, Collectives, ::testing::Values(2, 3));
+
+// Subgroups of a 2 x 2 mesh on 4 ranks: "model" groups {0, 1} and {2, 3}, "data" groups {0, 2} and {1, 3}; every
+// collective of a subgroup involves its members only, and world collectives still work in between.
+TEST(ProcessGroupSubgroups, ATwoByTwoMeshSumsGathersAndBroadcastsWithinEachGroup) {
+  on_ranks(4, [](ProcessGroup& g) {
+    const int r = g.rank();
+    std::unique_ptr<rt::Communicator> model = g.subgroup("model", r / 2);
+    std::unique_ptr<rt::Communicator> data = g.subgroup("data", r % 2);
+    ASSERT_EQ(model->world_size(), 2);
+    ASSERT_EQ(data->world_size(), 2);
+    EXPECT_EQ(model->rank(), r % 2);
+    EXPECT_EQ(data->rank(), r / 2);
+    Tensor a = cpu({float(r)});
+    model->all_reduce_sum(a);
+    EXPECT_EQ(values(a)[0], float(r / 2 == 0 ? 0 + 1 : 2 + 3));
+    Tensor b = cpu({float(r)});
+    data->all_reduce_sum(b);
+    EXPECT_EQ(values(b)[0], float(r % 2 == 0 ? 0 + 2 : 1 + 3));
+    Tensor w = cpu({1.f});
+    g.all_reduce_sum(w);
+    EXPECT_EQ(values(w)[0], 4.f);
+    Tensor full = cpu({-1.f, -1.f});
+    model->all_gather(cpu({float(10 * r)}), full);
+    const float first = float(10 * (r / 2) * 2);
+    EXPECT_EQ(values(full), (std::vector<float>{first, first + 10}));
+    Tensor c = cpu({float(r)});
+    data->broadcast(c, 1);  // from the group's rank 1: global rank 2 or 3
+    EXPECT_EQ(values(c)[0], float(2 + r % 2));
+    Tensor rs_out = cpu({0.f});
+    model->reduce_scatter_sum(cpu({1.f, 2.f}), rs_out);
+    EXPECT_EQ(values(rs_out)[0], float(2 * (1 + r % 2)));
+    model->barrier();
+    data->barrier();
+  });
+}
 
 TEST(ProcessGroupTimeout, ACollectiveARankNeverJoinsFailsNamingTheOperationStepAndRank) {
   const auto start = std::chrono::steady_clock::now();

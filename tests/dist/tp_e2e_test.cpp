@@ -10,8 +10,10 @@
 //   - a tp = 2 checkpoint (each rank's optimizer slice with its layout, consolidated weights) resumes on 1 rank
 //     without a strategy, on 2 ranks with ddp and on 2 with tp, each ending with the uninterrupted weights;
 //     `engine export --merged` of it equals the single-process export;
+//   - a 2 x 2 mesh (parallel.tp_size = 2 on 4 ranks: two data-parallel groups of tp = 2) gives the plain run's
+//     losses and weights, and its checkpoint resumes on one rank;
 //   - what cannot be split is refused by name: 3 ranks (the 512-token vocabulary), 4 ranks of a model with 2
-//     key/value heads, tp_size below the world size, a quantized (nf4) base.
+//     key/value heads, a tp_size that does not divide the world size, a quantized (nf4) base.
 #include "tests/dist/dist_e2e_support.hpp"
 
 namespace engine::e2e {
@@ -70,6 +72,37 @@ void equivalence(const Job& job) {
 TEST(Tp, TinyLoraOnTwoRanksMatchesThePlainRun) { equivalence(kLora); }
 
 TEST(Tp, TinyFullOnTwoRanksMatchesThePlainRun) { equivalence(kFull); }
+
+// A tensor x data parallel mesh: 4 ranks as 2 data-parallel groups of tp = 2 (parallel.tp_size = 2), each
+// group on its half of the global batch (3 rows), against the plain run of 6 rows.
+void mesh(const Job& job) {
+  const fs::path dir = fresh_dir("tp_mesh_" + job.recipe);
+  const fs::path model = dir / "model";
+  const fs::path plain = dir / "plain";
+  run_ok(dir, "plain", run_args(job, model, plain, 1));
+  const fs::path out = dir / "mesh";
+  const std::string text =
+      run_ok(dir, "mesh", launched(run_args(job, model, out, 2, with(kTp, {"--set", "parallel.tp_size=2"})), 4));
+  EXPECT_NE(text.find("tp: 4 ranks as 2 data-parallel groups of 2; each keeps 1/2 of"), std::string::npos) << text;
+  EXPECT_NE(text.find("4 ranks in 2 data-parallel group(s) x micro_batch_size 3 x grad_accum 1 = effective batch of 6"),
+            std::string::npos)
+      << text;
+  const std::vector<double> ref = losses(plain);
+  expect_close_losses(ref, losses(out), job.recipe + " tp=2 x dp=2");
+  expect_close_weights(plain / "checkpoint-20" / job.weights, out / "checkpoint-20" / job.weights,
+                       job.recipe + " tp=2 x dp=2");
+  // The mesh's checkpoint (4 shares, two of each slice) resumes on one rank.
+  const fs::path resumed = dir / "resumed";
+  run_ok(dir, "resumed", run_args(job, model, resumed, 1, {"--resume", (out / "checkpoint-10").string()}));
+  expect_close_losses(std::vector<double>(ref.begin() + 10, ref.end()), losses(resumed),
+                      job.recipe + " tp=2 x dp=2 checkpoint resumed on 1 rank");
+  expect_close_weights(plain / "checkpoint-20" / job.weights, resumed / "checkpoint-20" / job.weights,
+                       job.recipe + " tp=2 x dp=2 checkpoint resumed on 1 rank");
+}
+
+TEST(Tp, TinyLoraOnATwoByTwoMeshMatchesThePlainRun) { mesh(kLora); }
+
+TEST(Tp, TinyFullOnATwoByTwoMeshMatchesThePlainRun) { mesh(kFull); }
 
 TEST(Tp, CheckpointingAndGradientAccumulationKeepTheLosses) {
   const fs::path dir = fresh_dir("tp_variants");
@@ -189,8 +222,9 @@ TEST(Tp, WhatCannotBeSplitIsRefusedByName) {
   }
   {
     const fs::path log = dir / "size.log";
-    EXPECT_NE(run_engine(tp_args(kLora, model, dir / "size", 2, {"--set", "parallel.tp_size=1"}), log), 0);
-    EXPECT_NE(read_file(log).find("tp_size = 1 but the job has 2 ranks"), std::string::npos) << read_file(log);
+    EXPECT_NE(run_engine(tp_args(kLora, model, dir / "size", 3, {"--set", "parallel.tp_size=2"}), log), 0);
+    EXPECT_NE(read_file(log).find("tp: tp_size = 2 does not divide the job's 3 ranks"), std::string::npos)
+        << read_file(log);
   }
   {
     const fs::path log = dir / "qlora.log";

@@ -501,7 +501,18 @@ typedef struct eng_host_api {
    * model's eng_model_info heads must divide by the world size (whole heads per rank). Quantized, tied or
    * already placed parameters are refused. Checkpoints and saves consolidate the slices. */
   eng_status (*param_set_split)(const eng_ctx* ctx, eng_param p, int32_t dim);
+
+  /* ---- appended in ABI 1.1: the groups of a tensor x data parallel mesh ---------------------------------
+   * With a strategy whose data_parallel entry gives dp_size groups of world/dp_size ranks: ENG_GROUP_MODEL is
+   * this rank's data-parallel group (its ranks hold the parts of one model: splits and the tensor-parallel
+   * collectives use it), ENG_GROUP_DATA the ranks that hold the same part in every group (one per
+   * data-parallel group). Without a mesh both are the world. t = sum of t over the group. */
+  eng_status (*group_all_reduce_sum)(const eng_ctx* ctx, eng_tensor t, int32_t group);
 } eng_host_api;
+
+#define ENG_GROUP_WORLD 0
+#define ENG_GROUP_MODEL 1
+#define ENG_GROUP_DATA 2
 
 /* ---- negotiation --------------------------------------------------------------------------------------- */
 

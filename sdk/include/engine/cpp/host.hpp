@@ -432,6 +432,14 @@ class Host {
 
   // ---- collectives (in place) --------------------------------------------------------------------------
   void all_reduce_sum(const Tensor& t) const { check(api_->all_reduce_sum(ctx_, t.get()), "all_reduce_sum"); }
+  // t = sum over a group of a tensor x data parallel mesh (ENG_GROUP_MODEL, ENG_GROUP_DATA; ENG_GROUP_WORLD is
+  // all_reduce_sum).
+  void all_reduce_sum(const Tensor& t, int32_t group) const {
+    if (group == ENG_GROUP_WORLD) return all_reduce_sum(t);
+    const auto f = service(offsetof(eng_host_api, group_all_reduce_sum), [&] { return api_->group_all_reduce_sum; },
+                           "group_all_reduce_sum");
+    check(f(ctx_, t.get(), group), "group_all_reduce_sum");
+  }
   void broadcast(const Tensor& t, int32_t root) const {
     check(api_->broadcast(ctx_, t.get(), root), "broadcast");
   }
