@@ -103,6 +103,16 @@ class HostSession {
     bool grad = false;
   };
   TpCopyMemo& tp_copy_memo() { return tp_copy_memo_; }
+  // The host copy of the batch's token ids the engine uploaded (tensor parallelism's embedding reads the ids
+  // on the host; with this it need not copy them back from the device). Set around the model's forward.
+  void set_host_ids(const rt::Tensor& ids, const std::vector<int32_t>* host) {
+    host_ids_tensor_ = host != nullptr ? ids : rt::Tensor();
+    host_ids_ = host;
+  }
+  const std::vector<int32_t>* host_ids_of(const rt::Tensor& ids) const {
+    return host_ids_ != nullptr && host_ids_tensor_.defined() && host_ids_tensor_.impl() == ids.impl() ? host_ids_
+                                                                                                       : nullptr;
+  }
 
   // Runs a node through the tape; with grad_enabled false nothing is recorded.
   std::vector<rt::Tensor> apply(bool grad_enabled, std::unique_ptr<rt::Node> node,
@@ -125,6 +135,8 @@ class HostSession {
 
  private:
   TpCopyMemo tp_copy_memo_;
+  rt::Tensor host_ids_tensor_;
+  const std::vector<int32_t>* host_ids_ = nullptr;
   rt::Device* device_;
   int rank_, world_size_, local_rank_;
   rt::Tape tape_;

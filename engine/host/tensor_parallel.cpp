@@ -124,30 +124,24 @@ class TpLinearCrossEntropyNode final : public rt::Node {
     const rt::Tensor mask = rt::Tensor::from_vector(rt::Dims{N, 1}, ENG_F32, dev, mask_).to(ct);
     rt::Tensor rows = rt::ops::make_embedding()->forward({w, ids}, false)[0];               // (N, C)
     rows = rt::ops::make_mul()->forward({rt::ops::make_mul()->forward({h, rows}, false)[0], mask}, false)[0];
-    rt::Tensor z = rt::ops::make_sum()->forward({rows}, false)[0].to(ENG_F64).contiguous().clone();  // ()
-    rt::Tensor all = rt::Tensor::empty(rt::Dims{N * comm_->world_size()}, lse_r.dtype(), dev);
+    rt::Tensor z = rt::ops::make_sum()->forward({rows}, false)[0].to(st).contiguous().clone();  // ()
+    const int W = comm_->world_size();
+    rt::Tensor all = rt::Tensor::empty(rt::Dims{N * W}, lse_r.dtype(), dev);
     comm_->all_gather(lse_r, all);
     comm_->all_reduce_sum(z);
-    const std::vector<double> lses = all.to(ENG_F64).to_double_vector();
-    const double z_sum = z.item();
-    std::vector<double> lse(static_cast<size_t>(N), 0.0);
-    double total = 0;
-    const int W = comm_->world_size();
-    for (int64_t i = 0; i < N; ++i) {
-      if (valid_[static_cast<size_t>(i)] == ignore_) continue;
-      double m = -std::numeric_limits<double>::infinity();
-      for (int r = 0; r < W; ++r) m = std::max(m, lses[static_cast<size_t>(r * N + i)]);
-      double s = 0;
-      for (int r = 0; r < W; ++r) s += std::exp(lses[static_cast<size_t>(r * N + i)] - m);
-      lse[static_cast<size_t>(i)] = m + std::log(s);
-      total += lse[static_cast<size_t>(i)];
-    }
-    rt::Tensor loss = rt::Tensor::from_vector(rt::Dims{}, ENG_F64, dev, std::vector<double>{scale_ * (total - z_sum)});
+    // On the device (no synchronisation): the per-row log-sum-exp over the ranks is the cross-entropy kernel's
+    // own lse of the (N, W) table of the ranks' lse_r; the loss adds it up over the labelled rows.
+    const rt::Tensor table = all.view(rt::Dims{W, N}).transposed(0, 1).contiguous();  // (N, W)
+    rt::Tensor lse = rt::Tensor::empty({N}, st, dev), unused2 = rt::Tensor::empty(rt::Dims{}, st, dev);
+    dev.kernels().cross_entropy(table, valid, ignore_, 0.0, unused2, lse);  // lse: 0 on unlabelled rows
+    const rt::Tensor total = rt::ops::make_sum()->forward({lse}, false)[0].to(st);
+    rt::Tensor loss = rt::ops::make_add()->forward({total, rt::ops::make_scale(-1.0)->forward({z}, false)[0]}, false)[0];
+    loss = rt::ops::make_scale(scale_)->forward({loss}, false)[0];
     if (save) {
       h_ = rt::ops::detail::saved_input(in[0], h);
       w_ = rt::ops::detail::saved_input(in[1], w);
       ct_ = ct;
-      lse_ = rt::Tensor::from_vector(rt::Dims{N}, ENG_F64, dev, lse).to(st);
+      lse_ = lse;
     }
     return {loss.to(st)};
   }
@@ -193,8 +187,13 @@ rt::Tensor tp_embedding(HostSession& session, bool grad_enabled, rt::Param& tabl
   rt::Tensor w = param_input(session, grad_enabled, table);  // (V/world, C)
   const int64_t rows = w.dim(0), first = rows * session.model_communicator().rank();
   if (ids.dtype() != ENG_I32) fail("embedding: ids must be int32, got {}", ids.describe());
-  std::vector<int32_t> all(static_cast<size_t>(ids.numel()));
-  ids.contiguous().copy_to_host(all.data(), all.size() * sizeof(int32_t));
+  std::vector<int32_t> copied;
+  const std::vector<int32_t>* known = session.host_ids_of(ids);  // the batch's ids: no copy from the device
+  if (known == nullptr) {
+    copied.resize(static_cast<size_t>(ids.numel()));
+    ids.contiguous().copy_to_host(copied.data(), copied.size() * sizeof(int32_t));
+  }
+  const std::vector<int32_t>& all = known != nullptr ? *known : copied;
   std::vector<int32_t> local(all.size());
   std::vector<float> mask(all.size());
   const int64_t vocab = table.shape()[0];

@@ -5,6 +5,8 @@
 #include "engine/core/error.hpp"
 #include "engine/host/host_api.hpp"
 #include "engine/host/tensor_handle.hpp"
+#include "engine/host/tensor_parallel.hpp"
+#include "engine/runtime/ops/ops.hpp"
 #include "engine/runtime/kernel_table.hpp"
 
 namespace engine::train {
@@ -45,7 +47,22 @@ rt::Tensor batch_loss(session::TrainingSession& session, const data::Batch& b, d
     seg = rt::Tensor::from_vector(bt, ENG_I32, dev, b.segment_ids);
   rt::Tensor labels = rt::Tensor::from_vector(rt::Dims{int64_t(b.rows) * b.seq_len}, ENG_I32, dev, b.labels);
 
-  rt::Tensor hidden = session.model().forward(ids, pos, seg, nullptr, grad);  // (B,T,C)
+  hs.set_host_ids(ids, &b.input_ids);  // tensor parallelism's embedding reads them on the host
+  rt::Tensor hidden;
+  try {
+    hidden = session.model().forward(ids, pos, seg, nullptr, grad);  // (B,T,C)
+  } catch (...) {
+    hs.set_host_ids(ids, nullptr);
+    throw;
+  }
+  hs.set_host_ids(ids, nullptr);
+  rt::Param& head = session.model().lm_head();
+  if (host::split_dim(head) == 0) {
+    // Tensor parallelism: the vocabulary-parallel loss, with the labels as the host has them (no copy back).
+    const int64_t shape[2] = {int64_t(b.rows) * b.seq_len, session.model().info().hidden_size};
+    const rt::Tensor flat = hs.apply1(grad, rt::ops::make_reshape(2, shape), {hidden});
+    return host::tp_linear_cross_entropy(hs, grad, flat, head, b.labels, data::kIgnoreIndex, scale);
+  }
   eng_ctx ctx = hs.context(grad);
   const eng_op_table* ops = host::host_api()->ops;
   OwnedHandle h(hidden), lab(labels), flat, loss;

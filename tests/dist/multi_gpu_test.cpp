@@ -3,6 +3,7 @@
 //   - ddp, zero2, zero3 and fsdp on tiny_lora and tiny_full at 2 GPUs (and 3 where there are 3) give the
 //     per-step losses of one GPU with the same global batch (fp32, relative 1e-5 over 20 steps) and its final
 //     weights;
+//   - tp on 2 GPUs and a tp = 2 x dp = 2 mesh on 4 (where there are 4) give the losses and weights of one GPU;
 //   - a 2-GPU zero3 and fsdp checkpoint resumes on 1 GPU and ends with the uninterrupted weights;
 //   - rank 1 killed mid-run (ENGINE_FAULT_KILL): with --max-restarts 1 both workers restart and end as an
 //     uninterrupted run; without, the launcher exits 1 naming the rank.
@@ -60,6 +61,34 @@ void equivalence(const Job& job) {
 
 TEST(MultiGpu, TinyLoraOnTwoAndThreeGpusMatchesOneGpu) { equivalence(kLora); }
 TEST(MultiGpu, TinyFullOnTwoAndThreeGpusMatchesOneGpu) { equivalence(kFull); }
+
+// tp on 2 GPUs (both on the whole batch) and, with 4 GPUs, a tp = 2 x dp = 2 mesh (each replica on half of it),
+// against one GPU: NCCL's tp_copy/tp_reduce, the vocabulary-parallel loss and the mesh's subgroup communicators.
+TEST(MultiGpu, TensorParallelOnTwoGpusAndATwoByTwoMeshOnFourMatchOneGpu) {
+  SKIP_WITHOUT_TWO_GPUS();
+  for (const Job& job : {kLora, kFull}) {
+    const fs::path dir = fresh_dir("multigpu_tp_" + job.recipe);
+    const fs::path model = dir / "model";
+    ASSERT_EQ(run_engine(on_gpus(job, model, dir / "one", 1, ""), dir / "one.log"), 0) << read_file(dir / "one.log");
+    const std::vector<double> ref = losses(dir / "one");
+    struct Layout {
+      std::string name;
+      int world, dp;
+    };
+    for (const Layout& l : std::vector<Layout>{{"tp2", 2, 1}, {"tp2x2", 4, 2}}) {
+      if (gpu_count() < l.world) continue;
+      std::vector<std::string> a = run_args(job, model, dir / l.name, l.dp,
+                                            {"--set", "train.device=cuda", "--set", "train.dtype=fp32", "--set",
+                                             "parallel.plugin=tp", "--set", "parallel.tp_size=2", "--set",
+                                             "parallel.timeout_s=60"});
+      ASSERT_EQ(run_engine(launched(a, l.world), dir / (l.name + ".log")), 0) << read_file(dir / (l.name + ".log"));
+      const std::string what = job.recipe + " " + l.name + " on " + std::to_string(l.world) + " GPUs";
+      expect_close_losses(ref, losses(dir / l.name), what);
+      expect_close_weights(dir / "one" / "checkpoint-20" / job.weights, dir / l.name / "checkpoint-20" / job.weights,
+                           what);
+    }
+  }
+}
 
 TEST(MultiGpu, ATwoGpuShardedCheckpointResumesOnOneGpu) {
   SKIP_WITHOUT_TWO_GPUS();
