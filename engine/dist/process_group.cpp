@@ -89,6 +89,28 @@ std::string gloo_hostname(const DistEnv& env) {
   return name;
 }
 
+// A full Gloo mesh of `size` ranks (this one `rank`) through the store's keys under `prefix`; `what` names it
+// in the failure. Collectives then time out after `timeout`.
+std::shared_ptr<gloo::Context> connect_gloo(const DistEnv& env, TcpStoreClient& store, int rank, int size,
+                                            const std::string& prefix, const ProcessGroupOptions& options,
+                                            const std::string& what) {
+  gloo::transport::tcp::attr attr;
+  attr.hostname = gloo_hostname(env);
+  auto dev = gloo::transport::tcp::CreateDevice(attr);
+  auto ctx = std::make_shared<gloo::rendezvous::Context>(rank, size);
+  ctx->setTimeout(options.rendezvous_timeout);
+  GlooStore gstore(store, options.rendezvous_timeout);
+  gloo::rendezvous::PrefixStore prefixed(prefix, gstore);
+  try {
+    ctx->connectFullMesh(prefixed, dev);
+  } catch (const std::exception& e) {
+    fail("rendezvous at {}: connecting the Gloo mesh of {} ({} ranks) failed: {}", store.address(), what, size,
+         e.what());
+  }
+  ctx->setTimeout(options.timeout);
+  return ctx;
+}
+
 }  // namespace
 
 ProcessGroup::ProcessGroup(const DistEnv& env, rt::Device& device, ProcessGroupOptions options)
@@ -104,21 +126,7 @@ ProcessGroup::ProcessGroup(const DistEnv& env, rt::Device& device, ProcessGroupO
     fail("rendezvous at {}: rank 0 started a job of world size {} but this rank has WORLD_SIZE {}",
          store_->address(), world, env.world_size);
 
-  gloo::transport::tcp::attr attr;
-  attr.hostname = gloo_hostname(env);
-  auto dev = gloo::transport::tcp::CreateDevice(attr);
-  auto ctx = std::make_shared<gloo::rendezvous::Context>(env.rank, env.world_size);
-  ctx->setTimeout(options.rendezvous_timeout);
-  GlooStore gstore(*store_, options.rendezvous_timeout);
-  gloo::rendezvous::PrefixStore prefixed("gloo", gstore);
-  try {
-    ctx->connectFullMesh(prefixed, dev);
-  } catch (const std::exception& e) {
-    fail("rendezvous at {}: connecting the Gloo mesh of {} ranks failed: {}", store_->address(), env.world_size,
-         e.what());
-  }
-  ctx->setTimeout(options.timeout);
-  world_.gloo = std::move(ctx);
+  world_.gloo = connect_gloo(env, *store_, env.rank, env.world_size, "gloo", options, "the job");
   world_.rank = env.rank;
   world_.size = env.world_size;
   worker_ = std::thread([this] { worker_loop(); });
@@ -176,20 +184,8 @@ std::unique_ptr<rt::Communicator> ProcessGroup::subgroup(const std::string& name
   c.size = static_cast<int>(members.size());
   c.rank = static_cast<int>(std::find(members.begin(), members.end(), env_.rank) - members.begin());
   c.label = fmt::format("{} {}", name, color);
-  gloo::transport::tcp::attr attr;
-  attr.hostname = gloo_hostname(env_);
-  auto dev = gloo::transport::tcp::CreateDevice(attr);
-  auto ctx = std::make_shared<gloo::rendezvous::Context>(c.rank, c.size);
-  ctx->setTimeout(options_.rendezvous_timeout);
-  GlooStore gstore(*store_, options_.rendezvous_timeout);
-  gloo::rendezvous::PrefixStore prefixed(fmt::format("gloo/{}/{}", name, color), gstore);
-  try {
-    ctx->connectFullMesh(prefixed, dev);
-  } catch (const std::exception& e) {
-    fail("connecting the Gloo mesh of subgroup {} {} ({} ranks) failed: {}", name, color, c.size, e.what());
-  }
-  ctx->setTimeout(options_.timeout);
-  c.gloo = std::move(ctx);
+  c.gloo = connect_gloo(env_, *store_, c.rank, c.size, fmt::format("gloo/{}/{}", name, color), options_,
+                        fmt::format("subgroup {} {}", name, color));
 #if ENGINE_HAVE_CUDA
   if (device_->type() == rt::DeviceType::CUDA)
     c.nccl = std::make_shared<NcclBackend>(*this, *store_, fmt::format("nccl/id/{}/{}", name, color), c.rank, c.size,

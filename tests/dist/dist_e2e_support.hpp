@@ -105,6 +105,19 @@ inline void expect_close_weights(const fs::path& a, const fs::path& b, const std
   std::cout << what << ": worst relative weight difference " << worst << "\n";
 }
 
+// `engine export --merged` (fp32) of dir/<a>/checkpoint-20 and of dir/<b>/checkpoint-20: the same weights.
+inline void expect_same_export(const fs::path& dir, const std::string& a, const std::string& b, const std::string& what) {
+  for (const std::string& which : {a, b}) {
+    const fs::path log = dir / ("export_" + which + ".log");
+    ASSERT_EQ(run_engine({"export", "--checkpoint", (dir / which / "checkpoint-20").string(), "--merged", "--out",
+                          (dir / ("export_" + which)).string(), "--dtype", "fp32"},
+                         log),
+              0)
+        << read_file(log);
+  }
+  expect_close_weights(dir / ("export_" + a) / "model.safetensors", dir / ("export_" + b) / "model.safetensors", what);
+}
+
 // The "rank R: after the last step the allocator holds X bytes; gradients G bytes, optimizer state O bytes;
 // parameters P bytes" lines of a log, by rank.
 struct Held {

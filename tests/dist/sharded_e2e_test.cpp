@@ -139,16 +139,8 @@ TEST(Sharded, ATwoRankCheckpointResumesOnOneAndThreeRanksAndExportsAsOneProcess)
     expect_close_weights(straight / "checkpoint-20" / kLora.weights, out / "checkpoint-20" / kLora.weights, what);
   }
   // engine export --merged of the 2-rank checkpoint and of the single-process one.
-  for (const std::string which : {"straight", "two"}) {
-    const fs::path log = dir / ("export_" + which + ".log");
-    ASSERT_EQ(run_engine({"export", "--checkpoint", (dir / which / "checkpoint-20").string(), "--merged", "--out",
-                          (dir / ("export_" + which)).string(), "--dtype", "fp32"},
-                         log),
-              0)
-        << read_file(log);
-  }
-  expect_close_weights(dir / "export_straight" / "model.safetensors", dir / "export_two" / "model.safetensors",
-                       "engine export of the 2-rank " + kStrategy + " checkpoint against the single-process one");
+  expect_same_export(dir, "straight", "two",
+                     "engine export of the 2-rank " + kStrategy + " checkpoint against the single-process one");
 }
 
 TEST(Sharded, QuantizedBasesAreRefusedByName) {

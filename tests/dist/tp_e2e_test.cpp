@@ -189,16 +189,7 @@ TEST(Tp, ATwoRankCheckpointResumesOnOneRankOnDdpAndOnTpAndExportsAsOneProcess) {
     expect_close_losses(std::vector<double>(ref.begin() + 10, ref.end()), losses(out), what);
     expect_close_weights(straight / "checkpoint-20" / kLora.weights, out / "checkpoint-20" / kLora.weights, what);
   }
-  for (const std::string which : {"straight", "two"}) {
-    const fs::path log = dir / ("export_" + which + ".log");
-    ASSERT_EQ(run_engine({"export", "--checkpoint", (dir / which / "checkpoint-20").string(), "--merged", "--out",
-                          (dir / ("export_" + which)).string(), "--dtype", "fp32"},
-                         log),
-              0)
-        << read_file(log);
-  }
-  expect_close_weights(dir / "export_straight" / "model.safetensors", dir / "export_two" / "model.safetensors",
-                       "engine export of the tp=2 checkpoint against the single-process one");
+  expect_same_export(dir, "straight", "two", "engine export of the tp=2 checkpoint against the single-process one");
 }
 
 TEST(Tp, WhatCannotBeSplitIsRefusedByName) {
