@@ -1,8 +1,5 @@
 #include "engine/host/tensor_parallel.hpp"
 
-#include <algorithm>
-#include <cmath>
-#include <limits>
 #include <memory>
 
 #include "engine/core/error.hpp"
@@ -99,7 +96,6 @@ class TpLinearCrossEntropyNode final : public rt::Node {
                             : static_cast<int32_t>(rows_per_rank);  // the zero row: held elsewhere
       gather_[i] = mine ? static_cast<int32_t>(l - first) : 0;
       mask_[i] = mine ? 1.0f : 0.0f;
-      labelled_ += labelled;
     }
   }
   const char* name() const override { return "tp_linear_cross_entropy"; }
@@ -171,7 +167,6 @@ class TpLinearCrossEntropyNode final : public rt::Node {
   double scale_;
   std::vector<int32_t> valid_, owned_, gather_;
   std::vector<float> mask_;
-  int64_t labelled_ = 0;
   rt::DType ct_ = ENG_F32;
   rt::Tensor h_, w_, lse_;
 };
