@@ -6,6 +6,7 @@
 // (engine/train/memory_plan.hpp), against the device's memory. Reads only config.json (or the preset's config
 // when model.init_preset will create the model) and asks the optimizer and quantizer plugins their bytes per
 // element.
+#include <algorithm>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -61,10 +62,16 @@ train::MemoryPlan plan_before_loading(const recipe::Recipe& r, const plugins::Pl
                                                 cuda_memory > 0 ? cuda_memory : static_cast<int64_t>(device.total_memory()));
   in.world_size = world_size;
   in.strategy = r.parallel.present() ? r.parallel.plugin : world_size > 1 ? "ddp" : "";
-  if (in.strategy == "tp") {
-    const nlohmann::json o = nlohmann::json::parse(r.parallel.options_json, nullptr, false);
-    if (o.is_object() && o.contains("tp_size") && o["tp_size"].is_number_integer())
-      in.tp_size = o["tp_size"].get<int64_t>();
+  const nlohmann::json o = nlohmann::json::parse(r.parallel.options_json, nullptr, false);
+  if (in.strategy == "tp" && o.is_object() && o.contains("tp_size") && o["tp_size"].is_number_integer())
+    in.tp_size = o["tp_size"].get<int64_t>();
+  if (in.strategy == "pp") {
+    if (o.is_object() && o.contains("pp_size") && o["pp_size"].is_number_integer())
+      in.pp_size = o["pp_size"].get<int64_t>();
+    in.pp_gpipe = o.is_object() && o.contains("schedule") && o["schedule"] == "gpipe";
+    if (o.is_object() && o.contains("stages") && o["stages"].is_array())
+      for (const auto& v : o["stages"])
+        if (v.is_number_integer()) in.pp_stage_blocks = std::max<int64_t>(in.pp_stage_blocks, v.get<int64_t>());
   }
   return train::make_memory_plan(in);
 }

@@ -64,6 +64,7 @@ const eng_host_api* host_api() {
       .param_set_local_flat = h_param_set_local_flat,
       .param_set_split = h_param_set_split,
       .group_all_reduce_sum = h_group_all_reduce_sum,
+      .param_set_holder = h_param_set_holder,
   };
   return &kHostApi;
 }

@@ -59,6 +59,7 @@ eng_status h_param_reduce_grad(const eng_ctx* ctx, eng_param p);
 eng_status h_param_local(const eng_ctx* ctx, eng_param p, eng_tensor* value, eng_tensor* grad);
 eng_status h_param_set_local_flat(const eng_ctx* ctx, const eng_param* params, int64_t count);
 eng_status h_param_set_split(const eng_ctx* ctx, eng_param p, int32_t dim);
+eng_status h_param_set_holder(const eng_ctx* ctx, eng_param p, int32_t holder);
 eng_status h_group_all_reduce_sum(const eng_ctx* ctx, eng_tensor t, int32_t group);
 eng_status h_peft_attach(const eng_ctx* ctx, eng_param base, void* cookie);
 

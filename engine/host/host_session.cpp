@@ -66,13 +66,13 @@ void HostSession::block_begin(int block) {
     return;
   }
   tp_copy_memo_ = TpCopyMemo{};
-  tape_.block_begin(block);  // validates the nesting first
+  tape().block_begin(block);  // validates the nesting first
   // The parallel strategy's forward hook (gather the block's parameters) runs before the block's ops.
   if (hooks_ != nullptr) {
     try {
       hooks_->before_block(block, rt::BlockPhase::Forward);
     } catch (...) {
-      tape_.block_end(block);
+      tape().block_end(block);
       throw;
     }
   }
@@ -87,17 +87,17 @@ void HostSession::block_end(int block) {
     return;
   }
   tp_copy_memo_ = TpCopyMemo{};
-  tape_.block_end(block);
+  tape().block_end(block);
   if (hooks_ != nullptr) hooks_->after_block(block, rt::BlockPhase::Forward);
 }
 
 std::vector<rt::Tensor> HostSession::apply(bool grad_enabled, std::unique_ptr<rt::Node> node,
                                            std::vector<rt::Tensor> inputs) {
   if (!grad_enabled) {
-    rt::NoGradGuard off(tape_);
-    return tape_.apply(std::move(node), inputs);
+    rt::NoGradGuard off(tape());
+    return tape().apply(std::move(node), inputs);
   }
-  return tape_.apply(std::move(node), inputs);
+  return tape().apply(std::move(node), inputs);
 }
 
 rt::Tensor HostSession::apply1(bool grad_enabled, std::unique_ptr<rt::Node> node,

@@ -61,7 +61,12 @@ class HostSession {
   HostSession& operator=(const HostSession&) = delete;
 
   rt::Device& device() const { return *device_; }
-  rt::Tape& tape() { return tape_; }
+  // The tape ops record on: the session's own, or the one use_tape() made current.
+  rt::Tape& tape() { return *active_tape_; }
+  // Pipeline parallelism: ops record on `t` (one tape per micro-batch in flight) until use_tape(nullptr)
+  // brings back the session's own. `t` must outlive its use.
+  void use_tape(rt::Tape* t) { active_tape_ = t != nullptr ? t : &tape_; }
+  rt::Tape& own_tape() { return tape_; }
   rt::ParamStore& params() { return *params_; }
   rt::Rng& rng() { return rng_; }
 
@@ -140,6 +145,7 @@ class HostSession {
   rt::Device* device_;
   int rank_, world_size_, local_rank_;
   rt::Tape tape_;
+  rt::Tape* active_tape_ = &tape_;
   std::unique_ptr<rt::ParamStore> params_;
   rt::Rng rng_;
   rt::Quantizer* quantizer_ = nullptr;

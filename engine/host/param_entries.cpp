@@ -123,6 +123,11 @@ eng_status h_param_set_split(const eng_ctx* ctx, eng_param p, int32_t dim) {
                  [&] { session_of(ctx).params().set_split(param_arg(p, "param_set_split"), dim); });
 }
 
+eng_status h_param_set_holder(const eng_ctx* ctx, eng_param p, int32_t holder) {
+  return guarded(ctx, "param_set_holder",
+                 [&] { session_of(ctx).params().set_holder(param_arg(p, "param_set_holder"), holder); });
+}
+
 eng_status h_param_gather(const eng_ctx* ctx, eng_param p) {
   return guarded(ctx, "param_gather", [&] { session_of(ctx).params().gather(param_arg(p, "param_gather")); });
 }

@@ -92,6 +92,24 @@ void PluginParallel::data_parallel(int& dp_rank, int& dp_size) {
   dp_size = n;
 }
 
+std::optional<eng_pipeline_stage> PluginParallel::pipeline(const eng_model_info& model) {
+  if (vt_->struct_size < offsetof(eng_parallel_vtable, pipeline) + sizeof(void*) || vt_->pipeline == nullptr)
+    return std::nullopt;
+  eng_ctx ctx = session_->context(false);
+  session_->clear_error();
+  eng_pipeline_stage st{};
+  st.struct_size = sizeof(st);
+  check(vt_->pipeline(self_, &ctx, &model, &st), "pipeline");
+  if (st.stages <= 1) return std::nullopt;
+  if (st.stage < 0 || st.stage >= st.stages || st.first_block < 0 || st.last_block <= st.first_block ||
+      st.last_block > model.n_layers || (st.stage == 0) != (st.first_block == 0) ||
+      (st.stage == st.stages - 1) != (st.last_block == model.n_layers) || st.warmup < 0)
+    fail("parallel plugin {}: pipeline gave stage {} of {} over blocks [{}, {}) with warmup {} for a model of {} "
+         "blocks (need the first stage to start at block 0, the last to end at the last block, and warmup >= 0)",
+         name_, st.stage, st.stages, st.first_block, st.last_block, st.warmup, model.n_layers);
+  return st;
+}
+
 void PluginParallel::before_block(int block, rt::BlockPhase phase) {
   if (vt_->before_block == nullptr) return;
   eng_ctx ctx = session_->context(false);

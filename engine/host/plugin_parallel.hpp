@@ -6,6 +6,7 @@
 // after_step, save/load state) are called by the session and trainer through the methods below.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "engine/abi/parallel.h"
@@ -36,6 +37,8 @@ class PluginParallel final : public rt::BlockHooks {
   // ABI 1.1 data_parallel: this rank's data-parallel group and the number of groups (left as they are, rank
   // and world, when the strategy has no such entry). Checked: 0 <= dp_rank < dp_size, world % dp_size == 0.
   void data_parallel(int& dp_rank, int& dp_size);
+  // ABI 1.1 pipeline: this rank's stage (checked against the model), or none (no entry, or one stage).
+  std::optional<eng_pipeline_stage> pipeline(const eng_model_info& model);
 
   const eng_parallel_vtable& vtable() const { return *vt_; }
   void* self() const { return self_; }

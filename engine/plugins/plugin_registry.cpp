@@ -29,7 +29,7 @@ namespace {
 size_t min_vtable_size(eng_plugin_kind kind) {
   switch (kind) {
     case ENG_KIND_MODEL:
-      return sizeof(eng_model_vtable);
+      return ENG_MODEL_VTABLE_SIZE_1_0;  // forward_blocks was appended in 1.1
     case ENG_KIND_QUANTIZER:
       return sizeof(eng_quantizer_vtable);
     case ENG_KIND_PEFT:

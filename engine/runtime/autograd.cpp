@@ -1,6 +1,7 @@
 #include "engine/runtime/autograd.hpp"
 
 #include <algorithm>
+#include <atomic>
 
 #include "engine/core/error.hpp"
 #include "engine/runtime/kernel_table.hpp"
@@ -236,6 +237,22 @@ void Tape::clear() {
   open_block_ = -1;
   open_segment_ = -1;
   produced_in_block_.clear();
+}
+
+uint64_t Tape::next_id() {
+  static std::atomic<uint64_t> last{0};
+  return last.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
+void Tape::configure_like(Tape& other) const {
+  if (other.size() != 0 || other.open_block_ >= 0) fail("configure_like: the other tape is not empty");
+  other.grad_enabled_ = grad_enabled_;
+  other.checkpoint_limit_ = checkpoint_limit_;
+  other.hooks_ = hooks_;
+  if (offload_)
+    other.set_activation_offload(true, offload_->min_bytes());
+  else if (other.offload_)
+    other.set_activation_offload(false);
 }
 
 void Tape::replay(const Segment& seg) {

@@ -131,6 +131,10 @@ class Tape {
   // Drops every recorded entry without running backward (e.g. after an evaluation forward with grad on).
   void clear();
 
+  // This tape's settings (grad mode, checkpointing, block hooks, activation offload) given to `other`, an
+  // empty tape (pipeline parallelism: one tape per micro-batch in flight, all recording alike).
+  void configure_like(Tape& other) const;
+
   bool grad_enabled() const { return grad_enabled_; }
   void set_grad_enabled(bool on) { grad_enabled_ = on; }
 
@@ -187,7 +191,9 @@ class Tape {
     std::vector<Stashed> stashed;  // with activation offload
   };
 
-  uint64_t next_id() { return ++last_id_; }
+  // Value ids are unique over every tape of the process, so that tapes may coexist (a pipeline stage records
+  // each micro-batch in flight on a tape of its own) and a leaf of one is never mistaken for a value of another.
+  static uint64_t next_id();
   void replay(const Segment& seg);
   void stash_inputs(Segment& seg);    // block_end of a checkpointed block, with offload
   void restore_inputs(Segment& seg);  // before its replay
@@ -196,7 +202,6 @@ class Tape {
   bool grad_enabled_ = true;
   int64_t checkpoint_limit_ = 0;  // blocks with index < this are checkpointed; < 0: all
   bool in_backward_ = false;
-  uint64_t last_id_ = 0;
   std::vector<Entry> entries_;
   std::vector<Segment> segments_;
   int open_block_ = -1;

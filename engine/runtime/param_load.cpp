@@ -64,6 +64,10 @@ LoadReport load_params(ParamStore& store, const std::vector<std::string>& source
   }
   for (Param* p : expected) {
     if (!in_source.count(p->name())) continue;
+    if (p->held_elsewhere() && !p->value.defined()) {  // another pipeline stage's: never read here
+      report.loaded.push_back(p->name());
+      continue;
+    }
     if (auto it = owned.find(p); it != owned.end()) {  // pre-quantized: the quantizer reads its own tensors
       StateDict st;
       st.put(p->name(), options.read_stored(p->name()));

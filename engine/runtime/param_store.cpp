@@ -38,7 +38,7 @@ Param& ParamStore::declare(const ParamDecl& decl, int block) {
   auto p = std::make_unique<Param>();
   p->decl = decl;
   p->block = block;
-  p->flags = decl.flags & ~static_cast<uint32_t>(ENG_PARAM_QUANTIZED);
+  p->flags = decl.flags & ~static_cast<uint32_t>(ENG_PARAM_QUANTIZED | ENG_PARAM_HELD);
   const bool tied = (decl.flags & ENG_PARAM_TIED) != 0;
   if (tied != !decl.tied_to.empty())
     fail("parameter '{}': ENG_PARAM_TIED and tied_to go together (flag {}, tied_to '{}')", decl.name, tied,
@@ -81,7 +81,7 @@ DType ParamStore::storage_dtype(const Param& root) const {
 }
 
 void ParamStore::materialize(Param& root) {
-  if (root.value.defined() || root.quant_state != nullptr) return;
+  if (root.value.defined() || root.quant_state != nullptr || root.placement.held.remote) return;
   Tensor init = initial_value(root.decl, seed_, storage_dtype(root), *device_);
   if (root.quantizer != nullptr) {
     root.quant_state = root.quantizer->quantize(root, init);
@@ -97,6 +97,11 @@ Tensor& ParamStore::value(Param& p) {
         ENG_ERR_UNSUPPORTED,
         "parameter '{}' is held quantized by the {} quantizer: it has no dense value (dequantize it instead)",
         p.name(), root.quantizer->name());
+  if (root.placement.held.remote && !root.placement.held.gathered)
+    fail(
+        "parameter '{}' is held by rank {} of the pipeline (another stage's block uses it), not by this rank: it "
+        "is only valid here between a gather and a release (an engine bug: a use outside its stage)",
+        p.name(), root.placement.held.holder);
   if (root.placement.applied()) {
     gather(root);  // on demand (the strategy's hooks gather ahead of use; this keeps any other use correct)
     return root.value;
@@ -124,7 +129,7 @@ Tensor ParamStore::grad(const Param& p) const { return p.root->grad ? p.root->gr
 void ParamStore::set_trainable(Param& p, bool trainable) {
   Param& root = *p.root;
   if (trainable == ((root.flags & ENG_PARAM_TRAINABLE) != 0)) return;
-  if (root.sharded() || root.split())
+  if (root.sharded() || root.split() || root.held_by_one())
     fail(
         "parameter '{}' is placed as a shard by the parallel strategy; its trainability cannot change after "
         "placement (set it before the strategy's setup)",
@@ -293,6 +298,32 @@ void ParamStore::set_split(Param& p, int dim) {
   root.placement.split.dim = dim;
 }
 
+void ParamStore::set_holder(Param& p, int holder) {
+  Param& root = *p.root;
+  if (p.tied()) fail("parameter '{}' is tied to '{}': place its root instead", p.name(), root.name());
+  if (root.sharded() || root.split() || root.held_by_one())
+    fail("parameter '{}' is already placed; placement is decided once, at the strategy's setup", p.name());
+  if (holder < 0 || holder >= split_world())
+    fail_with(ENG_ERR_INVALID_ARGUMENT, "parameter '{}': holder {} is not a rank of the {}-rank model group",
+              p.name(), holder, split_world());
+  if (root.quantizer != nullptr)
+    fail_with(ENG_ERR_UNSUPPORTED,
+              "parameter '{}' is held quantized by {}: placing quantized weights on one pipeline stage is not "
+              "implemented (the strategy lacks ENG_PAR_CAP_QUANTIZED); drop the quantizer or use ddp",
+              p.name(), root.quantizer->name());
+  Held& h = root.placement.held;
+  h.holder = holder;
+  h.remote = holder != split_rank();
+  if (h.remote) {  // what was materialised already (an initialised adapter) is dropped: the holder keeps it
+    root.value = Tensor();
+    root.loaded = false;
+  }
+}
+
+bool ParamStore::any_held() const {
+  return std::any_of(params_.begin(), params_.end(), [](const auto& p) { return p->held_by_one(); });
+}
+
 bool ParamStore::any_split() const {
   return std::any_of(params_.begin(), params_.end(), [](const auto& p) { return p->split(); });
 }
@@ -384,6 +415,20 @@ void ParamStore::gather_split(Param& root) {
 
 void ParamStore::gather(Param& p) {
   if (p.root->placement.split.dim >= 0) return gather_split(*p.root);
+  if (Held& h = p.root->placement.held; h.holder >= 0) {
+    if (h.gathered) return;
+    if (pinned_)
+      fail("parameter '{}' is not gathered while the store is pinned (an engine bug: pin_weights missed it)",
+           p.name());
+    Param& root = *p.root;
+    if (h.remote)
+      root.value = Tensor::empty(root.shape(), storage_dtype(root), *device_);
+    else
+      materialize(root);
+    if (split_comm() != nullptr) split_comm()->broadcast(root.value, h.holder);
+    h.gathered = true;
+    return;
+  }
   if (!p.root->placement.applied()) return;
   FlatShards& f = *p.root->placement.flat;
   if (f.gathered) return;
@@ -401,6 +446,12 @@ void ParamStore::gather(Param& p) {
 }
 
 void ParamStore::release(Param& p) {
+  if (Held& h = p.root->placement.held; h.holder >= 0) {
+    if (!h.gathered || pinned_) return;
+    if (h.remote) p.root->value = Tensor();
+    h.gathered = false;
+    return;
+  }
   if (Split& sp = p.root->placement.split; sp.gathered && !pinned_) {
     p.root->value = sp.local;
     sp.local = Tensor();

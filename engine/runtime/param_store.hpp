@@ -80,11 +80,21 @@ struct Split {
   Tensor local;          // the slice while gathered (undefined otherwise: value is the slice)
 };
 
+// A root kept by one rank of the split communicator alone (pipeline parallelism: the stage whose blocks use
+// it). On the others it is never loaded, initialised or allocated: value is undefined except between a
+// gather (a broadcast from the holder) and the next release.
+struct Held {
+  int holder = -1;        // -1: not placed so
+  bool remote = false;    // this rank is not the holder
+  bool gathered = false;  // remote: value holds the holder's copy
+};
+
 // Where a root parameter's storage lives (see the file comment).
 struct Placement {
   std::shared_ptr<FlatShards> flat;  // null: whole on every rank
   size_t member = 0;                 // this root's index in flat->members
   Split split;                       // tensor parallelism (exclusive with flat)
+  Held held;                         // pipeline parallelism (exclusive with both)
   bool applied() const { return flat != nullptr && flat->applied; }
 };
 
@@ -105,6 +115,9 @@ struct Param {
   bool sharded() const { return root->placement.flat != nullptr; }
   // Split by tensor parallelism (requested: applies once apply_placement ran).
   bool split() const { return root->placement.split.dim >= 0; }
+  // Held by one pipeline stage (set_holder), and whether that is another rank.
+  bool held_by_one() const { return root->placement.held.holder >= 0; }
+  bool held_elsewhere() const { return root->placement.held.remote; }
   // The shape ops see: the local slice's once a split is applied (and not gathered), else the declared one.
   Dims compute_shape() const {
     const Split& s = root->placement.split;
@@ -175,6 +188,11 @@ class ParamStore {
   // apply_placement(); gather() then makes value the whole tensor (an all-gather), release() the slice again.
   void set_split(Param& p, int dim);
   bool any_split() const;
+  // Requests that only rank `holder` of the split communicator (the model group) keeps root p (pipeline
+  // parallelism); immediate: the others never materialise it. Tied, quantized or placed parameters are refused.
+  // gather() then broadcasts it from the holder (collective over that group), release() frees it again.
+  void set_holder(Param& p, int holder);
+  bool any_held() const;
   // The elements [begin, end) of root p's flattened value that this rank's shard holds (zero3: the shard,
   // possibly past numel into the padding; fsdp: the part of the member inside the shard, possibly empty).
   std::pair<int64_t, int64_t> local_range(const Param& p) const;

@@ -66,6 +66,7 @@ class Storage {
   void release_memory();
   void acquire_memory();
   bool released() const { return released_; }
+  bool borrowed() const { return keep_alive_ != nullptr; }  // wraps memory owned elsewhere
 
  private:
   Device* device_;

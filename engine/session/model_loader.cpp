@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstddef>
 #include <utility>
 
 #include "engine/core/error.hpp"
@@ -67,6 +68,33 @@ rt::Tensor ModelInstance::forward(const rt::Tensor& input_ids, const rt::Tensor&
                                   const rt::Tensor& segment_ids, rt::KvCache* cache, bool grad_enabled) {
   if (cache != nullptr && grad_enabled)
     fail("internal: a forward with a KV cache must run without gradients");
+  return run_forward(input_ids, position_ids, segment_ids, cache, grad_enabled, nullptr, 0,
+                     info_.raw.n_layers);
+}
+
+bool ModelInstance::has_forward_blocks() const noexcept {
+  return vt_->struct_size >= offsetof(eng_model_vtable, forward_blocks) + sizeof(void*) &&
+         vt_->forward_blocks != nullptr;
+}
+
+rt::Tensor ModelInstance::forward_blocks(const rt::Tensor& input_ids, const rt::Tensor& position_ids,
+                                         const rt::Tensor& segment_ids, const rt::Tensor& input, int32_t first,
+                                         int32_t last, bool grad_enabled) {
+  if (!has_forward_blocks())
+    fail_with(ENG_ERR_UNSUPPORTED,
+              "model plugin '{}' has no forward_blocks entry (ABI 1.1): it cannot be cut into pipeline stages; "
+              "use a strategy other than pp",
+              plugin_name_);
+  if (first < 0 || last <= first || last > info_.raw.n_layers)
+    fail("internal: forward_blocks [{}, {}) of a model with {} blocks", first, last, info_.raw.n_layers);
+  if ((first == 0) == input.defined())
+    fail("internal: forward_blocks from block {} {} an input", first, first == 0 ? "takes no" : "needs");
+  return run_forward(input_ids, position_ids, segment_ids, nullptr, grad_enabled, &input, first, last);
+}
+
+rt::Tensor ModelInstance::run_forward(const rt::Tensor& input_ids, const rt::Tensor& position_ids,
+                                      const rt::Tensor& segment_ids, rt::KvCache* cache, bool grad_enabled,
+                                      const rt::Tensor* input, int32_t first, int32_t last) {
   host::OwnedHandle ids(input_ids), pos(position_ids);
   host::OwnedHandle seg = segment_ids.defined() ? host::OwnedHandle(segment_ids) : host::OwnedHandle();
   eng_batch batch{};
@@ -78,9 +106,15 @@ rt::Tensor ModelInstance::forward(const rt::Tensor& input_ids, const rt::Tensor&
   eng_ctx ctx = session_->context(grad_enabled);
   session_->clear_error();
   host::OwnedHandle hidden;
-  eng_status s = vt_->forward(self_.get(), &ctx, &batch, hidden.out());
-  if (s != ENG_OK) fail_call("forward", s);
-  return host::tensor_of(hidden.get(), "the model's hidden states");
+  if (input == nullptr) {
+    const eng_status s = vt_->forward(self_.get(), &ctx, &batch, hidden.out());
+    if (s != ENG_OK) fail_call("forward", s);
+    return host::tensor_of(hidden.get(), "the model's hidden states");
+  }
+  host::OwnedHandle in = input->defined() ? host::OwnedHandle(*input) : host::OwnedHandle();
+  const eng_status s = vt_->forward_blocks(self_.get(), &ctx, &batch, in.get(), first, last, hidden.out());
+  if (s != ENG_OK) fail_call("forward_blocks", s);
+  return host::tensor_of(hidden.get(), "the stage's hidden states");
 }
 
 rt::Tensor ModelInstance::logits(const rt::Tensor& hidden) {

@@ -58,6 +58,13 @@ class ModelInstance {
   rt::Tensor forward(const rt::Tensor& input_ids, const rt::Tensor& position_ids,
                      const rt::Tensor& segment_ids = rt::Tensor(), rt::KvCache* cache = nullptr,
                      bool grad_enabled = true);
+  // The blocks [first, last) alone (pipeline parallelism; the plugin's ABI 1.1 forward_blocks): from the
+  // token ids when first == 0 (input undefined), else from `input` (B,T,C), the hidden states after block
+  // first - 1; the final norm is applied when last == n_layers. Refused for a plugin without the entry.
+  bool has_forward_blocks() const noexcept;
+  rt::Tensor forward_blocks(const rt::Tensor& input_ids, const rt::Tensor& position_ids,
+                            const rt::Tensor& segment_ids, const rt::Tensor& input, int32_t first, int32_t last,
+                            bool grad_enabled = true);
   // hidden (N,C) -> logits (N,V) = hidden lm_head^T, through the linear seam, not recorded.
   rt::Tensor logits(const rt::Tensor& hidden);
   // The training loss, recorded on the tape: hidden (B,T,C) or (N,C) from forward, labels (N = B*T) i32
@@ -69,6 +76,10 @@ class ModelInstance {
 
  private:
   [[noreturn]] void fail_call(const char* what, eng_status status) const;
+  // forward (input null) or forward_blocks (input: the stage's input, undefined for the first stage).
+  rt::Tensor run_forward(const rt::Tensor& input_ids, const rt::Tensor& position_ids, const rt::Tensor& segment_ids,
+                         rt::KvCache* cache, bool grad_enabled, const rt::Tensor* input, int32_t first,
+                         int32_t last);
 
   host::HostSession* session_;
   const eng_model_vtable* vt_;

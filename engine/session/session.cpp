@@ -139,6 +139,7 @@ void TrainingSession::wire(const recipe::Recipe& recipe, const plugins::PluginRe
                      model_group_->rank(), dp_rank_, per_group, data_group_->rank(), model_group_->rank(), dp_size_);
       }
       parallel_->setup();
+      if (std::optional<eng_pipeline_stage> st = parallel_->pipeline(instance.info())) wire_pipeline(*st, instance, comm, rec.name);
       if (host_->params().any_split()) {
         // Tensor parallelism: each rank computes whole heads of attention (q, k and v are split in heads).
         const int parts = model_parallel_size();
@@ -161,7 +162,8 @@ void TrainingSession::wire(const recipe::Recipe& recipe, const plugins::PluginRe
     rt::ParamStore& ps = host_->params();
     for (size_t i = 0; i < ps.size(); ++i) {
       rt::Param& p = ps.at(i);
-      if (p.root == &p && p.trainable() && !p.split()) comm->broadcast(ps.value(p), 0);  // slices differ per rank
+      if (p.root == &p && p.trainable() && !p.split() && !p.held_by_one())  // slices, stages differ per rank
+        comm->broadcast(ps.value(p), 0);
     }
   }
 
@@ -177,7 +179,7 @@ void TrainingSession::wire(const recipe::Recipe& recipe, const plugins::PluginRe
     // A strategy that shards the optimizer (zero2) names each parameter's owner: only it steps the parameter.
     const int owner = parallel_ ? parallel_->param_owner(p) : -1;
     if (owner < 0 && parallel_ && parallel_->shards_optimizer()) replicated_.insert(&p);
-    if (owner >= 0 && owner != rank_) {
+    if ((owner >= 0 && owner != rank_) || p.held_elsewhere()) {  // zero2: another rank's; pp: another stage's
       not_owned_.push_back(&p);
       continue;
     }
@@ -187,6 +189,35 @@ void TrainingSession::wire(const recipe::Recipe& recipe, const plugins::PluginRe
   spdlog::info("model {} ({} parameters, {} trainable{}), optimizer {}", recipe.model.path.string(),
                store.numel(), store.numel(true),
                peft_ ? ", " + peft_->name() + " adapters" : ", full fine-tuning", optimizer_->name());
+}
+
+void TrainingSession::wire_pipeline(const eng_pipeline_stage& st, const ModelInstance& model, rt::Communicator* comm,
+                                    const std::string& strategy) {
+  rt::Communicator& group = host_->model_communicator();
+  if (st.stages != group.world_size() || st.stage != group.rank())
+    fail("parallel plugin '{}': pipeline gave stage {} of {}, but this rank is rank {} of a model group of {} ranks "
+         "(the stages are the model group's ranks in order)",
+         strategy, st.stage, st.stages, group.rank(), group.world_size());
+  if (!model.has_forward_blocks())
+    fail_with(ENG_ERR_UNSUPPORTED,
+              "parallel strategy '{}' cuts the model into pipeline stages, but model plugin '{}' has no forward_blocks "
+              "entry (ABI 1.1); use a strategy other than pp for this model",
+              strategy, model.plugin_name());
+  if (splits_params() || shards_params())
+    fail_with(ENG_ERR_UNSUPPORTED, "parallel plugin '{}' both pipelines and splits or shards parameters", strategy);
+  // The neighbours' two-rank groups: links (0,1), (2,3), ... and (1,2), (3,4), ...; every rank of the job
+  // joins both calls (a stage without a partner in one is a group of its own).
+  const int S = st.stages, s = st.stage, base = dp_rank_ * S;
+  even_link_ = comm->subgroup("pipeline-even", base + s / 2);
+  odd_link_ = comm->subgroup("pipeline-odd", base + (s + 1) / 2);
+  pipeline_.emplace();
+  pipeline_->stage = st;
+  if (s > 0) pipeline_->prev = ((s - 1) % 2 == 0 ? even_link_ : odd_link_).get();
+  if (s + 1 < S) pipeline_->next = (s % 2 == 0 ? even_link_ : odd_link_).get();
+  for (rt::Communicator* link : {pipeline_->prev, pipeline_->next})
+    if (link != nullptr && link->world_size() != 2)
+      fail("pipeline stage {}: the link to a neighbour has {} ranks, not 2", s, link->world_size());
+  spdlog::info("rank {}: pipeline stage {} of {}, blocks [{}, {})", rank_, s, S, st.first_block, st.last_block);
 }
 
 TrainingSession::~TrainingSession() { release(); }
@@ -276,7 +307,8 @@ void TrainingSession::pin_weights(bool all) {
   rt::ParamStore& store = host_->params();
   for (size_t i = 0; i < store.size(); ++i) {
     rt::Param& p = store.at(i);
-    if (p.root == &p && (p.sharded() || p.split()) && (all || full_finetune() || p.trainable())) store.gather(p);
+    if (p.root == &p && (p.sharded() || p.split() || p.held_by_one()) && (all || full_finetune() || p.trainable()))
+      store.gather(p);
   }
   store.set_pinned(true);
 }

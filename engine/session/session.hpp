@@ -13,6 +13,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -69,8 +70,25 @@ class TrainingSession {
   // The strategy splits parameters (tp; ABI 1.1 param_set_split): each rank holds slices, the linear seam
   // sums over the ranks, checkpoints consolidate the slices.
   bool splits_params() const { return host_->params().any_split(); }
-  // Either: checkpoints write one optimizer share per rank with its layout, weights are gathered to be saved.
-  bool places_params() const { return shards_params() || splits_params(); }
+  // The strategy keeps parameters on one pipeline stage each (pp; ABI 1.1 param_set_holder).
+  bool holds_params() const { return host_->params().any_held(); }
+  // Any of them: checkpoints write one optimizer share per rank with its layout, weights are gathered to be
+  // saved.
+  bool places_params() const { return shards_params() || splits_params() || holds_params(); }
+  // Pipeline parallelism (the strategy's pipeline entry, ABI 1.1): this rank's stage and the two-rank groups
+  // to its neighbours (rank 0 of each is the lower stage); null without a pipeline.
+  struct Pipeline {
+    eng_pipeline_stage stage{};
+    rt::Communicator* prev = nullptr;  // with stage - 1 (none on the first)
+    rt::Communicator* next = nullptr;  // with stage + 1 (none on the last)
+    bool first() const { return stage.stage == 0; }
+    bool last() const { return stage.stage == stage.stages - 1; }
+    // Kept between steps by the pipeline pass (engine/train/pipeline_pass.cpp): the activations' dtype agreed
+    // with each neighbour (-1: not yet), and the tapes of micro-batches in flight (reused, empty between uses).
+    mutable int sent_dtype = -1, received_dtype = -1;
+    mutable std::vector<std::unique_ptr<rt::Tape>> tapes;
+  };
+  const Pipeline* pipeline() const { return pipeline_ ? &*pipeline_ : nullptr; }
   // Data parallelism (the strategy's data_parallel, ABI 1.1, asked before its setup; default: every rank its
   // own group; groups of several ranks but fewer than the world form a mesh with a model and a data group): this rank's
   // group, the number of groups, and the ranks per group (they train on the same rows, so a sum over the
@@ -87,7 +105,7 @@ class TrainingSession {
   // gradient is on every rank and counts once, not once per rank, in the gradient norm.
   // With split parameters (tp): the ones left whole have the same gradient on every rank, counted once too.
   bool replicated(const rt::Param& p) const {
-    return replicated_.contains(&p) || (splits_params() && !p.split());
+    return replicated_.contains(&p) || (splits_params() && !p.split()) || (holds_params() && !p.held_by_one());
   }
   int world_size() const { return world_size_; }
   bool full_finetune() const { return peft_ == nullptr; }
@@ -105,6 +123,8 @@ class TrainingSession {
 
  private:
   void load_weights_whole(const std::filesystem::path& dir);
+  void wire_pipeline(const eng_pipeline_stage& stage, const ModelInstance& model, rt::Communicator* comm,
+                     const std::string& strategy);
   // The constructor's work; on a throw the constructor releases what was wired (below) before rethrowing.
   void wire(const recipe::Recipe& recipe, const plugins::PluginRegistry& registry, rt::Device& device,
             rt::Communicator* comm, int local_rank);
@@ -129,6 +149,8 @@ class TrainingSession {
   int dp_rank_ = 0;
   int dp_size_ = 1;
   std::unique_ptr<rt::Communicator> model_group_, data_group_;  // a tensor x data parallel mesh only
+  std::unique_ptr<rt::Communicator> even_link_, odd_link_;      // a pipeline's neighbour pairs
+  std::optional<Pipeline> pipeline_;
 };
 
 }  // namespace engine::session

@@ -101,6 +101,34 @@ int64_t block_output_elements_per_token(const PlanInputs& in) {
 }
 
 MemoryPlan make_memory_plan(const PlanInputs& in) {
+  if (in.strategy == "pp") {
+    // Pipeline parallelism: the busiest stage's plan, as a model of its blocks with one vocabulary matrix, its
+    // activations times the micro-batches it holds in flight (the first stage's: 1F1B min(stages, M), GPipe M).
+    const int64_t stages = std::max<int64_t>(1, in.pp_size > 0 ? in.pp_size : in.world_size);
+    PlanInputs stage = in;
+    stage.strategy.clear();
+    stage.world_size = 1;
+    const int64_t layers = in.model.n_layers;
+    const int64_t blocks =
+        in.pp_stage_blocks > 0 ? std::min<int64_t>(in.pp_stage_blocks, layers) : (layers + stages - 1) / stages;
+    stage.model.n_layers = static_cast<int32_t>(std::max<int64_t>(1, blocks));
+    stage.model.tie_word_embeddings = true;
+    if (in.checkpoint_blocks > stage.model.n_layers) stage.checkpoint_blocks = stage.model.n_layers;
+    MemoryPlan plan = make_memory_plan(stage);
+    if (stages <= 1) return plan;
+    const int64_t in_flight = in.pp_gpipe ? std::max<int64_t>(1, in.grad_accum)
+                                          : std::min<int64_t>(stages, std::max<int64_t>(1, in.grad_accum));
+    for (PlanComponent& c : plan.components) {
+      if (c.name == "activations") {
+        plan.total_bytes += c.bytes * (in_flight - 1);
+        c.bytes *= in_flight;
+        c.detail += fmt::format("; x {} micro-batches in flight ({})", in_flight, in.pp_gpipe ? "gpipe" : "1f1b");
+      }
+      if (c.name == "base weights" || c.name == "master weights" || c.name == "adapters")
+        c.detail += fmt::format(" (stage of {} of {} blocks, pp over {})", stage.model.n_layers, layers, stages);
+    }
+    return plan;
+  }
   const PlanModelShape& m = in.model;
   if (m.n_layers <= 0 || m.hidden_size <= 0 || m.vocab_size <= 0 || m.head_dim <= 0 || m.n_heads <= 0) {
     fail(

@@ -19,6 +19,7 @@
 //                   replay of block N-1 (N inputs + one block's outputs)
 //   inputs          ids, labels and positions of a micro-batch
 //   workspace       gradients alive at once in backward (+ the cuBLASLt workspace on CUDA)
+//   pipeline        pp only: the plan of the busiest stage (PlanInputs::pp_size)
 //   gathered        zero3 only: the full values (and full gradients of the trainable ones) of the largest
 //                   block and of the parameters outside blocks, which exist whole while they are used; the
 //                   weight components above are then 1/world per rank (rounded up per parameter)
@@ -70,6 +71,15 @@ struct PlanInputs {
   std::string strategy;
   int64_t world_size = 1;
   int64_t tp_size = 0;  // tp: ranks of one tensor-parallel group (parallel.tp_size; 0: the world)
+  // pp: stages of one pipeline (parallel.pp_size; 0: the world), the blocks of the largest stage (0: the
+  // balanced cut's), the schedule (GPipe keeps every micro-batch in flight, 1F1B at most `stages`) and the
+  // micro-batches of a step (train.grad_accum). The plan is the busiest stage's: the most blocks, one
+  // vocabulary matrix (the first stage's embedding or the last's lm_head) and the first stage's in-flight
+  // micro-batches' activations.
+  int64_t pp_size = 0;
+  int64_t pp_stage_blocks = 0;
+  bool pp_gpipe = false;
+  int64_t grad_accum = 1;
 };
 
 struct PlanComponent {

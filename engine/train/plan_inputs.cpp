@@ -80,6 +80,7 @@ PlanInputs plan_inputs_for(const recipe::Recipe& r, const nlohmann::json& config
   in.seq_len = r.data.max_seq_len;
   in.activation_checkpointing = r.train.activation_checkpointing;
   in.checkpoint_blocks = r.train.checkpoint_blocks;
+  in.grad_accum = r.train.grad_accum;
   in.offload_activations = r.train.offload_activations;
   if (r.train.max_memory_gib > 0) {
     const auto cap = static_cast<int64_t>(r.train.max_memory_gib * double(int64_t(1) << 30));

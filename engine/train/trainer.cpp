@@ -321,6 +321,8 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
       // A plugin (or the data) failed before the optimizer ran: no weight changed, so the state after the last
       // completed step is saved (unless it already is) and the run stops with the cause.
       hs.params().zero_grads();
+      // Said at once: saving needs the other ranks, which may be waiting on this one (a pipeline's neighbour).
+      if (world > 1) spdlog::error("rank {}: step {} failed: {}", session.rank(), step, e.what());
       if (!saved_at_last_step && (state.step > result.first_step || result.last_checkpoint.empty()))
         checkpoint(&cursor_before, &rng_before);
       fail_with(e.status(),
@@ -444,9 +446,10 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
                                    step, guard.in_a_row()));
     if (r.train.eval_every > 0 && data.has_eval() && step % r.train.eval_every == 0) {
       // zero3: every rank gathers the whole model first, so that rank 0 evaluates alone without collectives.
-      // Split parameters (tp): every rank evaluates (the linear seam sums over the ranks); rank 0 logs.
+      // Split parameters (tp): every rank evaluates (the linear seam sums over the ranks); rank 0 logs. A
+      // pipeline (pp): every stage runs its blocks, the last computes the loss.
       if (session.shards_params()) session.pin_weights(true);
-      if (session.splits_params()) {
+      if (session.splits_params() || session.pipeline() != nullptr) {
         const EvalMetrics e = run_eval(session, data, step);
         if (lead) {
           result.last_eval = e;
@@ -489,7 +492,14 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
   if (data.has_eval() && !result.stopped_nonfinite && !result.interrupted && state.step > result.first_step &&
       !(r.train.eval_every > 0 && state.step % r.train.eval_every == 0)) {
     if (session.shards_params()) session.pin_weights(true);
-    if (lead) {
+    if (session.splits_params() || session.pipeline() != nullptr) {  // every rank evaluates (as in the loop)
+      const EvalMetrics e = run_eval(session, data, state.step);
+      if (lead) {
+        result.last_eval = e;
+        log_eval(e);
+        progress.eval(e);
+      }
+    } else if (lead) {
       result.last_eval = run_eval(session, data, state.step);
       log_eval(*result.last_eval);
       progress.eval(*result.last_eval);

@@ -33,10 +33,11 @@ ENGINE_SIMD_CLONES void swiglu_range(const T* g, const T* u, T* y, int64_t n) {
 }
 template <typename T>
 ENGINE_SIMD_CLONES void swiglu_grad_range(const T* dy, const T* g, const T* u, T* dg, T* du, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const T s = sigmoid(g[i]);
-    dg[i] = dy[i] * u[i] * s * (T(1) + g[i] * (T(1) - s));
-    du[i] = dy[i] * g[i] * s;
+  for (int64_t i = 0; i < n; ++i) {  // dg may alias g and du u (in-place backward): read, then write
+    const T gi = g[i], ui = u[i], d = dy[i];
+    const T s = sigmoid(gi);
+    dg[i] = d * ui * s * (T(1) + gi * (T(1) - s));
+    du[i] = d * gi * s;
   }
 }
 }  // namespace

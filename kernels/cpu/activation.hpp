@@ -20,7 +20,7 @@ template <typename T>
 void silu_backward(ThreadPool& pool, const T* dy, const T* x, T* dx, int64_t n);
 template <typename T>
 void swiglu_forward(ThreadPool& pool, const T* gate, const T* up, T* y, int64_t n);
-// grad_gate / grad_up may be null when not needed.
+// grad_gate / grad_up may be null when not needed; grad_gate may be gate and grad_up up (in place).
 template <typename T>
 void swiglu_backward(ThreadPool& pool, const T* dy, const T* gate, const T* up, T* grad_gate, T* grad_up,
                      int64_t n);

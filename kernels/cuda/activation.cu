@@ -53,10 +53,11 @@ __global__ void swiglu_forward_kernel(const T* __restrict__ gate, const T* __res
   }
 }
 
+// grad_gate may alias gate and grad_up may alias up (the node's in-place backward): each element is read
+// into registers before either gradient is stored, so those four pointers carry no __restrict__.
 template <typename T, bool WantGate, bool WantUp>
-__global__ void swiglu_backward_kernel(const T* __restrict__ dy, const T* __restrict__ gate,
-                                       const T* __restrict__ up, T* __restrict__ grad_gate,
-                                       T* __restrict__ grad_up, int64_t n) {
+__global__ void swiglu_backward_kernel(const T* __restrict__ dy, const T* gate, const T* up, T* grad_gate,
+                                       T* grad_up, int64_t n) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
     const float g = detail::to_f32(gate[i]);
@@ -88,9 +89,8 @@ __global__ void swiglu_forward_vec_kernel(const T* __restrict__ gate, const T* _
 }
 
 template <typename T, bool WantGate, bool WantUp>
-__global__ void swiglu_backward_vec_kernel(const T* __restrict__ dy, const T* __restrict__ gate,
-                                           const T* __restrict__ up, T* __restrict__ grad_gate,
-                                           T* __restrict__ grad_up, int64_t nvec) {
+__global__ void swiglu_backward_vec_kernel(const T* __restrict__ dy, const T* gate, const T* up, T* grad_gate,
+                                           T* grad_up, int64_t nvec) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < nvec; i += stride) {
     const detail::Vec16<T> g = detail::load16(gate, i), d = detail::load16(dy, i);

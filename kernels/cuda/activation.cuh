@@ -19,6 +19,7 @@ void silu_backward(cudaStream_t stream, const T* dy, const T* x, T* dx, int64_t 
 template <typename T>
 void swiglu_forward(cudaStream_t stream, const T* gate, const T* up, T* y, int64_t n);
 // grad_gate = dy * up * silu'(gate), grad_up = dy * silu(gate); either may be null when not needed.
+// grad_gate may be gate and grad_up may be up (in place).
 template <typename T>
 void swiglu_backward(cudaStream_t stream, const T* dy, const T* gate, const T* up, T* grad_gate, T* grad_up,
                      int64_t n);

@@ -120,7 +120,18 @@ class DecoderModel : public sdk::Model {
   }
 
   sdk::Tensor forward(sdk::Host& host, const sdk::Batch& batch) override {
+    return forward_blocks(host, batch, sdk::Tensor(), 0, config_.n_layers);
+  }
+
+  // The blocks [first, last): a pipeline stage's part of forward (the same code: forward is all of them).
+  sdk::Tensor forward_blocks(sdk::Host& host, const sdk::Batch& batch, const sdk::Tensor& input, int32_t first,
+                             int32_t last) override {
     if (params_.empty()) throw sdk::Error("forward called before declare_params", ENG_ERR_INTERNAL);
+    if (first < 0 || last <= first || last > config_.n_layers || (first == 0) == static_cast<bool>(input))
+      throw sdk::Error("forward_blocks [" + std::to_string(first) + ", " + std::to_string(last) + ") of " +
+                           std::to_string(config_.n_layers) + " blocks" +
+                           (first == 0 ? " takes the token ids, not an input" : " needs the previous stage's output"),
+                       ENG_ERR_INVALID_ARGUMENT);
     if (!batch.input_ids || batch.input_ids.ndim() != 2)
       throw sdk::Error("forward: input_ids must be a (B,T) tensor", ENG_ERR_INVALID_ARGUMENT);
     if (!batch.position_ids) throw sdk::Error("forward: position_ids are required", ENG_ERR_INVALID_ARGUMENT);
@@ -128,8 +139,8 @@ class DecoderModel : public sdk::Model {
     const int64_t D = config_.head_dim;
     const double softmax_scale = 1.0 / std::sqrt(static_cast<double>(D));
 
-    sdk::Tensor x = host.embedding(embed_tokens_, batch.input_ids);  // (B,T,C)
-    for (int32_t i = 0; i < config_.n_layers; ++i) {
+    sdk::Tensor x = first == 0 ? host.embedding(embed_tokens_, batch.input_ids) : input;  // (B,T,C)
+    for (int32_t i = first; i < last; ++i) {
       const Layer& L = layers_[static_cast<size_t>(i)];
       sdk::Block block(host, i);
       sdk::Tensor h = host.rms_norm(x, L.input_layernorm, config_.rms_norm_eps);         // (B,T,C)
@@ -152,6 +163,7 @@ class DecoderModel : public sdk::Model {
       sdk::Tensor up = host.linear(h, L.up_proj, L.up_bias);                          // (B,T,I)
       x = host.add(x, host.linear(host.swiglu(gate, up), L.down_proj, L.down_bias));  // (B,T,C)
     }
+    if (last < config_.n_layers) return x;                  // (B,T,C): the next stage's input
     return host.rms_norm(x, norm_, config_.rms_norm_eps);  // (B,T,C)
   }
 

@@ -108,7 +108,7 @@ _Static_assert(offsetof(eng_op_table, foreach_axpby_) == 304, "eng_op_table.fore
 _Static_assert(offsetof(eng_op_table, foreach_addcmul_) == 312, "eng_op_table.foreach_addcmul_");
 _Static_assert(offsetof(eng_op_table, foreach_addcdiv_) == 320, "eng_op_table.foreach_addcdiv_");
 _Static_assert(offsetof(eng_op_table, foreach_add_sign_) == 328, "eng_op_table.foreach_add_sign_");
-_Static_assert(sizeof(eng_host_api) == 432, "eng_host_api size");
+_Static_assert(sizeof(eng_host_api) == 440, "eng_host_api size");
 /* appended in ABI 1.1: parameter placement (zero3/fsdp); the table was 368 bytes before */
 _Static_assert(offsetof(eng_host_api, param_set_local) == 368, "eng_host_api.param_set_local");
 _Static_assert(offsetof(eng_host_api, param_gather) == 376, "eng_host_api.param_gather");
@@ -121,6 +121,8 @@ _Static_assert(offsetof(eng_host_api, param_set_local_flat) == 408, "eng_host_ap
 _Static_assert(offsetof(eng_host_api, param_set_split) == 416, "eng_host_api.param_set_split");
 /* appended in ABI 1.1: mesh groups; the table was 424 bytes before */
 _Static_assert(offsetof(eng_host_api, group_all_reduce_sum) == 424, "eng_host_api.group_all_reduce_sum");
+/* appended in ABI 1.1: parameters held by one pipeline stage (pp); the table was 432 bytes before */
+_Static_assert(offsetof(eng_host_api, param_set_holder) == 432, "eng_host_api.param_set_holder");
 _Static_assert(offsetof(eng_host_api, device_properties) == 344, "eng_host_api.device_properties");
 _Static_assert(offsetof(eng_host_api, target_match) == 352, "eng_host_api.target_match");
 _Static_assert(offsetof(eng_host_api, file_write) == 360, "eng_host_api.file_write");
@@ -204,7 +206,7 @@ _Static_assert(offsetof(eng_model_info, lm_head_param) == 56, "eng_model_info.lm
 _Static_assert(offsetof(eng_model_info, architecture) == 64, "eng_model_info.architecture");
 _Static_assert(offsetof(eng_model_info, bos_token_id) == 72, "eng_model_info.bos_token_id");
 _Static_assert(offsetof(eng_model_info, eos_token_id) == 80, "eng_model_info.eos_token_id");
-_Static_assert(sizeof(eng_model_vtable) == 56, "eng_model_vtable size");
+_Static_assert(sizeof(eng_model_vtable) == 64, "eng_model_vtable size");
 _Static_assert(offsetof(eng_model_vtable, struct_size) == 0, "eng_model_vtable.struct_size");
 _Static_assert(offsetof(eng_model_vtable, create) == 8, "eng_model_vtable.create");
 _Static_assert(offsetof(eng_model_vtable, destroy) == 16, "eng_model_vtable.destroy");
@@ -212,6 +214,8 @@ _Static_assert(offsetof(eng_model_vtable, info) == 24, "eng_model_vtable.info");
 _Static_assert(offsetof(eng_model_vtable, declare_params) == 32, "eng_model_vtable.declare_params");
 _Static_assert(offsetof(eng_model_vtable, forward) == 40, "eng_model_vtable.forward");
 _Static_assert(offsetof(eng_model_vtable, preset_config) == 48, "eng_model_vtable.preset_config");
+/* appended in ABI 1.1: pipeline stages; the table was 56 bytes (ENG_MODEL_VTABLE_SIZE_1_0) before */
+_Static_assert(offsetof(eng_model_vtable, forward_blocks) == 56, "eng_model_vtable.forward_blocks");
 _Static_assert(sizeof(eng_param_group) == 24, "eng_param_group size");
 _Static_assert(offsetof(eng_param_group, struct_size) == 0, "eng_param_group.struct_size");
 _Static_assert(offsetof(eng_param_group, reserved0) == 4, "eng_param_group.reserved0");
@@ -232,7 +236,7 @@ _Static_assert(offsetof(eng_optimizer_vtable, step) == 32, "eng_optimizer_vtable
 _Static_assert(offsetof(eng_optimizer_vtable, save_state) == 40, "eng_optimizer_vtable.save_state");
 _Static_assert(offsetof(eng_optimizer_vtable, load_state) == 48, "eng_optimizer_vtable.load_state");
 _Static_assert(offsetof(eng_optimizer_vtable, state_bytes_per_element) == 56, "eng_optimizer_vtable.state_bytes_per_element");
-_Static_assert(sizeof(eng_parallel_vtable) == 104, "eng_parallel_vtable size");
+_Static_assert(sizeof(eng_parallel_vtable) == 112, "eng_parallel_vtable size");
 _Static_assert(offsetof(eng_parallel_vtable, struct_size) == 0, "eng_parallel_vtable.struct_size");
 _Static_assert(offsetof(eng_parallel_vtable, create) == 8, "eng_parallel_vtable.create");
 _Static_assert(offsetof(eng_parallel_vtable, destroy) == 16, "eng_parallel_vtable.destroy");
@@ -246,6 +250,15 @@ _Static_assert(offsetof(eng_parallel_vtable, save_state) == 72, "eng_parallel_vt
 _Static_assert(offsetof(eng_parallel_vtable, load_state) == 80, "eng_parallel_vtable.load_state");
 _Static_assert(offsetof(eng_parallel_vtable, param_owner) == 88, "eng_parallel_vtable.param_owner");
 _Static_assert(offsetof(eng_parallel_vtable, data_parallel) == 96, "eng_parallel_vtable.data_parallel");
+/* appended in ABI 1.1: pipeline parallelism; the table was 104 bytes before */
+_Static_assert(offsetof(eng_parallel_vtable, pipeline) == 104, "eng_parallel_vtable.pipeline");
+_Static_assert(sizeof(eng_pipeline_stage) == 24, "eng_pipeline_stage size");
+_Static_assert(offsetof(eng_pipeline_stage, struct_size) == 0, "eng_pipeline_stage.struct_size");
+_Static_assert(offsetof(eng_pipeline_stage, stages) == 4, "eng_pipeline_stage.stages");
+_Static_assert(offsetof(eng_pipeline_stage, stage) == 8, "eng_pipeline_stage.stage");
+_Static_assert(offsetof(eng_pipeline_stage, first_block) == 12, "eng_pipeline_stage.first_block");
+_Static_assert(offsetof(eng_pipeline_stage, last_block) == 16, "eng_pipeline_stage.last_block");
+_Static_assert(offsetof(eng_pipeline_stage, warmup) == 20, "eng_pipeline_stage.warmup");
 _Static_assert(sizeof(eng_peft_vtable) == 64, "eng_peft_vtable size");
 _Static_assert(offsetof(eng_peft_vtable, struct_size) == 0, "eng_peft_vtable.struct_size");
 _Static_assert(offsetof(eng_peft_vtable, create) == 8, "eng_peft_vtable.create");

@@ -92,6 +92,12 @@ void check_swiglu(int64_t n, double tol) {
   engine::cuda::swiglu_backward<T>(nullptr, gdy.get(), gg.get(), gu.get(), nullptr, only_u.get(), n);
   EXPECT_LE(rel_error(download_f32(only_u), du), tol) << n;
   for (float v : download_f32(untouched)) ASSERT_TRUE(std::isnan(v));
+
+  // In place (the node's backward when it solely holds gate and up): the same gradients.
+  DeviceBuffer<T> ig(upload(g)), iu(upload(u));
+  engine::cuda::swiglu_backward<T>(nullptr, gdy.get(), ig.get(), iu.get(), ig.get(), iu.get(), n);
+  EXPECT_EQ(download_f32(ig), download_f32(gdg)) << n;
+  EXPECT_EQ(download_f32(iu), download_f32(gdu)) << n;
 }
 
 TEST(CudaActivation, SwigluFloatAndBf16) {

@@ -4,6 +4,7 @@
 //     per-step losses of one GPU with the same global batch (fp32, relative 1e-5 over 20 steps) and its final
 //     weights;
 //   - tp on 2 GPUs and a tp = 2 x dp = 2 mesh on 4 (where there are 4) give the losses and weights of one GPU;
+//   - pp on 2 GPUs (1F1B over 4 micro-batches) gives the losses and weights of one GPU;
 //   - a 2-GPU zero3 and fsdp checkpoint resumes on 1 GPU and ends with the uninterrupted weights;
 //   - rank 1 killed mid-run (ENGINE_FAULT_KILL): with --max-restarts 1 both workers restart and end as an
 //     uninterrupted run; without, the launcher exits 1 naming the rank.
@@ -87,6 +88,27 @@ TEST(MultiGpu, TensorParallelOnTwoGpusAndATwoByTwoMeshOnFourMatchOneGpu) {
       expect_close_weights(dir / "one" / "checkpoint-20" / job.weights, dir / l.name / "checkpoint-20" / job.weights,
                            what);
     }
+  }
+}
+
+// pp on 2 GPUs with 4 micro-batches per step (1F1B: activations and their gradients between the stages through
+// NCCL broadcasts over the neighbours' two-rank communicator) against one GPU on the same batches.
+TEST(MultiGpu, PipelineOnTwoGpusMatchesOneGpu) {
+  SKIP_WITHOUT_TWO_GPUS();
+  for (const Job& job : {kLora, kFull}) {
+    const fs::path dir = fresh_dir("multigpu_pp_" + job.recipe);
+    const fs::path model = dir / "model";
+    const std::vector<std::string> four = {"--set", "train.micro_batch_size=2", "--set", "train.grad_accum=4"};
+    ASSERT_EQ(run_engine(on_gpus(job, model, dir / "one", 1, "", four), dir / "one.log"), 0)
+        << read_file(dir / "one.log");
+    std::vector<std::string> a = run_args(job, model, dir / "pp2", 1,
+                                          {"--set", "train.device=cuda", "--set", "train.dtype=fp32", "--set",
+                                           "parallel.plugin=pp", "--set", "parallel.timeout_s=60"});
+    a.insert(a.end(), four.begin(), four.end());
+    ASSERT_EQ(run_engine(launched(a, 2), dir / "pp2.log"), 0) << read_file(dir / "pp2.log");
+    const std::string what = job.recipe + " pp=2 on 2 GPUs";
+    expect_close_losses(losses(dir / "one"), losses(dir / "pp2"), what);
+    expect_close_weights(dir / "one" / "checkpoint-20" / job.weights, dir / "pp2" / "checkpoint-20" / job.weights, what);
   }
 }
 

@@ -1,5 +1,7 @@
 // SiLU and SwiGLU nodes; save their inputs (the backward recomputes the sigmoid).
 
+#include <atomic>
+
 #include "engine/core/error.hpp"
 #include "engine/runtime/ops/op_inputs.hpp"
 #include "engine/runtime/ops/ops.hpp"
@@ -7,6 +9,15 @@
 namespace engine::rt::ops {
 
 namespace {
+
+std::atomic<int64_t> g_swiglu_in_place{0};
+
+// True when `t` is the only handle on its memory: no other tensor, view or caller can see it change.
+bool sole_owner(const Tensor& t) {
+  const std::shared_ptr<TensorImpl>& impl = t.impl_ptr();
+  return impl && impl.use_count() == 1 && impl->storage && impl->storage.use_count() == 1 &&
+         !impl->storage->borrowed() && t.is_contiguous();
+}
 
 class SiluNode final : public Node {
  public:
@@ -68,9 +79,20 @@ class SwigluNode final : public Node {
     if (!g_.defined()) fail("swiglu: backward without a saved forward");
     const DType ct = g_.dtype();
     Tensor dy = detail::as_compute(grad_outputs[0], ct);
-    if (needs_grad[0]) grads[0] = Tensor::empty(g_.shape(), ct, g_.device());
-    if (needs_grad[1]) grads[1] = Tensor::empty(g_.shape(), ct, g_.device());
+    // The gradients overwrite the saved gate and up when nothing else holds them (after a checkpoint replay,
+    // or once the forward's caller let go): two (tokens, intermediate) buffers fewer at the MLP's backward,
+    // where a block's backward peaks. Each element is read before it is written (kernels' contract).
+    const bool in_place = sole_owner(g_) && sole_owner(u_) && needs_grad[0] && needs_grad[1];
+    if (in_place) {
+      grads[0] = g_;
+      grads[1] = u_;
+      g_swiglu_in_place.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      if (needs_grad[0]) grads[0] = Tensor::empty(g_.shape(), ct, g_.device());
+      if (needs_grad[1]) grads[1] = Tensor::empty(g_.shape(), ct, g_.device());
+    }
     g_.device().kernels().swiglu_backward(dy, g_, u_, grads[0], grads[1]);
+    if (in_place) release_saved();
     return grads;
   }
 
@@ -87,5 +109,6 @@ class SwigluNode final : public Node {
 
 std::unique_ptr<Node> make_silu() { return std::make_unique<SiluNode>(); }
 std::unique_ptr<Node> make_swiglu() { return std::make_unique<SwigluNode>(); }
+int64_t swiglu_in_place_backwards() { return g_swiglu_in_place.load(std::memory_order_relaxed); }
 
 }  // namespace engine::rt::ops

@@ -60,6 +60,8 @@ Tensor attention_with_cache(const Tensor& q, const Tensor& k, const Tensor& v, d
 std::unique_ptr<Node> make_silu();
 // inputs {gate, up} -> silu(gate) * up
 std::unique_ptr<Node> make_swiglu();
+// swiglu backwards (process-wide) that wrote the gradients over the saved gate and up (tests).
+int64_t swiglu_in_place_backwards();
 // inputs {x} -> softmax over the last dim
 std::unique_ptr<Node> make_softmax();
 // inputs {logits (N,V), labels (N)} -> () f32: scale * sum over labels != ignore_index of -log softmax(logits)[label]

@@ -260,7 +260,7 @@ eng_status forward(void* self, const eng_ctx* ctx, const eng_batch* batch, eng_t
 }
 
 const eng_model_vtable kVtable = {
-    sizeof(eng_model_vtable), create, destroy, info, declare_params, forward, nullptr,
+    sizeof(eng_model_vtable), create, destroy, info, declare_params, forward, nullptr, /*forward_blocks=*/nullptr,
 };
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <tuple>
 
 #include "engine/runtime/ops/ops.hpp"
 #include "kernels/cpu/dropout.hpp"
@@ -64,6 +65,33 @@ TEST(Swiglu, ForwardGradientAndF32) {
   for (size_t i = 0; i < gv.size(); ++i) EXPECT_NEAR(y[i], gv[i] / (1 + std::exp(-gv[i])) * uv[i], 1e-15);
   expect_gradients_match([] { return ops::make_swiglu(); }, {g, u}, {true, true});
   expect_close(run1(*ops::make_swiglu(), {g.to(ENG_F32), u.to(ENG_F32)}), y, 1e-6, 1e-6, "swiglu f32 vs f64");
+}
+
+// The backward writes the gradients over the saved gate and up only when the node is their sole holder; the
+// gradients are the same values either way.
+TEST(Swiglu, BackwardInPlaceOnlyWhenTheNodeSolelyHoldsGateAndUp) {
+  const Tensor g0 = random_tensor({4, 16}, ENG_F32, 18, 3.0), u0 = random_tensor({4, 16}, ENG_F32, 19);
+  const Tensor dy = random_tensor({4, 16}, ENG_F32, 20);
+  auto run = [&](bool keep_inputs) {
+    Tensor g = g0.contiguous().to(ENG_F64).to(ENG_F32), u = u0.contiguous().to(ENG_F64).to(ENG_F32);  // fresh
+    auto node = ops::make_swiglu();
+    node->forward({g, u}, /*save=*/true);
+    if (!keep_inputs) g = u = Tensor();
+    const int64_t before = ops::swiglu_in_place_backwards();
+    const auto grads = node->backward({dy}, {true, true});
+    const bool in_place = ops::swiglu_in_place_backwards() == before + 1;
+    if (keep_inputs) {  // the caller's gate and up are untouched
+      EXPECT_EQ(values(g), values(g0));
+      EXPECT_EQ(values(u), values(u0));
+    }
+    return std::make_tuple(in_place, values(grads[0]), values(grads[1]));
+  };
+  const auto [kept_in_place, kept_dg, kept_du] = run(true);
+  const auto [sole_in_place, sole_dg, sole_du] = run(false);
+  EXPECT_FALSE(kept_in_place);
+  EXPECT_TRUE(sole_in_place);
+  EXPECT_EQ(kept_dg, sole_dg);
+  EXPECT_EQ(kept_du, sole_du);
 }
 
 TEST(Softmax, ForwardGradientAndLargeLogits) {

@@ -182,6 +182,34 @@ TEST(MemoryPlan, Zero3KeepsOneWorldthPerRankPlusTheGatheredBlock) {
 // tp: every block projection, the embedding and lm_head are 1/world per rank (the norms whole); a LoRA adapter
 // splits its matrix on the split side (A of o/down, B of q/k/v/gate/up); the heads' and the MLP's activations
 // are 1/world too.
+// pp: the busiest stage's plan: ceil(28 / 4) = 7 blocks and one vocabulary matrix (Qwen2.5-7B's embedding and
+// lm_head are separate: the first stage keeps one, the last the other); 1F1B keeps min(stages, micro-batches)
+// micro-batches' activations in flight on the first stage, GPipe all of them.
+TEST(MemoryPlan, PipelineParallelPlansTheBusiestStage) {
+  PlanInputs in = qwen7b();
+  in.lora_rank = 16;
+  in.lora_targets = {"all-linear"};
+  in.activation_checkpointing = true;
+  in.grad_accum = 8;
+  const MemoryPlan one = make_memory_plan(in);
+  in.strategy = "pp";
+  in.world_size = 4;
+  const MemoryPlan four = make_memory_plan(in);
+  const int64_t block = 3584 * (3584 + 512 + 512 + 3584 + 3 * 18944) + 2 * 3584 + (3584 + 2 * 512);
+  EXPECT_EQ(four.base_elements, 7 * block + 3584 + int64_t(152064) * 3584);
+  EXPECT_EQ(four.trainable_elements, one.trainable_elements / 4);
+  PlanInputs single_stage = in;
+  single_stage.strategy.clear();
+  single_stage.world_size = 1;
+  single_stage.model.n_layers = 7;
+  single_stage.model.tie_word_embeddings = true;
+  EXPECT_EQ(component(four, "activations"), 4 * component(make_memory_plan(single_stage), "activations"));
+  EXPECT_NE(format_memory_plan(four, "cuda:0").find("x 4 micro-batches in flight (1f1b)"), std::string::npos);
+  in.pp_gpipe = true;
+  EXPECT_EQ(component(make_memory_plan(in), "activations"), 8 * component(make_memory_plan(single_stage), "activations"));
+  EXPECT_LT(four.total_bytes, one.total_bytes);
+}
+
 TEST(MemoryPlan, TensorParallelSplitsProjectionsVocabularyAndAdapters) {
   PlanInputs in = qwen7b();
   in.lora_rank = 16;

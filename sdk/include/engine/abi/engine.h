@@ -144,6 +144,8 @@ typedef uint32_t eng_param_role;
 #define ENG_PARAM_TP_COLUMN (1u << 5)
 #define ENG_PARAM_TP_ROW (1u << 6)
 #define ENG_PARAM_TP_PARTIAL_GRAD (1u << 7)
+/* (set by the engine, ABI 1.1) kept by one rank of the model group alone (param_set_holder: a pipeline stage) */
+#define ENG_PARAM_HELD (1u << 8)
 
 /* How a parameter is initialised when no checkpoint provides it. */
 typedef uint32_t eng_init_kind;
@@ -508,6 +510,14 @@ typedef struct eng_host_api {
    * collectives use it), ENG_GROUP_DATA the ranks that hold the same part in every group (one per
    * data-parallel group). Without a mesh both are the world. t = sum of t over the group. */
   eng_status (*group_all_reduce_sum)(const eng_ctx* ctx, eng_tensor t, int32_t group);
+
+  /* ---- appended in ABI 1.1: parameters held by one pipeline stage (pp) -----------------------------------
+   * (setup only) only rank `holder` of ENG_GROUP_MODEL (the stage whose blocks use p) keeps root p: on the
+   * group's other ranks it is never loaded, initialised or allocated, has no gradient and is not given to the
+   * optimizer. param_gather makes it valid there (a broadcast from the holder: a collective of the model
+   * group, which saves and exports use to consolidate), param_release frees it again. Tied, quantized or
+   * already placed parameters are refused. */
+  eng_status (*param_set_holder)(const eng_ctx* ctx, eng_param p, int32_t holder);
 } eng_host_api;
 
 #define ENG_GROUP_WORLD 0

@@ -52,7 +52,18 @@ typedef struct eng_model_vtable {
   /* (optional) a config.json text for a named preset ("tiny", "small") used by `engine init-model`;
      returns NULL for an unknown preset. Static storage. */
   const char* (*preset_config)(const char* preset);
+  /* ---- ABI 1.1 (read only when struct_size covers it) ---- */
+  /* (optional) the forward pass of the decoder blocks [first, last) alone, for pipeline parallelism: with
+   * first == 0 it starts from batch->input_ids (the embedding), else from `input`, the (B,T,C) hidden states
+   * after block first - 1; with last == n_layers it ends with the final norm (what forward returns), else
+   * *out is the hidden states after block last - 1. forward(batch) is forward_blocks(batch, NULL, 0,
+   * n_layers). Absent: the model cannot be cut into pipeline stages. */
+  eng_status (*forward_blocks)(void* self, const eng_ctx* ctx, const eng_batch* batch, eng_tensor input,
+                               int32_t first, int32_t last, eng_tensor* out);
 } eng_model_vtable;
+
+/* The size of the ABI 1.0 table (what a plugin built for 1.0 has). */
+#define ENG_MODEL_VTABLE_SIZE_1_0 56u
 
 #ifdef __cplusplus
 }

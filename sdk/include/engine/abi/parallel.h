@@ -9,6 +9,7 @@
 #define ENGINE_ABI_PARALLEL_H
 
 #include "engine/abi/engine.h"
+#include "engine/abi/model.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -21,6 +22,20 @@ extern "C" {
 typedef uint32_t eng_phase;
 #define ENG_PHASE_FORWARD 0u
 #define ENG_PHASE_BACKWARD 1u
+
+/* A pipeline stage (eng_parallel_vtable.pipeline). The schedule of one optimizer step over M micro-batches:
+ * the stage runs min(warmup, M) forwards, then alternates one forward and one backward until every forward
+ * ran, then the remaining backwards (1F1B: warmup = stages - 1 - stage; GPipe: warmup = M, every forward
+ * before any backward). Consecutive stages' warmups must differ by one (1F1B) or all be >= M (GPipe), so
+ * that each pair of neighbours exchanges activations and gradients in the same order. */
+typedef struct eng_pipeline_stage {
+  uint32_t struct_size;
+  int32_t stages;       /* the pipeline's depth (ranks of ENG_GROUP_MODEL) */
+  int32_t stage;        /* this rank's: 0 embeds the tokens, stages - 1 applies the final norm and the loss */
+  int32_t first_block;  /* the decoder blocks [first_block, last_block) this stage runs */
+  int32_t last_block;
+  int32_t warmup;       /* forwards before the first backward (see above) */
+} eng_pipeline_stage;
 
 typedef struct eng_parallel_vtable {
   uint32_t struct_size;
@@ -49,6 +64,13 @@ typedef struct eng_parallel_vtable {
    * once. Absent: every rank is its own group (dp_rank = rank, dp_size = world). world must be a multiple of
    * dp_size. */
   eng_status (*data_parallel)(void* self, const eng_ctx* ctx, int32_t* dp_rank, int32_t* dp_size);
+  /* (optional) pipeline parallelism: this rank's stage. Asked right after setup, before the weights load,
+   * with the model's sizes: the strategy places each parameter on the stage that uses it here
+   * (param_set_holder). The ranks of one data-parallel group (ENG_GROUP_MODEL, all of them without a mesh)
+   * are the stages in rank order. The engine then runs every optimizer step's micro-batches through the
+   * stages (the model's forward_blocks over [first_block, last_block)), sending activations to the next
+   * stage and their gradients back, and computes the loss on the last. Absent, or stages == 1: no pipeline. */
+  eng_status (*pipeline)(void* self, const eng_ctx* ctx, const eng_model_info* model, eng_pipeline_stage* out);
 } eng_parallel_vtable;
 
 /* The size of the ABI 1.0 table (what a plugin built for 1.0 has). */

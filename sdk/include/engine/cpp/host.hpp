@@ -530,6 +530,13 @@ class Host {
         service(offsetof(eng_host_api, param_set_split), [&] { return api_->param_set_split; }, "param_set_split");
     check(f(ctx_, p.get(), dim), "param_set_split");
   }
+  // (a strategy's setup) only rank `holder` of the model group keeps root p (pipeline parallelism: the stage
+  // that runs p's block); the others never allocate it. See engine.h.
+  void param_set_holder(Param p, int32_t holder) const {
+    const auto f = service(
+        offsetof(eng_host_api, param_set_holder), [&] { return api_->param_set_holder; }, "param_set_holder");
+    check(f(ctx_, p.get(), holder), "param_set_holder");
+  }
   // Collective: p's full value becomes valid (an all-gather of the shards).
   void param_gather(Param p) const {
     const auto f = service(offsetof(eng_host_api, param_gather), [&] { return api_->param_gather; }, "param_gather");

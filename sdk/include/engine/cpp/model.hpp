@@ -38,6 +38,13 @@ class Model {
   virtual void declare_params(Host& host) = 0;
   // batch -> final normalised hidden states (B,T,C); wrap each decoder block in engine::sdk::Block.
   virtual Tensor forward(Host& host, const Batch& batch) = 0;
+  // (optional, ABI 1.1) The blocks [first, last) alone, for pipeline parallelism: from batch.input_ids when
+  // first == 0 (input empty), else from `input` (B,T,C), the hidden states after block first - 1; the final
+  // norm only when last is the number of layers. Not overridden: the model cannot be cut into stages.
+  virtual Tensor forward_blocks(Host& host, const Batch& batch, const Tensor& input, int32_t first, int32_t last) {
+    (void)host, (void)batch, (void)input, (void)first, (void)last;
+    throw Error("forward_blocks is not implemented by this model", ENG_ERR_UNSUPPORTED);
+  }
 };
 
 namespace detail {
@@ -90,6 +97,20 @@ struct ModelAdapter {
       *hidden = out.release();
     });
   }
+  static eng_status forward_blocks(void* self, const eng_ctx* ctx, const eng_batch* batch, eng_tensor input,
+                                   int32_t first, int32_t last, eng_tensor* out) noexcept {
+    if (out == nullptr || batch == nullptr) return ENG_ERR_INVALID_ARGUMENT;
+    *out = nullptr;
+    return guard(api_of<T>(self), ctx, [&] {
+      auto& in = self_of<T>(self);
+      Host h(in.api, ctx);
+      eng_batch raw = read_struct(batch);
+      Batch b{h.borrow(raw.input_ids), h.borrow(raw.position_ids), h.borrow(raw.segment_ids), raw.kv_cache};
+      Tensor y = in.obj.forward_blocks(h, b, h.borrow(input), first, last);
+      if (!y) throw Error("the model's forward_blocks returned an empty tensor", ENG_ERR_INTERNAL);
+      *out = y.release();
+    });
+  }
   static const char* preset_config(const char* preset) noexcept {
     if constexpr (has_preset_config<T>::value) {
       try {
@@ -111,6 +132,7 @@ struct ModelAdapter {
     v.declare_params = &declare_params;
     v.forward = &forward;
     v.preset_config = has_preset_config<T>::value ? &preset_config : nullptr;
+    v.forward_blocks = ENGINE_SDK_OVERRIDES(T, Model, forward_blocks) ? &forward_blocks : nullptr;
     return v;
   }
 };

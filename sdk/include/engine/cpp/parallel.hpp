@@ -42,6 +42,13 @@ class Parallel {
   virtual void data_parallel(Host& host, int32_t* dp_rank, int32_t* dp_size) {
     (void)host, (void)dp_rank, (void)dp_size;
   }
+  // (optional, ABI 1.1) Pipeline parallelism: this rank's stage (see eng_pipeline_stage), asked right after
+  // setup with the model's sizes; place each parameter on its stage here (host.param_set_holder). Not
+  // overridden: no pipeline.
+  virtual eng_pipeline_stage pipeline(Host& host, const eng_model_info& model) {
+    (void)host, (void)model;
+    return eng_pipeline_stage{};
+  }
 };
 
 namespace detail {
@@ -98,6 +105,15 @@ struct ParallelAdapter {
   static eng_status data_parallel(void* self, const eng_ctx* ctx, int32_t* dp_rank, int32_t* dp_size) noexcept {
     return call(self, ctx, [&](T& o, Host& h) { o.data_parallel(h, dp_rank, dp_size); });
   }
+  static eng_status pipeline(void* self, const eng_ctx* ctx, const eng_model_info* model,
+                             eng_pipeline_stage* out) noexcept {
+    if (out == nullptr || model == nullptr) return ENG_ERR_INVALID_ARGUMENT;
+    return call(self, ctx, [&](T& o, Host& h) {
+      eng_pipeline_stage st = o.pipeline(h, read_struct(model));
+      st.struct_size = sizeof(st);
+      write_struct(out, st);
+    });
+  }
   static eng_parallel_vtable vtable() noexcept {
     eng_parallel_vtable v{};
     v.struct_size = sizeof(v);
@@ -113,6 +129,7 @@ struct ParallelAdapter {
     v.load_state = ENGINE_SDK_OVERRIDES(T, Parallel, load_state) ? &load_state : nullptr;
     v.param_owner = ENGINE_SDK_OVERRIDES(T, Parallel, param_owner) ? &param_owner : nullptr;
     v.data_parallel = ENGINE_SDK_OVERRIDES(T, Parallel, data_parallel) ? &data_parallel : nullptr;
+    v.pipeline = ENGINE_SDK_OVERRIDES(T, Parallel, pipeline) ? &pipeline : nullptr;
     return v;
   }
 };
