@@ -90,7 +90,8 @@ Tensor Tape::leaf(const Tensor& value, std::shared_ptr<GradSink> sink, std::func
 namespace {
 // The device of the first defined tensor, when op profiling is on (OpTimer does nothing for null).
 Device* profile_device(const std::vector<Tensor>& ts) {
-  if (!OpProfile::instance().enabled()) return nullptr;
+  const OpProfile& p = OpProfile::instance();
+  if (!p.enabled() && !p.memory()) return nullptr;
   for (const Tensor& t : ts)
     if (t.defined()) return &t.device();
   return nullptr;
@@ -390,7 +391,7 @@ void Tape::backward(const Tensor& loss, const Tensor& grad) {
       if (!e.input_needs_grad[i] || !grad_inputs[i].defined()) continue;
       if (e.input_sinks[i]) {
       {
-        OpTimer timer(OpProfile::instance().enabled() ? &grad_inputs[i].device() : nullptr, "grad_sink",
+        OpTimer timer(OpProfile::instance().op_device(&grad_inputs[i].device()), "grad_sink",
                       "accumulate");
         e.input_sinks[i]->accumulate(grad_inputs[i]);
       }

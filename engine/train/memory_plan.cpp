@@ -108,6 +108,7 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
     PlanInputs stage = in;
     stage.strategy.clear();
     stage.world_size = 1;
+    if (stages <= 1) return make_memory_plan(stage);  // one stage: the whole model on each rank
     const int64_t layers = in.model.n_layers;
     const int64_t blocks =
         in.pp_stage_blocks > 0 ? std::min<int64_t>(in.pp_stage_blocks, layers) : (layers + stages - 1) / stages;
@@ -115,14 +116,14 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
     stage.model.tie_word_embeddings = true;
     if (in.checkpoint_blocks > stage.model.n_layers) stage.checkpoint_blocks = stage.model.n_layers;
     MemoryPlan plan = make_memory_plan(stage);
-    if (stages <= 1) return plan;
     const int64_t in_flight = in.pp_gpipe ? std::max<int64_t>(1, in.grad_accum)
                                           : std::min<int64_t>(stages, std::max<int64_t>(1, in.grad_accum));
     for (PlanComponent& c : plan.components) {
       if (c.name == "activations") {
         plan.total_bytes += c.bytes * (in_flight - 1);
         c.bytes *= in_flight;
-        c.detail += fmt::format("; x {} micro-batches in flight ({})", in_flight, in.pp_gpipe ? "gpipe" : "1f1b");
+        c.detail += fmt::format("; x {} micro-batches in flight ({}; an upper bound: one replays at a time)",
+                                in_flight, in.pp_gpipe ? "gpipe" : "1f1b");
       }
       if (c.name == "base weights" || c.name == "master weights" || c.name == "adapters")
         c.detail += fmt::format(" (stage of {} of {} blocks, pp over {})", stage.model.n_layers, layers, stages);

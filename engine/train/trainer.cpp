@@ -334,7 +334,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     inject_nonfinite_faults(hs.params(), step, pass);
     double norm = 0;
     {
-      rt::OpTimer timer(profile.enabled() ? &device : nullptr, "grad_norm", "step");
+      rt::OpTimer timer(profile.op_device(&device), "grad_norm", "step");
       rt::HostTimer host_timer("grad_norm", "waits for the device");
       if (session.shards_optimizer() || session.places_params()) {
         // zero2: each rank keeps the reduced gradients of its own parameters only; zero3: the local shards of
@@ -373,7 +373,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     }
     const StepVerdict verdict = guard.check(loss_for_verdict, norm);
     if (verdict == StepVerdict::Apply) {
-      rt::OpTimer timer(profile.enabled() ? &device : nullptr, "optimizer", "step");
+      rt::OpTimer timer(profile.op_device(&device), "optimizer", "step");
       rt::HostTimer host_timer("optimizer", "host");
       try {
         session.optimizer().step(step, lr, clip_coefficient(norm, r.train.grad_clip));
@@ -390,7 +390,7 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
     }
     if (session.parallel() != nullptr) session.parallel()->after_step();
     {
-      rt::OpTimer timer(profile.enabled() ? &device : nullptr, "zero_grads", "step");
+      rt::OpTimer timer(profile.op_device(&device), "zero_grads", "step");
       hs.params().zero_grads();
     }
     state.step = step;

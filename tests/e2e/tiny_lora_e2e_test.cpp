@@ -3,6 +3,9 @@
 // where it is and how to try it.
 #include <chrono>
 
+#include <cstdlib>
+#include <sstream>
+
 #include "tests/e2e/e2e_support.hpp"
 
 namespace engine::e2e {
@@ -113,6 +116,34 @@ TEST(TinyLora, EmbeddedDefaultRunsAnywhere) {
       same_bytes(dir / "engine-tiny-lora/data/tiny/train.jsonl", source_dir() / "data/tiny/train.jsonl"));
   EXPECT_TRUE(fs::exists(dir / "engine-tiny-lora/output/tiny_lora/checkpoint-5/adapter_model.safetensors"))
       << log;
+}
+
+// ENGINE_PROFILE_MEMORY=1: the report names the ops at which the allocator's per-step peak rose, highest first;
+// the step's peak itself (the progress line's "mem") is reached inside one of them.
+TEST(TinyLora, MemoryProfileNamesTheOpsThatRaiseTheStepPeak) {
+  const fs::path dir = fresh_dir("memory_profile");
+  ::setenv("ENGINE_PROFILE_MEMORY", "1", 1);
+  const int rc = run_engine({"run", (source_dir() / "recipes/tiny_lora.toml").string(), "--set",
+                             "model.path=" + (dir / "model").string(), "--set",
+                             "train.output_dir=" + (dir / "out").string(), "--set", "train.max_steps=5", "--set",
+                             "train.eval_every=0", "--set", "train.activation_checkpointing=true"},
+                            dir / "log.txt");
+  ::unsetenv("ENGINE_PROFILE_MEMORY");
+  const std::string log = read_file(dir / "log.txt");
+  ASSERT_EQ(rc, 0) << log;
+  const size_t at = log.find("memory profile over 4 steps");
+  ASSERT_NE(at, std::string::npos) << log;
+  const std::string table = log.substr(at);
+  EXPECT_NE(table.find("/ replay"), std::string::npos) << table;  // checkpointed blocks recompute
+  EXPECT_EQ(log.find("op profile over"), std::string::npos) << log;  // no timing asked for
+  // The first row's peak is the steps' highest: the progress lines' "mem" of the profiled steps.
+  const size_t row = table.find('\n', table.find("times/step")) + 1;
+  std::istringstream line(table.substr(row, table.find('\n', row) - row));
+  std::string op, slash, phase;
+  double first = 0;
+  line >> op >> slash >> phase >> first;
+  EXPECT_EQ(slash, "/") << table;
+  EXPECT_GT(first, 0.5) << table;  // MiB: tiny_lora's step peaks at about 3 MiB
 }
 
 }  // namespace
