@@ -257,8 +257,18 @@ void Tape::configure_like(Tape& other) const {
 }
 
 void Tape::replay(const Segment& seg) {
-  // Values produced by the block's nodes, keyed by their recorded ids; dropped when the replay is done (the
-  // nodes keep what their backward needs).
+  // Values produced by the block's nodes, keyed by their recorded ids, each dropped after its last use inside
+  // the block (the nodes keep what their backward needs; a later block keeps its own reference to what it
+  // takes from this one). Holding every value to the end of the replay kept a block's whole forward alive at
+  // once: on an H200 the step's peak was reached there (ENGINE_PROFILE_MEMORY), with the intermediates of
+  // LoRA's sum (the base output, the adapter's) that nothing saves.
+  const auto from_values = [](const Entry& e, size_t i) {
+    return !e.rebinds[i] && !e.kept_inputs[i].defined() && e.input_ids[i] != 0;
+  };
+  std::unordered_map<uint64_t, int64_t> uses;
+  for (size_t k = seg.first; k < seg.last; ++k)
+    for (size_t i = 0; i < entries_[k].input_ids.size(); ++i)
+      if (from_values(entries_[k], i)) ++uses[entries_[k].input_ids[i]];
   std::unordered_map<uint64_t, Tensor> values;
   for (size_t k = seg.first; k < seg.last; ++k) {
     Entry& e = entries_[k];
@@ -287,8 +297,10 @@ void Tape::replay(const Segment& seg) {
     if (outs.size() != e.output_ids.size())
       fail("checkpoint replay of node {} returned {} outputs, the recorded forward {}", e.node->name(),
            outs.size(), e.output_ids.size());
+    for (size_t i = 0; i < e.input_ids.size(); ++i)
+      if (from_values(e, i) && --uses[e.input_ids[i]] == 0) values.erase(e.input_ids[i]);
     for (size_t j = 0; j < outs.size(); ++j)
-      if (e.output_ids[j] != 0) values[e.output_ids[j]] = std::move(outs[j]);
+      if (e.output_ids[j] != 0 && uses.count(e.output_ids[j]) != 0) values[e.output_ids[j]] = std::move(outs[j]);
     e.kept_inputs.clear();
     e.rebinds.clear();
   }

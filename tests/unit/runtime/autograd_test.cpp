@@ -300,6 +300,38 @@ TEST(Tape, CheckpointingGivesBitwiseIdenticalGradientsAndLowerPeakMemory) {
   EXPECT_LT(peak_ckpt, peak_plain);
 }
 
+// A replayed block's values that no node saved (a chain of adds: LoRA's base output, the adapter's output)
+// are dropped after their last use inside the block, not kept until the replay ends: the backward's peak holds
+// a few of them, not the whole chain.
+TEST(Tape, ReplayDropsEachValueAfterItsLastUseInTheBlock) {
+  const int64_t n = 1 << 15, bytes = n * 8;
+  const int chain = 12;
+  const Tensor x = random_f64({n}, 1), w = random_f64({n}, 2);
+  auto sink = sink_for(w);
+  Tape tape;
+  tape.set_checkpointing(true);
+  // The gradient buffer first, so that the peak below is the replay's and the backward's own.
+  sink->accumulate(Tensor::from_vector(Dims{n}, ENG_F64, cpu_device(), std::vector<double>(size_t(n), 0.0)));
+  Device& dev = cpu_device();
+  tape.block_begin(0);
+  Tensor h = x;
+  const Tensor wl = tape.leaf(w, sink);
+  for (int i = 0; i < chain; ++i) h = run1(tape, std::make_unique<AddNode>(nullptr), {h, wl});
+  tape.block_end(0);
+  Tensor loss = run1(tape, std::make_unique<SumNode>(nullptr), {h});
+  h = Tensor();
+  const int64_t base = dev.memory_stats().current_bytes;
+  dev.reset_peak_memory();
+  tape.backward(loss);
+  EXPECT_EQ(tape.last_backward_stats().blocks_replayed, 1);
+  const int64_t peak = dev.memory_stats().peak_bytes - base;
+  EXPECT_LE(peak, 4 * bytes) << "the replay held " << peak / bytes << " of the chain's " << chain << " values";
+  // d/dw of sum(x + 12 w) = 12 per element.
+  std::vector<double> g(static_cast<size_t>(n));
+  sink->grad().copy_to_host(g.data(), g.size() * sizeof(double));
+  for (size_t i = 0; i < g.size(); i += 4096) EXPECT_DOUBLE_EQ(g[i], double(chain));
+}
+
 TEST(Tape, ActivationOffloadGivesBitwiseIdenticalGradientsAndKeepsBlockInputsOffTheDevice) {
   const int blocks = 8;
   const int64_t n = 1 << 14;
