@@ -62,6 +62,12 @@ Tensor add_gradients(const Tensor& acc, const Tensor& g) {
   check_same_shape(acc, g, "an intermediate gradient");
   DType dtype = acc.dtype();
   const bool direct = dtype == ENG_F32 || dtype == ENG_F64;
+  // In place when nothing else sees acc (the pending gradient alone): no third buffer of its size, and for bf16
+  // none of twice its size. The CUDA axpby computes a bf16 destination in f32 and rounds once, as below.
+  if (acc.sole_owner() && (direct || (dtype == ENG_BF16 && acc.device().type() == DeviceType::CUDA))) {
+    acc.device().kernels().axpby(acc, 1.0, as_contiguous(g, g.dtype()), 1.0);
+    return acc;
+  }
   const DType compute = direct ? dtype : ENG_F32;
   Tensor out = Tensor::empty(acc.shape(), compute, acc.device());
   out.copy_from(acc);

@@ -228,8 +228,9 @@ class NoGradGuard {
   bool previous_;
 };
 
-// acc += g without modifying any buffer acc may share: returns g itself when acc is undefined, else a new
-// tensor acc + g (in acc's dtype). Shapes must match. Used for intermediate gradients.
+// acc += g without modifying any buffer acc may share: returns g itself when acc is undefined, acc itself with
+// g added into it when acc is its memory's only handle (Tensor::sole_owner), else a new tensor acc + g (in
+// acc's dtype; the same bits either way). Shapes must match. Used for intermediate gradients.
 Tensor add_gradients(const Tensor& acc, const Tensor& g);
 
 }  // namespace engine::rt

@@ -145,6 +145,11 @@ int64_t Tensor::dim(int i) const {
   return impl_->shape[j];
 }
 
+bool Tensor::sole_owner() const {
+  return impl_ && impl_.use_count() == 1 && impl_->storage && impl_->storage.use_count() == 1 &&
+         !impl_->storage->borrowed() && is_contiguous();
+}
+
 bool Tensor::is_contiguous() const {
   int64_t expect = 1;
   for (int i = ndim() - 1; i >= 0; --i) {

@@ -119,6 +119,9 @@ class Tensor {
   size_t nbytes() const { return static_cast<size_t>(numel()) * element_size(); }
   Device& device() const { return impl_->storage->device(); }
   bool is_contiguous() const;
+  // This handle is the only one on its memory: no other tensor, view or caller sees it change, so an op may
+  // write its result over it (contiguous memory this tensor's storage allocated).
+  bool sole_owner() const;
 
   // Pointer to element 0 (storage base + offset). For CPU tensors this is host memory.
   void* raw_data() const;

@@ -12,13 +12,6 @@ namespace {
 
 std::atomic<int64_t> g_swiglu_in_place{0};
 
-// True when `t` is the only handle on its memory: no other tensor, view or caller can see it change.
-bool sole_owner(const Tensor& t) {
-  const std::shared_ptr<TensorImpl>& impl = t.impl_ptr();
-  return impl && impl.use_count() == 1 && impl->storage && impl->storage.use_count() == 1 &&
-         !impl->storage->borrowed() && t.is_contiguous();
-}
-
 class SiluNode final : public Node {
  public:
   const char* name() const override { return "silu"; }
@@ -82,7 +75,7 @@ class SwigluNode final : public Node {
     // The gradients overwrite the saved gate and up when nothing else holds them (after a checkpoint replay,
     // or once the forward's caller let go): two (tokens, intermediate) buffers fewer at the MLP's backward,
     // where a block's backward peaks. Each element is read before it is written (kernels' contract).
-    const bool in_place = sole_owner(g_) && sole_owner(u_) && needs_grad[0] && needs_grad[1];
+    const bool in_place = g_.sole_owner() && u_.sole_owner() && needs_grad[0] && needs_grad[1];
     if (in_place) {
       grads[0] = g_;
       grads[1] = u_;

@@ -102,6 +102,24 @@ TEST(Tape, ValueUsedTwiceGetsTheSumOfBothGradients) {
   }
 }
 
+// The sum of two contributions to an intermediate gradient goes into the pending one when nothing else holds
+// it, else into a new tensor (a gradient one node handed to two inputs must not change under the other).
+TEST(Tape, AddGradientsWritesIntoTheAccumulatorOnlyWhenItIsTheSoleHandle) {
+  const Tensor g = random_f64({16}, 7);
+  Tensor acc = random_f64({16}, 8);
+  const std::vector<double> a0 = acc.to_double_vector(), gv = g.to_double_vector();
+  const Tensor shared = acc;  // a second handle: not in place
+  const Tensor out = add_gradients(acc, g);
+  EXPECT_NE(out.impl(), acc.impl());
+  EXPECT_EQ(acc.to_double_vector(), a0);
+  Tensor sole = random_f64({16}, 8);
+  const TensorImpl* before = sole.impl();
+  const Tensor in_place = add_gradients(sole, g);
+  EXPECT_EQ(in_place.impl(), before);
+  EXPECT_EQ(in_place.to_double_vector(), out.to_double_vector());
+  for (size_t i = 0; i < a0.size(); ++i) EXPECT_DOUBLE_EQ(out.to_double_vector()[i], a0[i] + gv[i]);
+}
+
 TEST(Tape, GradientsAccumulateOverTwoBackwardPasses) {
   Tensor w0 = random_f64({3}, 6), x1 = random_f64({3}, 7), x2 = random_f64({3}, 8);
   auto grad_of = [&](const std::vector<Tensor>& xs) {
