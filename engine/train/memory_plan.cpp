@@ -80,24 +80,17 @@ int64_t activation_elements_per_token(const PlanInputs& in) {
   return e;
 }
 
-// Per token, every output of one block's ops (elements). Activation checkpointing replays a block before its
-// backward and holds all of them until the replay is done (engine/runtime/autograd.cpp, Tape::replay):
-//   norms 2C, q/k/v projections q + 2kv, rope q + kv, attention q, o_proj and residual 2C, mlp gate/up/swiglu
-//   3I, down and residual 2C; LoRA per target: x A^T (r) and its scaled copy (r; none at scaling 1), its B
-//   product and the sum (2 out)
+// Per token, what one block's replay holds at its height (elements). Activation checkpointing replays a block
+// before its backward (engine/runtime/autograd.cpp, Tape::replay); each value goes once its last consumer in
+// the block ran, so the replay holds what the block's nodes save (activation_elements_per_token) plus the
+// values not yet consumed: at most the two summands of one projection's output (LoRA on gate/up: the base
+// output and the adapter's, 2I; else a projection's output and the residual sum, 2C).
 int64_t block_output_elements_per_token(const PlanInputs& in) {
-  const PlanModelShape& m = in.model;
-  const int64_t tp = tp_parts(in);
-  const int64_t c = m.hidden_size;
-  const int64_t q = int64_t(m.n_heads) * m.head_dim / tp;
-  const int64_t kv = int64_t(m.n_kv_heads) * m.head_dim / tp;
-  int64_t e = 2 * c + (q + 2 * kv) + (q + kv) + q + 2 * c + 3 * m.intermediate_size / tp + 2 * c;
-  if (in.lora_rank > 0) {
-    for (const auto& l : block_linears(m)) {
-      if (targeted(in, l.name)) e += 2 * in.lora_rank + 2 * l.out;
-    }
-  }
-  return e;
+  const int64_t i = in.model.intermediate_size / tp_parts(in);
+  bool lora_mlp = false;
+  if (in.lora_rank > 0)
+    for (const auto& l : block_linears(in.model)) lora_mlp = lora_mlp || (targeted(in, l.name) && l.out == in.model.intermediate_size);
+  return activation_elements_per_token(in) + (lora_mlp ? 2 * i : 2 * in.model.hidden_size);
 }
 
 MemoryPlan make_memory_plan(const PlanInputs& in) {

@@ -13,8 +13,8 @@
 //   optimizer       trainable elements * the optimizer's state_bytes_per_element
 //   activations     what the autograd tape keeps for backward: per token and block, the tensors each op saves
 //                   (see activation_elements_per_token), times B*T and the number of blocks; with
-//                   activation checkpointing each block's input, plus every output of the one block being
-//                   replayed (block_output_elements_per_token); with N of L blocks checkpointed (the first
+//                   activation checkpointing each block's input, plus what the one block being
+//                   replayed holds (block_output_elements_per_token); with N of L blocks checkpointed (the first
 //                   N), the larger of the end of forward (N inputs + L-N blocks' saved tensors) and the
 //                   replay of block N-1 (N inputs + one block's outputs)
 //   inputs          ids, labels and positions of a micro-batch
