@@ -15,15 +15,20 @@ namespace {
 
 using Pipeline = session::TrainingSession::Pipeline;
 
+// The (B,T,C) hidden states a stage sends on, and their gradient.
+rt::Dims activation_dims(session::TrainingSession& session, const data::Batch& b) {
+  return rt::Dims{b.rows, b.seq_len, session.model().info().hidden_size};
+}
+
 // Sends and receives between neighbours: a broadcast over their two-rank group (rank 0 the lower stage), so
 // the same code serves Gloo (CPU) and NCCL (CUDA). Activations go up from rank 0, gradients down from rank 1.
 // The dtype of the activations is agreed once, with the first one a link carries.
 class Links {
  public:
-  Links(session::TrainingSession& session) : session_(session), pl_(*session.pipeline()) {}
+  explicit Links(session::TrainingSession& session) : session_(session), pl_(*session.pipeline()) {}
 
   rt::Tensor receive_activation(const data::Batch& b) {
-    rt::Tensor x = rt::Tensor::empty(shape(b), agree_dtype(*pl_.prev, /*sender=*/false, ENG_F32), device());
+    rt::Tensor x = rt::Tensor::empty(activation_dims(session_, b), agree_dtype(*pl_.prev, /*sender=*/false, ENG_F32), device());
     pl_.prev->broadcast(x, 0);
     return x;
   }
@@ -33,7 +38,7 @@ class Links {
     pl_.next->broadcast(c, 0);
   }
   rt::Tensor receive_gradient(const data::Batch& b, eng_dtype dtype) {
-    rt::Tensor g = rt::Tensor::empty(shape(b), dtype, device());
+    rt::Tensor g = rt::Tensor::empty(activation_dims(session_, b), dtype, device());
     pl_.next->broadcast(g, 1);
     return g;
   }
@@ -43,9 +48,6 @@ class Links {
   }
 
  private:
-  rt::Dims shape(const data::Batch& b) const {
-    return rt::Dims{b.rows, b.seq_len, session_.model().info().hidden_size};
-  }
   rt::Device& device() { return session_.host().device(); }
   // The first activation over a link is preceded by its dtype (a CPU tensor); afterwards both sides know it.
   eng_dtype agree_dtype(rt::Communicator& link, bool sender, eng_dtype mine) {
@@ -171,7 +173,7 @@ class StagePass {
     if (!pl_.first()) {
       dx = f.input_grad->grad();
       if (!dx.defined()) {  // the stage's output did not depend on its input (not for a decoder): zeros
-        dx = rt::Tensor::empty(batch_dims(m), f.input_dtype, hs_.device());
+        dx = rt::Tensor::empty(activation_dims(session_, batches_[m]), f.input_dtype, hs_.device());
         hs_.device().fill_zero(dx.raw_data(), dx.nbytes());
       }
     }
@@ -187,10 +189,6 @@ class StagePass {
   double loss() const { return loss_sum_.defined() ? loss_sum_.item() : 0.0; }
 
  private:
-  rt::Dims batch_dims(size_t m) const {
-    return rt::Dims{batches_[m].rows, batches_[m].seq_len, session_.model().info().hidden_size};
-  }
-
   session::TrainingSession& session_;
   host::HostSession& hs_;
   const Pipeline& pl_;
