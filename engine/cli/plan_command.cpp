@@ -21,6 +21,7 @@
 #include "engine/host/plugin_peft.hpp"
 #include "engine/host/plugin_quantizer.hpp"
 #include "engine/io/hf_config.hpp"
+#include "engine/runtime/layer_devices.hpp"
 #include "engine/recipe/recipe_loader.hpp"
 #include "engine/session/optimizer_instance.hpp"
 #include "engine/session/session.hpp"
@@ -72,6 +73,16 @@ train::MemoryPlan plan_before_loading(const recipe::Recipe& r, const plugins::Pl
     if (o.is_object() && o.contains("stages") && o["stages"].is_array())
       for (const auto& v : o["stages"])
         if (v.is_number_integer()) in.pp_stage_blocks = std::max<int64_t>(in.pp_stage_blocks, v.get<int64_t>());
+  }
+  if (in.strategy == "layers") {  // the busiest device of one process's (the devices given, else every one)
+    if (o.is_object() && o.contains("devices") && o["devices"].is_number_integer())
+      in.pp_size = o["devices"].get<int64_t>();
+    if (o.is_object() && o.contains("blocks") && o["blocks"].is_array()) {
+      in.pp_size = static_cast<int64_t>(o["blocks"].size());
+      for (const auto& v : o["blocks"])
+        if (v.is_number_integer()) in.pp_stage_blocks = std::max<int64_t>(in.pp_stage_blocks, v.get<int64_t>());
+    }
+    if (in.pp_size == 0) in.pp_size = std::max(1, rt::layer_devices_available(device));
   }
   return train::make_memory_plan(in);
 }

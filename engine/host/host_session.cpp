@@ -25,13 +25,13 @@ HostSession::~HostSession() {
 eng_ctx HostSession::context(bool grad_enabled) {
   eng_ctx ctx{};
   ctx.struct_size = sizeof(eng_ctx);
-  ctx.device_type = static_cast<eng_device_type>(device_->type());
-  ctx.device_index = device_->index();
+  ctx.device_type = static_cast<eng_device_type>(device().type());
+  ctx.device_index = device().index();
   ctx.grad_enabled = grad_enabled ? 1 : 0;
   ctx.rank = rank_;
   ctx.world_size = world_size_;
   ctx.local_rank = local_rank_;
-  ctx.stream = device_->stream();
+  ctx.stream = device().stream();
   ctx.host_data = this;
   return ctx;
 }

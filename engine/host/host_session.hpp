@@ -60,7 +60,13 @@ class HostSession {
   HostSession(const HostSession&) = delete;
   HostSession& operator=(const HostSession&) = delete;
 
-  rt::Device& device() const { return *device_; }
+  // The device new tensors go to and contexts name: the run's, or the one use_device() made current.
+  rt::Device& device() const { return current_device_ != nullptr ? *current_device_ : *device_; }
+  // The run's device (device_alloc's, the parameter store's default), whatever is current.
+  rt::Device& run_device() const { return *device_; }
+  // Layer placement: tensors the plugins create go to `d` (a block's device while its blocks run) until
+  // use_device(nullptr) brings back the run's device. `d` must outlive its use.
+  void use_device(rt::Device* d) { current_device_ = d == device_ ? nullptr : d; }
   // The tape ops record on: the session's own, or the one use_tape() made current.
   rt::Tape& tape() { return *active_tape_; }
   // Pipeline parallelism: ops record on `t` (one tape per micro-batch in flight) until use_tape(nullptr)
@@ -143,6 +149,7 @@ class HostSession {
   rt::Tensor host_ids_tensor_;
   const std::vector<int32_t>* host_ids_ = nullptr;
   rt::Device* device_;
+  rt::Device* current_device_ = nullptr;
   int rank_, world_size_, local_rank_;
   rt::Tape tape_;
   rt::Tape* active_tape_ = &tape_;
@@ -165,5 +172,17 @@ class HostSession {
 
 // The session behind a context; throws engine::Error when ctx or its host_data is missing.
 HostSession& session_of(const eng_ctx* ctx);
+
+// Makes `d` the session's current device for a scope (layer placement), the run's again when it ends.
+class DeviceScope {
+ public:
+  DeviceScope(HostSession& s, rt::Device* d) : s_(s) { s_.use_device(d); }
+  ~DeviceScope() { s_.use_device(nullptr); }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  HostSession& s_;
+};
 
 }  // namespace engine::host

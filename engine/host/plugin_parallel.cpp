@@ -1,5 +1,6 @@
 #include "engine/host/plugin_parallel.hpp"
 
+#include <algorithm>
 #include <cstddef>
 
 #include "engine/core/error.hpp"
@@ -108,6 +109,48 @@ std::optional<eng_pipeline_stage> PluginParallel::pipeline(const eng_model_info&
          "blocks (need the first stage to start at block 0, the last to end at the last block, and warmup >= 0)",
          name_, st.stage, st.stages, st.first_block, st.last_block, st.warmup, model.n_layers);
   return st;
+}
+
+std::optional<LayerMap> PluginParallel::place_layers(const eng_model_info& model, int available,
+                                                    int64_t device_bytes) {
+  if (vt_->struct_size < offsetof(eng_parallel_vtable, place_layers) + sizeof(void*) || vt_->place_layers == nullptr)
+    return std::nullopt;
+  LayerMap out;
+  out.block_device.assign(static_cast<size_t>(std::max(0, model.n_layers)), -1);
+  out.param_device.assign(session_->params().size(), -1);
+  eng_layer_map m{};
+  m.struct_size = sizeof(m);
+  m.available = available;
+  m.device_bytes = device_bytes;
+  m.devices = 1;
+  m.n_layers = model.n_layers;
+  m.block_device = out.block_device.data();
+  m.n_params = static_cast<int64_t>(out.param_device.size());
+  m.param_device = out.param_device.data();
+  eng_ctx ctx = session_->context(false);
+  session_->clear_error();
+  check(vt_->place_layers(self_, &ctx, &model, &m), "place_layers");
+  if (m.devices < 1 || (available > 0 && m.devices > available))
+    fail("parallel plugin {}: place_layers chose {} devices, {} can be driven here", name_, m.devices,
+         available > 0 ? std::to_string(available) : std::string("any number >= 1 of"));
+  out.devices = m.devices;
+  if (out.devices == 1) return std::nullopt;
+  int32_t prev = 0;
+  for (size_t b = 0; b < out.block_device.size(); ++b) {
+    const int32_t d = out.block_device[b];
+    if (d < prev || d > prev + 1 || (b == 0 && d != 0) || d >= m.devices)
+      fail("parallel plugin {}: place_layers put block {} on device {} (after device {}): blocks must go to devices "
+           "0..{} in order, each device taking the next consecutive blocks",
+           name_, b, d, prev, m.devices - 1);
+    prev = d;
+  }
+  if (prev != m.devices - 1)
+    fail("parallel plugin {}: place_layers chose {} devices but the blocks use {}", name_, m.devices, prev + 1);
+  for (size_t i = 0; i < out.param_device.size(); ++i)
+    if (out.param_device[i] < 0 || out.param_device[i] >= m.devices)
+      fail("parallel plugin {}: place_layers put parameter {} on device {} of {}", name_,
+           session_->params().at(i).name(), out.param_device[i], m.devices);
+  return out;
 }
 
 void PluginParallel::before_block(int block, rt::BlockPhase phase) {

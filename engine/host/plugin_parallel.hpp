@@ -6,13 +6,22 @@
 // after_step, save/load state) are called by the session and trainer through the methods below.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "engine/abi/parallel.h"
 #include "engine/host/host_session.hpp"
 
 namespace engine::host {
+
+// What place_layers gave (eng_layer_map's outputs).
+struct LayerMap {
+  int devices = 1;
+  std::vector<int32_t> block_device;  // per decoder block
+  std::vector<int32_t> param_device;  // per parameter, in the parameter store's order
+};
 
 class PluginParallel final : public rt::BlockHooks {
  public:
@@ -39,6 +48,9 @@ class PluginParallel final : public rt::BlockHooks {
   void data_parallel(int& dp_rank, int& dp_size);
   // ABI 1.1 pipeline: this rank's stage (checked against the model), or none (no entry, or one stage).
   std::optional<eng_pipeline_stage> pipeline(const eng_model_info& model);
+  // ABI 1.1 place_layers: each block's and parameter's device (checked), or none (no entry, or one device).
+  // available: the devices the engine can drive (0: simulated CPU devices, any number).
+  std::optional<LayerMap> place_layers(const eng_model_info& model, int available, int64_t device_bytes);
 
   const eng_parallel_vtable& vtable() const { return *vt_; }
   void* self() const { return self_; }

@@ -331,16 +331,6 @@ void RecipeReader::resolve_plugins() {
     }
     std::string name = p->second.value.get<std::string>();
     std::string why = registry_.why_missing(*spec.plugin_kind, name);
-    if (!why.empty() && *spec.plugin_kind == ENG_KIND_PARALLEL &&
-        name == "layers") {
-      why = "parallel strategy '" + name +
-            "' is not available yet: layer placement over several GPUs of one process (layers) is not "
-            "implemented. Use plugin = \"pp\" (blocks split into pipeline stages, one rank each), \"tp\" "
-            "(projections split over ranks), \"fsdp\" or "
-            "\"zero3\" (parameters, gradients and optimizer state sharded over ranks, gathered per block), "
-            "\"zero2\" (optimizer state and gradients sharded, parameters replicated) or "
-            "\"ddp\" (everything replicated)";
-    }
     if (!why.empty()) {
       error(p->second.location, why);
       continue;

@@ -83,12 +83,12 @@ LoadReport load_params(ParamStore& store, const std::vector<std::string>& source
         p->quantizer->free_state(p->quant_state);
         p->quant_state = nullptr;
       }
-      Tensor full = Tensor::empty(p->shape(), p->decl.dtype, store.device());
+      Tensor full = Tensor::empty(p->shape(), p->decl.dtype, store.device_of(*p));
       if (!read(p->name(), full))
         fail_with(ENG_ERR_IO, "could not read parameter '{}' from the checkpoint", p->name());
       p->quant_state = p->quantizer->quantize(*p, full);
     } else {
-      if (!p->value.defined()) p->value = Tensor::empty(p->shape(), store.storage_dtype(*p), store.device());
+      if (!p->value.defined()) p->value = Tensor::empty(p->shape(), store.storage_dtype(*p), store.device_of(*p));
       if (!read(p->name(), p->value))
         fail_with(ENG_ERR_IO, "could not read parameter '{}' from the checkpoint", p->name());
     }

@@ -82,12 +82,27 @@ DType ParamStore::storage_dtype(const Param& root) const {
 
 void ParamStore::materialize(Param& root) {
   if (root.value.defined() || root.quant_state != nullptr || root.placement.held.remote) return;
-  Tensor init = initial_value(root.decl, seed_, storage_dtype(root), *device_);
+  Tensor init = initial_value(root.decl, seed_, storage_dtype(root), device_of(root));
   if (root.quantizer != nullptr) {
     root.quant_state = root.quantizer->quantize(root, init);
   } else {
     root.value = std::move(init);
   }
+}
+
+void ParamStore::set_device(Param& p, Device& device) {
+  if (p.tied()) fail("set_device: parameter '{}' is tied to '{}': place its root", p.name(), p.root->name());
+  Placement& pl = p.placement;
+  if (p.quantizer != nullptr)
+    fail_with(ENG_ERR_UNSUPPORTED,
+              "parameter '{}' is held quantized by the {} quantizer: placing quantized base weights on several "
+              "devices is not implemented; drop [quantizer] or train on one device",
+              p.name(), p.quantizer->name());
+  if (pl.flat != nullptr || pl.split.dim >= 0 || pl.held.holder >= 0)
+    fail("set_device: parameter '{}' is already placed as a shard, a split or on one pipeline stage", p.name());
+  pl.device = &device == device_ ? nullptr : &device;
+  if (p.value.defined() && &p.value.device() != &device) p.value = p.value.to_device(device);
+  if (p.grad) fail("set_device: parameter '{}' has a gradient already (place parameters before training)", p.name());
 }
 
 Tensor& ParamStore::value(Param& p) {
@@ -112,7 +127,7 @@ Tensor& ParamStore::value(Param& p) {
 
 GradSink& ParamStore::grad_sink(Param& p) {
   Param& root = *p.root;
-  if (!root.grad) root.grad = std::make_shared<GradSink>(root.compute_shape(), ENG_F32, *device_);
+  if (!root.grad) root.grad = std::make_shared<GradSink>(root.compute_shape(), ENG_F32, device_of(root));
   return *root.grad;
 }
 

@@ -95,6 +95,7 @@ struct Placement {
   size_t member = 0;                 // this root's index in flat->members
   Split split;                       // tensor parallelism (exclusive with flat)
   Held held;                         // pipeline parallelism (exclusive with both)
+  Device* device = nullptr;          // layer placement: the device of value and grad (null: the store's)
   bool applied() const { return flat != nullptr && flat->applied; }
 };
 
@@ -223,6 +224,13 @@ class ParamStore {
   int64_t numel(bool trainable_only = false) const;
   uint64_t seed() const { return seed_; }
   Device& device() const { return *device_; }
+  // The device a root's value and gradient live on: its own (layer placement, set_device) or the store's.
+  Device& device_of(const Param& p) const {
+    return p.root->placement.device != nullptr ? *p.root->placement.device : *device_;
+  }
+  // Layer placement: root p lives on `device` (before the weights load; a value already there moves).
+  // Quantized, tied, sharded, split or held parameters are refused.
+  void set_device(Param& p, Device& device);
   // The dtype a root's dense value is stored in: fp32 while trainable, else the declared dtype.
   DType storage_dtype(const Param& root) const;
 

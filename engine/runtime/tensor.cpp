@@ -300,7 +300,12 @@ double Tensor::item() const {
 
 std::string Tensor::describe() const {
   if (!defined()) return "undefined tensor";
-  return std::string(dtype_name(dtype())) + " " + shape().str() + " " + device_type_name(device().type());
+  std::string out = std::string(dtype_name(dtype())) + " " + shape().str() + " " + device_type_name(device().type());
+  if (device().index() != 0) {  // a second GPU, a simulated device
+    out.push_back(':');
+    out.append(std::to_string(device().index()));
+  }
+  return out;
 }
 
 }  // namespace engine::rt

@@ -9,6 +9,7 @@
 #include "engine/core/error.hpp"
 #include "engine/host/host_api.hpp"
 #include "engine/runtime/device_select.hpp"
+#include "engine/runtime/layer_devices.hpp"
 #if ENGINE_HAVE_CUDA
 #include "engine/runtime/devices/cuda/cuda_device.hpp"
 #endif
@@ -140,6 +141,9 @@ void TrainingSession::wire(const recipe::Recipe& recipe, const plugins::PluginRe
       }
       parallel_->setup();
       if (std::optional<eng_pipeline_stage> st = parallel_->pipeline(instance.info())) wire_pipeline(*st, instance, comm, rec.name);
+      if (std::optional<host::LayerMap> lm = parallel_->place_layers(
+              instance.info(), rt::layer_devices_available(device), static_cast<int64_t>(device.total_memory())))
+        wire_layers(*lm, instance, device, rec.name);
       if (host_->params().any_split()) {
         // Tensor parallelism: each rank computes whole heads of attention (q, k and v are split in heads).
         const int parts = model_parallel_size();
@@ -218,6 +222,52 @@ void TrainingSession::wire_pipeline(const eng_pipeline_stage& st, const ModelIns
     if (link != nullptr && link->world_size() != 2)
       fail("pipeline stage {}: the link to a neighbour has {} ranks, not 2", s, link->world_size());
   spdlog::info("rank {}: pipeline stage {} of {}, blocks [{}, {})", rank_, s, S, st.first_block, st.last_block);
+}
+
+void TrainingSession::wire_layers(const host::LayerMap& map, ModelInstance& model, rt::Device& device,
+                                  const std::string& strategy) {
+  if (pipeline_ || splits_params() || shards_params() || holds_params())
+    fail_with(ENG_ERR_UNSUPPORTED,
+              "parallel plugin '{}' places layers on devices and also pipelines, splits or shards parameters", strategy);
+  if (world_size_ > 1)
+    fail_with(ENG_ERR_UNSUPPORTED,
+              "parallel plugin '{}' places the model's layers on the devices of one process, but this job has {} "
+              "processes; run it without --nproc-per-node (or use pp, ddp or fsdp across processes)",
+              strategy, world_size_);
+  if (!model.has_forward_blocks())
+    fail_with(ENG_ERR_UNSUPPORTED,
+              "parallel strategy '{}' places blocks on several devices, but model plugin '{}' has no forward_blocks "
+              "entry (ABI 1.1); train this model on one device",
+              strategy, model.plugin_name());
+  rt::ParamStore& store = host_->params();
+  for (size_t i = 0; i < store.size(); ++i)
+    if (store.at(i).quantized())
+      fail_with(ENG_ERR_UNSUPPORTED,
+                "parallel strategy '{}' places layers on {} devices, but parameter {} is quantized ([quantizer]): "
+                "placing quantized base weights on several devices is not implemented; drop [quantizer], or use "
+                "one device",
+                strategy, map.devices, store.at(i).name());
+  Layers l;
+  l.devices = rt::layer_devices(device, map.devices);
+  for (size_t i = 0; i < store.size(); ++i) {
+    rt::Param& p = store.at(i);
+    if (p.root == &p) store.set_device(p, *l.devices[static_cast<size_t>(map.param_device[i])]);
+  }
+  for (size_t b = 0; b < map.block_device.size(); ++b) {
+    rt::Device* d = l.devices[static_cast<size_t>(map.block_device[b])];
+    if (l.segments.empty() || l.segments.back().device != d)
+      l.segments.push_back(Layers::Segment{static_cast<int>(b), static_cast<int>(b), d});
+    l.segments.back().last = static_cast<int>(b) + 1;
+  }
+  l.head = &store.device_of(model.lm_head());
+  std::string where;
+  for (const Layers::Segment& s : l.segments)
+    where += fmt::format("{}[{}, {}) on {}:{}", where.empty() ? "" : ", ", s.first, s.last,
+                         rt::device_type_name(s.device->type()), s.device->index());
+  spdlog::info("layers: {} devices{}: blocks {}; the loss on {}:{}", map.devices,
+               device.type() == rt::DeviceType::CPU ? " (simulated CPU devices)" : "", where,
+               rt::device_type_name(l.head->type()), l.head->index());
+  layers_ = std::move(l);
 }
 
 TrainingSession::~TrainingSession() { release(); }

@@ -89,6 +89,19 @@ class TrainingSession {
     mutable std::vector<std::unique_ptr<rt::Tape>> tapes;
   };
   const Pipeline* pipeline() const { return pipeline_ ? &*pipeline_ : nullptr; }
+  // Layer placement (the strategy's place_layers, ABI 1.1): this process's devices, the runs of consecutive
+  // blocks each computes (their hidden states copied from one to the next, the gradients back), and the device
+  // of the lm_head, where the loss is computed; null with one device.
+  struct Layers {
+    struct Segment {
+      int first = 0, last = 0;  // blocks [first, last)
+      rt::Device* device = nullptr;
+    };
+    std::vector<rt::Device*> devices;  // devices[0]: the run's
+    std::vector<Segment> segments;     // in block order
+    rt::Device* head = nullptr;
+  };
+  const Layers* layers() const { return layers_ ? &*layers_ : nullptr; }
   // Data parallelism (the strategy's data_parallel, ABI 1.1, asked before its setup; default: every rank its
   // own group; groups of several ranks but fewer than the world form a mesh with a model and a data group): this rank's
   // group, the number of groups, and the ranks per group (they train on the same rows, so a sum over the
@@ -125,6 +138,7 @@ class TrainingSession {
   void load_weights_whole(const std::filesystem::path& dir);
   void wire_pipeline(const eng_pipeline_stage& stage, const ModelInstance& model, rt::Communicator* comm,
                      const std::string& strategy);
+  void wire_layers(const host::LayerMap& map, ModelInstance& model, rt::Device& device, const std::string& strategy);
   // The constructor's work; on a throw the constructor releases what was wired (below) before rethrowing.
   void wire(const recipe::Recipe& recipe, const plugins::PluginRegistry& registry, rt::Device& device,
             rt::Communicator* comm, int local_rank);
@@ -151,6 +165,7 @@ class TrainingSession {
   std::unique_ptr<rt::Communicator> model_group_, data_group_;  // a tensor x data parallel mesh only
   std::unique_ptr<rt::Communicator> even_link_, odd_link_;      // a pipeline's neighbour pairs
   std::optional<Pipeline> pipeline_;
+  std::optional<Layers> layers_;
 };
 
 }  // namespace engine::session

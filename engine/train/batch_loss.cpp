@@ -5,6 +5,7 @@
 #include "engine/host/tensor_handle.hpp"
 #include "engine/host/tensor_parallel.hpp"
 #include "engine/runtime/ops/ops.hpp"
+#include "engine/runtime/ops/to_device.hpp"
 #include "engine/train/forward_backward.hpp"
 
 namespace engine::train {
@@ -68,9 +69,37 @@ rt::Tensor head_loss(session::TrainingSession& session, const data::Batch& b, co
   return host::tensor_of(loss.get(), "loss");
 }
 
+namespace {
+
+// `x` on `d`, recorded (its gradient goes back to x's device) when grad is on.
+rt::Tensor moved(host::HostSession& hs, bool grad, const rt::Tensor& x, rt::Device& d) {
+  if (&x.device() == &d) return x;
+  return hs.apply1(grad, rt::ops::make_to_device(d), {x});
+}
+
+// Layer placement: each device runs its blocks from the previous device's hidden states, the loss is computed
+// where the lm_head lives. The tensors the model creates go to the device of its blocks (DeviceScope).
+rt::Tensor layered_loss(session::TrainingSession& session, const session::TrainingSession::Layers& layers,
+                        const data::Batch& b, const BatchTensors& t, double scale, bool grad) {
+  host::HostSession& hs = session.host();
+  rt::Tensor hidden;
+  for (const auto& seg : layers.segments) {
+    host::DeviceScope scope(hs, seg.device);
+    auto here = [&](const rt::Tensor& x) { return x.defined() ? x.to_device(*seg.device) : x; };
+    const rt::Tensor input = seg.first == 0 ? rt::Tensor() : moved(hs, grad, hidden, *seg.device);
+    hidden = session.model().forward_blocks(here(t.ids), here(t.pos), here(t.seg), input, seg.first, seg.last, grad);
+  }
+  host::DeviceScope scope(hs, layers.head);
+  return head_loss(session, b, moved(hs, grad, hidden, *layers.head), scale, grad);
+}
+
+}  // namespace
+
 rt::Tensor batch_loss(session::TrainingSession& session, const data::Batch& b, double scale, bool grad) {
   host::HostSession& hs = session.host();
   const BatchTensors t = batch_tensors(session, b);
+  if (const session::TrainingSession::Layers* layers = session.layers())
+    return layered_loss(session, *layers, b, t, scale, grad);
   hs.set_host_ids(t.ids, &b.input_ids);  // tensor parallelism's embedding reads them on the host
   rt::Tensor hidden;
   try {

@@ -94,10 +94,12 @@ int64_t block_output_elements_per_token(const PlanInputs& in) {
 }
 
 MemoryPlan make_memory_plan(const PlanInputs& in) {
-  if (in.strategy == "pp") {
+  if (in.strategy == "pp" || in.strategy == "layers") {
     // Pipeline parallelism: the busiest stage's plan, as a model of its blocks with one vocabulary matrix, its
     // activations times the micro-batches it holds in flight (the first stage's: 1F1B min(stages, M), GPipe M).
-    const int64_t stages = std::max<int64_t>(1, in.pp_size > 0 ? in.pp_size : in.world_size);
+    // Layer placement: the same for the busiest device, one micro-batch at a time.
+    const bool layers_placement = in.strategy == "layers";
+    const int64_t stages = std::max<int64_t>(1, in.pp_size > 0 ? in.pp_size : layers_placement ? 1 : in.world_size);
     PlanInputs stage = in;
     stage.strategy.clear();
     stage.world_size = 1;
@@ -109,17 +111,21 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
     stage.model.tie_word_embeddings = true;
     if (in.checkpoint_blocks > stage.model.n_layers) stage.checkpoint_blocks = stage.model.n_layers;
     MemoryPlan plan = make_memory_plan(stage);
-    const int64_t in_flight = in.pp_gpipe ? std::max<int64_t>(1, in.grad_accum)
-                                          : std::min<int64_t>(stages, std::max<int64_t>(1, in.grad_accum));
+    const int64_t in_flight = layers_placement ? 1
+                              : in.pp_gpipe    ? std::max<int64_t>(1, in.grad_accum)
+                                               : std::min<int64_t>(stages, std::max<int64_t>(1, in.grad_accum));
     for (PlanComponent& c : plan.components) {
-      if (c.name == "activations") {
+      if (c.name == "activations" && in_flight > 1) {
         plan.total_bytes += c.bytes * (in_flight - 1);
         c.bytes *= in_flight;
         c.detail += fmt::format("; x {} micro-batches in flight ({}; an upper bound: one replays at a time)",
                                 in_flight, in.pp_gpipe ? "gpipe" : "1f1b");
       }
       if (c.name == "base weights" || c.name == "master weights" || c.name == "adapters")
-        c.detail += fmt::format(" (stage of {} of {} blocks, pp over {})", stage.model.n_layers, layers, stages);
+        c.detail += layers_placement
+                        ? fmt::format(" (the busiest device: {} of {} blocks, layers over {} devices)",
+                                      stage.model.n_layers, layers, stages)
+                        : fmt::format(" (stage of {} of {} blocks, pp over {})", stage.model.n_layers, layers, stages);
     }
     return plan;
   }

@@ -19,7 +19,7 @@
 //                   replay of block N-1 (N inputs + one block's outputs)
 //   inputs          ids, labels and positions of a micro-batch
 //   workspace       gradients alive at once in backward (+ the cuBLASLt workspace on CUDA)
-//   pipeline        pp only: the plan of the busiest stage (PlanInputs::pp_size)
+//   pipeline        pp only: the plan of the busiest stage (PlanInputs::pp_size); layers: of the busiest device
 //   gathered        zero3 only: the full values (and full gradients of the trainable ones) of the largest
 //                   block and of the parameters outside blocks, which exist whole while they are used; the
 //                   weight components above are then 1/world per rank (rounded up per parameter)
@@ -76,6 +76,8 @@ struct PlanInputs {
   // micro-batches of a step (train.grad_accum). The plan is the busiest stage's: the most blocks, one
   // vocabulary matrix (the first stage's embedding or the last's lm_head) and the first stage's in-flight
   // micro-batches' activations.
+  // layers (one process, several devices) reuses the two: pp_size the devices, pp_stage_blocks the blocks of the
+  // largest device's share; its plan is the busiest device's with one micro-batch in flight.
   int64_t pp_size = 0;
   int64_t pp_stage_blocks = 0;
   bool pp_gpipe = false;

@@ -483,6 +483,12 @@ TrainResult train(session::TrainingSession& session, DataPipeline& data, const T
                  "{} bytes; parameters {} bytes",
                  session.rank(), device.memory_stats().current_bytes, grad_bytes, state_bytes,
                  hs.params().local_param_bytes());
+    if (const session::TrainingSession::Layers* layers = session.layers())
+      for (rt::Device* d : layers->devices) {
+        const rt::MemoryStats m = d->memory_stats();
+        spdlog::info("layers: device {}:{} holds {} bytes after the last step, {} bytes at its peak",
+                     rt::device_type_name(d->type()), d->index(), m.current_bytes, m.peak_bytes);
+      }
   }
   if (!saved_at_last_step &&
       (state.step > result.first_step || result.interrupted || result.last_checkpoint.empty())) {

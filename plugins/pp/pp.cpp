@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "engine/cpp/parallel.hpp"
+#include "plugins/common/block_placement.hpp"
 #include "plugins/common/grad_buckets.hpp"
 #include "plugins/common/strategy_options.hpp"
 
@@ -42,67 +43,6 @@ constexpr char kSchema[] = R"json({"type": "object", "properties": {
 }})json";
 
 std::string str(int64_t v) { return std::to_string(v); }
-
-// Bytes a parameter costs its stage at rest: the weight, and for a trainable one its f32 gradient and AdamW's
-// two f32 moments.
-int64_t resting_bytes(const ParamInfo& info) {
-  const int64_t weight = info.numel() * static_cast<int64_t>(info.trainable() ? 4 : engine::sdk::dtype_size(info.dtype));
-  return weight + (info.trainable() ? 12 * info.numel() : 0);
-}
-
-// The module a parameter belongs to ("model.layers.0.self_attn.q_proj.weight" -> "...q_proj").
-std::string module_of(const std::string& name) {
-  for (const char* suffix : {".weight", ".bias"}) {
-    const std::string s(suffix);
-    if (name.size() > s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0)
-      return name.substr(0, name.size() - s.size());
-  }
-  return name;
-}
-
-// Whether an adapter's name extends module `m` ("...q_proj."): PEFT prefixes it ("base_model.model." + the
-// module + ".lora_A.weight"), so `m` may start after any dot.
-bool extends_module(const std::string& name, const std::string& m) {
-  for (size_t at = name.find(m); at != std::string::npos; at = name.find(m, at + 1))
-    if (at == 0 || name[at - 1] == '.') return true;
-  return false;
-}
-
-// Contiguous cut of `cost` (per block) into `parts` ranges minimising the largest range's cost plus its fixed
-// extra (first: `head`, last: `tail`). Returns the block count of each part (each >= 1).
-std::vector<int64_t> balanced_cut(const std::vector<int64_t>& cost, int64_t parts, int64_t head, int64_t tail) {
-  const int64_t n = static_cast<int64_t>(cost.size());
-  std::vector<int64_t> prefix(static_cast<size_t>(n + 1), 0);
-  for (int64_t i = 0; i < n; ++i) prefix[static_cast<size_t>(i + 1)] = prefix[static_cast<size_t>(i)] + cost[static_cast<size_t>(i)];
-  constexpr int64_t kInf = std::numeric_limits<int64_t>::max();
-  // best[k][i]: the smallest largest cost of cutting blocks [0, i) into k parts; from[k][i]: where part k starts.
-  std::vector<std::vector<int64_t>> best(static_cast<size_t>(parts + 1), std::vector<int64_t>(static_cast<size_t>(n + 1), kInf));
-  std::vector<std::vector<int64_t>> from(best.size(), std::vector<int64_t>(static_cast<size_t>(n + 1), 0));
-  best[0][0] = 0;
-  for (int64_t k = 1; k <= parts; ++k) {
-    for (int64_t i = k; i <= n - (parts - k); ++i) {
-      for (int64_t j = k - 1; j < i; ++j) {
-        if (best[static_cast<size_t>(k - 1)][static_cast<size_t>(j)] == kInf) continue;
-        int64_t c = prefix[static_cast<size_t>(i)] - prefix[static_cast<size_t>(j)];
-        if (k == 1) c += head;
-        if (k == parts) c += tail;
-        const int64_t worst = std::max(best[static_cast<size_t>(k - 1)][static_cast<size_t>(j)], c);
-        if (worst < best[static_cast<size_t>(k)][static_cast<size_t>(i)]) {
-          best[static_cast<size_t>(k)][static_cast<size_t>(i)] = worst;
-          from[static_cast<size_t>(k)][static_cast<size_t>(i)] = j;
-        }
-      }
-    }
-  }
-  std::vector<int64_t> counts(static_cast<size_t>(parts));
-  int64_t i = n;
-  for (int64_t k = parts; k >= 1; --k) {
-    const int64_t j = from[static_cast<size_t>(k)][static_cast<size_t>(i)];
-    counts[static_cast<size_t>(k - 1)] = i - j;
-    i = j;
-  }
-  return counts;
-}
 
 class Pp : public engine::sdk::Parallel {
  public:
@@ -155,51 +95,19 @@ class Pp : public engine::sdk::Parallel {
       throw engine::sdk::Error("pp: a pipeline of " + str(pp_) + " stages needs at least as many decoder blocks; the "
                                    "model has " + str(layers) + ": use pp_size <= " + str(layers),
                                ENG_ERR_INVALID_ARGUMENT);
-    const std::string lm_head = model.lm_head_param != nullptr ? model.lm_head_param : "";
-    const std::vector<Param> params = host.params();
-    std::vector<ParamInfo> infos;
-    for (Param p : params) infos.push_back(host.info(p));
-
-    // Each parameter's block: its own, or for a PEFT adapter declared outside the blocks, the block of the
-    // parameter whose module it extends.
-    std::vector<int32_t> block(infos.size(), -1);
-    for (size_t i = 0; i < infos.size(); ++i) {
-      block[i] = infos[i].block;
-      if (block[i] >= 0 || infos[i].role != ENG_ROLE_ADAPTER) continue;
-      size_t best = 0;
-      for (size_t j = 0; j < infos.size(); ++j) {
-        if (infos[j].role == ENG_ROLE_ADAPTER || infos[j].block < 0) continue;
-        const std::string m = module_of(infos[j].name) + ".";
-        if (m.size() > best && extends_module(infos[i].name, m)) {
-          best = m.size();
-          block[i] = infos[j].block;
-        }
-      }
-    }
-
-    // Where the parameters outside the blocks go: -1 first stage, -2 last, -3 every stage (a tied embedding).
-    auto outside = [&](size_t i) -> int32_t {
-      if (infos[i].role == ENG_ROLE_EMBEDDING) return infos[i].name == lm_head ? -3 : -1;
-      return -2;  // the final norm, lm_head and its adapters
-    };
+    namespace common = engine::plugins_common;
+    const common::BlockParams bp(host, model);
+    const std::vector<Param>& params = bp.params;
+    const std::vector<ParamInfo>& infos = bp.infos;
+    const std::vector<int32_t>& block = bp.block;
 
     // The stages' blocks.
     std::vector<int64_t> counts = stages_;
     if (counts.empty()) {
-      std::vector<int64_t> cost(static_cast<size_t>(layers), 0);
+      std::vector<int64_t> cost;
       int64_t head = 0, tail = 0;
-      for (size_t i = 0; i < infos.size(); ++i) {
-        if ((infos[i].flags & ENG_PARAM_TIED) != 0) continue;
-        const int64_t b = resting_bytes(infos[i]);
-        if (block[i] >= 0 && block[i] < layers) {
-          cost[static_cast<size_t>(block[i])] += b;
-        } else {
-          const int32_t where = outside(i);
-          if (where == -1) head += b;
-          if (where == -2) tail += b;
-        }
-      }
-      counts = balanced_cut(cost, pp_, head, tail);
+      bp.costs(layers, cost, head, tail);
+      counts = common::balanced_cut(cost, pp_, head, tail);
     }
     int64_t total = 0;
     for (int64_t c : counts) total += c;
@@ -231,12 +139,11 @@ class Pp : public engine::sdk::Parallel {
                                    ENG_ERR_INTERNAL);
         s = stage_of_block(block[i]);
       } else {
-        const int32_t where = outside(i);
-        if (where == -3) {
+        if (block[i] == common::BlockParams::kBoth) {  // a tied embedding: on every stage
           ++replicated;
           continue;
         }
-        s = where == -1 ? 0 : pp_ - 1;
+        s = block[i] == common::BlockParams::kFirst ? 0 : pp_ - 1;
       }
       host.param_set_holder(params[i], static_cast<int32_t>(s));
       ++held;

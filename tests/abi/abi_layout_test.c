@@ -236,7 +236,7 @@ _Static_assert(offsetof(eng_optimizer_vtable, step) == 32, "eng_optimizer_vtable
 _Static_assert(offsetof(eng_optimizer_vtable, save_state) == 40, "eng_optimizer_vtable.save_state");
 _Static_assert(offsetof(eng_optimizer_vtable, load_state) == 48, "eng_optimizer_vtable.load_state");
 _Static_assert(offsetof(eng_optimizer_vtable, state_bytes_per_element) == 56, "eng_optimizer_vtable.state_bytes_per_element");
-_Static_assert(sizeof(eng_parallel_vtable) == 112, "eng_parallel_vtable size");
+_Static_assert(sizeof(eng_parallel_vtable) == 120, "eng_parallel_vtable size");
 _Static_assert(offsetof(eng_parallel_vtable, struct_size) == 0, "eng_parallel_vtable.struct_size");
 _Static_assert(offsetof(eng_parallel_vtable, create) == 8, "eng_parallel_vtable.create");
 _Static_assert(offsetof(eng_parallel_vtable, destroy) == 16, "eng_parallel_vtable.destroy");
@@ -259,6 +259,17 @@ _Static_assert(offsetof(eng_pipeline_stage, stage) == 8, "eng_pipeline_stage.sta
 _Static_assert(offsetof(eng_pipeline_stage, first_block) == 12, "eng_pipeline_stage.first_block");
 _Static_assert(offsetof(eng_pipeline_stage, last_block) == 16, "eng_pipeline_stage.last_block");
 _Static_assert(offsetof(eng_pipeline_stage, warmup) == 20, "eng_pipeline_stage.warmup");
+/* appended in ABI 1.1: layer placement; the table was 112 bytes before */
+_Static_assert(offsetof(eng_parallel_vtable, place_layers) == 112, "eng_parallel_vtable.place_layers");
+_Static_assert(sizeof(eng_layer_map) == 48, "eng_layer_map size");
+_Static_assert(offsetof(eng_layer_map, struct_size) == 0, "eng_layer_map.struct_size");
+_Static_assert(offsetof(eng_layer_map, available) == 4, "eng_layer_map.available");
+_Static_assert(offsetof(eng_layer_map, device_bytes) == 8, "eng_layer_map.device_bytes");
+_Static_assert(offsetof(eng_layer_map, devices) == 16, "eng_layer_map.devices");
+_Static_assert(offsetof(eng_layer_map, n_layers) == 20, "eng_layer_map.n_layers");
+_Static_assert(offsetof(eng_layer_map, block_device) == 24, "eng_layer_map.block_device");
+_Static_assert(offsetof(eng_layer_map, n_params) == 32, "eng_layer_map.n_params");
+_Static_assert(offsetof(eng_layer_map, param_device) == 40, "eng_layer_map.param_device");
 _Static_assert(sizeof(eng_peft_vtable) == 64, "eng_peft_vtable size");
 _Static_assert(offsetof(eng_peft_vtable, struct_size) == 0, "eng_peft_vtable.struct_size");
 _Static_assert(offsetof(eng_peft_vtable, create) == 8, "eng_peft_vtable.create");

@@ -6,12 +6,14 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "engine/io/safetensors.hpp"
+
 #include "tests/e2e/e2e_support.hpp"
 
 namespace engine::e2e {
@@ -144,6 +146,28 @@ inline std::map<int, std::pair<double, double>> held_bytes(const std::string& lo
   std::map<int, std::pair<double, double>> out;
   for (const auto& [rank, h] : held_bytes_of(log)) out[rank] = {h.allocator, h.grads_and_state};
   return out;
+}
+
+// A 4-block variant of the tiny model (engine init-model --config; pp: four stages of one block each), made in
+// dir/model4.
+inline fs::path four_block_model(const fs::path& dir) {
+  const fs::path model = dir / "model4";
+  std::string config = read_file(source_dir() / "plugins/qwen2/presets/tiny.json");
+  for (const std::string key : {"\"num_hidden_layers\": ", "\"max_window_layers\": "}) {
+    const size_t at = config.find(key + "2");
+    EXPECT_NE(at, std::string::npos) << key;
+    if (at == std::string::npos) continue;
+    config = config.substr(0, at) + key + "4" + config.substr(at + key.size() + 1);
+  }
+  const fs::path file = dir / "config4.json";
+  std::ofstream(file) << config;
+  const fs::path log = dir / "init4.log";
+  EXPECT_EQ(run_engine({"init-model", "--arch", "qwen2", "--config", file.string(), "--dtype", "f32", "--out",
+                        model.string()},
+                       log),
+            0)
+      << read_file(log);
+  return model;
 }
 
 }  // namespace engine::e2e

@@ -76,26 +76,6 @@ TEST(Pp, TinyLoraOnTwoStagesWithFourMicroBatchesMatchesThePlainRun) { two_stages
 
 TEST(Pp, TinyFullOnTwoStagesWithFourMicroBatchesMatchesThePlainRun) { two_stages(kFull); }
 
-// A 4-block variant of the tiny model (engine init-model --config), so that four stages have one block each.
-fs::path four_block_model(const fs::path& dir) {
-  const fs::path model = dir / "model4";
-  std::string config = read_file(source_dir() / "plugins/qwen2/presets/tiny.json");
-  for (const std::string key : {"\"num_hidden_layers\": ", "\"max_window_layers\": "}) {
-    const size_t at = config.find(key + "2");
-    EXPECT_NE(at, std::string::npos) << key;
-    if (at == std::string::npos) continue;
-    config = config.substr(0, at) + key + "4" + config.substr(at + key.size() + 1);
-  }
-  const fs::path file = dir / "config4.json";
-  std::ofstream(file) << config;
-  const fs::path log = dir / "init4.log";
-  EXPECT_EQ(run_engine({"init-model", "--arch", "qwen2", "--config", file.string(), "--dtype", "f32", "--out",
-                        model.string()},
-                       log),
-            0)
-      << read_file(log);
-  return model;
-}
 
 TEST(Pp, FourStagesIn1F1BAndGPipeWithCheckpointingMatchThePlainRun) {
   const fs::path dir = fresh_dir("pp_four");

@@ -224,7 +224,8 @@ row deterministic_false_on_auto_cpu 1 'train.deterministic = false, but the cpu 
   --set train.deterministic=false "${fast[@]}"
 
 # --- several processes: ddp and zero2 ------------------------------------------------------------------------
-row parallel_not_available 2 "parallel strategy 'layers' is not available yet" "${v[@]}" --set parallel.plugin=layers
+row parallel_layers_placement 2 "parallel.placement must be one of: balanced, sequential; got 'auto'" "${v[@]}" \
+  --set parallel.plugin=layers --set parallel.placement=auto
 row parallel_bucket_negative 2 'parallel.bucket_mb must be at least 0, got -1' "${v[@]}" --set parallel.plugin=ddp \
   --set parallel.bucket_mb=-1
 row nproc_zero 2 '--nproc-per-node 0: expected an integer >= 1' "$engine" run "$recipe" --nproc-per-node 0

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -21,8 +22,17 @@ namespace engine::e2e {
 
 namespace fs = std::filesystem;
 
-inline fs::path engine_binary() { return fs::path(std::getenv("ENGINE_BINARY_DIR")) / "bin" / "engine"; }
-inline fs::path source_dir() { return fs::path(std::getenv("ENGINE_SOURCE_DIR")); }
+// A directory ctest passes in the environment; run outside ctest, say which variable is missing.
+inline fs::path env_dir(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == 0) {
+    std::fprintf(stderr, "%s is not set: run this test through ctest (cd build && ctest -R <name>)\n", name);
+    std::exit(2);
+  }
+  return fs::path(v);
+}
+inline fs::path engine_binary() { return env_dir("ENGINE_BINARY_DIR") / "bin" / "engine"; }
+inline fs::path source_dir() { return env_dir("ENGINE_SOURCE_DIR"); }
 
 inline fs::path fresh_dir(const std::string& name) {
   fs::path d = fs::temp_directory_path() / ("engine_e2e_" + name);

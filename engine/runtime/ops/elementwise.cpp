@@ -267,7 +267,9 @@ void copy_(Tensor& dst, const Tensor& src) {
   expect_inplace_dst(dst, "copy_");
   if (src.shape() != dst.shape())
     fail("copy_: source {} and destination {} differ in shape", src.describe(), dst.describe());
-  detail::kernels_of("copy_", {dst, src}).copy(dst, src);
+  // Like torch's copy_, across devices too (a checkpoint's tensor into a parameter placed on another device).
+  const Tensor from = &src.device() == &dst.device() ? src : src.to_device(dst.device());
+  detail::kernels_of("copy_", {dst, from}).copy(dst, from);
 }
 
 void fill_(Tensor& dst, double value) {

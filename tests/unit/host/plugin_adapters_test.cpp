@@ -186,6 +186,7 @@ const eng_parallel_vtable kParallel = {sizeof(eng_parallel_vtable),
                                        nullptr,
                                        nullptr,
                                        nullptr,
+                                       nullptr,
                                        nullptr};
 
 eng_param declare(HostSession& s, const char* name, std::vector<int64_t> shape, eng_param_role role,

@@ -37,6 +37,20 @@ typedef struct eng_pipeline_stage {
   int32_t warmup;       /* forwards before the first backward (see above) */
 } eng_pipeline_stage;
 
+/* Layer placement (eng_parallel_vtable.place_layers): one process drives several devices, each decoder block
+ * runs on one of them and the engine moves the activations between them (and their gradients back). The
+ * engine fills the inputs and allocates both arrays; the strategy fills the outputs. */
+typedef struct eng_layer_map {
+  uint32_t struct_size;
+  int32_t available;     /* in: devices the engine can place on (>= 1); 0: simulated CPU devices, any number */
+  int64_t device_bytes;  /* in: the memory of one such device, bytes (0: unknown) */
+  int32_t devices;       /* out: devices used, 1..available (any >= 1 when available is 0) */
+  int32_t n_layers;      /* in: entries of block_device (the model's decoder blocks) */
+  int32_t* block_device; /* out: each block's device, 0-based, nondecreasing, starting at 0, every device used */
+  int64_t n_params;      /* in: entries of param_device (the host's params(), in that order) */
+  int32_t* param_device; /* out: each parameter's device (a tied one: its root's; the engine reads roots) */
+} eng_layer_map;
+
 typedef struct eng_parallel_vtable {
   uint32_t struct_size;
   eng_status (*create)(const eng_host_api* host, const eng_ctx* ctx, const char* options_json, void** self);
@@ -71,6 +85,12 @@ typedef struct eng_parallel_vtable {
    * stages (the model's forward_blocks over [first_block, last_block)), sending activations to the next
    * stage and their gradients back, and computes the loss on the last. Absent, or stages == 1: no pipeline. */
   eng_status (*pipeline)(void* self, const eng_ctx* ctx, const eng_model_info* model, eng_pipeline_stage* out);
+  /* (optional) layer placement: the device of each decoder block and of each parameter (see eng_layer_map).
+   * Asked right after setup (and pipeline), before the weights load; the engine allocates every parameter,
+   * its gradient and its optimizer state on its device, runs each block where it was placed, and computes
+   * the loss where the lm_head lives. Absent, or devices == 1: everything on the run's device. Exclusive with
+   * pipeline stages, shards and splits. */
+  eng_status (*place_layers)(void* self, const eng_ctx* ctx, const eng_model_info* model, eng_layer_map* out);
 } eng_parallel_vtable;
 
 /* The size of the ABI 1.0 table (what a plugin built for 1.0 has). */

@@ -49,6 +49,12 @@ class Parallel {
     (void)host, (void)model;
     return eng_pipeline_stage{};
   }
+  // (optional, ABI 1.1) Layer placement over the devices of one process (see eng_layer_map): set
+  // map.devices, map.block_device[0..n_layers) and map.param_device[0..n_params) (the order of
+  // host.params()). Not overridden: one device.
+  virtual void place_layers(Host& host, const eng_model_info& model, eng_layer_map& map) {
+    (void)host, (void)model, (void)map;
+  }
 };
 
 namespace detail {
@@ -114,6 +120,12 @@ struct ParallelAdapter {
       write_struct(out, st);
     });
   }
+  static eng_status place_layers(void* self, const eng_ctx* ctx, const eng_model_info* model,
+                                 eng_layer_map* map) noexcept {
+    if (map == nullptr || model == nullptr || map->struct_size < sizeof(eng_layer_map))
+      return ENG_ERR_INVALID_ARGUMENT;
+    return call(self, ctx, [&](T& o, Host& h) { o.place_layers(h, read_struct(model), *map); });
+  }
   static eng_parallel_vtable vtable() noexcept {
     eng_parallel_vtable v{};
     v.struct_size = sizeof(v);
@@ -130,6 +142,7 @@ struct ParallelAdapter {
     v.param_owner = ENGINE_SDK_OVERRIDES(T, Parallel, param_owner) ? &param_owner : nullptr;
     v.data_parallel = ENGINE_SDK_OVERRIDES(T, Parallel, data_parallel) ? &data_parallel : nullptr;
     v.pipeline = ENGINE_SDK_OVERRIDES(T, Parallel, pipeline) ? &pipeline : nullptr;
+    v.place_layers = ENGINE_SDK_OVERRIDES(T, Parallel, place_layers) ? &place_layers : nullptr;
     return v;
   }
 };
