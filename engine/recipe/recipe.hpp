@@ -86,6 +86,9 @@ struct TrainSection {
   bool checkpoint_auto = false;
   // train.offload_activations: checkpointed blocks keep their inputs in pinned host memory (CUDA).
   bool offload_activations = false;
+  // train.recompute_cheap_ops: blocks that keep their activations give back the outputs of RMSNorm and SwiGLU
+  // after the forward and recompute them when backward reaches them (rt::Tape::set_recompute_cheap_ops).
+  bool recompute_cheap_ops = false;
   // train.deterministic: false lets CUDA kernels with a faster non-deterministic variant use it (cuDNN's
   // attention backward); refused on the CPU, whose kernels are all deterministic.
   bool deterministic = true;

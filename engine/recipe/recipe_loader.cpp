@@ -570,6 +570,12 @@ void RecipeReader::build(Recipe& r) {
                  "from GPU memory to host memory, and on the CPU both are the same memory; set "
                  "offload_activations = false, or train on \"cuda\"");
   }
+  r.train.recompute_cheap_ops = get("train", "recompute_cheap_ops", false).get<bool>();
+  if (r.train.recompute_cheap_ops && r.train.checkpoint_blocks < 0)
+    error(key_location("train", "recompute_cheap_ops"),
+          "train.recompute_cheap_ops = true acts on blocks that keep their activations, but "
+          "train.activation_checkpointing = true recomputes every block; set activation_checkpointing to a "
+          "number of blocks, \"auto\" or false, or recompute_cheap_ops = false");
   r.train.deterministic = get("train", "deterministic", true).get<bool>();
   if (!r.train.deterministic && r.train.device == "cpu")
     error(key_location("train", "deterministic"), "train.deterministic = false with train.device = \"cpu\": only CUDA kernels have a "

@@ -107,6 +107,11 @@ std::vector<SectionSpec> build() {
         field("offload_activations", B, false,
               "keep the inputs of checkpointed blocks in pinned host memory instead of GPU memory, copied out "
               "during the forward and back ahead of each replay (CUDA; needs activation_checkpointing)"),
+        field("recompute_cheap_ops", B, false,
+              "blocks that keep their activations give back the outputs of their norms and SwiGLU after the "
+              "forward and recompute them (elementwise work) when backward reaches the block: about a third "
+              "less memory per kept block, the same gradients; activation_checkpointing = \"auto\" then "
+              "recomputes fewer blocks"),
         field("deterministic", B, true,
               "bitwise repeatable kernels (true); false lets CUDA attention's backward use cuDNN's faster "
               "non-deterministic algorithm, whose workspace grows with the tokens instead of tokens squared x "

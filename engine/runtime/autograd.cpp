@@ -106,10 +106,17 @@ Device* profile_device(const std::vector<Tensor>& ts) {
 
 std::vector<Tensor> Tape::apply(std::unique_ptr<Node> node, const std::vector<Tensor>& inputs) {
   if (!node) fail("autograd: apply() got no node");
+  if (!evicted_.empty())  // a value cheap recompute gave back, used again: refill it first
+    for (const Tensor& t : inputs) {
+      const AutogradMeta* meta = t.defined() ? t.impl()->autograd.get() : nullptr;
+      if (meta == nullptr) continue;
+      if (auto it = evicted_.find(meta->value_id); it != evicted_.end()) recompute(it->second);
+    }
   bool record = grad_enabled_ && !in_backward_ &&
                 std::any_of(inputs.begin(), inputs.end(), [](const Tensor& t) { return requires_grad(t); });
   const bool checkpointed =
       record && open_segment_ >= 0 && segments_[static_cast<size_t>(open_segment_)].checkpointed;
+  const bool evictable = record && recompute_cheap_ && open_segment_ >= 0 && !checkpointed && node->recomputable();
   // Checkpointed nodes save nothing now; backward replays them with save = true.
   std::vector<Tensor> outputs;
   {
@@ -159,6 +166,10 @@ std::vector<Tensor> Tape::apply(std::unique_ptr<Node> node, const std::vector<Te
     if (open_segment_ >= 0) produced_in_block_.insert(impl->autograd->value_id);
     out = Tensor(std::move(impl));
   }
+  if (evictable) {  // the inputs are saved by the node anyway: keeping them costs nothing
+    e.kept_inputs = inputs;
+    e.evictable = outputs;
+  }
   e.node = std::move(node);
   entries_.push_back(std::move(e));
   return outputs;
@@ -189,6 +200,8 @@ void Tape::block_end(int block) {
     segments_.pop_back();  // nothing recorded (evaluation): forget the block
   else if (offload_ && seg.checkpointed)
     stash_inputs(seg);
+  else if (recompute_cheap_ && !seg.checkpointed)
+    evict_outputs(seg);
   open_block_ = -1;
   open_segment_ = -1;
   produced_in_block_.clear();
@@ -237,8 +250,93 @@ void Tape::restore_inputs(Segment& seg) {
   seg.stashed.clear();
 }
 
+namespace {
+constexpr const char* kEvictedWhy =
+    "it is an activation that cheap recompute (train.recompute_cheap_ops) gave back after its block's forward, "
+    "read by something other than a recorded op (only those get it recomputed first)";
+}  // namespace
+
+void Tape::evict_outputs(Segment& seg) {
+  for (size_t k = seg.first; k < seg.last; ++k) {
+    Entry& e = entries_[k];
+    if (e.evictable.empty()) continue;
+    bool any = false;
+    for (size_t j = 0; j < e.evictable.size(); ++j) {
+      Tensor& t = e.evictable[j];
+      if (!t.defined() || e.output_ids[j] == 0) {
+        t = Tensor();
+        continue;
+      }
+      Storage& st = *t.impl()->storage;
+      bool keep = st.borrowed() || st.released();  // not ours, or another output of the same memory
+      for (const Tensor& in : e.kept_inputs)
+        keep = keep || (in.defined() && in.impl()->storage.get() == &st);  // a view of an input
+      if (keep) {
+        t = Tensor();
+        continue;
+      }
+      st.release_memory(kEvictedWhy);
+      evicted_[e.output_ids[j]] = k;
+      evicted_bytes_ += static_cast<int64_t>(st.bytes());
+      any = true;
+    }
+    if (any) {
+      seg.evicted = true;
+    } else {
+      e.evictable.clear();
+      e.kept_inputs.clear();
+    }
+  }
+}
+
+void Tape::recompute(size_t entry) {
+  Entry& e = entries_[entry];
+  if (e.evictable.empty()) return;
+  for (uint64_t id : e.input_ids)  // an input evicted by an earlier node (SwiGLU of a norm's output) first
+    if (id != 0)
+      if (auto it = evicted_.find(id); it != evicted_.end()) recompute(it->second);
+  std::vector<Tensor> outs;
+  {
+    OpTimer timer(profile_device(e.kept_inputs), e.node->name(), "recompute");
+    outs = e.node->forward(e.kept_inputs, /*save=*/false);
+  }
+  ++stats_.nodes_recomputed;
+  if (outs.size() != e.evictable.size())
+    fail("cheap recompute of node {} returned {} outputs, the recorded forward {}", e.node->name(), outs.size(),
+         e.evictable.size());
+  for (size_t j = 0; j < outs.size(); ++j) {
+    Tensor& t = e.evictable[j];
+    if (!t.defined()) continue;
+    Storage& st = *t.impl()->storage;
+    if (!st.released()) continue;
+    const Tensor& o = outs[j];
+    const std::shared_ptr<Storage>& os = o.impl()->storage;
+    if (o.shape() == t.shape() && o.strides() == t.strides() && o.offset() == t.offset() && o.dtype() == t.dtype() &&
+        os.use_count() == 1 && !os->borrowed() && os->bytes() == st.bytes() && &os->device() == &st.device()) {
+      st.adopt_memory(*os);  // no copy: the recomputed memory becomes the original's
+    } else {
+      st.acquire_memory();
+      t.copy_from(o);
+    }
+    evicted_.erase(e.output_ids[j]);
+    evicted_bytes_ -= static_cast<int64_t>(st.bytes());
+    stats_.bytes_recomputed += static_cast<int64_t>(st.bytes());
+  }
+  // Dropped now, so that the block's backward finds the saved tensors as it would without cheap recompute
+  // (SwiGLU's backward writes over its gate and up only when nothing else holds them).
+  e.evictable.clear();
+  e.kept_inputs.clear();
+}
+
+void Tape::recompute_segment(const Segment& seg) {
+  for (size_t k = seg.first; k < seg.last; ++k)
+    if (!entries_[k].evictable.empty()) recompute(k);
+}
+
 void Tape::clear() {
   if (offload_) offload_->reset();
+  evicted_.clear();
+  evicted_bytes_ = 0;
   entries_.clear();
   segments_.clear();
   open_block_ = -1;
@@ -255,6 +353,7 @@ void Tape::configure_like(Tape& other) const {
   if (other.size() != 0 || other.open_block_ >= 0) fail("configure_like: the other tape is not empty");
   other.grad_enabled_ = grad_enabled_;
   other.checkpoint_limit_ = checkpoint_limit_;
+  other.recompute_cheap_ = recompute_cheap_;
   other.hooks_ = hooks_;
   if (offload_)
     other.set_activation_offload(true, offload_->min_bytes());
@@ -372,6 +471,8 @@ void Tape::backward(const Tensor& loss, const Tensor& grad) {
               }
           }
           replay(seg);
+        } else if (seg.evicted) {
+          recompute_segment(seg);
         }
       }
     }

@@ -23,6 +23,13 @@
 // recorded ones) and then backpropagates through them. Nodes are pure functions of inputs and attributes, so
 // the replayed values and hence the gradients are bitwise identical to a run without checkpointing.
 //
+// Cheap recompute (set_recompute_cheap_ops). In a block that keeps its activations, the outputs of recomputable
+// nodes (Node::recomputable: RMSNorm, SwiGLU, SiLU, whose saved state keeps their inputs anyway) give their
+// memory back at block_end (rt::Storage::release_memory: every handle and view stays valid); when backward
+// reaches the block those nodes run forward again from the same inputs and the results move into the original
+// storage (Storage::adopt_memory), before any node of the block runs backward. A recorded node that takes an
+// evicted value as input later in the forward gets it recomputed first. The same bits either way.
+//
 // Block hooks (the parallel strategy's gather/release points) are called by the tape in backward around each
 // block, and by the block seam owner (engine/host) around the forward.
 #pragma once
@@ -109,6 +116,8 @@ struct BackwardStats {
   int64_t nodes_run = 0;       // node backward() calls
   int64_t nodes_replayed = 0;  // node forward() calls made by checkpoint replay
   int64_t blocks_replayed = 0;
+  int64_t nodes_recomputed = 0;   // cheap recompute: node forward() calls that refilled evicted outputs
+  int64_t bytes_recomputed = 0;   // and the bytes they refilled
 };
 
 class Tape {
@@ -154,6 +163,12 @@ class Tape {
 
   void set_block_hooks(BlockHooks* hooks) { hooks_ = hooks; }
 
+  // Cheap recompute (see above) in the blocks opened from now on that are not checkpointed.
+  void set_recompute_cheap_ops(bool on) { recompute_cheap_ = on; }
+  bool recompute_cheap_ops() const { return recompute_cheap_; }
+  // Bytes of outputs currently given back by cheap recompute (for tests and the memory log).
+  int64_t evicted_bytes() const { return evicted_bytes_; }
+
   // Offload of checkpointed blocks' kept inputs to host memory (engine/runtime/activation_offload.hpp):
   // blocks opened from now on, when they are checkpointed. The gradients are the same bits either way.
   void set_activation_offload(bool on, size_t min_bytes = size_t(1) << 20);
@@ -177,6 +192,9 @@ class Tape {
     std::vector<std::function<Tensor()>> rebinds;  // checkpointed entries: leaves re-resolved at replay
     std::vector<uint64_t> output_ids;
     int segment = -1;  // index into segments_, -1 outside blocks
+    // Cheap recompute: a recomputable node of a kept block holds its inputs in kept_inputs and its outputs
+    // here until backward reaches the block; an output whose memory was given back stays defined.
+    std::vector<Tensor> evictable;
   };
   // A kept input of a checkpointed block held in host memory: its ticket and the slots (entry, input) that
   // get the tensor back before the replay.
@@ -189,6 +207,7 @@ class Tape {
     bool checkpointed = false;
     size_t first = 0, last = 0;  // entries [first, last)
     std::vector<Stashed> stashed;  // with activation offload
+    bool evicted = false;          // cheap recompute gave back outputs of this block
   };
 
   // Value ids are unique over every tape of the process, so that tapes may coexist (a pipeline stage records
@@ -198,6 +217,9 @@ class Tape {
   void stash_inputs(Segment& seg);    // block_end of a checkpointed block, with offload
   void restore_inputs(Segment& seg);  // before its replay
   void prefetch_inputs(const Segment& seg);
+  void evict_outputs(Segment& seg);  // block_end of a kept block, with cheap recompute
+  void recompute(size_t entry);      // refills entry's evicted outputs (its evicted inputs first)
+  void recompute_segment(const Segment& seg);
 
   bool grad_enabled_ = true;
   int64_t checkpoint_limit_ = 0;  // blocks with index < this are checkpointed; < 0: all
@@ -211,6 +233,9 @@ class Tape {
   BackwardStats stats_;
   std::unique_ptr<ActivationOffload> offload_;
   int64_t offloaded_last_ = 0;
+  bool recompute_cheap_ = false;
+  std::unordered_map<uint64_t, size_t> evicted_;  // value id of an evicted output -> its entry
+  int64_t evicted_bytes_ = 0;
 };
 
 // Disables recording on a tape for its lifetime (restores the previous mode).

@@ -27,6 +27,11 @@ class Node {
 
   // Drops the tensors saved for backward.
   virtual void release_saved() = 0;
+
+  // True for a cheap op (elementwise or a norm) whose saved state keeps every one of its inputs: a block that
+  // keeps its activations may then give its outputs' memory back after the forward and recompute them from
+  // those inputs, at no memory cost, when backward reaches the block (Tape::set_recompute_cheap_ops).
+  virtual bool recomputable() const { return false; }
 };
 
 }  // namespace engine::rt

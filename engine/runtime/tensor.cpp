@@ -74,19 +74,32 @@ Storage::~Storage() {
 
 void* Storage::data() const {
   if (released_)
-    fail(
-        "a tensor of {} bytes is used while its memory is released: it belongs to a sharded parameter that the "
-        "parallel strategy has not gathered (an engine or strategy bug: gather before the block that uses it)",
-        bytes_);
+    fail("a tensor of {} bytes is used while its memory is released: {}", bytes_,
+         released_why_ != nullptr ? released_why_
+                                  : "it belongs to a sharded parameter that the parallel strategy has not gathered "
+                                    "(an engine or strategy bug: gather before the block that uses it)");
   return data_;
 }
 
-void Storage::release_memory() {
+void Storage::release_memory(const char* why) {
   if (keep_alive_) fail("Storage::release_memory: the memory is not owned by the engine (a mapped file)");
   if (released_) return;
   device_->deallocate(data_, bytes_);
   data_ = nullptr;
   released_ = true;
+  released_why_ = why;
+}
+
+void Storage::adopt_memory(Storage& other) {
+  if (!released_ || other.released_ || other.keep_alive_ || keep_alive_ || other.device_ != device_ ||
+      other.bytes_ != bytes_)
+    fail("Storage::adopt_memory: needs a released storage and an owned one of the same device and size "
+         "({} and {} bytes)", bytes_, other.bytes_);
+  data_ = other.data_;
+  released_ = false;
+  released_why_ = nullptr;
+  other.data_ = nullptr;
+  other.released_ = true;
 }
 
 void Storage::acquire_memory() {

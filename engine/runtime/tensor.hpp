@@ -63,8 +63,12 @@ class Storage {
   // every Tensor and view of this storage stays valid (the tape's saved references to a full parameter), and
   // acquired again (contents undefined until refilled, e.g. by an all-gather) before it is used. Only for
   // storage this object allocated.
-  void release_memory();
+  // `why` (static text) names, in the error a use of the released memory raises, what released it.
+  void release_memory(const char* why = nullptr);
   void acquire_memory();
+  // A released storage takes `other`'s memory (same device and size, owned, not released), which `other` gives
+  // up: how a recomputed value moves into the storage every view of the original shares, without a copy.
+  void adopt_memory(Storage& other);
   bool released() const { return released_; }
   bool borrowed() const { return keep_alive_ != nullptr; }  // wraps memory owned elsewhere
 
@@ -74,6 +78,7 @@ class Storage {
   size_t bytes_;
   std::shared_ptr<void> keep_alive_;  // non-null: memory not ours to free
   bool released_ = false;
+  const char* released_why_ = nullptr;
 };
 
 struct AutogradMeta;  // engine/runtime/autograd.hpp

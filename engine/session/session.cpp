@@ -82,6 +82,12 @@ void TrainingSession::wire(const recipe::Recipe& recipe, const plugins::PluginRe
     spdlog::info("train.offload_activations: checkpointed blocks keep their inputs in pinned host memory");
   }
 
+  if (recipe.train.recompute_cheap_ops) {
+    host_->tape().set_recompute_cheap_ops(true);
+    spdlog::info("train.recompute_cheap_ops: blocks that keep their activations recompute their norms' and "
+                 "SwiGLU's outputs in backward instead of keeping them");
+  }
+
   if (!recipe.train.deterministic) {
     device.set_deterministic(false);  // refused with the reason where the device has no such kernels
     spdlog::info("train.deterministic = false: CUDA attention's backward may use cuDNN's non-deterministic "

@@ -245,7 +245,10 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
 
   // Activations.
   const int64_t tokens = in.micro_batch_size * in.seq_len;
-  const int64_t per_block = activation_elements_per_token(in) * tokens;
+  // Cheap recompute: a kept block gives back its two norms' outputs and SwiGLU's until backward reaches it,
+  // which recomputes them for that one block.
+  const int64_t cheap = in.recompute_cheap_ops ? (2 * m.hidden_size + m.intermediate_size / tp_parts(in)) * tokens : 0;
+  const int64_t per_block = activation_elements_per_token(in) * tokens - cheap;
   int64_t act_elems = 0;
   std::string act_detail;
   const int64_t ckpt = in.checkpoint_blocks < 0 ? m.n_layers : std::min<int64_t>(in.checkpoint_blocks, m.n_layers);
@@ -262,16 +265,17 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
   } else if (in.activation_checkpointing && ckpt > 0) {
     // The last L-N blocks keep their saved tensors until backward reaches them; by the time it replays the
     // checkpointed first N, those are freed.
-    const int64_t kept = (int64_t(m.n_layers) - ckpt) * per_block;
+    const int64_t kept = (int64_t(m.n_layers) - ckpt) * per_block + cheap;
     act_elems = inputs_on_device * m.hidden_size * tokens +
                 std::max(kept, block_output_elements_per_token(in) * tokens);
     act_detail = fmt::format("{} of {} blocks checkpointed (the first){}, {} elements/token/block kept by the "
-                             "others, {} tokens",
-                             ckpt, m.n_layers, where, activation_elements_per_token(in), tokens);
+                             "others{}, {} tokens",
+                             ckpt, m.n_layers, where, per_block / std::max<int64_t>(tokens, 1),
+                             cheap ? " (norm and SwiGLU outputs recomputed)" : "", tokens);
   } else {
-    act_elems = int64_t(m.n_layers) * per_block;
-    act_detail = fmt::format("{} elements/token/block x {} tokens x {} blocks",
-                             activation_elements_per_token(in), tokens, m.n_layers);
+    act_elems = int64_t(m.n_layers) * per_block + cheap;
+    act_detail = fmt::format("{} elements/token/block x {} tokens x {} blocks{}", per_block / std::max<int64_t>(tokens, 1),
+                             tokens, m.n_layers, cheap ? " (norm and SwiGLU outputs recomputed)" : "");
   }
   act_elems += (2 * m.hidden_size + 1) * tokens;  // final norm input and output, the loss's log-sum-exp
   plan.components.push_back({"activations", act_elems * abytes, act_detail});

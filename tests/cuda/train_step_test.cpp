@@ -111,5 +111,17 @@ TEST(CudaTrainStep, OffloadedCheckpointsGiveTheSameBitsAsCheckpointsOnTheDevice)
   EXPECT_EQ(kept.grads, moved.grads) << "offloading the checkpointed blocks' inputs changed the gradients";
 }
 
+
+TEST(CudaTrainStep, CheapRecomputeGivesTheSameBitsInBf16) {
+  SKIP_WITHOUT_GPU();
+  std::vector<std::string> sets = {"model.dtype=bf16", "train.dtype=bf16", "data.packing=true", "peft.plugin=lora",
+                                   "peft.r=4", "train.activation_checkpointing=1"};
+  const StepResult kept = step_on(rt::device_from_spec("cuda"), sets);
+  sets.push_back("train.recompute_cheap_ops=true");
+  const StepResult cheap = step_on(rt::device_from_spec("cuda"), sets);
+  EXPECT_EQ(kept.loss, cheap.loss);
+  EXPECT_EQ(kept.grads, cheap.grads) << "recomputing the norms' and SwiGLU's outputs changed the gradients";
+}
+
 }  // namespace
 }  // namespace engine::train

@@ -15,6 +15,7 @@ std::atomic<int64_t> g_swiglu_in_place{0};
 class SiluNode final : public Node {
  public:
   const char* name() const override { return "silu"; }
+  bool recomputable() const override { return true; }  // saves x
 
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
     if (inputs.size() != 1) fail("silu: expected one input, got {}", inputs.size());
@@ -47,6 +48,7 @@ class SiluNode final : public Node {
 class SwigluNode final : public Node {
  public:
   const char* name() const override { return "swiglu"; }
+  bool recomputable() const override { return true; }  // saves gate and up
 
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
     if (inputs.size() != 2) fail("swiglu: expected inputs {{gate, up}}, got {}", inputs.size());

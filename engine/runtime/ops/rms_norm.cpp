@@ -11,6 +11,7 @@ class RmsNormNode final : public Node {
  public:
   explicit RmsNormNode(double eps) : eps_(eps) {}
   const char* name() const override { return "rms_norm"; }
+  bool recomputable() const override { return true; }  // saves x and the weight
 
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool save) override {
     if (inputs.size() != 2) fail("rms_norm: expected inputs {{x, weight}}, got {}", inputs.size());

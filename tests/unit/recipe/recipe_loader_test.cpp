@@ -205,6 +205,15 @@ TEST_F(RecipeLoader, ActivationCheckpointingTakesABoolABlockCountOrAuto) {
   EXPECT_TRUE(any(errors("base.toml", {"train.max_memory=-1"}), "train.max_memory")) ;
 }
 
+TEST_F(RecipeLoader, RecomputeCheapOpsNeedsBlocksThatKeepTheirActivations) {
+  EXPECT_TRUE(load_recipe(test_data_dir("recipe/base.toml"),
+                          {"train.activation_checkpointing=auto", "train.recompute_cheap_ops=true"}, registry_)
+                  .train.recompute_cheap_ops);
+  EXPECT_FALSE(load_recipe(test_data_dir("recipe/base.toml"), {}, registry_).train.recompute_cheap_ops);
+  auto ds = errors("base.toml", {"train.activation_checkpointing=true", "train.recompute_cheap_ops=true"});
+  EXPECT_TRUE(any(ds, "train.recompute_cheap_ops = true acts on blocks that keep their activations")) << all(ds);
+}
+
 TEST_F(RecipeLoader, OffloadActivationsNeedsCheckpointedBlocksAndAGpu) {
   Recipe r = load_recipe(test_data_dir("recipe/base.toml"),
                          {"train.activation_checkpointing=true", "train.offload_activations=true",

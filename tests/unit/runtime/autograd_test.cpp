@@ -8,6 +8,7 @@
 #include <random>
 
 #include "engine/core/error.hpp"
+#include "engine/runtime/ops/ops.hpp"
 #include "tests/unit/runtime/test_nodes.hpp"
 
 namespace engine::rt {
@@ -468,6 +469,130 @@ TEST(Tape, EvaluationBlocksLeaveNothingOnTheTape) {
     tape.block_end(i);
   }
   EXPECT_EQ(tape.size(), 0u);
+}
+
+
+// Cheap recompute with the real RMSNorm and SwiGLU nodes (f32, CPU) in an MLP-shaped block: x -> h = norm(x)
+// -> g = h * a, u = h * b -> s = swiglu(g, u) -> x + s * c. The muls save h and s (as LoRA's A saves its input),
+// so without cheap recompute every block keeps them until backward; with it their memory is given back at
+// block_end and refilled when backward reaches the block, with the same gradients bit for bit.
+struct MlpBlocks {
+  int64_t n;
+  std::vector<Tensor> a, b, c, w;
+  std::vector<std::shared_ptr<GradSink>> sa;
+  Tensor x;
+  std::shared_ptr<GradSink> sx;
+  MlpBlocks(int blocks, int64_t n_) : n(n_) {
+    auto f32 = [&](uint32_t seed) { return random_f64({4, n / 4}, seed).to(ENG_F32); };
+    for (int i = 0; i < blocks; ++i) {
+      a.push_back(f32(10 + i));
+      b.push_back(f32(20 + i));
+      c.push_back(f32(30 + i));
+      w.push_back(random_f64({n / 4}, 40 + i).to(ENG_F32));
+      sa.push_back(std::make_shared<GradSink>(a.back().shape(), ENG_F32, cpu_device()));
+    }
+    x = f32(1);
+    sx = std::make_shared<GradSink>(x.shape(), ENG_F32, cpu_device());
+  }
+  Tensor block(Tape& tape, int i, const Tensor& in) {
+    const size_t k = static_cast<size_t>(i);
+    const Tensor al = tape.leaf(a[k], sa[k]);
+    const Tensor h = run1(tape, ops::make_rms_norm(1e-6), {in, w[k]});
+    const Tensor g = run1(tape, ops::make_mul(), {h, al}), u = run1(tape, ops::make_mul(), {h, b[k]});
+    const Tensor sw = run1(tape, ops::make_swiglu(), {g, u});
+    return run1(tape, ops::make_add(), {in, run1(tape, ops::make_mul(), {sw, c[k]})});
+  }
+  // Forward of every block; returns the loss and the bytes the forward left allocated.
+  std::pair<Tensor, int64_t> forward(Tape& tape) {
+    const int64_t base = cpu_device().memory_stats().current_bytes;
+    Tensor h = tape.leaf(x, sx);
+    for (int i = 0; i < static_cast<int>(a.size()); ++i) {
+      tape.block_begin(i);
+      h = block(tape, i, h);
+      tape.block_end(i);
+    }
+    Tensor loss = run1(tape, ops::make_sum(), {h});
+    return {loss, cpu_device().memory_stats().current_bytes - base};
+  }
+};
+
+TEST(Tape, CheckpointingOfCheapOpsGivesBackTheirOutputsWithBitwiseIdenticalGradients) {
+  const int blocks = 6;
+  const int64_t n = 1 << 14;
+  MlpBlocks plain(blocks, n), cheap(blocks, n);
+  Tape t_plain, t_cheap;
+  t_cheap.set_recompute_cheap_ops(true);
+  {  // allocate the gradient buffers first
+    Tape warm;
+    warm.backward(plain.forward(warm).first);
+    warm.backward(cheap.forward(warm).first);
+  }
+  for (auto* m : {&plain, &cheap}) {
+    for (auto& s : m->sa) s->zero();
+    m->sx->zero();
+  }
+  auto [loss_plain, held_plain] = plain.forward(t_plain);
+  auto [loss_cheap, held_cheap] = cheap.forward(t_cheap);
+  // Each block gives back h and s: two tensors of n floats.
+  const int64_t bytes = n * 4;
+  EXPECT_EQ(t_cheap.evicted_bytes(), 2 * blocks * bytes);
+  EXPECT_EQ(held_plain - held_cheap, 2 * blocks * bytes) << "plain " << held_plain << ", cheap " << held_cheap;
+  t_plain.backward(loss_plain);
+  t_cheap.backward(loss_cheap);
+  EXPECT_EQ(t_cheap.last_backward_stats().nodes_recomputed, 2 * blocks);
+  EXPECT_EQ(t_cheap.last_backward_stats().bytes_recomputed, 2 * blocks * bytes);
+  EXPECT_EQ(t_plain.last_backward_stats().nodes_recomputed, 0);
+  EXPECT_EQ(t_cheap.evicted_bytes(), 0);
+  for (int i = 0; i < blocks; ++i) {
+    const Tensor& ga = plain.sa[static_cast<size_t>(i)]->grad();
+    const Tensor& gb = cheap.sa[static_cast<size_t>(i)]->grad();
+    EXPECT_EQ(std::memcmp(ga.raw_data(), gb.raw_data(), ga.nbytes()), 0) << "block " << i;
+  }
+}
+
+// A checkpointed block recomputes everything anyway: cheap recompute leaves it alone.
+TEST(Tape, CheckpointingOfCheapOpsLeavesCheckpointedBlocksAlone) {
+  MlpBlocks m(3, 1 << 10);
+  Tape tape;
+  tape.set_recompute_cheap_ops(true);
+  tape.set_checkpoint_blocks(2);
+  auto [loss, held] = m.forward(tape);
+  EXPECT_EQ(tape.evicted_bytes(), 2 * (1 << 10) * 4);  // the last block's h and s only
+  tape.backward(loss);
+  EXPECT_EQ(tape.last_backward_stats().blocks_replayed, 2);
+  EXPECT_EQ(tape.last_backward_stats().nodes_recomputed, 2);
+}
+
+// An evicted value that a later recorded op takes as input is recomputed first (and kept from then on); read
+// outside the tape, its memory is refused with a message naming cheap recompute.
+TEST(Tape, CheckpointingOfCheapOpsRefillsAValueUsedAfterItsBlock) {
+  const int64_t n = 1 << 10;
+  MlpBlocks m(1, n), ref(1, n);
+  Tape tape, plain;
+  tape.set_recompute_cheap_ops(true);
+  const Tensor x = tape.leaf(m.x, m.sx);
+  tape.block_begin(0);
+  const size_t k = 0;
+  const Tensor al = tape.leaf(m.a[k], m.sa[k]);
+  const Tensor h = run1(tape, ops::make_rms_norm(1e-6), {x, m.w[k]});
+  const Tensor g = run1(tape, ops::make_mul(), {h, al});
+  tape.block_end(0);
+  EXPECT_EQ(tape.evicted_bytes(), n * 4);
+  try {
+    (void)h.raw_data();
+    ADD_FAILURE() << "reading an evicted value outside the tape did not throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("train.recompute_cheap_ops"), std::string::npos) << e.what();
+  }
+  const Tensor y = run1(tape, ops::make_mul(), {g, h});  // h again, after its block
+  EXPECT_EQ(tape.evicted_bytes(), 0);
+  tape.backward(run1(tape, ops::make_sum(), {y}));
+  // The same computation without cheap recompute.
+  const Tensor al2 = plain.leaf(ref.a[k], ref.sa[k]);
+  const Tensor h2 = run1(plain, ops::make_rms_norm(1e-6), {plain.leaf(ref.x, ref.sx), ref.w[k]});
+  plain.backward(run1(plain, ops::make_sum(), {run1(plain, ops::make_mul(), {run1(plain, ops::make_mul(), {h2, al2}), h2})}));
+  for (const auto& [sa, sb] : {std::pair{m.sa[k], ref.sa[k]}, std::pair{m.sx, ref.sx}})
+    EXPECT_EQ(std::memcmp(sa->grad().raw_data(), sb->grad().raw_data(), sa->grad().nbytes()), 0);
 }
 
 }  // namespace

@@ -135,5 +135,35 @@ TEST(Offload, OffloadedCheckpointsGiveTheSameBitsLora) {
   check_offload({"peft.plugin=lora", "peft.r=4", "peft.lora_alpha=8"});
 }
 
+
+// train.recompute_cheap_ops through the real session: the kept block (block 1; block 0 is checkpointed) gives
+// back its norms' and SwiGLU's outputs and recomputes them in backward, with the same bits as keeping them.
+void check_cheap_recompute(const std::vector<std::string>& extra) {
+  auto reg = testing::registry();
+  std::map<std::string, std::vector<float>> g[2];
+  double loss[2] = {0, 0};
+  int64_t recomputed[2] = {0, 0};
+  for (int cheap = 0; cheap < 2; ++cheap) {
+    std::vector<std::string> sets = extra;
+    sets.push_back("train.activation_checkpointing=1");
+    sets.push_back(std::string("train.recompute_cheap_ops=") + (cheap ? "true" : "false"));
+    recipe::Recipe r = testing::load(*reg, "train/recipes/tiny_fixture.toml", sets);
+    session::TrainingSession s(r, *reg, rt::cpu_device());
+    std::vector<data::Batch> two = {make_rows({0, 1}), make_rows({2, 3})};
+    loss[cheap] = forward_backward(s, two).loss;
+    recomputed[cheap] = s.host().tape().last_backward_stats().nodes_recomputed;
+    g[cheap] = grads(s);
+  }
+  EXPECT_EQ(recomputed[0], 0);
+  EXPECT_EQ(recomputed[1], 3) << "block 1's two norms and its SwiGLU";
+  EXPECT_EQ(loss[0], loss[1]);
+  ASSERT_FALSE(g[0].empty());
+  EXPECT_EQ(g[0], g[1]) << "recomputing the cheap ops changed the gradients";
+}
+
+TEST(CheapRecompute, SameBitsFullFineTuning) { check_cheap_recompute({}); }
+
+TEST(CheapRecompute, SameBitsLora) { check_cheap_recompute({"peft.plugin=lora", "peft.r=4", "peft.lora_alpha=8"}); }
+
 }  // namespace
 }  // namespace engine::train

@@ -78,5 +78,9 @@ TEST(MemoryPlanPeak, CheckpointedWithinFifteenPercent) {
                              "data.max_seq_len=256"});
 }
 
+TEST(MemoryPlanPeak, CheapRecomputeWithinFifteenPercent) {
+  expect_plan_close_to_peak({"train.recompute_cheap_ops=true", "train.micro_batch_size=8", "data.max_seq_len=256"});
+}
+
 }  // namespace
 }  // namespace engine::train
