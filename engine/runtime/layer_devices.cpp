@@ -11,37 +11,19 @@
 namespace engine::rt {
 namespace {
 
-// A CPU device with its own memory (allocator and counter) and the process CPU device's kernels and threads.
+// A CPU device with its own memory (allocator and counter: those of a CpuDevice of one thread, which starts no
+// worker) and the process CPU device's kernels and threads.
 class SimulatedCpuDevice final : public Device {
  public:
-  explicit SimulatedCpuDevice(int index) : index_(index), allocator_(CpuAllocatorOptions::from_environment()) {}
+  explicit SimulatedCpuDevice(int index) : index_(index), memory_(1) {}
   DeviceType type() const override { return DeviceType::CPU; }
   int index() const override { return index_; }
-  void* allocate(size_t bytes) override {
-    void* p = allocator_.allocate(bytes);
-    counter_.on_allocate(bytes);
-    return p;
-  }
-  void deallocate(void* ptr, size_t bytes) override {
-    if (ptr == nullptr) return;
-    allocator_.deallocate(ptr, bytes);
-    counter_.on_deallocate(bytes);
-  }
-  MemoryStats memory_stats() const override {
-    MemoryStats s = counter_.stats();
-    const CpuAllocatorStats a = allocator_.stats();
-    s.reserved_bytes = a.reserved_bytes;
-    s.peak_reserved_bytes = a.peak_reserved_bytes;
-    s.cached_bytes = a.cached_bytes;
-    s.cache_hits = a.cache_hits;
-    return s;
-  }
-  void reset_peak_memory() override {
-    counter_.reset_peak();
-    allocator_.reset_peak();
-  }
+  void* allocate(size_t bytes) override { return memory_.allocate(bytes); }
+  void deallocate(void* ptr, size_t bytes) override { memory_.deallocate(ptr, bytes); }
+  MemoryStats memory_stats() const override { return memory_.memory_stats(); }
+  void reset_peak_memory() override { memory_.reset_peak_memory(); }
   size_t total_memory() const override { return cpu_device().total_memory(); }
-  void empty_cache() override { allocator_.empty_cache(); }
+  void empty_cache() override { memory_.empty_cache(); }
   void copy_to_host(void* dst, const void* src, size_t bytes) override { cpu_device().copy_to_host(dst, src, bytes); }
   void copy_from_host(void* dst, const void* src, size_t bytes) override {
     cpu_device().copy_from_host(dst, src, bytes);
@@ -54,8 +36,7 @@ class SimulatedCpuDevice final : public Device {
 
  private:
   int index_;
-  MemoryCounter counter_;
-  CpuCachingAllocator allocator_;
+  CpuDevice memory_;  // only its memory is used
 };
 
 Device& simulated_cpu_device(int index) {
