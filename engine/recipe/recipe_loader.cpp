@@ -429,6 +429,8 @@ void RecipeReader::build(Recipe& r) {
     if (!resolved.contains(section) || !resolved[section].contains(key)) return fallback;
     const json& v = resolved[section][key];
     if (fallback.is_number() && !v.is_number()) return fallback;  // already reported
+    // An integer field given a non-integer number (1.5, nan) is reported too; converting it would be undefined.
+    if (fallback.is_number_integer() && !v.is_number_integer()) return fallback;
     if (fallback.is_string() && !v.is_string()) return fallback;
     if (fallback.is_boolean() && !v.is_boolean()) return fallback;
     return v;
