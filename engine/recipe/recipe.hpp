@@ -86,6 +86,9 @@ struct TrainSection {
   bool checkpoint_auto = false;
   // train.offload_activations: checkpointed blocks keep their inputs in pinned host memory (CUDA).
   bool offload_activations = false;
+  // train.offload_kept_blocks: the first N blocks that keep their activations move them to pinned host memory
+  // after their forward and get them back ahead of their backward (CUDA; rt::Tape::set_offload_kept_blocks).
+  int64_t offload_kept_blocks = 0;
   // train.recompute_cheap_ops: blocks that keep their activations give back the outputs of RMSNorm and SwiGLU
   // after the forward and recompute them when backward reaches them (rt::Tape::set_recompute_cheap_ops).
   bool recompute_cheap_ops = false;

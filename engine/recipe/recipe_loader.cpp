@@ -572,6 +572,18 @@ void RecipeReader::build(Recipe& r) {
                  "from GPU memory to host memory, and on the CPU both are the same memory; set "
                  "offload_activations = false, or train on \"cuda\"");
   }
+  r.train.offload_kept_blocks = get("train", "offload_kept_blocks", 0).get<int64_t>();
+  if (r.train.offload_kept_blocks > 0) {
+    const std::string loc = key_location("train", "offload_kept_blocks");
+    if (r.train.checkpoint_blocks < 0)
+      error(loc, "train.offload_kept_blocks moves the activations of blocks that keep them to host memory, but "
+                 "train.activation_checkpointing = true recomputes every block; set activation_checkpointing to a "
+                 "number of blocks, \"auto\" or false, or remove offload_kept_blocks");
+    else if (r.train.device == "cpu")
+      error(loc, "train.offload_kept_blocks with train.device = \"cpu\": offload moves activations from GPU "
+                 "memory to host memory, and on the CPU both are the same memory; remove the key, or train on "
+                 "\"cuda\"");
+  }
   r.train.recompute_cheap_ops = get("train", "recompute_cheap_ops", false).get<bool>();
   if (r.train.recompute_cheap_ops && r.train.checkpoint_blocks < 0)
     error(key_location("train", "recompute_cheap_ops"),

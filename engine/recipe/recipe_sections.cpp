@@ -107,6 +107,12 @@ std::vector<SectionSpec> build() {
         field("offload_activations", B, false,
               "keep the inputs of checkpointed blocks in pinned host memory instead of GPU memory, copied out "
               "during the forward and back ahead of each replay (CUDA; needs activation_checkpointing)"),
+        field("offload_kept_blocks", I, 0,
+              "the first N blocks that keep their activations (the ones right after the checkpointed blocks) "
+              "move them to pinned host memory during the forward and get them back, prefetched, before backward "
+              "reaches them: their memory without their recompute, as fast as the host link drains them (CUDA; "
+              "activation_checkpointing = \"auto\" then recomputes fewer blocks)",
+              {}, 0.0),
         field("recompute_cheap_ops", B, false,
               "blocks that keep their activations give back the outputs of their norms and SwiGLU after the "
               "forward and recompute them (elementwise work) when backward reaches the block: about a third "

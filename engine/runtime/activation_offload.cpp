@@ -81,6 +81,72 @@ Tensor ActivationOffload::take(int64_t id) {
   return out;
 }
 
+ActivationOffload::Ticket& ActivationOffload::storage_ticket(int64_t id) {
+  if (id < 0 || id >= static_cast<int64_t>(tickets_.size()) || !tickets_[static_cast<size_t>(id)].storage)
+    fail("activation offload: no storage ticket {}", id);
+  return tickets_[static_cast<size_t>(id)];
+}
+
+namespace {
+constexpr const char* kOffloadedWhy =
+    "it is an activation of a block that train.offload_kept_blocks moved to host memory until backward reaches "
+    "the block, read by something other than a recorded op (only those get it back first)";
+}  // namespace
+
+int64_t ActivationOffload::stash_storage(std::shared_ptr<Storage> storage) {
+  if (!storage || storage->released() || storage->borrowed())
+    fail("activation offload: a storage to stash must be owned and hold its memory");
+  Device& device = storage->device();
+  Ticket k;
+  k.device = &device;
+  k.bytes = storage->bytes();
+  k.host = acquire(device, k.bytes);
+  k.to_host = device.copy_to_host_fenced(pool_[k.host].ptr, storage->data(), k.bytes);
+  k.storage = std::move(storage);
+  stashed_bytes_ += static_cast<int64_t>(k.bytes);
+  stashed_storage_bytes_ += static_cast<int64_t>(k.bytes);
+  tickets_.push_back(std::move(k));
+  return static_cast<int64_t>(tickets_.size()) - 1;
+}
+
+bool ActivationOffload::storage_copied(int64_t id) const {
+  const Ticket& k = const_cast<ActivationOffload*>(this)->storage_ticket(id);
+  return k.to_host == nullptr || k.device->fence_done(k.to_host);
+}
+
+void ActivationOffload::release_storage(int64_t id) {
+  Ticket& k = storage_ticket(id);
+  if (k.taken || k.released || k.to_device != nullptr) return;
+  // Later kernels, and the allocator's next user of this memory, run after the copy has read it.
+  k.device->compute_wait(k.to_host);
+  k.storage->release_memory(kOffloadedWhy);
+  k.released = true;
+}
+
+void ActivationOffload::prefetch_storage(int64_t id) {
+  Ticket& k = storage_ticket(id);
+  if (k.taken || !k.released || k.to_device != nullptr) return;
+  k.storage->acquire_memory();
+  k.to_device = k.device->copy_from_host_fenced(k.storage->data(), pool_[k.host].ptr, k.bytes);
+}
+
+void ActivationOffload::restore_storage(int64_t id) {
+  Ticket& k = storage_ticket(id);
+  if (k.taken) return;
+  prefetch_storage(id);
+  // Not released (the copy out may still run): the values never left; later work must not overwrite them
+  // before the copy has read them.
+  k.device->compute_wait(k.to_device != nullptr ? k.to_device : k.to_host);
+  std::shared_ptr<Storage> keep = std::move(k.storage);
+  release_ticket(k);
+  k.storage = std::move(keep);  // stays a storage ticket (storage_ticket finds it), values back
+  k.taken = true;
+}
+
+bool ActivationOffload::storage_restored(int64_t id) const {
+  return const_cast<ActivationOffload*>(this)->storage_ticket(id).taken;
+}
+
 void ActivationOffload::release_ticket(Ticket& k) {
   if (k.to_device) k.device->fence_release(k.to_device);
   if (k.to_host) k.device->fence_release(k.to_host);
@@ -92,13 +158,20 @@ void ActivationOffload::release_ticket(Ticket& k) {
 
 void ActivationOffload::reset() {
   retire_in_flight();
-  for (Ticket& k : tickets_)
-    if (!k.taken) {
-      if (k.back.defined()) k.device->compute_wait(k.to_device);  // the buffer being filled is dropped next
-      release_ticket(k);
+  for (size_t i = 0; i < tickets_.size(); ++i) {
+    Ticket& k = tickets_[i];
+    if (k.taken) continue;
+    if (k.storage && k.released && k.storage.use_count() > 1) {  // still held elsewhere: its values back
+      restore_storage(static_cast<int64_t>(i));
+      continue;
     }
+    if (k.back.defined()) k.device->compute_wait(k.to_device);  // the buffer being filled is dropped next
+    if (k.storage) k.device->compute_wait(k.to_device != nullptr ? k.to_device : k.to_host);
+    release_ticket(k);
+  }
   tickets_.clear();
   stashed_bytes_ = 0;
+  stashed_storage_bytes_ = 0;
 }
 
 }  // namespace engine::rt

@@ -10,10 +10,16 @@
 // a host-to-device copy the compute stream waits for) and prefetches the inputs of the next checkpointed
 // block to be replayed, so that copy overlaps block i's replay and backward. The values are bit for bit the
 // ones stashed: gradients with and without offload are identical.
+//
+// Kept blocks (Tape::set_offload_kept_blocks): the same, a storage at a time, for the activations a block that
+// does not recompute saves for its backward. stash_storage starts the copy out; release_storage gives the
+// storage's device memory back (every view stays valid, rt::Storage::release_memory) once the copy is done, or
+// earlier with the compute stream told to wait for it; prefetch_storage / restore_storage refill the same storage.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "engine/runtime/tensor.hpp"
@@ -42,11 +48,28 @@ class ActivationOffload {
   // The device tensor of ticket `id` (prefetched now if it was not), ordered before the compute stream's
   // later work; its host buffer returns to the pool.
   Tensor take(int64_t id);
-  // Drops every ticket (end of backward, or a tape cleared without one); pinned buffers stay pooled.
+  // Storage tickets (kept blocks). stash_storage starts the copy of the whole storage (owned, not released) to
+  // host memory; the storage keeps its device memory until release_storage.
+  int64_t stash_storage(std::shared_ptr<Storage> storage);
+  // Whether the copy out of ticket `id` has finished (never blocks).
+  bool storage_copied(int64_t id) const;
+  // The storage's device memory goes back to the allocator; the compute stream's later work waits for the copy
+  // out first (nothing waits when it is done). No-op when released, prefetched or restored already.
+  void release_storage(int64_t id);
+  // Starts refilling a released storage from host memory (no-op otherwise).
+  void prefetch_storage(int64_t id);
+  // The storage holds its values again for the compute stream's later work; the host buffer returns to the pool.
+  void restore_storage(int64_t id);
+  bool storage_restored(int64_t id) const;
+
+  // Drops every ticket (end of backward, or a tape cleared without one); pinned buffers stay pooled. A storage
+  // still released that somebody else holds gets its values back first.
   void reset();
 
-  // Bytes copied to the host since the last reset, and the pinned bytes the pool holds.
+  // Bytes copied to the host since the last reset (of them, whole storages of kept blocks), and the pinned
+  // bytes the pool holds.
   int64_t stashed_bytes() const { return stashed_bytes_; }
+  int64_t stashed_storage_bytes() const { return stashed_storage_bytes_; }
   int64_t pinned_bytes() const { return pinned_bytes_; }
 
  private:
@@ -66,6 +89,8 @@ class ActivationOffload {
     Tensor back;               // the device tensor being filled (after prefetch)
     void* to_device = nullptr; // fence of the copy back
     bool taken = false;
+    std::shared_ptr<Storage> storage;  // storage tickets: the storage itself (refilled in place)
+    bool released = false;             // its device memory was given back
   };
   struct InFlight {
     Tensor tensor;
@@ -74,12 +99,14 @@ class ActivationOffload {
 
   size_t acquire(Device& device, size_t bytes);
   void release_ticket(Ticket& t);
+  Ticket& storage_ticket(int64_t id);
 
   size_t min_bytes_;
   std::vector<HostBuffer> pool_;
   std::vector<Ticket> tickets_;
   std::vector<InFlight> in_flight_;
   int64_t stashed_bytes_ = 0;
+  int64_t stashed_storage_bytes_ = 0;
   int64_t pinned_bytes_ = 0;
 };
 

@@ -106,6 +106,9 @@ Device* profile_device(const std::vector<Tensor>& ts) {
 
 std::vector<Tensor> Tape::apply(std::unique_ptr<Node> node, const std::vector<Tensor>& inputs) {
   if (!node) fail("autograd: apply() got no node");
+  if (!offloaded_.empty())  // a value kept-block offload moved to host memory, used again: bring it back first
+    for (const Tensor& t : inputs)
+      if (t.defined() && t.impl()->storage && t.impl()->storage->released()) restore_offloaded(t);
   if (!evicted_.empty())  // a value cheap recompute gave back, used again: refill it first
     for (const Tensor& t : inputs) {
       const AutogradMeta* meta = t.defined() ? t.impl()->autograd.get() : nullptr;
@@ -155,6 +158,7 @@ std::vector<Tensor> Tape::apply(std::unique_ptr<Node> node, const std::vector<Te
   for (Tensor& out : outputs) {
     if (!out.defined()) {
       e.output_ids.push_back(0);
+      if (offload_kept_ > 0) e.output_storages.emplace_back();
       continue;
     }
     // A fresh TensorImpl: a node may return one of its inputs (or a view sharing its impl) unchanged.
@@ -164,6 +168,7 @@ std::vector<Tensor> Tape::apply(std::unique_ptr<Node> node, const std::vector<Te
     impl->autograd->requires_grad = true;
     e.output_ids.push_back(impl->autograd->value_id);
     if (open_segment_ >= 0) produced_in_block_.insert(impl->autograd->value_id);
+    if (offload_kept_ > 0) e.output_storages.push_back(impl->storage);
     out = Tensor(std::move(impl));
   }
   if (evictable) {  // the inputs are saved by the node anyway: keeping them costs nothing
@@ -184,6 +189,10 @@ void Tape::block_begin(int block) {
   Segment seg;
   seg.block = block;
   seg.checkpointed = checkpoints_block(block);
+  if (offload_kept_ > 0 && !seg.checkpointed) {
+    const int64_t kept_index = block - (checkpoint_limit_ < 0 ? 0 : checkpoint_limit_);
+    seg.offloads_kept = kept_index >= 0 && kept_index < offload_kept_;
+  }
   seg.first = seg.last = entries_.size();
   segments_.push_back(seg);
   open_segment_ = static_cast<int>(segments_.size()) - 1;
@@ -198,10 +207,13 @@ void Tape::block_end(int block) {
   seg.last = entries_.size();
   if (seg.first == seg.last)
     segments_.pop_back();  // nothing recorded (evaluation): forget the block
-  else if (offload_ && seg.checkpointed)
+  else if (offload_inputs_ && seg.checkpointed)
     stash_inputs(seg);
-  else if (recompute_cheap_ && !seg.checkpointed)
-    evict_outputs(seg);
+  else if (!seg.checkpointed) {
+    if (recompute_cheap_) evict_outputs(seg);
+    if (seg.offloads_kept) stash_kept(seg);
+  }
+  if (!kept_pending_.empty()) release_kept(block);
   open_block_ = -1;
   open_segment_ = -1;
   produced_in_block_.clear();
@@ -209,13 +221,81 @@ void Tape::block_end(int block) {
 
 void Tape::set_activation_offload(bool on, size_t min_bytes) {
   if (open_block_ >= 0) fail("set_activation_offload inside block {}", open_block_);
-  if (!on) {
-    if (!entries_.empty()) fail("set_activation_offload(false) with a recorded forward: run backward or clear first");
+  if (!entries_.empty() && on != offload_inputs_)
+    fail("set_activation_offload with a recorded forward: run backward or clear first");
+  offload_inputs_ = on;
+  if (!on && offload_kept_ == 0) {
     offload_.reset();
-  } else if (!offload_ || offload_->min_bytes() != min_bytes) {
+  } else if (on && (!offload_ || offload_->min_bytes() != min_bytes)) {
     if (!entries_.empty()) fail("set_activation_offload with a recorded forward: run backward or clear first");
     offload_ = std::make_unique<ActivationOffload>(min_bytes);
   }
+}
+
+void Tape::set_offload_kept_blocks(int64_t blocks, int64_t model_blocks, size_t min_bytes) {
+  if (open_block_ >= 0) fail("set_offload_kept_blocks inside block {}", open_block_);
+  if (!entries_.empty()) fail("set_offload_kept_blocks with a recorded forward: run backward or clear first");
+  if (blocks < 0 || (blocks > 0 && model_blocks < 1))
+    fail("set_offload_kept_blocks({}, {}): needs blocks >= 0 and the model's block count", blocks, model_blocks);
+  offload_kept_ = blocks;
+  offload_model_blocks_ = model_blocks;
+  if (blocks > 0 && (!offload_ || (!offload_inputs_ && offload_->min_bytes() != min_bytes)))
+    offload_ = std::make_unique<ActivationOffload>(min_bytes);
+  else if (blocks == 0 && !offload_inputs_)
+    offload_.reset();
+}
+
+void Tape::stash_kept(Segment& seg) {
+  // What the block's nodes saved: the outputs of its entries that somebody still holds, and the block's input
+  // (the output of the entry before it), but not the block's output, which the next block reads.
+  if (seg.last == seg.first) return;
+  std::unordered_set<const Storage*> skip;
+  for (const auto& w : entries_[seg.last - 1].output_storages)
+    if (auto st = w.lock()) skip.insert(st.get());
+  const size_t from = seg.first > 0 ? seg.first - 1 : seg.first;
+  for (size_t k = from; k + 1 < seg.last; ++k)
+    for (const auto& w : entries_[k].output_storages) {
+      std::shared_ptr<Storage> st = w.lock();
+      if (!st || st->released() || st->borrowed() || st->bytes() < offload_->min_bytes()) continue;
+      if (skip.count(st.get()) != 0 || offloaded_.count(st.get()) != 0) continue;
+      const Storage* key = st.get();
+      const int64_t ticket = offload_->stash_storage(std::move(st));
+      offloaded_[key] = ticket;
+      seg.kept_tickets.push_back(ticket);
+    }
+  if (!seg.kept_tickets.empty()) kept_pending_.push_back(static_cast<size_t>(&seg - segments_.data()));
+}
+
+void Tape::release_kept(int block) {
+  // Held at most: L - 1 - block offloaded blocks after block_end(block) (none at the last), so that with the
+  // kept blocks still to come the device never holds more than the kept blocks' activations at the end.
+  const int64_t allowed = block < 0 ? 0 : std::max<int64_t>(0, offload_model_blocks_ - 1 - block);
+  size_t done = 0;
+  for (size_t i = 0; i < kept_pending_.size(); ++i) {
+    Segment& seg = segments_[kept_pending_[i]];
+    const bool due = static_cast<int64_t>(kept_pending_.size() - i) > allowed;
+    bool all = true;
+    for (int64_t t : seg.kept_tickets) {
+      if (due || offload_->storage_copied(t))
+        offload_->release_storage(t);
+      else
+        all = false;
+    }
+    if (all && done == i) ++done;
+  }
+  kept_pending_.erase(kept_pending_.begin(), kept_pending_.begin() + static_cast<std::ptrdiff_t>(done));
+}
+
+void Tape::restore_kept(Segment& seg) {
+  for (int64_t t : seg.kept_tickets) offload_->restore_storage(t);
+  seg.kept_tickets.clear();
+}
+
+void Tape::restore_offloaded(const Tensor& t) {
+  auto it = offloaded_.find(t.impl()->storage.get());
+  if (it == offloaded_.end()) return;  // released by something else: its own error when read
+  offload_->restore_storage(it->second);
+  offloaded_.erase(it);
 }
 
 void Tape::stash_inputs(Segment& seg) {
@@ -334,6 +414,10 @@ void Tape::recompute_segment(const Segment& seg) {
 }
 
 void Tape::clear() {
+  // Entries first: a storage that only their nodes held needs no copy back.
+  entries_.clear();
+  kept_pending_.clear();
+  offloaded_.clear();
   if (offload_) offload_->reset();
   evicted_.clear();
   evicted_bytes_ = 0;
@@ -355,10 +439,11 @@ void Tape::configure_like(Tape& other) const {
   other.checkpoint_limit_ = checkpoint_limit_;
   other.recompute_cheap_ = recompute_cheap_;
   other.hooks_ = hooks_;
-  if (offload_)
+  if (offload_inputs_)
     other.set_activation_offload(true, offload_->min_bytes());
-  else if (other.offload_)
+  else if (other.offload_inputs_)
     other.set_activation_offload(false);
+  other.set_offload_kept_blocks(offload_kept_, offload_model_blocks_, min_offload_bytes());
 }
 
 void Tape::replay(const Segment& seg) {
@@ -431,7 +516,9 @@ void Tape::backward(const Tensor& loss, const Tensor& grad) {
   stats_ = {};
   if (offload_) {
     offload_->retire_in_flight();
+    if (!kept_pending_.empty()) release_kept(-1);
     offloaded_last_ = offload_->stashed_bytes();
+    offloaded_kept_last_ = offload_->stashed_storage_bytes();
   }
 
   Tensor seed = grad;
@@ -460,8 +547,21 @@ void Tape::backward(const Tensor& loss, const Tensor& grad) {
       if (active >= 0) {
         Segment& seg = segments_[static_cast<size_t>(active)];
         if (hooks_ != nullptr) hooks_->before_block(seg.block, BlockPhase::Backward);
+        if (offload_kept_ > 0) {
+          if (!seg.kept_tickets.empty()) restore_kept(seg);
+          // The next offloaded blocks backward reaches come back while this one runs (the device holds little
+          // by then: the blocks after them have given back their activations).
+          constexpr int kAhead = 3;
+          int ahead = 0;
+          for (int j = active - 1; j >= 0 && ahead < kAhead; --j) {
+            const Segment& next = segments_[static_cast<size_t>(j)];
+            if (next.kept_tickets.empty()) continue;
+            for (int64_t t : next.kept_tickets) offload_->prefetch_storage(t);
+            ++ahead;
+          }
+        }
         if (seg.checkpointed) {
-          if (offload_) {
+          if (offload_inputs_) {
             restore_inputs(seg);
             // The next block backward reaches that kept inputs in host memory: its copy overlaps this one.
             for (int j = active - 1; j >= 0; --j)

@@ -30,6 +30,15 @@
 // storage (Storage::adopt_memory), before any node of the block runs backward. A recorded node that takes an
 // evicted value as input later in the forward gets it recomputed first. The same bits either way.
 //
+// Kept-block offload (set_offload_kept_blocks): the first N blocks that keep their activations (the blocks right
+// after the checkpointed ones) move what their nodes saved to pinned host memory after their forward, whole
+// storages at a time (ActivationOffload::stash_storage; the block's output stays, and its input goes with it),
+// and get it back before backward reaches them, prefetched a few blocks ahead. A storage's device memory is given
+// back once its copy is done, and at the latest when the blocks still to come could not otherwise stay under
+// the memory of the blocks that keep theirs (block_end of block j holds at most L - 1 - j offloaded blocks), so
+// the forward's highest point is that of the kept blocks alone; a slow link shows as the compute stream
+// waiting. A recorded op that reads an offloaded value later in the forward gets it back first. The same bits.
+//
 // Block hooks (the parallel strategy's gather/release points) are called by the tape in backward around each
 // block, and by the block seam owner (engine/host) around the forward.
 #pragma once
@@ -172,9 +181,17 @@ class Tape {
   // Offload of checkpointed blocks' kept inputs to host memory (engine/runtime/activation_offload.hpp):
   // blocks opened from now on, when they are checkpointed. The gradients are the same bits either way.
   void set_activation_offload(bool on, size_t min_bytes = size_t(1) << 20);
-  bool activation_offload() const { return offload_ != nullptr; }
+  bool activation_offload() const { return offload_inputs_; }
   // Bytes the forward of the last backward moved to host memory (0 without offload).
   int64_t offloaded_bytes() const { return offloaded_last_; }
+
+  // Kept-block offload (see above) of the blocks opened from now on: the first `blocks` blocks that are not
+  // checkpointed, out of a model of `model_blocks` blocks (it schedules when device memory is given back).
+  // 0 turns it off. Uses the activation offload's pinned pool and copy stream.
+  void set_offload_kept_blocks(int64_t blocks, int64_t model_blocks, size_t min_bytes = size_t(1) << 20);
+  int64_t offload_kept_blocks() const { return offload_kept_; }
+  // Of offloaded_bytes(), the bytes kept blocks moved.
+  int64_t offloaded_kept_bytes() const { return offloaded_kept_last_; }
 
   size_t size() const { return entries_.size(); }
   const BackwardStats& last_backward_stats() const { return stats_; }
@@ -195,6 +212,8 @@ class Tape {
     // Cheap recompute: a recomputable node of a kept block holds its inputs in kept_inputs and its outputs
     // here until backward reaches the block; an output whose memory was given back stays defined.
     std::vector<Tensor> evictable;
+    // Kept-block offload: the storages of the outputs (whoever still holds them at block_end is what is saved).
+    std::vector<std::weak_ptr<Storage>> output_storages;
   };
   // A kept input of a checkpointed block held in host memory: its ticket and the slots (entry, input) that
   // get the tensor back before the replay.
@@ -208,6 +227,8 @@ class Tape {
     size_t first = 0, last = 0;  // entries [first, last)
     std::vector<Stashed> stashed;  // with activation offload
     bool evicted = false;          // cheap recompute gave back outputs of this block
+    bool offloads_kept = false;    // kept-block offload: its saved activations go to host memory
+    std::vector<int64_t> kept_tickets;  // their storage tickets
   };
 
   // Value ids are unique over every tape of the process, so that tapes may coexist (a pipeline stage records
@@ -220,6 +241,11 @@ class Tape {
   void evict_outputs(Segment& seg);  // block_end of a kept block, with cheap recompute
   void recompute(size_t entry);      // refills entry's evicted outputs (its evicted inputs first)
   void recompute_segment(const Segment& seg);
+  void stash_kept(Segment& seg);          // block_end of an offloaded kept block
+  void release_kept(int block);           // storages whose copies are done, and those due by `block`; < 0: all
+  void restore_kept(Segment& seg);        // before backward runs through it
+  void restore_offloaded(const Tensor& t);  // forward: a recorded op reads an offloaded value
+  size_t min_offload_bytes() const { return offload_ ? offload_->min_bytes() : size_t(1) << 20; }
 
   bool grad_enabled_ = true;
   int64_t checkpoint_limit_ = 0;  // blocks with index < this are checkpointed; < 0: all
@@ -231,8 +257,13 @@ class Tape {
   std::unordered_set<uint64_t> produced_in_block_;  // value ids made by recorded nodes of the open block
   BlockHooks* hooks_ = nullptr;
   BackwardStats stats_;
-  std::unique_ptr<ActivationOffload> offload_;
+  std::unique_ptr<ActivationOffload> offload_;  // for offload_inputs_ and offload_kept_
+  bool offload_inputs_ = false;                 // checkpointed blocks' kept inputs
   int64_t offloaded_last_ = 0;
+  int64_t offload_kept_ = 0, offload_model_blocks_ = 0;
+  int64_t offloaded_kept_last_ = 0;
+  std::vector<size_t> kept_pending_;  // offloaded segments whose storages are not all released yet, in order
+  std::unordered_map<const Storage*, int64_t> offloaded_;  // storage -> ticket, until restored
   bool recompute_cheap_ = false;
   std::unordered_map<uint64_t, size_t> evicted_;  // value id of an evicted output -> its entry
   int64_t evicted_bytes_ = 0;

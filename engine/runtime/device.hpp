@@ -99,6 +99,11 @@ class Device {
   virtual void* copy_from_host_fenced(void* dst, const void* host_src, size_t bytes);
   virtual void compute_wait(void* fence) { (void)fence; }
   virtual void fence_release(void* fence) { (void)fence; }
+  // Whether the copy behind `fence` has finished (never blocks; NULL: true).
+  virtual bool fence_done(void* fence) {
+    (void)fence;
+    return true;
+  }
 
   // train.deterministic (appended): whether kernels that have a faster non-deterministic variant keep the
   // deterministic one (the default). CUDA: cuDNN's attention backward, whose non-deterministic algorithm

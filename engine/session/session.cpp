@@ -164,6 +164,17 @@ void TrainingSession::wire(const recipe::Recipe& recipe, const plugins::PluginRe
     }
   };
   model_ = load_model(*host_, registry, recipe.model.path, mo);
+  if (recipe.train.offload_kept_blocks > 0) {
+    if (device.type() != rt::DeviceType::CUDA)
+      fail_with(ENG_ERR_INVALID_ARGUMENT,
+                "train.offload_kept_blocks = {}, but this run trains on the CPU (train.device = \"{}\"), where "
+                "host memory is the device's memory: remove the key, or train on a GPU",
+                recipe.train.offload_kept_blocks, recipe.train.device);
+    host_->tape().set_offload_kept_blocks(recipe.train.offload_kept_blocks, model_->info().n_layers);
+    spdlog::info("train.offload_kept_blocks: the first {} blocks that keep their activations hold them in pinned "
+                 "host memory between their forward and their backward",
+                 recipe.train.offload_kept_blocks);
+  }
   host_->params().materialize_all();
   host_->params().apply_placement();  // zero3: every rank keeps its shards, the full values are released
   if (parallel_ && world_size_ > 1 && !registry.require(ENG_KIND_PARALLEL, strategy).has(ENG_PAR_CAP_SHARDS_PARAMS)) {

@@ -93,6 +93,32 @@ int64_t block_output_elements_per_token(const PlanInputs& in) {
   return activation_elements_per_token(in) + (lora_mlp ? 2 * i : 2 * in.model.hidden_size);
 }
 
+namespace {
+
+// Kept-block offload (rt::Tape::set_offload_kept_blocks): blocks [ckpt, ckpt + off) move their activations to
+// host memory; after block_end(j) the tape holds at most L - 1 - j of them on the device while the kept blocks
+// after them accumulate. The most blocks' activations on the device at once, by that rule.
+int64_t resident_kept_blocks(int64_t L, int64_t ckpt, int64_t offload) {
+  const int64_t off = std::min(std::max<int64_t>(offload, 0), std::max<int64_t>(L - ckpt, 0));
+  int64_t most = 0;
+  for (int64_t j = ckpt; j < L; ++j) {
+    const int64_t offloaded_so_far = std::min(j - ckpt + 1, off);
+    const int64_t held = std::min(offloaded_so_far, std::max<int64_t>(0, L - 1 - j));
+    const int64_t kept_so_far = std::max<int64_t>(0, j - (ckpt + off) + 1);
+    most = std::max(most, held + kept_so_far);
+  }
+  return most;
+}
+
+std::string offloaded_kept_detail(int64_t L, int64_t ckpt, int64_t offload) {
+  const int64_t off = std::min(std::max<int64_t>(offload, 0), std::max<int64_t>(L - ckpt, 0));
+  if (off == 0) return std::string();
+  return fmt::format(" ({} of them in host memory: at most {} blocks' worth on the device)", off,
+                     resident_kept_blocks(L, ckpt, offload));
+}
+
+}  // namespace
+
 MemoryPlan make_memory_plan(const PlanInputs& in) {
   if (in.strategy == "pp" || in.strategy == "layers") {
     // Pipeline parallelism: the busiest stage's plan, as a model of its blocks with one vocabulary matrix, its
@@ -265,17 +291,18 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
   } else if (in.activation_checkpointing && ckpt > 0) {
     // The last L-N blocks keep their saved tensors until backward reaches them; by the time it replays the
     // checkpointed first N, those are freed.
-    const int64_t kept = (int64_t(m.n_layers) - ckpt) * per_block + cheap;
+    const int64_t kept = resident_kept_blocks(m.n_layers, ckpt, in.offload_kept_blocks) * per_block + cheap;
     act_elems = inputs_on_device * m.hidden_size * tokens +
                 std::max(kept, block_output_elements_per_token(in) * tokens);
     act_detail = fmt::format("{} of {} blocks checkpointed (the first){}, {} elements/token/block kept by the "
-                             "others{}, {} tokens",
+                             "others{}{}, {} tokens",
                              ckpt, m.n_layers, where, per_block / std::max<int64_t>(tokens, 1),
-                             cheap ? " (norm and SwiGLU outputs recomputed)" : "", tokens);
+                             cheap ? " (norm and SwiGLU outputs recomputed)" : "", offloaded_kept_detail(m.n_layers, ckpt, in.offload_kept_blocks), tokens);
   } else {
-    act_elems = int64_t(m.n_layers) * per_block + cheap;
-    act_detail = fmt::format("{} elements/token/block x {} tokens x {} blocks{}", per_block / std::max<int64_t>(tokens, 1),
-                             tokens, m.n_layers, cheap ? " (norm and SwiGLU outputs recomputed)" : "");
+    act_elems = resident_kept_blocks(m.n_layers, 0, in.offload_kept_blocks) * per_block + cheap;
+    act_detail = fmt::format("{} elements/token/block x {} tokens x {} blocks{}{}", per_block / std::max<int64_t>(tokens, 1),
+                             tokens, m.n_layers, cheap ? " (norm and SwiGLU outputs recomputed)" : "",
+                             offloaded_kept_detail(m.n_layers, 0, in.offload_kept_blocks));
   }
   act_elems += (2 * m.hidden_size + 1) * tokens;  // final norm input and output, the loss's log-sum-exp
   plan.components.push_back({"activations", act_elems * abytes, act_detail});

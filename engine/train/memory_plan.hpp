@@ -64,6 +64,8 @@ struct PlanInputs {
   int64_t checkpoint_blocks = -1;  // with activation_checkpointing: the first N blocks recompute; < 0: all
   bool offload_activations = false;  // checkpointed blocks' inputs in host memory (two on the device at once)
   bool recompute_cheap_ops = false;  // kept blocks give back their norms' and SwiGLU's outputs until backward
+  // the first N kept blocks hold their activations in host memory (rt::Tape::set_offload_kept_blocks)
+  int64_t offload_kept_blocks = 0;
   bool cuda = false;
   int64_t device_memory = 0;  // bytes; 0 = unknown
   // The parallel strategy and the number of ranks: the plan is per rank. zero3 keeps 1/world of the

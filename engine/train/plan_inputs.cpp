@@ -82,6 +82,7 @@ PlanInputs plan_inputs_for(const recipe::Recipe& r, const nlohmann::json& config
   in.checkpoint_blocks = r.train.checkpoint_blocks;
   in.grad_accum = r.train.grad_accum;
   in.offload_activations = r.train.offload_activations;
+  in.offload_kept_blocks = r.train.offload_kept_blocks;
   in.recompute_cheap_ops = r.train.recompute_cheap_ops;
   if (r.train.max_memory_gib > 0) {
     const auto cap = static_cast<int64_t>(r.train.max_memory_gib * double(int64_t(1) << 30));

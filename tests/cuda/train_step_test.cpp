@@ -36,19 +36,23 @@ data::Batch batch() {
 struct StepResult {
   double loss = 0;
   int64_t offloaded_bytes = 0;
+  int64_t offloaded_kept_bytes = 0;
   std::map<std::string, std::vector<float>> grads;
 };
 
-StepResult step_on(rt::Device& device, const std::vector<std::string>& sets, size_t offload_min_bytes = 0) {
+StepResult step_on(rt::Device& device, const std::vector<std::string>& sets, size_t offload_min_bytes = 0,
+                   int64_t offload_kept_blocks = 0) {
   auto reg = testing::registry();
   recipe::Recipe r = testing::load(*reg, "train/recipes/tiny_fixture.toml", sets);
   session::TrainingSession s(r, *reg, device);
   // The fixture's block inputs are a few KB: offload them all (the default threshold is 1 MiB).
-  if (offload_min_bytes > 0) s.host().tape().set_activation_offload(true, offload_min_bytes);
+  if (offload_min_bytes > 0 && offload_kept_blocks == 0) s.host().tape().set_activation_offload(true, offload_min_bytes);
+  if (offload_kept_blocks > 0) s.host().tape().set_offload_kept_blocks(offload_kept_blocks, 2, offload_min_bytes);
   const std::vector<data::Batch> micro = {batch()};
   StepResult out;
   out.loss = forward_backward(s, micro).loss;
   out.offloaded_bytes = s.host().tape().offloaded_bytes();
+  out.offloaded_kept_bytes = s.host().tape().offloaded_kept_bytes();
   for (rt::Param* p : s.trainable()) {
     rt::Tensor g = s.host().params().grad(*p);
     if (g.defined()) out.grads[p->name()] = g.to_float_vector();
@@ -121,6 +125,26 @@ TEST(CudaTrainStep, CheapRecomputeGivesTheSameBitsInBf16) {
   const StepResult cheap = step_on(rt::device_from_spec("cuda"), sets);
   EXPECT_EQ(kept.loss, cheap.loss);
   EXPECT_EQ(kept.grads, cheap.grads) << "recomputing the norms' and SwiGLU's outputs changed the gradients";
+}
+
+// Kept-block offload on the GPU: the copies out run on the copy stream behind the block's kernels, the device
+// memory is given back after them, and the copies back are prefetched ahead of backward. Both blocks keep their
+// activations (with cheap recompute, as the benchmarks run it) and both are offloaded; the same bits as keeping
+// them on the device.
+TEST(CudaTrainStep, KeptBlockOffloadGivesTheSameBitsInBf16) {
+  SKIP_WITHOUT_GPU();
+  for (const char* cheap : {"false", "true"}) {
+    const std::vector<std::string> sets = {"model.dtype=bf16", "train.dtype=bf16", "data.packing=true",
+                                           "peft.plugin=lora", "peft.r=4", "train.activation_checkpointing=false",
+                                           std::string("train.recompute_cheap_ops=") + cheap};
+    const StepResult kept = step_on(rt::device_from_spec("cuda"), sets);
+    const StepResult moved = step_on(rt::device_from_spec("cuda"), sets, /*offload_min_bytes=*/1, /*kept=*/2);
+    EXPECT_EQ(kept.offloaded_kept_bytes, 0);
+    EXPECT_GT(moved.offloaded_kept_bytes, 0) << "nothing was offloaded";
+    EXPECT_EQ(kept.loss, moved.loss) << "cheap recompute " << cheap;
+    EXPECT_EQ(kept.grads, moved.grads) << "offloading the kept blocks' activations changed the gradients (cheap "
+                                          "recompute " << cheap << ")";
+  }
 }
 
 }  // namespace

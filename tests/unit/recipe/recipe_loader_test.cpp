@@ -214,6 +214,22 @@ TEST_F(RecipeLoader, RecomputeCheapOpsNeedsBlocksThatKeepTheirActivations) {
   EXPECT_TRUE(any(ds, "train.recompute_cheap_ops = true acts on blocks that keep their activations")) << all(ds);
 }
 
+TEST_F(RecipeLoader, OffloadKeptBlocksNeedsKeptBlocksAndAGpu) {
+  EXPECT_EQ(load_recipe(test_data_dir("recipe/base.toml"),
+                        {"train.activation_checkpointing=auto", "train.offload_kept_blocks=11", "train.device=cuda"},
+                        registry_)
+                .train.offload_kept_blocks,
+            11);
+  EXPECT_EQ(load_recipe(test_data_dir("recipe/base.toml"), {}, registry_).train.offload_kept_blocks, 0);
+  auto ds = errors("base.toml", {"train.activation_checkpointing=true", "train.offload_kept_blocks=2",
+                                 "train.device=cuda"});
+  EXPECT_TRUE(any(ds, "train.offload_kept_blocks moves the activations of blocks that keep them")) << all(ds);
+  ds = errors("base.toml", {"train.offload_kept_blocks=2", "train.device=cpu"});
+  EXPECT_TRUE(any(ds, "train.offload_kept_blocks with train.device = \"cpu\"")) << all(ds);
+  ds = errors("base.toml", {"train.offload_kept_blocks=-1"});
+  EXPECT_TRUE(any(ds, "offload_kept_blocks")) << all(ds);
+}
+
 TEST_F(RecipeLoader, OffloadActivationsNeedsCheckpointedBlocksAndAGpu) {
   Recipe r = load_recipe(test_data_dir("recipe/base.toml"),
                          {"train.activation_checkpointing=true", "train.offload_activations=true",

@@ -595,5 +595,112 @@ TEST(Tape, CheckpointingOfCheapOpsRefillsAValueUsedAfterItsBlock) {
     EXPECT_EQ(std::memcmp(sa->grad().raw_data(), sb->grad().raw_data(), sa->grad().nbytes()), 0);
 }
 
+// Kept-block offload: the first N kept blocks move what their nodes saved to host memory after their forward
+// (given back at once on the CPU, whose fenced copies are synchronous) and refill it when backward reaches them,
+// with the same gradients bit for bit. Per block that is h, g, u and s (and the block's input, the output of the
+// block before, for every block but the first, whose input is a leaf); the block's output stays.
+void expect_offload_kept(bool cheap, int64_t checkpointed) {
+  const int blocks = 6, offloaded = 3;
+  const int64_t n = 1 << 14, bytes = n * 4;
+  MlpBlocks plain(blocks, n), off(blocks, n);
+  Tape t_plain, t_off;
+  for (Tape* t : {&t_plain, &t_off}) {
+    t->set_recompute_cheap_ops(cheap);
+    t->set_checkpoint_blocks(checkpointed);
+  }
+  t_off.set_offload_kept_blocks(offloaded, blocks, /*min_bytes=*/1024);
+  EXPECT_EQ(t_off.offload_kept_blocks(), offloaded);
+  {  // allocate the gradient buffers first
+    Tape warm;
+    warm.backward(plain.forward(warm).first);
+    warm.backward(off.forward(warm).first);
+  }
+  for (int step = 0; step < 2; ++step) {  // the second step reuses the first one's pinned buffers
+    for (auto* m : {&plain, &off}) {
+      for (auto& s : m->sa) s->zero();
+      m->sx->zero();
+    }
+    auto [loss_plain, held_plain] = plain.forward(t_plain);
+    auto [loss_off, held_off] = off.forward(t_off);
+    // Offloaded: blocks [checkpointed, checkpointed + 3); h and s already given back by cheap recompute.
+    const int64_t per_block = cheap ? 2 : 4;
+    const int64_t inputs = checkpointed > 0 ? offloaded : offloaded - 1;
+    const int64_t moved = (offloaded * per_block + inputs) * bytes;
+    EXPECT_EQ(held_plain - held_off, moved) << "plain " << held_plain << ", offloaded " << held_off;
+    t_plain.backward(loss_plain);
+    t_off.backward(loss_off);
+    EXPECT_EQ(t_off.offloaded_kept_bytes(), moved);
+    EXPECT_EQ(t_off.offloaded_bytes(), moved);
+    EXPECT_EQ(t_plain.offloaded_kept_bytes(), 0);
+    EXPECT_EQ(t_off.last_backward_stats().blocks_replayed, checkpointed);
+    for (int i = 0; i < blocks; ++i) {
+      const Tensor& ga = plain.sa[static_cast<size_t>(i)]->grad();
+      const Tensor& gb = off.sa[static_cast<size_t>(i)]->grad();
+      EXPECT_EQ(std::memcmp(ga.raw_data(), gb.raw_data(), ga.nbytes()), 0) << "block " << i;
+    }
+    EXPECT_EQ(std::memcmp(plain.sx->grad().raw_data(), off.sx->grad().raw_data(), plain.sx->grad().nbytes()), 0);
+  }
+}
+
+TEST(Tape, KeptBlockOffloadGivesBitwiseIdenticalGradientsAndHoldsLessAfterTheForward) {
+  expect_offload_kept(/*cheap=*/false, /*checkpointed=*/0);
+}
+TEST(Tape, KeptBlockOffloadWithCheapRecomputeMovesWhatIsLeft) { expect_offload_kept(true, 0); }
+TEST(Tape, KeptBlockOffloadStartsAfterTheCheckpointedBlocks) { expect_offload_kept(true, 2); }
+
+// An offloaded value that a later recorded op takes as input comes back first; read outside the tape, its
+// memory is refused with a message naming the option.
+TEST(Tape, KeptBlockOffloadBringsBackAValueUsedAfterItsBlock) {
+  const int64_t n = 1 << 10;
+  MlpBlocks m(1, n), ref(1, n);
+  Tape tape, plain;
+  tape.set_offload_kept_blocks(1, 2, /*min_bytes=*/1024);
+  const Tensor x = tape.leaf(m.x, m.sx);
+  tape.block_begin(0);
+  const size_t k = 0;
+  const Tensor al = tape.leaf(m.a[k], m.sa[k]);
+  const Tensor h = run1(tape, ops::make_rms_norm(1e-6), {x, m.w[k]});
+  const Tensor g = run1(tape, ops::make_mul(), {h, al});
+  tape.block_end(0);  // h goes (the mul saved it); g, the block's output, stays
+  try {
+    (void)h.raw_data();
+    ADD_FAILURE() << "reading an offloaded value outside the tape did not throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("train.offload_kept_blocks"), std::string::npos) << e.what();
+  }
+  (void)g.raw_data();
+  const Tensor y = run1(tape, ops::make_mul(), {g, h});  // h again, after its block
+  (void)h.raw_data();
+  tape.backward(run1(tape, ops::make_sum(), {y}));
+  EXPECT_EQ(tape.offloaded_kept_bytes(), n * 4);
+  const Tensor al2 = plain.leaf(ref.a[k], ref.sa[k]);
+  const Tensor h2 = run1(plain, ops::make_rms_norm(1e-6), {plain.leaf(ref.x, ref.sx), ref.w[k]});
+  plain.backward(run1(plain, ops::make_sum(), {run1(plain, ops::make_mul(), {run1(plain, ops::make_mul(), {h2, al2}), h2})}));
+  for (const auto& [sa, sb] : {std::pair{m.sa[k], ref.sa[k]}, std::pair{m.sx, ref.sx}})
+    EXPECT_EQ(std::memcmp(sa->grad().raw_data(), sb->grad().raw_data(), sa->grad().nbytes()), 0);
+}
+
+// A forward recorded and dropped (evaluation with gradients on) leaves nothing behind: an offloaded value
+// somebody still holds gets its memory and values back.
+TEST(Tape, KeptBlockOffloadClearedTapeGivesHeldValuesBack) {
+  const int64_t n = 1 << 10;
+  MlpBlocks m(2, n);
+  Tape tape;
+  tape.set_offload_kept_blocks(2, 2, /*min_bytes=*/1024);
+  const Tensor x = tape.leaf(m.x, m.sx);
+  tape.block_begin(0);
+  const Tensor h = run1(tape, ops::make_rms_norm(1e-6), {x, m.w[0]});
+  std::vector<float> before(static_cast<size_t>(n));
+  h.copy_to_host(before.data(), before.size() * 4);
+  const Tensor g = run1(tape, ops::make_mul(), {h, tape.leaf(m.a[0], m.sa[0])});
+  tape.block_end(0);
+  EXPECT_THROW((void)h.raw_data(), Error);
+  tape.clear();
+  std::vector<float> after(static_cast<size_t>(n));
+  h.copy_to_host(after.data(), after.size() * 4);
+  EXPECT_EQ(before, after);
+  EXPECT_THROW(tape.set_offload_kept_blocks(-1, 2), Error);
+}
+
 }  // namespace
 }  // namespace engine::rt

@@ -165,5 +165,37 @@ TEST(CheapRecompute, SameBitsFullFineTuning) { check_cheap_recompute({}); }
 
 TEST(CheapRecompute, SameBitsLora) { check_cheap_recompute({"peft.plugin=lora", "peft.r=4", "peft.lora_alpha=8"}); }
 
+// Kept-block offload through the real session on the CPU device (refused there by the recipe and the session,
+// where it gains nothing, so the tape is switched directly): every block keeps its activations and both move
+// them out after their forward and back before their backward, with cheap recompute off and on; the same bits
+// as keeping them.
+void check_offload_kept(const std::vector<std::string>& extra, bool cheap) {
+  auto reg = testing::registry();
+  std::map<std::string, std::vector<float>> g[2];
+  double loss[2] = {0, 0};
+  int64_t moved[2] = {0, 0};
+  for (int off = 0; off < 2; ++off) {
+    std::vector<std::string> sets = extra;
+    sets.push_back(std::string("train.recompute_cheap_ops=") + (cheap ? "true" : "false"));
+    recipe::Recipe r = testing::load(*reg, "train/recipes/tiny_fixture.toml", sets);
+    session::TrainingSession s(r, *reg, rt::cpu_device());
+    if (off) s.host().tape().set_offload_kept_blocks(2, 2, /*min_bytes=*/1);
+    std::vector<data::Batch> two = {make_rows({0, 1}), make_rows({2, 3})};
+    loss[off] = forward_backward(s, two).loss;
+    moved[off] = s.host().tape().offloaded_kept_bytes();
+    g[off] = grads(s);
+  }
+  EXPECT_EQ(moved[0], 0);
+  EXPECT_GT(moved[1], 0);
+  EXPECT_EQ(loss[0], loss[1]);
+  ASSERT_FALSE(g[0].empty());
+  EXPECT_EQ(g[0], g[1]) << "offloading the kept blocks' activations changed the gradients";
+}
+
+TEST(OffloadKept, SameBitsFullFineTuning) { check_offload_kept({}, false); }
+TEST(OffloadKept, SameBitsLoraWithCheapRecompute) {
+  check_offload_kept({"peft.plugin=lora", "peft.r=4", "peft.lora_alpha=8"}, true);
+}
+
 }  // namespace
 }  // namespace engine::train

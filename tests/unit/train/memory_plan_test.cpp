@@ -135,6 +135,42 @@ TEST(MemoryPlan, OffloadKeepsTwoCheckpointedBlockInputsOnTheDevice) {
   EXPECT_LE(fewest_checkpoint_blocks(in, budget), n_kept);
 }
 
+// Kept-block offload: N of the kept blocks hold their activations in host memory; while fewer than half of the
+// kept blocks are offloaded the device holds only the others' at once, and "auto" recomputes fewer blocks.
+TEST(MemoryPlan, OffloadedKeptBlocksLeaveTheDevice) {
+  PlanInputs in = qwen7b();
+  in.lora_rank = 16;
+  in.lora_targets = {"all-linear"};
+  in.micro_batch_size = 4;
+  in.recompute_cheap_ops = true;
+  in.checkpoint_blocks = 4;  // 24 kept
+  const MemoryPlan kept = make_memory_plan(in);
+  in.offload_kept_blocks = 10;
+  const MemoryPlan off = make_memory_plan(in);
+  in.checkpoint_blocks = 14;  // 14 kept: the same blocks on the device, 10 more checkpointed blocks' inputs
+  in.offload_kept_blocks = 0;
+  const MemoryPlan fewer = make_memory_plan(in);
+  const int64_t block_input = int64_t(in.model.hidden_size) * in.micro_batch_size * in.seq_len * 2;  // bf16
+  EXPECT_EQ(component(fewer, "activations") - component(off, "activations"), 10 * block_input);
+  EXPECT_LT(component(off, "activations"), component(kept, "activations"));
+  for (const auto& c : off.components)
+    if (c.name == "activations") {
+      EXPECT_NE(c.detail.find("10 of them in host memory"), std::string::npos) << c.detail;
+    }
+  // Offloading more than half of the kept blocks: the first ones are still on the device while the next go out.
+  in.checkpoint_blocks = 0;
+  in.offload_kept_blocks = 28;
+  const int64_t all_off = component(make_memory_plan(in), "activations");
+  in.offload_kept_blocks = 14;
+  EXPECT_EQ(all_off, component(make_memory_plan(in), "activations"));
+  in.offload_kept_blocks = 0;
+  const int64_t budget = fewer.total_bytes;
+  in.checkpoint_blocks = 4;
+  const int64_t n_plain = fewest_checkpoint_blocks(in, budget);
+  in.offload_kept_blocks = 10;
+  EXPECT_LT(fewest_checkpoint_blocks(in, budget), n_plain);
+}
+
 TEST(MemoryPlan, AnUnknownDtypeIsAnErrorNotAGuess) {
   PlanInputs in = qwen7b();
   in.lora_rank = 16;  // frozen base weights, counted in their storage dtype

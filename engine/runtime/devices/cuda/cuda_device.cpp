@@ -251,6 +251,15 @@ void CudaDevice::fence_release(void* fence) {
   free_fences_.push_back(static_cast<cudaEvent_t>(fence));
 }
 
+bool CudaDevice::fence_done(void* fence) {
+  if (fence == nullptr) return true;
+  CudaDeviceGuard guard(index_);
+  const cudaError_t e = cudaEventQuery(static_cast<cudaEvent_t>(fence));
+  if (e == cudaErrorNotReady) return false;
+  CUDA_CHECK(e);
+  return true;
+}
+
 const void* CudaDevice::constant_buffer(const void* host, size_t bytes) {
   std::string content(static_cast<const char*>(host), bytes);
   std::lock_guard<std::mutex> lock(constants_mu_);

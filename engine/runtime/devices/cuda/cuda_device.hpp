@@ -104,6 +104,7 @@ class CudaDevice final : public Device {
   void* copy_from_host_fenced(void* dst, const void* host_src, size_t bytes) override;
   void compute_wait(void* fence) override;
   void fence_release(void* fence) override;
+  bool fence_done(void* fence) override;
 
   // Properties (what the host API gives plugins).
   const CudaDeviceProperties& properties() const { return props_; }
