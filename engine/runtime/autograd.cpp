@@ -549,15 +549,14 @@ void Tape::backward(const Tensor& loss, const Tensor& grad) {
         if (hooks_ != nullptr) hooks_->before_block(seg.block, BlockPhase::Backward);
         if (offload_kept_ > 0) {
           if (!seg.kept_tickets.empty()) restore_kept(seg);
-          // The next offloaded blocks backward reaches come back while this one runs (the device holds little
-          // by then: the blocks after them have given back their activations).
-          constexpr int kAhead = 3;
-          int ahead = 0;
-          for (int j = active - 1; j >= 0 && ahead < kAhead; --j) {
+          // The offloaded blocks up to kAhead blocks below this one come back while it runs (by then the blocks
+          // after them have given back their activations). Not further: at the start of backward that would
+          // add their memory to the step's highest point.
+          constexpr int kAhead = 4;
+          for (int j = active - 1; j >= 0; --j) {
             const Segment& next = segments_[static_cast<size_t>(j)];
-            if (next.kept_tickets.empty()) continue;
+            if (next.block < seg.block - kAhead) break;
             for (int64_t t : next.kept_tickets) offload_->prefetch_storage(t);
-            ++ahead;
           }
         }
         if (seg.checkpointed) {

@@ -648,6 +648,29 @@ TEST(Tape, KeptBlockOffloadGivesBitwiseIdenticalGradientsAndHoldsLessAfterTheFor
 TEST(Tape, KeptBlockOffloadWithCheapRecomputeMovesWhatIsLeft) { expect_offload_kept(true, 0); }
 TEST(Tape, KeptBlockOffloadStartsAfterTheCheckpointedBlocks) { expect_offload_kept(true, 2); }
 
+// Backward brings offloaded blocks back a few blocks ahead, not all at its start (where the step's memory is at
+// its highest): with 3 of 8 blocks offloaded, backward never holds much more than the forward left.
+TEST(Tape, KeptBlockOffloadPrefetchesOnlyAFewBlocksAhead) {
+  const int blocks = 8;
+  const int64_t n = 1 << 14, bytes = n * 4;
+  MlpBlocks m(blocks, n);
+  {
+    Tape warm;
+    warm.backward(m.forward(warm).first);
+  }
+  Tape tape;
+  tape.set_offload_kept_blocks(3, blocks, /*min_bytes=*/1024);
+  auto [loss, held] = m.forward(tape);
+  Device& dev = cpu_device();
+  const int64_t base = dev.memory_stats().current_bytes;
+  dev.reset_peak_memory();
+  tape.backward(loss);
+  const int64_t rise = dev.memory_stats().peak_bytes - base;
+  // Each offloaded block is 5 tensors (h, g, u, s, its input); all three at the start would be 15.
+  EXPECT_LT(rise, 10 * bytes) << "backward rose " << rise / bytes << " tensors above the forward's " << held / bytes;
+  EXPECT_EQ(tape.offloaded_kept_bytes(), (3 * 4 + 2) * bytes);
+}
+
 // An offloaded value that a later recorded op takes as input comes back first; read outside the tape, its
 // memory is refused with a message naming the option.
 TEST(Tape, KeptBlockOffloadBringsBackAValueUsedAfterItsBlock) {
