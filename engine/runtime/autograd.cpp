@@ -535,6 +535,10 @@ void Tape::backward(const Tensor& loss, const Tensor& grad) {
   grads[loss_meta.value_id] = seed;
 
   int active = -1;  // the segment being backpropagated
+  // Kept-block offload: segments entered so far, offloaded segments brought back ahead and not yet reached,
+  // and the highest segment not yet considered for that.
+  int entered = 0, prefetched = 0;
+  int next_prefetch = static_cast<int>(segments_.size()) - 1;
   auto leave = [&] {
     if (active >= 0 && hooks_ != nullptr)
       hooks_->after_block(segments_[static_cast<size_t>(active)].block, BlockPhase::Backward);
@@ -548,17 +552,23 @@ void Tape::backward(const Tensor& loss, const Tensor& grad) {
         Segment& seg = segments_[static_cast<size_t>(active)];
         if (hooks_ != nullptr) hooks_->before_block(seg.block, BlockPhase::Backward);
         if (offload_kept_ > 0) {
-          if (!seg.kept_tickets.empty()) restore_kept(seg);
-          // The offloaded blocks up to kAhead blocks below this one come back while it runs (by then the blocks
-          // after them have given back their activations). Not further: at the start of backward that would
-          // add their memory to the step's highest point.
-          constexpr int kAhead = 4;
-          for (int j = active - 1; j >= 0; --j) {
+          if (!seg.kept_tickets.empty()) {
+            if (active > next_prefetch) --prefetched;  // it was brought back ahead
+            restore_kept(seg);
+          }
+          // Offloaded blocks further down come back while backward works through the blocks above them, as
+          // many at once as blocks backward has finished: each of those gave back about what one offloaded
+          // block takes, so this adds nothing to the step's highest point (at backward's start), and the copies
+          // get as long a lead as memory allows.
+          for (int j = std::min(next_prefetch, active - 1); j >= 0 && prefetched < entered; --j) {
+            next_prefetch = j - 1;
             const Segment& next = segments_[static_cast<size_t>(j)];
-            if (next.block < seg.block - kAhead) break;
+            if (next.kept_tickets.empty()) continue;
             for (int64_t t : next.kept_tickets) offload_->prefetch_storage(t);
+            ++prefetched;
           }
         }
+        ++entered;
         if (seg.checkpointed) {
           if (offload_inputs_) {
             restore_inputs(seg);

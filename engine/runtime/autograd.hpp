@@ -33,11 +33,13 @@
 // Kept-block offload (set_offload_kept_blocks): the first N blocks that keep their activations (the blocks right
 // after the checkpointed ones) move what their nodes saved to pinned host memory after their forward, whole
 // storages at a time (ActivationOffload::stash_storage; the block's output stays, and its input goes with it),
-// and get it back before backward reaches them, prefetched a few blocks ahead. A storage's device memory is given
-// back once its copy is done, and at the latest when the blocks still to come could not otherwise stay under
-// the memory of the blocks that keep theirs (block_end of block j holds at most L - 1 - j offloaded blocks), so
-// the forward's highest point is that of the kept blocks alone; a slow link shows as the compute stream
-// waiting. A recorded op that reads an offloaded value later in the forward gets it back first. The same bits.
+// and get it back before backward reaches them, prefetched ahead: as many blocks at once as backward has
+// finished, so that the copies add nothing to the highest point at backward's start. A storage's device memory
+// is given back once its copy is done, and at the latest when the blocks still to come could not otherwise stay
+// under the memory of the blocks that keep theirs (block_end of block j holds at most L - 1 - j offloaded
+// blocks), so the forward's highest point is that of the kept blocks alone; a slow link shows as the compute
+// stream waiting. A recorded op that reads an offloaded value later in the forward gets it back first. The
+// same bits.
 //
 // Block hooks (the parallel strategy's gather/release points) are called by the tape in backward around each
 // block, and by the block seam owner (engine/host) around the forward.

@@ -648,9 +648,10 @@ TEST(Tape, KeptBlockOffloadGivesBitwiseIdenticalGradientsAndHoldsLessAfterTheFor
 TEST(Tape, KeptBlockOffloadWithCheapRecomputeMovesWhatIsLeft) { expect_offload_kept(true, 0); }
 TEST(Tape, KeptBlockOffloadStartsAfterTheCheckpointedBlocks) { expect_offload_kept(true, 2); }
 
-// Backward brings offloaded blocks back a few blocks ahead, not all at its start (where the step's memory is at
-// its highest): with 3 of 8 blocks offloaded, backward never holds much more than the forward left.
-TEST(Tape, KeptBlockOffloadPrefetchesOnlyAFewBlocksAhead) {
+// Backward brings offloaded blocks back ahead, but no more of them at once than the blocks it has finished (not
+// all at its start, where the step's memory is at its highest): with 3 of 8 blocks offloaded, backward never
+// holds much more than the forward left.
+TEST(Tape, KeptBlockOffloadPrefetchesNoMoreThanBackwardHasFreed) {
   const int blocks = 8;
   const int64_t n = 1 << 14, bytes = n * 4;
   MlpBlocks m(blocks, n);
