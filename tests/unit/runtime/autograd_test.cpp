@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <cstring>
 #include <random>
 
@@ -563,13 +564,14 @@ TEST(Tape, CheckpointingOfCheapOpsLeavesCheckpointedBlocksAlone) {
   EXPECT_EQ(tape.last_backward_stats().nodes_recomputed, 2);
 }
 
-// An evicted value that a later recorded op takes as input is recomputed first (and kept from then on); read
-// outside the tape, its memory is refused with a message naming cheap recompute.
-TEST(Tape, CheckpointingOfCheapOpsRefillsAValueUsedAfterItsBlock) {
+// A value whose memory its block gave back (cheap recompute, kept-block offload): block 0 computes h = norm(x)
+// and g = h * a (its output); after block_end, reading h outside the tape is refused with a message naming
+// `option`, a later recorded op (g * h) gets it back first, and the gradients are the plain tape's.
+void expect_value_used_after_its_block(Tape& tape, const char* option, const std::function<void()>& after_end,
+                                       const std::function<void()>& after_use) {
   const int64_t n = 1 << 10;
   MlpBlocks m(1, n), ref(1, n);
-  Tape tape, plain;
-  tape.set_recompute_cheap_ops(true);
+  Tape plain;
   const Tensor x = tape.leaf(m.x, m.sx);
   tape.block_begin(0);
   const size_t k = 0;
@@ -577,22 +579,33 @@ TEST(Tape, CheckpointingOfCheapOpsRefillsAValueUsedAfterItsBlock) {
   const Tensor h = run1(tape, ops::make_rms_norm(1e-6), {x, m.w[k]});
   const Tensor g = run1(tape, ops::make_mul(), {h, al});
   tape.block_end(0);
-  EXPECT_EQ(tape.evicted_bytes(), n * 4);
+  after_end();
   try {
     (void)h.raw_data();
-    ADD_FAILURE() << "reading an evicted value outside the tape did not throw";
+    ADD_FAILURE() << "reading a given-back value outside the tape did not throw";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("train.recompute_cheap_ops"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(option), std::string::npos) << e.what();
   }
+  (void)g.raw_data();  // the block's output stays
   const Tensor y = run1(tape, ops::make_mul(), {g, h});  // h again, after its block
-  EXPECT_EQ(tape.evicted_bytes(), 0);
+  (void)h.raw_data();
+  after_use();
   tape.backward(run1(tape, ops::make_sum(), {y}));
-  // The same computation without cheap recompute.
+  // The same computation on a plain tape.
   const Tensor al2 = plain.leaf(ref.a[k], ref.sa[k]);
   const Tensor h2 = run1(plain, ops::make_rms_norm(1e-6), {plain.leaf(ref.x, ref.sx), ref.w[k]});
   plain.backward(run1(plain, ops::make_sum(), {run1(plain, ops::make_mul(), {run1(plain, ops::make_mul(), {h2, al2}), h2})}));
   for (const auto& [sa, sb] : {std::pair{m.sa[k], ref.sa[k]}, std::pair{m.sx, ref.sx}})
     EXPECT_EQ(std::memcmp(sa->grad().raw_data(), sb->grad().raw_data(), sa->grad().nbytes()), 0);
+}
+
+// An evicted value that a later recorded op takes as input is recomputed first (and kept from then on).
+TEST(Tape, CheckpointingOfCheapOpsRefillsAValueUsedAfterItsBlock) {
+  Tape tape;
+  tape.set_recompute_cheap_ops(true);
+  expect_value_used_after_its_block(
+      tape, "train.recompute_cheap_ops", [&] { EXPECT_EQ(tape.evicted_bytes(), (1 << 10) * 4); },
+      [&] { EXPECT_EQ(tape.evicted_bytes(), 0); });
 }
 
 // Kept-block offload: the first N kept blocks move what their nodes saved to host memory after their forward
@@ -672,36 +685,12 @@ TEST(Tape, KeptBlockOffloadPrefetchesNoMoreThanBackwardHasFreed) {
   EXPECT_EQ(tape.offloaded_kept_bytes(), (3 * 4 + 2) * bytes);
 }
 
-// An offloaded value that a later recorded op takes as input comes back first; read outside the tape, its
-// memory is refused with a message naming the option.
+// An offloaded value that a later recorded op takes as input comes back first.
 TEST(Tape, KeptBlockOffloadBringsBackAValueUsedAfterItsBlock) {
-  const int64_t n = 1 << 10;
-  MlpBlocks m(1, n), ref(1, n);
-  Tape tape, plain;
+  Tape tape;
   tape.set_offload_kept_blocks(1, 2, /*min_bytes=*/1024);
-  const Tensor x = tape.leaf(m.x, m.sx);
-  tape.block_begin(0);
-  const size_t k = 0;
-  const Tensor al = tape.leaf(m.a[k], m.sa[k]);
-  const Tensor h = run1(tape, ops::make_rms_norm(1e-6), {x, m.w[k]});
-  const Tensor g = run1(tape, ops::make_mul(), {h, al});
-  tape.block_end(0);  // h goes (the mul saved it); g, the block's output, stays
-  try {
-    (void)h.raw_data();
-    ADD_FAILURE() << "reading an offloaded value outside the tape did not throw";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("train.offload_kept_blocks"), std::string::npos) << e.what();
-  }
-  (void)g.raw_data();
-  const Tensor y = run1(tape, ops::make_mul(), {g, h});  // h again, after its block
-  (void)h.raw_data();
-  tape.backward(run1(tape, ops::make_sum(), {y}));
-  EXPECT_EQ(tape.offloaded_kept_bytes(), n * 4);
-  const Tensor al2 = plain.leaf(ref.a[k], ref.sa[k]);
-  const Tensor h2 = run1(plain, ops::make_rms_norm(1e-6), {plain.leaf(ref.x, ref.sx), ref.w[k]});
-  plain.backward(run1(plain, ops::make_sum(), {run1(plain, ops::make_mul(), {run1(plain, ops::make_mul(), {h2, al2}), h2})}));
-  for (const auto& [sa, sb] : {std::pair{m.sa[k], ref.sa[k]}, std::pair{m.sx, ref.sx}})
-    EXPECT_EQ(std::memcmp(sa->grad().raw_data(), sb->grad().raw_data(), sa->grad().nbytes()), 0);
+  expect_value_used_after_its_block(tape, "train.offload_kept_blocks", [] {}, [] {});
+  EXPECT_EQ(tape.offloaded_kept_bytes(), (1 << 10) * 4);  // h alone: x is a leaf, g the block's output
 }
 
 // A forward recorded and dropped (evaluation with gradients on) leaves nothing behind: an offloaded value

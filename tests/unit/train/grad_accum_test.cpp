@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -103,30 +104,39 @@ TEST(GradAccum, FourMicroBatchesOfOneEqualOneBatchOfFourLora) {
   check_equivalence({"peft.plugin=lora", "peft.r=4", "peft.lora_alpha=8"});
 }
 
-// Offloaded checkpoints through the real session on the CPU device (the recipe refuses the option on the
-// CPU, where it gains nothing, so the tape is switched directly): the same bits as checkpoints kept in place,
-// for full fine-tuning (every block input is a tape value, the embedding's output included) and LoRA.
-void check_offload(const std::vector<std::string>& extra) {
+// A tape option that moves activations to host memory, through the real session on the CPU device (the recipe
+// and the session refuse these options on the CPU, where they gain nothing, so the tape is switched directly):
+// the same loss and gradients bit for bit as without it, and something was moved.
+void check_moved_same_bits(const std::vector<std::string>& sets, const std::function<void(rt::Tape&)>& switch_on,
+                           const std::function<int64_t(const rt::Tape&)>& moved_bytes, const char* what) {
   auto reg = testing::registry();
-  std::vector<std::string> sets = extra;
-  sets.push_back("train.activation_checkpointing=true");
   recipe::Recipe r = testing::load(*reg, "train/recipes/tiny_fixture.toml", sets);
   std::map<std::string, std::vector<float>> g[2];
   double loss[2] = {0, 0};
   int64_t moved[2] = {0, 0};
   for (int off = 0; off < 2; ++off) {
     session::TrainingSession s(r, *reg, rt::cpu_device());
-    if (off) s.host().tape().set_activation_offload(true, /*min_bytes=*/1);
+    if (off) switch_on(s.host().tape());
     std::vector<data::Batch> two = {make_rows({0, 1}), make_rows({2, 3})};
     loss[off] = forward_backward(s, two).loss;
-    moved[off] = s.host().tape().offloaded_bytes();
+    moved[off] = moved_bytes(s.host().tape());
     g[off] = grads(s);
   }
   EXPECT_EQ(moved[0], 0);
   EXPECT_GT(moved[1], 0);
   EXPECT_EQ(loss[0], loss[1]);
   ASSERT_FALSE(g[0].empty());
-  EXPECT_EQ(g[0], g[1]) << "offloading the checkpointed blocks' inputs changed the gradients";
+  EXPECT_EQ(g[0], g[1]) << what << " changed the gradients";
+}
+
+// Offloaded checkpoints, for full fine-tuning (every block input is a tape value, the embedding's output
+// included) and LoRA.
+void check_offload(const std::vector<std::string>& extra) {
+  std::vector<std::string> sets = extra;
+  sets.push_back("train.activation_checkpointing=true");
+  check_moved_same_bits(
+      sets, [](rt::Tape& t) { t.set_activation_offload(true, /*min_bytes=*/1); },
+      [](const rt::Tape& t) { return t.offloaded_bytes(); }, "offloading the checkpointed blocks' inputs");
 }
 
 TEST(Offload, OffloadedCheckpointsGiveTheSameBitsFullFineTuning) { check_offload({}); }
@@ -165,31 +175,14 @@ TEST(CheapRecompute, SameBitsFullFineTuning) { check_cheap_recompute({}); }
 
 TEST(CheapRecompute, SameBitsLora) { check_cheap_recompute({"peft.plugin=lora", "peft.r=4", "peft.lora_alpha=8"}); }
 
-// Kept-block offload through the real session on the CPU device (refused there by the recipe and the session,
-// where it gains nothing, so the tape is switched directly): every block keeps its activations and both move
-// them out after their forward and back before their backward, with cheap recompute off and on; the same bits
-// as keeping them.
+// Kept-block offload: every block keeps its activations and both move them out after their forward and back
+// before their backward, with cheap recompute off and on.
 void check_offload_kept(const std::vector<std::string>& extra, bool cheap) {
-  auto reg = testing::registry();
-  std::map<std::string, std::vector<float>> g[2];
-  double loss[2] = {0, 0};
-  int64_t moved[2] = {0, 0};
-  for (int off = 0; off < 2; ++off) {
-    std::vector<std::string> sets = extra;
-    sets.push_back(std::string("train.recompute_cheap_ops=") + (cheap ? "true" : "false"));
-    recipe::Recipe r = testing::load(*reg, "train/recipes/tiny_fixture.toml", sets);
-    session::TrainingSession s(r, *reg, rt::cpu_device());
-    if (off) s.host().tape().set_offload_kept_blocks(2, 2, /*min_bytes=*/1);
-    std::vector<data::Batch> two = {make_rows({0, 1}), make_rows({2, 3})};
-    loss[off] = forward_backward(s, two).loss;
-    moved[off] = s.host().tape().offloaded_kept_bytes();
-    g[off] = grads(s);
-  }
-  EXPECT_EQ(moved[0], 0);
-  EXPECT_GT(moved[1], 0);
-  EXPECT_EQ(loss[0], loss[1]);
-  ASSERT_FALSE(g[0].empty());
-  EXPECT_EQ(g[0], g[1]) << "offloading the kept blocks' activations changed the gradients";
+  std::vector<std::string> sets = extra;
+  sets.push_back(std::string("train.recompute_cheap_ops=") + (cheap ? "true" : "false"));
+  check_moved_same_bits(
+      sets, [](rt::Tape& t) { t.set_offload_kept_blocks(2, 2, /*min_bytes=*/1); },
+      [](const rt::Tape& t) { return t.offloaded_kept_bytes(); }, "offloading the kept blocks' activations");
 }
 
 TEST(OffloadKept, SameBitsFullFineTuning) { check_offload_kept({}, false); }
