@@ -52,6 +52,15 @@ int64_t auto_checkpoint_blocks(const PlanInputs& in) {
   return n < 0 ? -1 : n;
 }
 
+int64_t auto_offload_kept_blocks(const PlanInputs& in) {
+  PlanInputs t = in;
+  for (int64_t k = 0; k < in.offload_kept_blocks; ++k) {
+    t.offload_kept_blocks = k;
+    if (auto_checkpoint_blocks(t) == in.checkpoint_blocks) return k;
+  }
+  return in.offload_kept_blocks;
+}
+
 PlanInputs plan_inputs_for(const recipe::Recipe& r, const nlohmann::json& config, double optimizer_bytes,
                            double quant_bytes, bool cuda, int64_t device_memory) {
   PlanInputs in;
@@ -91,6 +100,7 @@ PlanInputs plan_inputs_for(const recipe::Recipe& r, const nlohmann::json& config
   if (r.train.checkpoint_auto && device_memory > 0) {
     in.device_memory = device_memory;
     in.checkpoint_blocks = auto_checkpoint_blocks(in);
+    if (in.offload_kept_blocks > 0) in.offload_kept_blocks = auto_offload_kept_blocks(in);
   }
   in.cuda = cuda;
   in.device_memory = device_memory;

@@ -18,6 +18,11 @@ PlanModelShape plan_shape_from_config(const nlohmann::json& config);
 // -1 (every block) when nothing fits.
 int64_t auto_checkpoint_blocks(const PlanInputs& in);
 
+// With "auto" and train.offload_kept_blocks = N: the fewest kept blocks to offload (at most N) for which
+// auto_checkpoint_blocks still recomputes in.checkpoint_blocks (the result of the full N): copies the plan does
+// not need would only load the host link.
+int64_t auto_offload_kept_blocks(const PlanInputs& in);
+
 // quant_bytes_per_element: the quantizer's bytes per weight element, scales included (0: none).
 // device_memory: the device's bytes, capped by train.max_memory; with activation_checkpointing = "auto" the
 // result's checkpoint_blocks is resolved against it.

@@ -157,6 +157,12 @@ void resolve_auto_checkpointing(session::TrainingSession& session) {
                       device.type() == rt::DeviceType::CUDA, static_cast<int64_t>(device.total_memory()));
   const int64_t n = in.checkpoint_blocks;
   session.host().tape().set_checkpoint_blocks(n);
+  if (r.train.offload_kept_blocks > 0 && in.offload_kept_blocks != r.train.offload_kept_blocks) {
+    session.host().tape().set_offload_kept_blocks(in.offload_kept_blocks, in.model.n_layers);
+    spdlog::info("activation checkpointing auto: {} of the {} offloaded kept blocks (train.offload_kept_blocks) "
+                 "are enough for the plan; the others stay on the device",
+                 in.offload_kept_blocks, r.train.offload_kept_blocks);
+  }
   const MemoryPlan plan = make_memory_plan(in);
   const int32_t layers = in.model.n_layers;
   if (n < 0 && !plan.fits())

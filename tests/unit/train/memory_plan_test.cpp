@@ -1,5 +1,6 @@
 // Arithmetic of the memory plan on known sizes. (tests/e2e/plan_peak_test checks it against a real run.)
 #include "engine/train/memory_plan.hpp"
+#include "engine/train/plan_inputs.hpp"
 
 #include <gtest/gtest.h>
 
@@ -169,6 +170,30 @@ TEST(MemoryPlan, OffloadedKeptBlocksLeaveTheDevice) {
   const int64_t n_plain = fewest_checkpoint_blocks(in, budget);
   in.offload_kept_blocks = 10;
   EXPECT_LT(fewest_checkpoint_blocks(in, budget), n_plain);
+}
+
+// "auto" offloads no more kept blocks than the fewest recomputed blocks need: with a whole H200 every block fits
+// on the device and none is offloaded; under 32.6 GiB at micro-batch 4 all 11 asked for are needed, and 12 asked
+// for are cut to those 11.
+TEST(MemoryPlan, AutoOffloadsNoMoreKeptBlocksThanThePlanNeeds) {
+  PlanInputs in = qwen7b();
+  in.lora_rank = 16;
+  in.lora_targets = {"all-linear"};
+  in.micro_batch_size = 4;
+  in.recompute_cheap_ops = true;
+  in.offload_activations = true;
+  in.offload_kept_blocks = 11;
+  in.device_memory = int64_t(141) << 30;
+  in.checkpoint_blocks = auto_checkpoint_blocks(in);
+  EXPECT_EQ(in.checkpoint_blocks, 0);
+  EXPECT_EQ(auto_offload_kept_blocks(in), 0);
+  in.device_memory = static_cast<int64_t>(32.6 * double(int64_t(1) << 30));
+  in.checkpoint_blocks = auto_checkpoint_blocks(in);
+  EXPECT_EQ(in.checkpoint_blocks, 0);
+  EXPECT_EQ(auto_offload_kept_blocks(in), 11);
+  in.offload_kept_blocks = 12;
+  EXPECT_EQ(auto_checkpoint_blocks(in), 0);
+  EXPECT_EQ(auto_offload_kept_blocks(in), 11);
 }
 
 TEST(MemoryPlan, AnUnknownDtypeIsAnErrorNotAGuess) {
