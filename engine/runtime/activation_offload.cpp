@@ -110,7 +110,8 @@ int64_t ActivationOffload::stash_storage(std::shared_ptr<Storage> storage) {
 }
 
 bool ActivationOffload::storage_copied(int64_t id) const {
-  const Ticket& k = const_cast<ActivationOffload*>(this)->storage_ticket(id);
+  if (id < 0 || id >= static_cast<int64_t>(tickets_.size())) fail("activation offload: no storage ticket {}", id);
+  const Ticket& k = tickets_[static_cast<size_t>(id)];
   return k.to_host == nullptr || k.device->fence_done(k.to_host);
 }
 
@@ -137,14 +138,8 @@ void ActivationOffload::restore_storage(int64_t id) {
   // Not released (the copy out may still run): the values never left; later work must not overwrite them
   // before the copy has read them.
   k.device->compute_wait(k.to_device != nullptr ? k.to_device : k.to_host);
-  std::shared_ptr<Storage> keep = std::move(k.storage);
-  release_ticket(k);
-  k.storage = std::move(keep);  // stays a storage ticket (storage_ticket finds it), values back
+  release_ticket(k);  // fences and host buffer; the ticket keeps its storage (values back)
   k.taken = true;
-}
-
-bool ActivationOffload::storage_restored(int64_t id) const {
-  return const_cast<ActivationOffload*>(this)->storage_ticket(id).taken;
 }
 
 void ActivationOffload::release_ticket(Ticket& k) {

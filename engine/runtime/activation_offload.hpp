@@ -60,7 +60,6 @@ class ActivationOffload {
   void prefetch_storage(int64_t id);
   // The storage holds its values again for the compute stream's later work; the host buffer returns to the pool.
   void restore_storage(int64_t id);
-  bool storage_restored(int64_t id) const;
 
   // Drops every ticket (end of backward, or a tape cleared without one); pinned buffers stay pooled. A storage
   // still released that somebody else holds gets its values back first.
