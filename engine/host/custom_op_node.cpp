@@ -57,8 +57,16 @@ std::vector<rt::Tensor> CustomOpNode::forward(const std::vector<rt::Tensor>& inp
     result.push_back(out[i].get()->tensor);
   }
   if (save) {
-    inputs_ = inputs;
-    outputs_ = result;
+    const auto meta = [](const std::vector<rt::Tensor>& ts) {
+      std::vector<Meta> m;
+      for (const rt::Tensor& t : ts)
+        m.push_back(t.defined() ? Meta{t.shape(), t.dtype(), &t.device()} : Meta{});
+      return m;
+    };
+    input_meta_ = meta(inputs);
+    output_meta_ = meta(result);
+    if ((op.flags & ENG_CUSTOM_OP_BACKWARD_NO_INPUTS) == 0) inputs_ = inputs;
+    if ((op.flags & ENG_CUSTOM_OP_BACKWARD_NO_OUTPUTS) == 0) outputs_ = result;
   }
   return result;
 }
@@ -66,18 +74,22 @@ std::vector<rt::Tensor> CustomOpNode::forward(const std::vector<rt::Tensor>& inp
 std::vector<rt::Tensor> CustomOpNode::backward(const std::vector<rt::Tensor>& grad_outputs,
                                                const std::vector<bool>& needs_grad) {
   const eng_custom_op& op = def_->op;
+  // Values the op's flags say backward does not read were not kept: NULL handles in their place.
   std::vector<OwnedHandle> in = wrap_all(inputs_), out = wrap_all(outputs_);
+  std::vector<eng_tensor> in_raw = raw(in), out_raw = raw(out);
+  in_raw.resize(input_meta_.size(), nullptr);
+  out_raw.resize(output_meta_.size(), nullptr);
   // Absent output gradients are passed as zeros so that plugin backward code needs no NULL checks.
-  std::vector<rt::Tensor> grads(outputs_.size());
-  for (size_t j = 0; j < outputs_.size(); ++j)
+  std::vector<rt::Tensor> grads(output_meta_.size());
+  for (size_t j = 0; j < output_meta_.size(); ++j)
     grads[j] = j < grad_outputs.size() && grad_outputs[j].defined()
                    ? grad_outputs[j]
-                   : rt::Tensor::zeros(outputs_[j].shape(), outputs_[j].dtype(), outputs_[j].device());
+                   : rt::Tensor::zeros(output_meta_[j].shape, output_meta_[j].dtype, *output_meta_[j].device);
   std::vector<OwnedHandle> g = wrap_all(grads);
   std::vector<int32_t> needs(needs_grad.size());
   for (size_t i = 0; i < needs.size(); ++i) needs[i] = needs_grad[i] ? 1 : 0;
-  std::vector<eng_tensor> in_raw = raw(in), out_raw = raw(out), g_raw = raw(g);
-  std::vector<eng_tensor> gin_raw(inputs_.size(), nullptr);
+  std::vector<eng_tensor> g_raw = raw(g);
+  std::vector<eng_tensor> gin_raw(input_meta_.size(), nullptr);
   eng_ctx ctx = session_->context(false);
   session_->clear_error();
   eng_status st = op.backward(op.self, &ctx, in_raw.data(), out_raw.data(), g_raw.data(),
@@ -86,13 +98,13 @@ std::vector<rt::Tensor> CustomOpNode::backward(const std::vector<rt::Tensor>& gr
   for (eng_tensor h : gin_raw) gin.emplace_back(h);
   if (st != ENG_OK)
     throw Error(fmt::format("custom op '{}' backward failed: {}", def_->name, session_->error()), st);
-  std::vector<rt::Tensor> result(inputs_.size());
-  for (size_t i = 0; i < inputs_.size(); ++i) {
+  std::vector<rt::Tensor> result(input_meta_.size());
+  for (size_t i = 0; i < input_meta_.size(); ++i) {
     if (!needs_grad[i] || gin[i].get() == nullptr) continue;
     const rt::Tensor& gi = gin[i].get()->tensor;
-    if (gi.shape() != inputs_[i].shape())
+    if (gi.shape() != input_meta_[i].shape)
       fail("custom op '{}' backward returned a gradient of shape {} for input {} of shape {}", def_->name,
-           gi.shape().str(), i, inputs_[i].shape().str());
+           gi.shape().str(), i, input_meta_[i].shape.str());
     result[i] = gi;
   }
   return result;
@@ -101,6 +113,8 @@ std::vector<rt::Tensor> CustomOpNode::backward(const std::vector<rt::Tensor>& gr
 void CustomOpNode::release_saved() {
   inputs_.clear();
   outputs_.clear();
+  input_meta_.clear();
+  output_meta_.clear();
 }
 
 }  // namespace engine::host

@@ -1,5 +1,6 @@
 #include "engine/host/host_session.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 
@@ -131,9 +132,17 @@ eng_op_id HostSession::register_op(const eng_custom_op& op) {
   if (op.n_inputs < 0 || op.n_outputs < 1)
     fail("op_register: op '{}' declares {} inputs and {} outputs (needs >= 0 and >= 1)", name, op.n_inputs,
          op.n_outputs);
+  // A plugin built before `flags` was appended passes a shorter struct: what it lacks reads as 0.
+  eng_custom_op full{};
+  std::memcpy(&full, &op, std::min<size_t>(op.struct_size, sizeof(eng_custom_op)));
+  constexpr uint32_t kKnownFlags = ENG_CUSTOM_OP_BACKWARD_NO_INPUTS | ENG_CUSTOM_OP_BACKWARD_NO_OUTPUTS;
+  if ((full.flags & ~kKnownFlags) != 0)
+    fail("op_register: op '{}' sets unknown flags {:#x} (this engine knows ENG_CUSTOM_OP_BACKWARD_NO_INPUTS and "
+         "ENG_CUSTOM_OP_BACKWARD_NO_OUTPUTS): rebuild the plugin against this engine's SDK, or upgrade the engine",
+         name, full.flags & ~kKnownFlags);
   auto def = std::make_unique<CustomOpDef>();
   def->name = name;
-  std::memcpy(&def->op, &op, sizeof(eng_custom_op));
+  def->op = full;
   def->op.struct_size = sizeof(eng_custom_op);
   def->op.name = def->name.c_str();
   custom_ops_.push_back(std::move(def));

@@ -123,7 +123,9 @@ std::vector<Tensor> Tape::apply(std::unique_ptr<Node> node, const std::vector<Te
   // Checkpointed nodes save nothing now; backward replays them with save = true.
   std::vector<Tensor> outputs;
   {
-    OpTimer timer(profile_device(inputs), node->name(), "forward");
+    // An op applied while backward runs is one that a node's backward called (a plugin's custom op): profiled
+    // as such, not as the forward's.
+    OpTimer timer(profile_device(inputs), node->name(), in_backward_ ? "in backward" : "forward");
     outputs = node->forward(inputs, record && !checkpointed);
   }
   if (!record) return outputs;

@@ -55,7 +55,7 @@ _Static_assert(offsetof(eng_batch, input_ids) == 8, "eng_batch.input_ids");
 _Static_assert(offsetof(eng_batch, position_ids) == 16, "eng_batch.position_ids");
 _Static_assert(offsetof(eng_batch, segment_ids) == 24, "eng_batch.segment_ids");
 _Static_assert(offsetof(eng_batch, kv_cache) == 32, "eng_batch.kv_cache");
-_Static_assert(sizeof(eng_custom_op) == 56, "eng_custom_op size");
+_Static_assert(sizeof(eng_custom_op) == 64, "eng_custom_op size");
 _Static_assert(offsetof(eng_custom_op, struct_size) == 0, "eng_custom_op.struct_size");
 _Static_assert(offsetof(eng_custom_op, name) == 8, "eng_custom_op.name");
 _Static_assert(offsetof(eng_custom_op, n_inputs) == 16, "eng_custom_op.n_inputs");
@@ -65,6 +65,9 @@ _Static_assert(offsetof(eng_custom_op, reserved0) == 28, "eng_custom_op.reserved
 _Static_assert(offsetof(eng_custom_op, self) == 32, "eng_custom_op.self");
 _Static_assert(offsetof(eng_custom_op, forward) == 40, "eng_custom_op.forward");
 _Static_assert(offsetof(eng_custom_op, backward) == 48, "eng_custom_op.backward");
+/* appended in ABI 1.1: what backward does not read; the struct was 56 bytes before */
+_Static_assert(offsetof(eng_custom_op, flags) == 56, "eng_custom_op.flags");
+_Static_assert(offsetof(eng_custom_op, reserved1) == 60, "eng_custom_op.reserved1");
 _Static_assert(sizeof(eng_op_table) == 336, "eng_op_table size");
 _Static_assert(offsetof(eng_op_table, struct_size) == 0, "eng_op_table.struct_size");
 _Static_assert(offsetof(eng_op_table, embedding) == 8, "eng_op_table.embedding");

@@ -607,6 +607,101 @@ TEST(HostApi, CustomOpIsReplayedUnderCheckpointingWithIdenticalGradients) {
   EXPECT_EQ(std::memcmp(grads[0].data(), grads[1].data(), 5 * sizeof(float)), 0);
 }
 
+// y = 3 x: a backward (dx = 3 dy) that reads neither x nor y, like nf4's dequantizing matmul.
+struct TripleOp {
+  const eng_host_api* host;
+  int backwards = 0;
+  bool saw_inputs = false, saw_outputs = false;
+};
+
+eng_status triple_forward(void* self, const eng_ctx* ctx, const eng_tensor* in, const void*, eng_tensor* out) {
+  return static_cast<TripleOp*>(self)->host->ops->scale(ctx, in[0], 3.0, out);
+}
+
+eng_status triple_backward(void* self, const eng_ctx* ctx, const eng_tensor* in, const eng_tensor* out,
+                           const eng_tensor* grad_out, const void*, const int32_t* needs, eng_tensor* grad_in) {
+  auto* op = static_cast<TripleOp*>(self);
+  ++op->backwards;
+  op->saw_inputs = in[0] != nullptr;
+  op->saw_outputs = out[0] != nullptr;
+  return needs[0] ? op->host->ops->scale(ctx, grad_out[0], 3.0, grad_in) : ENG_OK;
+}
+
+eng_custom_op triple_def(TripleOp* self, uint32_t flags) {
+  eng_custom_op d{};
+  d.struct_size = sizeof d;
+  d.name = "test.triple";
+  d.n_inputs = 1;
+  d.n_outputs = 1;
+  d.self = self;
+  d.forward = triple_forward;
+  d.backward = triple_backward;
+  d.flags = flags;
+  return d;
+}
+
+// ENG_CUSTOM_OP_BACKWARD_NO_INPUTS / _NO_OUTPUTS: the recorded op keeps neither value (their memory goes when
+// the caller lets go, not at backward), backward gets NULL for both, also in a checkpoint replay, and the
+// gradients are the same bits as without the flags. Unknown bits are refused; a struct from before `flags`
+// existed (struct_size 56) registers with none, whatever follows it in memory.
+TEST(HostApi, CustomOpFlagsKeepNoValuesForBackward) {
+  const uint32_t both = ENG_CUSTOM_OP_BACKWARD_NO_INPUTS | ENG_CUSTOM_OP_BACKWARD_NO_OUTPUTS;
+  for (int ckpt = 0; ckpt < 2; ++ckpt) {
+    std::vector<float> grads[2];
+    for (int flagged = 0; flagged < 2; ++flagged) {
+      Fixture f;
+      f.session.tape().set_checkpointing(ckpt == 1);
+      TripleOp self{f.host};
+      eng_custom_op def = triple_def(&self, flagged ? both : 0u);
+      eng_op_id id = 0;
+      ASSERT_EQ(f.host->op_register(&f.ctx, &def, &id), ENG_OK) << f.host->get_error(&f.ctx);
+      eng_param p = declare(f, "x", {4096}, ENG_PARAM_TRAINABLE, ENG_ROLE_OTHER, ENG_INIT_UNIFORM, 1.0);
+      OwnedHandle x, sq, y, loss;
+      ASSERT_EQ(f.host->block_begin(&f.ctx, 0), ENG_OK);
+      ASSERT_EQ(f.ops->param(&f.ctx, p, x.out()), ENG_OK);
+      ASSERT_EQ(f.ops->mul(&f.ctx, x.get(), x.get(), sq.out()), ENG_OK);  // mul keeps x, not sq
+      eng_tensor in = sq.get();
+      ASSERT_EQ(f.ops->custom(&f.ctx, id, &in, nullptr, y.out()), ENG_OK) << f.host->get_error(&f.ctx);
+      ASSERT_EQ(f.host->block_end(&f.ctx, 0), ENG_OK);
+      ASSERT_EQ(f.ops->sum(&f.ctx, y.get(), loss.out()), ENG_OK);  // sum keeps only y's shape
+      std::weak_ptr<rt::Storage> sq_memory = sq.get()->tensor.impl()->storage;
+      std::weak_ptr<rt::Storage> y_memory = y.get()->tensor.impl()->storage;
+      sq = OwnedHandle();
+      y = OwnedHandle();
+      // A checkpointed forward keeps nothing either way; otherwise only the flags let the values go.
+      const bool gone = ckpt == 1 || flagged == 1;
+      EXPECT_EQ(sq_memory.expired(), gone) << "checkpointing " << ckpt << ", flags " << flagged;
+      EXPECT_EQ(y_memory.expired(), gone) << "checkpointing " << ckpt << ", flags " << flagged;
+      f.session.tape().backward(loss.get()->tensor);
+      EXPECT_EQ(self.backwards, 1);
+      EXPECT_EQ(self.saw_inputs, flagged == 0);
+      EXPECT_EQ(self.saw_outputs, flagged == 0);
+      grads[flagged] = f.session.params().grad(param_of(p)).to_float_vector();
+    }
+    ASSERT_EQ(grads[0].size(), 4096u);
+    EXPECT_EQ(std::memcmp(grads[0].data(), grads[1].data(), 4096 * sizeof(float)), 0) << "checkpointing " << ckpt;
+  }
+
+  Fixture f;
+  TripleOp self{f.host};
+  eng_custom_op def = triple_def(&self, 8u);
+  eng_op_id id = 0;
+  EXPECT_EQ(f.host->op_register(&f.ctx, &def, &id), ENG_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(f.host->get_error(&f.ctx)).find("unknown flags 0x8"), std::string::npos)
+      << f.host->get_error(&f.ctx);
+  def = triple_def(&self, both);
+  def.struct_size = offsetof(eng_custom_op, flags);  // built before flags: they are not read
+  ASSERT_EQ(f.host->op_register(&f.ctx, &def, &id), ENG_OK) << f.host->get_error(&f.ctx);
+  eng_param p = declare(f, "x", {2}, ENG_PARAM_TRAINABLE, ENG_ROLE_OTHER, ENG_INIT_UNIFORM, 1.0);
+  OwnedHandle x, y;
+  ASSERT_EQ(f.ops->param(&f.ctx, p, x.out()), ENG_OK);
+  eng_tensor in = x.get();
+  ASSERT_EQ(f.ops->custom(&f.ctx, id, &in, nullptr, y.out()), ENG_OK);
+  f.session.tape().backward(y.get()->tensor, Tensor::full(rt::Dims{2}, ENG_F32, rt::cpu_device(), 1.0));
+  EXPECT_TRUE(self.saw_inputs);
+  EXPECT_TRUE(self.saw_outputs);
+}
+
 TEST(HostApi, DropoutReplaysTheSameMaskUnderCheckpointing) {
   std::vector<float> grads[2];
   for (int ckpt = 0; ckpt < 2; ++ckpt) {

@@ -225,7 +225,18 @@ typedef struct eng_custom_op {
   eng_status (*backward)(void* self, const eng_ctx* ctx, const eng_tensor* inputs, const eng_tensor* outputs,
                          const eng_tensor* grad_outputs, const void* attrs, const int32_t* needs_grad,
                          eng_tensor* grad_inputs);
+  /* appended in ABI 1.1 (the struct was 56 bytes before; a shorter struct_size reads as 0): ENG_CUSTOM_OP_*
+   * bits saying what backward does not read, so that the engine does not keep it alive until backward */
+  uint32_t flags;
+  uint32_t reserved1;
 } eng_custom_op;
+
+/* backward reads no input values: the engine keeps none for it and passes NULL for each input (the shapes and
+ * dtypes are the gradients' own: grad_inputs[i] must still have input i's shape) */
+#define ENG_CUSTOM_OP_BACKWARD_NO_INPUTS 1u
+/* backward reads no output values: the engine keeps none for it and passes NULL for each output (an op whose
+ * output is large and whose gradient needs only the inputs, e.g. a matmul against a frozen weight) */
+#define ENG_CUSTOM_OP_BACKWARD_NO_OUTPUTS 2u
 
 /* ---- the op table -----------------------------------------------------------------------------------------
  * Every op takes the context first, borrows its inputs and returns a new tensor (one reference) in *out.

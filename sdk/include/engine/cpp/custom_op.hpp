@@ -36,8 +36,10 @@ class CustomOp {
 
   // Registers this op with the engine and returns its id for host.custom(). `name` must be unique per process
   // (prefix it with the plugin's name); attrs_size is the byte size of the plain-data attribute block.
+  // flags: ENG_CUSTOM_OP_BACKWARD_NO_INPUTS / _NO_OUTPUTS when backward does not read those (it then gets
+  // empty tensors for them, and the engine does not keep them alive until backward).
   eng_op_id register_with(const Host& host, const std::string& name, int32_t n_inputs, int32_t n_outputs,
-                          uint32_t attrs_size) {
+                          uint32_t attrs_size, uint32_t flags = 0) {
     api_ = host.api();
     name_ = name;
     n_inputs_ = n_inputs;
@@ -51,6 +53,7 @@ class CustomOp {
     op.self = this;
     op.forward = &forward_entry;
     op.backward = &backward_entry;
+    op.flags = flags;
     return host.op_register(op);
   }
 
