@@ -92,6 +92,9 @@ struct TrainSection {
   // train.recompute_cheap_ops: blocks that keep their activations give back the outputs of RMSNorm and SwiGLU
   // after the forward and recompute them when backward reaches them (rt::Tape::set_recompute_cheap_ops).
   bool recompute_cheap_ops = false;
+  // train.keep_attention: checkpointed blocks keep their attention's output and statistics, so that their replay
+  // skips the attention forward (rt::Tape::set_replay_memo; with offload_activations in pinned host memory).
+  bool keep_attention = false;
   // train.deterministic: false lets CUDA kernels with a faster non-deterministic variant use it (cuDNN's
   // attention backward); refused on the CPU, whose kernels are all deterministic.
   bool deterministic = true;

@@ -590,6 +590,12 @@ void RecipeReader::build(Recipe& r) {
           "train.recompute_cheap_ops = true acts on blocks that keep their activations, but "
           "train.activation_checkpointing = true recomputes every block; set activation_checkpointing to a "
           "number of blocks, \"auto\" or false, or recompute_cheap_ops = false");
+  r.train.keep_attention = get("train", "keep_attention", false).get<bool>();
+  if (r.train.keep_attention && !r.train.activation_checkpointing)
+    error(key_location("train", "keep_attention"),
+          "train.keep_attention = true keeps the attention results of checkpointed blocks for their replay, but "
+          "train.activation_checkpointing = false checkpoints no block (every attention keeps its results "
+          "anyway): set activation_checkpointing = true, a number of blocks or \"auto\", or remove keep_attention");
   r.train.deterministic = get("train", "deterministic", true).get<bool>();
   if (!r.train.deterministic && r.train.device == "cpu")
     error(key_location("train", "deterministic"), "train.deterministic = false with train.device = \"cpu\": only CUDA kernels have a "

@@ -118,6 +118,11 @@ std::vector<SectionSpec> build() {
               "forward and recompute them (elementwise work) when backward reaches the block: about a third "
               "less memory per kept block, the same gradients; activation_checkpointing = \"auto\" then "
               "recomputes fewer blocks"),
+        field("keep_attention", B, false,
+              "checkpointed blocks keep their attention's output and softmax statistics (2 x hidden bytes a token "
+              "in bf16; with offload_activations in pinned host memory, like the blocks' inputs), so that "
+              "backward's replay of a block skips the attention forward, whose work grows with tokens squared: "
+              "the same gradients, faster at long context (needs activation_checkpointing)"),
         field("deterministic", B, true,
               "bitwise repeatable kernels (true); false lets CUDA attention's backward use cuDNN's faster "
               "non-deterministic algorithm, whose workspace grows with the tokens instead of tokens squared x "

@@ -120,6 +120,7 @@ std::vector<Tensor> Tape::apply(std::unique_ptr<Node> node, const std::vector<Te
   const bool checkpointed =
       record && open_segment_ >= 0 && segments_[static_cast<size_t>(open_segment_)].checkpointed;
   const bool evictable = record && recompute_cheap_ && open_segment_ >= 0 && !checkpointed && node->recomputable();
+  const bool memoized = checkpointed && replay_memo_ && node->memoize();
   // Checkpointed nodes save nothing now; backward replays them with save = true.
   std::vector<Tensor> outputs;
   {
@@ -132,6 +133,7 @@ std::vector<Tensor> Tape::apply(std::unique_ptr<Node> node, const std::vector<Te
 
   Entry e;
   e.segment = open_segment_;
+  e.memoized = memoized;
   const size_t n = inputs.size();
   e.input_ids.resize(n, 0);
   e.input_needs_grad.resize(n, false);
@@ -300,9 +302,15 @@ void Tape::restore_offloaded(const Tensor& t) {
   offloaded_.erase(it);
 }
 
+void Tape::release_memo() {
+  for (int64_t t : memo_pending_) offload_->release_storage(t);
+  memo_pending_.clear();
+}
+
 void Tape::stash_inputs(Segment& seg) {
   // The previous block's copies have had a whole block to finish: let their device memory go.
   offload_->retire_in_flight();
+  release_memo();
   std::unordered_map<const TensorImpl*, size_t> index;  // one copy per kept tensor, however many slots
   for (size_t k = seg.first; k < seg.last; ++k) {
     Entry& e = entries_[k];
@@ -318,10 +326,26 @@ void Tape::stash_inputs(Segment& seg) {
   }
   for (const Stashed& s : seg.stashed)
     for (auto [k, i] : s.slots) entries_[k].kept_inputs[i] = Tensor();
+  // Memoized results: whole storages, refilled in place before the replay (the node holds the handles).
+  std::unordered_set<const Storage*> seen;
+  for (size_t k = seg.first; k < seg.last; ++k) {
+    if (!entries_[k].memoized) continue;
+    for (const Tensor& t : entries_[k].node->memo()) {
+      if (!t.defined()) continue;
+      std::shared_ptr<Storage> st = t.impl()->storage;
+      if (!st || st->released() || st->borrowed() || st->bytes() < offload_->min_bytes()) continue;
+      if (!seen.insert(st.get()).second) continue;
+      memo_stashed_ += static_cast<int64_t>(st->bytes());
+      const int64_t ticket = offload_->stash_storage(std::move(st));
+      seg.memo_tickets.push_back(ticket);
+      memo_pending_.push_back(ticket);
+    }
+  }
 }
 
 void Tape::prefetch_inputs(const Segment& seg) {
   for (const Stashed& s : seg.stashed) offload_->prefetch(s.ticket);
+  for (int64_t t : seg.memo_tickets) offload_->prefetch_storage(t);
 }
 
 void Tape::restore_inputs(Segment& seg) {
@@ -330,6 +354,8 @@ void Tape::restore_inputs(Segment& seg) {
     for (auto [k, i] : s.slots) entries_[k].kept_inputs[i] = t;
   }
   seg.stashed.clear();
+  for (int64_t t : seg.memo_tickets) offload_->restore_storage(t);
+  seg.memo_tickets.clear();
 }
 
 namespace {
@@ -420,6 +446,8 @@ void Tape::clear() {
   entries_.clear();
   kept_pending_.clear();
   offloaded_.clear();
+  memo_pending_.clear();
+  memo_stashed_ = 0;
   if (offload_) offload_->reset();
   evicted_.clear();
   evicted_bytes_ = 0;
@@ -440,6 +468,7 @@ void Tape::configure_like(Tape& other) const {
   other.grad_enabled_ = grad_enabled_;
   other.checkpoint_limit_ = checkpoint_limit_;
   other.recompute_cheap_ = recompute_cheap_;
+  other.replay_memo_ = replay_memo_;
   other.hooks_ = hooks_;
   if (offload_inputs_)
     other.set_activation_offload(true, offload_->min_bytes());
@@ -486,6 +515,7 @@ void Tape::replay(const Segment& seg) {
       outs = e.node->forward(inputs, /*save=*/true);
     }
     ++stats_.nodes_replayed;
+    if (e.memoized) ++stats_.nodes_from_memo;
     if (outs.size() != e.output_ids.size())
       fail("checkpoint replay of node {} returned {} outputs, the recorded forward {}", e.node->name(),
            outs.size(), e.output_ids.size());
@@ -518,9 +548,11 @@ void Tape::backward(const Tensor& loss, const Tensor& grad) {
   stats_ = {};
   if (offload_) {
     offload_->retire_in_flight();
+    release_memo();
     if (!kept_pending_.empty()) release_kept(-1);
     offloaded_last_ = offload_->stashed_bytes();
-    offloaded_kept_last_ = offload_->stashed_storage_bytes();
+    offloaded_kept_last_ = offload_->stashed_storage_bytes() - memo_stashed_;
+    offloaded_memo_last_ = memo_stashed_;
   }
 
   Tensor seed = grad;
@@ -576,7 +608,8 @@ void Tape::backward(const Tensor& loss, const Tensor& grad) {
             restore_inputs(seg);
             // The next block backward reaches that kept inputs in host memory: its copy overlaps this one.
             for (int j = active - 1; j >= 0; --j)
-              if (!segments_[static_cast<size_t>(j)].stashed.empty()) {
+              if (!segments_[static_cast<size_t>(j)].stashed.empty() ||
+                  !segments_[static_cast<size_t>(j)].memo_tickets.empty()) {
                 prefetch_inputs(segments_[static_cast<size_t>(j)]);
                 break;
               }

@@ -41,6 +41,12 @@
 // stream waiting. A recorded op that reads an offloaded value later in the forward gets it back first. The
 // same bits.
 //
+// Replay memo (set_replay_memo): in a checkpointed block, a node that can (Node::memoize: attention) keeps its
+// results from the forward, and the replay takes them instead of running it again. With activation offload
+// their storages go to pinned host memory like the block's inputs (copied out behind the compute stream, given
+// back at the next block's end, brought back before the replay, the next checkpointed block's prefetched). The
+// same bits.
+//
 // Block hooks (the parallel strategy's gather/release points) are called by the tape in backward around each
 // block, and by the block seam owner (engine/host) around the forward.
 #pragma once
@@ -129,6 +135,7 @@ struct BackwardStats {
   int64_t blocks_replayed = 0;
   int64_t nodes_recomputed = 0;   // cheap recompute: node forward() calls that refilled evicted outputs
   int64_t bytes_recomputed = 0;   // and the bytes they refilled
+  int64_t nodes_from_memo = 0;    // replay memo: replayed nodes that took their memoized results
 };
 
 class Tape {
@@ -180,6 +187,12 @@ class Tape {
   // Bytes of outputs currently given back by cheap recompute (for tests and the memory log).
   int64_t evicted_bytes() const { return evicted_bytes_; }
 
+  // Replay memo (see above) for the nodes applied from now on in checkpointed blocks.
+  void set_replay_memo(bool on) { replay_memo_ = on; }
+  bool replay_memo() const { return replay_memo_; }
+  // Of offloaded_bytes(), the bytes of memoized results the last forward moved to host memory.
+  int64_t offloaded_memo_bytes() const { return offloaded_memo_last_; }
+
   // Offload of checkpointed blocks' kept inputs to host memory (engine/runtime/activation_offload.hpp):
   // blocks opened from now on, when they are checkpointed. The gradients are the same bits either way.
   void set_activation_offload(bool on, size_t min_bytes = size_t(1) << 20);
@@ -216,6 +229,7 @@ class Tape {
     std::vector<Tensor> evictable;
     // Kept-block offload: the storages of the outputs (whoever still holds them at block_end is what is saved).
     std::vector<std::weak_ptr<Storage>> output_storages;
+    bool memoized = false;  // replay memo: the node kept its results from the checkpointed forward
   };
   // A kept input of a checkpointed block held in host memory: its ticket and the slots (entry, input) that
   // get the tensor back before the replay.
@@ -231,6 +245,7 @@ class Tape {
     bool evicted = false;          // cheap recompute gave back outputs of this block
     bool offloads_kept = false;    // kept-block offload: its saved activations go to host memory
     std::vector<int64_t> kept_tickets;  // their storage tickets
+    std::vector<int64_t> memo_tickets;  // replay memo with activation offload: the memoized storages' tickets
   };
 
   // Value ids are unique over every tape of the process, so that tapes may coexist (a pipeline stage records
@@ -239,7 +254,8 @@ class Tape {
   void replay(const Segment& seg);
   void stash_inputs(Segment& seg);    // block_end of a checkpointed block, with offload
   void restore_inputs(Segment& seg);  // before its replay
-  void prefetch_inputs(const Segment& seg);
+  void prefetch_inputs(const Segment& seg);  // and its memoized results
+  void release_memo();                       // device memory of the memo copies started so far
   void evict_outputs(Segment& seg);  // block_end of a kept block, with cheap recompute
   void recompute(size_t entry);      // refills entry's evicted outputs (its evicted inputs first)
   void recompute_segment(const Segment& seg);
@@ -269,6 +285,9 @@ class Tape {
   bool recompute_cheap_ = false;
   std::unordered_map<uint64_t, size_t> evicted_;  // value id of an evicted output -> its entry
   int64_t evicted_bytes_ = 0;
+  bool replay_memo_ = false;
+  std::vector<int64_t> memo_pending_;  // memo tickets whose device memory is not given back yet
+  int64_t memo_stashed_ = 0, offloaded_memo_last_ = 0;
 };
 
 // Disables recording on a tape for its lifetime (restores the previous mode).

@@ -32,6 +32,15 @@ class Node {
   // keeps its activations may then give its outputs' memory back after the forward and recompute them from
   // those inputs, at no memory cost, when backward reaches the block (Tape::set_recompute_cheap_ops).
   virtual bool recomputable() const { return false; }
+
+  // Replay memo (Tape::set_replay_memo). A costly op (attention) may keep its results when it runs in a
+  // checkpointed block, so that the block's replay takes them instead of running its kernels again. The tape
+  // calls memoize() before such a forward(save = false); a node that returns true keeps from that forward what
+  // its next forward(save = true) of the same inputs would compute, lists those tensors in memo() (the tape may
+  // move their storages to host memory and back in between; every handle stays valid), and its replay's forward
+  // takes them instead of recomputing: the same bits, since forward is a pure function of the inputs.
+  virtual bool memoize() { return false; }
+  virtual std::vector<Tensor> memo() const { return {}; }
 };
 
 }  // namespace engine::rt

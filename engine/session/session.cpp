@@ -88,6 +88,13 @@ void TrainingSession::wire(const recipe::Recipe& recipe, const plugins::PluginRe
                  "SwiGLU's outputs in backward instead of keeping them");
   }
 
+  if (recipe.train.keep_attention) {
+    host_->tape().set_replay_memo(true);
+    spdlog::info("train.keep_attention: checkpointed blocks keep their attention's output and statistics{}, so "
+                 "their replay skips the attention forward",
+                 recipe.train.offload_activations ? " in pinned host memory" : "");
+  }
+
   if (!recipe.train.deterministic) {
     device.set_deterministic(false);  // refused with the reason where the device has no such kernels
     spdlog::info("train.deterministic = false: CUDA attention's backward may use cuDNN's non-deterministic "

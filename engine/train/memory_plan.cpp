@@ -283,20 +283,28 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
   const int64_t inputs_on_device =
       in.offload_activations ? std::min<int64_t>(ckpt, 2) : ckpt;
   const std::string where = in.offload_activations ? " (offloaded to host memory, 2 on the device)" : "";
+  // train.keep_attention: each checkpointed block keeps its attention's output and statistics for the replay,
+  // where its inputs are. When backward replays a block, the replay takes its own instead of computing them (so
+  // they are part of the replayed block's height already); the others are on the device too (with offload one:
+  // the next block's, prefetched).
+  const int64_t memo_blocks = in.keep_attention && in.activation_checkpointing ? std::max<int64_t>(inputs_on_device - 1, 0) : 0;
+  const int64_t memo = memo_blocks * (int64_t(m.n_heads) * m.head_dim + m.n_heads) / tp_parts(in) * tokens;
+  const std::string memo_detail =
+      memo ? fmt::format(" + the attention outputs and statistics of {} more", memo_blocks) : "";
   if (in.activation_checkpointing && ckpt == m.n_layers) {
     // each block keeps its input; in backward one block at a time is replayed, holding all its outputs
-    act_elems = inputs_on_device * m.hidden_size * tokens + block_output_elements_per_token(in) * tokens;
-    act_detail = fmt::format("checkpointed: block inputs of {} blocks{} + one block replayed, {} tokens",
-                             m.n_layers, where, tokens);
+    act_elems = inputs_on_device * m.hidden_size * tokens + memo + block_output_elements_per_token(in) * tokens;
+    act_detail = fmt::format("checkpointed: block inputs of {} blocks{}{} + one block replayed, {} tokens",
+                             m.n_layers, where, memo_detail, tokens);
   } else if (in.activation_checkpointing && ckpt > 0) {
     // The last L-N blocks keep their saved tensors until backward reaches them; by the time it replays the
     // checkpointed first N, those are freed.
     const int64_t kept = resident_kept_blocks(m.n_layers, ckpt, in.offload_kept_blocks) * per_block + cheap;
-    act_elems = inputs_on_device * m.hidden_size * tokens +
+    act_elems = inputs_on_device * m.hidden_size * tokens + memo +
                 std::max(kept, block_output_elements_per_token(in) * tokens);
-    act_detail = fmt::format("{} of {} blocks checkpointed (the first){}, {} elements/token/block kept by the "
+    act_detail = fmt::format("{} of {} blocks checkpointed (the first){}{}, {} elements/token/block kept by the "
                              "others{}{}, {} tokens",
-                             ckpt, m.n_layers, where, per_block / std::max<int64_t>(tokens, 1),
+                             ckpt, m.n_layers, where, memo_detail, per_block / std::max<int64_t>(tokens, 1),
                              cheap ? " (norm and SwiGLU outputs recomputed)" : "", offloaded_kept_detail(m.n_layers, ckpt, in.offload_kept_blocks), tokens);
   } else {
     act_elems = resident_kept_blocks(m.n_layers, 0, in.offload_kept_blocks) * per_block + cheap;

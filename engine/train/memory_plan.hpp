@@ -64,6 +64,7 @@ struct PlanInputs {
   int64_t checkpoint_blocks = -1;  // with activation_checkpointing: the first N blocks recompute; < 0: all
   bool offload_activations = false;  // checkpointed blocks' inputs in host memory (two on the device at once)
   bool recompute_cheap_ops = false;  // kept blocks give back their norms' and SwiGLU's outputs until backward
+  bool keep_attention = false;       // checkpointed blocks keep their attention's output and statistics
   // the first N kept blocks hold their activations in host memory (rt::Tape::set_offload_kept_blocks)
   int64_t offload_kept_blocks = 0;
   bool cuda = false;

@@ -93,6 +93,7 @@ PlanInputs plan_inputs_for(const recipe::Recipe& r, const nlohmann::json& config
   in.offload_activations = r.train.offload_activations;
   in.offload_kept_blocks = r.train.offload_kept_blocks;
   in.recompute_cheap_ops = r.train.recompute_cheap_ops;
+  in.keep_attention = r.train.keep_attention;
   if (r.train.max_memory_gib > 0) {
     const auto cap = static_cast<int64_t>(r.train.max_memory_gib * double(int64_t(1) << 30));
     device_memory = device_memory > 0 ? std::min(device_memory, cap) : cap;

@@ -37,6 +37,8 @@ struct StepResult {
   double loss = 0;
   int64_t offloaded_bytes = 0;
   int64_t offloaded_kept_bytes = 0;
+  int64_t offloaded_memo_bytes = 0;
+  int64_t nodes_from_memo = 0;
   std::map<std::string, std::vector<float>> grads;
 };
 
@@ -53,6 +55,8 @@ StepResult step_on(rt::Device& device, const std::vector<std::string>& sets, siz
   out.loss = forward_backward(s, micro).loss;
   out.offloaded_bytes = s.host().tape().offloaded_bytes();
   out.offloaded_kept_bytes = s.host().tape().offloaded_kept_bytes();
+  out.offloaded_memo_bytes = s.host().tape().offloaded_memo_bytes();
+  out.nodes_from_memo = s.host().tape().last_backward_stats().nodes_from_memo;
   for (rt::Param* p : s.trainable()) {
     rt::Tensor g = s.host().params().grad(*p);
     if (g.defined()) out.grads[p->name()] = g.to_float_vector();
@@ -115,6 +119,26 @@ TEST(CudaTrainStep, OffloadedCheckpointsGiveTheSameBitsAsCheckpointsOnTheDevice)
   EXPECT_EQ(kept.grads, moved.grads) << "offloading the checkpointed blocks' inputs changed the gradients";
 }
 
+// train.keep_attention on the GPU, with the blocks' inputs and the kept attention results offloaded as the long
+// context benchmarks run it: each replay takes its block's attention output and statistics back from host
+// memory instead of running the attention forward again, with the same bits.
+TEST(CudaTrainStep, KeptAttentionGivesTheSameBitsInBf16) {
+  SKIP_WITHOUT_GPU();
+  std::vector<std::string> sets = {"model.dtype=bf16", "train.dtype=bf16", "data.packing=true",
+                                   "peft.plugin=lora", "peft.r=4", "train.activation_checkpointing=true"};
+  const StepResult plain = step_on(rt::device_from_spec("cuda"), sets, /*offload_min_bytes=*/1);
+  sets.push_back("train.keep_attention=true");
+  const StepResult kept = step_on(rt::device_from_spec("cuda"), sets);
+  const StepResult moved = step_on(rt::device_from_spec("cuda"), sets, /*offload_min_bytes=*/1);
+  EXPECT_EQ(plain.nodes_from_memo, 0);
+  EXPECT_EQ(kept.nodes_from_memo, 2) << "one attention per replayed block";
+  EXPECT_EQ(kept.offloaded_memo_bytes, 0);
+  EXPECT_GT(moved.offloaded_memo_bytes, 0) << "the kept attention results were not offloaded";
+  EXPECT_EQ(plain.loss, kept.loss);
+  EXPECT_EQ(plain.loss, moved.loss);
+  EXPECT_EQ(plain.grads, kept.grads) << "keeping the attention results changed the gradients";
+  EXPECT_EQ(plain.grads, moved.grads) << "offloading the kept attention results changed the gradients";
+}
 
 TEST(CudaTrainStep, CheapRecomputeGivesTheSameBitsInBf16) {
   SKIP_WITHOUT_GPU();

@@ -52,9 +52,23 @@ class AttentionNode final : public Node {
     d.Hkv = k.dim(2);
     d.D = q.dim(3);
     d.kv_batch_stride = d.Tk * d.Hkv * d.D;
-    Tensor out = Tensor::empty(q.shape(), ct, q.device());
-    Tensor lse = Tensor::empty({d.B, d.Hq, d.Tq}, stat_dtype(ct), q.device());  // (B, Hq, T)
-    kt.attention(d, q, k, v, seg, scale_, out, lse);
+    Tensor out, lse;
+    if (save && memo_out_.defined()) {  // the replay of a memoized forward: its results, not the kernel again
+      if (memo_out_.shape() != q.shape() || memo_lse_.shape() != Dims{d.B, d.Hq, d.Tq})
+        fail("attention: the replay's q {} does not match the memoized forward's output {}", q.describe(),
+             memo_out_.describe());
+      out = std::move(memo_out_);
+      lse = std::move(memo_lse_);
+      memo_out_ = memo_lse_ = Tensor();
+    } else {
+      out = Tensor::empty(q.shape(), ct, q.device());
+      lse = Tensor::empty({d.B, d.Hq, d.Tq}, stat_dtype(ct), q.device());  // (B, Hq, T)
+      kt.attention(d, q, k, v, seg, scale_, out, lse);
+    }
+    if (!save && memoize_) {
+      memo_out_ = out;
+      memo_lse_ = lse;
+    }
     if (save) {
       q_ = q;
       k_ = k;
@@ -84,11 +98,22 @@ class AttentionNode final : public Node {
     return grads;
   }
 
-  void release_saved() override { q_ = k_ = v_ = seg_ = out_ = lse_ = Tensor(); }
+  void release_saved() override { q_ = k_ = v_ = seg_ = out_ = lse_ = memo_out_ = memo_lse_ = Tensor(); }
+
+  // In a checkpointed block: the output and its log-sum-exp (what backward needs besides q, k, v, which the
+  // replay recomputes anyway) stay, so the replay skips the attention forward, at long context the largest part
+  // of a replayed block (its FLOPs grow with tokens squared).
+  bool memoize() override {
+    memoize_ = true;
+    return true;
+  }
+  std::vector<Tensor> memo() const override { return {memo_out_, memo_lse_}; }
 
  private:
   double scale_;
+  bool memoize_ = false;
   Tensor q_, k_, v_, seg_, out_, lse_;
+  Tensor memo_out_, memo_lse_;
   AttentionShape dims_;
 };
 

@@ -214,6 +214,15 @@ TEST_F(RecipeLoader, RecomputeCheapOpsNeedsBlocksThatKeepTheirActivations) {
   EXPECT_TRUE(any(ds, "train.recompute_cheap_ops = true acts on blocks that keep their activations")) << all(ds);
 }
 
+TEST_F(RecipeLoader, KeepAttentionNeedsCheckpointedBlocks) {
+  EXPECT_TRUE(load_recipe(test_data_dir("recipe/base.toml"),
+                          {"train.activation_checkpointing=true", "train.keep_attention=true"}, registry_)
+                  .train.keep_attention);
+  EXPECT_FALSE(load_recipe(test_data_dir("recipe/base.toml"), {}, registry_).train.keep_attention);
+  auto ds = errors("base.toml", {"train.keep_attention=true"});
+  EXPECT_TRUE(any(ds, "train.keep_attention = true keeps the attention results of checkpointed blocks")) << all(ds);
+}
+
 TEST_F(RecipeLoader, OffloadKeptBlocksNeedsKeptBlocksAndAGpu) {
   EXPECT_EQ(load_recipe(test_data_dir("recipe/base.toml"),
                         {"train.activation_checkpointing=auto", "train.offload_kept_blocks=11", "train.device=cuda"},

@@ -114,6 +114,40 @@ TEST(Attention, GradientsOfBothBackwardForms) {
   }
 }
 
+// The replay memo (train.keep_attention): a memoized forward keeps its output and statistics, and the replay's
+// forward takes them instead of running the kernel again (here its q is changed to tell the two apart: the
+// output is the memoized one), with the same backward as an unmemoized node's.
+TEST(Attention, MemoizedForwardIsWhatTheReplayTakes) {
+  const int64_t B = 2, T = 9, Hq = 4, Hkv = 2, D = 6;
+  Tensor q = random_tensor({B, T, Hq, D}, ENG_F32, 41), k = random_tensor({B, T, Hkv, D}, ENG_F32, 42),
+         v = random_tensor({B, T, Hkv, D}, ENG_F32, 43), go = random_tensor({B, T, Hq, D}, ENG_F32, 44);
+  auto plain = ops::make_attention(0.5);
+  const auto y = values(plain->forward({q, k, v, Tensor()}, true)[0]);
+  const auto g = plain->backward({go}, {true, true, true, false});
+
+  auto memo = ops::make_attention(0.5);
+  EXPECT_TRUE(memo->memoize());
+  EXPECT_EQ(values(memo->forward({q, k, v, Tensor()}, false)[0]), y);
+  ASSERT_EQ(memo->memo().size(), 2u);
+  EXPECT_TRUE(memo->memo()[0].defined() && memo->memo()[1].defined());
+  EXPECT_EQ(values(memo->forward({q, k, v, Tensor()}, true)[0]), y);  // the replay
+  const auto gm = memo->backward({go}, {true, true, true, false});
+  for (int x = 0; x < 3; ++x) EXPECT_EQ(values(gm[x]), values(g[x])) << "input " << x;
+
+  auto changed = ops::make_attention(0.5);
+  changed->memoize();
+  changed->forward({q, k, v, Tensor()}, false);
+  Tensor q2 = random_tensor({B, T, Hq, D}, ENG_F32, 45);
+  EXPECT_EQ(values(changed->forward({q2, k, v, Tensor()}, true)[0]), y) << "the replay ran the kernel again";
+  EXPECT_FALSE(changed->memo()[0].defined()) << "the replay should have taken the memo";
+  // A memo of another shape is refused by name.
+  auto other = ops::make_attention(0.5);
+  other->memoize();
+  other->forward({q, k, v, Tensor()}, false);
+  Tensor q3 = random_tensor({B, T, 2 * Hq, D}, ENG_F32, 46);
+  EXPECT_THROW(other->forward({q3, k, v, Tensor()}, true), Error);
+}
+
 TEST(Attention, RejectsHeadsThatDoNotGroup) {
   Tensor q = random_tensor({1, 4, 3, 4}, ENG_F32, 1), k = random_tensor({1, 4, 2, 4}, ENG_F32, 2);
   EXPECT_THROW(ops::make_attention(1.0)->forward({q, k, k, Tensor()}, false), Error);

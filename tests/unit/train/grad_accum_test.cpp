@@ -141,6 +141,35 @@ void check_offload(const std::vector<std::string>& extra) {
 
 TEST(Offload, OffloadedCheckpointsGiveTheSameBitsFullFineTuning) { check_offload({}); }
 
+// train.keep_attention: the replay of every checkpointed block takes its attention's memoized results (one per
+// block: the tiny model's blocks), the same bits; with offload those move to host memory and back.
+TEST(Offload, KeptAttentionGivesTheSameBitsLora) {
+  const std::vector<std::string> sets = {"peft.plugin=lora", "peft.r=4", "peft.lora_alpha=8",
+                                         "train.activation_checkpointing=true"};
+  check_moved_same_bits(
+      sets, [](rt::Tape& t) { t.set_replay_memo(true); },
+      [](const rt::Tape& t) { return t.last_backward_stats().nodes_from_memo; }, "keeping the attention results");
+  check_moved_same_bits(
+      sets,
+      [](rt::Tape& t) {
+        t.set_replay_memo(true);
+        t.set_activation_offload(true, /*min_bytes=*/1);
+      },
+      [](const rt::Tape& t) { return t.offloaded_memo_bytes(); }, "offloading the kept attention results");
+}
+
+TEST(Offload, KeptAttentionIsSwitchedOnByTheRecipe) {
+  auto reg = testing::registry();
+  recipe::Recipe r = testing::load(*reg, "train/recipes/tiny_fixture.toml",
+                                   {"train.activation_checkpointing=true", "train.keep_attention=true"});
+  session::TrainingSession s(r, *reg, rt::cpu_device());
+  EXPECT_TRUE(s.host().tape().replay_memo());
+  forward_backward(s, std::vector<data::Batch>{make_rows({0, 1})});
+  const rt::BackwardStats& st = s.host().tape().last_backward_stats();
+  EXPECT_GT(st.blocks_replayed, 0);
+  EXPECT_EQ(st.nodes_from_memo, st.blocks_replayed) << "one attention per replayed block";
+}
+
 TEST(Offload, OffloadedCheckpointsGiveTheSameBitsLora) {
   check_offload({"peft.plugin=lora", "peft.r=4", "peft.lora_alpha=8"});
 }

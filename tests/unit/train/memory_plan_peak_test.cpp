@@ -78,6 +78,11 @@ TEST(MemoryPlanPeak, CheckpointedWithinFifteenPercent) {
                              "data.max_seq_len=256"});
 }
 
+TEST(MemoryPlanPeak, KeptAttentionWithinFifteenPercent) {
+  expect_plan_close_to_peak({"train.activation_checkpointing=true", "train.keep_attention=true",
+                             "train.micro_batch_size=8", "data.max_seq_len=256"});
+}
+
 TEST(MemoryPlanPeak, CheapRecomputeWithinFifteenPercent) {
   expect_plan_close_to_peak({"train.recompute_cheap_ops=true", "train.micro_batch_size=8", "data.max_seq_len=256"});
 }

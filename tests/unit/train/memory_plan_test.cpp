@@ -136,6 +136,33 @@ TEST(MemoryPlan, OffloadKeepsTwoCheckpointedBlockInputsOnTheDevice) {
   EXPECT_LE(fewest_checkpoint_blocks(in, budget), n_kept);
 }
 
+// train.keep_attention: each checkpointed block's attention output and statistics stay with its input; the
+// replayed block takes its own (part of its height already), so the others add (with offload the one
+// prefetched), and "auto" may need more blocks' room.
+TEST(MemoryPlan, KeptAttentionStaysWithTheCheckpointedBlockInputs) {
+  PlanInputs in = qwen7b();
+  in.lora_rank = 16;
+  in.lora_targets = {"all-linear"};
+  in.activation_checkpointing = true;
+  in.checkpoint_blocks = -1;
+  const int64_t plain = component(make_memory_plan(in), "activations");
+  in.keep_attention = true;
+  const int64_t kept = component(make_memory_plan(in), "activations");
+  const int64_t tokens = in.micro_batch_size * in.seq_len;
+  const int64_t memo = (int64_t(in.model.n_heads) * in.model.head_dim + in.model.n_heads) * tokens * 2;  // bf16
+  EXPECT_EQ(kept - plain, (in.model.n_layers - 1) * memo);
+  in.offload_activations = true;
+  const int64_t off = component(make_memory_plan(in), "activations");
+  in.keep_attention = false;
+  EXPECT_EQ(off - component(make_memory_plan(in), "activations"), memo);
+  in.checkpoint_blocks = 0;  // nothing checkpointed: nothing memoized
+  in.keep_attention = true;
+  in.offload_activations = false;
+  const int64_t none = component(make_memory_plan(in), "activations");
+  in.keep_attention = false;
+  EXPECT_EQ(none, component(make_memory_plan(in), "activations"));
+}
+
 // Kept-block offload: N of the kept blocks hold their activations in host memory; while fewer than half of the
 // kept blocks are offloaded the device holds only the others' at once, and "auto" recomputes fewer blocks.
 TEST(MemoryPlan, OffloadedKeptBlocksLeaveTheDevice) {
