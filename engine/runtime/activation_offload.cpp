@@ -82,15 +82,16 @@ Tensor ActivationOffload::take(int64_t id) {
 }
 
 ActivationOffload::Ticket& ActivationOffload::storage_ticket(int64_t id) {
-  if (id < 0 || id >= static_cast<int64_t>(tickets_.size()) || !tickets_[static_cast<size_t>(id)].storage)
+  if (id < 0 || id >= static_cast<int64_t>(tickets_.size()) || !tickets_[static_cast<size_t>(id)].whole_storage)
     fail("activation offload: no storage ticket {}", id);
   return tickets_[static_cast<size_t>(id)];
 }
 
 namespace {
 constexpr const char* kOffloadedWhy =
-    "it is an activation of a block that train.offload_kept_blocks moved to host memory until backward reaches "
-    "the block, read by something other than a recorded op (only those get it back first)";
+    "it is an activation that activation offload (train.offload_kept_blocks, or train.keep_attention with "
+    "train.offload_activations) moved to host memory until backward reaches its block, read by something other "
+    "than a recorded op (only those get it back first)";
 }  // namespace
 
 int64_t ActivationOffload::stash_storage(std::shared_ptr<Storage> storage) {
@@ -103,6 +104,7 @@ int64_t ActivationOffload::stash_storage(std::shared_ptr<Storage> storage) {
   k.host = acquire(device, k.bytes);
   k.to_host = device.copy_to_host_fenced(pool_[k.host].ptr, storage->data(), k.bytes);
   k.storage = std::move(storage);
+  k.whole_storage = true;
   stashed_bytes_ += static_cast<int64_t>(k.bytes);
   stashed_storage_bytes_ += static_cast<int64_t>(k.bytes);
   tickets_.push_back(std::move(k));
@@ -138,8 +140,11 @@ void ActivationOffload::restore_storage(int64_t id) {
   // Not released (the copy out may still run): the values never left; later work must not overwrite them
   // before the copy has read them.
   k.device->compute_wait(k.to_device != nullptr ? k.to_device : k.to_host);
-  release_ticket(k);  // fences and host buffer; the ticket keeps its storage (values back)
+  release_ticket(k);  // fences and host buffer
   k.taken = true;
+  // The storage is its holders' again: its memory goes when the last of them lets go (a node after its
+  // backward), not when the tickets are dropped at the end of backward.
+  k.storage.reset();
 }
 
 void ActivationOffload::release_ticket(Ticket& k) {

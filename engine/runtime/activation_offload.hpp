@@ -88,7 +88,8 @@ class ActivationOffload {
     Tensor back;               // the device tensor being filled (after prefetch)
     void* to_device = nullptr; // fence of the copy back
     bool taken = false;
-    std::shared_ptr<Storage> storage;  // storage tickets: the storage itself (refilled in place)
+    std::shared_ptr<Storage> storage;  // storage tickets: the storage itself (refilled in place), until taken
+    bool whole_storage = false;        // a storage ticket
     bool released = false;             // its device memory was given back
   };
   struct InFlight {

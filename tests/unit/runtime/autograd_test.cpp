@@ -685,6 +685,30 @@ TEST(Tape, KeptBlockOffloadPrefetchesNoMoreThanBackwardHasFreed) {
   EXPECT_EQ(tape.offloaded_kept_bytes(), (3 * 4 + 2) * bytes);
 }
 
+// A storage brought back from host memory is its holders' again: its memory goes when the last of them lets go
+// (the node after its backward), not when the offload's tickets are dropped at the end of backward, which held
+// every restored block's activations (and kept attention results) through the rest of backward.
+TEST(ActivationOffload, RestoredStorageGoesWithItsLastHolder) {
+  Device& dev = cpu_device();
+  const int64_t n = 1 << 14, bytes = n * 8;
+  ActivationOffload off(/*min_bytes=*/1024);
+  Tensor t = random_f64({n}, 5);
+  std::vector<double> before(static_cast<size_t>(n)), after(static_cast<size_t>(n));
+  t.copy_to_host(before.data(), before.size() * 8);
+  const int64_t base = dev.memory_stats().current_bytes;
+  const int64_t id = off.stash_storage(t.impl()->storage);
+  off.release_storage(id);
+  EXPECT_EQ(dev.memory_stats().current_bytes, base - bytes);
+  EXPECT_THROW((void)t.raw_data(), Error);
+  off.restore_storage(id);
+  EXPECT_EQ(dev.memory_stats().current_bytes, base);
+  t.copy_to_host(after.data(), after.size() * 8);
+  EXPECT_EQ(before, after);
+  t = Tensor();
+  EXPECT_EQ(dev.memory_stats().current_bytes, base - bytes) << "the offload's ticket still holds the storage";
+  off.reset();
+}
+
 // An offloaded value that a later recorded op takes as input comes back first.
 TEST(Tape, KeptBlockOffloadBringsBackAValueUsedAfterItsBlock) {
   Tape tape;
