@@ -16,6 +16,7 @@ PlanModelShape plan_shape_from_config(const nlohmann::json& config);
 // train.activation_checkpointing = "auto": the fewest blocks to recompute for the plan to fit 92% of
 // in.device_memory (the rest is headroom for allocator rounding, the CUDA context and library workspaces);
 // -1 (every block) when nothing fits.
+// Where nothing fits, the fewest blocks whose plan is that of every block recomputed (-1 when that is all).
 int64_t auto_checkpoint_blocks(const PlanInputs& in);
 
 // With "auto" and train.offload_kept_blocks = N: the fewest kept blocks to offload (at most N) for which

@@ -165,10 +165,10 @@ void resolve_auto_checkpointing(session::TrainingSession& session) {
   }
   const MemoryPlan plan = make_memory_plan(in);
   const int32_t layers = in.model.n_layers;
-  if (n < 0 && !plan.fits())
-    spdlog::warn("activation checkpointing auto: even with every block recomputed the plan needs {} of {}; "
-                 "lower train.micro_batch_size or data.max_seq_len",
-                 format_bytes(plan.total_bytes), format_bytes(in.device_memory));
+  if (!plan.fits())
+    spdlog::warn("activation checkpointing auto: even at its least ({} of {} blocks recomputed; recomputing more would "
+                 "not lower it) the plan needs {} of {}; lower train.micro_batch_size or data.max_seq_len",
+                 n < 0 ? layers : n, layers, format_bytes(plan.total_bytes), format_bytes(in.device_memory));
   else
     spdlog::info("activation checkpointing auto: {} of {} blocks recompute (plan {} of {}{})",
                  n < 0 ? layers : n, layers, format_bytes(plan.total_bytes), format_bytes(in.device_memory),

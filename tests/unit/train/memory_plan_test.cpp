@@ -223,6 +223,33 @@ TEST(MemoryPlan, AutoOffloadsNoMoreKeptBlocksThanThePlanNeeds) {
   EXPECT_EQ(auto_offload_kept_blocks(in), 11);
 }
 
+// Where no plan fits the budget, "auto" still recomputes no block that costs nothing to keep: the last block's
+// activations are the height a replayed block has at backward's start, so 27 of 28 blocks recompute at the
+// least memory (with offloaded inputs; without, fewer inputs kept make 27 less than 28).
+TEST(MemoryPlan, AutoKeepsTheLastBlockWhereNothingFits) {
+  PlanInputs in = qwen7b();
+  in.lora_rank = 16;
+  in.lora_targets = {"all-linear"};
+  in.micro_batch_size = 4;
+  in.offload_activations = true;
+  in.device_memory = static_cast<int64_t>(17.28 * double(int64_t(1) << 30));
+  in.checkpoint_blocks = -1;
+  const int64_t all = make_memory_plan(in).total_bytes;
+  ASSERT_GT(all, static_cast<int64_t>(0.92 * double(in.device_memory))) << "the case needs a budget nothing fits";
+  const int64_t n = auto_checkpoint_blocks(in);
+  EXPECT_EQ(n, 27);
+  in.checkpoint_blocks = n;
+  EXPECT_EQ(make_memory_plan(in).total_bytes, all);
+  in.offload_activations = false;
+  in.checkpoint_blocks = -1;
+  const int64_t all_kept_inputs = make_memory_plan(in).total_bytes;
+  const int64_t m = auto_checkpoint_blocks(in);
+  ASSERT_GE(m, 0);
+  EXPECT_LT(m, 28);
+  in.checkpoint_blocks = m;
+  EXPECT_LE(make_memory_plan(in).total_bytes, all_kept_inputs);
+}
+
 TEST(MemoryPlan, AnUnknownDtypeIsAnErrorNotAGuess) {
   PlanInputs in = qwen7b();
   in.lora_rank = 16;  // frozen base weights, counted in their storage dtype

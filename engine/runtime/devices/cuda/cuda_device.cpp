@@ -192,8 +192,9 @@ void* CudaDevice::host_pinned_allocate(size_t bytes) {
   if (err != cudaSuccess) {
     cudaGetLastError();
     fail_with(ENG_ERR_OUT_OF_MEMORY,
-              "{}: cannot pin {} bytes of host memory for offloaded activations: {}; set "
-              "train.offload_activations = false or free host memory",
+              "{}: cannot pin {} bytes of host memory for offloaded activations: {}; pin less (train.keep_attention "
+              "= false halves what train.offload_activations pins; fewer train.offload_kept_blocks; or "
+              "train.offload_activations = false) or free host memory",
               label_, bytes, cudaGetErrorString(err));
   }
   return p;
