@@ -100,6 +100,18 @@ TEST(TinyLora, PlanForAGpuThatIsNotHere) {
       << read_file(dir / "qlora.log");
   EXPECT_NE(read_file(dir / "qlora.log").find("quantized projection elements"), std::string::npos)
       << read_file(dir / "qlora.log");
+  // The long-context QLoRA recipe: its options load together and the plan counts the kept attention results.
+  ASSERT_EQ(run_engine({"plan", (source_dir() / "recipes/qwen7b_qlora_32k.toml").string(), "--set",
+                        "model.path=" + (source_dir() / "tests/data/models/qwen2.5-7b-instruct").string(),
+                        "--device-memory", "24"},
+                       dir / "qlora_32k.log"),
+            0)
+      << read_file(dir / "qlora_32k.log");
+  const std::string long_plan = read_file(dir / "qlora_32k.log");
+  EXPECT_NE(long_plan.find("(offloaded to host memory, 2 on the device) + the attention outputs and statistics of 1 "
+                           "more + one block replayed, 32768 tokens"),
+            std::string::npos)
+      << long_plan;
 }
 
 // `engine run` without a recipe, outside a checkout: the embedded tiny_lora recipe and dataset are written to
