@@ -17,6 +17,10 @@ bool ActivationOffload::wants(const Tensor& t) const {
   return t.defined() && t.is_contiguous() && t.nbytes() >= min_bytes_;
 }
 
+bool ActivationOffload::wants_storage(const Storage* st) const {
+  return st != nullptr && !st->released() && !st->borrowed() && st->bytes() >= min_bytes_;
+}
+
 size_t ActivationOffload::acquire(Device& device, size_t bytes) {
   // Block inputs all have one size, so an exact match is the common case; a larger free buffer serves too.
   size_t best = pool_.size();

@@ -37,6 +37,8 @@ class ActivationOffload {
   size_t min_bytes() const { return min_bytes_; }
   // Whether `t` is worth offloading: defined, contiguous, at least min_bytes.
   bool wants(const Tensor& t) const;
+  // Whether stash_storage can take `st` and it is worth it: owned, holding its memory, at least min_bytes.
+  bool wants_storage(const Storage* st) const;
   // Starts the copy of `t` to host memory and returns its ticket. `t` stays referenced until the next
   // retire_in_flight().
   int64_t stash(const Tensor& t);

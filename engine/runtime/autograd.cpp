@@ -260,7 +260,7 @@ void Tape::stash_kept(Segment& seg) {
   for (size_t k = from; k + 1 < seg.last; ++k)
     for (const auto& w : entries_[k].output_storages) {
       std::shared_ptr<Storage> st = w.lock();
-      if (!st || st->released() || st->borrowed() || st->bytes() < offload_->min_bytes()) continue;
+      if (!offload_->wants_storage(st.get())) continue;
       if (skip.count(st.get()) != 0 || offloaded_.count(st.get()) != 0) continue;
       const Storage* key = st.get();
       const int64_t ticket = offload_->stash_storage(std::move(st));
@@ -333,7 +333,7 @@ void Tape::stash_inputs(Segment& seg) {
     for (const Tensor& t : entries_[k].node->memo()) {
       if (!t.defined()) continue;
       std::shared_ptr<Storage> st = t.impl()->storage;
-      if (!st || st->released() || st->borrowed() || st->bytes() < offload_->min_bytes()) continue;
+      if (!offload_->wants_storage(st.get())) continue;
       if (!seen.insert(st.get()).second) continue;
       memo_stashed_ += static_cast<int64_t>(st->bytes());
       const int64_t ticket = offload_->stash_storage(std::move(st));
