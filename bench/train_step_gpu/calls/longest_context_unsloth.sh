@@ -6,7 +6,7 @@
 # take about 650 s (202 s at 256k, growing with the square), longer than one device call, so a run that neither
 # trains nor fails within the limit reports the device memory it had reached (nvidia-smi, every 0.5 s).
 # The engine's side is longest_context_engine.sh (the same length). Before it, the labelled cuda kernel tests.
-#   here:   ENGINE_PACK_TESTS="$(cd build && ctest -N -L cuda | awk '/Test +#: cuda_/{print $3}')" scripts/device/pack.sh
+#   here:   ENGINE_PACK_TESTS="<the cuda tests, about a dozen: the carry limit>" scripts/device/pack.sh; TESTS_RE names them
 #           mkdir -p .peers && cp ../shared/peers/* .peers/
 #   device: scripts/device/run.sh bash bench/train_step_gpu/calls/longest_context_unsloth.sh   (carry .device, .peers)
 set -uo pipefail
@@ -14,7 +14,7 @@ start=$SECONDS
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 if [[ ${SKIP_TESTS:-0} != 1 ]]; then
   echo "=== ctest cuda_* $(date +%T)"
-  timeout 200 ctest --test-dir build -R '^cuda_' --output-on-failure --timeout 150 -j2 2>&1 | grep -vE "^\[ *(RUN|OK) " |
+  timeout 200 ctest --test-dir build -R "${TESTS_RE:-^cuda_}" --output-on-failure --timeout 150 -j2 2>&1 | grep -vE "^\[ *(RUN|OK) " |
     tee "$OUT/ctest_cuda.log" | grep -E "tests passed|FAILED|Failure|Expected|Which is|rror|Not Run|Timeout" | head -40
 fi
 tar -C /tmp -xzf .peers/peer-packages.tgz
