@@ -16,7 +16,7 @@ smi=$!
 timeout 585 python3 bench/train_step_gpu/bench.py --model-dir /tmp/q7 --recipe recipes/qwen7b_qlora.toml \
   --set optimizer.plugin=adamw --bs 1 --seq $seq --steps 1 --warmup 0 --checkpointing true \
   --set train.offload_activations=true --set train.deterministic=false --label qlora-$seq \
-  --out "$OUT/results.jsonl" --work /tmp/eb_$seq > "$OUT/engine_$seq.out" 2>&1
+  --timeout 550 --out "$OUT/results.jsonl" --work /tmp/eb_$seq > "$OUT/engine_$seq.out" 2>&1
 echo "rc=$? $(date +%T)"
 kill $smi 2>/dev/null
 grep -E "RESULT|bench:" "$OUT/engine_$seq.out" | sed -E 's/"losses".*//' | cut -c1-500
