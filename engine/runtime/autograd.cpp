@@ -127,6 +127,11 @@ std::vector<Tensor> Tape::apply(std::unique_ptr<Node> node, const std::vector<Te
     // An op applied while backward runs is one that a node's backward called (a plugin's custom op): profiled
     // as such, not as the forward's.
     OpTimer timer(profile_device(inputs), node->name(), in_backward_ ? "in backward" : "forward");
+    if (record && !checkpointed) {
+      std::vector<bool> needs(inputs.size());
+      for (size_t i = 0; i < inputs.size(); ++i) needs[i] = requires_grad(inputs[i]);
+      node->set_input_needs_grad(std::move(needs));
+    }
     outputs = node->forward(inputs, record && !checkpointed);
   }
   if (!record) return outputs;
@@ -512,6 +517,7 @@ void Tape::replay(const Segment& seg) {
     std::vector<Tensor> outs;
     {
       OpTimer timer(profile_device(inputs), e.node->name(), "replay");
+      e.node->set_input_needs_grad(e.input_needs_grad);
       outs = e.node->forward(inputs, /*save=*/true);
     }
     ++stats_.nodes_replayed;

@@ -7,6 +7,7 @@
 // needs when `save` is true; release_saved() drops it once backward is done or the block is checkpointed.
 #pragma once
 
+#include <utility>
 #include <vector>
 
 #include "engine/runtime/tensor.hpp"
@@ -41,6 +42,17 @@ class Node {
   // takes them instead of recomputing: the same bits, since forward is a pure function of the inputs.
   virtual bool memoize() { return false; }
   virtual std::vector<Tensor> memo() const { return {}; }
+
+  // Which inputs backward will be asked a gradient for: the tape sets it before each forward(save = true), so
+  // that a node can save less where a gradient is not wanted (linear keeps x only for its weight's gradient,
+  // which a frozen base weight never has). Never set (a node run outside a tape): every input's is wanted.
+  void set_input_needs_grad(std::vector<bool> needs) { input_needs_grad_ = std::move(needs); }
+
+ protected:
+  bool input_needs_grad(size_t i) const { return i >= input_needs_grad_.size() || input_needs_grad_[i]; }
+
+ private:
+  std::vector<bool> input_needs_grad_;
 };
 
 }  // namespace engine::rt

@@ -3,6 +3,7 @@
 #include <spdlog/fmt/fmt.h>
 
 #include <algorithm>
+#include <initializer_list>
 #include <cmath>
 
 #include "engine/core/error.hpp"
@@ -46,12 +47,14 @@ const std::vector<std::string>& block_linear_names() {
 
 // Per token and block, what the autograd tape keeps for backward (elements), op by op as engine/runtime/ops
 // saves them (a tensor saved by two ops, or a view of another, counts once; outputs no op saves are freed at
-// once):
-//   rms_norm x2          its input (C) and its output, which the next linears save (C), + 1/rms (1)
+// once). A frozen base projection keeps only its weight (its input serves the weight's gradient alone), so a
+// projection's input is saved where the projection trains (full fine-tuning) or LoRA targets it (its A saves it):
+//   rms_norm x2          its input (C) and 1/rms (1); its output (C) where q/k/v (the first) or gate/up (the
+//                        second) save it
 //   q, k, v              the rotated q and k (Hq*D + Hkv*D) and v (Hkv*D), saved by attention; the
 //                        projections' own outputs die after rope
-//   attention            its output (Hq*D, saved by o_proj too) and the log-sum-exp per head (Hq)
-//   mlp                  gate and up (saved by swiglu) and swiglu's output (saved by down_proj): 3*I
+//   attention            its output (Hq*D, the input of o_proj) and the log-sum-exp per head (Hq)
+//   mlp                  gate and up (saved by swiglu) and swiglu's output where down_proj saves it: 2I or 3I
 //   LoRA per target      x A^T (r), saved by the B matmul
 // Outside the blocks: the final norm's input and output (2C), the loss's log-sum-exp, ids/labels/positions.
 // Under tensor parallelism (tp) a rank holds its heads' and its MLP slice's activations: 1/world of q, k, v, the
@@ -68,10 +71,19 @@ int64_t activation_elements_per_token(const PlanInputs& in) {
   const int64_t q = int64_t(m.n_heads) * m.head_dim / tp;
   const int64_t kv = int64_t(m.n_kv_heads) * m.head_dim / tp;
   const int64_t i = m.intermediate_size / tp;
-  int64_t e = 2 * (2 * c + 1);  // two norms
-  e += q + 2 * kv;              // roped q, k and v
-  e += q + m.n_heads / tp;      // attention output and statistics
-  e += 3 * i;                   // mlp
+  const bool full = in.lora_rank <= 0;
+  const auto saves_input = [&](std::initializer_list<const char*> names) {
+    if (full) return true;
+    for (const char* n : names)
+      if (targeted(in, n)) return true;
+    return false;
+  };
+  int64_t e = 2 * (c + 1);                                        // the norms' inputs and 1/rms
+  if (saves_input({"q_proj", "k_proj", "v_proj"})) e += c;        // the first norm's output
+  if (saves_input({"gate_proj", "up_proj"})) e += c;              // the second's
+  e += q + 2 * kv;                                                // roped q, k and v
+  e += q + m.n_heads / tp;                                        // attention output and statistics
+  e += 2 * i + (saves_input({"down_proj"}) ? i : 0);              // mlp
   if (in.lora_rank > 0) {
     for (const auto& l : block_linears(m)) {
       if (targeted(in, l.name)) e += in.lora_rank;
@@ -80,17 +92,23 @@ int64_t activation_elements_per_token(const PlanInputs& in) {
   return e;
 }
 
-// Per token, what one block's replay holds at its height (elements). Activation checkpointing replays a block
-// before its backward (engine/runtime/autograd.cpp, Tape::replay); each value goes once its last consumer in
-// the block ran, so the replay holds what the block's nodes save (activation_elements_per_token) plus the
-// values not yet consumed: at most the two summands of one projection's output (LoRA on gate/up: the base
-// output and the adapter's, 2I; else a projection's output and the residual sum, 2C).
-int64_t block_output_elements_per_token(const PlanInputs& in) {
+// Per token, what is alive beyond a block's saved tensors (elements) at the height of its forward or replay
+// (engine/runtime/autograd.cpp, Tape::replay: each value goes once its last consumer in the block ran): the
+// summands of one projection's output that nothing saves. With LoRA on gate/up, up's base output and adapter
+// output while up itself is made, before SwiGLU's output exists: I (2I alive, SwiGLU's I not yet); with LoRA on
+// down_proj, its two summands and their sum after every saved tensor of the block exists: 3C; else a
+// projection's output and the residual sum: 2C.
+int64_t block_pending_elements_per_token(const PlanInputs& in) {
   const int64_t i = in.model.intermediate_size / tp_parts(in);
-  bool lora_mlp = false;
+  const int64_t c = in.model.hidden_size;
+  bool lora_gate_up = false, lora_down = false;
   if (in.lora_rank > 0)
-    for (const auto& l : block_linears(in.model)) lora_mlp = lora_mlp || (targeted(in, l.name) && l.out == in.model.intermediate_size);
-  return activation_elements_per_token(in) + (lora_mlp ? 2 * i : 2 * in.model.hidden_size);
+    for (const auto& l : block_linears(in.model)) {
+      if (!targeted(in, l.name)) continue;
+      lora_gate_up = lora_gate_up || l.out == in.model.intermediate_size;
+      lora_down = lora_down || l.in == in.model.intermediate_size;
+    }
+  return std::max(lora_gate_up ? i : 0, lora_down ? 3 * c : 2 * c);
 }
 
 namespace {
@@ -293,7 +311,7 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
       memo ? fmt::format(" + the attention outputs and statistics of {} more", memo_blocks) : "";
   if (in.activation_checkpointing && ckpt == m.n_layers) {
     // each block keeps its input; in backward one block at a time is replayed, holding all its outputs
-    act_elems = inputs_on_device * m.hidden_size * tokens + memo + block_output_elements_per_token(in) * tokens;
+    act_elems = inputs_on_device * m.hidden_size * tokens + memo + activation_elements_per_token(in) * tokens;
     act_detail = fmt::format("checkpointed: block inputs of {} blocks{}{} + one block replayed, {} tokens",
                              m.n_layers, where, memo_detail, tokens);
   } else if (in.activation_checkpointing && ckpt > 0) {
@@ -301,7 +319,7 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
     // checkpointed first N, those are freed.
     const int64_t kept = resident_kept_blocks(m.n_layers, ckpt, in.offload_kept_blocks) * per_block + cheap;
     act_elems = inputs_on_device * m.hidden_size * tokens + memo +
-                std::max(kept, block_output_elements_per_token(in) * tokens);
+                std::max(kept, activation_elements_per_token(in) * tokens);
     act_detail = fmt::format("{} of {} blocks checkpointed (the first){}{}, {} elements/token/block kept by the "
                              "others{}{}, {} tokens",
                              ckpt, m.n_layers, where, memo_detail, per_block / std::max<int64_t>(tokens, 1),
@@ -316,12 +334,17 @@ MemoryPlan make_memory_plan(const PlanInputs& in) {
   plan.components.push_back({"activations", act_elems * abytes, act_detail});
   plan.components.push_back({"inputs", 3 * tokens * 4, "ids, labels, positions (int32)"});
 
-  // Backward: the gradients alive at once at the top of a block (the mlp's: down's input gradient (I) and
-  // the residual stream's (2C)), in the compute dtype; the fused loss never holds a full (N, V) logit matrix.
-  const int64_t transient = tokens * (m.intermediate_size + 2 * m.hidden_size) * abytes;
+  // On top of the saved tensors, the larger of two moments that never overlap (in the compute dtype): a block's
+  // forward or replay at its height (its unsaved summands, block_pending_elements_per_token, and the gradient
+  // arriving from the block above, C) and its backward at the top (down's input gradient, I, and the residual
+  // stream's, 2C). The fused loss never holds a full (N, V) logit matrix.
+  const int64_t i_part = m.intermediate_size / tp_parts(in);
+  const int64_t transient =
+      tokens * std::max(block_pending_elements_per_token(in) + m.hidden_size, i_part + 2 * m.hidden_size) * abytes;
   const int64_t ws = in.cuda ? (int64_t(32) << 20) + transient : transient;
   plan.components.push_back(
-      {"workspace", ws, in.cuda ? "cuBLASLt workspace + backward gradients" : "backward gradients"});
+      {"workspace", ws, in.cuda ? "cuBLASLt workspace + a block's unsaved values or backward gradients"
+                                 : "a block's unsaved values or backward gradients"});
 
   for (const auto& c : plan.components) plan.total_bytes += c.bytes;
   return plan;

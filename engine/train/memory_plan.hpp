@@ -13,12 +13,13 @@
 //   optimizer       trainable elements * the optimizer's state_bytes_per_element
 //   activations     what the autograd tape keeps for backward: per token and block, the tensors each op saves
 //                   (see activation_elements_per_token), times B*T and the number of blocks; with
-//                   activation checkpointing each block's input, plus what the one block being
-//                   replayed holds (block_output_elements_per_token); with N of L blocks checkpointed (the first
-//                   N), the larger of the end of forward (N inputs + L-N blocks' saved tensors) and the
-//                   replay of block N-1 (N inputs + one block's outputs)
+//                   activation checkpointing each block's input, plus the saved tensors of the one block being
+//                   replayed; with N of L blocks checkpointed (the first N), the larger of the end of forward
+//                   (N inputs + L-N blocks' saved tensors) and the replay of block N-1 (N inputs + one block's)
 //   inputs          ids, labels and positions of a micro-batch
-//   workspace       gradients alive at once in backward (+ the cuBLASLt workspace on CUDA)
+//   workspace       the larger of a block's unsaved values at its forward's or replay's height
+//                   (block_pending_elements_per_token, + the gradient arriving) and the gradients alive at once
+//                   in its backward (+ the cuBLASLt workspace on CUDA)
 //   pipeline        pp only: the plan of the busiest stage (PlanInputs::pp_size); layers: of the busiest device
 //   gathered        zero3 only: the full values (and full gradients of the trainable ones) of the largest
 //                   block and of the parameters outside blocks, which exist whole while they are used; the
@@ -109,8 +110,8 @@ const std::vector<std::string>& block_linear_names();
 // Elements the autograd tape keeps per token for one block without checkpointing (see the .cpp).
 int64_t activation_elements_per_token(const PlanInputs& in);
 
-// Elements of every output of one block's ops per token (what a checkpoint replay holds at once).
-int64_t block_output_elements_per_token(const PlanInputs& in);
+// Elements per token alive beyond one block's saved tensors at the height of its forward or replay.
+int64_t block_pending_elements_per_token(const PlanInputs& in);
 
 MemoryPlan make_memory_plan(const PlanInputs& in);
 

@@ -56,8 +56,13 @@ class LinearNode final : public Node {
     // y (N, out) = x (N, in) @ W^T (in, out) [+ b on every row]
     kt.gemm(product_args(false, true, N, out_f, in, in, in, false), x, w, y, b);
     if (save) {
-      x_ = detail::saved_input(inputs[0], x);
+      // x serves only the weight's gradient: a frozen weight (the base of LoRA) keeps W alone, so that x can go
+      // as soon as its other holders are done with it (in backward the input gradient of down_proj, I
+      // elements a token, was allocated while this node still held the SwiGLU output it no longer needed).
+      x_ = input_needs_grad(1) ? detail::saved_input(inputs[0], x) : Tensor();
+      x_shape_ = x.shape();
       w_ = detail::saved_input(inputs[1], w);
+      saved_ = true;
       ct_ = ct;
       has_bias_ = b.defined();
     }
@@ -68,28 +73,30 @@ class LinearNode final : public Node {
                                const std::vector<bool>& needs_grad) override {
     std::vector<Tensor> grads(needs_grad.size());
     if (!grad_outputs[0].defined()) return grads;
-    if (!x_.defined()) fail("linear: backward without a saved forward");
-    const KernelTable& kt = x_.device().kernels();
+    if (!saved_) fail("linear: backward without a saved forward");
+    const bool want_dw = needs_grad.size() > 1 && needs_grad[1];
+    if (want_dw && !x_.defined())
+      fail("linear: backward asked for the weight's gradient, but its forward was told the weight needs none");
+    const KernelTable& kt = w_.device().kernels();
     const DType ct = ct_;
     Tensor dy = detail::as_compute(grad_outputs[0], ct);  // (..., out)
-    const int64_t in = w_.dim(1), out_f = w_.dim(0), N = x_.numel() / std::max<int64_t>(in, 1);
-    const Tensor x =
-        needs_grad.size() > 1 && needs_grad[1] ? detail::as_compute(x_, ct) : Tensor();  // (N, in)
-    const Tensor w = needs_grad[0] ? detail::as_compute(w_, ct) : Tensor();              // (out, in)
+    const int64_t in = w_.dim(1), out_f = w_.dim(0), N = x_shape_.numel() / std::max<int64_t>(in, 1);
+    const Tensor x = want_dw ? detail::as_compute(x_, ct) : Tensor();   // (N, in)
+    const Tensor w = needs_grad[0] ? detail::as_compute(w_, ct) : Tensor();  // (out, in)
     if (needs_grad[0]) {
-      Tensor dx = Tensor::empty(x_.shape(), ct, x_.device());
+      Tensor dx = Tensor::empty(x_shape_, ct, w_.device());
       // dx (N, in) = dy (N, out) @ W (out, in)
       kt.gemm(product_args(false, false, N, in, out_f, out_f, in, false), dy, w, dx, Tensor());
       grads[0] = dx;
     }
-    if (needs_grad.size() > 1 && needs_grad[1]) {
-      Tensor dw = Tensor::empty(w_.shape(), ct, x_.device());
+    if (want_dw) {
+      Tensor dw = Tensor::empty(w_.shape(), ct, w_.device());
       // dW (out, in) = dy^T (out, N) @ x (N, in)
       kt.gemm(product_args(true, false, out_f, in, N, out_f, in, false), dy, x, dw, Tensor());
       grads[1] = dw;
     }
     if (needs_grad.size() > 2 && needs_grad[2] && has_bias_) {
-      Tensor db = Tensor::empty({out_f}, ct, x_.device());
+      Tensor db = Tensor::empty({out_f}, ct, w_.device());
       kt.sum_rows(dy, db);  // db (out) = sum_n dy[n]
       grads[2] = db;
     }
@@ -99,10 +106,13 @@ class LinearNode final : public Node {
   void release_saved() override {
     x_ = Tensor();
     w_ = Tensor();
+    saved_ = false;
   }
 
  private:
   Tensor x_, w_;
+  Dims x_shape_;
+  bool saved_ = false;
   DType ct_ = ENG_F32;
   bool has_bias_ = false;
 };

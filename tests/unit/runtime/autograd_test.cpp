@@ -211,6 +211,77 @@ TEST(Tape, BackwardReleasesSavedTensorsAndFreesMemory) {
   EXPECT_EQ(dev.memory_stats().current_bytes - before, static_cast<int64_t>(sink->grad().nbytes()));
 }
 
+// Records, at each forward that saves, which inputs the tape says need a gradient ({a, b} -> a * b).
+class NeedsProbeNode final : public Node {
+ public:
+  explicit NeedsProbeNode(std::vector<std::vector<bool>>* seen) : seen_(seen) {}
+  const char* name() const override { return "test.needs_probe"; }
+  std::vector<Tensor> forward(const std::vector<Tensor>& in, bool save) override {
+    if (save) {
+      seen_->push_back({input_needs_grad(0), input_needs_grad(1)});
+      a_ = in[0], b_ = in[1];
+    }
+    return {testing::map2(in[0], in[1], [](double x, double y) { return x * y; })};
+  }
+  std::vector<Tensor> backward(const std::vector<Tensor>& g, const std::vector<bool>& needs) override {
+    std::vector<Tensor> r(2);
+    if (needs[0]) r[0] = testing::map2(g[0], b_, [](double x, double y) { return x * y; });
+    if (needs[1]) r[1] = testing::map2(g[0], a_, [](double x, double y) { return x * y; });
+    return r;
+  }
+  void release_saved() override { a_ = b_ = Tensor(); }
+
+ private:
+  std::vector<std::vector<bool>>* seen_;
+  Tensor a_, b_;
+};
+
+// A node saves less where an input needs no gradient (linear: a frozen weight's input), so the tape must say
+// which do before each saving forward: the recorded forward and a checkpointed block's replay alike.
+TEST(Tape, NodesAreToldWhichInputsNeedAGradientInForwardAndReplay) {
+  for (bool checkpointed : {false, true}) {
+    Tape tape;
+    tape.set_checkpointing(checkpointed);
+    std::vector<std::vector<bool>> seen;
+    const Tensor a0 = random_f64({8}, 31), frozen = random_f64({8}, 32);
+    auto sink = sink_for(a0);
+    tape.block_begin(0);
+    Tensor y = run1(tape, std::make_unique<NeedsProbeNode>(&seen), {tape.leaf(a0, sink), frozen});
+    tape.block_end(0);
+    Tensor loss = run1(tape, std::make_unique<SumNode>(nullptr), {y});
+    y = Tensor();
+    tape.backward(loss);
+    ASSERT_EQ(seen.size(), 1u) << (checkpointed ? "replay" : "forward");
+    EXPECT_EQ(seen[0], (std::vector<bool>{true, false})) << (checkpointed ? "replay" : "forward");
+    std::vector<double> g(8), f(8);
+    sink->grad().copy_to_host(g.data(), g.size() * sizeof(double));
+    frozen.copy_to_host(f.data(), f.size() * sizeof(double));
+    EXPECT_EQ(g, f);
+  }
+}
+
+// The whole path: on the tape, linear of a frozen weight holds not its input, which goes with its last holder.
+TEST(Tape, LinearOfAFrozenWeightLetsItsInputGo) {
+  Tape tape;
+  const Tensor a0 = random_f64({6, 4}, 33), w = random_f64({3, 4}, 34);
+  auto sink = sink_for(a0);
+  const Tensor a = tape.leaf(a0, sink);
+  Tensor h = run1(tape, std::make_unique<AddNode>(nullptr), {a, a});  // 2a, saved by nothing else
+  std::weak_ptr<Storage> hs = h.impl()->storage;
+  Tensor y = run1(tape, ops::make_linear(), {h, w});
+  h = Tensor();
+  EXPECT_TRUE(hs.expired()) << "linear held the input of a weight that needs no gradient";
+  Tensor loss = run1(tape, std::make_unique<SumNode>(nullptr), {y});
+  y = Tensor();
+  tape.backward(loss);
+  // d/da sum((2a) W^T) = 2 * (column sums of W) in every row.
+  std::vector<double> g(24), wv(12);
+  sink->grad().copy_to_host(g.data(), g.size() * sizeof(double));
+  w.copy_to_host(wv.data(), wv.size() * sizeof(double));
+  for (int r = 0; r < 6; ++r)
+    for (int k = 0; k < 4; ++k) EXPECT_DOUBLE_EQ(g[r * 4 + k], 2 * (wv[k] + wv[4 + k] + wv[8 + k]));
+}
+
 TEST(Tape, NodeReturningItsInputGetsAFreshIdentity) {
   Tape tape;
   Tensor x0 = random_f64({3}, 13);

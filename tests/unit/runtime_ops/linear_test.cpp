@@ -1,6 +1,10 @@
 // Linear, matmul and embedding: forward against plain loops, backward against finite differences in fp64.
 #include <gtest/gtest.h>
 
+#include <memory>
+#include <string>
+
+#include "engine/core/error.hpp"
 #include "engine/runtime/ops/ops.hpp"
 #include "op_test_support.hpp"
 
@@ -33,6 +37,38 @@ TEST(Linear, Gradients) {
          b = random_tensor({7}, ENG_F64, 6);
   expect_gradients_match([] { return ops::make_linear(); }, {x, w, b}, {true, true, true});
   expect_gradients_match([] { return ops::make_linear(); }, {x, w, Tensor()}, {true, true, false});
+}
+
+// A frozen weight (LoRA's and QLoRA's base) needs no input for backward: the node must not hold x, so that x
+// goes with its last other holder (on an H200 at 8,192 tokens, down_proj's input gradient was allocated while
+// the node still held SwiGLU's output, I elements a token over the step's peak).
+TEST(Linear, FrozenWeightKeepsNotItsInput) {
+  Tensor x = random_tensor({2, 3, 5}, ENG_F64, 7), w = random_tensor({4, 5}, ENG_F64, 8);
+  Tensor dy = random_tensor({2, 3, 4}, ENG_F64, 9);
+  auto full = ops::make_linear();
+  full->forward({x, w}, true);
+  const auto dx_full = values(full->backward({dy}, {true, true})[0]);
+  full->release_saved();
+
+  auto frozen = ops::make_linear();
+  frozen->set_input_needs_grad({true, false});
+  std::weak_ptr<Storage> xs = x.impl()->storage;
+  frozen->forward({x, w}, true);
+  x = Tensor();
+  EXPECT_TRUE(xs.expired()) << "linear kept its input for a weight that needs no gradient";
+  const std::vector<Tensor> g = frozen->backward({dy}, {true, false});
+  EXPECT_FALSE(g[1].defined());
+  EXPECT_EQ(values(g[0]), dx_full);
+
+  auto told = ops::make_linear();
+  told->set_input_needs_grad({true, false});
+  told->forward({random_tensor({3, 5}, ENG_F64, 10), w}, true);
+  try {
+    told->backward({random_tensor({3, 4}, ENG_F64, 11)}, {true, true});
+    ADD_FAILURE() << "a weight gradient was computed without the saved input";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("told the weight needs none"), std::string::npos) << e.what();
+  }
 }
 
 // Reference: (batch, M, N) = op(a) op(b), b optionally without batch dims.

@@ -60,6 +60,30 @@ TEST(MemoryPlan, FullFineTuningNeedsMastersGradientsAndStateForEverything) {
   EXPECT_NE(format_memory_plan(p, "cuda:0").find("DOES NOT FIT"), std::string::npos);
 }
 
+// What a block holds per token beyond its saved tensors, and which inputs its projections save, by what LoRA
+// targets (Qwen2.5-7B: C = 3,584, I = 18,944, q = 3,584, kv = 512, 28 heads, r = 16).
+TEST(MemoryPlan, FrozenProjectionsSaveNoInputAndPendingSummandsFollowTheTargets) {
+  PlanInputs in = qwen7b();
+  in.lora_rank = 16;
+  in.lora_targets = {"all-linear"};
+  // up's base and adapter outputs while up is made, SwiGLU's output not yet there: I
+  EXPECT_EQ(block_pending_elements_per_token(in), 18944);
+  // norms' inputs and 1/rms, both norms' outputs, roped q/k and v, attention output and statistics, gate, up,
+  // SwiGLU's output, x A^T of the seven targets
+  EXPECT_EQ(activation_elements_per_token(in),
+            2 * (3584 + 1) + 2 * 3584 + (3584 + 2 * 512) + (3584 + 28) + 3 * 18944 + 7 * 16);
+  in.lora_targets = {"q_proj", "v_proj"};
+  EXPECT_EQ(block_pending_elements_per_token(in), 2 * 3584);  // a projection's output and the residual sum
+  // the MLP's input (the second norm's output) and down_proj's (SwiGLU's output) are saved by nothing
+  EXPECT_EQ(activation_elements_per_token(in),
+            2 * (3584 + 1) + 3584 + (3584 + 2 * 512) + (3584 + 28) + 2 * 18944 + 2 * 16);
+  in.lora_targets = {"down_proj"};
+  EXPECT_EQ(block_pending_elements_per_token(in), 3 * 3584);  // down's two summands and their sum
+  in.lora_rank = 0;  // full fine-tuning: every projection saves its input
+  EXPECT_EQ(activation_elements_per_token(in),
+            2 * (3584 + 1) + 2 * 3584 + (3584 + 2 * 512) + (3584 + 28) + 3 * 18944);
+}
+
 TEST(MemoryPlan, CheckpointingShrinksActivations) {
   PlanInputs in = qwen7b();
   in.lora_rank = 16;
