@@ -47,4 +47,4 @@ class Ddp : public engine::sdk::Parallel {
 }  // namespace
 
 ENGINE_REGISTER_PARALLEL(Ddp, "ddp", "0.1.0", "data parallel: replicated parameters, gradients summed over ranks in buckets",
-                         kSchema, ENG_CAP_DEVICE_CPU | ENG_CAP_DEVICE_CUDA)
+                         kSchema, ENG_CAP_DEVICE_CPU | ENG_CAP_DEVICE_CUDA | ENG_PAR_CAP_QUANTIZED)

@@ -77,4 +77,4 @@ class Zero2 : public engine::sdk::Parallel {
 
 ENGINE_REGISTER_PARALLEL(Zero2, "zero2", "0.1.0",
                          "ZeRO-2: optimizer state and gradients sharded over ranks by parameter, parameters replicated",
-                         kSchema, ENG_CAP_DEVICE_CPU | ENG_CAP_DEVICE_CUDA)
+                         kSchema, ENG_CAP_DEVICE_CPU | ENG_CAP_DEVICE_CUDA | ENG_PAR_CAP_QUANTIZED)

@@ -1,5 +1,5 @@
 // ddp and zero2 with several processes on the CPU (Gloo), through the `engine` binary:
-//   - tiny_lora and tiny_full at 2 and 3 ranks give the per-step losses of 1 rank with the same global batch
+//   - tiny_lora, tiny_full and tiny_qlora at 2 and 3 ranks give the per-step losses of 1 rank with the same global batch
 //     (6 rows: 1 x 6, 2 x 3, 3 x 2; relative difference below 1e-5 over 20 steps) and the same final weights;
 //   - zero2: each rank's gradients + optimizer state after a step are 1/world of ddp's (balanced within 10%),
 //     and the allocator's live bytes fall by that much;
@@ -89,6 +89,11 @@ void equivalence(const Job& job) {
 TEST(Ddp, TinyLoraDdpAndZero2OnTwoAndThreeRanksMatchOneRank) { equivalence(kLora); }
 
 TEST(Ddp, TinyFullDdpAndZero2OnTwoAndThreeRanksMatchOneRank) { equivalence(kFull); }
+
+// QLoRA on several ranks: the nf4 base is frozen and quantized alike on every rank from the same file, so
+// replicating it (ddp, zero2) needs nothing of the strategy; both declare ENG_PAR_CAP_QUANTIZED (the recipe
+// loader refused the pair before, while every sharding strategy's refusal told the user to take ddp).
+TEST(Ddp, TinyQloraDdpAndZero2OnTwoAndThreeRanksMatchOneRank) { equivalence(kQLora); }
 
 TEST(Ddp, TorchrunAndSlurmEnvironmentsRendezvousLikeTheLauncher) {
   const fs::path dir = fresh_dir("ddp_env");

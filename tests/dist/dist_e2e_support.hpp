@@ -22,12 +22,13 @@ inline constexpr int kSteps = 20;
 inline constexpr int kGlobalRows = 6;
 
 struct Job {
-  std::string recipe;    // tiny_lora or tiny_full
+  std::string recipe;    // tiny_lora, tiny_full or tiny_qlora
   std::string weights;   // adapter_model.safetensors or model.safetensors
 };
 
 inline const Job kLora{"tiny_lora", "adapter_model.safetensors"};
 inline const Job kFull{"tiny_full", "model.safetensors"};
+inline const Job kQLora{"tiny_qlora", "adapter_model.safetensors"};
 
 inline std::vector<std::string> run_args(const Job& job, const fs::path& model, const fs::path& out, int world,
                                   std::vector<std::string> extra = {}) {
