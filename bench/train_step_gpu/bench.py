@@ -48,7 +48,7 @@ p.add_argument("--set", action="append", default=[], help="extra --set for engin
 p.add_argument("--label", default="", help="setting name in the result")
 p.add_argument("--work", default="/tmp/engine_bench")
 p.add_argument("--out", help="append the result as one JSON line")
-p.add_argument("--timeout", type=int, default=400)
+p.add_argument("--timeout", type=int, default=400, help="seconds for the engine run (a long-context step can take minutes)")
 a = p.parse_args()
 
 os.makedirs(a.work, exist_ok=True)
@@ -104,7 +104,16 @@ for k, v in sets.items():
 for s in a.set:
     cmd += ["--set", s]
 t = time.time()
-proc = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
+try:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
+except subprocess.TimeoutExpired as e:
+    # Keep what the run printed (a step of a long row can take minutes): the log says how far it got.
+    def text(b):
+        return b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+    with open(os.path.join(a.work, "engine_run.log"), "w") as f:
+        f.write(text(e.stdout) + text(e.stderr))
+    sys.exit(f"bench: engine run still running after --timeout {a.timeout} s (stopped; its output so far is in "
+             f"{os.path.join(a.work, 'engine_run.log')}): give a larger --timeout")
 log = proc.stdout + proc.stderr
 with open(os.path.join(a.work, "engine_run.log"), "w") as f:
     f.write(log)
