@@ -115,8 +115,12 @@ std::vector<Tensor> Tape::apply(std::unique_ptr<Node> node, const std::vector<Te
       if (meta == nullptr) continue;
       if (auto it = evicted_.find(meta->value_id); it != evicted_.end()) recompute(it->second);
     }
-  bool record = grad_enabled_ && !in_backward_ &&
-                std::any_of(inputs.begin(), inputs.end(), [](const Tensor& t) { return requires_grad(t); });
+  std::vector<bool> needs;  // which inputs need a gradient, for the node's saving forward and for backward
+  if (grad_enabled_ && !in_backward_) {
+    needs.resize(inputs.size());
+    for (size_t i = 0; i < inputs.size(); ++i) needs[i] = requires_grad(inputs[i]);
+  }
+  const bool record = std::find(needs.begin(), needs.end(), true) != needs.end();
   const bool checkpointed =
       record && open_segment_ >= 0 && segments_[static_cast<size_t>(open_segment_)].checkpointed;
   const bool evictable = record && recompute_cheap_ && open_segment_ >= 0 && !checkpointed && node->recomputable();
@@ -127,11 +131,7 @@ std::vector<Tensor> Tape::apply(std::unique_ptr<Node> node, const std::vector<Te
     // An op applied while backward runs is one that a node's backward called (a plugin's custom op): profiled
     // as such, not as the forward's.
     OpTimer timer(profile_device(inputs), node->name(), in_backward_ ? "in backward" : "forward");
-    if (record && !checkpointed) {
-      std::vector<bool> needs(inputs.size());
-      for (size_t i = 0; i < inputs.size(); ++i) needs[i] = requires_grad(inputs[i]);
-      node->set_input_needs_grad(std::move(needs));
-    }
+    if (record && !checkpointed) node->set_input_needs_grad(needs);
     outputs = node->forward(inputs, record && !checkpointed);
   }
   if (!record) return outputs;
@@ -141,7 +141,7 @@ std::vector<Tensor> Tape::apply(std::unique_ptr<Node> node, const std::vector<Te
   e.memoized = memoized;
   const size_t n = inputs.size();
   e.input_ids.resize(n, 0);
-  e.input_needs_grad.resize(n, false);
+  e.input_needs_grad = std::move(needs);
   e.input_sinks.resize(n);
   if (checkpointed) {
     e.kept_inputs.resize(n);
@@ -152,7 +152,6 @@ std::vector<Tensor> Tape::apply(std::unique_ptr<Node> node, const std::vector<Te
     const AutogradMeta* meta = t.defined() ? t.impl()->autograd.get() : nullptr;
     if (meta != nullptr) {
       e.input_ids[i] = meta->value_id;
-      e.input_needs_grad[i] = meta->requires_grad;
       e.input_sinks[i] = meta->sink;
     }
     const bool internal = meta != nullptr && produced_in_block_.count(meta->value_id) != 0;

@@ -62,7 +62,6 @@ class LinearNode final : public Node {
       x_ = input_needs_grad(1) ? detail::saved_input(inputs[0], x) : Tensor();
       x_shape_ = x.shape();
       w_ = detail::saved_input(inputs[1], w);
-      saved_ = true;
       ct_ = ct;
       has_bias_ = b.defined();
     }
@@ -73,7 +72,7 @@ class LinearNode final : public Node {
                                const std::vector<bool>& needs_grad) override {
     std::vector<Tensor> grads(needs_grad.size());
     if (!grad_outputs[0].defined()) return grads;
-    if (!saved_) fail("linear: backward without a saved forward");
+    if (!w_.defined()) fail("linear: backward without a saved forward");
     const bool want_dw = needs_grad.size() > 1 && needs_grad[1];
     if (want_dw && !x_.defined())
       fail("linear: backward asked for the weight's gradient, but its forward was told the weight needs none");
@@ -106,13 +105,11 @@ class LinearNode final : public Node {
   void release_saved() override {
     x_ = Tensor();
     w_ = Tensor();
-    saved_ = false;
   }
 
  private:
   Tensor x_, w_;
   Dims x_shape_;
-  bool saved_ = false;
   DType ct_ = ENG_F32;
   bool has_bias_ = false;
 };
